@@ -1,0 +1,130 @@
+# grokkit: tools for studying grokking, and the study that uses them.
+#
+#   make            build the tools into $(O)/bin
+#   make -j all     build the tools and reproduce the study
+#   make test       run every test (installs what is missing), then print
+#                   "N passed, N failed"
+#   make help       list every target and parameter
+#
+# Build outputs go under $(O) (default build/); a second tree with
+# sanitizers is built as $(O)/asan by `make test`.
+
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.DEFAULT_GOAL := tools
+SHELL := /bin/bash
+
+O       ?= build
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+DESTDIR ?=
+CFLAGS  ?= -O2 -g
+# SAN=address,undefined builds with sanitizers (make test does this in $(O)/asan).
+SAN     ?=
+# CI builds treat warnings as errors.
+WERROR  := $(if $(filter true 1,$(CI)),-Werror)
+
+TOOLS   := gen-modadd
+LIBSRC  := $(wildcard tools/lib/*.c)
+UNITSRC := $(wildcard tests/unit/test_*.c)
+
+BINS    := $(TOOLS:%=$(O)/bin/%)
+LIBOBJ  := $(LIBSRC:%.c=$(O)/obj/%.o)
+UNITS   := $(UNITSRC:tests/unit/%.c=$(O)/test/%)
+
+# pkg-config runs once, and only after ensure-deps has installed it.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags openblas lapacke jansson))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs openblas lapacke jansson))$(PKG_LIBS)
+
+SANFLAGS   = $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+ALL_CFLAGS = -std=c11 $(CFLAGS) -Wall -Wextra -Wpedantic $(WERROR) $(SANFLAGS) \
+             -Itools/lib $(PKG_CFLAGS)
+ALL_LDLIBS = $(SANFLAGS) $(PKG_LIBS) -lm
+
+.PHONY: units tools all test check-ref bench install uninstall clean clean-results help deps demo
+
+tools: $(BINS)
+
+# The study (pipeline/) arrives with its own issue; until then `all` builds
+# the tools and a demonstration data set.
+all: tools demo
+
+demo: data/modadd-p97.safetensors
+
+data/modadd-p97.safetensors: $(O)/bin/gen-modadd
+	@mkdir -p $(@D)
+	$(O)/bin/gen-modadd -p 97 -o $@
+
+# Dependencies install themselves once; `make deps` checks again.
+$(O)/.deps: tools/ensure-deps
+	@mkdir -p $(@D)
+	tools/ensure-deps build
+	@touch $@
+
+deps:
+	tools/ensure-deps test
+
+# A stamp that changes only when the flags do, so that a changed flag
+# rebuilds everything and an unchanged one nothing (as git's Makefile).
+$(O)/FLAGS: FORCE | $(O)/.deps
+	@mkdir -p $(@D)
+	@echo '$(CC) $(ALL_CFLAGS) $(ALL_LDLIBS)' > $@+
+	@if cmp -s $@+ $@; then rm -f $@+; else mv -f $@+ $@; fi
+
+$(O)/obj/%.o: %.c $(O)/FLAGS | $(O)/.deps
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(O)/libgrok.a: $(LIBOBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(O)/bin/%: $(O)/obj/tools/%.o $(O)/libgrok.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	@mv -f $@+ $@
+
+$(O)/test/%: $(O)/obj/tests/unit/%.o $(O)/libgrok.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	@mv -f $@+ $@
+
+# The whole suite: unit tests and bats on the normal build, then again on a
+# sanitizer build; tests/run prints the final "N passed, N failed".
+test: deps
+	$(MAKE) O=$(O) tools units
+	$(MAKE) O=$(O)/asan SAN=address,undefined tools units
+	tests/run $(O) $(O)/asan
+
+units: $(UNITS)
+
+install: tools
+	install -d '$(DESTDIR)$(BINDIR)'
+	install -m 0755 $(BINS) '$(DESTDIR)$(BINDIR)'
+
+uninstall:
+	rm -f $(TOOLS:%='$(DESTDIR)$(BINDIR)'/%)
+
+clean:
+	rm -rf $(O)
+
+clean-results:
+	rm -rf results plots/*.png data/*.safetensors
+
+help:
+	@echo 'Targets:'
+	@echo '  tools (default)  build every tool into $(O)/bin'
+	@echo '  all              build the tools and reproduce the study'
+	@echo '  test             run every test, plain and under ASan/UBSan'
+	@echo '  install          install the tools into $$(DESTDIR)$$(BINDIR)'
+	@echo '  uninstall        remove them again'
+	@echo '  deps             install missing Debian packages'
+	@echo '  clean            remove $(O)'
+	@echo '  clean-results    remove generated data, results and plots'
+	@echo 'Parameters (current value):'
+	@echo '  O=$(O)  PREFIX=$(PREFIX)  BINDIR=$(BINDIR)  DESTDIR=$(DESTDIR)'
+	@echo '  CFLAGS=$(CFLAGS)  SAN=$(SAN)  CI=$(CI)'
+
+FORCE:
+
+-include $(LIBOBJ:.o=.d) $(TOOLS:%=$(O)/obj/tools/%.d) $(UNITSRC:%.c=$(O)/obj/%.d)

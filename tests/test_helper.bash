@@ -1,0 +1,36 @@
+# Shared by every tests/<tool>.bats: the tools of the build under test on
+# PATH, a scratch directory per test, and readers of our file formats that
+# do not use our own C code (so the tests check the tools independently).
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+load '/usr/lib/bats/bats-file/load'
+
+GROK_BIN=${GROK_BIN:-$BATS_TEST_DIRNAME/../build/bin}
+PATH=$GROK_BIN:$PATH
+export PATH
+
+setup() {
+	cd "$BATS_TEST_TMPDIR" || exit 1
+}
+
+# st_header FILE: the safetensors header as JSON, read with head/tail/jq.
+st_header() {
+	local n
+	n=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
+	tail -c +9 "$1" | head -c "$n" | jq -c .
+}
+
+# st_values FILE NAME TYPE: a tensor's elements one per line (od TYPE: d4, d8, f4, f8, u1).
+st_values() {
+	local n begin end
+	n=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
+	read -r begin end < <(st_header "$1" | jq -r --arg t "$2" '.[$t].data_offsets | "\(.[0]) \(.[1])"')
+	[ "$end" -gt "$begin" ] || return 0
+	tail -c +$((9 + n + begin)) "$1" | head -c $((end - begin)) | od -An -v -t "$3" -w"${4:-4}" | tr -s ' ' | sed 's/^ //'
+}
+
+# pairs FILE SPLIT: "x y label" lines of one split.
+pairs() {
+	paste -d ' ' <(st_values "$1" "$2.x" d4 8) <(st_values "$1" "$2.y" d4 4)
+}

@@ -1,0 +1,111 @@
+#include "jsonl.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+json_t *
+jnum(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+void
+format_real(char *buf, size_t n, double v)
+{
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, n, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	/* Keep reals recognisable as reals to strict readers. */
+	if (!strpbrk(buf, ".eEn"))
+		strncat(buf, ".0", n - strlen(buf) - 1);
+}
+
+static int
+dump(FILE *fp, json_t *v)
+{
+	char num[40];
+	const char *k;
+	json_t *x;
+	size_t i;
+	int first = 1;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		if (putc('{', fp) == EOF)
+			return -1;
+		json_object_foreach(v, k, x) {
+			json_t *key = json_string(k);
+			int rc = (!first && putc(',', fp) == EOF) ||
+			    dump(fp, key) < 0 || putc(':', fp) == EOF || dump(fp, x) < 0;
+			json_decref(key);
+			if (rc)
+				return -1;
+			first = 0;
+		}
+		return putc('}', fp) == EOF ? -1 : 0;
+	case JSON_ARRAY:
+		if (putc('[', fp) == EOF)
+			return -1;
+		json_array_foreach(v, i, x)
+			if ((i && putc(',', fp) == EOF) || dump(fp, x) < 0)
+				return -1;
+		return putc(']', fp) == EOF ? -1 : 0;
+	case JSON_REAL:
+		if (!isfinite(json_real_value(v)))
+			return fputs("null", fp) == EOF ? -1 : 0;
+		format_real(num, sizeof num, json_real_value(v));
+		return fputs(num, fp) == EOF ? -1 : 0;
+	default:
+		return json_dumpf(v, fp, JSON_ENCODE_ANY | JSON_COMPACT);
+	}
+}
+
+int
+jsonl_write(FILE *fp, json_t *rec)
+{
+	if (dump(fp, rec) < 0 || putc('\n', fp) == EOF || fflush(fp) != 0)
+		return -1;
+	return 0;
+}
+
+void
+jsonl_emit(FILE *fp, json_t *rec)
+{
+	int rc = jsonl_write(fp, rec);
+
+	json_decref(rec);
+	if (rc < 0)
+		die("error writing %s:", fp == stdout ? "standard output" : "log");
+}
+
+json_t *
+jsonl_header(const char *tool, int argc, char **argv, uint64_t seed, json_t *config)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; i < argc; i++)
+		json_array_append_new(a, json_string(argv[i]));
+	return json_pack("{s:s, s:s, s:s, s:o, s:I, s:o, s:o}",
+	    "record", "header", "tool", tool, "version", GROK_VERSION,
+	    "argv", a, "seed", (json_int_t)seed, "config", config,
+	    "inputs", json_object());
+}
+
+char *
+argv_json(int argc, char **argv)
+{
+	json_t *a = json_array();
+	char *s;
+
+	for (int i = 0; i < argc; i++)
+		json_array_append_new(a, json_string(argv[i]));
+	s = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	if (!s)
+		die("out of memory");
+	return s;
+}
