@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 #include "jsonl.h"
 #include "util.h"
 
@@ -14,11 +15,20 @@ jnum(double v)
 void
 format_real(char *buf, size_t n, double v)
 {
-	for (int prec = 1; prec <= 17; prec++) {
+	int prec = 1;
+
+	for (; prec < 17; prec++) {
 		snprintf(buf, n, "%.*g", prec, v);
 		if (strtod(buf, NULL) == v)
 			break;
 	}
+	/* Whole numbers below 1e17 in positional form: 100.0, not 1e+02. */
+	if (isfinite(v) && fabs(v) >= 1 && fabs(v) < 1e17) {
+		int digits = (int)floor(log10(fabs(v))) + 1;
+		if (digits > prec)
+			prec = digits;
+	}
+	snprintf(buf, n, "%.*g", prec, v);
 	/* Keep reals recognisable as reals to strict readers. */
 	if (!strpbrk(buf, ".eEn"))
 		strncat(buf, ".0", n - strlen(buf) - 1);
@@ -62,6 +72,18 @@ dump(FILE *fp, json_t *v)
 	default:
 		return json_dumpf(v, fp, JSON_ENCODE_ANY | JSON_COMPACT);
 	}
+}
+
+char *
+jsonl_string(json_t *v)
+{
+	char *buf = NULL;
+	size_t n = 0;
+	FILE *fp = open_memstream(&buf, &n);
+
+	if (!fp || dump(fp, v) < 0 || fclose(fp) != 0)
+		die("out of memory encoding JSON");
+	return buf;
 }
 
 int

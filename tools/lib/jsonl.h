@@ -29,6 +29,8 @@ void jsonl_emit(FILE *fp, json_t *rec);
  */
 json_t *jsonl_header(const char *tool, int argc, char **argv, uint64_t seed,
     json_t *config);
+/* v as one line of JSON in the same format (malloc'd). */
+char *jsonl_string(json_t *v);
 /* The shortest decimal form of v that reads back to the same double. */
 void format_real(char *buf, size_t n, double v);
 /* The argument vector as one JSON string, for safetensors metadata. */

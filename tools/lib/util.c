@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 const char *progname = "grok";
 
@@ -310,6 +313,17 @@ read_all(FILE *fp, size_t max, unsigned char **buf, size_t *len)
 	*buf = b;
 	*len = n;
 	return 0;
+}
+
+int
+flush_denormals(void)
+{
+#if defined(__SSE__) || defined(__x86_64__)
+	_mm_setcsr(_mm_getcsr() | 0x8040);   /* FTZ (bit 15) | DAZ (bit 6) */
+	return 1;
+#else
+	return 0;
+#endif
 }
 
 double

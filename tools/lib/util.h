@@ -64,6 +64,13 @@ void afile_abort(struct afile *af);
 /* Reading a whole stream into memory, up to max bytes: -1 and errno on error. */
 int read_all(FILE *fp, size_t max, unsigned char **buf, size_t *len);
 
+/*
+ * Flush denormal results to zero and treat denormal inputs as zero (x86
+ * MXCSR FTZ and DAZ), so that weights decaying towards zero never fall
+ * onto the slow microcoded path; a no-op elsewhere.  Returns 1 if set.
+ */
+int flush_denormals(void);
+
 /* Seconds on a monotonic clock, for timings. */
 double now_seconds(void);
 

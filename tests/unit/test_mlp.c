@@ -1,0 +1,217 @@
+/*
+ * mlp: the fast float32 model against the naive double-precision reference
+ * (dense one-hot first layer), the reference against central finite
+ * differences, batching, layout and initialisation.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mlp.h"
+#include "optim.h"
+#include "rng.h"
+#include "tap.h"
+
+static double
+max_abs(const double *a, size_t n)
+{
+	double m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		m = fabs(a[i]) > m ? fabs(a[i]) : m;
+	return m;
+}
+
+static void
+check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss loss)
+{
+	enum { B = 12 };
+	struct mlp_config c = {p, depth, width, enc, loss};
+	struct mlp m;
+	struct mlp_work *w;
+	struct mlp_eval ev = {0};
+	struct rng r;
+	int32_t x[2 * B], y[B];
+	float *theta, *grad;
+	double *th, *gref, *gfd, *lref, maxdiff = 0, gscale, gerr = 0, fderr = 0, loss_ref;
+	size_t P;
+	char what[96];
+
+	snprintf(what, sizeof what, "%s/%s depth %d", mlp_encoding_names[enc], mlp_loss_names[loss], depth);
+	mlp_layout(&m, &c);
+	P = m.nparams;
+	theta = calloc(P, sizeof *theta);
+	grad = calloc(P, sizeof *grad);
+	th = calloc(P, sizeof *th);
+	gref = calloc(P, sizeof *gref);
+	gfd = calloc(P, sizeof *gfd);
+	lref = calloc((size_t)B * p, sizeof *lref);
+	rng_init(&r, 11 + depth, RNG_INIT);
+	mlp_init_params(&m, theta, &r);
+	for (size_t k = 0; k < P; k++)
+		th[k] = theta[k];
+	for (int b = 0; b < B; b++) {
+		x[2 * b] = (int32_t)rng_below(&r, (uint32_t)p);
+		x[2 * b + 1] = (int32_t)rng_below(&r, (uint32_t)p);
+		y[b] = (x[2 * b] + x[2 * b + 1]) % p;
+	}
+
+	w = mlp_work_new(&m, B);
+	mlp_forward(&m, w, theta, x, B);
+	mlp_loss(&m, w, &ev, y, B, 1.0f / B);
+	mlp_backward(&m, w, grad, theta, x, B);
+	loss_ref = mlp_ref_loss(&m, th, x, y, B, gref, lref);
+	for (int k = 0; k < B * p; k++)
+		maxdiff = fmax(maxdiff, fabs((double)w->logits[k] - lref[k]));
+	ok(maxdiff < 1e-5, "%s: fast logits (gather first layer) = dense one-hot reference, max diff %.2e",
+	    what, maxdiff);
+	ok(fabs(ev.loss_sum / B - loss_ref) < 1e-6 * fmax(1, loss_ref),
+	    "%s: loss %.9f = reference %.9f", what, ev.loss_sum / B, loss_ref);
+	gscale = max_abs(gref, P);
+	for (size_t k = 0; k < P; k++)
+		gerr = fmax(gerr, fabs((double)grad[k] - gref[k]));
+	ok(gerr < 1e-5 * gscale + 1e-7, "%s: fast gradient = reference, max diff %.2e (max |g| %.2e)",
+	    what, gerr, gscale);
+
+	/* Central differences of the double reference, every parameter. */
+	for (size_t k = 0; k < P; k++) {
+		double h = 1e-6 * fmax(1, fabs(th[k])), save = th[k], lp, lm;
+		th[k] = save + h;
+		lp = mlp_ref_loss(&m, th, x, y, B, NULL, NULL);
+		th[k] = save - h;
+		lm = mlp_ref_loss(&m, th, x, y, B, NULL, NULL);
+		th[k] = save;
+		gfd[k] = (lp - lm) / (2 * h);
+		fderr = fmax(fderr, fabs(gfd[k] - gref[k]));
+	}
+	ok(fderr < 1e-7 * fmax(1, gscale) , "%s: reference gradient = central differences, max diff %.2e over %zu parameters",
+	    what, fderr, P);
+
+	/* Batching: the same set in chunks of 5 gives the same mean loss and gradient. */
+	{
+		struct mlp_work *w5 = mlp_work_new(&m, 5);
+		struct mlp_eval e5, e12;
+		float *g5 = calloc(P, sizeof *g5), *g12 = calloc(P, sizeof *g12);
+		double d = 0;
+		mlp_eval_set(&m, w5, &e5, g5, theta, x, y, B);
+		mlp_eval_set(&m, w, &e12, g12, theta, x, y, B);
+		for (size_t k = 0; k < P; k++)
+			d = fmax(d, fabs((double)g5[k] - g12[k]));
+		ok(fabs(e5.loss_sum - e12.loss_sum) < 1e-5 && e5.correct == e12.correct && d < 1e-6 * gscale + 1e-8,
+		    "%s: evaluation in chunks of 5 = one batch (gradient diff %.2e)", what, d);
+		free(g5);
+		free(g12);
+		mlp_work_free(w5);
+	}
+	mlp_work_free(w);
+	free(theta);
+	free(grad);
+	free(th);
+	free(gref);
+	free(gfd);
+	free(lref);
+}
+
+static void
+layout_and_init(void)
+{
+	struct mlp_config c = {97, 2, 128, MLP_ONEHOT, MLP_CE};
+	struct mlp m;
+	struct rng r;
+	float *theta;
+	int inside = 1;
+	double s2 = 0;
+	size_t nw;
+	char name[32];
+
+	mlp_layout(&m, &c);
+	ok(m.nparams == 194 * 128 + 128 + 128 * 128 + 128 + 128 * 97 + 97,
+	    "parameter count of p=97 depth 2 width 128: %zu", m.nparams);
+	ok(m.woff[1] == 194 * 128 + 128 && m.boff[2] == m.woff[2] + 128 * 97,
+	    "weight then bias, layer by layer, as nn.Sequential");
+	mlp_tensor_name(5, name, sizeof name);
+	ok(strcmp(name, "layers.2.bias") == 0, "tensor 5 is %s", name);
+	theta = calloc(m.nparams, sizeof *theta);
+	rng_init(&r, 0, RNG_INIT);
+	mlp_init_params(&m, theta, &r);
+	for (int i = 0; i < m.nlayers; i++) {
+		float bound = (float)(1.0 / sqrt((double)m.in[i]));
+		for (size_t k = m.woff[i]; k < m.boff[i] + (size_t)m.out[i]; k++)
+			inside &= fabsf(theta[k]) <= bound;
+	}
+	ok(inside, "every parameter within +-1/sqrt(fan_in)");
+	nw = (size_t)m.in[1] * m.out[1];
+	for (size_t k = 0; k < nw; k++)
+		s2 += (double)theta[m.woff[1] + k] * theta[m.woff[1] + k];
+	ok(fabs(sqrt(s2 / nw) - 1.0 / sqrt(3.0 * 128)) < 0.002,
+	    "layer 1 weights have the uniform's standard deviation %.4f (want %.4f)",
+	    sqrt(s2 / nw), 1.0 / sqrt(3.0 * 128));
+	c.depth = MLP_MAX_DEPTH + 1;
+	ok(mlp_layout(&m, &c) == -1, "depth above the limit is refused");
+	free(theta);
+}
+
+/* Optimisers against their update rules written out in double. */
+static void
+optimisers(void)
+{
+	enum { N = 4, T = 5 };
+	float th[N] = {0.5f, -1.0f, 2.0f, 0.0f}, g[N];
+	double dth[N], m[N] = {0}, v[N] = {0}, buf[N] = {0}, err = 0;
+	struct optim o;
+	struct optim_config cw = {OPT_ADAMW, 0.01, 0.9, 0.98, 1e-8, 0.5, 0, 0};
+	struct optim_config cs = {OPT_SGD, 0.1, 0, 0, 0, 0.01, 0.9, 1};
+
+	for (int k = 0; k < N; k++)
+		dth[k] = th[k];
+	optim_init(&o, &cw, N);
+	for (int t = 1; t <= T; t++) {
+		for (int k = 0; k < N; k++)
+			g[k] = (float)(0.3 * (k + 1) - 0.1 * t);
+		optim_step(&o, th, g, cw.lr);
+		for (int k = 0; k < N; k++) {
+			double gd = g[k];
+			dth[k] *= 1 - cw.lr * cw.wd;
+			m[k] = 0.9 * m[k] + 0.1 * gd;
+			v[k] = 0.98 * v[k] + 0.02 * gd * gd;
+			dth[k] -= cw.lr / (1 - pow(0.9, t)) * m[k] / (sqrt(v[k]) / sqrt(1 - pow(0.98, t)) + 1e-8);
+		}
+	}
+	for (int k = 0; k < N; k++)
+		err = fmax(err, fabs(th[k] - dth[k]));
+	ok(err < 1e-6, "AdamW: five steps as the update rule in double, max diff %.2e", err);
+	optim_free(&o);
+
+	for (int k = 0; k < N; k++)
+		dth[k] = th[k] = (float)(k - 1.5);
+	optim_init(&o, &cs, N);
+	for (int t = 1; t <= T; t++) {
+		for (int k = 0; k < N; k++)
+			g[k] = (float)(0.2 * k + 0.05 * t);
+		optim_step(&o, th, g, cs.lr);
+		for (int k = 0; k < N; k++) {
+			double gd = g[k] + 0.01 * dth[k];
+			buf[k] = t == 1 ? gd : 0.9 * buf[k] + gd;
+			dth[k] -= 0.1 * (gd + 0.9 * buf[k]);
+		}
+	}
+	err = 0;
+	for (int k = 0; k < N; k++)
+		err = fmax(err, fabs(th[k] - dth[k]));
+	ok(err < 1e-6, "SGD with Nesterov momentum and decay: five steps, max diff %.2e", err);
+	optim_free(&o);
+}
+
+int
+main(void)
+{
+	for (int enc = 0; enc < 2; enc++)
+		for (int loss = 0; loss < 2; loss++) {
+			check_config(5, 1, 6, (enum mlp_encoding)enc, (enum mlp_loss)loss);
+			check_config(5, 3, 6, (enum mlp_encoding)enc, (enum mlp_loss)loss);
+		}
+	check_config(7, 0, 1, MLP_ONEHOT, MLP_CE);
+	layout_and_init();
+	optimisers();
+	return tap_done();
+}

@@ -1,0 +1,156 @@
+#include "ckpt.h"
+#include "util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+ckpt_add_params(struct st_writer *w, const struct mlp *m, const float *theta)
+{
+	char name[64];
+	int64_t shape[2];
+	int ndim;
+
+	for (int k = 0; k < 2 * m->nlayers; k++) {
+		size_t off = mlp_tensor_info(m, k, &ndim, shape);
+		mlp_tensor_name(k, name, sizeof name);
+		st_writer_add(w, name, ST_F32, ndim, shape, theta + off);
+	}
+}
+
+void
+ckpt_add_meta(struct st_writer *w, const struct mlp *m, long step,
+    const char *data_digest, const char *config_json)
+{
+	char buf[64];
+
+	st_writer_meta(w, "format", "grokkit-ckpt-v1");
+	st_writer_meta(w, "tool", "train-mlp " GROK_VERSION);
+	snprintf(buf, sizeof buf, "%ld", step);
+	st_writer_meta(w, "step", buf);
+	snprintf(buf, sizeof buf, "%d", m->c.p);
+	st_writer_meta(w, "p", buf);
+	snprintf(buf, sizeof buf, "%d", m->c.depth);
+	st_writer_meta(w, "depth", buf);
+	snprintf(buf, sizeof buf, "%d", m->c.width);
+	st_writer_meta(w, "width", buf);
+	st_writer_meta(w, "encoding", mlp_encoding_names[m->c.encoding]);
+	st_writer_meta(w, "loss", mlp_loss_names[m->c.loss]);
+	st_writer_meta(w, "data_sha256", data_digest);
+	st_writer_meta(w, "config", config_json);
+}
+
+int
+ckpt_write_file(const struct st_writer *w, const char *path)
+{
+	struct afile af;
+
+	if (afile_open(&af, path) < 0)
+		return -1;
+	if (st_write(w, af.fp) < 0) {
+		int saved = errno;
+		afile_abort(&af);
+		errno = saved;
+		return -1;
+	}
+	return afile_commit(&af);
+}
+
+int
+ckpt_meta_long(const struct st_frame *f, const char *key, long long min,
+    long long max, long long *out, const char *name, char *err, size_t errlen)
+{
+	const char *s = st_meta(f, key);
+	char *end;
+
+	if (!s) {
+		snprintf(err, errlen, "%s: no '%s' in the metadata (not a train-mlp checkpoint?)", name, key);
+		return -1;
+	}
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno || *out < min || *out > max) {
+		snprintf(err, errlen, "%s: metadata %s = '%s' is not an integer in %lld..%lld",
+		    name, key, s, min, max);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+meta_choice(const struct st_frame *f, const char *key, const char *const *names,
+    int *out, const char *name, char *err, size_t errlen)
+{
+	const char *s = st_meta(f, key);
+
+	if (!s) {
+		snprintf(err, errlen, "%s: no '%s' in the metadata (not a train-mlp checkpoint?)", name, key);
+		return -1;
+	}
+	for (int i = 0; names[i]; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	snprintf(err, errlen, "%s: metadata %s = '%s' is unknown", name, key, s);
+	return -1;
+}
+
+int
+ckpt_model(const struct st_frame *f, struct mlp *m, const char *name,
+    char *err, size_t errlen)
+{
+	struct mlp_config c;
+	long long p, depth, width;
+	int enc, loss;
+
+	if (ckpt_meta_long(f, "p", 2, 4096, &p, name, err, errlen) < 0 ||
+	    ckpt_meta_long(f, "depth", 0, MLP_MAX_DEPTH, &depth, name, err, errlen) < 0 ||
+	    ckpt_meta_long(f, "width", 1, MLP_MAX_WIDTH, &width, name, err, errlen) < 0 ||
+	    meta_choice(f, "encoding", mlp_encoding_names, &enc, name, err, errlen) < 0 ||
+	    meta_choice(f, "loss", mlp_loss_names, &loss, name, err, errlen) < 0)
+		return -1;
+	c.p = (int)p;
+	c.depth = (int)depth;
+	c.width = (int)width;
+	c.encoding = (enum mlp_encoding)enc;
+	c.loss = (enum mlp_loss)loss;
+	return mlp_layout(m, &c);
+}
+
+int
+ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
+    const char *name, char *err, size_t errlen)
+{
+	char tname[64], e[ST_ERRLEN];
+	int64_t shape[2];
+	int ndim;
+
+	for (int k = 0; k < 2 * m->nlayers; k++) {
+		size_t off = mlp_tensor_info(m, k, &ndim, shape);
+		const struct st_tensor *t;
+		mlp_tensor_name(k, tname, sizeof tname);
+		if (!(t = st_expect(f, tname, ST_F32, ndim, shape, e, sizeof e))) {
+			snprintf(err, errlen, "%s: %s (model: p=%d depth=%d width=%d %s)", name, e,
+			    m->c.p, m->c.depth, m->c.width, mlp_encoding_names[m->c.encoding]);
+			return -1;
+		}
+		memcpy(theta + off, t->data, t->nbytes);
+		for (size_t i = 0; i < t->numel; i++)
+			if (!isfinite(theta[off + i])) {
+				snprintf(err, errlen, "%s: tensor '%s' holds a non-finite value at index %zu",
+				    name, tname, i);
+				return -1;
+			}
+	}
+	/* A tensor of another depth (layers.{D+1}.weight) means a different model. */
+	mlp_tensor_name(2 * m->nlayers, tname, sizeof tname);
+	if (st_find(f, tname)) {
+		snprintf(err, errlen, "%s: has '%s', so more layers than depth %d", name, tname, m->c.depth);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,45 @@
+/*
+ * ckpt: model checkpoints and training states, as safetensors frames.
+ *
+ * A checkpoint holds the parameters as PyTorch names them
+ * (layers.{i}.weight (out, in), layers.{i}.bias (out), F32) and metadata:
+ *   format "grokkit-ckpt-v1", tool, step, p, depth, width, encoding, loss,
+ *   data_sha256, config (the writer's full configuration as JSON).
+ * A training state ("grokkit-state-v1") adds the optimiser's moments
+ * (optim.m, optim.v: F32 [P]), the minibatch order (train.perm: I32 [n])
+ * and, in metadata, optim_t, rng_state, rng_inc, batch_pos, elapsed.
+ */
+#ifndef CKPT_H
+#define CKPT_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "mlp.h"
+#include "st.h"
+
+/* Writer side: the parameter tensors and the checkpoint metadata. */
+void ckpt_add_params(struct st_writer *w, const struct mlp *m, const float *theta);
+void ckpt_add_meta(struct st_writer *w, const struct mlp *m, long step,
+    const char *data_digest, const char *config_json);
+/* Write the frame to path atomically; 0, or -1 with errno. */
+int ckpt_write_file(const struct st_writer *w, const char *path);
+
+/*
+ * The model a checkpoint's metadata describes (p, depth, width, encoding,
+ * loss).  0, or -1 with a message in err.
+ */
+int ckpt_model(const struct st_frame *f, struct mlp *m, const char *name,
+    char *err, size_t errlen);
+/*
+ * Copy the parameters of model m out of the frame, checking names, dtypes,
+ * shapes and that every value is finite.  0, or -1 with err.
+ */
+int ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
+    const char *name, char *err, size_t errlen);
+/* An integer metadata value, or -1 with err. */
+int ckpt_meta_long(const struct st_frame *f, const char *key, long long min,
+    long long max, long long *out, const char *name, char *err, size_t errlen);
+
+#endif

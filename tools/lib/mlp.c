@@ -1,0 +1,392 @@
+#include "mlp.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#undef I   /* complex.h, through OpenBLAS's cblas.h */
+
+const char *const mlp_encoding_names[] = {"onehot", "int", NULL};
+const char *const mlp_loss_names[] = {"ce", "mse", NULL};
+
+int
+mlp_layout(struct mlp *m, const struct mlp_config *c)
+{
+	size_t off = 0;
+
+	if (c->p < 2 || c->depth < 0 || c->depth > MLP_MAX_DEPTH ||
+	    c->width < 1 || c->width > MLP_MAX_WIDTH)
+		return -1;
+	memset(m, 0, sizeof *m);
+	m->c = *c;
+	m->nlayers = c->depth + 1;
+	for (int i = 0; i < m->nlayers; i++) {
+		m->in[i] = i == 0 ? (c->encoding == MLP_ONEHOT ? 2 * c->p : 2) : c->width;
+		m->out[i] = i == c->depth ? c->p : c->width;
+		m->woff[i] = off;
+		off += (size_t)m->in[i] * (size_t)m->out[i];
+		m->boff[i] = off;
+		off += (size_t)m->out[i];
+	}
+	m->nparams = off;
+	return 0;
+}
+
+void
+mlp_tensor_name(int k, char *buf, size_t n)
+{
+	snprintf(buf, n, "layers.%d.%s", k / 2, k % 2 ? "bias" : "weight");
+}
+
+size_t
+mlp_tensor_info(const struct mlp *m, int k, int *ndim, int64_t shape[2])
+{
+	int i = k / 2;
+
+	shape[0] = m->out[i];
+	if (k % 2) {
+		*ndim = 1;
+		return m->boff[i];
+	}
+	*ndim = 2;
+	shape[1] = m->in[i];
+	return m->woff[i];
+}
+
+void
+mlp_init_params(const struct mlp *m, float *theta, struct rng *r)
+{
+	/*
+	 * nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) gives the
+	 * weight bound sqrt(1/3) * sqrt(3/fan_in) = 1/sqrt(fan_in), the
+	 * same as the bias's.  Weight before bias, layer by layer, as torch.
+	 */
+	for (int i = 0; i < m->nlayers; i++) {
+		double bound = 1.0 / sqrt((double)m->in[i]);
+		size_t nw = (size_t)m->in[i] * (size_t)m->out[i];
+		for (size_t k = 0; k < nw; k++)
+			theta[m->woff[i] + k] = (float)((2.0 * rng_uniform(r) - 1.0) * bound);
+		for (int k = 0; k < m->out[i]; k++)
+			theta[m->boff[i] + k] = (float)((2.0 * rng_uniform(r) - 1.0) * bound);
+	}
+}
+
+struct mlp_work *
+mlp_work_new(const struct mlp *m, int maxb)
+{
+	struct mlp_work *w = xcalloc(1, sizeof *w);
+	size_t B = (size_t)maxb, W = (size_t)m->c.width, V = (size_t)m->c.p;
+	size_t wide = W > V ? W : V, n, off = 0;
+
+	w->maxb = maxb;
+	n = xmul(B, W) * (size_t)m->c.depth + 3 * xmul(B, V) + 2 * xmul(B, wide) +
+	    (size_t)m->in[0] * (size_t)m->out[0];
+	w->mem = xmalloc(xmul(n, sizeof(float)));
+	for (int i = 0; i < m->c.depth; i++, off += B * W)
+		w->acts[i] = w->mem + off;
+	w->logits = w->mem + off;
+	off += B * V;
+	w->dlogits = w->mem + off;
+	off += B * V;
+	w->xin = w->mem + off;   /* (B, 2) <= (B, V) since V >= 2 */
+	off += B * V;
+	w->dbuf[0] = w->mem + off;
+	off += B * wide;
+	w->dbuf[1] = w->mem + off;
+	off += B * wide;
+	w->scatter = w->mem + off;
+	return w;
+}
+
+void
+mlp_work_free(struct mlp_work *w)
+{
+	if (!w)
+		return;
+	free(w->mem);
+	free(w);
+}
+
+/* out (B, nout) = first layer of x (B, 2); no ReLU here. */
+static void
+layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
+    const float *theta, const int32_t *x, int B)
+{
+	const float *W0 = theta + m->woff[0], *b0 = theta + m->boff[0];
+	int nout = m->out[0], nin = m->in[0], p = m->c.p;
+
+	if (m->c.encoding == MLP_ONEHOT) {
+		/* Transpose once so that each gather reads two contiguous rows. */
+		float *T = w->scatter;   /* (nin, nout) */
+		for (int j = 0; j < nout; j++)
+			for (int c = 0; c < nin; c++)
+				T[(size_t)c * nout + j] = W0[(size_t)j * nin + c];
+		for (int b = 0; b < B; b++) {
+			const float *tx = T + (size_t)x[2 * b] * nout;
+			const float *ty = T + (size_t)(p + x[2 * b + 1]) * nout;
+			float *o = out + (size_t)b * nout;
+			for (int j = 0; j < nout; j++)
+				o[j] = tx[j] + ty[j] + b0[j];
+		}
+		return;
+	}
+	for (int b = 0; b < B; b++) {
+		float xa = (float)x[2 * b], xb = (float)x[2 * b + 1];
+		float *o = out + (size_t)b * nout;
+		w->xin[2 * b] = xa;
+		w->xin[2 * b + 1] = xb;
+		for (int j = 0; j < nout; j++)
+			o[j] = W0[2 * j] * xa + W0[2 * j + 1] * xb + b0[j];
+	}
+}
+
+static void
+relu(float *a, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		a[k] = a[k] > 0.0f ? a[k] : 0.0f;
+}
+
+void
+mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
+    const int32_t *x, int B)
+{
+	int L = m->nlayers;
+	float *out0 = L == 1 ? w->logits : w->acts[0];
+
+	layer0_forward(m, w, out0, theta, x, B);
+	if (L == 1)
+		return;
+	relu(out0, (size_t)B * (size_t)m->out[0]);
+	for (int i = 1; i < L; i++) {
+		const float *a = w->acts[i - 1], *Wi = theta + m->woff[i], *bi = theta + m->boff[i];
+		int nout = m->out[i], nin = m->in[i];
+		float *z = i == L - 1 ? w->logits : w->acts[i];
+		for (int b = 0; b < B; b++)
+			memcpy(z + (size_t)b * nout, bi, (size_t)nout * sizeof(float));
+		/* z (B, nout) += a (B, nin) . W^T, W (nout, nin) */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
+		    1.0f, a, nin, Wi, nin, 1.0f, z, nout);
+		if (i < L - 1)
+			relu(z, (size_t)B * (size_t)nout);
+	}
+}
+
+void
+mlp_loss(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
+    const int32_t *y, int B, float scale)
+{
+	int V = m->c.p;
+
+	for (int b = 0; b < B; b++) {
+		const float *z = w->logits + (size_t)b * V;
+		float *dz = w->dlogits + (size_t)b * V;
+		float mx = z[0], fsum = 0.0f;
+		double s = 0.0, lse;
+		int arg = 0, label = y[b];
+
+		for (int j = 1; j < V; j++)
+			if (z[j] > mx) {
+				mx = z[j];
+				arg = j;
+			}
+		for (int j = 0; j < V; j++) {
+			s += exp((double)z[j] - (double)mx);
+			fsum += expf(z[j] - mx);
+		}
+		ev->correct += arg == label;
+		/* The float32 softmax's largest probability is 1/fsum. */
+		ev->collapsed += 1.0f / fsum == 1.0f;
+		if (m->c.loss == MLP_CE) {
+			lse = (double)mx + log(s);
+			ev->loss_sum += lse - (double)z[label];
+			for (int j = 0; j < V; j++)
+				dz[j] = (float)(scale * (exp((double)z[j] - lse) - (j == label)));
+		} else {
+			double sq = 0.0;
+			for (int j = 0; j < V; j++) {
+				double d = (double)z[j] - (j == label);
+				sq += d * d;
+				dz[j] = (float)(scale * 2.0 * d / V);
+			}
+			ev->loss_sum += sq / V;
+		}
+	}
+}
+
+/* The first layer's weight and bias gradients from dz (B, nout). */
+static void
+layer0_backward(const struct mlp *m, struct mlp_work *w, float *grad,
+    const float *dz, const int32_t *x, int B)
+{
+	float *gW = grad + m->woff[0];
+	int nout = m->out[0], nin = m->in[0], p = m->c.p;
+
+	if (m->c.encoding == MLP_ONEHOT) {
+		/* Scatter-add into contiguous rows of the transpose, then add it back. */
+		float *T = w->scatter;   /* (nin, nout) */
+		memset(T, 0, (size_t)nin * (size_t)nout * sizeof(float));
+		for (int b = 0; b < B; b++) {
+			float *tx = T + (size_t)x[2 * b] * nout;
+			float *ty = T + (size_t)(p + x[2 * b + 1]) * nout;
+			const float *d = dz + (size_t)b * nout;
+			for (int j = 0; j < nout; j++) {
+				tx[j] += d[j];
+				ty[j] += d[j];
+			}
+		}
+		for (int j = 0; j < nout; j++)
+			for (int c = 0; c < nin; c++)
+				gW[(size_t)j * nin + c] += T[(size_t)c * nout + j];
+		return;
+	}
+	/* gW (nout, 2) += dz^T (nout, B) . xin (B, 2) */
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, 2, B,
+	    1.0f, dz, nout, w->xin, 2, 1.0f, gW, 2);
+}
+
+void
+mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
+    const float *theta, const int32_t *x, int B)
+{
+	const float *dz = w->dlogits;
+	int cur = 0;
+
+	for (int i = m->nlayers - 1; i >= 0; i--) {
+		int nout = m->out[i], nin = m->in[i];
+		float *gb = grad + m->boff[i];
+
+		for (int b = 0; b < B; b++) {
+			const float *d = dz + (size_t)b * nout;
+			for (int j = 0; j < nout; j++)
+				gb[j] += d[j];
+		}
+		if (i == 0) {
+			layer0_backward(m, w, grad, dz, x, B);
+			break;
+		}
+		{
+			const float *a = w->acts[i - 1], *Wi = theta + m->woff[i];
+			float *dprev = w->dbuf[cur];
+			size_t n = (size_t)B * (size_t)nin;
+			/* gW (nout, nin) += dz^T (nout, B) . a (B, nin) */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
+			    1.0f, dz, nout, a, nin, 1.0f, grad + m->woff[i], nin);
+			/* dprev (B, nin) = dz (B, nout) . W (nout, nin), through the ReLU */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
+			    1.0f, dz, nout, Wi, nin, 0.0f, dprev, nin);
+			for (size_t k = 0; k < n; k++)
+				if (!(a[k] > 0.0f))
+					dprev[k] = 0.0f;
+			dz = dprev;
+			cur ^= 1;
+		}
+	}
+}
+
+void
+mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
+    float *grad, const float *theta, const int32_t *x, const int32_t *y, long n)
+{
+	float scale = n > 0 ? (float)(1.0 / (double)n) : 0.0f;
+
+	memset(ev, 0, sizeof *ev);
+	for (long off = 0; off < n; off += w->maxb) {
+		int B = (int)(n - off < w->maxb ? n - off : w->maxb);
+		mlp_forward(m, w, theta, x + 2 * off, B);
+		mlp_loss(m, w, ev, y + off, B, scale);
+		if (grad)
+			mlp_backward(m, w, grad, theta, x + 2 * off, B);
+	}
+}
+
+double
+mlp_ref_loss(const struct mlp *m, const double *theta, const int32_t *x,
+    const int32_t *y, int B, double *grad, double *logits)
+{
+	int L = m->nlayers, V = m->c.p, maxw = m->in[0];
+	double total = 0.0;
+	double **a, *delta, *dprev;
+
+	for (int i = 0; i < L; i++)
+		maxw = m->out[i] > maxw ? m->out[i] : maxw;
+	a = xcalloc((size_t)L + 1, sizeof *a);   /* a[0] input, a[i+1] output of layer i */
+	for (int i = 0; i <= L; i++)
+		a[i] = xcalloc((size_t)maxw, sizeof(double));
+	delta = xcalloc((size_t)maxw, sizeof(double));
+	dprev = xcalloc((size_t)maxw, sizeof(double));
+
+	for (int b = 0; b < B; b++) {
+		double mx, s = 0.0, lse, loss;
+		int label = y[b];
+
+		/* The input row, explicitly: one-hot(x) ++ one-hot(y), or (x, y). */
+		memset(a[0], 0, (size_t)maxw * sizeof(double));
+		if (m->c.encoding == MLP_ONEHOT) {
+			a[0][x[2 * b]] = 1.0;
+			a[0][V + x[2 * b + 1]] = 1.0;
+		} else {
+			a[0][0] = x[2 * b];
+			a[0][1] = x[2 * b + 1];
+		}
+		for (int i = 0; i < L; i++) {
+			const double *Wi = theta + m->woff[i], *bi = theta + m->boff[i];
+			for (int j = 0; j < m->out[i]; j++) {
+				double z = bi[j];
+				for (int k = 0; k < m->in[i]; k++)
+					z += Wi[(size_t)j * m->in[i] + k] * a[i][k];
+				a[i + 1][j] = i < L - 1 && z < 0.0 ? 0.0 : z;
+			}
+		}
+		if (logits)
+			memcpy(logits + (size_t)b * V, a[L], (size_t)V * sizeof(double));
+		mx = a[L][0];
+		for (int j = 1; j < V; j++)
+			mx = a[L][j] > mx ? a[L][j] : mx;
+		for (int j = 0; j < V; j++)
+			s += exp(a[L][j] - mx);
+		lse = mx + log(s);
+		if (m->c.loss == MLP_CE) {
+			loss = lse - a[L][label];
+			for (int j = 0; j < V; j++)
+				delta[j] = (exp(a[L][j] - lse) - (j == label)) / B;
+		} else {
+			loss = 0.0;
+			for (int j = 0; j < V; j++) {
+				double d = a[L][j] - (j == label);
+				loss += d * d / V;
+				delta[j] = 2.0 * d / V / B;
+			}
+		}
+		total += loss;
+		if (!grad)
+			continue;
+		for (int i = L - 1; i >= 0; i--) {
+			const double *Wi = theta + m->woff[i];
+			double *gW = grad + m->woff[i], *gb = grad + m->boff[i];
+			for (int j = 0; j < m->out[i]; j++) {
+				gb[j] += delta[j];
+				for (int k = 0; k < m->in[i]; k++)
+					gW[(size_t)j * m->in[i] + k] += delta[j] * a[i][k];
+			}
+			if (i == 0)
+				break;
+			for (int k = 0; k < m->in[i]; k++) {
+				double d = 0.0;
+				for (int j = 0; j < m->out[i]; j++)
+					d += delta[j] * Wi[(size_t)j * m->in[i] + k];
+				dprev[k] = a[i][k] > 0.0 ? d : 0.0;
+			}
+			memcpy(delta, dprev, (size_t)m->in[i] * sizeof(double));
+		}
+	}
+	for (int i = 0; i <= L; i++)
+		free(a[i]);
+	free(a);
+	free(delta);
+	free(dprev);
+	return total / B;
+}

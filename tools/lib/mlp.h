@@ -1,0 +1,124 @@
+/*
+ * mlp: a multilayer perceptron for (x, y) -> (x OP y) mod p over one flat
+ * parameter vector.
+ *
+ * Dimension letters: B batch rows, V = p classes, W hidden width,
+ * I input width (2p one-hot, or 2 raw integers), D hidden layers,
+ * P parameter count.
+ *
+ * Layers i = 0..D are PyTorch nn.Linear layers, ReLU between them:
+ *   layers.0: I -> W, layers.1..D-1: W -> W, layers.D: W -> V
+ * (with D = 0 there is one layer, I -> V).  In the flat vector each layer
+ * holds its weight (out, in), row-major, then its bias (out), layer by
+ * layer: exactly the order and layout of nn.Sequential(Linear, ReLU, ...),
+ * so a vector loads into PyTorch as it is.
+ *
+ * The one-hot first layer is a gather of two weight columns plus the bias
+ * (and its weight gradient a scatter-add): the dense product over one-hot
+ * rows would spend 2p multiply-adds to pick two numbers.
+ *
+ * Forward and backward are a pair with llm.c's conventions: outputs first,
+ * const inputs after; backward *adds* into the gradient, so zeroing every
+ * gradient is one memset of P floats.  Kernels never allocate: all
+ * scratch lives in a struct mlp_work made once for a largest batch.
+ */
+#ifndef MLP_H
+#define MLP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rng.h"
+
+#define MLP_MAX_DEPTH 16
+#define MLP_MAX_WIDTH 8192
+
+enum mlp_encoding { MLP_ONEHOT, MLP_INT };
+enum mlp_loss { MLP_CE, MLP_MSE };
+
+extern const char *const mlp_encoding_names[];  /* "onehot", "int", NULL */
+extern const char *const mlp_loss_names[];      /* "ce", "mse", NULL */
+
+struct mlp_config {
+	int p;                       /* classes and input range */
+	int depth;                   /* hidden layers D, 0..MLP_MAX_DEPTH */
+	int width;                   /* hidden width W */
+	enum mlp_encoding encoding;
+	enum mlp_loss loss;
+};
+
+struct mlp {
+	struct mlp_config c;
+	int nlayers;                        /* D + 1 */
+	int in[MLP_MAX_DEPTH + 1];          /* fan-in of each layer */
+	int out[MLP_MAX_DEPTH + 1];         /* fan-out of each layer */
+	size_t woff[MLP_MAX_DEPTH + 1];     /* offset of layers.i.weight in theta */
+	size_t boff[MLP_MAX_DEPTH + 1];     /* offset of layers.i.bias */
+	size_t nparams;                     /* P */
+};
+
+/* Per-batch scratch: activations kept for backward, and gradient buffers. */
+struct mlp_work {
+	int maxb;
+	float *acts[MLP_MAX_DEPTH];  /* (B, W) post-ReLU output of hidden layer i */
+	float *logits;               /* (B, V) */
+	float *dlogits;              /* (B, V) d loss / d logits, scaled */
+	float *dbuf[2];              /* (B, max(W, V)) ping-pong activation gradients */
+	float *xin;                  /* (B, 2) raw integers as floats (int encoding) */
+	float *scatter;              /* (I, W) transposed layer-0 weight gradient (one-hot) */
+	float *mem;
+};
+
+/* Evaluation of a batch: sums over its rows. */
+struct mlp_eval {
+	double loss_sum;     /* sum of per-example losses */
+	long correct;        /* argmax == label */
+	long collapsed;      /* float32 softmax max probability == 1 exactly */
+};
+
+/* Layout of the model; 0, or -1 if the configuration is out of range. */
+int mlp_layout(struct mlp *m, const struct mlp_config *c);
+/* The name of parameter tensor k = 0..2*nlayers-1 ("layers.i.weight"/"layers.i.bias"). */
+void mlp_tensor_name(int k, char *buf, size_t n);
+/* Offset, length and shape (out, in | out) of parameter tensor k. */
+size_t mlp_tensor_info(const struct mlp *m, int k, int *ndim, int64_t shape[2]);
+
+/* PyTorch's default nn.Linear init: weight and bias uniform in +-1/sqrt(fan_in). */
+void mlp_init_params(const struct mlp *m, float *theta, struct rng *r);
+
+struct mlp_work *mlp_work_new(const struct mlp *m, int maxb);
+void mlp_work_free(struct mlp_work *w);
+
+/* logits and activations of B rows; x is (B, 2). */
+void mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
+    const int32_t *x, int B);
+/*
+ * The loss of the last forward's rows against labels y: adds the batch's
+ * sums into ev and writes dlogits = scale * d(sum of per-example losses).
+ * Per-example loss: ce, -log softmax(z)_y (log-sum-exp in double); mse,
+ * mean over the V outputs of (z - onehot(y))^2, as torch's MSELoss.
+ */
+void mlp_loss(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
+    const int32_t *y, int B, float scale);
+/* Adds d(loss)/d(theta) for the last forward/loss pair into grad. */
+void mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
+    const float *theta, const int32_t *x, int B);
+
+/*
+ * Mean loss and accuracy over n rows, in batches of the work's size; adds
+ * (1/n) * gradient into grad if grad is not NULL.
+ */
+void mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
+    float *grad, const float *theta, const int32_t *x, const int32_t *y, long n);
+
+/*
+ * Reference model in double precision: naive loops, the first layer as a
+ * dense product over explicit one-hot rows.  Independent of the fast path
+ * above; the tests compare the two and check this one against finite
+ * differences.  Returns the mean loss over B rows; adds its gradient into
+ * grad if not NULL; writes logits (B, V) if not NULL.
+ */
+double mlp_ref_loss(const struct mlp *m, const double *theta, const int32_t *x,
+    const int32_t *y, int B, double *grad, double *logits);
+
+#endif
