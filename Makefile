@@ -94,9 +94,17 @@ $(O)/test/%: $(O)/obj/tests/unit/%.o $(O)/libgrok.a
 test: deps
 	$(MAKE) O=$(O) tools units
 	$(MAKE) O=$(O)/asan SAN=address,undefined tools units
-	tests/run $(O) $(O)/asan
+	tools/ensure-deps ref
+	PYTHON=$(PYTHON) tests/run $(O) $(O)/asan
 
 units: $(UNITS)
+
+# Cross-checks against PyTorch on the same files (Debian's python3-torch).
+PYTHON ?= /usr/bin/python3
+check-ref: tools
+	tools/ensure-deps ref
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	$(PYTHON) tests/ref/check_train.py $(O)/bin "$$d"
 
 install: tools
 	install -d '$(DESTDIR)$(BINDIR)'
@@ -115,7 +123,8 @@ help:
 	@echo 'Targets:'
 	@echo '  tools (default)  build every tool into $(O)/bin'
 	@echo '  all              build the tools and reproduce the study'
-	@echo '  test             run every test, plain and under ASan/UBSan'
+	@echo '  test             run every test, plain and under ASan/UBSan, and check-ref'
+	@echo '  check-ref        train-mlp against PyTorch on the same data and weights'
 	@echo '  install          install the tools into $$(DESTDIR)$$(BINDIR)'
 	@echo '  uninstall        remove them again'
 	@echo '  deps             install missing Debian packages'

@@ -34,3 +34,17 @@ st_values() {
 pairs() {
 	paste -d ' ' <(st_values "$1" "$2.x" d4 8) <(st_values "$1" "$2.y" d4 4)
 }
+
+# st_raw HEADER NBYTES: a safetensors frame with that header and NBYTES zero
+# data bytes, for hand-made malformed inputs.
+st_raw() {
+	local n=${#1}
+	printf "$(printf '\\%03o' $((n & 255)) $(((n >> 8) & 255)) 0 0 0 0 0 0)"
+	printf '%s' "$1"
+	head -c "$2" /dev/zero
+}
+
+# metrics LOG: the metrics records without their timings, for comparisons.
+metrics() {
+	jq -c 'select(.record == "metrics") | del(.elapsed)' "$1"
+}

@@ -15,8 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
+#include "blas.h"
 #include "ckpt.h"
 #include "dataset.h"
 #include "jsonl.h"
@@ -560,8 +559,8 @@ load_state(struct run *r, json_t *inputs)
 static json_t *
 blas_json(int threads)
 {
-	return json_pack("{s:s, s:s, s:i}", "config", openblas_get_config(),
-	    "core", openblas_get_corename(), "threads", threads);
+	return json_pack("{s:s, s:s, s:i}", "config", blas_config(),
+	    "core", blas_core(), "threads", threads);
 }
 
 static void
@@ -654,7 +653,7 @@ main(int argc, char **argv)
 
 	setprogname(argv[0]);
 	parse_args(&r.cfg, argc, argv);
-	openblas_set_num_threads(r.cfg.threads);
+	blas_setup(r.cfg.threads, argv);
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);

@@ -129,6 +129,12 @@ ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
 	int64_t shape[2];
 	int ndim;
 
+	/* A tensor of another depth (layers.{D+1}.weight) means a different model. */
+	mlp_tensor_name(2 * m->nlayers, tname, sizeof tname);
+	if (st_find(f, tname)) {
+		snprintf(err, errlen, "%s: has '%s', so more layers than depth %d", name, tname, m->c.depth);
+		return -1;
+	}
 	for (int k = 0; k < 2 * m->nlayers; k++) {
 		size_t off = mlp_tensor_info(m, k, &ndim, shape);
 		const struct st_tensor *t;
@@ -145,12 +151,6 @@ ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
 				    name, tname, i);
 				return -1;
 			}
-	}
-	/* A tensor of another depth (layers.{D+1}.weight) means a different model. */
-	mlp_tensor_name(2 * m->nlayers, tname, sizeof tname);
-	if (st_find(f, tname)) {
-		snprintf(err, errlen, "%s: has '%s', so more layers than depth %d", name, tname, m->c.depth);
-		return -1;
 	}
 	return 0;
 }
