@@ -98,7 +98,7 @@ help(void)
 "      --optim O          adamw (default), adam (L2 decay in the gradient), sgd\n"
 "      --lr LR            learning rate (default 0.001)\n"
 "      --beta1 B1         Adam's beta1, 0..1 exclusive (default 0.9)\n"
-"      --beta2 B2         Adam's beta2, 0..1 exclusive (default 0.98)\n"
+"      --beta2 B2         Adam's beta2, 0..1 exclusive (default 0.999)\n"
 "      --eps EPS          Adam's epsilon (default 1e-08)\n"
 "      --wd WD            weight decay, 0..100 (default 1)\n"
 "      --momentum MU      SGD momentum, 0..1 exclusive (default 0)\n"
@@ -181,7 +181,7 @@ parse_args(struct config *c, int argc, char **argv)
 	c->opt.kind = OPT_ADAMW;
 	c->opt.lr = 1e-3;
 	c->opt.beta1 = 0.9;
-	c->opt.beta2 = 0.98;
+	c->opt.beta2 = 0.999;
 	c->opt.eps = 1e-8;
 	c->opt.wd = 1.0;
 	c->steps = DEFAULT_STEPS;

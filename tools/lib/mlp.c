@@ -143,11 +143,29 @@ layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
 	}
 }
 
+/* Branch-free selects, so that the compiler vectorises them. */
 static void
-relu(float *a, size_t n)
+relu(float *restrict a, size_t n)
 {
 	for (size_t k = 0; k < n; k++)
 		a[k] = a[k] > 0.0f ? a[k] : 0.0f;
+}
+
+/* d (n) = d where the ReLU's output a was positive, else 0 (torch: relu'(0) = 0). */
+static void
+relu_backward(float *restrict d, const float *restrict a, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		d[k] = a[k] > 0.0f ? d[k] : 0.0f;
+}
+
+/* g (n) += each of the B rows of d (B, n). */
+static void
+add_rows(float *restrict g, const float *restrict d, int B, int n)
+{
+	for (int b = 0; b < B; b++)
+		for (int j = 0; j < n; j++)
+			g[j] += d[(size_t)b * n + j];
 }
 
 void
@@ -193,18 +211,26 @@ mlp_loss(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
 				mx = z[j];
 				arg = j;
 			}
+		/*
+		 * One float exponential per logit, kept in dz; the sum in double
+		 * for the loss, and in float for the float32 softmax, whose
+		 * largest probability is 1/fsum.
+		 */
 		for (int j = 0; j < V; j++) {
-			s += exp((double)z[j] - (double)mx);
-			fsum += expf(z[j] - mx);
+			float e = expf(z[j] - mx);
+			dz[j] = e;
+			s += e;
+			fsum += e;
 		}
 		ev->correct += arg == label;
-		/* The float32 softmax's largest probability is 1/fsum. */
 		ev->collapsed += 1.0f / fsum == 1.0f;
 		if (m->c.loss == MLP_CE) {
+			float inv = (float)(scale / s);
 			lse = (double)mx + log(s);
 			ev->loss_sum += lse - (double)z[label];
 			for (int j = 0; j < V; j++)
-				dz[j] = (float)(scale * (exp((double)z[j] - lse) - (j == label)));
+				dz[j] *= inv;
+			dz[label] -= scale;
 		} else {
 			double sq = 0.0;
 			for (int j = 0; j < V; j++) {
@@ -259,11 +285,7 @@ mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 		int nout = m->out[i], nin = m->in[i];
 		float *gb = grad + m->boff[i];
 
-		for (int b = 0; b < B; b++) {
-			const float *d = dz + (size_t)b * nout;
-			for (int j = 0; j < nout; j++)
-				gb[j] += d[j];
-		}
+		add_rows(gb, dz, B, nout);
 		if (i == 0) {
 			layer0_backward(m, w, grad, dz, x, B);
 			break;
@@ -278,9 +300,7 @@ mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 			/* dprev (B, nin) = dz (B, nout) . W (nout, nin), through the ReLU */
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
 			    1.0f, dz, nout, Wi, nin, 0.0f, dprev, nin);
-			for (size_t k = 0; k < n; k++)
-				if (!(a[k] > 0.0f))
-					dprev[k] = 0.0f;
+			relu_backward(dprev, a, n);
 			dz = dprev;
 			cur ^= 1;
 		}

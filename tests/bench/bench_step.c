@@ -1,0 +1,135 @@
+/*
+ * bench_step: time one full-batch training step of train-mlp's model
+ * (forward, loss, backward, AdamW) and, on the same shapes, the bare sgemm
+ * calls it makes, so the step's FLOP rate can be set against OpenBLAS's.
+ *
+ *   bench_step DATA DEPTH WIDTH REPS      prints one JSON line
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "blas.h"
+#include "dataset.h"
+#include "mlp.h"
+#include "optim.h"
+#include "rng.h"
+#include "util.h"
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* The FLOPs of one step we actually perform: products, gathers, scatters. */
+static double
+step_flops(const struct mlp *m, int B)
+{
+	double f = 2.0 * B * m->out[0] * 2;   /* gather: two adds a unit; scatter: two */
+
+	if (m->c.encoding == MLP_INT)
+		f = 2.0 * B * m->out[0] * 2 * 2;
+	for (int i = 1; i < m->nlayers; i++)
+		f += 3 * 2.0 * B * m->in[i] * m->out[i];   /* forward, dW, dX */
+	return f;
+}
+
+/* The same sgemm calls on the same shapes, alone. */
+static double
+sgemm_seconds(const struct mlp *m, int B, float *a, float *b, float *c)
+{
+	double t = now_seconds();
+
+	for (int i = 1; i < m->nlayers; i++) {
+		int O = m->out[i], In = m->in[i];
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, O, In, 1.0f, a, In, b, In, 1.0f, c, O);
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, In, B, 1.0f, c, O, a, In, 1.0f, b, In);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, In, O, 1.0f, c, O, b, In, 0.0f, a, In);
+	}
+	return now_seconds() - t;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct dataset d;
+	struct mlp_config c = {0, 0, 0, MLP_ONEHOT, MLP_CE};
+	struct optim_config oc = {OPT_ADAMW, 1e-3, 0.9, 0.999, 1e-8, 1.0, 0, 0};
+	struct mlp m;
+	struct mlp_work *w;
+	struct optim o;
+	struct rng r;
+	char err[ST_ERRLEN];
+	float *theta, *grad, *a, *b, *cc;
+	double *t_step, *t_gemm, flops, gemm_flops = 0;
+	int reps, B;
+
+	setprogname(argv[0]);
+	if (argc != 5)
+		die_code(2, "usage: bench_step DATA DEPTH WIDTH REPS");
+	blas_setup(1, argv);
+	flush_denormals();
+	if (dataset_load(&d, argv[1], err, sizeof err) < 0)
+		die("%s", err);
+	c.p = d.p;
+	c.depth = atoi(argv[2]);
+	c.width = atoi(argv[3]);
+	reps = atoi(argv[4]);
+	if (mlp_layout(&m, &c) < 0 || reps < 1)
+		die_code(2, "bad depth, width or reps");
+	B = d.n_train;
+	theta = xcalloc(m.nparams, sizeof *theta);
+	grad = xcalloc(m.nparams, sizeof *grad);
+	rng_init(&r, 0, RNG_INIT);
+	mlp_init_params(&m, theta, &r);
+	w = mlp_work_new(&m, B);
+	optim_init(&o, &oc, m.nparams);
+	t_step = xcalloc((size_t)reps, sizeof *t_step);
+	t_gemm = xcalloc((size_t)reps, sizeof *t_gemm);
+	a = xcalloc((size_t)B * 4096, sizeof *a);
+	b = xcalloc(4096 * 4096, sizeof *b);
+	cc = xcalloc((size_t)B * 4096, sizeof *cc);
+	for (int k = 0; k < reps + 3; k++) {
+		struct mlp_eval ev = {0};
+		double t = now_seconds();
+		memset(grad, 0, m.nparams * sizeof *grad);
+		mlp_forward(&m, w, theta, d.train_x, B);
+		mlp_loss(&m, w, &ev, d.train_y, B, 1.0f / B);
+		mlp_backward(&m, w, grad, theta, d.train_x, B);
+		optim_step(&o, theta, grad, oc.lr);
+		t = now_seconds() - t;
+		if (k >= 3) {   /* the first steps warm caches and page in */
+			t_step[k - 3] = t;
+			t_gemm[k - 3] = sgemm_seconds(&m, B, a, b, cc);
+		}
+	}
+	for (int i = 1; i < m.nlayers; i++)
+		gemm_flops += 3 * 2.0 * B * m.in[i] * m.out[i];
+	flops = step_flops(&m, B);
+	{
+		double ms = median(t_step, reps), gs = median(t_gemm, reps);
+		printf("{\"depth\":%d,\"width\":%d,\"batch\":%d,\"params\":%zu,\"step_ms\":%.4f,"
+		    "\"step_gflops\":%.3f,\"sgemm_gflops\":%.3f,\"blas_core\":\"%s\"}\n",
+		    c.depth, c.width, B, m.nparams, 1e3 * ms, flops / ms * 1e-9,
+		    gemm_flops / gs * 1e-9, blas_core());
+	}
+	finish_stdout();
+	free(a); free(b); free(cc); free(t_step); free(t_gemm); free(theta); free(grad);
+	optim_free(&o);
+	mlp_work_free(w);
+	dataset_free(&d);
+	return 0;
+}
