@@ -51,14 +51,32 @@ ALL_LDLIBS = $(SANFLAGS) $(PKG_LIBS) -lm
 tools: $(BINS)
 
 # The study (pipeline/) arrives with its own issue; until then `all` builds
-# the tools and a demonstration data set.
+# the tools and a demonstration: the default data set and one default
+# training run (depth 2), which groks, with its checkpoints.
+# $(RUN) prefixes every training and analysis command (e.g. RUN='srun -n1').
+RUN ?=
+DEMO := results/demo/d2-s0
+
 all: tools demo
 
-demo: data/modadd-p97.safetensors
+demo: $(DEMO)/log.jsonl
 
 data/modadd-p97.safetensors: $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
-	$(O)/bin/gen-modadd -p 97 -o $@
+	$(RUN) $(O)/bin/gen-modadd -p 97 -o $@
+
+$(DEMO)/log.jsonl: data/modadd-p97.safetensors $(O)/bin/train-mlp | $(O)/.study-deps
+	@mkdir -p $(@D)
+	$(RUN) $(O)/bin/train-mlp --data $< --depth 2 --seed 0 --ckpt-dir $(@D)/ckpt --quiet > $@+
+	@mv -f $@+ $@
+	@jq -rs '(map(select(.record == "metrics")) as $$m | \
+	  "demo: memorised (train acc >= 0.99) at step \($$m | map(select(.train_acc >= 0.99)) | first | .step // "never"), " + \
+	  "generalised (test acc >= 0.99) at step \($$m | map(select(.test_acc >= 0.99)) | first | .step // "never")")' $@
+
+$(O)/.study-deps: tools/ensure-deps
+	@mkdir -p $(@D)
+	tools/ensure-deps study
+	@touch $@
 
 # Dependencies install themselves once; `make deps` checks again.
 $(O)/.deps: tools/ensure-deps
@@ -95,7 +113,7 @@ $(O)/test/%: $(O)/obj/tests/unit/%.o $(O)/libgrok.a
 	@mv -f $@+ $@
 
 # Benchmarks against PyTorch, measured in the same run (not a timed test).
-$(O)/test/bench_step: $(O)/obj/tests/bench/bench_step.o $(O)/libgrok.a
+$(O)/bench/bench_step: $(O)/obj/tests/bench/bench_step.o $(O)/libgrok.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
 	@mv -f $@+ $@
@@ -105,9 +123,9 @@ $(BENCH_DATA): $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
 	$(O)/bin/gen-modadd -p 97 -o $@
 
-bench: tools $(O)/test/bench_step $(BENCH_DATA)
+bench: tools $(O)/bench/bench_step $(BENCH_DATA)
 	tools/ensure-deps ref
-	$(PYTHON) tests/bench/bench_train.py $(O)/bin $(O)/test $(BENCH_DATA)
+	$(PYTHON) tests/bench/bench_train.py $(O)/bin $(O)/bench $(BENCH_DATA)
 
 # The whole suite: unit tests and bats on the normal build, then again on a
 # sanitizer build; tests/run prints the final "N passed, N failed".

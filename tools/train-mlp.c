@@ -100,7 +100,7 @@ help(void)
 "      --beta1 B1         Adam's beta1, 0..1 exclusive (default 0.9)\n"
 "      --beta2 B2         Adam's beta2, 0..1 exclusive (default 0.999)\n"
 "      --eps EPS          Adam's epsilon (default 1e-08)\n"
-"      --wd WD            weight decay, 0..100 (default 1)\n"
+"      --wd WD            weight decay, 0..100 (default 2)\n"
 "      --momentum MU      SGD momentum, 0..1 exclusive (default 0)\n"
 "      --nesterov         SGD Nesterov momentum (needs --momentum)\n"
 "      --warmup N         linear learning-rate warm-up over N steps (default 0)\n"
@@ -183,7 +183,7 @@ parse_args(struct config *c, int argc, char **argv)
 	c->opt.beta1 = 0.9;
 	c->opt.beta2 = 0.999;
 	c->opt.eps = 1e-8;
-	c->opt.wd = 1.0;
+	c->opt.wd = 2.0;
 	c->steps = DEFAULT_STEPS;
 	c->log_points = DEFAULT_LOG_POINTS;
 	c->threads = 1;
