@@ -429,9 +429,12 @@ log_metrics(struct run *r, double lr, double update_norm)
 static void
 final_record(struct run *r, const char *status)
 {
-	jsonl_emit(stdout, json_pack("{s:s, s:I, s:s, s:o}", "record", "final",
+	double rss = peak_rss_mib();
+
+	jsonl_emit(stdout, json_pack("{s:s, s:I, s:s, s:o, s:o}", "record", "final",
 	    "steps", (json_int_t)r->step, "status", status,
-	    "wall_seconds", jnum(r->elapsed0 + now_seconds() - r->t0)));
+	    "wall_seconds", jnum(r->elapsed0 + now_seconds() - r->t0),
+	    "peak_rss_mib", rss < 0 ? json_null() : jnum(rss)));
 }
 
 /* The rows of the next minibatch, reshuffling at the start of each epoch. */

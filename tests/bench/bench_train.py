@@ -7,7 +7,6 @@ usage: bench_train.py BINDIR TESTDIR DATA [DEPTHS]"""
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -60,16 +59,27 @@ opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1.0)
 X = inputs(d["train.x"], p, "onehot"); Y = torch.tensor(np.array(d["train.y"]), dtype=torch.long)
 for s in range(20):
     opt.zero_grad(); torch.nn.functional.cross_entropy(m(X), Y).backward(); opt.step()
+print(PEAK())
+"""
+
+# Both report their own VmHWM: getrusage's ru_maxrss would count the memory
+# of this Python process (torch included) that fork shares with the child.
+PEAK = """
+def PEAK():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return float(line.split()[1]) / 1024
 """
 
 
-def peak_mib(cmd):
-    """Peak resident memory of a child process, in MiB."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"bench: {cmd[0]} failed with status {status}")
-    return usage.ru_maxrss / 1024.0
+def torch_peak_mib(code):
+    out = subprocess.run([sys.executable, "-c", PEAK + code], check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def ours_peak_mib(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.splitlines()[-1])["peak_rss_mib"]
 
 
 def main():
@@ -90,9 +100,9 @@ def main():
                              check=True, capture_output=True, text=True).stdout
         ours = json.loads(out)
         theirs = torch_step_ms(data, p, depth, REPS)
-        mem_ours = peak_mib([os.path.join(bindir, "train-mlp"), "--data", data_path, "--depth", str(depth),
+        mem_ours = ours_peak_mib([os.path.join(bindir, "train-mlp"), "--data", data_path, "--depth", str(depth),
                              "--steps", "20", "--log-every", "20", "--quiet"])
-        mem_torch = peak_mib([sys.executable, "-c", TORCH_RUN.format(ref=ref, data=data_path, p=p, depth=depth)])
+        mem_torch = torch_peak_mib(TORCH_RUN.format(ref=ref, data=data_path, p=p, depth=depth))
         row = dict(depth=depth, ours_ms=ours["step_ms"], torch_ms=theirs, ratio=ours["step_ms"] / theirs,
                    gflops=ours["step_gflops"], sgemm_gflops=ours["sgemm_gflops"],
                    of_sgemm=ours["step_gflops"] / ours["sgemm_gflops"],

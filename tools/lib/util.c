@@ -327,6 +327,24 @@ flush_denormals(void)
 }
 
 double
+peak_rss_mib(void)
+{
+	FILE *fp = fopen("/proc/self/status", "r");
+	char line[256];
+	double kib = -1;
+
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof line, fp))
+		if (strncmp(line, "VmHWM:", 6) == 0) {
+			kib = strtod(line + 6, NULL);
+			break;
+		}
+	fclose(fp);
+	return kib < 0 ? -1 : kib / 1024.0;
+}
+
+double
 now_seconds(void)
 {
 	struct timespec ts;

@@ -71,6 +71,13 @@ int read_all(FILE *fp, size_t max, unsigned char **buf, size_t *len);
  */
 int flush_denormals(void);
 
+/*
+ * The process's peak resident memory in MiB (VmHWM, Linux), or -1 where
+ * unknown.  Unlike getrusage's ru_maxrss it starts afresh at exec, so it
+ * does not count a parent's memory a fork shared.
+ */
+double peak_rss_mib(void);
+
 /* Seconds on a monotonic clock, for timings. */
 double now_seconds(void);
 
