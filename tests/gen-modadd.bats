@@ -184,3 +184,10 @@ bad() {
 	[ "$(st_header d.st | jq -r .__metadata__.p)" = 5 ]
 	[ "$(ls -A | grep -c tmp)" -eq 0 ]
 }
+
+@test "gen-modadd refuses to write binary data to a terminal" {
+	command -v script >/dev/null || skip "script(1) is not installed"
+	run script -qec "gen-modadd -p 5" /dev/null
+	assert_failure 2
+	assert_output --partial "gen-modadd: refusing to write binary data to a terminal; pipe it or use -o FILE"
+}
