@@ -592,7 +592,7 @@ setup(struct run *r, int argc, char **argv)
 	r->theta = xcalloc(r->m.nparams, sizeof(float));
 	r->grad = xcalloc(r->m.nparams, sizeof(float));
 	r->gfull = xcalloc(r->m.nparams, sizeof(float));
-	r->w = mlp_work_new(&r->m, (int)r->B);
+	r->w = mlp_work_new(&r->m, (int)r->B, 0);
 	optim_init(&r->opt, &c->opt, r->m.nparams);
 	r->perm = xmalloc(xmul((size_t)r->d.n_train, sizeof(int32_t)));
 	for (int i = 0; i < r->d.n_train; i++)

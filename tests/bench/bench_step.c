@@ -95,7 +95,7 @@ main(int argc, char **argv)
 	grad = xcalloc(m.nparams, sizeof *grad);
 	rng_init(&r, 0, RNG_INIT);
 	mlp_init_params(&m, theta, &r);
-	w = mlp_work_new(&m, B);
+	w = mlp_work_new(&m, B, 0);
 	optim_init(&o, &oc, m.nparams);
 	t_step = xcalloc((size_t)reps, sizeof *t_step);
 	t_gemm = xcalloc((size_t)reps, sizeof *t_gemm);

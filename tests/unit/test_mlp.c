@@ -56,7 +56,7 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 		y[b] = (x[2 * b] + x[2 * b + 1]) % p;
 	}
 
-	w = mlp_work_new(&m, B);
+	w = mlp_work_new(&m, B, 0);
 	mlp_forward(&m, w, theta, x, B);
 	mlp_loss(&m, w, &ev, y, B, 1.0f / B);
 	mlp_backward(&m, w, grad, theta, x, B);
@@ -89,7 +89,7 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 
 	/* Batching: the same set in chunks of 5 gives the same mean loss and gradient. */
 	{
-		struct mlp_work *w5 = mlp_work_new(&m, 5);
+		struct mlp_work *w5 = mlp_work_new(&m, 5, 0);
 		struct mlp_eval e5, e12;
 		float *g5 = calloc(P, sizeof *g5), *g12 = calloc(P, sizeof *g12);
 		double d = 0;
@@ -102,6 +102,40 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 		free(g5);
 		free(g12);
 		mlp_work_free(w5);
+	}
+	/* Hessian-vector products against central differences of the double gradient. */
+	{
+		struct mlp_work *wh = mlp_work_new(&m, 5, 1);
+		float *v = calloc(P, sizeof *v), *u = calloc(P, sizeof *u);
+		float *hv = calloc(P, sizeof *hv), *hu = calloc(P, sizeof *hu);
+		double *gp = calloc(P, sizeof *gp), *gm = calloc(P, sizeof *gm);
+		double h = 1e-5, err = 0, scale = 0, uhv = 0, vhu = 0;
+		for (size_t k = 0; k < P; k++) {
+			v[k] = (float)rng_normal(&r);
+			u[k] = (float)rng_normal(&r);
+		}
+		mlp_hvp_set(&m, wh, hv, theta, v, x, y, B, 1.0 / B);
+		mlp_hvp_set(&m, wh, hu, theta, u, x, y, B, 1.0 / B);
+		for (size_t k = 0; k < P; k++)
+			th[k] = theta[k] + h * v[k];
+		mlp_ref_loss(&m, th, x, y, B, gp, NULL);
+		for (size_t k = 0; k < P; k++)
+			th[k] = theta[k] - h * v[k];
+		mlp_ref_loss(&m, th, x, y, B, gm, NULL);
+		for (size_t k = 0; k < P; k++) {
+			double fd = (gp[k] - gm[k]) / (2 * h);
+			err = fmax(err, fabs(fd - hv[k]));
+			scale = fmax(scale, fabs(fd));
+			uhv += (double)u[k] * hv[k];
+			vhu += (double)v[k] * hu[k];
+		}
+		ok(err < 1e-4 * scale, "%s: Hessian-vector product (R-operator, batches of 5) = central differences "
+		    "of the double gradient, max diff %.2e (max |Hv| %.2e)", what, err, scale);
+		ok(fabs(uhv - vhu) < 1e-5 * fmax(fabs(uhv), 1e-3), "%s: u.Hv = v.Hu (%.8f, %.8f)", what, uhv, vhu);
+		for (size_t k = 0; k < P; k++)
+			th[k] = theta[k];
+		free(v); free(u); free(hv); free(hu); free(gp); free(gm);
+		mlp_work_free(wh);
 	}
 	mlp_work_free(w);
 	free(theta);

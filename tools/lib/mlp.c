@@ -75,15 +75,17 @@ mlp_init_params(const struct mlp *m, float *theta, struct rng *r)
 }
 
 struct mlp_work *
-mlp_work_new(const struct mlp *m, int maxb)
+mlp_work_new(const struct mlp *m, int maxb, int hvp)
 {
 	struct mlp_work *w = xcalloc(1, sizeof *w);
 	size_t B = (size_t)maxb, W = (size_t)m->c.width, V = (size_t)m->c.p;
-	size_t wide = W > V ? W : V, n, off = 0;
+	size_t wide = W > V ? W : V, n, off = 0, acts = xmul(B, W) * (size_t)m->c.depth;
+	size_t scatter = (size_t)m->in[0] * (size_t)m->out[0];
 
 	w->maxb = maxb;
-	n = xmul(B, W) * (size_t)m->c.depth + 3 * xmul(B, V) + 2 * xmul(B, wide) +
-	    (size_t)m->in[0] * (size_t)m->out[0];
+	n = acts + 3 * xmul(B, V) + 2 * xmul(B, wide) + scatter;
+	if (hvp)
+		n += acts + 2 * xmul(B, V) + 2 * xmul(B, wide);
 	w->mem = xmalloc(xmul(n, sizeof(float)));
 	for (int i = 0; i < m->c.depth; i++, off += B * W)
 		w->acts[i] = w->mem + off;
@@ -98,6 +100,18 @@ mlp_work_new(const struct mlp *m, int maxb)
 	w->dbuf[1] = w->mem + off;
 	off += B * wide;
 	w->scatter = w->mem + off;
+	off += scatter;
+	if (hvp) {
+		for (int i = 0; i < m->c.depth; i++, off += B * W)
+			w->racts[i] = w->mem + off;
+		w->rlogits = w->mem + off;
+		off += B * V;
+		w->rdlogits = w->mem + off;
+		off += B * V;
+		w->rdbuf[0] = w->mem + off;
+		off += B * wide;
+		w->rdbuf[1] = w->mem + off;
+	}
 	return w;
 }
 
@@ -320,6 +334,127 @@ mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
 		mlp_loss(m, w, ev, y + off, B, scale);
 		if (grad)
 			mlp_backward(m, w, grad, theta, x + 2 * off, B);
+	}
+}
+
+/* R-forward: R{z} of every layer along v, given the forward pass's activations. */
+static void
+rop_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
+    const float *v, const int32_t *x, int B)
+{
+	int L = m->nlayers;
+	float *rz0 = L == 1 ? w->rlogits : w->racts[0];
+
+	/* Layer 0's input is data: R{z0} = V0 a0 + c0, the forward pass with v's weights. */
+	layer0_forward(m, w, rz0, v, x, B);
+	if (L == 1)
+		return;
+	relu_backward(rz0, w->acts[0], (size_t)B * (size_t)m->out[0]);
+	for (int i = 1; i < L; i++) {
+		const float *a = w->acts[i - 1], *ra = w->racts[i - 1];
+		const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i], *ci = v + m->boff[i];
+		int nout = m->out[i], nin = m->in[i];
+		float *rz = i == L - 1 ? w->rlogits : w->racts[i];
+		for (int b = 0; b < B; b++)
+			memcpy(rz + (size_t)b * nout, ci, (size_t)nout * sizeof(float));
+		/* R{z} = a . V^T + R{a} . W^T + c */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
+		    1.0f, a, nin, Vi, nin, 1.0f, rz, nout);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
+		    1.0f, ra, nin, Wi, nin, 1.0f, rz, nout);
+		if (i < L - 1)
+			relu_backward(rz, w->acts[i], (size_t)B * (size_t)nout);
+	}
+}
+
+/* R{d loss / d logits}: ce, scale (s * Rz - s (s . Rz)); mse, scale 2 Rz / V. */
+static void
+rop_loss(const struct mlp *m, struct mlp_work *w, int B, float scale)
+{
+	int V = m->c.p;
+
+	for (int b = 0; b < B; b++) {
+		const float *z = w->logits + (size_t)b * V, *rz = w->rlogits + (size_t)b * V;
+		float *rd = w->rdlogits + (size_t)b * V;
+		if (m->c.loss == MLP_MSE) {
+			for (int j = 0; j < V; j++)
+				rd[j] = scale * 2.0f * rz[j] / (float)V;
+			continue;
+		}
+		{
+			float mx = z[0];
+			double s = 0.0, srz = 0.0;
+			for (int j = 1; j < V; j++)
+				mx = z[j] > mx ? z[j] : mx;
+			for (int j = 0; j < V; j++) {
+				rd[j] = expf(z[j] - mx);
+				s += rd[j];
+			}
+			for (int j = 0; j < V; j++) {
+				rd[j] = (float)(rd[j] / s);
+				srz += (double)rd[j] * rz[j];
+			}
+			for (int j = 0; j < V; j++)
+				rd[j] = scale * rd[j] * (rz[j] - (float)srz);
+		}
+	}
+}
+
+void
+mlp_hvp(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, const int32_t *y, int B, float scale)
+{
+	struct mlp_eval ev = {0};
+	const float *d, *rd;
+	int cur = 0;
+
+	mlp_forward(m, w, theta, x, B);
+	mlp_loss(m, w, &ev, y, B, scale);
+	rop_forward(m, w, theta, v, x, B);
+	rop_loss(m, w, B, scale);
+	d = w->dlogits;
+	rd = w->rdlogits;
+	for (int i = m->nlayers - 1; i >= 0; i--) {
+		int nout = m->out[i], nin = m->in[i];
+		add_rows(hv + m->boff[i], rd, B, nout);
+		if (i == 0) {
+			/* R{gW0} = R{d0} a0^T: the input is data, R{a0} = 0 */
+			layer0_backward(m, w, hv, rd, x, B);
+			break;
+		}
+		{
+			const float *a = w->acts[i - 1], *ra = w->racts[i - 1];
+			const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i];
+			float *dprev = w->dbuf[cur], *rdprev = w->rdbuf[cur];
+			size_t n = (size_t)B * (size_t)nin;
+			/* R{gW} = R{d}^T a + d^T R{a} */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
+			    1.0f, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
+			    1.0f, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin);
+			/* d_prev = mask (d W);  R{d_prev} = mask (d V + R{d} W) */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
+			    1.0f, d, nout, Wi, nin, 0.0f, dprev, nin);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
+			    1.0f, d, nout, Vi, nin, 0.0f, rdprev, nin);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
+			    1.0f, rd, nout, Wi, nin, 1.0f, rdprev, nin);
+			relu_backward(dprev, a, n);
+			relu_backward(rdprev, a, n);
+			d = dprev;
+			rd = rdprev;
+			cur ^= 1;
+		}
+	}
+}
+
+void
+mlp_hvp_set(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, const int32_t *y, long n, double scale)
+{
+	for (long off = 0; off < n; off += w->maxb) {
+		int B = (int)(n - off < w->maxb ? n - off : w->maxb);
+		mlp_hvp(m, w, hv, theta, v, x + 2 * off, y + off, B, (float)scale);
 	}
 }
 

@@ -66,6 +66,11 @@ struct mlp_work {
 	float *dbuf[2];              /* (B, max(W, V)) ping-pong activation gradients */
 	float *xin;                  /* (B, 2) raw integers as floats (int encoding) */
 	float *scatter;              /* (I, W) transposed layer-0 weight gradient (one-hot) */
+	/* Hessian-vector products only (mlp_work_new(..., 1)): R{.} = d/dt .(theta + t v) */
+	float *racts[MLP_MAX_DEPTH]; /* (B, W) R{hidden activations} */
+	float *rlogits;              /* (B, V) */
+	float *rdlogits;             /* (B, V) R{d loss / d logits} */
+	float *rdbuf[2];             /* (B, max(W, V)) R{activation gradients} */
 	float *mem;
 };
 
@@ -86,7 +91,8 @@ size_t mlp_tensor_info(const struct mlp *m, int k, int *ndim, int64_t shape[2]);
 /* PyTorch's default nn.Linear init: weight and bias uniform in +-1/sqrt(fan_in). */
 void mlp_init_params(const struct mlp *m, float *theta, struct rng *r);
 
-struct mlp_work *mlp_work_new(const struct mlp *m, int maxb);
+/* Scratch for batches of up to maxb rows; hvp != 0 adds what mlp_hvp needs. */
+struct mlp_work *mlp_work_new(const struct mlp *m, int maxb, int hvp);
 void mlp_work_free(struct mlp_work *w);
 
 /* logits and activations of B rows; x is (B, 2). */
@@ -110,6 +116,19 @@ void mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
  */
 void mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
     float *grad, const float *theta, const int32_t *x, const int32_t *y, long n);
+
+/*
+ * Hessian-vector product: adds H v, the Hessian of the loss of the last
+ * forward/loss pair (scaled as mlp_loss's scale) times v, into hv.
+ * Pearlmutter's R-operator: a forward pass of directional derivatives,
+ * then a backward pass of theirs; ReLU's second derivative is zero almost
+ * everywhere, so the product is exact.  About three gradients' work.
+ */
+void mlp_hvp(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, const int32_t *y, int B, float scale);
+/* H v of the mean loss over n rows, in batches of the work's size, added into hv. */
+void mlp_hvp_set(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, const int32_t *y, long n, double scale);
 
 /*
  * Reference model in double precision: naive loops, the first layer as a
