@@ -1,0 +1,273 @@
+/*
+ * linalg: Lanczos, power iteration, Hutchinson and stochastic Lanczos
+ * quadrature on dense symmetric matrices of known spectrum, and on the
+ * Hessian of a small model against LAPACK's dsyevd.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <lapacke.h>
+#undef I
+
+#include "linalg.h"
+#include "mlp.h"
+#include "rng.h"
+#include "tap.h"
+
+struct dense {
+	int n;
+	double *a;   /* (n, n) symmetric */
+};
+
+static void
+dense_apply(void *ctx, double *y, const double *x)
+{
+	struct dense *d = ctx;
+
+	cblas_dgemv(CblasRowMajor, CblasNoTrans, d->n, d->n, 1.0, d->a, d->n, x, 1, 0.0, y, 1);
+}
+
+static int
+cmp_desc(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* A = Q diag(lambda) Q^T with Q orthogonal from the QR of a Gaussian matrix. */
+static void
+make_matrix(struct dense *d, const double *lambda, struct rng *r)
+{
+	int n = d->n;
+	double *q = malloc((size_t)n * n * sizeof *q), *tau = malloc((size_t)n * sizeof *tau);
+
+	for (int i = 0; i < n * n; i++)
+		q[i] = rng_normal(r);
+	LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, n, n, q, n, tau);
+	LAPACKE_dorgqr(LAPACK_ROW_MAJOR, n, n, n, q, n, tau);
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++) {
+			double s = 0;
+			for (int k = 0; k < n; k++)
+				s += q[i * n + k] * lambda[k] * q[j * n + k];
+			d->a[i * n + j] = s;
+		}
+	free(q);
+	free(tau);
+}
+
+static void
+known_spectrum(void)
+{
+	enum { N = 80 };
+	double lambda[N], sorted[N], err = 0, berr = 0, maxres = 0;
+	struct dense d = {N, malloc(N * N * sizeof(double))};
+	struct linop A = {N, dense_apply, &d, 0};
+	struct eig_result res;
+	struct rng r;
+
+	rng_init(&r, 1, RNG_SAMPLE);
+	for (int i = 0; i < N; i++)
+		lambda[i] = i < 5 ? 50.0 - 7 * i : -3.0 + 2.5 * i / N + (i % 7 == 0 ? -10 : 0);
+	make_matrix(&d, lambda, &r);
+	memcpy(sorted, lambda, sizeof sorted);
+	qsort(sorted, N, sizeof *sorted, cmp_desc);
+
+	{
+		int rc = lanczos_eigs(&A, 5, EIG_BOTH, 1e-8, 80, &r, 1, &res);
+		ok(rc == 0, "lanczos runs");
+	}
+	for (int i = 0; i < 5; i++) {
+		err = fmax(err, fabs(res.top[i] - sorted[i]));
+		berr = fmax(berr, fabs(res.bottom[i] - sorted[N - 1 - i]));
+		maxres = fmax(maxres, fmax(res.top_res[i], res.bottom_res[i]));
+	}
+	ok(res.converged && err < 1e-8 * 50, "lanczos top-5 = the known spectrum, max error %.2e in %d steps",
+	    err, res.iterations);
+	ok(berr < 1e-8 * 50, "lanczos bottom-5 = the known spectrum, max error %.2e", berr);
+	ok(maxres < 1e-6, "explicit residuals ||Ay - theta y|| small (max %.2e)", maxres);
+	{
+		double y[N], ay[N], e = 0;
+		dense_apply(&d, ay, res.top_vecs);
+		memcpy(y, res.top_vecs, sizeof y);
+		for (int i = 0; i < N; i++)
+			e = fmax(e, fabs(ay[i] - res.top[0] * y[i]));
+		ok(e < 1e-6 && fabs(cblas_dnrm2(N, y, 1) - 1) < 1e-12, "top eigenvector is a unit eigenvector (%.2e)", e);
+	}
+	eig_result_free(&res);
+
+	power_eigs(&A, 3, 1e-10, 2000, &r, 0, &res);
+	ok(fabs(res.top[0] - 50) < 1e-6 && fabs(res.top[1] - 43) < 1e-5 && fabs(res.top[2] - 36) < 1e-5,
+	    "power iteration with deflation: %.8f %.8f %.8f", res.top[0], res.top[1], res.top[2]);
+	eig_result_free(&res);
+
+	{
+		double mean, se, tr = 0;
+		for (int i = 0; i < N; i++)
+			tr += lambda[i];
+		hutchinson(&A, 4000, &r, &mean, &se);
+		ok(fabs(mean - tr) < 4 * se && se > 0, "Hutchinson trace %.3f +- %.3f, exact %.3f", mean, se, tr);
+	}
+	{
+		/* Gauss quadrature with m nodes integrates polynomials of degree <= 2m - 1 exactly. */
+		double v[N], av[N], a2v[N], nodes[4], weights[4], mom[4] = {0}, want[4];
+		int m;
+		for (int i = 0; i < N; i++)
+			v[i] = rng_sign(&r) / sqrt((double)N);
+		m = slq_probe(&A, v, 4, nodes, weights);
+		for (int i = 0; i < m; i++)
+			for (int j = 0; j < 4; j++)
+				mom[j] += weights[i] * pow(nodes[i], j);
+		dense_apply(&d, av, v);
+		dense_apply(&d, a2v, av);
+		want[0] = 1;
+		want[1] = cblas_ddot(N, v, 1, av, 1);
+		want[2] = cblas_ddot(N, av, 1, av, 1);
+		want[3] = cblas_ddot(N, av, 1, a2v, 1);
+		ok(m == 4 && fabs(mom[0] - 1) < 1e-12 && fabs(mom[1] - want[1]) < 1e-10 &&
+		    fabs(mom[2] - want[2]) < 1e-8 * want[2] && fabs(mom[3] - want[3]) < 1e-8 * fabs(want[3]),
+		    "SLQ probe: quadrature moments 0..3 = v^T A^k v exactly (%.6f %.6f %.6f)", mom[1], mom[2], mom[3]);
+	}
+	{
+		double nodes[2] = {-1, 3}, weights[2] = {0.25, 0.75}, grid[2001], dens[2001], integral = 0, mean = 0;
+		slq_density(nodes, weights, 2, 1, 0.01, 2001, grid, dens);
+		for (int g = 1; g < 2001; g++) {
+			integral += dens[g] * (grid[g] - grid[g - 1]);
+			mean += grid[g] * dens[g] * (grid[g] - grid[g - 1]);
+		}
+		ok(fabs(integral - 1) < 1e-3 && fabs(mean - 2) < 0.01, "density integrates to %.4f with mean %.4f (want 1, 2)",
+		    integral, mean);
+	}
+	free(d.a);
+}
+
+/* The Hessian of a small model, through its HVPs, against the dense Hessian. */
+struct model_op {
+	struct mlp *m;
+	struct mlp_work *w;
+	float *theta, *vf, *hf;
+	const int32_t *x, *y;
+	int B;
+};
+
+static void
+model_apply(void *ctx, double *out, const double *in)
+{
+	struct model_op *o = ctx;
+
+	for (size_t k = 0; k < o->m->nparams; k++) {
+		o->vf[k] = (float)in[k];
+		o->hf[k] = 0;
+	}
+	mlp_hvp_set(o->m, o->w, o->hf, o->theta, o->vf, o->x, o->y, o->B, 1.0 / o->B);
+	for (size_t k = 0; k < o->m->nparams; k++)
+		out[k] = o->hf[k];
+}
+
+static void
+model_hessian(void)
+{
+	enum { B = 20 };
+	struct mlp_config c = {5, 2, 6, MLP_ONEHOT, MLP_CE};
+	struct mlp m;
+	struct model_op o;
+	struct rng r;
+	int32_t x[2 * B], y[B];
+	size_t P;
+	double *H, *e, *col, *unit, err = 0, tr = 0, trH2 = 0, mean, se;
+	struct linop A;
+	struct eig_result res;
+
+	mlp_layout(&m, &c);
+	P = m.nparams;
+	rng_init(&r, 5, RNG_INIT);
+	o.m = &m;
+	o.w = mlp_work_new(&m, 7, 1);
+	o.theta = calloc(P, sizeof(float));
+	o.vf = calloc(P, sizeof(float));
+	o.hf = calloc(P, sizeof(float));
+	mlp_init_params(&m, o.theta, &r);
+	for (int b = 0; b < B; b++) {
+		x[2 * b] = (int32_t)rng_below(&r, 5);
+		x[2 * b + 1] = (int32_t)rng_below(&r, 5);
+		y[b] = (x[2 * b] + x[2 * b + 1]) % 5;
+	}
+	o.x = x;
+	o.y = y;
+	o.B = B;
+	A = (struct linop){P, model_apply, &o, 0};
+
+	H = calloc(P * P, sizeof *H);
+	e = calloc(P, sizeof *e);
+	col = calloc(P, sizeof *col);
+	unit = calloc(P, sizeof *unit);
+	for (size_t j = 0; j < P; j++) {
+		unit[j] = 1;
+		model_apply(&o, col, unit);
+		unit[j] = 0;
+		for (size_t i = 0; i < P; i++)
+			H[i * P + j] = col[i];
+	}
+	for (size_t i = 0; i < P; i++)
+		for (size_t j = 0; j < i; j++)
+			err = fmax(err, fabs(H[i * P + j] - H[j * P + i]));
+	ok(err < 1e-6, "dense Hessian from %zu HVPs is symmetric (max asymmetry %.2e)", P, err);
+	for (size_t i = 0; i < P; i++) {
+		tr += H[i * P + i];
+		for (size_t j = 0; j < P; j++)
+			trH2 += H[i * P + j] * H[j * P + i];
+	}
+	LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', (int)P, H, (int)P, e);  /* ascending */
+
+	lanczos_eigs(&A, 5, EIG_BOTH, 1e-6, (int)P, &r, 0, &res);
+	err = 0;
+	for (int i = 0; i < 5; i++) {
+		err = fmax(err, fabs(res.top[i] - e[P - 1 - i]));
+		err = fmax(err, fabs(res.bottom[i] - e[i]));
+	}
+	ok(res.converged && err < 1e-5 * fabs(e[P - 1]), "model Hessian: Lanczos top-5 and bottom-5 = dsyevd's, max diff %.2e "
+	    "(top %.6f, bottom %.6f)", err, e[P - 1], e[0]);
+	eig_result_free(&res);
+
+	hutchinson(&A, 3000, &r, &mean, &se);
+	ok(fabs(mean - tr) < 4 * se, "model Hessian: Hutchinson trace %.5f +- %.5f, exact %.5f", mean, se, tr);
+	{
+		/* SLQ moments over many probes against tr(H)/P and tr(H^2)/P. */
+		enum { PROBES = 200, M = 30 };
+		double *nodes = malloc(M * sizeof *nodes), *w = malloc(M * sizeof *w), *v = malloc(P * sizeof *v);
+		double m1 = 0, m2 = 0, m1sq = 0, m2sq = 0;
+		for (int p = 0; p < PROBES; p++) {
+			double a = 0, b = 0;
+			int n;
+			for (size_t i = 0; i < P; i++)
+				v[i] = rng_sign(&r);
+			n = slq_probe(&A, v, M, nodes, w);
+			for (int i = 0; i < n; i++) {
+				a += w[i] * nodes[i];
+				b += w[i] * nodes[i] * nodes[i];
+			}
+			m1 += a; m2 += b; m1sq += a * a; m2sq += b * b;
+		}
+		m1 /= PROBES;
+		m2 /= PROBES;
+		ok(fabs(m1 - tr / P) < 4 * sqrt((m1sq / PROBES - m1 * m1) / PROBES) &&
+		    fabs(m2 - trH2 / P) < 4 * sqrt((m2sq / PROBES - m2 * m2) / PROBES),
+		    "model Hessian: SLQ density moments %.6f, %.6f = tr(H)/P %.6f, tr(H^2)/P %.6f within 4 s.e.",
+		    m1, m2, tr / P, trH2 / P);
+		free(nodes); free(w); free(v);
+	}
+	free(H); free(e); free(col); free(unit);
+	free(o.theta); free(o.vf); free(o.hf);
+	mlp_work_free(o.w);
+}
+
+int
+main(void)
+{
+	known_spectrum();
+	model_hessian();
+	return tap_done();
+}

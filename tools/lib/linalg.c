@@ -1,0 +1,359 @@
+#include "linalg.h"
+#include "util.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <lapacke.h>
+#undef I   /* complex.h, through OpenBLAS's headers */
+
+const char *const eig_which_names[] = {"top", "bottom", "both", NULL};
+
+static void
+apply(struct linop *A, double *y, const double *x)
+{
+	A->apply(A->ctx, y, x);
+	A->count++;
+}
+
+static double
+dot(const double *a, const double *b, size_t n)
+{
+	return cblas_ddot((int)n, a, 1, b, 1);
+}
+
+static double
+norm(const double *a, size_t n)
+{
+	return cblas_dnrm2((int)n, a, 1);
+}
+
+/*
+ * One Lanczos step: w = A q_j - alpha_j q_j - beta_{j-1} q_{j-1},
+ * reorthogonalised against q_0..q_j twice (once is not enough in floating
+ * point; twice is), then q_{j+1} = w / beta_j.  Q is (j+2, n) row-major.
+ * Returns beta_j; 0 means the Krylov space is invariant.
+ */
+static double
+lanczos_step(struct linop *A, double *Q, int j, double *alpha, double *beta,
+    double *w, double *h)
+{
+	size_t n = A->n;
+	const double *q = Q + (size_t)j * n;
+	double b;
+
+	apply(A, w, q);
+	alpha[j] = dot(q, w, n);
+	cblas_daxpy((int)n, -alpha[j], q, 1, w, 1);
+	if (j > 0)
+		cblas_daxpy((int)n, -beta[j - 1], q - n, 1, w, 1);
+	for (int pass = 0; pass < 2; pass++) {
+		/* h = Q w; w -= Q^T h over the j+1 vectors so far */
+		cblas_dgemv(CblasRowMajor, CblasNoTrans, j + 1, (int)n, 1.0, Q, (int)n, w, 1, 0.0, h, 1);
+		cblas_dgemv(CblasRowMajor, CblasTrans, j + 1, (int)n, -1.0, Q, (int)n, h, 1, 1.0, w, 1);
+	}
+	b = norm(w, n);
+	beta[j] = b;
+	if (b > 0)
+		for (size_t i = 0; i < n; i++)
+			Q[(size_t)(j + 1) * n + i] = w[i] / b;
+	return b;
+}
+
+/* Eigenpairs of the m x m tridiagonal (alpha, beta): values ascending into d, vectors into z (m, m). */
+static void
+tridiag_eigen(int m, const double *alpha, const double *beta, double *d, double *z)
+{
+	double *e = xcalloc((size_t)m + 1, sizeof *e);
+	lapack_int info;
+
+	memcpy(d, alpha, (size_t)m * sizeof *d);
+	memcpy(e, beta, (size_t)(m > 1 ? m - 1 : 0) * sizeof *e);
+	info = LAPACKE_dstev(LAPACK_COL_MAJOR, 'V', m, d, e, z, m);
+	free(e);
+	if (info != 0)
+		die("LAPACK dstev failed (info %d) on a %d x %d tridiagonal matrix", (int)info, m, m);
+}
+
+static void
+random_unit(double *v, size_t n, struct rng *r)
+{
+	double s;
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = rng_normal(r);
+	s = norm(v, n);
+	for (size_t i = 0; i < n; i++)
+		v[i] /= s;
+}
+
+/* ||A y - theta y|| for the unit vector y; one product. */
+static double
+residual(struct linop *A, const double *y, double theta, double *tmp)
+{
+	apply(A, tmp, y);
+	cblas_daxpy((int)A->n, -theta, y, 1, tmp, 1);
+	return norm(tmp, A->n);
+}
+
+/* Ritz vector y = Q^T s of column c of z (m x m, column-major), normalised. */
+static void
+ritz_vector(const double *Q, int m, size_t n, const double *z, int c, double *y)
+{
+	double s;
+
+	cblas_dgemv(CblasRowMajor, CblasTrans, m, (int)n, 1.0, Q, (int)n, z + (size_t)c * m, 1, 0.0, y, 1);
+	s = norm(y, n);
+	for (size_t i = 0; i < n; i++)
+		y[i] /= s;
+}
+
+/* Which Ritz columns are wanted: the top k (descending), then the bottom k (ascending). */
+static int
+wanted(int m, int k, enum eig_which which, int *cols, int *ntop, int *nbot)
+{
+	int kk = k < m ? k : m, c = 0;
+
+	*ntop = which != EIG_BOTTOM ? kk : 0;
+	*nbot = which != EIG_TOP ? kk : 0;
+	for (int i = 0; i < *ntop; i++)
+		cols[c++] = m - 1 - i;
+	for (int i = 0; i < *nbot; i++)
+		cols[c++] = i;
+	return c;
+}
+
+int
+lanczos_eigs(struct linop *A, int k, enum eig_which which, double tol,
+    int maxiter, struct rng *r, int want_vecs, struct eig_result *res)
+{
+	size_t n = A->n;
+	int m = 0, done = 0, ntop = 0, nbot = 0, nw = 0, *cols;
+	double *Q, *alpha, *beta, *w, *h, *d, *z, eps23 = pow(DBL_EPSILON, 2.0 / 3.0);
+
+	memset(res, 0, sizeof *res);
+	if (k < 1 || (size_t)k > n || maxiter < 1)
+		return -1;
+	if ((size_t)maxiter > n)
+		maxiter = (int)n;
+	Q = xmalloc(xmul(xmul((size_t)maxiter + 1, n), sizeof *Q));
+	alpha = xcalloc((size_t)maxiter, sizeof *alpha);
+	beta = xcalloc((size_t)maxiter, sizeof *beta);
+	w = xmalloc(xmul(n, sizeof *w));
+	h = xmalloc(xmul((size_t)maxiter + 1, sizeof *h));
+	d = xmalloc(xmul((size_t)maxiter, sizeof *d));
+	z = xmalloc(xmul(xmul((size_t)maxiter, (size_t)maxiter), sizeof *z));
+	cols = xmalloc(2 * (size_t)k * sizeof *cols);
+
+	random_unit(Q, n, r);
+	while (m < maxiter && !done) {
+		double b = lanczos_step(A, Q, m, alpha, beta, w, h), scale = 0;
+		m++;
+		tridiag_eigen(m, alpha, beta, d, z);
+		nw = wanted(m, k, which, cols, &ntop, &nbot);
+		for (int i = 0; i < m; i++)
+			scale = fmax(scale, fabs(d[i]));
+		/* Converged: enough Ritz values, each wanted one's residual small. */
+		done = b == 0.0 || m >= (which == EIG_BOTH ? 2 * k : k);
+		for (int i = 0; done && i < nw && b > 0; i++) {
+			double ri = fabs(b * z[(size_t)cols[i] * m + (m - 1)]);
+			done = ri <= tol * fmax(fabs(d[cols[i]]), eps23 * scale);
+		}
+		if (b == 0.0)
+			break;
+	}
+	res->iterations = m;
+	res->converged = done;
+	res->ntop = ntop;
+	res->nbottom = nbot;
+	res->top = xcalloc((size_t)ntop + 1, sizeof(double));
+	res->bottom = xcalloc((size_t)nbot + 1, sizeof(double));
+	res->top_res = xcalloc((size_t)ntop + 1, sizeof(double));
+	res->bottom_res = xcalloc((size_t)nbot + 1, sizeof(double));
+	if (want_vecs)
+		res->top_vecs = xcalloc(xmul((size_t)ntop + 1, n), sizeof(double));
+	for (int i = 0; i < nw; i++) {
+		int top = i < ntop;
+		double *y = top && want_vecs ? res->top_vecs + (size_t)i * n : NULL;
+		double *buf = y ? y : xmalloc(xmul(n, sizeof(double)));
+		ritz_vector(Q, m, n, z, cols[i], buf);
+		if (top) {
+			res->top[i] = d[cols[i]];
+			res->top_res[i] = residual(A, buf, d[cols[i]], w);
+		} else {
+			res->bottom[i - ntop] = d[cols[i]];
+			res->bottom_res[i - ntop] = residual(A, buf, d[cols[i]], w);
+		}
+		if (!y)
+			free(buf);
+	}
+	free(Q);
+	free(alpha);
+	free(beta);
+	free(w);
+	free(h);
+	free(d);
+	free(z);
+	free(cols);
+	return 0;
+}
+
+int
+power_eigs(struct linop *A, int k, double tol, int maxiter, struct rng *r,
+    int want_vecs, struct eig_result *res)
+{
+	size_t n = A->n;
+	double *V = xcalloc(xmul((size_t)k + 1, n), sizeof *V), *w = xmalloc(xmul(n, sizeof *w));
+	int all = 1;
+
+	memset(res, 0, sizeof *res);
+	if (k < 1 || (size_t)k > n || maxiter < 1) {
+		free(V);
+		free(w);
+		return -1;
+	}
+	res->ntop = k;
+	res->top = xcalloc((size_t)k, sizeof(double));
+	res->top_res = xcalloc((size_t)k, sizeof(double));
+	res->bottom = xcalloc(1, sizeof(double));
+	res->bottom_res = xcalloc(1, sizeof(double));
+	for (int e = 0; e < k; e++) {
+		double *v = V + (size_t)e * n, lambda = 0, prev = 0;
+		int it, conv = 0;
+		random_unit(v, n, r);
+		for (it = 0; it < maxiter && !conv; it++) {
+			double s;
+			/* deflate: keep v orthogonal to the eigenvectors found so far */
+			for (int f = 0; f < e; f++)
+				cblas_daxpy((int)n, -dot(V + (size_t)f * n, v, n), V + (size_t)f * n, 1, v, 1);
+			s = norm(v, n);
+			for (size_t i = 0; i < n; i++)
+				v[i] /= s;
+			apply(A, w, v);
+			lambda = dot(v, w, n);
+			s = norm(w, n);
+			if (s == 0)
+				break;
+			for (size_t i = 0; i < n; i++)
+				v[i] = w[i] / s;
+			/* PyHessian's test: relative change of the Rayleigh quotient */
+			conv = it > 0 && fabs(lambda - prev) / (fabs(prev) + 1e-6) < tol;
+			prev = lambda;
+		}
+		res->iterations += it;
+		all &= conv;
+		res->top[e] = lambda;
+		res->top_res[e] = residual(A, v, lambda, w);
+	}
+	res->converged = all;
+	if (want_vecs)
+		res->top_vecs = V;
+	else
+		free(V);
+	free(w);
+	return 0;
+}
+
+void
+eig_result_free(struct eig_result *res)
+{
+	free(res->top);
+	free(res->bottom);
+	free(res->top_res);
+	free(res->bottom_res);
+	free(res->top_vecs);
+	memset(res, 0, sizeof *res);
+}
+
+void
+hutchinson(struct linop *A, int probes, struct rng *r, double *mean, double *stderr)
+{
+	size_t n = A->n;
+	double *z = xmalloc(xmul(n, sizeof *z)), *az = xmalloc(xmul(n, sizeof *az));
+	double s = 0, s2 = 0;
+
+	for (int p = 0; p < probes; p++) {
+		double t;
+		for (size_t i = 0; i < n; i++)
+			z[i] = rng_sign(r);
+		apply(A, az, z);
+		t = dot(z, az, n);
+		s += t;
+		s2 += t * t;
+	}
+	*mean = s / probes;
+	*stderr = probes > 1 ? sqrt(fmax(0, (s2 - s * s / probes) / (probes - 1)) / probes) : NAN;
+	free(z);
+	free(az);
+}
+
+int
+slq_probe(struct linop *A, const double *v0, int m, double *nodes, double *weights)
+{
+	size_t n = A->n;
+	double *Q, *alpha, *beta, *w, *h, *z, s;
+	int j = 0;
+
+	if ((size_t)m > n)
+		m = (int)n;
+	Q = xmalloc(xmul(xmul((size_t)m + 1, n), sizeof *Q));
+	alpha = xcalloc((size_t)m, sizeof *alpha);
+	beta = xcalloc((size_t)m, sizeof *beta);
+	w = xmalloc(xmul(n, sizeof *w));
+	h = xmalloc(xmul((size_t)m + 1, sizeof *h));
+	z = xmalloc(xmul(xmul((size_t)m, (size_t)m), sizeof *z));
+	s = norm(v0, n);
+	for (size_t i = 0; i < n; i++)
+		Q[i] = v0[i] / s;
+	while (j < m) {
+		double b = lanczos_step(A, Q, j, alpha, beta, w, h);
+		j++;
+		if (b == 0.0)
+			break;
+	}
+	tridiag_eigen(j, alpha, beta, nodes, z);
+	for (int i = 0; i < j; i++)
+		weights[i] = z[(size_t)i * j] * z[(size_t)i * j];
+	free(Q);
+	free(alpha);
+	free(beta);
+	free(w);
+	free(h);
+	free(z);
+	return j;
+}
+
+void
+slq_density(const double *nodes, const double *weights, int count, int nprobes,
+    double sigma2, int ngrid, double *grid, double *density)
+{
+	double lo = nodes[0], hi = nodes[0], width, pad, dx, total = 0;
+
+	for (int i = 1; i < count; i++) {
+		lo = fmin(lo, nodes[i]);
+		hi = fmax(hi, nodes[i]);
+	}
+	width = hi - lo;
+	/* Margins wide enough that no kernel is cut short: 1% of the span, at least 3 sigma. */
+	pad = fmax(0.01 * width, 3 * sqrt(sigma2));
+	lo -= pad;
+	hi += pad;
+	dx = ngrid > 1 ? (hi - lo) / (ngrid - 1) : 1;
+	for (int g = 0; g < ngrid; g++) {
+		double t = lo + g * dx, acc = 0;
+		for (int i = 0; i < count; i++) {
+			double u = t - nodes[i];
+			acc += weights[i] * exp(-u * u / (2 * sigma2));
+		}
+		grid[g] = t;
+		density[g] = acc / (nprobes * sqrt(2 * 3.14159265358979323846 * sigma2));
+		total += density[g] * dx;
+	}
+	/* The grid truncates the kernels' tails; renormalise so it integrates to 1. */
+	if (total > 0)
+		for (int g = 0; g < ngrid; g++)
+			density[g] /= total;
+}

@@ -1,0 +1,78 @@
+/*
+ * linalg: spectra of symmetric operators known only through products.
+ *
+ * The operator is a callback y = A x in double precision (hess-eig passes
+ * the Hessian-vector product of a model), so nothing here knows about
+ * models.  Accumulation is in double throughout.
+ *
+ *   lanczos_eigs    extreme eigenpairs by Lanczos with full
+ *                   reorthogonalisation (classical Gram-Schmidt, twice),
+ *                   stopping on Ritz residuals
+ *   power_eigs      power iteration with deflation, for comparison
+ *   hutchinson      trace by Rademacher probes, with standard error
+ *   slq_probe       Gauss quadrature nodes and weights of one probe
+ *                   (stochastic Lanczos quadrature)
+ *   slq_density     the probes' nodes smoothed onto a grid
+ */
+#ifndef LINALG_H
+#define LINALG_H
+
+#include <stddef.h>
+
+#include "rng.h"
+
+struct linop {
+	size_t n;
+	void (*apply)(void *ctx, double *y, const double *x);
+	void *ctx;
+	long count;                  /* products taken so far */
+};
+
+enum eig_which { EIG_TOP, EIG_BOTTOM, EIG_BOTH };
+extern const char *const eig_which_names[];   /* "top", "bottom", "both", NULL */
+
+struct eig_result {
+	int ntop, nbottom;
+	double *top;        /* (ntop) largest algebraic, descending */
+	double *bottom;     /* (nbottom) smallest algebraic, ascending */
+	double *top_res;    /* explicit residuals ||A y - theta y||, y unit */
+	double *bottom_res;
+	double *top_vecs;   /* (ntop, n) unit eigenvectors, if asked for */
+	int iterations;     /* Lanczos steps or power iterations */
+	int converged;      /* every wanted pair met the tolerance */
+};
+
+/*
+ * The k largest (and/or smallest) eigenvalues of A.  A pair counts as
+ * converged when its Ritz residual |beta_j s_ji| is at most
+ * tol * max(|theta_i|, eps^(2/3) max|theta|) (ARPACK's test).  Stops at
+ * convergence, at maxiter steps, or when the Krylov space is invariant.
+ * The start vector is Gaussian from r.  Returns 0, or -1 if k or maxiter
+ * is out of range for A's size.
+ */
+int lanczos_eigs(struct linop *A, int k, enum eig_which which, double tol,
+    int maxiter, struct rng *r, int want_vecs, struct eig_result *res);
+/* The k eigenvalues of largest magnitude by power iteration with deflation. */
+int power_eigs(struct linop *A, int k, double tol, int maxiter, struct rng *r,
+    int want_vecs, struct eig_result *res);
+void eig_result_free(struct eig_result *res);
+
+/* tr(A) ~ mean of z.Az over probes Rademacher z; *stderr is the mean's standard error. */
+void hutchinson(struct linop *A, int probes, struct rng *r, double *mean, double *stderr);
+
+/*
+ * m Lanczos steps from v0 (normalised here): the Ritz values (nodes) and
+ * the squared first components of their vectors (weights, summing to 1).
+ * Returns the number of nodes (fewer than m on breakdown).
+ */
+int slq_probe(struct linop *A, const double *v0, int m, double *nodes, double *weights);
+/*
+ * Density of nprobes probes' nodes/weights (count nodes in all) as a
+ * mixture of Gaussians of variance sigma2 on ngrid points spanning the
+ * nodes with margins of 1% of their span or 3 sigma, whichever is wider;
+ * normalised to integrate to 1.
+ */
+void slq_density(const double *nodes, const double *weights, int count, int nprobes,
+    double sigma2, int ngrid, double *grid, double *density);
+
+#endif
