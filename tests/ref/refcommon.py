@@ -99,7 +99,7 @@ def inputs(x, p, encoding):
 
 def loss_fn(logits, y, p, loss):
     if loss == "mse":
-        return torch.nn.functional.mse_loss(logits, torch.nn.functional.one_hot(y, p).to(torch.float32))
+        return torch.nn.functional.mse_loss(logits, torch.nn.functional.one_hot(y, p).to(logits.dtype))
     return torch.nn.functional.cross_entropy(logits, y)
 
 

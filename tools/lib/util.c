@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__SSE__) || defined(__x86_64__)
@@ -342,6 +343,41 @@ peak_rss_mib(void)
 		}
 	fclose(fp);
 	return kib < 0 ? -1 : kib / 1024.0;
+}
+
+char **
+read_lines(FILE *fp, const char *name, size_t max, size_t *n)
+{
+	char **lines = NULL, *line = NULL;
+	size_t cap = 0, len = 0;
+	ssize_t got;
+
+	*n = 0;
+	while ((got = getline(&line, &len, fp)) >= 0) {
+		while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+			line[--got] = '\0';
+		if (got == 0)
+			continue;
+		if (*n == max)
+			die("%s: more than %zu lines", name, max);
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 16;
+			lines = xrealloc(lines, xmul(cap, sizeof *lines));
+		}
+		lines[(*n)++] = xstrdup(line);
+	}
+	free(line);
+	if (ferror(fp))
+		die("%s: read error:", name);
+	return lines;
+}
+
+void
+free_lines(char **lines, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(lines[i]);
+	free(lines);
 }
 
 double

@@ -78,6 +78,13 @@ int flush_denormals(void);
  */
 double peak_rss_mib(void);
 
+/*
+ * The non-empty lines of a stream (newlines stripped), at most max of
+ * them; dies on a read error or beyond max.  Free with free_lines.
+ */
+char **read_lines(FILE *fp, const char *name, size_t max, size_t *n);
+void free_lines(char **lines, size_t n);
+
 /* Seconds on a monotonic clock, for timings. */
 double now_seconds(void);
 

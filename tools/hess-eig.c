@@ -1,0 +1,471 @@
+/*
+ * hess-eig: the Hessian spectrum of train-mlp checkpoints.
+ *
+ * For each checkpoint, the extreme eigenvalues of the Hessian of the mean
+ * training (or test, or all) loss, by Lanczos with full
+ * reorthogonalisation over exact Hessian-vector products; optionally the
+ * trace (Hutchinson) and the spectral density (stochastic Lanczos
+ * quadrature).  One JSON-lines record per checkpoint, after a header.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blas.h"
+#include "ckpt.h"
+#include "dataset.h"
+#include "jsonl.h"
+#include "linalg.h"
+#include "mlp.h"
+#include "opts.h"
+#include "rng.h"
+#include "sha256.h"
+#include "st.h"
+#include "util.h"
+
+#define MAX_CKPTS 100000
+
+enum set { SET_TRAIN, SET_TEST, SET_ALL };
+static const char *const set_names[] = {"train", "test", "all", NULL};
+enum method { METHOD_LANCZOS, METHOD_POWER };
+static const char *const method_names[] = {"lanczos", "power", NULL};
+
+struct config {
+	const char *data, *eigvecs;
+	enum set set;
+	enum method method;
+	enum eig_which which;
+	int top, max_iter, probes, slq_iter, slq_probes, grid, threads, trace, density, any_data;
+	long batch;
+	double tol, sigma2;
+	uint64_t seed;
+};
+
+/* The operator y = H x for one checkpoint. */
+struct hess {
+	const struct mlp *m;
+	struct mlp_work *w;
+	const struct dataset *d;
+	enum set set;
+	const float *theta;
+	float *vf, *hf;
+};
+
+static void
+hess_apply(void *ctx, double *y, const double *x)
+{
+	struct hess *h = ctx;
+	size_t P = h->m->nparams;
+	long n = (h->set != SET_TEST ? h->d->n_train : 0) + (h->set != SET_TRAIN ? h->d->n_test : 0);
+
+	for (size_t k = 0; k < P; k++) {
+		h->vf[k] = (float)x[k];
+		h->hf[k] = 0.0f;
+	}
+	if (h->set != SET_TEST)
+		mlp_hvp_set(h->m, h->w, h->hf, h->theta, h->vf, h->d->train_x, h->d->train_y,
+		    h->d->n_train, 1.0 / n);
+	if (h->set != SET_TRAIN)
+		mlp_hvp_set(h->m, h->w, h->hf, h->theta, h->vf, h->d->test_x, h->d->test_y,
+		    h->d->n_test, 1.0 / n);
+	for (size_t k = 0; k < P; k++)
+		y[k] = h->hf[k];
+}
+
+/* The mean loss over the set and the norm of its gradient, at the checkpoint. */
+static void
+loss_and_grad_norm(struct hess *h, long n, double *loss, double *gnorm)
+{
+	size_t P = h->m->nparams;
+	float *part = xmalloc(xmul(P, sizeof(float)));
+	double *grad = xcalloc(P, sizeof(double)), g2 = 0;
+	struct mlp_eval ev;
+
+	*loss = 0;
+	for (int s = 0; s < 2; s++) {
+		long ns = s == 0 ? h->d->n_train : h->d->n_test;
+		if ((s == 0 && h->set == SET_TEST) || (s == 1 && h->set == SET_TRAIN) || ns == 0)
+			continue;
+		memset(part, 0, P * sizeof(float));
+		/* mlp_eval_set gives this part's mean; weight it by its share of the set. */
+		mlp_eval_set(h->m, h->w, &ev, part, h->theta, s == 0 ? h->d->train_x : h->d->test_x,
+		    s == 0 ? h->d->train_y : h->d->test_y, ns);
+		*loss += ev.loss_sum / n;
+		for (size_t k = 0; k < P; k++)
+			grad[k] += part[k] * ((double)ns / n);
+	}
+	for (size_t k = 0; k < P; k++)
+		g2 += grad[k] * grad[k];
+	*gnorm = sqrt(g2);
+	free(part);
+	free(grad);
+}
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: hess-eig --data FILE [--set train|test|all] [--top K] [--which top|bottom|both]\n"
+	    "                [--trace] [--density] [--eigvecs FILE] [options] [CKPT...]\n");
+}
+
+static void
+help(void)
+{
+	usage(stdout);
+	printf(
+"\n"
+"For each train-mlp checkpoint (the arguments, or paths one per line on\n"
+"standard input), the extreme eigenvalues of the Hessian of the mean loss\n"
+"over the chosen set, written as one JSON-lines record per checkpoint after\n"
+"a header.  Hessian-vector products are exact (Pearlmutter's R-operator).\n"
+"\n"
+"      --data FILE        the data set the checkpoints were trained on\n"
+"      --set S            train (default), test or all: whose mean loss\n"
+"      --any-data         allow a data set other than the checkpoint's own\n"
+"Eigenvalues\n"
+"      --top K            how many eigenvalues at each wanted end, 1..500 (default 5)\n"
+"      --which W          top (largest algebraic, default), bottom (most\n"
+"                         negative) or both\n"
+"      --method M         lanczos (default; full reorthogonalisation) or\n"
+"                         power (power iteration with deflation, as the seed\n"
+"                         study; it finds the largest |eigenvalue|)\n"
+"      --tol T            relative residual to stop at (default 1e-4)\n"
+"      --max-iter N       Lanczos steps or power iterations, 1..10000 (default 100)\n"
+"      --eigvecs FILE     write the top-K eigenvectors (safetensors, named like\n"
+"                         the parameters, leading dimension K); with several\n"
+"                         checkpoints FILE must contain {step}\n"
+"Trace and density\n"
+"      --trace            Hutchinson estimate of the trace, with standard error\n"
+"      --probes N         its Rademacher probes, 1..100000 (default 100)\n"
+"      --density          spectral density by stochastic Lanczos quadrature\n"
+"      --slq-iter N       Lanczos steps per probe, 2..1000 (default 80)\n"
+"      --slq-probes N     probes, 1..10000 (default 10)\n"
+"      --grid N           density grid points, 2..1000000 (default 1000)\n"
+"      --sigma2 S         kernel variance relative to max(1, spectral span)\n"
+"                         (default 1e-5, as PyHessian)\n"
+"Other\n"
+"      --batch N          rows per batch in each product, bounding memory (default 4096)\n"
+"      --seed S           seed of start vectors and probes (default 0)\n"
+"      --threads N        BLAS threads, 1..256 (default 1)\n"
+"  -h, --help             show this help and exit\n"
+"      --version          show the version and exit\n"
+"\n"
+"Exit status: 0 success, 1 runtime or data error, 2 usage error.\n");
+}
+
+static void
+parse_args(struct config *c, int argc, char **argv)
+{
+	enum {
+		O_DATA = 256, O_SET, O_ANY, O_TOP, O_WHICH, O_METHOD, O_TOL, O_MAXIT, O_EIGVECS,
+		O_TRACE, O_PROBES, O_DENSITY, O_SLQIT, O_SLQPR, O_GRID, O_SIGMA2, O_BATCH, O_SEED,
+		O_THREADS, O_VERSION,
+	};
+	static const struct option longopts[] = {
+		{"data", required_argument, NULL, O_DATA},
+		{"set", required_argument, NULL, O_SET},
+		{"any-data", no_argument, NULL, O_ANY},
+		{"top", required_argument, NULL, O_TOP},
+		{"which", required_argument, NULL, O_WHICH},
+		{"method", required_argument, NULL, O_METHOD},
+		{"tol", required_argument, NULL, O_TOL},
+		{"max-iter", required_argument, NULL, O_MAXIT},
+		{"eigvecs", required_argument, NULL, O_EIGVECS},
+		{"trace", no_argument, NULL, O_TRACE},
+		{"probes", required_argument, NULL, O_PROBES},
+		{"density", no_argument, NULL, O_DENSITY},
+		{"slq-iter", required_argument, NULL, O_SLQIT},
+		{"slq-probes", required_argument, NULL, O_SLQPR},
+		{"grid", required_argument, NULL, O_GRID},
+		{"sigma2", required_argument, NULL, O_SIGMA2},
+		{"batch", required_argument, NULL, O_BATCH},
+		{"seed", required_argument, NULL, O_SEED},
+		{"threads", required_argument, NULL, O_THREADS},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, O_VERSION},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	memset(c, 0, sizeof *c);
+	c->top = 5;
+	c->which = EIG_TOP;
+	c->tol = 1e-4;
+	c->max_iter = 100;
+	c->probes = 100;
+	c->slq_iter = 80;
+	c->slq_probes = 10;
+	c->grid = 1000;
+	c->sigma2 = 1e-5;
+	c->batch = 4096;
+	c->threads = 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case O_DATA: c->data = optarg; break;
+		case O_SET: c->set = (enum set)opt_choice("--set", optarg, set_names); break;
+		case O_ANY: c->any_data = 1; break;
+		case O_TOP: c->top = (int)opt_int("--top", optarg, 1, 500); break;
+		case O_WHICH: c->which = (enum eig_which)opt_choice("--which", optarg, eig_which_names); break;
+		case O_METHOD: c->method = (enum method)opt_choice("--method", optarg, method_names); break;
+		case O_TOL: c->tol = opt_real_open("--tol", optarg, 0, 1); break;
+		case O_MAXIT: c->max_iter = (int)opt_int("--max-iter", optarg, 1, 10000); break;
+		case O_EIGVECS: c->eigvecs = optarg; break;
+		case O_TRACE: c->trace = 1; break;
+		case O_PROBES: c->probes = (int)opt_int("--probes", optarg, 1, 100000); break;
+		case O_DENSITY: c->density = 1; break;
+		case O_SLQIT: c->slq_iter = (int)opt_int("--slq-iter", optarg, 2, 1000); break;
+		case O_SLQPR: c->slq_probes = (int)opt_int("--slq-probes", optarg, 1, 10000); break;
+		case O_GRID: c->grid = (int)opt_int("--grid", optarg, 2, 1000000); break;
+		case O_SIGMA2: c->sigma2 = opt_real_open("--sigma2", optarg, 0, 1e6); break;
+		case O_BATCH: c->batch = (long)opt_int("--batch", optarg, 1, 1L << 24); break;
+		case O_SEED: c->seed = opt_seed("--seed", optarg); break;
+		case O_THREADS: c->threads = (int)opt_int("--threads", optarg, 1, 256); break;
+		case 'h': help(); finish_stdout(); exit(0);
+		case O_VERSION: printf("hess-eig %s\n", GROK_VERSION); finish_stdout(); exit(0);
+		default: fprintf(stderr, "Try 'hess-eig --help' for more information.\n"); exit(EXIT_USAGE);
+		}
+	}
+	if (!c->data)
+		usage_error("--data FILE is required (the data set the checkpoints were trained on)");
+	if (c->method == METHOD_POWER && c->which != EIG_TOP)
+		usage_error("--method power finds the largest eigenvalues only; use --method lanczos for --which %s",
+		    eig_which_names[c->which]);
+	if (c->eigvecs && c->which == EIG_BOTTOM)
+		usage_error("--eigvecs writes the top eigenvectors; it needs --which top or both");
+}
+
+static json_t *
+jarray(const double *v, int n)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, jnum(v[i]));
+	return a;
+}
+
+static void
+write_eigvecs(const struct config *c, const struct mlp *m, const struct eig_result *res,
+    long long step, const char *ckpt_digest, int many)
+{
+	const char *pat = c->eigvecs, *at = strstr(pat, "{step}");
+	size_t P = m->nparams, n = strlen(pat) + 16;
+	char *path = xmalloc(n), name[64], *vals;
+	float *buf = xmalloc(xmul(xmul(P, (size_t)res->ntop), sizeof(float)));
+	struct st_writer w;
+	json_t *ev = jarray(res->top, res->ntop);
+
+	if (many && !at)
+		usage_error("--eigvecs %s: with several checkpoints the name must contain {step}", pat);
+	if (at)
+		snprintf(path, n, "%.*s%08lld%s", (int)(at - pat), pat, step, at + 6);
+	else
+		snprintf(path, n, "%s", pat);
+	st_writer_init(&w);
+	/* Each parameter tensor gets a leading dimension over the K eigenvectors. */
+	for (int t = 0; t < 2 * m->nlayers; t++) {
+		int64_t shape[3], s2[2];
+		int ndim;
+		size_t off = mlp_tensor_info(m, t, &ndim, s2), len = (size_t)s2[0] * (ndim == 2 ? (size_t)s2[1] : 1);
+		float *dst = buf + (size_t)res->ntop * off;
+		for (int e = 0; e < res->ntop; e++)
+			for (size_t k = 0; k < len; k++)
+				dst[(size_t)e * len + k] = (float)res->top_vecs[(size_t)e * P + off + k];
+		shape[0] = res->ntop;
+		shape[1] = s2[0];
+		shape[2] = s2[1];
+		mlp_tensor_name(t, name, sizeof name);
+		st_writer_add(&w, name, ST_F32, ndim + 1, shape, dst);
+	}
+	vals = jsonl_string(ev);
+	st_writer_meta(&w, "format", "grokkit-eigvecs-v1");
+	st_writer_meta(&w, "tool", "hess-eig " GROK_VERSION);
+	st_writer_meta(&w, "eigenvalues", vals);
+	snprintf(name, sizeof name, "%lld", step);
+	st_writer_meta(&w, "step", name);
+	st_writer_meta(&w, "checkpoint_sha256", ckpt_digest);
+	if (ckpt_write_file(&w, path) < 0)
+		die("error writing %s:", path);
+	st_writer_free(&w);
+	json_decref(ev);
+	free(vals);
+	free(buf);
+	free(path);
+}
+
+static json_t *
+density_json(const struct config *c, struct linop *A, size_t P, struct rng *r)
+{
+	int m = c->slq_iter < (int)P ? c->slq_iter : (int)P, count = 0;
+	double *nodes = xmalloc(xmul((size_t)c->slq_probes * (size_t)m, sizeof(double)));
+	double *weights = xmalloc(xmul((size_t)c->slq_probes * (size_t)m, sizeof(double)));
+	double *v = xmalloc(xmul(P, sizeof(double))), lo, hi, sigma2;
+	double *grid = xmalloc(xmul((size_t)c->grid, sizeof(double)));
+	double *dens = xmalloc(xmul((size_t)c->grid, sizeof(double)));
+	json_t *jn = json_array(), *jw = json_array(), *out;
+
+	for (int p = 0; p < c->slq_probes; p++) {
+		int got;
+		for (size_t k = 0; k < P; k++)
+			v[k] = rng_sign(r);
+		got = slq_probe(A, v, m, nodes + count, weights + count);
+		json_array_append_new(jn, jarray(nodes + count, got));
+		json_array_append_new(jw, jarray(weights + count, got));
+		count += got;
+	}
+	lo = hi = nodes[0];
+	for (int i = 1; i < count; i++) {
+		lo = fmin(lo, nodes[i]);
+		hi = fmax(hi, nodes[i]);
+	}
+	sigma2 = c->sigma2 * fmax(1.0, hi - lo);
+	slq_density(nodes, weights, count, c->slq_probes, sigma2, c->grid, grid, dens);
+	out = json_pack("{s:i, s:i, s:o, s:o, s:o, s:o, s:o}", "probes", c->slq_probes, "iterations", m,
+	    "sigma2", jnum(sigma2), "nodes", jn, "weights", jw,
+	    "grid", jarray(grid, c->grid), "values", jarray(dens, c->grid));
+	free(nodes);
+	free(weights);
+	free(v);
+	free(grid);
+	free(dens);
+	return out;
+}
+
+/* Everything about one checkpoint, as one record. */
+static void
+analyse(const struct config *c, const struct dataset *d, const char *path, int many)
+{
+	struct st_frame f;
+	struct mlp m;
+	struct hess h;
+	struct linop A;
+	struct eig_result res;
+	struct rng r;
+	char err[ST_ERRLEN], hex[65];
+	const char *ds;
+	long long step;
+	long n = 0;
+	double t0 = now_seconds(), loss, gnorm;
+	json_t *rec;
+
+	if (st_load(&f, path, err, sizeof err) < 0 || ckpt_model(&f, &m, path, err, sizeof err) < 0)
+		die("%s", err);
+	if (m.c.p != d->p)
+		die("%s: a model for p = %d, but the data set has p = %d", path, m.c.p, d->p);
+	if (!c->any_data && (ds = st_meta(&f, "data_sha256")) && strcmp(ds, d->digest) != 0)
+		die("%s: trained on data %.12s..., not on %s (%.12s...); --any-data to analyse anyway",
+		    path, ds, c->data, d->digest);
+	if (ckpt_meta_long(&f, "step", 0, 1LL << 53, &step, path, err, sizeof err) < 0)
+		die("%s", err);
+	h.theta = xmalloc(xmul(m.nparams, sizeof(float)));
+	if (ckpt_params(&f, &m, (float *)h.theta, path, err, sizeof err) < 0)
+		die("%s", err);
+	sha256_hex(f.digest, hex);
+	st_free(&f);
+
+	if (c->set != SET_TEST)
+		n += d->n_train;
+	if (c->set != SET_TRAIN)
+		n += d->n_test;
+	if (n == 0)
+		die("%s: the %s set is empty", c->data, set_names[c->set]);
+	h.m = &m;
+	h.d = d;
+	h.set = c->set;
+	h.w = mlp_work_new(&m, (int)(c->batch < n ? c->batch : n), 1);
+	h.vf = xmalloc(xmul(m.nparams, sizeof(float)));
+	h.hf = xmalloc(xmul(m.nparams, sizeof(float)));
+	A = (struct linop){m.nparams, hess_apply, &h, 0};
+
+	loss_and_grad_norm(&h, n, &loss, &gnorm);
+
+	rng_init(&r, c->seed, RNG_SAMPLE);
+	if ((c->method == METHOD_LANCZOS ?
+	    lanczos_eigs(&A, c->top, c->which, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res) :
+	    power_eigs(&A, c->top, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res)) < 0)
+		die("%s: --top %d is more than the %zu parameters", path, c->top, m.nparams);
+	if (!res.converged)
+		warn("%s: not converged to --tol %g within --max-iter %d", path, c->tol, c->max_iter);
+	rec = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:s, s:I, s:o, s:o, s:s}",
+	    "record", "hessian", "checkpoint", path, "checkpoint_sha256", hex, "step", (json_int_t)step,
+	    "depth", m.c.depth, "width", m.c.width, "params", (json_int_t)m.nparams,
+	    "set", set_names[c->set], "n", (json_int_t)n, "loss", jnum(loss), "grad_norm", jnum(gnorm),
+	    "method", method_names[c->method]);
+	if (res.ntop) {
+		json_object_set_new(rec, "eigenvalues", jarray(res.top, res.ntop));
+		json_object_set_new(rec, "residuals", jarray(res.top_res, res.ntop));
+	}
+	if (res.nbottom) {
+		json_object_set_new(rec, "bottom_eigenvalues", jarray(res.bottom, res.nbottom));
+		json_object_set_new(rec, "bottom_residuals", jarray(res.bottom_res, res.nbottom));
+	}
+	json_object_set_new(rec, "converged", json_boolean(res.converged));
+	json_object_set_new(rec, "iterations", json_integer(res.iterations));
+	if (c->eigvecs && res.ntop)
+		write_eigvecs(c, &m, &res, step, hex, many);
+	eig_result_free(&res);
+	if (c->trace) {
+		double mean, se;
+		hutchinson(&A, c->probes, &r, &mean, &se);
+		json_object_set_new(rec, "trace", json_pack("{s:o, s:o, s:i}", "mean", jnum(mean),
+		    "stderr", jnum(se), "probes", c->probes));
+	}
+	if (c->density)
+		json_object_set_new(rec, "density", density_json(c, &A, m.nparams, &r));
+	json_object_set_new(rec, "hvps", json_integer(A.count));
+	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
+	jsonl_emit(stdout, rec);
+	mlp_work_free(h.w);
+	free((float *)h.theta);
+	free(h.vf);
+	free(h.hf);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config c;
+	struct dataset d;
+	char err[ST_ERRLEN], **paths;
+	size_t n;
+	json_t *config, *header;
+
+	setprogname(argv[0]);
+	parse_args(&c, argc, argv);
+	blas_setup(c.threads, argv);
+	flush_denormals();
+	if (optind < argc) {
+		n = (size_t)(argc - optind);
+		paths = argv + optind;
+	} else {
+		if (isatty(STDIN_FILENO))
+			usage_error("no checkpoints: give them as arguments or one per line on standard input");
+		paths = read_lines(stdin, "<stdin>", MAX_CKPTS, &n);
+		if (n == 0)
+			die("no checkpoint paths on standard input");
+	}
+	if (dataset_load(&d, c.data, err, sizeof err) < 0)
+		die("%s", err);
+
+	config = json_pack("{s:s, s:s, s:i, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I}",
+	    "set", set_names[c.set], "method", method_names[c.method], "top", c.top,
+	    "which", eig_which_names[c.which], "tol", jnum(c.tol), "max_iter", c.max_iter,
+	    "trace", c.trace, "probes", c.probes, "density", c.density, "slq_iter", c.slq_iter,
+	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch);
+	header = jsonl_header("hess-eig", argc, argv, c.seed, config);
+	json_object_set_new(json_object_get(header, "inputs"), "data", json_string(d.digest));
+	json_object_set_new(header, "blas", json_pack("{s:s, s:s, s:i}", "config", blas_config(),
+	    "core", blas_core(), "threads", c.threads));
+	jsonl_emit(stdout, header);
+	for (size_t i = 0; i < n; i++)
+		analyse(&c, &d, paths[i], n > 1);
+	if (optind >= argc)
+		free_lines(paths, n);
+	dataset_free(&d);
+	finish_stdout();
+	return 0;
+}
