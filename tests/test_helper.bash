@@ -48,3 +48,8 @@ st_raw() {
 metrics() {
 	jq -c 'select(.record == "metrics") | del(.elapsed)' "$1"
 }
+
+# assert_stderr ARGS: assert_output on the $stderr of `run --separate-stderr`.
+assert_stderr() {
+	output=$stderr assert_output "$@"
+}

@@ -250,7 +250,7 @@ jarray(const double *v, int n)
 
 static void
 write_eigvecs(const struct config *c, const struct mlp *m, const struct eig_result *res,
-    long long step, const char *ckpt_digest, int many)
+    long long step, const char *ckpt_digest)
 {
 	const char *pat = c->eigvecs, *at = strstr(pat, "{step}");
 	size_t P = m->nparams, n = strlen(pat) + 16;
@@ -259,8 +259,6 @@ write_eigvecs(const struct config *c, const struct mlp *m, const struct eig_resu
 	struct st_writer w;
 	json_t *ev = jarray(res->top, res->ntop);
 
-	if (many && !at)
-		usage_error("--eigvecs %s: with several checkpoints the name must contain {step}", pat);
 	if (at)
 		snprintf(path, n, "%.*s%08lld%s", (int)(at - pat), pat, step, at + 6);
 	else
@@ -337,7 +335,7 @@ density_json(const struct config *c, struct linop *A, size_t P, struct rng *r)
 
 /* Everything about one checkpoint, as one record. */
 static void
-analyse(const struct config *c, const struct dataset *d, const char *path, int many)
+analyse(const struct config *c, const struct dataset *d, const char *path)
 {
 	struct st_frame f;
 	struct mlp m;
@@ -406,7 +404,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path, int m
 	json_object_set_new(rec, "converged", json_boolean(res.converged));
 	json_object_set_new(rec, "iterations", json_integer(res.iterations));
 	if (c->eigvecs && res.ntop)
-		write_eigvecs(c, &m, &res, step, hex, many);
+		write_eigvecs(c, &m, &res, step, hex);
 	eig_result_free(&res);
 	if (c->trace) {
 		double mean, se;
@@ -448,6 +446,8 @@ main(int argc, char **argv)
 		if (n == 0)
 			die("no checkpoint paths on standard input");
 	}
+	if (c.eigvecs && n > 1 && !strstr(c.eigvecs, "{step}"))
+		usage_error("--eigvecs %s: with several checkpoints the name must contain {step}", c.eigvecs);
 	if (dataset_load(&d, c.data, err, sizeof err) < 0)
 		die("%s", err);
 
@@ -462,7 +462,7 @@ main(int argc, char **argv)
 	    "core", blas_core(), "threads", c.threads));
 	jsonl_emit(stdout, header);
 	for (size_t i = 0; i < n; i++)
-		analyse(&c, &d, paths[i], n > 1);
+		analyse(&c, &d, paths[i]);
 	if (optind >= argc)
 		free_lines(paths, n);
 	dataset_free(&d);

@@ -1,0 +1,149 @@
+#!/usr/bin/env bats
+# hess-eig: records, methods, trace, density, eigenvectors, and bad inputs.
+
+load test_helper
+bats_require_minimum_version 1.5.0
+
+setup() {
+	cd "$BATS_TEST_TMPDIR" || exit 1
+	gen-modadd -p 11 --frac 0.5 -o d.st
+	train-mlp --data d.st --steps 40 --log-every 20 --width 12 --ckpt-dir ck > log
+}
+
+@test "hess-eig --help and --version" {
+	run hess-eig --help
+	assert_success
+	assert_line --index 0 --partial "usage: hess-eig --data FILE"
+	run hess-eig --version
+	assert_output --regexp '^hess-eig [0-9]+\.[0-9]+\.[0-9]+$'
+}
+
+@test "hess-eig: one record per checkpoint, top eigenvalues descending and converged" {
+	run hess-eig --data d.st ck/step-00000020.safetensors ck/step-00000040.safetensors
+	assert_success
+	[ "${#lines[@]}" -eq 3 ]
+	[ "$(jq -r .record <<<"${lines[0]}")" = header ]
+	[ "$(jq -r .inputs.data <<<"${lines[0]}")" = "$(sha256sum d.st | cut -d' ' -f1)" ]
+	for i in 1 2; do
+		l=${lines[$i]}
+		[ "$(jq -r '.record + " " + .set + " " + (.converged | tostring)' <<<"$l")" = "hessian train true" ]
+		[ "$(jq '.eigenvalues | length' <<<"$l")" = 5 ]
+		[ "$(jq '.eigenvalues == (.eigenvalues | sort | reverse)' <<<"$l")" = true ]
+		[ "$(jq '[.residuals[] < 1e-3] | all' <<<"$l")" = true ]
+		[ "$(jq '.hvps > 5' <<<"$l")" = true ]
+	done
+	[ "$(jq -r .step <<<"${lines[2]}")" = 40 ]
+	[ "$(jq -r .checkpoint_sha256 <<<"${lines[2]}")" = "$(sha256sum ck/step-00000040.safetensors | cut -d' ' -f1)" ]
+}
+
+@test "hess-eig reads checkpoint paths from standard input" {
+	ls ck/*.safetensors | hess-eig --data d.st --top 2 > out
+	[ "$(jq -s 'map(select(.record == "hessian") | .step)' out | jq -c .)" = "[0,20,40]" ]
+}
+
+@test "hess-eig --which both: the most negative eigenvalues too" {
+	run hess-eig --data d.st --which both --top 3 ck/step-00000040.safetensors
+	assert_success
+	l=${lines[1]}
+	[ "$(jq '.bottom_eigenvalues | length' <<<"$l")" = 3 ]
+	[ "$(jq '.bottom_eigenvalues == (.bottom_eigenvalues | sort)' <<<"$l")" = true ]
+	[ "$(jq '.bottom_eigenvalues[0] < .eigenvalues[2]' <<<"$l")" = true ]
+}
+
+@test "hess-eig --method power agrees with Lanczos on the top eigenvalue" {
+	a=$(hess-eig --data d.st --top 1 --tol 1e-8 --max-iter 300 ck/step-00000040.safetensors | tail -1 | jq '.eigenvalues[0]')
+	b=$(hess-eig --data d.st --top 1 --method power --tol 1e-9 --max-iter 2000 ck/step-00000040.safetensors | tail -1 | jq '.eigenvalues[0]')
+	jq -n --argjson a "$a" --argjson b "$b" '(($a - $b) | fabs) / $a < 1e-4' | grep -q true
+}
+
+@test "hess-eig --trace and --density" {
+	run hess-eig --data d.st --trace --probes 50 --density --slq-probes 3 --slq-iter 20 --grid 200 ck/step-00000040.safetensors
+	assert_success
+	l=${lines[1]}
+	[ "$(jq '.trace.probes == 50 and .trace.stderr > 0' <<<"$l")" = true ]
+	[ "$(jq '.density.grid | length' <<<"$l")" = 200 ]
+	[ "$(jq '.density.nodes | length' <<<"$l")" = 3 ]
+	[ "$(jq '[.density.weights[] | add] | map(. > 0.999999 and . < 1.000001) | all' <<<"$l")" = true ]
+	# the density integrates to one
+	[ "$(jq '(.density.grid[1] - .density.grid[0]) * (.density.values | add) | . > 0.99 and . < 1.01' <<<"$l")" = true ]
+}
+
+@test "hess-eig: the same seed gives the same numbers" {
+	hess-eig --data d.st --trace --probes 10 ck/step-00000040.safetensors | tail -1 | jq -c 'del(.seconds)' > a
+	hess-eig --data d.st --trace --probes 10 ck/step-00000040.safetensors | tail -1 | jq -c 'del(.seconds)' > b
+	hess-eig --data d.st --trace --probes 10 --seed 1 ck/step-00000040.safetensors | tail -1 | jq -c 'del(.seconds)' > c
+	cmp a b
+	! cmp -s a c
+}
+
+@test "hess-eig --eigvecs writes the top eigenvectors named like the parameters" {
+	hess-eig --data d.st --top 3 --eigvecs v.st ck/step-00000040.safetensors > out
+	h=$(st_header v.st)
+	[ "$(jq -c '.["layers.0.weight"].shape' <<<"$h")" = "[3,12,22]" ]
+	[ "$(jq -c '.["layers.2.bias"].shape' <<<"$h")" = "[3,11]" ]
+	[ "$(jq -c '.__metadata__.eigenvalues | fromjson | length' <<<"$h")" = 3 ]
+	run hess-eig --data d.st --eigvecs v.st ck/step-00000020.safetensors ck/step-00000040.safetensors
+	assert_failure 2
+	assert_line --index 0 "hess-eig: --eigvecs v.st: with several checkpoints the name must contain {step}"
+	hess-eig --data d.st --top 1 --eigvecs 'v-{step}.st' ck/step-00000020.safetensors ck/step-00000040.safetensors > out
+	[ -f v-00000020.st ] && [ -f v-00000040.st ]
+}
+
+bad() {
+	run hess-eig "$@"
+	assert_failure 2
+	assert_line --index 0 "$EXPECTED"
+	assert_line --index 1 "Try 'hess-eig --help' for more information."
+}
+
+@test "hess-eig: no --data" { EXPECTED="hess-eig: --data FILE is required (the data set the checkpoints were trained on)" bad ck/step-00000040.safetensors; }
+@test "hess-eig: top 0" { EXPECTED="hess-eig: --top: 0 is out of range (allowed: 1..500)" bad --data d.st --top 0 x; }
+@test "hess-eig: unknown which" { EXPECTED="hess-eig: --which: unknown value 'middle' (allowed: top, bottom, both)" bad --data d.st --which middle x; }
+@test "hess-eig: unknown set" { EXPECTED="hess-eig: --set: unknown value 'val' (allowed: train, test, all)" bad --data d.st --set val x; }
+@test "hess-eig: tol 0" { EXPECTED="hess-eig: --tol: 0 is out of range (allowed: strictly between 0 and 1)" bad --data d.st --tol 0 x; }
+@test "hess-eig: power with both ends" {
+	EXPECTED="hess-eig: --method power finds the largest eigenvalues only; use --method lanczos for --which both" bad --data d.st --method power --which both x
+}
+
+@test "hess-eig: a checkpoint for another p" {
+	gen-modadd -p 7 -o d7.st
+	run --separate-stderr hess-eig --data d7.st ck/step-00000040.safetensors
+	assert_failure 1
+	assert_stderr "hess-eig: ck/step-00000040.safetensors: a model for p = 11, but the data set has p = 7"
+}
+
+@test "hess-eig: a checkpoint trained on other data, unless --any-data" {
+	gen-modadd -p 11 --frac 0.5 --seed 3 -o other.st
+	run --separate-stderr hess-eig --data other.st ck/step-00000040.safetensors
+	assert_failure 1
+	assert_stderr --partial "hess-eig: ck/step-00000040.safetensors: trained on data"
+	[[ $stderr == *"--any-data to analyse anyway"* ]]
+	run hess-eig --data other.st --any-data --top 1 ck/step-00000040.safetensors
+	assert_success
+}
+
+@test "hess-eig: not a checkpoint" {
+	run --separate-stderr hess-eig --data d.st d.st
+	assert_failure 1
+	assert_stderr "hess-eig: d.st: no 'depth' in the metadata (not a train-mlp checkpoint?)"
+}
+
+@test "hess-eig: a truncated checkpoint" {
+	head -c $(( $(stat -c %s ck/step-00000040.safetensors) - 7 )) ck/step-00000040.safetensors > t.st
+	run --separate-stderr hess-eig --data d.st t.st
+	assert_failure 1
+	assert_stderr --regexp '^hess-eig: t.st: truncated data: [0-9]+ of [0-9]+ bytes$'
+}
+
+@test "hess-eig: a checkpoint with wrong shapes" {
+	st_raw '{"__metadata__":{"p":"11","depth":"1","width":"4","encoding":"onehot","loss":"ce","step":"0"},"layers.0.weight":{"dtype":"F32","shape":[4,3],"data_offsets":[0,48]}}' 48 > w.st
+	run --separate-stderr hess-eig --data d.st w.st
+	assert_failure 1
+	assert_stderr "hess-eig: w.st: tensor 'layers.0.weight' has shape [4, 3], expected [4, 22] (-1: any) (model: p=11 depth=1 width=4 onehot)"
+}
+
+@test "hess-eig: a missing checkpoint" {
+	run --separate-stderr hess-eig --data d.st nope.st
+	assert_failure 1
+	assert_stderr "hess-eig: nope.st: No such file or directory"
+}
