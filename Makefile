@@ -126,6 +126,8 @@ $(BENCH_DATA): $(O)/bin/gen-modadd
 bench: tools $(O)/bench/bench_step $(BENCH_DATA)
 	tools/ensure-deps ref
 	$(PYTHON) tests/bench/bench_train.py $(O)/bin $(O)/bench $(BENCH_DATA)
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	$(PYTHON) tests/bench/bench_hess.py $(O)/bin $(O)/bench $(BENCH_DATA) "$$d"
 
 # The whole suite: unit tests and bats on the normal build, then again on a
 # sanitizer build; tests/run prints the final "N passed, N failed".

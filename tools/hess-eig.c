@@ -45,12 +45,18 @@ struct config {
 	uint64_t seed;
 };
 
-/* The operator y = H x for one checkpoint. */
+/*
+ * The operator y = H x for one checkpoint.  Each part of the set (train,
+ * test) has its own work; a part that fits one batch is prepared once
+ * (forward pass and deltas kept) and each product then only runs the
+ * R-passes.
+ */
 struct hess {
 	const struct mlp *m;
-	struct mlp_work *w;
-	const struct dataset *d;
-	enum set set;
+	struct mlp_work *w[2];
+	const int32_t *x[2], *y[2];
+	long rows[2];
+	long n;                      /* rows in the whole set */
 	const float *theta;
 	float *vf, *hf;
 };
@@ -60,25 +66,67 @@ hess_apply(void *ctx, double *y, const double *x)
 {
 	struct hess *h = ctx;
 	size_t P = h->m->nparams;
-	long n = (h->set != SET_TEST ? h->d->n_train : 0) + (h->set != SET_TRAIN ? h->d->n_test : 0);
 
 	for (size_t k = 0; k < P; k++) {
 		h->vf[k] = (float)x[k];
 		h->hf[k] = 0.0f;
 	}
-	if (h->set != SET_TEST)
-		mlp_hvp_set(h->m, h->w, h->hf, h->theta, h->vf, h->d->train_x, h->d->train_y,
-		    h->d->n_train, 1.0 / n);
-	if (h->set != SET_TRAIN)
-		mlp_hvp_set(h->m, h->w, h->hf, h->theta, h->vf, h->d->test_x, h->d->test_y,
-		    h->d->n_test, 1.0 / n);
+	for (int s = 0; s < 2; s++) {
+		if (!h->w[s])
+			continue;
+		if (h->w[s]->prepared_rows == h->rows[s])
+			mlp_hvp_apply(h->m, h->w[s], h->hf, h->theta, h->vf, h->x[s], (int)h->rows[s],
+			    (float)(1.0 / h->n));
+		else
+			mlp_hvp_set(h->m, h->w[s], h->hf, h->theta, h->vf, h->x[s], h->y[s], h->rows[s],
+			    1.0 / h->n);
+	}
 	for (size_t k = 0; k < P; k++)
 		y[k] = h->hf[k];
 }
 
-/* The mean loss over the set and the norm of its gradient, at the checkpoint. */
 static void
-loss_and_grad_norm(struct hess *h, long n, double *loss, double *gnorm)
+hess_init(struct hess *h, const struct mlp *m, const struct dataset *d, enum set set,
+    const float *theta, long batch)
+{
+	memset(h, 0, sizeof *h);
+	h->m = m;
+	h->theta = theta;
+	h->x[0] = d->train_x;
+	h->y[0] = d->train_y;
+	h->rows[0] = set != SET_TEST ? d->n_train : 0;
+	h->x[1] = d->test_x;
+	h->y[1] = d->test_y;
+	h->rows[1] = set != SET_TRAIN ? d->n_test : 0;
+	h->n = h->rows[0] + h->rows[1];
+	for (int s = 0; s < 2; s++) {
+		if (h->rows[s] == 0)
+			continue;
+		h->w[s] = mlp_work_new(m, (int)(h->rows[s] < batch ? h->rows[s] : batch), 1);
+		if (h->rows[s] <= batch)
+			mlp_hvp_prepare(m, h->w[s], theta, h->x[s], h->y[s], (int)h->rows[s],
+			    (float)(1.0 / h->n));
+	}
+	h->vf = xmalloc(xmul(m->nparams, sizeof(float)));
+	h->hf = xmalloc(xmul(m->nparams, sizeof(float)));
+}
+
+static void
+hess_free(struct hess *h)
+{
+	mlp_work_free(h->w[0]);
+	mlp_work_free(h->w[1]);
+	free(h->vf);
+	free(h->hf);
+}
+
+/*
+ * The mean loss over the set and the norm of its gradient, at the
+ * checkpoint.  It runs before any product: mlp_eval_set uses the works'
+ * buffers, so the parts are prepared again afterwards.
+ */
+static void
+loss_and_grad_norm(struct hess *h, double *loss, double *gnorm)
 {
 	size_t P = h->m->nparams;
 	float *part = xmalloc(xmul(P, sizeof(float)));
@@ -87,16 +135,17 @@ loss_and_grad_norm(struct hess *h, long n, double *loss, double *gnorm)
 
 	*loss = 0;
 	for (int s = 0; s < 2; s++) {
-		long ns = s == 0 ? h->d->n_train : h->d->n_test;
-		if ((s == 0 && h->set == SET_TEST) || (s == 1 && h->set == SET_TRAIN) || ns == 0)
+		if (!h->w[s])
 			continue;
 		memset(part, 0, P * sizeof(float));
 		/* mlp_eval_set gives this part's mean; weight it by its share of the set. */
-		mlp_eval_set(h->m, h->w, &ev, part, h->theta, s == 0 ? h->d->train_x : h->d->test_x,
-		    s == 0 ? h->d->train_y : h->d->test_y, ns);
-		*loss += ev.loss_sum / n;
+		mlp_eval_set(h->m, h->w[s], &ev, part, h->theta, h->x[s], h->y[s], h->rows[s]);
+		*loss += ev.loss_sum / h->n;
 		for (size_t k = 0; k < P; k++)
-			grad[k] += part[k] * ((double)ns / n);
+			grad[k] += part[k] * ((double)h->rows[s] / h->n);
+		if (h->w[s]->prepared_rows == h->rows[s])
+			mlp_hvp_prepare(h->m, h->w[s], h->theta, h->x[s], h->y[s], (int)h->rows[s],
+			    (float)(1.0 / h->n));
 	}
 	for (size_t k = 0; k < P; k++)
 		g2 += grad[k] * grad[k];
@@ -346,7 +395,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	char err[ST_ERRLEN], hex[65];
 	const char *ds;
 	long long step;
-	long n = 0;
+	float *theta;
 	double t0 = now_seconds(), loss, gnorm;
 	json_t *rec;
 
@@ -359,27 +408,17 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 		    path, ds, c->data, d->digest);
 	if (ckpt_meta_long(&f, "step", 0, 1LL << 53, &step, path, err, sizeof err) < 0)
 		die("%s", err);
-	h.theta = xmalloc(xmul(m.nparams, sizeof(float)));
-	if (ckpt_params(&f, &m, (float *)h.theta, path, err, sizeof err) < 0)
+	theta = xmalloc(xmul(m.nparams, sizeof(float)));
+	if (ckpt_params(&f, &m, theta, path, err, sizeof err) < 0)
 		die("%s", err);
 	sha256_hex(f.digest, hex);
 	st_free(&f);
 
-	if (c->set != SET_TEST)
-		n += d->n_train;
-	if (c->set != SET_TRAIN)
-		n += d->n_test;
-	if (n == 0)
+	hess_init(&h, &m, d, c->set, theta, c->batch);
+	if (h.n == 0)
 		die("%s: the %s set is empty", c->data, set_names[c->set]);
-	h.m = &m;
-	h.d = d;
-	h.set = c->set;
-	h.w = mlp_work_new(&m, (int)(c->batch < n ? c->batch : n), 1);
-	h.vf = xmalloc(xmul(m.nparams, sizeof(float)));
-	h.hf = xmalloc(xmul(m.nparams, sizeof(float)));
 	A = (struct linop){m.nparams, hess_apply, &h, 0};
-
-	loss_and_grad_norm(&h, n, &loss, &gnorm);
+	loss_and_grad_norm(&h, &loss, &gnorm);
 
 	rng_init(&r, c->seed, RNG_SAMPLE);
 	if ((c->method == METHOD_LANCZOS ?
@@ -391,7 +430,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	rec = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:s, s:I, s:o, s:o, s:s}",
 	    "record", "hessian", "checkpoint", path, "checkpoint_sha256", hex, "step", (json_int_t)step,
 	    "depth", m.c.depth, "width", m.c.width, "params", (json_int_t)m.nparams,
-	    "set", set_names[c->set], "n", (json_int_t)n, "loss", jnum(loss), "grad_norm", jnum(gnorm),
+	    "set", set_names[c->set], "n", (json_int_t)h.n, "loss", jnum(loss), "grad_norm", jnum(gnorm),
 	    "method", method_names[c->method]);
 	if (res.ntop) {
 		json_object_set_new(rec, "eigenvalues", jarray(res.top, res.ntop));
@@ -417,10 +456,8 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	json_object_set_new(rec, "hvps", json_integer(A.count));
 	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
 	jsonl_emit(stdout, rec);
-	mlp_work_free(h.w);
-	free((float *)h.theta);
-	free(h.vf);
-	free(h.hf);
+	hess_free(&h);
+	free(theta);
 }
 
 int

@@ -1,7 +1,9 @@
 /*
  * bench_step: time one full-batch training step of train-mlp's model
  * (forward, loss, backward, AdamW) and, on the same shapes, the bare sgemm
- * calls it makes, so the step's FLOP rate can be set against OpenBLAS's.
+ * calls it makes, so the step's FLOP rate can be set against OpenBLAS's;
+ * and one Hessian-vector product over the training set (hess-eig's unit
+ * of work).
  *
  *   bench_step DATA DEPTH WIDTH REPS      prints one JSON line
  */
@@ -73,8 +75,9 @@ main(int argc, char **argv)
 	struct optim o;
 	struct rng r;
 	char err[ST_ERRLEN];
-	float *theta, *grad, *a, *b, *cc;
-	double *t_step, *t_gemm, flops, gemm_flops = 0;
+	float *theta, *grad, *a, *b, *cc, *v, *hv;
+	double *t_step, *t_gemm, *t_hvp, flops, gemm_flops = 0;
+	struct mlp_work *wh;
 	int reps, B;
 
 	setprogname(argv[0]);
@@ -116,18 +119,35 @@ main(int argc, char **argv)
 			t_gemm[k - 3] = sgemm_seconds(&m, B, a, b, cc);
 		}
 	}
+	wh = mlp_work_new(&m, B, 1);
+	v = xcalloc(m.nparams, sizeof *v);
+	hv = xcalloc(m.nparams, sizeof *hv);
+	t_hvp = xcalloc((size_t)reps, sizeof *t_hvp);
+	for (size_t k = 0; k < m.nparams; k++)
+		v[k] = (float)rng_normal(&r);
+	/* As hess-eig takes them: prepared once at the point, then applied per vector. */
+	mlp_hvp_prepare(&m, wh, theta, d.train_x, d.train_y, B, 1.0f / B);
+	for (int k = 0; k < reps + 2; k++) {
+		double t = now_seconds();
+		memset(hv, 0, m.nparams * sizeof *hv);
+		mlp_hvp_apply(&m, wh, hv, theta, v, d.train_x, B, 1.0f / B);
+		if (k >= 2)
+			t_hvp[k - 2] = now_seconds() - t;
+	}
 	for (int i = 1; i < m.nlayers; i++)
 		gemm_flops += 3 * 2.0 * B * m.in[i] * m.out[i];
 	flops = step_flops(&m, B);
 	{
 		double ms = median(t_step, reps), gs = median(t_gemm, reps);
 		printf("{\"depth\":%d,\"width\":%d,\"batch\":%d,\"params\":%zu,\"step_ms\":%.4f,"
-		    "\"step_gflops\":%.3f,\"sgemm_gflops\":%.3f,\"blas_core\":\"%s\"}\n",
+		    "\"step_gflops\":%.3f,\"sgemm_gflops\":%.3f,\"hvp_ms\":%.4f,\"blas_core\":\"%s\"}\n",
 		    c.depth, c.width, B, m.nparams, 1e3 * ms, flops / ms * 1e-9,
-		    gemm_flops / gs * 1e-9, blas_core());
+		    gemm_flops / gs * 1e-9, 1e3 * median(t_hvp, reps), blas_core());
 	}
 	finish_stdout();
 	free(a); free(b); free(cc); free(t_step); free(t_gemm); free(theta); free(grad);
+	free(v); free(hv); free(t_hvp);
+	mlp_work_free(wh);
 	optim_free(&o);
 	mlp_work_free(w);
 	dataset_free(&d);

@@ -35,7 +35,7 @@ struct eig_result {
 	int ntop, nbottom;
 	double *top;        /* (ntop) largest algebraic, descending */
 	double *bottom;     /* (nbottom) smallest algebraic, ascending */
-	double *top_res;    /* explicit residuals ||A y - theta y||, y unit */
+	double *top_res;    /* residuals ||A y - theta y||, y unit (Lanczos: |beta_m s_mi|) */
 	double *bottom_res;
 	double *top_vecs;   /* (ntop, n) unit eigenvectors, if asked for */
 	int iterations;     /* Lanczos steps or power iterations */
@@ -43,10 +43,13 @@ struct eig_result {
 };
 
 /*
- * The k largest (and/or smallest) eigenvalues of A.  A pair counts as
- * converged when its Ritz residual |beta_j s_ji| is at most
- * tol * max(|theta_i|, eps^(2/3) max|theta|) (ARPACK's test).  Stops at
- * convergence, at maxiter steps, or when the Krylov space is invariant.
+ * The k largest (and/or smallest) eigenvalues of A.  tol is the relative
+ * accuracy wanted of the eigenvalues: a pair counts as converged when the
+ * error bound min(r, r^2 / gap) is at most tol * max(|theta|, eps^(2/3)
+ * max|theta|), where r = |beta_j s_ji| is its residual and gap the
+ * distance to the nearest other Ritz value, and r itself is below
+ * sqrt(tol) times the same scale.  Stops at convergence, at maxiter steps,
+ * or when the Krylov space is invariant.
  * The start vector is Gaussian from r.  Returns 0, or -1 if k or maxiter
  * is out of range for A's size.
  */

@@ -84,8 +84,8 @@ mlp_work_new(const struct mlp *m, int maxb, int hvp)
 
 	w->maxb = maxb;
 	n = acts + 3 * xmul(B, V) + 2 * xmul(B, wide) + scatter;
-	if (hvp)
-		n += acts + 2 * xmul(B, V) + 2 * xmul(B, wide);
+	if (hvp)   /* R-activations, R-logits, R-dlogits, R-ping-pong; deltas, probabilities */
+		n += acts + 2 * xmul(B, V) + 2 * xmul(B, wide) + acts + 2 * xmul(B, V);
 	w->mem = xmalloc(xmul(n, sizeof(float)));
 	for (int i = 0; i < m->c.depth; i++, off += B * W)
 		w->acts[i] = w->mem + off;
@@ -111,6 +111,12 @@ mlp_work_new(const struct mlp *m, int maxb, int hvp)
 		w->rdbuf[0] = w->mem + off;
 		off += B * wide;
 		w->rdbuf[1] = w->mem + off;
+		off += B * wide;
+		for (int i = 0; i < m->c.depth; i++, off += B * W)
+			w->deltas[i] = w->mem + off;
+		w->deltas[m->c.depth] = w->mem + off;
+		off += B * V;
+		w->probs = w->mem + off;
 	}
 	return w;
 }
@@ -374,45 +380,63 @@ rop_loss(const struct mlp *m, struct mlp_work *w, int B, float scale)
 	int V = m->c.p;
 
 	for (int b = 0; b < B; b++) {
-		const float *z = w->logits + (size_t)b * V, *rz = w->rlogits + (size_t)b * V;
+		const float *s = w->probs + (size_t)b * V, *rz = w->rlogits + (size_t)b * V;
 		float *rd = w->rdlogits + (size_t)b * V;
+		double srz = 0.0;
 		if (m->c.loss == MLP_MSE) {
 			for (int j = 0; j < V; j++)
 				rd[j] = scale * 2.0f * rz[j] / (float)V;
 			continue;
 		}
-		{
-			float mx = z[0];
-			double s = 0.0, srz = 0.0;
-			for (int j = 1; j < V; j++)
-				mx = z[j] > mx ? z[j] : mx;
-			for (int j = 0; j < V; j++) {
-				rd[j] = expf(z[j] - mx);
-				s += rd[j];
-			}
-			for (int j = 0; j < V; j++) {
-				rd[j] = (float)(rd[j] / s);
-				srz += (double)rd[j] * rz[j];
-			}
-			for (int j = 0; j < V; j++)
-				rd[j] = scale * rd[j] * (rz[j] - (float)srz);
-		}
+		for (int j = 0; j < V; j++)
+			srz += (double)s[j] * rz[j];
+		for (int j = 0; j < V; j++)
+			rd[j] = scale * s[j] * (rz[j] - (float)srz);
 	}
 }
 
 void
-mlp_hvp(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, const int32_t *y, int B, float scale)
+mlp_hvp_prepare(const struct mlp *m, struct mlp_work *w, const float *theta,
+    const int32_t *x, const int32_t *y, int B, float scale)
 {
 	struct mlp_eval ev = {0};
-	const float *d, *rd;
-	int cur = 0;
+	int L = m->nlayers, V = m->c.p;
 
 	mlp_forward(m, w, theta, x, B);
 	mlp_loss(m, w, &ev, y, B, scale);
+	for (int b = 0; b < B; b++) {
+		const float *z = w->logits + (size_t)b * V;
+		float *s = w->probs + (size_t)b * V, mx = z[0];
+		double sum = 0.0;
+		for (int j = 1; j < V; j++)
+			mx = z[j] > mx ? z[j] : mx;
+		for (int j = 0; j < V; j++) {
+			s[j] = expf(z[j] - mx);
+			sum += s[j];
+		}
+		for (int j = 0; j < V; j++)
+			s[j] = (float)(s[j] / sum);
+	}
+	/* The backward pass's deltas do not depend on v: keep them all. */
+	memcpy(w->deltas[L - 1], w->dlogits, (size_t)B * (size_t)V * sizeof(float));
+	for (int i = L - 1; i >= 1; i--) {
+		int nout = m->out[i], nin = m->in[i];
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
+		    1.0f, w->deltas[i], nout, theta + m->woff[i], nin, 0.0f, w->deltas[i - 1], nin);
+		relu_backward(w->deltas[i - 1], w->acts[i - 1], (size_t)B * (size_t)nin);
+	}
+	w->prepared_rows = B;
+}
+
+void
+mlp_hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, int B, float scale)
+{
+	const float *rd;
+	int cur = 0;
+
 	rop_forward(m, w, theta, v, x, B);
 	rop_loss(m, w, B, scale);
-	d = w->dlogits;
 	rd = w->rdlogits;
 	for (int i = m->nlayers - 1; i >= 0; i--) {
 		int nout = m->out[i], nin = m->in[i];
@@ -423,29 +447,32 @@ mlp_hvp(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
 			break;
 		}
 		{
-			const float *a = w->acts[i - 1], *ra = w->racts[i - 1];
+			const float *a = w->acts[i - 1], *ra = w->racts[i - 1], *d = w->deltas[i];
 			const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i];
-			float *dprev = w->dbuf[cur], *rdprev = w->rdbuf[cur];
-			size_t n = (size_t)B * (size_t)nin;
+			float *rdprev = w->rdbuf[cur];
 			/* R{gW} = R{d}^T a + d^T R{a} */
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
 			    1.0f, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin);
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
 			    1.0f, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin);
-			/* d_prev = mask (d W);  R{d_prev} = mask (d V + R{d} W) */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-			    1.0f, d, nout, Wi, nin, 0.0f, dprev, nin);
+			/* R{d_prev} = mask (d V + R{d} W) */
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
 			    1.0f, d, nout, Vi, nin, 0.0f, rdprev, nin);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
 			    1.0f, rd, nout, Wi, nin, 1.0f, rdprev, nin);
-			relu_backward(dprev, a, n);
-			relu_backward(rdprev, a, n);
-			d = dprev;
+			relu_backward(rdprev, a, (size_t)B * (size_t)nin);
 			rd = rdprev;
 			cur ^= 1;
 		}
 	}
+}
+
+void
+mlp_hvp(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, const int32_t *y, int B, float scale)
+{
+	mlp_hvp_prepare(m, w, theta, x, y, B, scale);
+	mlp_hvp_apply(m, w, hv, theta, v, x, B, scale);
 }
 
 void

@@ -71,6 +71,9 @@ struct mlp_work {
 	float *rlogits;              /* (B, V) */
 	float *rdlogits;             /* (B, V) R{d loss / d logits} */
 	float *rdbuf[2];             /* (B, max(W, V)) R{activation gradients} */
+	float *deltas[MLP_MAX_DEPTH + 1]; /* (B, out_i) d loss / d z_i, kept by mlp_hvp_prepare */
+	float *probs;                /* (B, V) softmax of the logits */
+	int prepared_rows;           /* rows mlp_hvp_prepare last kept */
 	float *mem;
 };
 
@@ -126,6 +129,17 @@ void mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
  */
 void mlp_hvp(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
     const float *v, const int32_t *x, const int32_t *y, int B, float scale);
+/*
+ * mlp_hvp in two halves.  prepare runs everything that does not depend on
+ * v (forward pass, softmax, backward deltas) and keeps it in the work;
+ * apply then costs six of mlp_hvp's eight matrix products per layer.  A
+ * caller taking many products at one point over rows that fit one batch
+ * prepares once and applies for each v.
+ */
+void mlp_hvp_prepare(const struct mlp *m, struct mlp_work *w, const float *theta,
+    const int32_t *x, const int32_t *y, int B, float scale);
+void mlp_hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, int B, float scale);
 /* H v of the mean loss over n rows, in batches of the work's size, added into hv. */
 void mlp_hvp_set(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
     const float *v, const int32_t *x, const int32_t *y, long n, double scale);
