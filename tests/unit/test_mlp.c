@@ -137,6 +137,56 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 		free(v); free(u); free(hv); free(hu); free(gp); free(gm);
 		mlp_work_free(wh);
 	}
+	/* The per-example gradient Gram matrix against J J^T from one backward per row. */
+	{
+		struct mlp_work *wg = mlp_work_new(&m, B, 1), *w1 = mlp_work_new(&m, 1, 0);
+		double *J = calloc((size_t)B * P, sizeof *J), *K = calloc(B * B, sizeof *K);
+		double *scratch = calloc(2 * B * B, sizeof *scratch), *term = calloc(B * B, sizeof *term);
+		double *u = calloc(B, sizeof *u), *jtu = calloc(P, sizeof *jtu), kerr = 0, kmax = 0, lerr = 0, cerr = 0;
+		float *g1 = calloc(P, sizeof *g1);
+		struct mlp_eval e1;
+		for (int b = 0; b < B; b++) {
+			memset(g1, 0, P * sizeof *g1);
+			mlp_eval_set(&m, w1, &e1, g1, theta, x + 2 * b, y + b, 1);
+			for (size_t k = 0; k < P; k++)
+				J[(size_t)b * P + k] = g1[k];
+			u[b] = rng_normal(&r);
+		}
+		mlp_gram(&m, wg, K, theta, x, y, B, scratch);
+		for (int b = 0; b < B; b++)
+			for (int c = 0; c <= b; c++) {
+				double e = 0;
+				for (size_t k = 0; k < P; k++)
+					e += J[(size_t)b * P + k] * J[(size_t)c * P + k];
+				kerr = fmax(kerr, fabs(e - K[b * B + c]));
+				kmax = fmax(kmax, fabs(e));
+			}
+		ok(kerr < 1e-5 * kmax, "%s: per-example gradient Gram = J J^T from %d backward passes, max diff %.2e (max %.2e)",
+		    what, B, kerr, kmax);
+		for (int i = 0; i < m.nlayers; i++) {
+			size_t lo = m.woff[i], hi = m.boff[i] + (size_t)m.out[i];
+			mlp_gram_layer(&m, wg, i, term, x, B, scratch);
+			for (int b = 0; b < B; b++)
+				for (int c = 0; c <= b; c++) {
+					double e = 0;
+					for (size_t k = lo; k < hi; k++)
+						e += J[(size_t)b * P + k] * J[(size_t)c * P + k];
+					lerr = fmax(lerr, fabs(e - term[b * B + c]));
+				}
+		}
+		ok(lerr < 1e-5 * kmax, "%s: each layer's Gram term = its block of J J^T, max diff %.2e", what, lerr);
+		mlp_gram_combine(&m, wg, jtu, u, x, B);
+		for (size_t k = 0; k < P; k++) {
+			double e = 0;
+			for (int b = 0; b < B; b++)
+				e += u[b] * J[(size_t)b * P + k];
+			cerr = fmax(cerr, fabs(e - jtu[k]));
+		}
+		ok(cerr < 1e-5 * sqrt(kmax), "%s: J^T u without J, max diff %.2e", what, cerr);
+		free(J); free(K); free(scratch); free(term); free(u); free(jtu); free(g1);
+		mlp_work_free(wg);
+		mlp_work_free(w1);
+	}
 	mlp_work_free(w);
 	free(theta);
 	free(grad);

@@ -370,3 +370,79 @@ slq_density(const double *nodes, const double *weights, int count, int nprobes,
 		for (int g = 0; g < ngrid; g++)
 			density[g] /= total;
 }
+
+int
+sym_eigvals(double *A, int n, int k, double *ev, double *vecs)
+{
+	lapack_int info, found = 0;
+	double *w;
+
+	if (k <= 0 || k >= n) {
+		w = xmalloc(xmul((size_t)n, sizeof *w));
+		info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, vecs ? 'V' : 'N', 'L', n, A, n, w);
+		if (info != 0) {
+			free(w);
+			return -1;
+		}
+		for (int i = 0; i < n; i++) {
+			ev[i] = w[n - 1 - i];
+			if (vecs)
+				for (int r = 0; r < n; r++)
+					vecs[(size_t)r * n + i] = A[(size_t)r * n + (n - 1 - i)];
+		}
+		free(w);
+		return n;
+	}
+	{
+		lapack_int *isuppz = xmalloc(2 * (size_t)k * sizeof *isuppz);
+		double *z = vecs ? xmalloc(xmul(xmul((size_t)n, (size_t)k), sizeof *z)) : NULL;
+		w = xmalloc(xmul((size_t)n, sizeof *w));
+		info = LAPACKE_dsyevr(LAPACK_ROW_MAJOR, vecs ? 'V' : 'N', 'I', 'L', n, A, n, 0, 0,
+		    n - k + 1, n, 0.0, &found, w, vecs ? z : w, vecs ? k : 1, isuppz);
+		if (info == 0)
+			for (int i = 0; i < found; i++) {
+				ev[i] = w[found - 1 - i];
+				if (vecs)
+					for (int r = 0; r < n; r++)
+						vecs[(size_t)r * k + i] = z[(size_t)r * k + (found - 1 - i)];
+			}
+		free(isuppz);
+		free(z);
+		free(w);
+		return info == 0 ? (int)found : -1;
+	}
+}
+
+void
+spectrum_stats(const double *ev, int n, double rank_rtol, struct spectrum_stats *s)
+{
+	double sum = 0, sq = 0, pos = 0, ent = 0, small = HUGE_VAL;
+
+	memset(s, 0, sizeof *s);
+	if (n == 0)
+		return;
+	s->spectral = ev[0];
+	s->smallest = ev[n - 1];
+	s->rank_tol = rank_rtol * fmax(ev[0], 0.0);
+	for (int i = 0; i < n; i++) {
+		sum += ev[i];
+		sq += ev[i] * ev[i];
+		if (ev[i] > 0)
+			pos += ev[i];
+		if (ev[i] > s->rank_tol) {
+			s->rank++;
+			s->logdet += log(ev[i]);
+			small = fmin(small, ev[i]);
+		}
+	}
+	for (int i = 0; i < n && pos > 0; i++)
+		if (ev[i] > 0) {
+			double q = ev[i] / pos;
+			ent -= q * log(q);
+		}
+	s->trace = sum;
+	s->frobenius = sqrt(sq);
+	s->condition = s->rank ? ev[0] / small : NAN;
+	s->effective_rank = pos > 0 ? exp(ent) : 0;
+	s->stable_rank = ev[0] > 0 ? sq / (ev[0] * ev[0]) : 0;
+}

@@ -78,4 +78,28 @@ int slq_probe(struct linop *A, const double *v0, int m, double *nodes, double *w
 void slq_density(const double *nodes, const double *weights, int count, int nprobes,
     double sigma2, int ngrid, double *grid, double *density);
 
+/*
+ * Eigenvalues of the symmetric n x n matrix A (row-major, lower triangle
+ * read; destroyed), largest first: all n by LAPACK's dsyevd, or only the k
+ * largest by dsyevr when 0 < k < n.  With vecs (n, k) not NULL, the unit
+ * eigenvectors too, column j for ev[j].  Returns the count, -1 on failure.
+ */
+int sym_eigvals(double *A, int n, int k, double *ev, double *vecs);
+
+/* Statistics of a non-negative spectrum (gradient outer products, Grams). */
+struct spectrum_stats {
+	double trace;            /* sum (= nuclear norm) */
+	double frobenius;        /* sqrt(sum of squares) */
+	double spectral;         /* largest */
+	double smallest;         /* smallest (rounding can make it slightly negative) */
+	double rank_tol;         /* absolute: eigenvalues above it count */
+	int rank;
+	double condition;        /* largest / smallest counted */
+	double logdet;           /* sum of log over the counted ones */
+	double effective_rank;   /* exp(entropy of lambda / sum lambda), Roy & Vetterli */
+	double stable_rank;      /* frobenius^2 / spectral^2 */
+};
+/* ev descending; rank_rtol relative to the largest. */
+void spectrum_stats(const double *ev, int n, double rank_rtol, struct spectrum_stats *s);
+
 #endif

@@ -485,6 +485,92 @@ mlp_hvp_set(const struct mlp *m, struct mlp_work *w, float *hv, const float *the
 	}
 }
 
+/* S (B, B) = X X^T for X (B, k) float, lower triangle, in double. */
+static void
+gram_rows(double *S, const float *X, int B, int k, double *tmp)
+{
+	for (size_t i = 0; i < (size_t)B * k; i++)
+		tmp[i] = X[i];
+	cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, B, k, 1.0, tmp, k, 0.0, S, B);
+}
+
+void
+mlp_gram_layer(const struct mlp *m, struct mlp_work *w, int i, double *out,
+    const int32_t *x, int B, double *scratch)
+{
+	double *aa = scratch, *tmp;
+	int wide = m->c.width > m->c.p ? m->c.width : m->c.p;
+
+	tmp = xmalloc(xmul(xmul((size_t)B, (size_t)(wide > 2 ? wide : 2)), sizeof(double)));
+	gram_rows(out, w->deltas[i], B, m->out[i], tmp);
+	/* a_b . a_c of the layer's inputs, plus 1 for the bias */
+	if (i > 0) {
+		gram_rows(aa, w->acts[i - 1], B, m->in[i], tmp);
+	} else {
+		for (int b = 0; b < B; b++)
+			for (int c = 0; c <= b; c++) {
+				const int32_t *xb = x + 2 * b, *xc = x + 2 * c;
+				aa[(size_t)b * B + c] = m->c.encoding == MLP_ONEHOT ?
+				    (double)(xb[0] == xc[0]) + (double)(xb[1] == xc[1]) :
+				    (double)xb[0] * xc[0] + (double)xb[1] * xc[1];
+			}
+	}
+	for (int b = 0; b < B; b++)
+		for (int c = 0; c <= b; c++) {
+			size_t k = (size_t)b * B + c;
+			out[k] *= aa[k] + 1.0;
+		}
+	free(tmp);
+}
+
+void
+mlp_gram(const struct mlp *m, struct mlp_work *w, double *K, const float *theta,
+    const int32_t *x, const int32_t *y, int B, double *scratch)
+{
+	size_t BB = (size_t)B * (size_t)B;
+	double *term = scratch + BB;
+
+	mlp_hvp_prepare(m, w, theta, x, y, B, 1.0f);
+	memset(K, 0, BB * sizeof(double));
+	for (int i = 0; i < m->nlayers; i++) {
+		mlp_gram_layer(m, w, i, term, x, B, scratch);
+		for (int b = 0; b < B; b++)
+			for (int c = 0; c <= b; c++)
+				K[(size_t)b * B + c] += term[(size_t)b * B + c];
+	}
+}
+
+void
+mlp_gram_combine(const struct mlp *m, struct mlp_work *w, double *out,
+    const double *u, const int32_t *x, int B)
+{
+	int p = m->c.p;
+
+	for (int i = 0; i < m->nlayers; i++) {
+		int nout = m->out[i], nin = m->in[i];
+		const float *d = w->deltas[i];
+		double *gW = out + m->woff[i], *gb = out + m->boff[i];
+		for (int b = 0; b < B; b++) {
+			const float *db = d + (size_t)b * nout;
+			for (int j = 0; j < nout; j++) {
+				double s = u[b] * db[j];
+				gb[j] += s;
+				if (i > 0) {
+					const float *a = w->acts[i - 1] + (size_t)b * nin;
+					for (int k = 0; k < nin; k++)
+						gW[(size_t)j * nin + k] += s * a[k];
+				} else if (m->c.encoding == MLP_ONEHOT) {
+					gW[(size_t)j * nin + x[2 * b]] += s;
+					gW[(size_t)j * nin + p + x[2 * b + 1]] += s;
+				} else {
+					gW[(size_t)j * nin] += s * x[2 * b];
+					gW[(size_t)j * nin + 1] += s * x[2 * b + 1];
+				}
+			}
+		}
+	}
+}
+
 double
 mlp_ref_loss(const struct mlp *m, const double *theta, const int32_t *x,
     const int32_t *y, int B, double *grad, double *logits)

@@ -145,6 +145,30 @@ void mlp_hvp_set(const struct mlp *m, struct mlp_work *w, float *hv, const float
     const float *v, const int32_t *x, const int32_t *y, long n, double scale);
 
 /*
+ * The per-example gradient Gram matrix K = J J^T of B rows, J's row b the
+ * gradient of row b's own loss (unscaled), without forming J: for a linear
+ * layer the gradient of row b is d_b a_b^T (plus d_b for the bias), so
+ * <g_b, g_c> = (d_b . d_c)(a_b . a_c + 1), summed over layers; for the
+ * one-hot first layer a_b . a_c counts the equal input digits.  Matrices
+ * are (B, B) row-major with the lower triangle and diagonal filled.  The
+ * work must hold all B rows (mlp_work_new(m, B, 1)).
+ *
+ * mlp_gram: the whole K; scratch is two B x B doubles.
+ * mlp_gram_layer: layer i's own term, after mlp_hvp_prepare(..., scale 1)
+ * of the same rows; scratch is one B x B double.
+ */
+void mlp_gram(const struct mlp *m, struct mlp_work *w, double *K, const float *theta,
+    const int32_t *x, const int32_t *y, int B, double *scratch);
+void mlp_gram_layer(const struct mlp *m, struct mlp_work *w, int i, double *out,
+    const int32_t *x, int B, double *scratch);
+/*
+ * J^T u for the rows of the last mlp_gram: sum over rows of u_b times row
+ * b's gradient, added into out (P), in the parameter layout.
+ */
+void mlp_gram_combine(const struct mlp *m, struct mlp_work *w, double *out,
+    const double *u, const int32_t *x, int B);
+
+/*
  * Reference model in double precision: naive loops, the first layer as a
  * dense product over explicit one-hot rows.  Independent of the fast path
  * above; the tests compare the two and check this one against finite
