@@ -29,14 +29,12 @@
 
 #define MAX_CKPTS 100000
 
-enum set { SET_TRAIN, SET_TEST, SET_ALL };
-static const char *const set_names[] = {"train", "test", "all", NULL};
 enum method { METHOD_LANCZOS, METHOD_POWER };
 static const char *const method_names[] = {"lanczos", "power", NULL};
 
 struct config {
 	const char *data, *eigvecs;
-	enum set set;
+	enum dataset_set set;
 	enum method method;
 	enum eig_which which;
 	int top, max_iter, probes, slq_iter, slq_probes, grid, threads, trace, density, any_data;
@@ -86,7 +84,7 @@ hess_apply(void *ctx, double *y, const double *x)
 }
 
 static void
-hess_init(struct hess *h, const struct mlp *m, const struct dataset *d, enum set set,
+hess_init(struct hess *h, const struct mlp *m, const struct dataset *d, enum dataset_set set,
     const float *theta, long batch)
 {
 	memset(h, 0, sizeof *h);
@@ -255,7 +253,7 @@ parse_args(struct config *c, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_DATA: c->data = optarg; break;
-		case O_SET: c->set = (enum set)opt_choice("--set", optarg, set_names); break;
+		case O_SET: c->set = (enum dataset_set)opt_choice("--set", optarg, dataset_set_names); break;
 		case O_ANY: c->any_data = 1; break;
 		case O_TOP: c->top = (int)opt_int("--top", optarg, 1, 500); break;
 		case O_WHICH: c->which = (enum eig_which)opt_choice("--which", optarg, eig_which_names); break;
@@ -386,37 +384,22 @@ density_json(const struct config *c, struct linop *A, size_t P, struct rng *r)
 static void
 analyse(const struct config *c, const struct dataset *d, const char *path)
 {
-	struct st_frame f;
 	struct mlp m;
 	struct hess h;
 	struct linop A;
 	struct eig_result res;
 	struct rng r;
 	char err[ST_ERRLEN], hex[65];
-	const char *ds;
 	long long step;
 	float *theta;
 	double t0 = now_seconds(), loss, gnorm;
 	json_t *rec;
 
-	if (st_load(&f, path, err, sizeof err) < 0 || ckpt_model(&f, &m, path, err, sizeof err) < 0)
+	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, err, sizeof err) < 0)
 		die("%s", err);
-	if (m.c.p != d->p)
-		die("%s: a model for p = %d, but the data set has p = %d", path, m.c.p, d->p);
-	if (!c->any_data && (ds = st_meta(&f, "data_sha256")) && strcmp(ds, d->digest) != 0)
-		die("%s: trained on data %.12s..., not on %s (%.12s...); --any-data to analyse anyway",
-		    path, ds, c->data, d->digest);
-	if (ckpt_meta_long(&f, "step", 0, 1LL << 53, &step, path, err, sizeof err) < 0)
-		die("%s", err);
-	theta = xmalloc(xmul(m.nparams, sizeof(float)));
-	if (ckpt_params(&f, &m, theta, path, err, sizeof err) < 0)
-		die("%s", err);
-	sha256_hex(f.digest, hex);
-	st_free(&f);
-
 	hess_init(&h, &m, d, c->set, theta, c->batch);
 	if (h.n == 0)
-		die("%s: the %s set is empty", c->data, set_names[c->set]);
+		die("%s: the %s set is empty", c->data, dataset_set_names[c->set]);
 	A = (struct linop){m.nparams, hess_apply, &h, 0};
 	loss_and_grad_norm(&h, &loss, &gnorm);
 
@@ -430,7 +413,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	rec = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:s, s:I, s:o, s:o, s:s}",
 	    "record", "hessian", "checkpoint", path, "checkpoint_sha256", hex, "step", (json_int_t)step,
 	    "depth", m.c.depth, "width", m.c.width, "params", (json_int_t)m.nparams,
-	    "set", set_names[c->set], "n", (json_int_t)h.n, "loss", jnum(loss), "grad_norm", jnum(gnorm),
+	    "set", dataset_set_names[c->set], "n", (json_int_t)h.n, "loss", jnum(loss), "grad_norm", jnum(gnorm),
 	    "method", method_names[c->method]);
 	if (res.ntop) {
 		json_object_set_new(rec, "eigenvalues", jarray(res.top, res.ntop));
@@ -489,7 +472,7 @@ main(int argc, char **argv)
 		die("%s", err);
 
 	config = json_pack("{s:s, s:s, s:i, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I}",
-	    "set", set_names[c.set], "method", method_names[c.method], "top", c.top,
+	    "set", dataset_set_names[c.set], "method", method_names[c.method], "top", c.top,
 	    "which", eig_which_names[c.which], "tol", jnum(c.tol), "max_iter", c.max_iter,
 	    "trace", c.trace, "probes", c.probes, "density", c.density, "slq_iter", c.slq_iter,
 	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch);

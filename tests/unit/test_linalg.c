@@ -276,9 +276,51 @@ model_hessian(void)
 	mlp_work_free(o.w);
 }
 
+static void
+statistics(void)
+{
+	const double ev[4] = {4, 2, 1, 1e-12};
+	struct spectrum_stats s;
+	double h = -(4.0 / 7 * log(4.0 / 7) + 2.0 / 7 * log(2.0 / 7) + 1.0 / 7 * log(1.0 / 7) +
+	    1e-12 / 7 * log(1e-12 / 7));
+
+	spectrum_stats(ev, 4, 1e-6, &s);
+	ok(fabs(s.trace - (7 + 1e-12)) < 1e-12 && fabs(s.frobenius - sqrt(21)) < 1e-12 && s.spectral == 4 &&
+	    s.smallest == 1e-12, "spectrum statistics: trace, Frobenius, spectral, smallest");
+	ok(s.rank == 3 && fabs(s.rank_tol - 4e-6) < 1e-18 && fabs(s.condition - 4) < 1e-12 &&
+	    fabs(s.logdet - log(8)) < 1e-12, "numerical rank 3 at 1e-6, condition 4, log-determinant log 8");
+	ok(fabs(s.effective_rank - exp(h)) < 1e-9 && fabs(s.stable_rank - 21.0 / 16) < 1e-12,
+	    "effective rank %.6f (exp entropy %.6f), stable rank %.6f (21/16)", s.effective_rank, exp(h), s.stable_rank);
+	{
+		/* dsyevr's top k agree with dsyevd's full spectrum, and its vectors are eigenvectors */
+		enum { N = 30 };
+		double a[N * N], b[N * N], c[N * N], full[N], top[3], vec[N * 3], err = 0;
+		struct rng r;
+		rng_init(&r, 9, RNG_SAMPLE);
+		for (int i = 0; i < N; i++)
+			for (int j = 0; j <= i; j++)
+				a[i * N + j] = a[j * N + i] = rng_normal(&r);
+		memcpy(b, a, sizeof a);
+		memcpy(c, a, sizeof a);
+		sym_eigvals(b, N, 0, full, NULL);
+		sym_eigvals(c, N, 3, top, vec);
+		for (int i = 0; i < 3; i++) {
+			err = fmax(err, fabs(top[i] - full[i]));
+			for (int row = 0; row < N; row++) {
+				double av = 0;
+				for (int col = 0; col < N; col++)
+					av += a[row * N + col] * vec[col * 3 + i];
+				err = fmax(err, fabs(av - top[i] * vec[row * 3 + i]));
+			}
+		}
+		ok(err < 1e-10 && full[0] >= full[1], "dsyevr top-3 (with vectors) = dsyevd's largest, max diff %.2e", err);
+	}
+}
+
 int
 main(void)
 {
+	statistics();
 	known_spectrum();
 	model_hessian();
 	return tap_done();

@@ -1,4 +1,5 @@
 #include "ckpt.h"
+#include "sha256.h"
 #include "util.h"
 
 #include <errno.h>
@@ -153,4 +154,42 @@ ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
 			}
 	}
 	return 0;
+}
+
+int
+ckpt_open(const char *path, const struct dataset *d, const char *data_name,
+    int any_data, struct mlp *m, float **theta, long long *step, char digest[65],
+    char *err, size_t errlen)
+{
+	struct st_frame f;
+	const char *ds;
+	int rc = -1;
+
+	*theta = NULL;
+	if (st_load(&f, path, err, errlen) < 0)
+		return -1;
+	if (ckpt_model(&f, m, path, err, errlen) < 0)
+		goto out;
+	if (m->c.p != d->p) {
+		snprintf(err, errlen, "%s: a model for p = %d, but the data set has p = %d", path, m->c.p, d->p);
+		goto out;
+	}
+	if (!any_data && (ds = st_meta(&f, "data_sha256")) && strcmp(ds, d->digest) != 0) {
+		snprintf(err, errlen, "%s: trained on data %.12s..., not on %s (%.12s...); --any-data to analyse anyway",
+		    path, ds, data_name, d->digest);
+		goto out;
+	}
+	if (ckpt_meta_long(&f, "step", 0, 1LL << 53, step, path, err, errlen) < 0)
+		goto out;
+	*theta = xmalloc(xmul(m->nparams, sizeof(float)));
+	if (ckpt_params(&f, m, *theta, path, err, errlen) < 0) {
+		free(*theta);
+		*theta = NULL;
+		goto out;
+	}
+	sha256_hex(f.digest, digest);
+	rc = 0;
+out:
+	st_free(&f);
+	return rc;
 }

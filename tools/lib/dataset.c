@@ -6,6 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const dataset_set_names[] = {"train", "test", "all", NULL};
+
+void
+dataset_rows(const struct dataset *d, enum dataset_set s, const int32_t **x,
+    const int32_t **y, long *n, int *owned)
+{
+	int32_t *cx, *cy;
+
+	*owned = 0;
+	if (s != SET_ALL) {
+		*x = s == SET_TRAIN ? d->train_x : d->test_x;
+		*y = s == SET_TRAIN ? d->train_y : d->test_y;
+		*n = s == SET_TRAIN ? d->n_train : d->n_test;
+		return;
+	}
+	*n = (long)d->n_train + d->n_test;
+	cx = xmalloc(xmul((size_t)*n, 2 * sizeof(int32_t)) + 1);
+	cy = xmalloc(xmul((size_t)*n, sizeof(int32_t)) + 1);
+	memcpy(cx, d->train_x, (size_t)d->n_train * 2 * sizeof(int32_t));
+	memcpy(cx + 2 * (size_t)d->n_train, d->test_x, (size_t)d->n_test * 2 * sizeof(int32_t));
+	memcpy(cy, d->train_y, (size_t)d->n_train * sizeof(int32_t));
+	memcpy(cy + d->n_train, d->test_y, (size_t)d->n_test * sizeof(int32_t));
+	*x = cx;
+	*y = cy;
+	*owned = 1;
+}
+
 /* Copy one split's tensors out, checking every value against p. */
 static int
 load_split(struct dataset *d, const struct st_frame *f, const char *split,

@@ -28,6 +28,17 @@ struct dataset {
 	char digest[65];   /* SHA-256 of the file's bytes */
 };
 
+/* Which rows an analysis uses. */
+enum dataset_set { SET_TRAIN, SET_TEST, SET_ALL };
+extern const char *const dataset_set_names[];   /* "train", "test", "all", NULL */
+
+/*
+ * The rows of a set as one (n, 2) / (n) pair of arrays: pointers into d for
+ * train or test, a malloc'd concatenation for all (*owned set to 1).
+ */
+void dataset_rows(const struct dataset *d, enum dataset_set s, const int32_t **x,
+    const int32_t **y, long *n, int *owned);
+
 /* Load and validate; path "-" reads standard input.  0, or -1 with err. */
 int dataset_load(struct dataset *d, const char *path, char *err, size_t errlen);
 /* Validate a frame already read (name labels it in messages). */
