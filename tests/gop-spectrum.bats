@@ -1,0 +1,113 @@
+#!/usr/bin/env bats
+# gop-spectrum: records, identities between the statistics, outputs, and bad inputs.
+
+load test_helper
+bats_require_minimum_version 1.5.0
+
+setup() {
+	cd "$BATS_TEST_TMPDIR" || exit 1
+	gen-modadd -p 11 --frac 0.5 -o d.st
+	train-mlp --data d.st --steps 40 --log-every 20 --width 12 --ckpt-dir ck > log
+}
+
+@test "gop-spectrum --help and --version" {
+	run gop-spectrum --help
+	assert_success
+	assert_line --index 0 --partial "usage: gop-spectrum --data FILE"
+	run gop-spectrum --version
+	assert_output --regexp '^gop-spectrum [0-9]+\.[0-9]+\.[0-9]+$'
+}
+
+@test "gop-spectrum: one record per checkpoint with every statistic" {
+	run gop-spectrum --data d.st ck/step-00000020.safetensors ck/step-00000040.safetensors
+	assert_success
+	[ "${#lines[@]}" -eq 3 ]
+	l=${lines[2]}
+	[ "$(jq -r '.record + " " + .set + " " + (.n | tostring) + " " + (.step | tostring)' <<<"$l")" = "gop train 61 40" ]
+	[ "$(jq -r '.gop | keys | join(",")' <<<"$l")" = "condition,effective_rank,frobenius,logdet,rank,rank_tol,smallest,spectral,stable_rank,top,trace" ]
+	[ "$(jq '.gop.top | length' <<<"$l")" = 10 ]
+	[ "$(jq '.gop.top == (.gop.top | sort | reverse) and .gop.top[0] == .gop.spectral' <<<"$l")" = true ]
+	# trace(G) = trace(C) + |mean gradient|^2
+	[ "$(jq '. as $r | ($r.gop.trace - $r.centred.trace - $r.mean_grad_sq) | fabs < 1e-9 * $r.gop.trace' <<<"$l")" = true ]
+	# rank at most n, effective rank between 1 and rank
+	[ "$(jq '.gop.rank <= .n and .gop.effective_rank >= 1 and .gop.effective_rank <= .gop.rank' <<<"$l")" = true ]
+}
+
+@test "gop-spectrum: |mean gradient|^2 is hess-eig's squared gradient norm" {
+	a=$(gop-spectrum --data d.st ck/step-00000040.safetensors | tail -1 | jq .mean_grad_sq)
+	b=$(hess-eig --data d.st --top 1 ck/step-00000040.safetensors | tail -1 | jq '.grad_norm * .grad_norm')
+	jq -n --argjson a "$a" --argjson b "$b" '(($a - $b) | fabs) / $b < 1e-5' | grep -q true
+}
+
+@test "gop-spectrum --per-layer: layer traces add up to the whole" {
+	run gop-spectrum --data d.st --per-layer ck/step-00000040.safetensors
+	assert_success
+	[ "$(jq '.layers | length' <<<"${lines[1]}")" = 3 ]
+	[ "$(jq '. as $r | ([$r.layers[].trace] | add) - $r.gop.trace | fabs < 1e-9 * $r.gop.trace' <<<"${lines[1]}")" = true ]
+}
+
+@test "gop-spectrum --set all uses train and test rows" {
+	run gop-spectrum --data d.st --set all --top 3 ck/step-00000040.safetensors
+	assert_success
+	[ "$(jq .n <<<"${lines[1]}")" = 121 ]
+}
+
+@test "gop-spectrum --spectrum writes every eigenvalue" {
+	gop-spectrum --data d.st --per-layer --spectrum s.st ck/step-00000040.safetensors > out
+	h=$(st_header s.st)
+	[ "$(jq -c '[.gop.shape, .centred.shape, .["layers.0"].shape, .gop.dtype]' <<<"$h")" = '[[61],[61],[61],"F64"]' ]
+	first=$(st_values s.st gop f8 8 | head -1)
+	jq -n --argjson a "$first" --argjson b "$(jq .gop.spectral out | tail -1)" '(($a - $b) | fabs) < 1e-12 * $b' | grep -q true
+}
+
+@test "gop-spectrum --eigvecs writes unit eigenvectors named like the parameters" {
+	gop-spectrum --data d.st --eigvecs 2 v.st ck/step-00000040.safetensors > out
+	h=$(st_header v.st)
+	[ "$(jq -c '.["layers.0.weight"].shape' <<<"$h")" = "[2,12,22]" ]
+	# the first eigenvector has unit norm over all its tensors
+	n2=$(for t in layers.0.weight layers.0.bias layers.1.weight layers.1.bias layers.2.weight layers.2.bias; do
+		total=$(st_values v.st "$t" f4 | wc -l); st_values v.st "$t" f4 | head -n $((total / 2)); done |
+		awk '{ s += $1 * $1 } END { printf "%.6f", s }')
+	[ "$n2" = 1.000000 ]
+}
+
+@test "gop-spectrum: deterministic" {
+	gop-spectrum --data d.st ck/step-00000040.safetensors | tail -1 | jq -c 'del(.seconds)' > a
+	gop-spectrum --data d.st ck/step-00000040.safetensors | tail -1 | jq -c 'del(.seconds)' > b
+	cmp a b
+}
+
+bad() {
+	run gop-spectrum "$@"
+	assert_failure 2
+	assert_line --index 0 "$EXPECTED"
+	assert_line --index 1 "Try 'gop-spectrum --help' for more information."
+}
+
+@test "gop-spectrum: no --data" { EXPECTED="gop-spectrum: --data FILE is required (the data set the checkpoints were trained on)" bad x; }
+@test "gop-spectrum: top 0" { EXPECTED="gop-spectrum: --top: 0 is out of range (allowed: 1..100000)" bad --data d.st --top 0 x; }
+@test "gop-spectrum: eigvecs without a file" { EXPECTED="gop-spectrum: --eigvecs K FILE: missing FILE (example: --eigvecs 5 top.safetensors)" bad --data d.st --eigvecs 3; }
+@test "gop-spectrum: rank-tol 2" { EXPECTED="gop-spectrum: --rank-tol: 2 is out of range (allowed: strictly between 0 and 1)" bad --data d.st --rank-tol 2 x; }
+@test "gop-spectrum: spectrum for several checkpoints without {step}" {
+	EXPECTED="gop-spectrum: --spectrum s.st: with several checkpoints the name must contain {step}" bad --data d.st --spectrum s.st ck/step-00000020.safetensors ck/step-00000040.safetensors
+}
+
+@test "gop-spectrum: a checkpoint for another p" {
+	gen-modadd -p 7 -o d7.st
+	run --separate-stderr gop-spectrum --data d7.st ck/step-00000040.safetensors
+	assert_failure 1
+	assert_stderr "gop-spectrum: ck/step-00000040.safetensors: a model for p = 11, but the data set has p = 7"
+}
+
+@test "gop-spectrum: not a checkpoint" {
+	run --separate-stderr gop-spectrum --data d.st d.st
+	assert_failure 1
+	assert_stderr "gop-spectrum: d.st: no 'depth' in the metadata (not a train-mlp checkpoint?)"
+}
+
+@test "gop-spectrum: a truncated checkpoint" {
+	head -c $(( $(stat -c %s ck/step-00000040.safetensors) - 7 )) ck/step-00000040.safetensors > t.st
+	run --separate-stderr gop-spectrum --data d.st t.st
+	assert_failure 1
+	assert_stderr --regexp '^gop-spectrum: t.st: truncated data: [0-9]+ of [0-9]+ bytes$'
+}
