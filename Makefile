@@ -127,7 +127,8 @@ bench: tools $(O)/bench/bench_step $(BENCH_DATA)
 	tools/ensure-deps ref
 	$(PYTHON) tests/bench/bench_train.py $(O)/bin $(O)/bench $(BENCH_DATA)
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
-	$(PYTHON) tests/bench/bench_hess.py $(O)/bin $(O)/bench $(BENCH_DATA) "$$d"
+	$(PYTHON) tests/bench/bench_hess.py $(O)/bin $(O)/bench $(BENCH_DATA) "$$d" && \
+	$(PYTHON) tests/bench/bench_gop.py $(O)/bin "$$d"
 
 # The whole suite: unit tests and bats on the normal build, then again on a
 # sanitizer build; tests/run prints the final "N passed, N failed".

@@ -34,7 +34,7 @@
 struct config {
 	const char *data, *spectrum, *eigvecs;
 	enum dataset_set set;
-	int top, per_layer, any_data, threads, neigvecs;
+	int top, per_layer, any_data, threads, neigvecs, no_centred;
 	double rank_rtol;        /* < 0: n * 2^-23 (numpy's matrix_rank rule for float32) */
 };
 
@@ -70,6 +70,8 @@ help(void)
 "                         several checkpoints FILE must contain {step}\n"
 "      --eigvecs K FILE   write the top K eigenvectors of G in parameter space\n"
 "                         (J^T u / sqrt(n lambda)), named like the parameters\n"
+"      --no-centred       skip the centred covariance (its spectrum costs a\n"
+"                         second n x n eigendecomposition)\n"
 "      --threads N        BLAS threads, 1..256 (default 1)\n"
 "  -h, --help             show this help and exit\n"
 "      --version          show the version and exit\n"
@@ -83,7 +85,7 @@ static void
 parse_args(struct config *c, int argc, char **argv)
 {
 	enum { O_DATA = 256, O_SET, O_ANY, O_TOP, O_PERLAYER, O_RANKTOL, O_SPECTRUM, O_EIGVECS,
-		O_THREADS, O_VERSION };
+		O_THREADS, O_NOCENTRED, O_VERSION };
 	static const struct option longopts[] = {
 		{"data", required_argument, NULL, O_DATA},
 		{"set", required_argument, NULL, O_SET},
@@ -94,6 +96,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"spectrum", required_argument, NULL, O_SPECTRUM},
 		{"eigvecs", required_argument, NULL, O_EIGVECS},
 		{"threads", required_argument, NULL, O_THREADS},
+		{"no-centred", no_argument, NULL, O_NOCENTRED},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -120,6 +123,7 @@ parse_args(struct config *c, int argc, char **argv)
 			c->eigvecs = argv[optind++];
 			break;
 		case O_THREADS: c->threads = (int)opt_int("--threads", optarg, 1, 256); break;
+		case O_NOCENTRED: c->no_centred = 1; break;
 		case 'h': help(); finish_stdout(); exit(0);
 		case O_VERSION: printf("gop-spectrum %s\n", GROK_VERSION); finish_stdout(); exit(0);
 		default: fprintf(stderr, "Try 'gop-spectrum --help' for more information.\n"); exit(EXIT_USAGE);
@@ -261,7 +265,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	int owned, nspec = 0;
 	float *theta;
 	double t0 = now_seconds(), rtol, *K, *T, *scratch, *ev, *evc, *vecs = NULL, gbar2 = 0;
-	double *spectra[2 + MLP_MAX_DEPTH + 1];
+	double *spectra[2 + MLP_MAX_DEPTH + 1], *lspec[MLP_MAX_DEPTH + 1];
 	const char *snames[2 + MLP_MAX_DEPTH + 1];
 	char lnames[MLP_MAX_DEPTH + 1][32];
 	json_t *rec, *layers = NULL;
@@ -300,8 +304,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 				die("%s: LAPACK dsyevd failed on layer %d", path, i);
 			json_array_append_new(layers, stats_json(lev, (int)n, rtol, c->top));
 			snprintf(lnames[i], sizeof lnames[i], "layers.%d", i);
-			snames[2 + i] = lnames[i];
-			spectra[2 + i] = lev;
+			lspec[i] = lev;
 		}
 	}
 	symmetrise(K, n);
@@ -316,14 +319,14 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 		}
 		gbar2 = all / (double)n;
 		all /= (double)n * (double)n;
-		for (long b = 0; b < n; b++)
+		for (long b = 0; b < n && !c->no_centred; b++)
 			for (long q = 0; q < n; q++)
 				T[b * n + q] = K[b * n + q] - rowmean[b] - rowmean[q] + all;
 		free(rowmean);
 	}
 	if (c->eigvecs)
 		vecs = xmalloc(xmul(xmul((size_t)n, (size_t)(c->neigvecs < n ? c->neigvecs : n)), sizeof(double)));
-	if (sym_eigvals(T, (int)n, 0, evc, NULL) < 0)
+	if (!c->no_centred && sym_eigvals(T, (int)n, 0, evc, NULL) < 0)
 		die("%s: LAPACK dsyevd failed on the centred Gram matrix", path);
 	/* The full spectrum for the statistics; dsyevd keeps the vectors when asked. */
 	if (c->eigvecs) {
@@ -344,29 +347,31 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	    "set", dataset_set_names[c->set], "n", (json_int_t)n, "loss", jnum(e.loss_sum / n),
 	    "gop", stats_json(ev, (int)n, rtol, c->top),
 	    "mean_grad_sq", jnum(gbar2),
-	    "centred", stats_json(evc, (int)n, rtol, c->top));
+	    "centred", c->no_centred ? json_null() : stats_json(evc, (int)n, rtol, c->top));
 	if (layers)
 		json_object_set_new(rec, "layers", layers);
 	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
+	json_object_set_new(rec, "peak_rss_mib", peak_rss_mib() < 0 ? json_null() : jnum(peak_rss_mib()));
 	jsonl_emit(stdout, rec);
 	if (c->spectrum) {
 		spectra[0] = ev;
 		snames[0] = "gop";
-		spectra[1] = evc;
-		snames[1] = "centred";
-		nspec = 2;
+		nspec = 1;
+		if (!c->no_centred) {
+			spectra[nspec] = evc;
+			snames[nspec++] = "centred";
+		}
 		if (c->per_layer) {
 			for (int i = 0; i < m.nlayers; i++) {
-				spectra[nspec] = spectra[2 + i];
-				snames[nspec] = snames[2 + i];
-				nspec++;
+				spectra[nspec] = lspec[i];
+				snames[nspec++] = lnames[i];
 			}
 		}
 		write_spectrum(c, step, hex, n, spectra, snames, nspec);
 	}
 	if (c->per_layer)
 		for (int i = 0; i < m.nlayers; i++)
-			free(spectra[2 + i]);
+			free(lspec[i]);
 	free(K);
 	free(T);
 	free(scratch);
@@ -411,8 +416,8 @@ main(int argc, char **argv)
 		    c.neigvecs, c.eigvecs);
 	if (dataset_load(&d, c.data, err, sizeof err) < 0)
 		die("%s", err);
-	config = json_pack("{s:s, s:i, s:b, s:o, s:o, s:o}", "set", dataset_set_names[c.set],
-	    "top", c.top, "per_layer", c.per_layer,
+	config = json_pack("{s:s, s:i, s:b, s:b, s:o, s:o, s:o}", "set", dataset_set_names[c.set],
+	    "top", c.top, "per_layer", c.per_layer, "centred", !c.no_centred,
 	    "rank_tol", c.rank_rtol >= 0 ? jnum(c.rank_rtol) : json_string("n * 2^-23"),
 	    "spectrum", c.spectrum ? json_string(c.spectrum) : json_null(),
 	    "eigvecs", c.eigvecs ? json_pack("{s:i, s:s}", "k", c.neigvecs, "file", c.eigvecs) : json_null());

@@ -438,6 +438,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 		json_object_set_new(rec, "density", density_json(c, &A, m.nparams, &r));
 	json_object_set_new(rec, "hvps", json_integer(A.count));
 	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
+	json_object_set_new(rec, "peak_rss_mib", peak_rss_mib() < 0 ? json_null() : jnum(peak_rss_mib()));
 	jsonl_emit(stdout, rec);
 	hess_free(&h);
 	free(theta);

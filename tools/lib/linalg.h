@@ -80,8 +80,9 @@ void slq_density(const double *nodes, const double *weights, int count, int npro
 
 /*
  * Eigenvalues of the symmetric n x n matrix A (row-major, lower triangle
- * read; destroyed), largest first: all n by LAPACK's dsyevd, or only the k
- * largest by dsyevr when 0 < k < n.  With vecs (n, k) not NULL, the unit
+ * read; destroyed), largest first: all n by LAPACK's dsyevd (its two-stage
+ * variant when no vectors are wanted), or only the k largest by dsyevr
+ * when 0 < k < n.  With vecs (n, k) not NULL, the unit
  * eigenvectors too, column j for ev[j].  Returns the count, -1 on failure.
  */
 int sym_eigvals(double *A, int n, int k, double *ev, double *vecs);
