@@ -37,6 +37,7 @@ struct config {
 	enum dataset_set set;
 	enum method method;
 	enum eig_which which;
+	enum eig_converge converge;
 	int top, max_iter, probes, slq_iter, slq_probes, grid, threads, trace, density, any_data;
 	long batch;
 	double tol, sigma2;
@@ -180,7 +181,11 @@ help(void)
 "      --method M         lanczos (default; full reorthogonalisation) or\n"
 "                         power (power iteration with deflation, as the seed\n"
 "                         study; it finds the largest |eigenvalue|)\n"
-"      --tol T            relative residual to stop at (default 1e-4)\n"
+"      --tol T            relative tolerance to stop at (default 1e-4)\n"
+"      --converge C       what --tol bounds: residual (default), each pair's\n"
+"                         |Hv - lambda v| / |lambda|; or value, each\n"
+"                         eigenvalue's relative error bound min(r, r^2/gap),\n"
+"                         which needs fewer products for the same eigenvalues\n"
 "      --max-iter N       Lanczos steps or power iterations, 1..10000 (default 100)\n"
 "      --eigvecs FILE     write the top-K eigenvectors (safetensors, named like\n"
 "                         the parameters, leading dimension K); with several\n"
@@ -209,7 +214,7 @@ parse_args(struct config *c, int argc, char **argv)
 {
 	enum {
 		O_DATA = 256, O_SET, O_ANY, O_TOP, O_WHICH, O_METHOD, O_TOL, O_MAXIT, O_EIGVECS,
-		O_TRACE, O_PROBES, O_DENSITY, O_SLQIT, O_SLQPR, O_GRID, O_SIGMA2, O_BATCH, O_SEED,
+		O_CONVERGE, O_TRACE, O_PROBES, O_DENSITY, O_SLQIT, O_SLQPR, O_GRID, O_SIGMA2, O_BATCH, O_SEED,
 		O_THREADS, O_VERSION,
 	};
 	static const struct option longopts[] = {
@@ -222,6 +227,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"tol", required_argument, NULL, O_TOL},
 		{"max-iter", required_argument, NULL, O_MAXIT},
 		{"eigvecs", required_argument, NULL, O_EIGVECS},
+		{"converge", required_argument, NULL, O_CONVERGE},
 		{"trace", no_argument, NULL, O_TRACE},
 		{"probes", required_argument, NULL, O_PROBES},
 		{"density", no_argument, NULL, O_DENSITY},
@@ -261,6 +267,7 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_TOL: c->tol = opt_real_open("--tol", optarg, 0, 1); break;
 		case O_MAXIT: c->max_iter = (int)opt_int("--max-iter", optarg, 1, 10000); break;
 		case O_EIGVECS: c->eigvecs = optarg; break;
+		case O_CONVERGE: c->converge = (enum eig_converge)opt_choice("--converge", optarg, eig_converge_names); break;
 		case O_TRACE: c->trace = 1; break;
 		case O_PROBES: c->probes = (int)opt_int("--probes", optarg, 1, 100000); break;
 		case O_DENSITY: c->density = 1; break;
@@ -278,6 +285,8 @@ parse_args(struct config *c, int argc, char **argv)
 	}
 	if (!c->data)
 		usage_error("--data FILE is required (the data set the checkpoints were trained on)");
+	if (c->method == METHOD_POWER && c->converge != CONVERGE_RESIDUAL)
+		usage_error("--converge applies to --method lanczos");
 	if (c->method == METHOD_POWER && c->which != EIG_TOP)
 		usage_error("--method power finds the largest eigenvalues only; use --method lanczos for --which %s",
 		    eig_which_names[c->which]);
@@ -405,7 +414,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 
 	rng_init(&r, c->seed, RNG_SAMPLE);
 	if ((c->method == METHOD_LANCZOS ?
-	    lanczos_eigs(&A, c->top, c->which, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res) :
+	    lanczos_eigs(&A, c->top, c->which, c->converge, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res) :
 	    power_eigs(&A, c->top, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res)) < 0)
 		die("%s: --top %d is more than the %zu parameters", path, c->top, m.nparams);
 	if (!res.converged)
@@ -472,9 +481,9 @@ main(int argc, char **argv)
 	if (dataset_load(&d, c.data, err, sizeof err) < 0)
 		die("%s", err);
 
-	config = json_pack("{s:s, s:s, s:i, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I}",
+	config = json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I}",
 	    "set", dataset_set_names[c.set], "method", method_names[c.method], "top", c.top,
-	    "which", eig_which_names[c.which], "tol", jnum(c.tol), "max_iter", c.max_iter,
+	    "which", eig_which_names[c.which], "converge", eig_converge_names[c.converge], "tol", jnum(c.tol), "max_iter", c.max_iter,
 	    "trace", c.trace, "probes", c.probes, "density", c.density, "slq_iter", c.slq_iter,
 	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch);
 	header = jsonl_header("hess-eig", argc, argv, c.seed, config);

@@ -4,7 +4,8 @@ Lanczos solve against PyTorch's double-backward HVP and its 20-iteration
 power method (PyHessian's recipe) for the top eigenvalue, in the same run,
 one thread each, float32 both, on a checkpoint trained for 300 steps.
 Our solve time is the record's own (checkpoint read, loss and gradient,
-Lanczos); PyTorch's is its 20 iterations alone.
+Lanczos with --converge value: eigenvalues to 1e-4, the target's terms);
+PyTorch's is its 20 iterations alone.
 
 usage: bench_hess.py BINDIR BENCHDIR DATA WORKDIR [DEPTHS]"""
 
@@ -72,7 +73,7 @@ def main():
         path = os.path.join(ck, "step-00000300.safetensors")
         ours = json.loads(run([os.path.join(benchdir, "bench_step"), data_path, str(depth), "128", str(REPS)]))
         rec = json.loads(run([os.path.join(bindir, "hess-eig"), "--data", data_path, "--top", "5",
-                              "--tol", "1e-4", path]).splitlines()[-1])
+                              "--converge", "value", "--tol", "1e-4", path]).splitlines()[-1])
         ours_solve = rec["seconds"]   # from reading the checkpoint to the record
         model = model_from(load_st(path)[1], depth)
         params, hvp = torch_hvp(model, X, Y)

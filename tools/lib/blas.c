@@ -8,33 +8,45 @@
 #include <cblas.h>
 
 /*
- * OpenBLAS's DYNAMIC_ARCH build (Debian's) picks its kernels from the CPU
- * model.  A model it does not know, as virtual machines often report, gets
- * the generic Prescott (SSE3) kernels, at about half the speed of the AVX
- * ones on the same CPU.  The library reads OPENBLAS_CORETYPE only while it
- * loads, so when the generic kernels were chosen on a CPU that can run
- * better ones, the program re-executes itself once with the variable set.
- * A user's own OPENBLAS_CORETYPE is always respected, and if the re-exec
- * fails the program simply goes on with the generic kernels.
+ * Two settings OpenBLAS reads only while it loads, so they are made by
+ * re-executing the program once with the environment set:
+ *
+ * - The kernels.  The DYNAMIC_ARCH build (Debian's) picks them from the CPU
+ *   model; a model it does not know, as virtual machines often report,
+ *   gets the generic Prescott (SSE3) kernels, at about half the speed of
+ *   the AVX ones on the same CPU.  When that happened on a CPU that can run
+ *   better ones, OPENBLAS_CORETYPE names them.
+ * - The thread pool.  With one thread wanted, openblas_set_num_threads(1)
+ *   still leaves a pool of workers that spin in sched_yield while the
+ *   main thread calls BLAS, taking a core from the next job of `make -j`;
+ *   OPENBLAS_NUM_THREADS=1 keeps the pool from starting.
+ *
+ * A user's own settings are always respected, and if the re-exec fails the
+ * program goes on as it is.
  */
 static void
-choose_kernels(char **argv)
+reexec_configured(int threads, char **argv)
 {
 #if defined(__x86_64__) && defined(__linux__)
 	const char *want = NULL;
+	int again = 0;
 
-	if (getenv("OPENBLAS_CORETYPE") || strcasecmp(openblas_get_corename(), "prescott") != 0)
-		return;
-	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx512f"))
-		want = "SkylakeX";
-	else if (__builtin_cpu_supports("avx2"))
-		want = "Haswell";
-	if (!want || setenv("OPENBLAS_CORETYPE", want, 1) != 0)
-		return;
-	execv("/proc/self/exe", argv);
-	unsetenv("OPENBLAS_CORETYPE");
+	if (!getenv("OPENBLAS_CORETYPE") && strcasecmp(openblas_get_corename(), "prescott") == 0) {
+		__builtin_cpu_init();
+		if (__builtin_cpu_supports("avx512f"))
+			want = "SkylakeX";
+		else if (__builtin_cpu_supports("avx2"))
+			want = "Haswell";
+		if (want && setenv("OPENBLAS_CORETYPE", want, 1) == 0)
+			again = 1;
+	}
+	if (threads == 1 && !getenv("OPENBLAS_NUM_THREADS") && openblas_get_num_threads() > 1 &&
+	    setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0)
+		again = 1;
+	if (again)
+		execv("/proc/self/exe", argv);
 #else
+	(void)threads;
 	(void)argv;
 #endif
 }
@@ -42,7 +54,7 @@ choose_kernels(char **argv)
 void
 blas_setup(int threads, char **argv)
 {
-	choose_kernels(argv);
+	reexec_configured(threads, argv);
 	openblas_set_num_threads(threads);
 }
 

@@ -31,11 +31,15 @@ struct linop {
 enum eig_which { EIG_TOP, EIG_BOTTOM, EIG_BOTH };
 extern const char *const eig_which_names[];   /* "top", "bottom", "both", NULL */
 
+/* What --tol bounds: each pair's residual, or each eigenvalue's error. */
+enum eig_converge { CONVERGE_RESIDUAL, CONVERGE_VALUE };
+extern const char *const eig_converge_names[]; /* "residual", "value", NULL */
+
 struct eig_result {
 	int ntop, nbottom;
 	double *top;        /* (ntop) largest algebraic, descending */
 	double *bottom;     /* (nbottom) smallest algebraic, ascending */
-	double *top_res;    /* residuals ||A y - theta y||, y unit (Lanczos: |beta_m s_mi|) */
+	double *top_res;    /* explicit residuals ||A y - theta y||, y unit */
 	double *bottom_res;
 	double *top_vecs;   /* (ntop, n) unit eigenvectors, if asked for */
 	int iterations;     /* Lanczos steps or power iterations */
@@ -43,18 +47,19 @@ struct eig_result {
 };
 
 /*
- * The k largest (and/or smallest) eigenvalues of A.  tol is the relative
- * accuracy wanted of the eigenvalues: a pair counts as converged when the
- * error bound min(r, r^2 / gap) is at most tol * max(|theta|, eps^(2/3)
- * max|theta|), where r = |beta_j s_ji| is its residual and gap the
- * distance to the nearest other Ritz value, and r itself is below
- * sqrt(tol) times the same scale.  Stops at convergence, at maxiter steps,
- * or when the Krylov space is invariant.
- * The start vector is Gaussian from r.  Returns 0, or -1 if k or maxiter
- * is out of range for A's size.
+ * The k largest (and/or smallest) eigenvalues of A.  With residual r =
+ * |beta_j s_ji| of a Ritz pair and scale = max(|theta|, eps^(2/3) max|theta|)
+ * (ARPACK's floor for eigenvalues near zero), a pair counts as converged
+ * under CONVERGE_RESIDUAL when r <= tol * scale, and under CONVERGE_VALUE
+ * when its eigenvalue error bound min(r, r^2 / gap) <= tol * scale, gap
+ * being the distance to the nearest other Ritz value (Kato-Temple), with
+ * r <= sqrt(tol) * scale besides so that a gap misjudged early cannot stop
+ * it.  Stops at convergence, at maxiter steps, or when the Krylov space is
+ * invariant.  The start vector is Gaussian from r.  Returns 0, or -1 if k
+ * or maxiter is out of range for A's size.
  */
-int lanczos_eigs(struct linop *A, int k, enum eig_which which, double tol,
-    int maxiter, struct rng *r, int want_vecs, struct eig_result *res);
+int lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge conv,
+    double tol, int maxiter, struct rng *r, int want_vecs, struct eig_result *res);
 /* The k eigenvalues of largest magnitude by power iteration with deflation. */
 int power_eigs(struct linop *A, int k, double tol, int maxiter, struct rng *r,
     int want_vecs, struct eig_result *res);
