@@ -258,7 +258,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 {
 	struct mlp m;
 	struct mlp_work *w;
-	char err[ST_ERRLEN], hex[65];
+	char err[ST_ERRLEN], hex[65], run_id[17];
 	const int32_t *x, *y;
 	long long step;
 	long n;
@@ -271,7 +271,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	json_t *rec, *layers = NULL;
 	struct mlp_eval e;
 
-	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, err, sizeof err) < 0)
+	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, run_id, err, sizeof err) < 0)
 		die("%s", err);
 	dataset_rows(d, c->set, &x, &y, &n, &owned);
 	if (n == 0)
@@ -350,6 +350,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	    "centred", c->no_centred ? json_null() : stats_json(evc, (int)n, rtol, c->top));
 	if (layers)
 		json_object_set_new(rec, "layers", layers);
+	json_object_set_new(rec, "run_id", run_id[0] ? json_string(run_id) : json_null());
 	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
 	json_object_set_new(rec, "peak_rss_mib", peak_rss_mib() < 0 ? json_null() : jnum(peak_rss_mib()));
 	jsonl_emit(stdout, rec);

@@ -398,13 +398,13 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	struct linop A;
 	struct eig_result res;
 	struct rng r;
-	char err[ST_ERRLEN], hex[65];
+	char err[ST_ERRLEN], hex[65], run_id[17];
 	long long step;
 	float *theta;
 	double t0 = now_seconds(), loss, gnorm;
 	json_t *rec;
 
-	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, err, sizeof err) < 0)
+	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, run_id, err, sizeof err) < 0)
 		die("%s", err);
 	hess_init(&h, &m, d, c->set, theta, c->batch);
 	if (h.n == 0)
@@ -446,6 +446,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	if (c->density)
 		json_object_set_new(rec, "density", density_json(c, &A, m.nparams, &r));
 	json_object_set_new(rec, "hvps", json_integer(A.count));
+	json_object_set_new(rec, "run_id", run_id[0] ? json_string(run_id) : json_null());
 	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
 	json_object_set_new(rec, "peak_rss_mib", peak_rss_mib() < 0 ? json_null() : jnum(peak_rss_mib()));
 	jsonl_emit(stdout, rec);

@@ -38,7 +38,7 @@ struct config {
 	long steps, epochs, batch, warmup, log_every, log_points, ckpt_every;
 	uint64_t seed;
 	int threads, quiet;
-	const char *data, *init, *ckpt_dir, *out, *state, *resume;
+	const char *data, *init, *ckpt_dir, *out, *state, *resume, *tag;
 };
 
 /* Everything a run needs while it trains. */
@@ -55,6 +55,7 @@ struct run {
 	long *logpts, nlog;
 	json_t *config;               /* what determines the run; in every output */
 	char *config_json;
+	char run_id[17];              /* names the run in checkpoints and analyses */
 	double elapsed0, t0;
 };
 
@@ -120,6 +121,8 @@ help(void)
 "      --resume FILE      continue from a state, with the same options\n"
 "      --threads N        BLAS threads, 1..256 (default 1)\n"
 "      --quiet            no progress line on a terminal\n"
+"      --tag NAME         a label for the run (a recipe name), kept in the\n"
+"                         config, checkpoints and analyses; summarize groups by it\n"
 "  -h, --help             show this help and exit\n"
 "      --version          show the version and exit\n"
 "\n"
@@ -136,7 +139,7 @@ parse_args(struct config *c, int argc, char **argv)
 		O_DATA = 256, O_DEPTH, O_WIDTH, O_ENC, O_LOSS, O_INIT, O_OPTIM, O_LR,
 		O_B1, O_B2, O_EPS, O_WD, O_MOM, O_NEST, O_WARM, O_BATCH, O_STEPS,
 		O_EPOCHS, O_SEED, O_LOGEVERY, O_LOGPTS, O_CKDIR, O_CKEVERY, O_OUT,
-		O_STATE, O_RESUME, O_THREADS, O_QUIET, O_VERSION,
+		O_STATE, O_RESUME, O_THREADS, O_QUIET, O_TAG, O_VERSION,
 	};
 	static const struct option longopts[] = {
 		{"data", required_argument, NULL, O_DATA},
@@ -167,6 +170,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"resume", required_argument, NULL, O_RESUME},
 		{"threads", required_argument, NULL, O_THREADS},
 		{"quiet", no_argument, NULL, O_QUIET},
+		{"tag", required_argument, NULL, O_TAG},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -222,6 +226,11 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_RESUME: c->resume = optarg; break;
 		case O_THREADS: c->threads = (int)opt_int("--threads", optarg, 1, 256); break;
 		case O_QUIET: c->quiet = 1; break;
+		case O_TAG:
+			if (strlen(optarg) == 0 || strlen(optarg) > 64)
+				usage_error("--tag: '%s' must have 1..64 characters (example: --tag grok)", optarg);
+			c->tag = optarg;
+			break;
 		case 'h': help(); finish_stdout(); exit(0);
 		case O_VERSION: printf("train-mlp %s\n", GROK_VERSION); finish_stdout(); exit(0);
 		default: fprintf(stderr, "Try 'train-mlp --help' for more information.\n"); exit(EXIT_USAGE);
@@ -316,7 +325,7 @@ config_json(const struct run *r, const char *init_digest)
 		json_object_set_new(opt, "beta2", json_real(c->opt.beta2));
 		json_object_set_new(opt, "eps", json_real(c->opt.eps));
 	}
-	return json_pack("{s:{s:i, s:i, s:i, s:s, s:s}, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:I, s:o}",
+	json_t *cfg = json_pack("{s:{s:i, s:i, s:i, s:s, s:s}, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:I, s:o}",
 	    "model", "p", c->model.p, "depth", c->model.depth, "width", c->model.width,
 	    "encoding", mlp_encoding_names[c->model.encoding], "loss", mlp_loss_names[c->model.loss],
 	    "optim", opt,
@@ -328,6 +337,8 @@ config_json(const struct run *r, const char *init_digest)
 	    "ckpt_every", c->ckpt_every ? json_integer(c->ckpt_every) : json_null(),
 	    "seed", (json_int_t)c->seed,
 	    "init_sha256", init_digest ? json_string(init_digest) : json_null());
+	json_object_set_new(cfg, "tag", c->tag ? json_string(c->tag) : json_null());
+	return cfg;
 }
 
 static double
@@ -358,6 +369,7 @@ write_params_file(struct run *r, const char *path, int state)
 	st_writer_init(&w);
 	ckpt_add_params(&w, &r->m, r->theta);
 	ckpt_add_meta(&w, &r->m, r->step, r->d.digest, r->config_json);
+	st_writer_meta(&w, "run_id", r->run_id);
 	if (state) {
 		st_writer_meta(&w, "format", "grokkit-state-v1");
 		shp[0] = (int64_t)r->m.nparams;
@@ -611,6 +623,19 @@ setup(struct run *r, int argc, char **argv)
 	}
 	r->config = config_json(r, init_digest);
 	r->config_json = jsonl_string(r->config);
+	{
+		/* The run's name: its configuration and its data, hashed. */
+		struct sha256 sh;
+		unsigned char dg[32];
+		char hex[65];
+		sha256_init(&sh);
+		sha256_update(&sh, r->config_json, strlen(r->config_json));
+		sha256_update(&sh, r->d.digest, strlen(r->d.digest));
+		sha256_final(&sh, dg);
+		sha256_hex(dg, hex);
+		memcpy(r->run_id, hex, 16);
+		r->run_id[16] = '\0';
+	}
 	free(init_digest);
 	if (c->resume)
 		load_state(r, inputs);
@@ -622,6 +647,7 @@ setup(struct run *r, int argc, char **argv)
 	json_object_set_new(header, "data", json_pack("{s:O, s:i, s:i}", "metadata", r->d.meta,
 	    "n_train", r->d.n_train, "n_test", r->d.n_test));
 	json_object_set_new(header, "params", json_integer((json_int_t)r->m.nparams));
+	json_object_set_new(header, "run_id", json_string(r->run_id));
 	json_object_set_new(header, "blas", blas_json(c->threads));
 	json_object_set_new(header, "flush_denormals", json_boolean(flush_denormals()));
 	json_object_set_new(header, "resumed_from_step", c->resume ? json_integer(r->step) : json_null());

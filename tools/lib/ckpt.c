@@ -159,10 +159,10 @@ ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
 int
 ckpt_open(const char *path, const struct dataset *d, const char *data_name,
     int any_data, struct mlp *m, float **theta, long long *step, char digest[65],
-    char *err, size_t errlen)
+    char run_id[17], char *err, size_t errlen)
 {
 	struct st_frame f;
-	const char *ds;
+	const char *ds, *rid;
 	int rc = -1;
 
 	*theta = NULL;
@@ -188,6 +188,8 @@ ckpt_open(const char *path, const struct dataset *d, const char *data_name,
 		goto out;
 	}
 	sha256_hex(f.digest, digest);
+	rid = st_meta(&f, "run_id");
+	snprintf(run_id, 17, "%s", rid ? rid : "");
 	rc = 0;
 out:
 	st_free(&f);

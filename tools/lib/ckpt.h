@@ -41,13 +41,14 @@ int ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
     const char *name, char *err, size_t errlen);
 /*
  * A checkpoint to analyse on data set d (named data_name in messages): its
- * model, parameters (malloc'd into *theta), step and SHA-256.  The model
+ * model, parameters (malloc'd into *theta), step, SHA-256 and run id (the
+ * train-mlp run that wrote it; empty if the file does not say).  The model
  * must be for d's p, and unless any_data the checkpoint must have been
  * trained on d itself.  0, or -1 with err.
  */
 int ckpt_open(const char *path, const struct dataset *d, const char *data_name,
     int any_data, struct mlp *m, float **theta, long long *step, char digest[65],
-    char *err, size_t errlen);
+    char run_id[17], char *err, size_t errlen);
 /* An integer metadata value, or -1 with err. */
 int ckpt_meta_long(const struct st_frame *f, const char *key, long long min,
     long long max, long long *out, const char *name, char *err, size_t errlen);
