@@ -1,0 +1,143 @@
+#!/usr/bin/env bats
+# summarize: hand-made logs with known answers, partial logs, groups, tables, bad input.
+
+load test_helper
+bats_require_minimum_version 1.5.0
+
+# train_log ID DEPTH SEED TAG "step train test" ... : a train-mlp log by hand.
+train_log() {
+	local id=$1 depth=$2 seed=$3 tag=$4
+	shift 4
+	printf '{"record":"header","tool":"train-mlp","run_id":"%s","config":{"model":{"p":7,"depth":%d,"width":8,"encoding":"onehot","loss":"ce"},"optim":{"name":"adamw","lr":0.001,"wd":2.0},"seed":%d,"tag":"%s"},"data":{"metadata":{"frac":"0.3","p":"7"}}}\n' "$id" "$depth" "$seed" "$tag"
+	for pt in "$@"; do
+		set -- $pt
+		printf '{"record":"metrics","step":%d,"train_acc":%s,"test_acc":%s}\n' "$1" "$2" "$3"
+	done
+}
+
+hess_log() {
+	local id=$1
+	shift
+	printf '{"record":"header","tool":"hess-eig"}\n'
+	for pt in "$@"; do
+		set -- $pt
+		printf '{"record":"hessian","run_id":"%s","step":%d,"eigenvalues":[%s,1.0]}\n' "$id" "$1" "$2"
+	done
+}
+
+setup() {
+	cd "$BATS_TEST_TMPDIR" || exit 1
+	{ train_log aaaa 2 0 grok "0 0.1 0.0" "10 0.5 0.0" "100 0.995 0.2" "1000 1.0 0.992" "2000 1.0 1.0"
+	  echo '{"record":"final","steps":2000,"status":"ok"}'; } > a.jsonl
+	{ train_log bbbb 2 1 grok "0 0.1 0.0" "100 0.98 0.0" "200 0.99 0.5" "3000 1.0 0.995"
+	  echo '{"record":"final","steps":3000,"status":"ok"}'; } > b.jsonl
+	{ train_log cccc 2 2 grok "0 0.1 0.0" "50 1.0 0.01" "5000 1.0 0.02"
+	  echo '{"record":"final","steps":5000,"status":"ok"}'; } > c.jsonl
+	hess_log aaaa "0 1.0" "100 7.5" "1000 3.0" "2000 2.0" > ha.jsonl
+}
+
+@test "summarize --help and --version" {
+	run summarize --help
+	assert_success
+	assert_line --index 0 "usage: summarize [--threshold T] [--group-by KEYS] [--tsv] [LOG.jsonl...]"
+	run summarize --version
+	assert_output --regexp '^summarize [0-9]+\.[0-9]+\.[0-9]+$'
+}
+
+@test "summarize: memorisation, generalisation, delay and ratio of a run" {
+	run summarize a.jsonl
+	assert_success
+	r=${lines[1]}
+	[ "$(jq -c '[.memorisation_step, .generalisation_step, .grokking_delay, .grokking_ratio]' <<<"$r")" = "[100,1000,900,10]" ]
+	[ "$(jq -c '[.memorised, .generalised, .status, .diverged, .last_step]' <<<"$r")" = '[true,true,"ok",false,2000]' ]
+	[ "$(jq -c '[.final_train_acc, .final_test_acc, .best_test_acc, .best_test_step]' <<<"$r")" = "[1,1,1,2000]" ]
+	[ "$(jq -c '[.recipe, .depth, .seed, .wd, .frac]' <<<"$r")" = '["grok",2,0,2,0.3]' ]
+}
+
+@test "summarize: the threshold is inclusive and adjustable" {
+	run summarize --threshold 0.5 a.jsonl
+	[ "$(jq -c '[.memorisation_step, .generalisation_step]' <<<"${lines[1]}")" = "[10,1000]" ]
+}
+
+@test "summarize: a threshold never reached is null with its flag false" {
+	run summarize c.jsonl
+	assert_success
+	[ "$(jq -c '[.memorised, .memorisation_step, .generalised, .generalisation_step, .grokking_delay, .grokking_ratio]' <<<"${lines[1]}")" = "[true,50,false,null,null,null]" ]
+}
+
+@test "summarize joins the Hessian by run_id: at memorisation, generalisation and peak" {
+	run summarize a.jsonl ha.jsonl b.jsonl
+	assert_success
+	r=$(printf '%s\n' "${lines[@]}" | jq -c 'select(.run_id == "aaaa") | .hessian')
+	[ "$r" = '{"at_memorisation":{"step":100,"top":7.5},"at_generalisation":{"step":1000,"top":3},"peak":{"step":100,"top":7.5}}' ]
+	r=$(printf '%s\n' "${lines[@]}" | jq -c 'select(.run_id == "bbbb") | .hessian')
+	[ "$r" = '{"at_memorisation":null,"at_generalisation":null,"peak":null}' ]
+}
+
+@test "summarize --group-by: mean, std, min, max over seeds and reach counts" {
+	run summarize --group-by recipe,depth a.jsonl b.jsonl c.jsonl
+	assert_success
+	g=${lines[1]}
+	[ "$(jq -c '[.recipe, .depth, .runs, .memorised, .generalised, .diverged]' <<<"$g")" = '["grok",2,3,3,2,0]' ]
+	# memorisation steps 100, 200, 50; generalisation 1000, 3000
+	[ "$(jq -c '.memorisation_step | [.mean, .min, .max, .n]' <<<"$g")" = "[116.66666666666667,50,200,3]" ]
+	[ "$(jq -c '.generalisation_step | [.mean, .std, .n]' <<<"$g")" = "[2000,1414.213562373095,2]" ]
+}
+
+@test "summarize --tsv: a table gnuplot reads, NaN for missing values" {
+	run summarize --tsv a.jsonl c.jsonl
+	assert_success
+	[ "$(cut -f1,2,3,7,8 <<<"${lines[0]}")" = "$(printf 'recipe\tdepth\tseed\tmemorisation_step\tgeneralisation_step')" ]
+	[ "$(cut -f7,8 <<<"${lines[2]}")" = "$(printf '50\tNaN')" ]
+	[ "${#lines[@]}" -eq 3 ]
+}
+
+@test "summarize: an interrupted log counts up to its last whole record" {
+	{ train_log dddd 1 0 grok "0 0.1 0.0" "100 1.0 0.5"; printf '{"record":"metrics","step":2'; } > d.jsonl
+	run --separate-stderr summarize d.jsonl
+	assert_success
+	assert_stderr "summarize: d.jsonl:4: ignoring a partial last line"
+	[ "$(jq -c '[.status, .last_step, .memorisation_step]' <<<"${lines[1]}")" = '["incomplete",100,100]' ]
+}
+
+@test "summarize: an empty log is an error" {
+	: > e.jsonl
+	run summarize e.jsonl
+	assert_failure 1
+	assert_output "summarize: e.jsonl: empty (not a log of train-mlp, hess-eig or gop-spectrum)"
+}
+
+@test "summarize: a file that is not one of our logs" {
+	echo 'step,acc' > x.csv
+	run summarize x.csv
+	assert_failure 1
+	assert_output "summarize: x.csv: not a JSON-lines log of train-mlp, hess-eig or gop-spectrum"
+	echo '{"record":"header","tool":"other"}' > o.jsonl
+	run summarize o.jsonl
+	assert_failure 1
+	assert_output "summarize: o.jsonl: not a log of train-mlp, hess-eig or gop-spectrum (no such header)"
+}
+
+@test "summarize: a corrupt line in the middle is an error" {
+	{ train_log ffff 1 0 grok "0 0.1 0.0"; echo 'garbage'; echo '{"record":"final","status":"ok"}'; } > f.jsonl
+	run summarize f.jsonl
+	assert_failure 1
+	assert_output --partial "summarize: f.jsonl:3: not a JSON object"
+}
+
+@test "summarize: unknown group key" {
+	run summarize --group-by colour a.jsonl
+	assert_failure 2
+	assert_line --index 0 "summarize: --group-by: unknown value 'colour' (allowed: recipe, depth, width, seed, wd, lr, optim, frac, p, encoding, loss)"
+}
+
+@test "summarize on real logs: train-mlp, hess-eig and gop-spectrum of one run" {
+	gen-modadd -p 11 --frac 0.5 -o d.st
+	train-mlp --data d.st --steps 60 --log-every 20 --width 12 --tag t --ckpt-dir ck > log.jsonl
+	hess-eig --data d.st --top 1 ck/*.safetensors > h.jsonl
+	gop-spectrum --data d.st --top 1 ck/*.safetensors > g.jsonl
+	run summarize log.jsonl h.jsonl g.jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 2 ]
+	[ "$(jq -c '[.recipe, .last_step, (.hessian.peak | type)]' <<<"${lines[1]}")" = '["t",60,"object"]' ]
+}

@@ -1,0 +1,690 @@
+/*
+ * summarize: grokking steps and tables from train-mlp, hess-eig and
+ * gop-spectrum logs.
+ *
+ * Records are joined by run_id (train-mlp names every run by a hash of its
+ * configuration and data, and the analyses copy it from the checkpoints).
+ * Per run: the memorisation and generalisation steps (first log point at
+ * or above the threshold), the delay between them, final and best
+ * accuracies, the top Hessian eigenvalue at those steps and at its peak,
+ * and the gradient outer product's statistics at the same steps.  Per
+ * group (--group-by): mean, standard deviation, minimum and maximum over
+ * the runs, and how many reached each threshold.  A threshold never
+ * reached is null with its flag false, never a made-up number.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "jsonl.h"
+#include "opts.h"
+#include "sha256.h"
+#include "util.h"
+
+#define MAX_FILES 100000
+
+struct point {
+	long step;
+	double train_acc, test_acc;
+};
+
+struct hpoint {
+	long step;
+	double top;
+};
+
+struct gpoint {
+	long step;
+	double spectral, effective_rank, trace, mean_grad_sq;
+};
+
+struct run {
+	char id[17];
+	const char *file;
+	json_t *config, *data;      /* train-mlp header's config and data metadata */
+	char status[16];
+	struct point *pts;
+	size_t npts, cpts;
+	struct hpoint *h;
+	size_t nh, ch;
+	struct gpoint *g;
+	size_t ng, cg;
+};
+
+static struct run *runs;
+static size_t nruns, cruns;
+
+static const char *const group_keys[] = {
+	"recipe", "depth", "width", "seed", "wd", "lr", "optim", "frac", "p", "encoding", "loss", NULL,
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: summarize [--threshold T] [--group-by KEYS] [--tsv] [LOG.jsonl...]\n");
+}
+
+static void
+help(void)
+{
+	usage(stdout);
+	printf(
+"\n"
+"Read train-mlp, hess-eig and gop-spectrum JSON-lines logs (the arguments,\n"
+"or their paths one per line on standard input), join them by run_id, and\n"
+"write one record per run (or per group with --group-by) after a header.\n"
+"\n"
+"      --threshold T      accuracy that counts as memorised (train) and\n"
+"                         generalised (test), 0 < T <= 1 (default 0.99)\n"
+"      --group-by KEYS    comma-separated: recipe, depth, width, seed, wd, lr,\n"
+"                         optim, frac, p, encoding, loss; mean, std, min, max\n"
+"                         over each group's runs\n"
+"      --tsv              a tab-separated table with a header line instead\n"
+"                         (NaN where a value does not exist), for gnuplot\n"
+"  -h, --help             show this help and exit\n"
+"      --version          show the version and exit\n"
+"\n"
+"A log that ends early (an interrupted run) counts up to its last whole\n"
+"record; its status is 'incomplete' if it has no final record.\n"
+"Exit status: 0 success, 1 a file that is not one of our logs, 2 usage error.\n");
+}
+
+static struct run *
+find_run(const char *id)
+{
+	for (size_t i = 0; i < nruns; i++)
+		if (strcmp(runs[i].id, id) == 0)
+			return &runs[i];
+	if (nruns == cruns) {
+		cruns = cruns ? 2 * cruns : 64;
+		runs = xrealloc(runs, xmul(cruns, sizeof *runs));
+	}
+	memset(&runs[nruns], 0, sizeof runs[nruns]);
+	snprintf(runs[nruns].id, sizeof runs[nruns].id, "%s", id);
+	snprintf(runs[nruns].status, sizeof runs[nruns].status, "incomplete");
+	return &runs[nruns++];
+}
+
+#define PUSH(arr, n, cap, val) do { \
+	if ((n) == (cap)) { \
+		(cap) = (cap) ? 2 * (cap) : 64; \
+		(arr) = xrealloc((arr), xmul((cap), sizeof *(arr))); \
+	} \
+	(arr)[(n)++] = (val); \
+} while (0)
+
+static double
+num(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* One record of a log whose header named tool. */
+static void
+take(const char *file, long line, const char *tool, json_t *rec, const char **run_id)
+{
+	const char *kind = json_string_value(json_object_get(rec, "record"));
+	const char *rid = json_string_value(json_object_get(rec, "run_id"));
+	struct run *r;
+
+	if (!kind)
+		die("%s:%ld: a record without a \"record\" field", file, line);
+	if (strcmp(tool, "train-mlp") == 0) {
+		r = find_run(*run_id);
+		if (strcmp(kind, "metrics") == 0) {
+			struct point p = {(long)num(rec, "step"), num(rec, "train_acc"), num(rec, "test_acc")};
+			PUSH(r->pts, r->npts, r->cpts, p);
+		} else if (strcmp(kind, "final") == 0) {
+			const char *st = json_string_value(json_object_get(rec, "status"));
+			snprintf(r->status, sizeof r->status, "%s", st ? st : "incomplete");
+		}
+		return;
+	}
+	if (!rid)
+		return;   /* an analysis of a checkpoint that names no run */
+	r = find_run(rid);
+	if (strcmp(kind, "hessian") == 0) {
+		json_t *ev = json_object_get(rec, "eigenvalues");
+		struct hpoint h = {(long)num(rec, "step"), json_number_value(json_array_get(ev, 0))};
+		if (json_array_size(ev) > 0)
+			PUSH(r->h, r->nh, r->ch, h);
+	} else if (strcmp(kind, "gop") == 0) {
+		json_t *gop = json_object_get(rec, "gop");
+		struct gpoint g = {(long)num(rec, "step"), num(gop, "spectral"), num(gop, "effective_rank"),
+		    num(gop, "trace"), num(rec, "mean_grad_sq")};
+		PUSH(r->g, r->ng, r->cg, g);
+	}
+}
+
+static void
+read_log(const char *file, json_t *inputs)
+{
+	FILE *fp = fopen(file, "r");
+	char *line = NULL, hex[65], tool[32] = "";
+	const char *rid = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	long lineno = 0;
+	struct sha256 sh;
+	unsigned char d[32];
+	json_t *header = NULL;
+
+	if (!fp)
+		die("%s:", file);
+	sha256_init(&sh);
+	while ((len = getline(&line, &cap, fp)) >= 0) {
+		json_error_t je;
+		json_t *rec;
+		int last;
+		lineno++;
+		sha256_update(&sh, line, (size_t)len);
+		last = line[len - 1] != '\n';
+		if (len == 1 && !last)
+			continue;
+		rec = json_loads(line, JSON_REJECT_DUPLICATES, &je);
+		if (!rec || !json_is_object(rec)) {
+			json_decref(rec);
+			if (lineno == 1)
+				die("%s: not a JSON-lines log of train-mlp, hess-eig or gop-spectrum", file);
+			/* A run killed mid-write leaves a partial last line: count up to it. */
+			if (last) {
+				warn("%s:%ld: ignoring a partial last line", file, lineno);
+				break;
+			}
+			die("%s:%ld: not a JSON object: %s", file, lineno, je.text);
+		}
+		if (lineno == 1) {
+			const char *t = json_string_value(json_object_get(rec, "tool"));
+			const char *k = json_string_value(json_object_get(rec, "record"));
+			if (!k || strcmp(k, "header") != 0 || !t ||
+			    (strcmp(t, "train-mlp") && strcmp(t, "hess-eig") && strcmp(t, "gop-spectrum")))
+				die("%s: not a log of train-mlp, hess-eig or gop-spectrum (no such header)", file);
+			snprintf(tool, sizeof tool, "%s", t);
+			if (strcmp(t, "train-mlp") == 0) {
+				struct run *r;
+				rid = json_string_value(json_object_get(rec, "run_id"));
+				if (!rid)
+					die("%s: a train-mlp log without a run_id (from an older version?)", file);
+				r = find_run(rid);
+				if (r->config)
+					die("%s: run %s already read from %s", file, rid, r->file);
+				r->file = file;
+				r->config = json_incref(json_object_get(rec, "config"));
+				{
+					/* data set metadata are strings; the fraction is a number here */
+					json_t *md = json_object_get(json_object_get(rec, "data"), "metadata");
+					const char *fr = json_string_value(json_object_get(md, "frac"));
+					r->data = json_pack("{s:o}", "frac", fr ? jnum(strtod(fr, NULL)) : json_null());
+				}
+				header = rec;   /* rid points into it: keep it to the end of the file */
+				continue;
+			}
+			json_decref(rec);
+			continue;
+		}
+		take(file, lineno, tool, rec, &rid);
+		json_decref(rec);
+	}
+	if (ferror(fp))
+		die("%s: read error:", file);
+	fclose(fp);
+	free(line);
+	if (lineno == 0)
+		die("%s: empty (not a log of train-mlp, hess-eig or gop-spectrum)", file);
+	sha256_final(&sh, d);
+	sha256_hex(d, hex);
+	json_object_set_new(inputs, file, json_string(hex));
+	json_decref(header);
+}
+
+/* Run attributes that groups and tables use. */
+static json_t *
+attribute(const struct run *r, const char *key)
+{
+	json_t *model = json_object_get(r->config, "model"), *opt = json_object_get(r->config, "optim");
+
+	if (strcmp(key, "recipe") == 0)
+		return json_object_get(r->config, "tag");
+	if (strcmp(key, "depth") == 0 || strcmp(key, "width") == 0 || strcmp(key, "p") == 0 ||
+	    strcmp(key, "encoding") == 0 || strcmp(key, "loss") == 0)
+		return json_object_get(model, key);
+	if (strcmp(key, "seed") == 0)
+		return json_object_get(r->config, "seed");
+	if (strcmp(key, "wd") == 0 || strcmp(key, "lr") == 0)
+		return json_object_get(opt, key);
+	if (strcmp(key, "optim") == 0)
+		return json_object_get(opt, "name");
+	if (strcmp(key, "frac") == 0)
+		return json_object_get(r->data, "frac");
+	return NULL;
+}
+
+static long
+first_reaching(const struct run *r, int test, double t)
+{
+	for (size_t i = 0; i < r->npts; i++) {
+		double a = test ? r->pts[i].test_acc : r->pts[i].train_acc;
+		if (a >= t)
+			return r->pts[i].step;
+	}
+	return -1;
+}
+
+/* The analysis record nearest to step (the earlier on a tie), or -1. */
+static long
+nearest_h(const struct run *r, long step)
+{
+	long best = -1;
+
+	for (size_t i = 0; i < r->nh; i++)
+		if (best < 0 || labs(r->h[i].step - step) < labs(r->h[best].step - step))
+			best = (long)i;
+	return best;
+}
+
+static long
+nearest_g(const struct run *r, long step)
+{
+	long best = -1;
+
+	for (size_t i = 0; i < r->ng; i++)
+		if (best < 0 || labs(r->g[i].step - step) < labs(r->g[best].step - step))
+			best = (long)i;
+	return best;
+}
+
+static json_t *
+hess_at(const struct run *r, long step)
+{
+	long i = step < 0 ? -1 : nearest_h(r, step);
+
+	return i < 0 ? json_null() : json_pack("{s:I, s:o}", "step", (json_int_t)r->h[i].step,
+	    "top", jnum(r->h[i].top));
+}
+
+static json_t *
+gop_at(const struct run *r, long step)
+{
+	long i = step < 0 ? -1 : nearest_g(r, step);
+
+	return i < 0 ? json_null() : json_pack("{s:I, s:o, s:o, s:o, s:o}", "step", (json_int_t)r->g[i].step,
+	    "spectral", jnum(r->g[i].spectral), "effective_rank", jnum(r->g[i].effective_rank),
+	    "trace", jnum(r->g[i].trace), "mean_grad_sq", jnum(r->g[i].mean_grad_sq));
+}
+
+static json_t *
+step_or_null(long s)
+{
+	return s < 0 ? json_null() : json_integer(s);
+}
+
+/* The per-run summary record. */
+static json_t *
+summarise(const struct run *r, double t)
+{
+	long mem = first_reaching(r, 0, t), gen = first_reaching(r, 1, t), peak = -1;
+	double best = -1, fin_tr = NAN, fin_te = NAN;
+	long best_step = -1;
+	json_t *rec;
+
+	for (size_t i = 0; i < r->npts; i++)
+		if (r->pts[i].test_acc > best) {
+			best = r->pts[i].test_acc;
+			best_step = r->pts[i].step;
+		}
+	if (r->npts) {
+		fin_tr = r->pts[r->npts - 1].train_acc;
+		fin_te = r->pts[r->npts - 1].test_acc;
+	}
+	for (size_t i = 0; i < r->nh; i++)
+		if (peak < 0 || r->h[i].top > r->h[peak].top)
+			peak = (long)i;
+	rec = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}",
+	    "record", "run", "run_id", r->id, "log", r->file,
+	    "recipe", attribute(r, "recipe") ? attribute(r, "recipe") : json_null(),
+	    "depth", attribute(r, "depth"), "width", attribute(r, "width"), "seed", attribute(r, "seed"),
+	    "p", attribute(r, "p"), "frac", attribute(r, "frac") ? attribute(r, "frac") : json_null(),
+	    "optim", attribute(r, "optim"), "lr", attribute(r, "lr"), "wd", attribute(r, "wd"),
+	    "encoding", attribute(r, "encoding"));
+	json_object_set_new(rec, "status", json_string(r->status));
+	json_object_set_new(rec, "diverged", json_boolean(strcmp(r->status, "diverged") == 0));
+	json_object_set_new(rec, "last_step", r->npts ? json_integer(r->pts[r->npts - 1].step) : json_null());
+	json_object_set_new(rec, "memorised", json_boolean(mem >= 0));
+	json_object_set_new(rec, "memorisation_step", step_or_null(mem));
+	json_object_set_new(rec, "generalised", json_boolean(gen >= 0));
+	json_object_set_new(rec, "generalisation_step", step_or_null(gen));
+	json_object_set_new(rec, "grokking_delay", mem >= 0 && gen >= 0 ? json_integer(gen - mem) : json_null());
+	json_object_set_new(rec, "grokking_ratio", mem > 0 && gen >= 0 ? jnum((double)gen / mem) : json_null());
+	json_object_set_new(rec, "final_train_acc", jnum(fin_tr));
+	json_object_set_new(rec, "final_test_acc", jnum(fin_te));
+	json_object_set_new(rec, "best_test_acc", best_step >= 0 ? jnum(best) : json_null());
+	json_object_set_new(rec, "best_test_step", step_or_null(best_step));
+	json_object_set_new(rec, "hessian", json_pack("{s:o, s:o, s:o}",
+	    "at_memorisation", hess_at(r, mem), "at_generalisation", hess_at(r, gen),
+	    "peak", peak < 0 ? json_null() : json_pack("{s:I, s:o}", "step", (json_int_t)r->h[peak].step,
+	    "top", jnum(r->h[peak].top))));
+	json_object_set_new(rec, "gop", json_pack("{s:o, s:o}",
+	    "at_memorisation", gop_at(r, mem), "at_generalisation", gop_at(r, gen)));
+	return rec;
+}
+
+static int
+cmp_runs(const void *a, const void *b)
+{
+	const struct run *x = a, *y = b;
+	static const char *const order[] = {"recipe", "depth", "seed", "wd", "frac", NULL};
+
+	for (int i = 0; order[i]; i++) {
+		json_t *u = attribute(x, order[i]), *v = attribute(y, order[i]);
+		char *su = u ? json_dumps(u, JSON_ENCODE_ANY) : NULL, *sv = v ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
+		int c;
+		if (json_is_number(u) && json_is_number(v))
+			c = json_number_value(u) < json_number_value(v) ? -1 : json_number_value(u) > json_number_value(v);
+		else
+			c = strcmp(su ? su : "", sv ? sv : "");
+		free(su);
+		free(sv);
+		if (c)
+			return c;
+	}
+	return strcmp(x->id, y->id);
+}
+
+/* mean, std (n - 1), min, max and n of the non-null values. */
+static json_t *
+stats(const double *v, int n)
+{
+	double s = 0, s2 = 0, mn = INFINITY, mx = -INFINITY;
+	int k = 0;
+
+	for (int i = 0; i < n; i++)
+		if (isfinite(v[i])) {
+			s += v[i];
+			mn = fmin(mn, v[i]);
+			mx = fmax(mx, v[i]);
+			k++;
+		}
+	if (k == 0)
+		return json_pack("{s:n, s:n, s:n, s:n, s:i}", "mean", "std", "min", "max", "n", 0);
+	for (int i = 0; i < n; i++)
+		if (isfinite(v[i]))
+			s2 += (v[i] - s / k) * (v[i] - s / k);
+	return json_pack("{s:o, s:o, s:o, s:o, s:i}", "mean", jnum(s / k),
+	    "std", k > 1 ? jnum(sqrt(s2 / (k - 1))) : json_null(), "min", jnum(mn), "max", jnum(mx), "n", k);
+}
+
+static double
+field(json_t *rec, const char *a, const char *b)
+{
+	json_t *v = json_object_get(rec, a);
+
+	if (b)
+		v = json_object_get(json_object_get(v, b), "top");
+	return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static const char *const group_metrics[][3] = {
+	{"memorisation_step", NULL, "memorisation_step"},
+	{"generalisation_step", NULL, "generalisation_step"},
+	{"grokking_delay", NULL, "grokking_delay"},
+	{"grokking_ratio", NULL, "grokking_ratio"},
+	{"final_test_acc", NULL, "final_test_acc"},
+	{"best_test_acc", NULL, "best_test_acc"},
+	{"hessian", "peak", "peak_sharpness"},
+	{"hessian", "at_memorisation", "sharpness_at_memorisation"},
+	{"hessian", "at_generalisation", "sharpness_at_generalisation"},
+	{NULL, NULL, NULL},
+};
+
+/* Group summaries over the run records, by the listed keys. */
+static json_t *
+groups(json_t *recs, char **keys, int nkeys)
+{
+	json_t *out = json_array();
+	size_t n = json_array_size(recs);
+	char *done = xcalloc(n + 1, 1);
+
+	for (size_t i = 0; i < n; i++) {
+		json_t *g, *first = json_array_get(recs, i);
+		size_t *members, m = 0;
+		int mem = 0, gen = 0, div = 0;
+		if (done[i])
+			continue;
+		members = xmalloc(xmul(n, sizeof *members));
+		for (size_t j = i; j < n; j++) {
+			int same = 1;
+			for (int k = 0; k < nkeys && same; k++)
+				same = json_equal(json_object_get(first, keys[k]),
+				    json_object_get(json_array_get(recs, j), keys[k])) ||
+				    (!json_object_get(first, keys[k]) && !json_object_get(json_array_get(recs, j), keys[k]));
+			if (same && !done[j]) {
+				done[j] = 1;
+				members[m++] = j;
+			}
+		}
+		g = json_object();
+		json_object_set_new(g, "record", json_string("group"));
+		for (int k = 0; k < nkeys; k++)
+			json_object_set(g, keys[k], json_object_get(first, keys[k]) ? json_object_get(first, keys[k]) : json_null());
+		for (size_t j = 0; j < m; j++) {
+			json_t *r = json_array_get(recs, members[j]);
+			mem += json_is_true(json_object_get(r, "memorised"));
+			gen += json_is_true(json_object_get(r, "generalised"));
+			div += json_is_true(json_object_get(r, "diverged"));
+		}
+		json_object_set_new(g, "runs", json_integer((json_int_t)m));
+		json_object_set_new(g, "memorised", json_integer(mem));
+		json_object_set_new(g, "generalised", json_integer(gen));
+		json_object_set_new(g, "diverged", json_integer(div));
+		for (int q = 0; group_metrics[q][0]; q++) {
+			double *v = xmalloc(xmul(m + 1, sizeof *v));
+			for (size_t j = 0; j < m; j++)
+				v[j] = field(json_array_get(recs, members[j]), group_metrics[q][0], group_metrics[q][1]);
+			json_object_set_new(g, group_metrics[q][2], stats(v, (int)m));
+			free(v);
+		}
+		json_array_append_new(out, g);
+		free(members);
+	}
+	free(done);
+	return out;
+}
+
+static void
+tsv_value(json_t *v)
+{
+	char buf[40];
+
+	if (json_is_string(v))
+		fputs(json_string_value(v), stdout);
+	else if (json_is_integer(v))
+		printf("%lld", (long long)json_integer_value(v));
+	else if (json_is_real(v)) {
+		format_real(buf, sizeof buf, json_real_value(v));
+		fputs(buf, stdout);
+	} else if (json_is_boolean(v))
+		fputs(json_is_true(v) ? "1" : "0", stdout);
+	else
+		fputs("NaN", stdout);
+}
+
+static void
+tsv_runs(json_t *recs)
+{
+	static const char *const cols[] = {
+		"recipe", "depth", "seed", "wd", "frac", "status", "memorisation_step", "generalisation_step",
+		"grokking_delay", "grokking_ratio", "final_train_acc", "final_test_acc", "best_test_acc", NULL,
+	};
+	size_t i;
+	json_t *r;
+
+	for (int c = 0; cols[c]; c++)
+		printf("%s%s", c ? "\t" : "", cols[c]);
+	printf("\tpeak_sharpness\tpeak_sharpness_step\tsharpness_at_memorisation\tsharpness_at_generalisation\n");
+	json_array_foreach(recs, i, r) {
+		json_t *h = json_object_get(r, "hessian");
+		for (int c = 0; cols[c]; c++) {
+			if (c)
+				putchar('\t');
+			tsv_value(json_object_get(r, cols[c]));
+		}
+		putchar('\t');
+		tsv_value(json_object_get(json_object_get(h, "peak"), "top"));
+		putchar('\t');
+		tsv_value(json_object_get(json_object_get(h, "peak"), "step"));
+		putchar('\t');
+		tsv_value(json_object_get(json_object_get(h, "at_memorisation"), "top"));
+		putchar('\t');
+		tsv_value(json_object_get(json_object_get(h, "at_generalisation"), "top"));
+		putchar('\n');
+	}
+}
+
+static void
+tsv_groups(json_t *gs, char **keys, int nkeys)
+{
+	size_t i;
+	json_t *g;
+
+	for (int k = 0; k < nkeys; k++)
+		printf("%s\t", keys[k]);
+	printf("runs\tmemorised\tgeneralised\tdiverged");
+	for (int q = 0; group_metrics[q][0]; q++)
+		printf("\t%s_mean\t%s_std\t%s_min\t%s_max", group_metrics[q][2], group_metrics[q][2],
+		    group_metrics[q][2], group_metrics[q][2]);
+	putchar('\n');
+	json_array_foreach(gs, i, g) {
+		for (int k = 0; k < nkeys; k++) {
+			tsv_value(json_object_get(g, keys[k]));
+			putchar('\t');
+		}
+		printf("%lld\t%lld\t%lld\t%lld", (long long)json_integer_value(json_object_get(g, "runs")),
+		    (long long)json_integer_value(json_object_get(g, "memorised")),
+		    (long long)json_integer_value(json_object_get(g, "generalised")),
+		    (long long)json_integer_value(json_object_get(g, "diverged")));
+		for (int q = 0; group_metrics[q][0]; q++) {
+			json_t *s = json_object_get(g, group_metrics[q][2]);
+			static const char *const part[] = {"mean", "std", "min", "max"};
+			for (int p = 0; p < 4; p++) {
+				putchar('\t');
+				tsv_value(json_object_get(s, part[p]));
+			}
+		}
+		putchar('\n');
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	enum { O_THRESHOLD = 256, O_GROUPBY, O_TSV, O_VERSION };
+	static const struct option longopts[] = {
+		{"threshold", required_argument, NULL, O_THRESHOLD},
+		{"group-by", required_argument, NULL, O_GROUPBY},
+		{"tsv", no_argument, NULL, O_TSV},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, O_VERSION},
+		{NULL, 0, NULL, 0},
+	};
+	double threshold = 0.99;
+	char *keys[16], *gcopy = NULL, **files, *save = NULL;
+	int nkeys = 0, tsv = 0, ch;
+	size_t nfiles;
+	json_t *inputs, *recs, *gkeys, *config, *header;
+
+	setprogname(argv[0]);
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case O_THRESHOLD: threshold = opt_real("--threshold", optarg, 1e-9, 1); break;
+		case O_GROUPBY:
+			free(gcopy);
+			gcopy = xstrdup(optarg);
+			nkeys = 0;
+			for (char *t = strtok_r(gcopy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+				opt_choice("--group-by", t, group_keys);
+				if (nkeys == 16)
+					usage_error("--group-by: more than 16 keys");
+				keys[nkeys++] = t;
+			}
+			if (nkeys == 0)
+				usage_error("--group-by: no keys (example: --group-by recipe,depth)");
+			break;
+		case O_TSV: tsv = 1; break;
+		case 'h': help(); finish_stdout(); return 0;
+		case O_VERSION: printf("summarize %s\n", GROK_VERSION); finish_stdout(); return 0;
+		default: fprintf(stderr, "Try 'summarize --help' for more information.\n"); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		files = argv + optind;
+		nfiles = (size_t)(argc - optind);
+	} else {
+		if (isatty(STDIN_FILENO))
+			usage_error("no logs: give them as arguments or their paths one per line on standard input");
+		files = read_lines(stdin, "<stdin>", MAX_FILES, &nfiles);
+	}
+	inputs = json_object();
+	recs = json_array();
+	gkeys = json_array();
+	for (size_t i = 0; i < nfiles; i++)
+		read_log(files[i], inputs);
+
+	qsort(runs, nruns, sizeof *runs, cmp_runs);
+	for (size_t i = 0; i < nruns; i++) {
+		if (!runs[i].config) {
+			warn("run %s: analyses but no train-mlp log; left out", runs[i].id);
+			continue;
+		}
+		json_array_append_new(recs, summarise(&runs[i], threshold));
+	}
+	for (int k = 0; k < nkeys; k++)
+		json_array_append_new(gkeys, json_string(keys[k]));
+	config = json_pack("{s:o, s:o, s:b}", "threshold", jnum(threshold), "group_by", gkeys, "tsv", tsv);
+	header = jsonl_header("summarize", argc, argv, 0, config);
+	json_object_set_new(header, "inputs", inputs);
+	if (tsv) {
+		if (nkeys) {
+			json_t *gs = groups(recs, keys, nkeys);
+			tsv_groups(gs, keys, nkeys);
+			json_decref(gs);
+		} else {
+			tsv_runs(recs);
+		}
+		json_decref(header);
+	} else {
+		size_t i;
+		json_t *r;
+		jsonl_emit(stdout, header);
+		if (nkeys) {
+			json_t *gs = groups(recs, keys, nkeys);
+			json_array_foreach(gs, i, r)
+				jsonl_emit(stdout, json_incref(r));
+			json_decref(gs);
+		} else {
+			json_array_foreach(recs, i, r)
+				jsonl_emit(stdout, json_incref(r));
+		}
+	}
+	json_decref(recs);
+	for (size_t i = 0; i < nruns; i++) {
+		json_decref(runs[i].config);
+		json_decref(runs[i].data);
+		free(runs[i].pts);
+		free(runs[i].h);
+		free(runs[i].g);
+	}
+	free(runs);
+	free(gcopy);
+	if (optind >= argc)
+		free_lines(files, nfiles);
+	finish_stdout();
+	return 0;
+}
