@@ -133,21 +133,6 @@ parse_args(struct config *c, int argc, char **argv)
 		usage_error("--data FILE is required (the data set the checkpoints were trained on)");
 }
 
-/* path with {step} replaced by the 8-digit step (malloc'd). */
-static char *
-step_path(const char *pat, long long step)
-{
-	const char *at = strstr(pat, "{step}");
-	size_t n = strlen(pat) + 24;
-	char *p = xmalloc(n);
-
-	if (at)
-		snprintf(p, n, "%.*s%08lld%s", (int)(at - pat), pat, step, at + 6);
-	else
-		snprintf(p, n, "%s", pat);
-	return p;
-}
-
 static json_t *
 stats_json(const double *ev, int n, double rank_rtol, int top)
 {
@@ -173,59 +158,27 @@ symmetrise(double *A, long n)
 			A[j * n + i] = A[i * n + j];
 }
 
+/* The top k eigenvectors of G in parameter space, J^T u / sqrt(n lambda). */
 static void
 write_eigvecs(const struct config *c, const struct mlp *m, struct mlp_work *w,
     const double *ev, const double *vecs, int k, long n, const int32_t *x,
     long long step, const char *digest)
 {
 	size_t P = m->nparams;
-	char *path = step_path(c->eigvecs, step), name[64], *vals;
-	double *u = xmalloc(xmul((size_t)n, sizeof(double))), *pv = xmalloc(xmul(P, sizeof(double)));
-	float *buf = xmalloc(xmul(xmul(P, (size_t)k), sizeof(float)));
-	struct st_writer sw;
-	json_t *jev = json_array();
+	char *path = ckpt_step_path(c->eigvecs, step);
+	double *u = xmalloc(xmul((size_t)n, sizeof(double)));
+	double *pv = xcalloc(xmul(P, (size_t)k), sizeof(double));
 
 	for (int e = 0; e < k; e++) {
+		/* unit, since |J^T u|^2 = u^T J J^T u = n lambda */
 		double scale = ev[e] > 0 ? 1.0 / sqrt((double)n * ev[e]) : 0.0;
 		for (long b = 0; b < n; b++)
 			u[b] = vecs[(size_t)b * k + e];
-		memset(pv, 0, P * sizeof(double));
-		/* J^T u / sqrt(n lambda): unit, since |J^T u|^2 = u^T J J^T u = n lambda */
-		mlp_gram_combine(m, w, pv, u, x, (int)n);
-		for (int t = 0; t < 2 * m->nlayers; t++) {
-			int64_t s2[2];
-			int ndim;
-			size_t off = mlp_tensor_info(m, t, &ndim, s2);
-			size_t len = (size_t)s2[0] * (ndim == 2 ? (size_t)s2[1] : 1);
-			for (size_t q = 0; q < len; q++)
-				buf[(size_t)k * off + (size_t)e * len + q] = (float)(pv[off + q] * scale);
-		}
-		json_array_append_new(jev, jnum(ev[e]));
+		mlp_gram_combine(m, w, pv + (size_t)e * P, u, x, (int)n);
+		for (size_t q = 0; q < P; q++)
+			pv[(size_t)e * P + q] *= scale;
 	}
-	st_writer_init(&sw);
-	for (int t = 0; t < 2 * m->nlayers; t++) {
-		int64_t s2[2], shape[3];
-		int ndim;
-		size_t off = mlp_tensor_info(m, t, &ndim, s2);
-		shape[0] = k;
-		shape[1] = s2[0];
-		shape[2] = s2[1];
-		mlp_tensor_name(t, name, sizeof name);
-		st_writer_add(&sw, name, ST_F32, ndim + 1, shape, buf + (size_t)k * off);
-	}
-	vals = jsonl_string(jev);
-	st_writer_meta(&sw, "format", "grokkit-eigvecs-v1");
-	st_writer_meta(&sw, "tool", "gop-spectrum " GROK_VERSION);
-	st_writer_meta(&sw, "eigenvalues", vals);
-	snprintf(name, sizeof name, "%lld", step);
-	st_writer_meta(&sw, "step", name);
-	st_writer_meta(&sw, "checkpoint_sha256", digest);
-	if (ckpt_write_file(&sw, path) < 0)
-		die("error writing %s:", path);
-	st_writer_free(&sw);
-	json_decref(jev);
-	free(vals);
-	free(buf);
+	ckpt_write_eigvecs(path, m, pv, ev, k, "gop-spectrum " GROK_VERSION, step, digest);
 	free(u);
 	free(pv);
 	free(path);
@@ -235,7 +188,7 @@ static void
 write_spectrum(const struct config *c, long long step, const char *digest, long n,
     double *const *spectra, const char *const *names, int count)
 {
-	char *path = step_path(c->spectrum, step), buf[32];
+	char *path = ckpt_step_path(c->spectrum, step), buf[32];
 	struct st_writer sw;
 	int64_t shape[1] = {n};
 
@@ -394,22 +347,14 @@ main(int argc, char **argv)
 	struct dataset d;
 	char err[ST_ERRLEN], **paths;
 	size_t n;
+	int owned;
 	json_t *config, *header;
 
 	setprogname(argv[0]);
 	parse_args(&c, argc, argv);
 	blas_setup(c.threads, argv);
 	flush_denormals();
-	if (optind < argc) {
-		n = (size_t)(argc - optind);
-		paths = argv + optind;
-	} else {
-		if (isatty(STDIN_FILENO))
-			usage_error("no checkpoints: give them as arguments or one per line on standard input");
-		paths = read_lines(stdin, "<stdin>", MAX_CKPTS, &n);
-		if (n == 0)
-			die("no checkpoint paths on standard input");
-	}
+	paths = ckpt_paths(argc, argv, optind, MAX_CKPTS, &n, &owned);
 	if (n > 1 && c.spectrum && !strstr(c.spectrum, "{step}"))
 		usage_error("--spectrum %s: with several checkpoints the name must contain {step}", c.spectrum);
 	if (n > 1 && c.eigvecs && !strstr(c.eigvecs, "{step}"))
@@ -424,12 +369,11 @@ main(int argc, char **argv)
 	    "eigvecs", c.eigvecs ? json_pack("{s:i, s:s}", "k", c.neigvecs, "file", c.eigvecs) : json_null());
 	header = jsonl_header("gop-spectrum", argc, argv, 0, config);
 	json_object_set_new(json_object_get(header, "inputs"), "data", json_string(d.digest));
-	json_object_set_new(header, "blas", json_pack("{s:s, s:s, s:i}", "config", blas_config(),
-	    "core", blas_core(), "threads", c.threads));
+	json_object_set_new(header, "blas", blas_json(c.threads));
 	jsonl_emit(stdout, header);
 	for (size_t i = 0; i < n; i++)
 		analyse(&c, &d, paths[i]);
-	if (optind >= argc)
+	if (owned)
 		free_lines(paths, n);
 	dataset_free(&d);
 	finish_stdout();

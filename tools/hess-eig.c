@@ -304,53 +304,6 @@ jarray(const double *v, int n)
 	return a;
 }
 
-static void
-write_eigvecs(const struct config *c, const struct mlp *m, const struct eig_result *res,
-    long long step, const char *ckpt_digest)
-{
-	const char *pat = c->eigvecs, *at = strstr(pat, "{step}");
-	size_t P = m->nparams, n = strlen(pat) + 16;
-	char *path = xmalloc(n), name[64], *vals;
-	float *buf = xmalloc(xmul(xmul(P, (size_t)res->ntop), sizeof(float)));
-	struct st_writer w;
-	json_t *ev = jarray(res->top, res->ntop);
-
-	if (at)
-		snprintf(path, n, "%.*s%08lld%s", (int)(at - pat), pat, step, at + 6);
-	else
-		snprintf(path, n, "%s", pat);
-	st_writer_init(&w);
-	/* Each parameter tensor gets a leading dimension over the K eigenvectors. */
-	for (int t = 0; t < 2 * m->nlayers; t++) {
-		int64_t shape[3], s2[2];
-		int ndim;
-		size_t off = mlp_tensor_info(m, t, &ndim, s2), len = (size_t)s2[0] * (ndim == 2 ? (size_t)s2[1] : 1);
-		float *dst = buf + (size_t)res->ntop * off;
-		for (int e = 0; e < res->ntop; e++)
-			for (size_t k = 0; k < len; k++)
-				dst[(size_t)e * len + k] = (float)res->top_vecs[(size_t)e * P + off + k];
-		shape[0] = res->ntop;
-		shape[1] = s2[0];
-		shape[2] = s2[1];
-		mlp_tensor_name(t, name, sizeof name);
-		st_writer_add(&w, name, ST_F32, ndim + 1, shape, dst);
-	}
-	vals = jsonl_string(ev);
-	st_writer_meta(&w, "format", "grokkit-eigvecs-v1");
-	st_writer_meta(&w, "tool", "hess-eig " GROK_VERSION);
-	st_writer_meta(&w, "eigenvalues", vals);
-	snprintf(name, sizeof name, "%lld", step);
-	st_writer_meta(&w, "step", name);
-	st_writer_meta(&w, "checkpoint_sha256", ckpt_digest);
-	if (ckpt_write_file(&w, path) < 0)
-		die("error writing %s:", path);
-	st_writer_free(&w);
-	json_decref(ev);
-	free(vals);
-	free(buf);
-	free(path);
-}
-
 static json_t *
 density_json(const struct config *c, struct linop *A, size_t P, struct rng *r)
 {
@@ -434,8 +387,11 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	}
 	json_object_set_new(rec, "converged", json_boolean(res.converged));
 	json_object_set_new(rec, "iterations", json_integer(res.iterations));
-	if (c->eigvecs && res.ntop)
-		write_eigvecs(c, &m, &res, step, hex);
+	if (c->eigvecs && res.ntop) {
+		char *vpath = ckpt_step_path(c->eigvecs, step);
+		ckpt_write_eigvecs(vpath, &m, res.top_vecs, res.top, res.ntop, "hess-eig " GROK_VERSION, step, hex);
+		free(vpath);
+	}
 	eig_result_free(&res);
 	if (c->trace) {
 		double mean, se;
@@ -461,22 +417,14 @@ main(int argc, char **argv)
 	struct dataset d;
 	char err[ST_ERRLEN], **paths;
 	size_t n;
+	int owned;
 	json_t *config, *header;
 
 	setprogname(argv[0]);
 	parse_args(&c, argc, argv);
 	blas_setup(c.threads, argv);
 	flush_denormals();
-	if (optind < argc) {
-		n = (size_t)(argc - optind);
-		paths = argv + optind;
-	} else {
-		if (isatty(STDIN_FILENO))
-			usage_error("no checkpoints: give them as arguments or one per line on standard input");
-		paths = read_lines(stdin, "<stdin>", MAX_CKPTS, &n);
-		if (n == 0)
-			die("no checkpoint paths on standard input");
-	}
+	paths = ckpt_paths(argc, argv, optind, MAX_CKPTS, &n, &owned);
 	if (c.eigvecs && n > 1 && !strstr(c.eigvecs, "{step}"))
 		usage_error("--eigvecs %s: with several checkpoints the name must contain {step}", c.eigvecs);
 	if (dataset_load(&d, c.data, err, sizeof err) < 0)
@@ -489,12 +437,11 @@ main(int argc, char **argv)
 	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch);
 	header = jsonl_header("hess-eig", argc, argv, c.seed, config);
 	json_object_set_new(json_object_get(header, "inputs"), "data", json_string(d.digest));
-	json_object_set_new(header, "blas", json_pack("{s:s, s:s, s:i}", "config", blas_config(),
-	    "core", blas_core(), "threads", c.threads));
+	json_object_set_new(header, "blas", blas_json(c.threads));
 	jsonl_emit(stdout, header);
 	for (size_t i = 0; i < n; i++)
 		analyse(&c, &d, paths[i]);
-	if (optind >= argc)
+	if (owned)
 		free_lines(paths, n);
 	dataset_free(&d);
 	finish_stdout();

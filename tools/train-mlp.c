@@ -571,12 +571,6 @@ load_state(struct run *r, json_t *inputs)
 	st_free(&f);
 }
 
-static json_t *
-blas_json(int threads)
-{
-	return json_pack("{s:s, s:s, s:i}", "config", blas_config(),
-	    "core", blas_core(), "threads", threads);
-}
 
 static void
 setup(struct run *r, int argc, char **argv)

@@ -58,10 +58,11 @@ blas_setup(int threads, char **argv)
 	openblas_set_num_threads(threads);
 }
 
-const char *
-blas_config(void)
+json_t *
+blas_json(int threads)
 {
-	return openblas_get_config();
+	return json_pack("{s:s, s:s, s:i}", "config", openblas_get_config(),
+	    "core", openblas_get_corename(), "threads", threads);
 }
 
 const char *

@@ -4,13 +4,15 @@
 #ifndef BLAS_H
 #define BLAS_H
 
+#include <jansson.h>
+
 /*
  * Choose the kernels and the thread count.  Call first thing in main,
  * before any input is read: it may re-execute the program (see blas.c).
  */
 void blas_setup(int threads, char **argv);
-/* The library's build configuration and chosen kernel family. */
-const char *blas_config(void);
+/* For headers: {"config": OpenBLAS's build, "core": its kernels, "threads"}. */
+json_t *blas_json(int threads);
 const char *blas_core(void);
 
 #endif

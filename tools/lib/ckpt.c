@@ -1,4 +1,6 @@
 #include "ckpt.h"
+#include "jsonl.h"
+#include "opts.h"
 #include "sha256.h"
 #include "util.h"
 
@@ -7,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void
 ckpt_add_params(struct st_writer *w, const struct mlp *m, const float *theta)
@@ -194,4 +197,79 @@ ckpt_open(const char *path, const struct dataset *d, const char *data_name,
 out:
 	st_free(&f);
 	return rc;
+}
+
+char **
+ckpt_paths(int argc, char **argv, int first, size_t max, size_t *n, int *owned)
+{
+	char **paths;
+
+	*owned = 0;
+	if (first < argc) {
+		*n = (size_t)(argc - first);
+		return argv + first;
+	}
+	if (isatty(STDIN_FILENO))
+		usage_error("no checkpoints: give them as arguments or one per line on standard input");
+	paths = read_lines(stdin, "<stdin>", max, n);
+	if (*n == 0)
+		die("no checkpoint paths on standard input");
+	*owned = 1;
+	return paths;
+}
+
+char *
+ckpt_step_path(const char *pattern, long long step)
+{
+	const char *at = strstr(pattern, "{step}");
+	size_t n = strlen(pattern) + 24;
+	char *p = xmalloc(n);
+
+	if (at)
+		snprintf(p, n, "%.*s%08lld%s", (int)(at - pattern), pattern, step, at + 6);
+	else
+		snprintf(p, n, "%s", pattern);
+	return p;
+}
+
+void
+ckpt_write_eigvecs(const char *path, const struct mlp *m, const double *vecs,
+    const double *eigenvalues, int k, const char *tool, long long step, const char *digest)
+{
+	size_t P = m->nparams;
+	float *buf = xmalloc(xmul(xmul(P, (size_t)k), sizeof(float)));
+	struct st_writer w;
+	json_t *ev = json_array();
+	char name[64], *vals;
+
+	st_writer_init(&w);
+	for (int t = 0; t < 2 * m->nlayers; t++) {
+		int64_t shape[3], s2[2];
+		int ndim;
+		size_t off = mlp_tensor_info(m, t, &ndim, s2), len = (size_t)s2[0] * (ndim == 2 ? (size_t)s2[1] : 1);
+		float *dst = buf + (size_t)k * off;
+		for (int e = 0; e < k; e++)
+			for (size_t q = 0; q < len; q++)
+				dst[(size_t)e * len + q] = (float)vecs[(size_t)e * P + off + q];
+		shape[0] = k;
+		shape[1] = s2[0];
+		shape[2] = s2[1];
+		mlp_tensor_name(t, name, sizeof name);
+		st_writer_add(&w, name, ST_F32, ndim + 1, shape, dst);
+	}
+	for (int e = 0; e < k; e++)
+		json_array_append_new(ev, jnum(eigenvalues[e]));
+	vals = jsonl_string(ev);
+	st_writer_meta(&w, "format", "grokkit-eigvecs-v1");
+	st_writer_meta(&w, "tool", tool);
+	st_writer_meta(&w, "eigenvalues", vals);
+	snprintf(name, sizeof name, "%lld", step);
+	st_writer_meta(&w, "step", name);
+	st_writer_meta(&w, "checkpoint_sha256", digest);
+	if (ckpt_write_file(&w, path) < 0)
+		die("error writing %s:", path);
+	st_writer_free(&w);
+	json_decref(ev);
+	free(vals);
+	free(buf);
 }

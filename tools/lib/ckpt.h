@@ -49,6 +49,24 @@ int ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
 int ckpt_open(const char *path, const struct dataset *d, const char *data_name,
     int any_data, struct mlp *m, float **theta, long long *step, char digest[65],
     char run_id[17], char *err, size_t errlen);
+/*
+ * The checkpoints an analysis tool was given: argv[first..argc-1], or paths
+ * one per line on standard input when there are none.  *owned says whether
+ * to free_lines() them.  Dies with a usage error on a terminal, and on an
+ * empty list.
+ */
+char **ckpt_paths(int argc, char **argv, int first, size_t max, size_t *n, int *owned);
+/* pattern with "{step}" replaced by the 8-digit step (malloc'd). */
+char *ckpt_step_path(const char *pattern, long long step);
+/*
+ * Eigenvectors in parameter space (format grokkit-eigvecs-v1): vecs holds
+ * k unit vectors of P doubles; each parameter tensor is written under its
+ * own name with a leading dimension k.  eigenvalues (k) go to the
+ * metadata with the step, the checkpoint's digest and the tool.  Dies on a
+ * write error.
+ */
+void ckpt_write_eigvecs(const char *path, const struct mlp *m, const double *vecs,
+    const double *eigenvalues, int k, const char *tool, long long step, const char *digest);
 /* An integer metadata value, or -1 with err. */
 int ckpt_meta_long(const struct st_frame *f, const char *key, long long min,
     long long max, long long *out, const char *name, char *err, size_t errlen);

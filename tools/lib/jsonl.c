@@ -116,18 +116,3 @@ jsonl_header(const char *tool, int argc, char **argv, uint64_t seed, json_t *con
 	    "argv", a, "seed", (json_int_t)seed, "config", config,
 	    "inputs", json_object());
 }
-
-char *
-argv_json(int argc, char **argv)
-{
-	json_t *a = json_array();
-	char *s;
-
-	for (int i = 0; i < argc; i++)
-		json_array_append_new(a, json_string(argv[i]));
-	s = json_dumps(a, JSON_COMPACT);
-	json_decref(a);
-	if (!s)
-		die("out of memory");
-	return s;
-}

@@ -33,7 +33,5 @@ json_t *jsonl_header(const char *tool, int argc, char **argv, uint64_t seed,
 char *jsonl_string(json_t *v);
 /* The shortest decimal form of v that reads back to the same double. */
 void format_real(char *buf, size_t n, double v);
-/* The argument vector as one JSON string, for safetensors metadata. */
-char *argv_json(int argc, char **argv);
 
 #endif

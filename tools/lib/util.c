@@ -286,37 +286,6 @@ afile_abort(struct afile *af)
 }
 
 int
-read_all(FILE *fp, size_t max, unsigned char **buf, size_t *len)
-{
-	size_t cap = 4096, n = 0;
-	unsigned char *b = xmalloc(cap);
-
-	for (;;) {
-		size_t got;
-		if (n == cap) {
-			if (cap >= max) {
-				free(b);
-				errno = EFBIG;
-				return -1;
-			}
-			cap = cap * 2 > max ? max : cap * 2;
-			b = xrealloc(b, cap);
-		}
-		got = fread(b + n, 1, cap - n, fp);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	if (ferror(fp)) {
-		free(b);
-		return -1;
-	}
-	*buf = b;
-	*len = n;
-	return 0;
-}
-
-int
 flush_denormals(void)
 {
 #if defined(__SSE__) || defined(__x86_64__)

@@ -61,9 +61,6 @@ int afile_commit(struct afile *af);
 /* Close and remove the temporary; leaves any old file in place. */
 void afile_abort(struct afile *af);
 
-/* Reading a whole stream into memory, up to max bytes: -1 and errno on error. */
-int read_all(FILE *fp, size_t max, unsigned char **buf, size_t *len);
-
 /*
  * Flush denormal results to zero and treat denormal inputs as zero (x86
  * MXCSR FTZ and DAZ), so that weights decaying towards zero never fall
