@@ -89,6 +89,12 @@ setup() {
 	assert_output "$(printf 'step-%08d.safetensors\n' 0 10 20 25)"
 }
 
+@test "train-mlp --ckpt-points: checkpoints at log-spaced steps" {
+	train-mlp --data d11.st --steps 1000 --width 8 --ckpt-dir ck --ckpt-points 4 > log
+	run ls ck
+	assert_output "$(printf 'step-%08d.safetensors\n' 0 1 10 100 1000)"
+}
+
 @test "train-mlp: the same seed gives identical logs and parameters, another seed does not" {
 	train-mlp --data d11.st --steps 40 --batch 16 --width 16 --seed 3 --out a.st > a.log
 	train-mlp --data d11.st --steps 40 --batch 16 --width 16 --seed 3 --out b.st > b.log
@@ -200,7 +206,8 @@ bad() {
 @test "train-mlp: steps 0" { EXPECTED="train-mlp: --steps: 0 is out of range (allowed: 1..1000000000)" bad --steps 0; }
 @test "train-mlp: steps and epochs" { EXPECTED="train-mlp: --steps and --epochs exclude each other" bad --steps 5 --epochs 5; }
 @test "train-mlp: log points 1" { EXPECTED="train-mlp: --log-points: 1 is out of range (allowed: 2..100000)" bad --log-points 1; }
-@test "train-mlp: ckpt-every without a directory" { EXPECTED="train-mlp: --ckpt-every needs --ckpt-dir DIR" bad --ckpt-every 5; }
+@test "train-mlp: ckpt-every without a directory" { EXPECTED="train-mlp: --ckpt-every and --ckpt-points need --ckpt-dir DIR" bad --ckpt-every 5; }
+@test "train-mlp: ckpt-every and ckpt-points" { EXPECTED="train-mlp: --ckpt-every and --ckpt-points exclude each other" bad --ckpt-dir c --ckpt-every 5 --ckpt-points 4; }
 @test "train-mlp: init and resume" {
 	EXPECTED="train-mlp: --init and --resume exclude each other (a state holds its parameters)" bad --init a --resume b
 }

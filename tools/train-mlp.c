@@ -35,7 +35,7 @@
 struct config {
 	struct mlp_config model;
 	struct optim_config opt;
-	long steps, epochs, batch, warmup, log_every, log_points, ckpt_every;
+	long steps, epochs, batch, warmup, log_every, log_points, ckpt_every, ckpt_points;
 	uint64_t seed;
 	int threads, quiet;
 	const char *data, *init, *ckpt_dir, *out, *state, *resume, *tag;
@@ -53,6 +53,7 @@ struct run {
 	int32_t *perm, *bx, *by;      /* minibatch order and rows */
 	long B, pos, step, steps_per_epoch;
 	long *logpts, nlog;
+	long *ckpts, nckpt;           /* --ckpt-points: the steps that get checkpoints */
 	json_t *config;               /* what determines the run; in every output */
 	char *config_json;
 	char run_id[17];              /* names the run in checkpoints and analyses */
@@ -115,6 +116,8 @@ help(void)
 "      --log-points N     number of logarithmic log points, 2..100000\n"
 "      --ckpt-dir DIR     write DIR/step-NNNNNNNN.safetensors at each log point\n"
 "      --ckpt-every K     ... or every K steps instead (and the last)\n"
+"      --ckpt-points N    ... or at N logarithmically spaced log points\n"
+"                         (with step 0 and the last), 2..100000\n"
 "      --out FILE         write the final parameters\n"
 "      --state FILE       keep the full training state in FILE (at every log\n"
 "                         point, on SIGINT/SIGTERM and at the end)\n"
@@ -138,7 +141,7 @@ parse_args(struct config *c, int argc, char **argv)
 	enum {
 		O_DATA = 256, O_DEPTH, O_WIDTH, O_ENC, O_LOSS, O_INIT, O_OPTIM, O_LR,
 		O_B1, O_B2, O_EPS, O_WD, O_MOM, O_NEST, O_WARM, O_BATCH, O_STEPS,
-		O_EPOCHS, O_SEED, O_LOGEVERY, O_LOGPTS, O_CKDIR, O_CKEVERY, O_OUT,
+		O_EPOCHS, O_SEED, O_LOGEVERY, O_LOGPTS, O_CKDIR, O_CKEVERY, O_CKPOINTS, O_OUT,
 		O_STATE, O_RESUME, O_THREADS, O_QUIET, O_TAG, O_VERSION,
 	};
 	static const struct option longopts[] = {
@@ -165,6 +168,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"log-points", required_argument, NULL, O_LOGPTS},
 		{"ckpt-dir", required_argument, NULL, O_CKDIR},
 		{"ckpt-every", required_argument, NULL, O_CKEVERY},
+		{"ckpt-points", required_argument, NULL, O_CKPOINTS},
 		{"out", required_argument, NULL, O_OUT},
 		{"state", required_argument, NULL, O_STATE},
 		{"resume", required_argument, NULL, O_RESUME},
@@ -221,6 +225,7 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_LOGPTS: c->log_points = (long)opt_int("--log-points", optarg, 2, 100000); break;
 		case O_CKDIR: c->ckpt_dir = optarg; break;
 		case O_CKEVERY: c->ckpt_every = (long)opt_int("--ckpt-every", optarg, 1, MAX_STEPS); break;
+		case O_CKPOINTS: c->ckpt_points = (long)opt_int("--ckpt-points", optarg, 2, 100000); break;
 		case O_OUT: c->out = optarg; break;
 		case O_STATE: c->state = optarg; break;
 		case O_RESUME: c->resume = optarg; break;
@@ -249,54 +254,78 @@ parse_args(struct config *c, int argc, char **argv)
 		usage_error("--nesterov needs --momentum greater than 0");
 	if (c->log_every && c->log_points != DEFAULT_LOG_POINTS)
 		usage_error("--log-every and --log-points exclude each other");
-	if (c->ckpt_every && !c->ckpt_dir)
-		usage_error("--ckpt-every needs --ckpt-dir DIR");
+	if ((c->ckpt_every || c->ckpt_points) && !c->ckpt_dir)
+		usage_error("--ckpt-every and --ckpt-points need --ckpt-dir DIR");
+	if (c->ckpt_every && c->ckpt_points)
+		usage_error("--ckpt-every and --ckpt-points exclude each other");
 	if (c->init && c->resume)
 		usage_error("--init and --resume exclude each other (a state holds its parameters)");
 	if (strcmp(c->data, "-") == 0 && isatty(STDIN_FILENO))
 		usage_error("no data: pipe gen-modadd into train-mlp or give --data FILE");
 }
 
-/* The log points: 0, then --log-every multiples or log-spaced steps, then the last. */
+/* 0, about npoints steps spaced logarithmically from 1 to steps, and steps. */
+static long *
+log_spaced(long steps, long npoints, long *count)
+{
+	long n = 0, *pts = xmalloc(xmul((size_t)npoints + 3, sizeof(long)));
+
+	pts[n++] = 0;
+	for (long i = 0; i < npoints; i++) {
+		double e = log((double)steps) * (double)i / (double)(npoints - 1);
+		long s = lround(exp(e));
+		if (s > pts[n - 1] && s <= steps)
+			pts[n++] = s;
+	}
+	if (pts[n - 1] != steps)
+		pts[n++] = steps;
+	*count = n;
+	return pts;
+}
+
+/* The log points: --log-every multiples or log-spaced steps, with 0 and the last. */
 static void
 make_schedule(struct run *r)
 {
 	const struct config *c = &r->cfg;
-	long n = 0, cap = (c->log_every ? c->steps / c->log_every : c->log_points) + 3;
+	long n = 0;
 
-	r->logpts = xmalloc(xmul((size_t)cap, sizeof(long)));
-	r->logpts[n++] = 0;
-	if (c->log_every) {
-		for (long s = c->log_every; s <= c->steps; s += c->log_every)
-			r->logpts[n++] = s;
-	} else {
-		for (long i = 0; i < c->log_points; i++) {
-			double e = log((double)c->steps) * (double)i / (double)(c->log_points - 1);
-			long s = lround(exp(e));
-			if (s > r->logpts[n - 1] && s <= c->steps)
-				r->logpts[n++] = s;
-		}
+	if (c->ckpt_points)
+		r->ckpts = log_spaced(c->steps, c->ckpt_points, &r->nckpt);
+	if (!c->log_every) {
+		r->logpts = log_spaced(c->steps, c->log_points, &r->nlog);
+		return;
 	}
+	r->logpts = xmalloc(xmul((size_t)(c->steps / c->log_every) + 3, sizeof(long)));
+	r->logpts[n++] = 0;
+	for (long s = c->log_every; s <= c->steps; s += c->log_every)
+		r->logpts[n++] = s;
 	if (r->logpts[n - 1] != c->steps)
 		r->logpts[n++] = c->steps;
 	r->nlog = n;
 }
 
 static int
-is_log_point(const struct run *r, long s)
+in_sorted(const long *v, long n, long s)
 {
-	long lo = 0, hi = r->nlog - 1;
+	long lo = 0, hi = n - 1;
 
 	while (lo <= hi) {
 		long mid = (lo + hi) / 2;
-		if (r->logpts[mid] == s)
+		if (v[mid] == s)
 			return 1;
-		if (r->logpts[mid] < s)
+		if (v[mid] < s)
 			lo = mid + 1;
 		else
 			hi = mid - 1;
 	}
 	return 0;
+}
+
+static int
+is_log_point(const struct run *r, long s)
+{
+	return in_sorted(r->logpts, r->nlog, s);
 }
 
 static int
@@ -306,6 +335,8 @@ is_ckpt_point(const struct run *r, long s)
 		return 0;
 	if (r->cfg.ckpt_every)
 		return s % r->cfg.ckpt_every == 0 || s == r->cfg.steps;
+	if (r->cfg.ckpt_points)
+		return in_sorted(r->ckpts, r->nckpt, s);
 	return is_log_point(r, s);
 }
 
@@ -334,7 +365,8 @@ config_json(const struct run *r, const char *init_digest)
 	    "steps_per_epoch", (json_int_t)r->steps_per_epoch,
 	    "log_every", c->log_every ? json_integer(c->log_every) : json_null(),
 	    "log_points", c->log_every ? json_null() : json_integer(c->log_points),
-	    "ckpt_every", c->ckpt_every ? json_integer(c->ckpt_every) : json_null(),
+	    "ckpt_every", c->ckpt_every ? json_integer(c->ckpt_every) :
+	    c->ckpt_points ? json_pack("{s:I}", "log_points", (json_int_t)c->ckpt_points) : json_null(),
 	    "seed", (json_int_t)c->seed,
 	    "init_sha256", init_digest ? json_string(init_digest) : json_null());
 	json_object_set_new(cfg, "tag", c->tag ? json_string(c->tag) : json_null());
@@ -661,6 +693,7 @@ teardown(struct run *r)
 	free(r->bx);
 	free(r->by);
 	free(r->logpts);
+	free(r->ckpts);
 	free(r->config_json);
 	json_decref(r->config);
 }
