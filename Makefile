@@ -46,7 +46,7 @@ ALL_CFLAGS = -std=c11 $(CFLAGS) $(VECFLAGS) -Wall -Wextra -Wpedantic $(WERROR) $
              -Itools/lib $(PKG_CFLAGS)
 ALL_LDLIBS = $(SANFLAGS) $(PKG_LIBS) -lm
 
-.PHONY: units tools all test check-ref bench install uninstall clean clean-results help deps demo
+.PHONY: fuzz fuzz-targets units tools all test check-ref bench install uninstall clean clean-results help deps demo
 
 tools: $(BINS)
 
@@ -59,19 +59,18 @@ DEMO := results/demo/d2-s0
 
 all: tools demo
 
-demo: $(DEMO)/log.jsonl
+demo: $(DEMO)/log.jsonl | $(O)/.study-deps
+	@echo "demo: $$(jq -rs -f pipeline/grok-steps.jq $<)"
 
 data/modadd-p97.safetensors: $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
 	$(RUN) $(O)/bin/gen-modadd -p 97 -o $@
 
-$(DEMO)/log.jsonl: data/modadd-p97.safetensors $(O)/bin/train-mlp | $(O)/.study-deps
+$(DEMO)/log.jsonl: data/modadd-p97.safetensors $(O)/bin/train-mlp
+	@rm -rf $(@D)/ckpt
 	@mkdir -p $(@D)
 	$(RUN) $(O)/bin/train-mlp --data $< --depth 2 --seed 0 --ckpt-dir $(@D)/ckpt --quiet > $@+
 	@mv -f $@+ $@
-	@jq -rs '(map(select(.record == "metrics")) as $$m | \
-	  "demo: memorised (train acc >= 0.99) at step \($$m | map(select(.train_acc >= 0.99)) | first | .step // "never"), " + \
-	  "generalised (test acc >= 0.99) at step \($$m | map(select(.test_acc >= 0.99)) | first | .step // "never")")' $@
 
 $(O)/.study-deps: tools/ensure-deps
 	@mkdir -p $(@D)
@@ -130,13 +129,32 @@ bench: tools $(O)/bench/bench_step $(BENCH_DATA)
 	$(PYTHON) tests/bench/bench_hess.py $(O)/bin $(O)/bench $(BENCH_DATA) "$$d" && \
 	$(PYTHON) tests/bench/bench_gop.py $(O)/bin "$$d"
 
+# Fuzzing (clang's libFuzzer with ASan and UBSan): every reader of outside
+# data.  `make fuzz` runs each target FUZZ_SECONDS; `make test` runs them
+# briefly.
+FUZZ_SECONDS ?= 180
+TEST_FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_LIBSRC  := $(filter-out tools/lib/blas.c,$(LIBSRC))
+
+$(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC) $(wildcard tools/lib/*.h) | $(O)/.deps
+	@mkdir -p $(@D)
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Itools/lib $(PKG_CFLAGS) \
+	    -o $@+ $< $(FUZZ_LIBSRC) $(PKG_LIBS) -lm
+	@mv -f $@+ $@
+
+fuzz-targets: $(FUZZ_TARGETS)
+
+fuzz: tools fuzz-targets
+	tests/fuzz/run $(O) $(FUZZ_SECONDS)
+
 # The whole suite: unit tests and bats on the normal build, then again on a
 # sanitizer build; tests/run prints the final "N passed, N failed".
 test: deps
-	$(MAKE) O=$(O) tools units
+	$(MAKE) O=$(O) tools units fuzz-targets
 	$(MAKE) O=$(O)/asan SAN=address,undefined tools units
 	tools/ensure-deps ref
-	PYTHON=$(PYTHON) tests/run $(O) $(O)/asan
+	PYTHON=$(PYTHON) FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) tests/run $(O) $(O)/asan
 
 units: $(UNITS)
 
@@ -165,7 +183,8 @@ help:
 	@echo '  tools (default)  build every tool into $(O)/bin'
 	@echo '  all              build the tools and reproduce the study'
 	@echo '  test             run every test, plain and under ASan/UBSan, and check-ref'
-	@echo '  bench            train-mlp step time and memory against PyTorch'
+	@echo '  bench            speed and memory against PyTorch (train, Hessian, GOP)'
+	@echo '  fuzz             run every fuzz target FUZZ_SECONDS=$(FUZZ_SECONDS) seconds'
 	@echo '  check-ref        train-mlp against PyTorch on the same data and weights'
 	@echo '  install          install the tools into $$(DESTDIR)$$(BINDIR)'
 	@echo '  uninstall        remove them again'
