@@ -1,7 +1,7 @@
 # grokkit: tools for studying grokking, and the study that uses them.
 #
 #   make            build the tools into $(O)/bin
-#   make -j all     build the tools and reproduce the study
+#   make -j all     build the tools and run the demonstration (the study to come)
 #   make test       run every test (installs what is missing), then print
 #                   "N passed, N failed"
 #   make help       list every target and parameter
