@@ -57,7 +57,7 @@ tools: $(BINS)
 RUN ?=
 DEMO := results/demo/d2-s0
 
-all: tools demo
+all: tools study
 
 demo: $(DEMO)/log.jsonl | $(O)/.study-deps
 	@echo "demo: $$(jq -rs -f pipeline/grok-steps.jq $<)"
@@ -196,6 +196,8 @@ help:
 	@echo '  CFLAGS=$(CFLAGS)  SAN=$(SAN)  CI=$(CI)'
 
 FORCE:
+
+include pipeline/study.mk
 
 -include $(LIBOBJ:.o=.d) $(TOOLS:%=$(O)/obj/tools/%.d) $(UNITSRC:%.c=$(O)/obj/%.d) \
          $(O)/obj/tests/bench/bench_step.d

@@ -1,0 +1,165 @@
+# pipeline/study.mk: the study, included by the top-level Makefile.
+#
+# data -> one training run per (recipe, depth, seed) with log-spaced
+# checkpoints -> hess-eig and gop-spectrum over each run's checkpoints ->
+# summaries -> plots.  Every output depends on the tool binaries that make
+# it and on a stamp holding the parameters it was made with, so changing a
+# parameter (make STEPS=...) redoes exactly what it affects and a second
+# `make all` does nothing.  Every recipe writes to a temporary name and
+# renames; $(RUN) prefixes every training and analysis command.
+#
+# Recipes:
+#   grok  the measured grokking configuration: train-mlp's defaults
+#         (one-hot, AdamW lr 1e-3, wd 2, full batch) on FRAC of the pairs
+#   seed  the seed study's literal configuration, the control: raw integer
+#         inputs, Adam lr 1e-3, no weight decay, SEED_FRAC of the pairs
+
+STUDY ?= small
+
+P_small := 59
+FRAC_small := 0.5
+STEPS_small := 10000
+SEEDS_small := 0 1 2
+CKPT_POINTS_small := 10
+
+P_full := 97
+FRAC_full := 0.3
+STEPS_full := 30000
+SEEDS_full := 0 1 2 3 4
+CKPT_POINTS_full := 30
+
+P ?= $(P_$(STUDY))
+FRAC ?= $(FRAC_$(STUDY))
+SEED_FRAC ?= 0.1
+STEPS ?= $(STEPS_$(STUDY))
+SEEDS ?= $(SEEDS_$(STUDY))
+DEPTHS ?= 1 2 3 4 5 6 7
+CKPT_POINTS ?= $(CKPT_POINTS_$(STUDY))
+RECIPES ?= grok seed
+HESS_FLAGS ?= --top 3 --converge value
+GOP_FLAGS ?= --top 10
+
+ifeq ($(P),)
+$(error STUDY=$(STUDY) is not a study: use STUDY=small or STUDY=full)
+endif
+
+R ?= results/$(STUDY)
+PL ?= plots/$(STUDY)
+STAMP := $(R)/.stamps
+
+# results/<recipe>/d<depth>-s<seed>: the parts of a run's directory.
+recipe_of = $(firstword $(subst /, ,$1))
+depth_of = $(patsubst d%,%,$(firstword $(subst -, ,$(notdir $1))))
+seed_of = $(patsubst s%,%,$(lastword $(subst -, ,$(notdir $1))))
+
+grok_DATA := -p $(P) --frac $(FRAC)
+grok_TRAIN := --tag grok
+seed_DATA := -p $(P) --frac $(SEED_FRAC)
+seed_TRAIN := --tag seed --encoding int --optim adam --wd 0
+
+RUNDIRS := $(foreach r,$(RECIPES),$(foreach d,$(DEPTHS),$(foreach s,$(SEEDS),$(R)/$(r)/d$(d)-s$(s))))
+LOGS := $(RUNDIRS:%=%/log.jsonl)
+HESS := $(RUNDIRS:%=%/hessian.jsonl)
+GOPS := $(RUNDIRS:%=%/gop.jsonl)
+TSVS := $(foreach d,$(RUNDIRS),$(d)/curves.tsv $(d)/hessian.tsv $(d)/gop.tsv)
+PLOTS := $(foreach r,$(RECIPES),$(foreach k,accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum,$(PL)/$(r)-$(k).png)) \
+         $(PL)/by-depth.png
+
+DATA := $(RECIPES:%=$(R)/data/%.safetensors)
+
+study: $(DATA) $(LOGS) $(TSVS) $(R)/runs.jsonl $(R)/runs.tsv $(R)/by-depth.tsv $(R)/by-depth.jsonl $(PLOTS)
+
+# A stamp's content is its parameters; it is rewritten only when they change.
+define stamp
+@mkdir -p $(@D)
+@echo '$(1)' > $@+
+@if cmp -s $@+ $@; then rm -f $@+; else mv -f $@+ $@; fi
+endef
+
+define recipe_stamps
+$(STAMP)/data-$(1): FORCE
+	$$(call stamp,$$($(1)_DATA))
+$(STAMP)/train-$(1): FORCE
+	$$(call stamp,$$($(1)_TRAIN) --steps $$(STEPS) --ckpt-points $$(CKPT_POINTS))
+endef
+$(foreach r,$(RECIPES),$(eval $(call recipe_stamps,$(r))))
+$(STAMP)/hess: FORCE
+	$(call stamp,$(HESS_FLAGS))
+$(STAMP)/gop: FORCE
+	$(call stamp,$(GOP_FLAGS))
+$(STAMP)/plots: FORCE
+	$(call stamp,$(DEPTHS) $(RECIPES))
+
+$(R)/data/%.safetensors: $(STAMP)/data-% $(O)/bin/gen-modadd
+	@mkdir -p $(@D)
+	$(RUN) $(O)/bin/gen-modadd $($*_DATA) -o $@
+
+# Training: exit 3 (diverged) is a result, not a failure of the study.
+.SECONDEXPANSION:
+$(R)/%/log.jsonl: $(R)/data/$$(firstword $$(subst /, ,$$*)).safetensors \
+    $(STAMP)/train-$$(firstword $$(subst /, ,$$*)) $(O)/bin/train-mlp | $(O)/.study-deps
+	@rm -rf $(@D)/ckpt
+	@mkdir -p $(@D)
+	$(RUN) $(O)/bin/train-mlp --data $< --depth $(call depth_of,$*) --seed $(call seed_of,$*) \
+	    --steps $(STEPS) --ckpt-dir $(@D)/ckpt --ckpt-points $(CKPT_POINTS) --quiet \
+	    $($(call recipe_of,$*)_TRAIN) > $@+ || [ $$? -eq 3 ]
+	@mv -f $@+ $@
+
+$(R)/%/hessian.jsonl: $(R)/%/log.jsonl $(STAMP)/hess $(O)/bin/hess-eig
+	ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/hess-eig \
+	    --data $(R)/data/$(call recipe_of,$*).safetensors $(HESS_FLAGS) > $@+
+	@mv -f $@+ $@
+
+$(R)/%/gop.jsonl: $(R)/%/log.jsonl $(STAMP)/gop $(O)/bin/gop-spectrum
+	@rm -rf $(@D)/spectrum
+	@mkdir -p $(@D)/spectrum
+	ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/gop-spectrum \
+	    --data $(R)/data/$(call recipe_of,$*).safetensors $(GOP_FLAGS) \
+	    --spectrum $(@D)/spectrum/step-{step}.safetensors > $@+
+	@mv -f $@+ $@
+
+$(R)/%/curves.tsv: $(R)/%/log.jsonl pipeline/curves.jq
+	jq -r -f pipeline/curves.jq $< > $@+ && mv -f $@+ $@
+$(R)/%/hessian.tsv: $(R)/%/hessian.jsonl pipeline/hessian.jq
+	jq -r -f pipeline/hessian.jq $< > $@+ && mv -f $@+ $@
+$(R)/%/gop.tsv: $(R)/%/gop.jsonl pipeline/gop.jq
+	jq -r -f pipeline/gop.jq $< > $@+ && mv -f $@+ $@
+
+SUMMARY_INPUTS := $(LOGS) $(HESS) $(GOPS)
+
+$(R)/runs.jsonl: $(SUMMARY_INPUTS) $(O)/bin/summarize
+	$(O)/bin/summarize $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+$(R)/runs.tsv: $(SUMMARY_INPUTS) $(O)/bin/summarize
+	$(O)/bin/summarize --tsv $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+$(R)/by-depth.jsonl: $(SUMMARY_INPUTS) $(O)/bin/summarize
+	$(O)/bin/summarize --group-by recipe,depth $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+$(R)/by-depth.tsv: $(SUMMARY_INPUTS) $(O)/bin/summarize
+	$(O)/bin/summarize --group-by recipe,depth --tsv $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+
+# A run's GOP spectrum at its first, middle and last checkpoints, side by
+# side (largest first), with the steps as column heads.
+$(R)/%/spectra.tsv: $(R)/%/gop.jsonl pipeline/st-column
+	@set -e; set -- $$(ls $(@D)/spectrum/*.safetensors); \
+	pick="$$1 $$(eval echo \$${$$(( ($$# + 1) / 2 ))}) $$(eval echo \$${$$#})"; \
+	for f in $$pick; do pipeline/st-column $$f gop > $@.$$(basename $$f .safetensors); done; \
+	{ for f in $$pick; do printf '%s\t' "$$(basename $$f .safetensors)"; done | sed 's/\t$$//'; echo; \
+	  paste $$(for f in $$pick; do echo $@.$$(basename $$f .safetensors); done); } > $@+; \
+	rm -f $@.step-*; mv -f $@+ $@
+
+define plot_rule
+$(PL)/$(1)-%.png: pipeline/plot-%.gp pipeline/style.gp $(STAMP)/plots \
+    $(foreach d,$(DEPTHS),$(R)/$(1)/d$(d)-s$(firstword $(SEEDS))/curves.tsv \
+    $(R)/$(1)/d$(d)-s$(firstword $(SEEDS))/hessian.tsv $(R)/$(1)/d$(d)-s$(firstword $(SEEDS))/gop.tsv) \
+    $(R)/$(1)/d2-s$(firstword $(SEEDS))/spectra.tsv $(R)/runs.tsv | $(O)/.study-deps
+	@mkdir -p $$(@D)
+	gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; depths='$(DEPTHS)'; recipe='$(1)'; runs='$(R)/runs.tsv'; out='$$@+'" \
+	    pipeline/plot-$$*.gp && mv -f $$@+ $$@
+endef
+$(foreach r,$(RECIPES),$(eval $(call plot_rule,$(r))))
+
+$(PL)/by-depth.png: pipeline/by-depth.gp pipeline/style.gp $(R)/by-depth.tsv | $(O)/.study-deps
+	@mkdir -p $(@D)
+	gnuplot -e "tsv='$(R)/by-depth.tsv'; out='$@+'" pipeline/by-depth.gp && mv -f $@+ $@
+
+# Everything is named as a prerequisite somewhere, so make treats nothing as
+# an intermediate file to delete.
