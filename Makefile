@@ -1,7 +1,7 @@
 # grokkit: tools for studying grokking, and the study that uses them.
 #
 #   make            build the tools into $(O)/bin
-#   make -j all     build the tools and run the demonstration (the study to come)
+#   make -j all     build the tools and reproduce the study (pipeline/study.mk)
 #   make test       run every test (installs what is missing), then print
 #                   "N passed, N failed"
 #   make help       list every target and parameter
@@ -50,9 +50,8 @@ ALL_LDLIBS = $(SANFLAGS) $(PKG_LIBS) -lm
 
 tools: $(BINS)
 
-# The study (pipeline/) arrives with its own issue; until then `all` builds
-# the tools and a demonstration: the default data set and one default
-# training run (depth 2), which groks, with its checkpoints.
+# `all` builds the tools and the study (pipeline/study.mk); `demo` is one
+# default training run at p = 97, depth 2, which groks, with its checkpoints.
 # $(RUN) prefixes every training and analysis command (e.g. RUN='srun -n1').
 RUN ?=
 DEMO := results/demo/d2-s0
@@ -176,12 +175,18 @@ clean:
 	rm -rf $(O)
 
 clean-results:
-	rm -rf results plots/*.png data/*.safetensors
+	rm -rf results data/*.safetensors $(filter-out plots/README.md,$(wildcard plots/*))
 
 help:
 	@echo 'Targets:'
 	@echo '  tools (default)  build every tool into $(O)/bin'
-	@echo '  all              build the tools and reproduce the study'
+	@echo '  all              build the tools and reproduce the study (STUDY=small|full)'
+	@echo '  demo             one default run at p = 97, depth 2, that groks'
+	@echo '  clean-results    remove generated data, results and plots'
+	@echo 'Study parameters (make all NAME=value; a change redoes what depends on it):'
+	@echo '  STUDY=$(STUDY) P=$(P) FRAC=$(FRAC) SEED_FRAC=$(SEED_FRAC) STEPS=$(STEPS)'
+	@echo '  DEPTHS="$(DEPTHS)" SEEDS="$(SEEDS)" CKPT_POINTS=$(CKPT_POINTS) RECIPES="$(RECIPES)"'
+	@echo '  HESS_FLAGS="$(HESS_FLAGS)" GOP_FLAGS="$(GOP_FLAGS)" RUN="$(RUN)" R=$(R) PL=$(PL)'
 	@echo '  test             run every test, plain and under ASan/UBSan, and check-ref'
 	@echo '  bench            speed and memory against PyTorch (train, Hessian, GOP)'
 	@echo '  fuzz             run every fuzz target FUZZ_SECONDS=$(FUZZ_SECONDS) seconds'
@@ -190,8 +195,7 @@ help:
 	@echo '  uninstall        remove them again'
 	@echo '  deps             install missing Debian packages'
 	@echo '  clean            remove $(O)'
-	@echo '  clean-results    remove generated data, results and plots'
-	@echo 'Parameters (current value):'
+	@echo 'Build parameters:'
 	@echo '  O=$(O)  PREFIX=$(PREFIX)  BINDIR=$(BINDIR)  DESTDIR=$(DESTDIR)'
 	@echo '  CFLAGS=$(CFLAGS)  SAN=$(SAN)  CI=$(CI)'
 
