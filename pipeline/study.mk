@@ -18,9 +18,9 @@ STUDY ?= small
 
 P_small := 59
 FRAC_small := 0.5
-STEPS_small := 10000
+STEPS_small := 8000
 SEEDS_small := 0 1 2
-CKPT_POINTS_small := 10
+CKPT_POINTS_small := 8
 
 P_full := 97
 FRAC_full := 0.3
