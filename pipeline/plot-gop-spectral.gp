@@ -1,6 +1,7 @@
 load "pipeline/style.gp"
 set output out
 set logscale xy
+set format y "10^{%L}"
 set xlabel "training step"
 set ylabel "spectral norm of G = (1/n) Σ g_i g_i^T"
 set title sprintf("%s recipe, seed %s: gradient outer product, largest eigenvalue", recipe, seed)

@@ -1,6 +1,7 @@
 load "pipeline/style.gp"
 set output out
 set logscale y
+set format y "10^{%L}"
 set xlabel "eigenvalue index (largest first)"
 set ylabel "eigenvalue of G"
 set key autotitle columnhead

@@ -1,6 +1,7 @@
 load "pipeline/style.gp"
 set output out
 set logscale xy
+set format y "10^{%L}"
 set xlabel "training step"
 set ylabel "top Hessian eigenvalue λ_1 of the training loss"
 set title sprintf("%s recipe, seed %s: sharpness; ▲ memorised, ● generalised (at those steps, λ_1 of the nearest analysed checkpoint)", recipe, seed) font ",10"
