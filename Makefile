@@ -116,17 +116,24 @@ $(O)/bench/bench_step: $(O)/obj/tests/bench/bench_step.o $(O)/libgrok.a
 	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
 	@mv -f $@+ $@
 
+$(O)/bench/bench_eig: $(O)/obj/tests/bench/bench_eig.o $(O)/libgrok.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	@mv -f $@+ $@
+
 BENCH_DATA = $(O)/bench/modadd-p97.safetensors
 $(BENCH_DATA): $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
 	$(O)/bin/gen-modadd -p 97 -o $@
 
-bench: tools $(O)/bench/bench_step $(BENCH_DATA)
+bench: tools $(O)/bench/bench_step $(O)/bench/bench_eig $(BENCH_DATA)
 	tools/ensure-deps ref
 	$(PYTHON) tests/bench/bench_train.py $(O)/bin $(O)/bench $(BENCH_DATA)
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	$(PYTHON) tests/bench/bench_hess.py $(O)/bin $(O)/bench $(BENCH_DATA) "$$d" && \
 	$(PYTHON) tests/bench/bench_gop.py $(O)/bin "$$d"
+	@echo '# LAPACK on the GOP Gram matrix size of the default data set (n = 2823):'
+	$(O)/bench/bench_eig 2823
 
 # Fuzzing (clang's libFuzzer with ASan and UBSan): every reader of outside
 # data.  `make fuzz` runs each target FUZZ_SECONDS; `make test` runs them
@@ -204,4 +211,4 @@ FORCE:
 include pipeline/study.mk
 
 -include $(LIBOBJ:.o=.d) $(TOOLS:%=$(O)/obj/tools/%.d) $(UNITSRC:%.c=$(O)/obj/%.d) \
-         $(O)/obj/tests/bench/bench_step.d
+         $(O)/obj/tests/bench/bench_step.d $(O)/obj/tests/bench/bench_eig.d

@@ -278,33 +278,30 @@ first_reaching(const struct run *r, int test, double t)
 	return -1;
 }
 
-/* The analysis record nearest to step (the earlier on a tie), or -1. */
+/*
+ * Index of the record nearest to step (the earlier on a tie), or -1: the
+ * records are n structs of size bytes, each starting with its long step.
+ */
 static long
-nearest_h(const struct run *r, long step)
+nearest(const void *records, size_t n, size_t size, long step)
 {
-	long best = -1;
+	const char *base = records;
+	long best = -1, bestd = 0;
 
-	for (size_t i = 0; i < r->nh; i++)
-		if (best < 0 || labs(r->h[i].step - step) < labs(r->h[best].step - step))
+	for (size_t i = 0; i < n; i++) {
+		long d = labs(*(const long *)(base + i * size) - step);
+		if (best < 0 || d < bestd) {
 			best = (long)i;
-	return best;
-}
-
-static long
-nearest_g(const struct run *r, long step)
-{
-	long best = -1;
-
-	for (size_t i = 0; i < r->ng; i++)
-		if (best < 0 || labs(r->g[i].step - step) < labs(r->g[best].step - step))
-			best = (long)i;
+			bestd = d;
+		}
+	}
 	return best;
 }
 
 static json_t *
 hess_at(const struct run *r, long step)
 {
-	long i = step < 0 ? -1 : nearest_h(r, step);
+	long i = step < 0 ? -1 : nearest(r->h, r->nh, sizeof *r->h, step);
 
 	return i < 0 ? json_null() : json_pack("{s:I, s:o}", "step", (json_int_t)r->h[i].step,
 	    "top", jnum(r->h[i].top));
@@ -313,7 +310,7 @@ hess_at(const struct run *r, long step)
 static json_t *
 gop_at(const struct run *r, long step)
 {
-	long i = step < 0 ? -1 : nearest_g(r, step);
+	long i = step < 0 ? -1 : nearest(r->g, r->ng, sizeof *r->g, step);
 
 	return i < 0 ? json_null() : json_pack("{s:I, s:o, s:o, s:o, s:o}", "step", (json_int_t)r->g[i].step,
 	    "spectral", jnum(r->g[i].spectral), "effective_rank", jnum(r->g[i].effective_rank),

@@ -64,6 +64,38 @@ lanczos_step(struct linop *A, double *Q, int j, double *alpha, double *beta,
 	return b;
 }
 
+/* Storage for up to m Lanczos steps on vectors of length n. */
+struct lanczos_ws {
+	double *Q;       /* (m + 1, n) the basis */
+	double *alpha;   /* (m) diagonal of T */
+	double *beta;    /* (m) off-diagonal of T */
+	double *w;       /* (n) scratch vector */
+	double *h;       /* (m + 1) reorthogonalisation coefficients */
+	double *z;       /* (m, m) eigenvectors of T */
+};
+
+static void
+lanczos_ws_init(struct lanczos_ws *ws, size_t n, int m)
+{
+	ws->Q = xmalloc(xmul(xmul((size_t)m + 1, n), sizeof(double)));
+	ws->alpha = xcalloc((size_t)m, sizeof(double));
+	ws->beta = xcalloc((size_t)m, sizeof(double));
+	ws->w = xmalloc(xmul(n, sizeof(double)));
+	ws->h = xmalloc(xmul((size_t)m + 1, sizeof(double)));
+	ws->z = xmalloc(xmul(xmul((size_t)m, (size_t)m), sizeof(double)));
+}
+
+static void
+lanczos_ws_free(struct lanczos_ws *ws)
+{
+	free(ws->Q);
+	free(ws->alpha);
+	free(ws->beta);
+	free(ws->w);
+	free(ws->h);
+	free(ws->z);
+}
+
 /* Eigenpairs of the m x m tridiagonal (alpha, beta): values ascending into d, vectors into z (m, m). */
 static void
 tridiag_eigen(int m, const double *alpha, const double *beta, double *d, double *z)
@@ -134,19 +166,21 @@ lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge con
 	size_t n = A->n;
 	int m = 0, done = 0, ntop = 0, nbot = 0, nw = 0, *cols;
 	double *Q, *alpha, *beta, *w, *h, *d, *z, eps23 = pow(DBL_EPSILON, 2.0 / 3.0);
+	struct lanczos_ws ws;
 
 	memset(res, 0, sizeof *res);
 	if (k < 1 || (size_t)k > n || maxiter < 1)
 		return -1;
 	if ((size_t)maxiter > n)
 		maxiter = (int)n;
-	Q = xmalloc(xmul(xmul((size_t)maxiter + 1, n), sizeof *Q));
-	alpha = xcalloc((size_t)maxiter, sizeof *alpha);
-	beta = xcalloc((size_t)maxiter, sizeof *beta);
-	w = xmalloc(xmul(n, sizeof *w));
-	h = xmalloc(xmul((size_t)maxiter + 1, sizeof *h));
+	lanczos_ws_init(&ws, n, maxiter);
+	Q = ws.Q;
+	alpha = ws.alpha;
+	beta = ws.beta;
+	w = ws.w;
+	h = ws.h;
+	z = ws.z;
 	d = xmalloc(xmul((size_t)maxiter, sizeof *d));
-	z = xmalloc(xmul(xmul((size_t)maxiter, (size_t)maxiter), sizeof *z));
 	cols = xmalloc(2 * (size_t)k * sizeof *cols);
 
 	random_unit(Q, n, r);
@@ -202,13 +236,8 @@ lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge con
 		if (!(top && want_vecs))
 			free(y);
 	}
-	free(Q);
-	free(alpha);
-	free(beta);
-	free(w);
-	free(h);
+	lanczos_ws_free(&ws);
 	free(d);
-	free(z);
 	free(cols);
 	return 0;
 }
@@ -306,35 +335,26 @@ int
 slq_probe(struct linop *A, const double *v0, int m, double *nodes, double *weights)
 {
 	size_t n = A->n;
-	double *Q, *alpha, *beta, *w, *h, *z, s;
+	struct lanczos_ws ws;
+	double s;
 	int j = 0;
 
 	if ((size_t)m > n)
 		m = (int)n;
-	Q = xmalloc(xmul(xmul((size_t)m + 1, n), sizeof *Q));
-	alpha = xcalloc((size_t)m, sizeof *alpha);
-	beta = xcalloc((size_t)m, sizeof *beta);
-	w = xmalloc(xmul(n, sizeof *w));
-	h = xmalloc(xmul((size_t)m + 1, sizeof *h));
-	z = xmalloc(xmul(xmul((size_t)m, (size_t)m), sizeof *z));
+	lanczos_ws_init(&ws, n, m);
 	s = norm(v0, n);
 	for (size_t i = 0; i < n; i++)
-		Q[i] = v0[i] / s;
+		ws.Q[i] = v0[i] / s;
 	while (j < m) {
-		double b = lanczos_step(A, Q, j, alpha, beta, w, h);
+		double b = lanczos_step(A, ws.Q, j, ws.alpha, ws.beta, ws.w, ws.h);
 		j++;
 		if (b == 0.0)
 			break;
 	}
-	tridiag_eigen(j, alpha, beta, nodes, z);
+	tridiag_eigen(j, ws.alpha, ws.beta, nodes, ws.z);
 	for (int i = 0; i < j; i++)
-		weights[i] = z[(size_t)i * j] * z[(size_t)i * j];
-	free(Q);
-	free(alpha);
-	free(beta);
-	free(w);
-	free(h);
-	free(z);
+		weights[i] = ws.z[(size_t)i * j] * ws.z[(size_t)i * j];
+	lanczos_ws_free(&ws);
 	return j;
 }
 
@@ -380,8 +400,8 @@ sym_eigvals(double *A, int n, int k, double *ev, double *vecs)
 		w = xmalloc(xmul((size_t)n, sizeof *w));
 		/*
 		 * Eigenvalues alone: the two-stage reduction (dense to band by
-		 * blocked level-3 updates, then band to tridiagonal) is about 40%
-		 * faster than dsyevd's level-2-bound dsytrd at n in the thousands.
+		 * blocked level-3 updates, then band to tridiagonal) is faster
+		 * than dsyevd's level-2-bound dsytrd at n in the thousands.
 		 */
 		if (vecs)
 			info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', n, A, n, w);

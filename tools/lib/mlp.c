@@ -163,6 +163,17 @@ layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
 	}
 }
 
+/* z (B, nout) = a (B, nin) . W^T + bias, W (nout, nin): a linear layer. */
+static void
+linear_forward(float *z, const float *a, const float *W, const float *bias, int B,
+    int nout, int nin)
+{
+	for (int b = 0; b < B; b++)
+		memcpy(z + (size_t)b * nout, bias, (size_t)nout * sizeof(float));
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
+	    1.0f, a, nin, W, nin, 1.0f, z, nout);
+}
+
 /* Branch-free selects, so that the compiler vectorises them. */
 static void
 relu(float *restrict a, size_t n)
@@ -203,11 +214,7 @@ mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
 		const float *a = w->acts[i - 1], *Wi = theta + m->woff[i], *bi = theta + m->boff[i];
 		int nout = m->out[i], nin = m->in[i];
 		float *z = i == L - 1 ? w->logits : w->acts[i];
-		for (int b = 0; b < B; b++)
-			memcpy(z + (size_t)b * nout, bi, (size_t)nout * sizeof(float));
-		/* z (B, nout) += a (B, nin) . W^T, W (nout, nin) */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
-		    1.0f, a, nin, Wi, nin, 1.0f, z, nout);
+		linear_forward(z, a, Wi, bi, B, nout, nin);
 		if (i < L - 1)
 			relu(z, (size_t)B * (size_t)nout);
 	}
@@ -361,11 +368,8 @@ rop_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
 		const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i], *ci = v + m->boff[i];
 		int nout = m->out[i], nin = m->in[i];
 		float *rz = i == L - 1 ? w->rlogits : w->racts[i];
-		for (int b = 0; b < B; b++)
-			memcpy(rz + (size_t)b * nout, ci, (size_t)nout * sizeof(float));
-		/* R{z} = a . V^T + R{a} . W^T + c */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
-		    1.0f, a, nin, Vi, nin, 1.0f, rz, nout);
+		/* R{z} = a . V^T + c + R{a} . W^T */
+		linear_forward(rz, a, Vi, ci, B, nout, nin);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
 		    1.0f, ra, nin, Wi, nin, 1.0f, rz, nout);
 		if (i < L - 1)
