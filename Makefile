@@ -24,7 +24,7 @@ SAN     ?=
 # CI builds treat warnings as errors.
 WERROR  := $(if $(filter true 1,$(CI)),-Werror)
 
-TOOLS   := gen-modadd train-mlp hess-eig gop-spectrum summarize
+TOOLS   := gen-modadd train-mlp hess-eig gop-spectrum llc-estimate summarize
 LIBSRC  := $(wildcard tools/lib/*.c)
 UNITSRC := $(wildcard tests/unit/test_*.c)
 
@@ -169,7 +169,7 @@ PYTHON ?= /usr/bin/python3
 check-ref: tools
 	tools/ensure-deps ref
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
-	$(PYTHON) tests/ref/check_train.py $(O)/bin "$$d"
+	for t in tests/ref/check_*.py; do $(PYTHON) "$$t" $(O)/bin "$$d" || exit 1; done
 
 install: tools
 	install -d '$(DESTDIR)$(BINDIR)'
@@ -197,7 +197,7 @@ help:
 	@echo '  test             run every test, plain and under ASan/UBSan, and check-ref'
 	@echo '  bench            speed and memory against PyTorch (train, Hessian, GOP)'
 	@echo '  fuzz             run every fuzz target FUZZ_SECONDS=$(FUZZ_SECONDS) seconds'
-	@echo '  check-ref        train-mlp against PyTorch on the same data and weights'
+	@echo '  check-ref        every tool against PyTorch (or a closed form) on the same data and weights'
 	@echo '  install          install the tools into $$(DESTDIR)$$(BINDIR)'
 	@echo '  uninstall        remove them again'
 	@echo '  deps             install missing Debian packages'

@@ -30,6 +30,16 @@ setup() {
 	[ "$(jq -r .steps <<<"${lines[-1]}")" = 50 ]
 }
 
+@test "train-mlp: depth 0 is a linear model; every analysis tool takes it" {
+	train-mlp --data d11.st --depth 0 --steps 20 --log-every 20 --ckpt-dir ck > log
+	[ "$(head -1 log | jq -r .params)" = $((22 * 11 + 11)) ]
+	c=ck/step-00000020.safetensors
+	[ "$(st_header "$c" | jq -c '[."layers.0.weight".shape, (keys | length)]')" = '[[11,22],3]' ]
+	hess-eig --data d11.st --top 2 "$c" | tail -1 | jq -e '.eigenvalues | length == 2'
+	gop-spectrum --data d11.st "$c" | tail -1 | jq -e '.params == 253'
+	llc-estimate --data d11.st --draws 10 --chains 2 "$c" | tail -1 | jq -e '.chains_ok == 2'
+}
+
 @test "train-mlp: the header records the tool, config, data digest and parameter count" {
 	train-mlp --data d11.st --steps 5 --width 16 --depth 3 > log
 	h=$(head -1 log)
@@ -186,8 +196,8 @@ bad() {
 	assert_line --index 1 "Try 'train-mlp --help' for more information."
 }
 
-@test "train-mlp: depth 0" { EXPECTED="train-mlp: --depth: 0 is out of range (allowed: 1..16)" bad --depth 0; }
-@test "train-mlp: depth 17" { EXPECTED="train-mlp: --depth: 17 is out of range (allowed: 1..16)" bad --depth 17; }
+@test "train-mlp: depth -1" { EXPECTED="train-mlp: --depth: -1 is out of range (allowed: 0..16)" bad --depth -1; }
+@test "train-mlp: depth 17" { EXPECTED="train-mlp: --depth: 17 is out of range (allowed: 0..16)" bad --depth 17; }
 @test "train-mlp: width 0" { EXPECTED="train-mlp: --width: 0 is out of range (allowed: 1..8192)" bad --width 0; }
 @test "train-mlp: unknown encoding" { EXPECTED="train-mlp: --encoding: unknown value 'binary' (allowed: onehot, int)" bad --encoding binary; }
 @test "train-mlp: unknown loss" { EXPECTED="train-mlp: --loss: unknown value 'hinge' (allowed: ce, mse)" bad --loss hinge; }

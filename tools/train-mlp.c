@@ -90,7 +90,7 @@ help(void)
 "\n"
 "Model\n"
 "      --data FILE        data set (default: standard input)\n"
-"      --depth D          hidden layers, 1..%d (default 2)\n"
+"      --depth D          hidden layers, 0..%d (default 2; 0 is a linear model)\n"
 "      --width W          hidden width, 1..%d (default 128)\n"
 "      --encoding E       onehot (default): one-hot(x) ++ one-hot(y);\n"
 "                         int: the two integers as two inputs\n"
@@ -200,7 +200,7 @@ parse_args(struct config *c, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_DATA: c->data = optarg; break;
-		case O_DEPTH: c->model.depth = (int)opt_int("--depth", optarg, 1, MLP_MAX_DEPTH); break;
+		case O_DEPTH: c->model.depth = (int)opt_int("--depth", optarg, 0, MLP_MAX_DEPTH); break;
 		case O_WIDTH: c->model.width = (int)opt_int("--width", optarg, 1, MLP_MAX_WIDTH); break;
 		case O_ENC: c->model.encoding = (enum mlp_encoding)opt_choice("--encoding", optarg, mlp_encoding_names); break;
 		case O_LOSS: c->model.loss = (enum mlp_loss)opt_choice("--loss", optarg, mlp_loss_names); break;

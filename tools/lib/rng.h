@@ -38,6 +38,12 @@ void rng_seed_raw(struct rng *r, uint64_t initstate, uint64_t initseq);
  * splitmix64 into initstate, and the stream number picks the increment.
  */
 void rng_init(struct rng *r, uint64_t seed, enum rng_stream stream);
+/*
+ * Stream number index of a purpose, for work split into independent
+ * parts (the chains of a sampler): part i draws the same numbers however
+ * many parts there are.
+ */
+void rng_init_part(struct rng *r, uint64_t seed, enum rng_stream stream, uint64_t index);
 
 uint32_t rng_u32(struct rng *r);
 /* Uniform on 0..bound-1 without modulo bias; bound >= 1. */
@@ -46,6 +52,13 @@ uint32_t rng_below(struct rng *r, uint32_t bound);
 double rng_uniform(struct rng *r);
 /* Standard normal by Box-Muller (one draw per call: no hidden state). */
 double rng_normal(struct rng *r);
+/*
+ * n standard normals in float by the ziggurat method (Marsaglia and Tsang
+ * 2000, with Doornik's 2005 split of one 32-bit draw into disjoint layer,
+ * sign and magnitude bits): about one draw per normal, for noise vectors
+ * as long as the parameters.  24 bits of resolution, exact tails.
+ */
+void rng_normals(struct rng *r, float *out, size_t n);
 /* Rademacher: -1 or +1 with equal probability. */
 double rng_sign(struct rng *r);
 /* Fisher-Yates shuffle of a[0..n-1]. */

@@ -1,0 +1,187 @@
+/*
+ * sgld: the ziggurat normals' moments and tails, and the sampler on
+ * quadratic losses whose learning coefficient is known: d/2 for a
+ * non-degenerate quadratic in d parameters, and, for the discretised
+ * chain, exactly nbeta/2 sum_k h_k / (a_k (1 - eps a_k / 4)) with
+ * a_k = nbeta h_k + gamma.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+#include "sgld.h"
+#include "tap.h"
+
+static void
+test_normals(void)
+{
+	enum { N = 2000000 };
+	float *x = malloc(N * sizeof(float));
+	double m1 = 0, m2 = 0, m4 = 0, below = 0;
+	long over2 = 0, over35 = 0;
+	struct rng r;
+
+	rng_init(&r, 7, RNG_NOISE);
+	rng_normals(&r, x, N);
+	for (long i = 0; i < N; i++) {
+		double v = x[i];
+		m1 += v;
+		m2 += v * v;
+		m4 += v * v * v * v;
+		over2 += fabs(v) > 2.0;
+		over35 += fabs(v) > 3.5;
+		below += v < -1.0;
+	}
+	m1 /= N;
+	m2 /= N;
+	m4 /= N;
+	/* Standard errors: mean 1/sqrt(N) = 7e-4, variance sqrt(2/N) = 1e-3, m4 sqrt(96/N) = 7e-3. */
+	ok(fabs(m1) < 4e-3, "normals: mean %.5f", m1);
+	ok(fabs(m2 - 1) < 5e-3, "normals: variance %.5f", m2);
+	ok(fabs(m4 - 3) < 4e-2, "normals: fourth moment %.4f (3)", m4);
+	/* P(|x| > 2) = 0.0455003, P(|x| > 3.5) = 4.6528e-4 (the tail beyond R = 3.44), P(x < -1) = 0.158655. */
+	ok(fabs((double)over2 / N - 0.0455003) < 6e-4, "normals: P(|x|>2) %.6f", (double)over2 / N);
+	ok(fabs((double)over35 / N - 4.6528e-4) < 8e-5, "normals: P(|x|>3.5) %.6f", (double)over35 / N);
+	ok(fabs(below / N - 0.158655) < 1.5e-3, "normals: P(x<-1) %.6f", below / N);
+	free(x);
+}
+
+static void
+test_parts(void)
+{
+	struct rng a, b, c;
+	int same = 1, differ = 1;
+
+	rng_init_part(&a, 3, RNG_NOISE, 2);
+	rng_init_part(&b, 3, RNG_NOISE, 2);
+	rng_init_part(&c, 3, RNG_NOISE, 3);
+	for (int i = 0; i < 100; i++) {
+		uint32_t x = rng_u32(&a), y = rng_u32(&b), z = rng_u32(&c);
+		same &= x == y;
+		differ &= x != z;
+	}
+	ok(same, "rng_init_part: the same part gives the same numbers");
+	ok(differ, "rng_init_part: neighbouring parts differ");
+}
+
+/* L(w) = 1/2 sum_k h_k (w_k - c_k)^2, rows ignored: no minibatch noise. */
+struct quad {
+	int d;
+	double h[16], c[16];
+	int nan_after;   /* return NaN from this call on (0: never) */
+	int calls;
+};
+
+static double
+quad_loss_grad(void *ctx, float *grad, const float *w, const int32_t *idx, int B)
+{
+	struct quad *q = ctx;
+	double l = 0;
+
+	(void)idx;
+	(void)B;
+	if (q->nan_after && ++q->calls >= q->nan_after)
+		return NAN;
+	for (int k = 0; k < q->d; k++) {
+		double e = w[k] - q->c[k];
+		l += 0.5 * q->h[k] * e * e;
+		grad[k] += (float)(q->h[k] * e);
+	}
+	return l;
+}
+
+static void
+test_quadratic(void)
+{
+	enum { D = 10, CHAINS = 8 };
+	struct quad q = {.d = D};
+	struct sgld_params sp = {
+		.epsilon = 1e-5, .gamma = 1, .nbeta = 1000, .batch = 1,
+		.draws = 20000, .burnin = 2000, .thin = 1, .explode = 1e30,
+	};
+	struct sgld_target t = {D, 1, quad_loss_grad, &q};
+	float wstar[D];
+	double *loss = malloc(sp.draws * sizeof(double)), exact = 0, llc[CHAINS], mean = 0, var = 0, se;
+	struct sgld_chain ch;
+
+	for (int k = 0; k < D; k++) {
+		q.h[k] = 1.0 + k;            /* eigenvalues 1..10 */
+		q.c[k] = 0.25 * k - 1.0;
+		wstar[k] = (float)q.c[k];    /* w* is the minimum: L(w*) = 0 */
+		double a = sp.nbeta * q.h[k] + sp.gamma;
+		exact += 0.5 * sp.nbeta * q.h[k] / (a * (1 - sp.epsilon * a / 4));
+	}
+	for (int k = 0; k < CHAINS; k++) {
+		sgld_run(&t, &sp, wstar, 1, k, loss, &ch);
+		llc[k] = sp.nbeta * ch.loss_mean;
+		mean += llc[k] / CHAINS;
+	}
+	for (int k = 0; k < CHAINS; k++)
+		var += (llc[k] - mean) * (llc[k] - mean) / (CHAINS - 1);
+	se = sqrt(var / CHAINS);
+	ok(fabs(mean - exact) < 4 * se,
+	    "quadratic, d = 10: llc %.4f +- %.4f, the chain's exact %.4f", mean, se, exact);
+	ok(fabs(exact - D / 2.0) < 0.02 * D / 2, "quadratic, d = 10: exact %.4f is d/2 = 5 within 2%%", exact);
+	ok(fabs(mean - D / 2.0) < 0.05 * D / 2, "quadratic, d = 10: llc %.4f recovers d/2 = 5 within 5%%", mean);
+	ok(ch.steps == sp.burnin + sp.draws && !ch.nonfinite && !ch.exploded, "quadratic: every step taken");
+
+	/* A chain is a function of (seed, chain) alone. */
+	{
+		double *again = malloc(sp.draws * sizeof(double));
+		struct sgld_chain ch2;
+		sp.draws = 500;
+		sgld_run(&t, &sp, wstar, 1, 3, loss, &ch);
+		sgld_run(&t, &sp, wstar, 1, 3, again, &ch2);
+		ok(memcmp(loss, again, sp.draws * sizeof(double)) == 0, "same seed and chain: identical draws");
+		sgld_run(&t, &sp, wstar, 1, 4, again, &ch2);
+		ok(memcmp(loss, again, sp.draws * sizeof(double)) != 0, "another chain: other draws");
+		free(again);
+	}
+
+	/* Thinning keeps every thin-th step's loss; burn-in steps are not draws. */
+	{
+		struct sgld_params s2 = sp;
+		double *a = malloc(12 * sizeof(double)), *b = malloc(12 * 3 * sizeof(double));
+		s2.draws = 12;
+		s2.burnin = 5;
+		s2.thin = 3;
+		sgld_run(&t, &s2, wstar, 9, 0, a, &ch);
+		ok(ch.steps == 5 + 36, "thin 3, burn-in 5: %ld steps", ch.steps);
+		s2.draws = 36;
+		s2.thin = 1;
+		sgld_run(&t, &s2, wstar, 9, 0, b, &ch);
+		int same = 1;
+		for (int i = 0; i < 12; i++)
+			same &= a[i] == b[3 * i];
+		ok(same, "thin 3 keeps steps burn-in, +3, +6, ... of the same chain");
+		free(a);
+		free(b);
+	}
+
+	/* A non-finite loss stops the chain and leaves NaN draws. */
+	q.nan_after = 10;
+	sp.burnin = 0;
+	sp.draws = 50;
+	sgld_run(&t, &sp, wstar, 1, 0, loss, &ch);
+	ok(ch.nonfinite == 1 && ch.steps == 10 && isnan(ch.loss_mean) && isnan(loss[9]) && !isnan(loss[8]),
+	    "NaN loss at step 10: chain stops (%ld steps), mean NaN", ch.steps);
+	q.nan_after = 0;
+
+	/* Exploded draws are counted against the threshold. */
+	sp.explode = 0;
+	sgld_run(&t, &sp, wstar, 1, 0, loss, &ch);
+	ok(ch.exploded == sp.draws - 1, "explode 0: every draw but the first (at w*, loss 0) exploded: %ld",
+	    ch.exploded);
+	ok(fabs(sgld_default_nbeta(32) - 32 / log(32.0)) < 1e-12, "default nbeta is B / ln B");
+	free(loss);
+}
+
+int
+main(void)
+{
+	test_normals();
+	test_parts();
+	test_quadratic();
+	return tap_done();
+}

@@ -1,0 +1,394 @@
+/*
+ * llc-estimate: the local learning coefficient of train-mlp checkpoints,
+ * by SGLD chains localised at the checkpoint's parameters.
+ *
+ * For each checkpoint w*, --chains independent chains of --draws draws
+ * (after --burn-in steps) sample the tempered, localised posterior around
+ * w* on minibatches of the training set; the estimate per chain is
+ * nbeta (mean draw loss - L(w*)), L(w*) the full training loss, and the
+ * record gives their mean and standard deviation.  One JSON-lines record
+ * per checkpoint, after a header.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "ckpt.h"
+#include "dataset.h"
+#include "jsonl.h"
+#include "mlp.h"
+#include "opts.h"
+#include "sgld.h"
+#include "st.h"
+#include "util.h"
+
+#define MAX_CKPTS 100000
+#define MAX_CHAINS 10000
+#define MAX_DRAWS 10000000L
+
+struct config {
+	const char *data, *trace;
+	struct sgld_params sp;
+	double explode;   /* margin over L(w*) */
+	int chains, threads, any_data, nbeta_set, explode_set;
+	uint64_t seed;
+};
+
+/* The training loss of a minibatch, as the sampler's callback sees it. */
+struct target {
+	const struct mlp *m;
+	struct mlp_work *w;
+	const struct dataset *d;
+	int32_t *bx, *by;
+};
+
+static double
+batch_loss_grad(void *ctx, float *grad, const float *theta, const int32_t *idx, int B)
+{
+	struct target *t = ctx;
+	struct mlp_eval ev = {0};
+
+	for (int i = 0; i < B; i++) {
+		int32_t r = idx[i];
+		t->bx[2 * i] = t->d->train_x[2 * r];
+		t->bx[2 * i + 1] = t->d->train_x[2 * r + 1];
+		t->by[i] = t->d->train_y[r];
+	}
+	mlp_forward(t->m, t->w, theta, t->bx, B);
+	mlp_loss(t->m, t->w, &ev, t->by, B, 1.0f / (float)B);
+	mlp_backward(t->m, t->w, grad, theta, t->bx, B);
+	return ev.loss_sum / B;
+}
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: llc-estimate --data FILE [--chains C] [--draws N] [--burn-in B]\n"
+	    "                    [--epsilon E] [--gamma G] [--nbeta NB] [--batch M]\n"
+	    "                    [--trace FILE] [options] [CKPT...]\n");
+}
+
+static void
+help(void)
+{
+	usage(stdout);
+	printf(
+"\n"
+"For each train-mlp checkpoint (the arguments, or paths one per line on\n"
+"standard input), the local learning coefficient of the training loss at\n"
+"its parameters w*, estimated by SGLD chains as devinterp does:\n"
+"\n"
+"  w <- w - (E/2) (NB grad L_batch(w) + G (w - w*)) + N(0, E)\n"
+"  llc = NB (mean over draws of L_batch(w) - L(w*))\n"
+"\n"
+"per chain, then mean and standard deviation over chains.  One JSON-lines\n"
+"record per checkpoint after a header.\n"
+"\n"
+"      --data FILE        the data set the checkpoints were trained on\n"
+"      --any-data         allow a data set other than the checkpoint's own\n"
+"Sampler\n"
+"      --chains C         independent chains, 1..10000 (default 10)\n"
+"      --draws N          draws kept per chain, 1..10000000 (default 100)\n"
+"      --burn-in B        steps before the first draw, 0.. (default 0)\n"
+"      --thin K           steps between draws, 1.. (default 1)\n"
+"      --batch M          minibatch rows, 1..n_train (default 32)\n"
+"      --epsilon E        step size, (0, 1] (default 1e-3)\n"
+"      --gamma G          localisation strength, 0..1e12 (default 100)\n"
+"      --nbeta NB         inverse temperature n*beta, > 0 (default M / ln M)\n"
+"      --explode D        a draw whose loss exceeds L(w*) + D counts as\n"
+"                         exploded (default: the loss of a model that knows\n"
+"                         nothing, ln p for ce and 1/p for mse)\n"
+"Output\n"
+"      --trace FILE       write every draw's loss (safetensors, F64 [C, N]);\n"
+"                         with several checkpoints FILE must contain {step}\n"
+"Other\n"
+"      --seed S           seed of the minibatch order and the noise (default 0)\n"
+"      --threads N        BLAS threads, 1..256 (default 1)\n"
+"  -h, --help             show this help and exit\n"
+"      --version          show the version and exit\n"
+"\n"
+"burn-in + draws * thin is at most 100000000 steps per chain.  A chain\n"
+"whose loss turns NaN or infinite stops; its estimate is null and the mean\n"
+"is over the chains that finished.\n"
+"\n"
+"Exit status: 0 success, 1 runtime or data error, 2 usage error.\n");
+}
+
+static void
+parse_args(struct config *c, int argc, char **argv)
+{
+	enum {
+		O_DATA = 256, O_ANY, O_CHAINS, O_DRAWS, O_BURN, O_THIN, O_BATCH, O_EPS, O_GAMMA,
+		O_NBETA, O_EXPLODE, O_TRACE, O_SEED, O_THREADS, O_VERSION,
+	};
+	static const struct option longopts[] = {
+		{"data", required_argument, NULL, O_DATA},
+		{"any-data", no_argument, NULL, O_ANY},
+		{"chains", required_argument, NULL, O_CHAINS},
+		{"draws", required_argument, NULL, O_DRAWS},
+		{"burn-in", required_argument, NULL, O_BURN},
+		{"thin", required_argument, NULL, O_THIN},
+		{"batch", required_argument, NULL, O_BATCH},
+		{"epsilon", required_argument, NULL, O_EPS},
+		{"gamma", required_argument, NULL, O_GAMMA},
+		{"nbeta", required_argument, NULL, O_NBETA},
+		{"explode", required_argument, NULL, O_EXPLODE},
+		{"trace", required_argument, NULL, O_TRACE},
+		{"seed", required_argument, NULL, O_SEED},
+		{"threads", required_argument, NULL, O_THREADS},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, O_VERSION},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	memset(c, 0, sizeof *c);
+	c->chains = 10;
+	c->sp.draws = 100;
+	c->sp.thin = 1;
+	c->sp.batch = 32;
+	c->sp.epsilon = 1e-3;
+	c->sp.gamma = 100;
+	c->threads = 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case O_DATA: c->data = optarg; break;
+		case O_ANY: c->any_data = 1; break;
+		case O_CHAINS: c->chains = (int)opt_int("--chains", optarg, 1, MAX_CHAINS); break;
+		case O_DRAWS: c->sp.draws = (long)opt_int("--draws", optarg, 1, MAX_DRAWS); break;
+		case O_BURN: c->sp.burnin = (long)opt_int("--burn-in", optarg, 0, SGLD_MAX_STEPS); break;
+		case O_THIN: c->sp.thin = (long)opt_int("--thin", optarg, 1, SGLD_MAX_STEPS); break;
+		case O_BATCH: c->sp.batch = (int)opt_int("--batch", optarg, 1, 1L << 24); break;
+		case O_EPS: c->sp.epsilon = opt_real("--epsilon", optarg, 0, 1);
+			if (c->sp.epsilon <= 0)
+				usage_error("--epsilon: %s is not in (0, 1]", optarg);
+			break;
+		case O_GAMMA: c->sp.gamma = opt_real("--gamma", optarg, 0, 1e12); break;
+		case O_NBETA: c->sp.nbeta = opt_real_open("--nbeta", optarg, 0, 1e12); c->nbeta_set = 1; break;
+		case O_EXPLODE: c->explode = opt_real_open("--explode", optarg, 0, 1e300); c->explode_set = 1; break;
+		case O_TRACE: c->trace = optarg; break;
+		case O_SEED: c->seed = opt_seed("--seed", optarg); break;
+		case O_THREADS: c->threads = (int)opt_int("--threads", optarg, 1, 256); break;
+		case 'h': help(); finish_stdout(); exit(0);
+		case O_VERSION: printf("llc-estimate %s\n", GROK_VERSION); finish_stdout(); exit(0);
+		default: fprintf(stderr, "Try 'llc-estimate --help' for more information.\n"); exit(EXIT_USAGE);
+		}
+	}
+	if (!c->data)
+		usage_error("--data FILE is required (the data set the checkpoints were trained on)");
+	if (c->sp.burnin + c->sp.draws * c->sp.thin > SGLD_MAX_STEPS)
+		usage_error("--burn-in + --draws * --thin is %ld steps per chain, more than %ld",
+		    c->sp.burnin + c->sp.draws * c->sp.thin, SGLD_MAX_STEPS);
+	if (!c->nbeta_set) {
+		if (c->sp.batch < 2)
+			usage_error("--batch 1 has no default --nbeta (M / ln M); give --nbeta");
+		c->sp.nbeta = sgld_default_nbeta(c->sp.batch);
+	}
+	/*
+	 * The update is stable only while every step moves less than the
+	 * localisation pulls back: eps * gamma / 2 < 2.
+	 */
+	if (c->sp.epsilon * c->sp.gamma >= 4)
+		usage_error("--epsilon %g with --gamma %g: the localisation alone diverges "
+		    "(it needs epsilon * gamma < 4)", c->sp.epsilon, c->sp.gamma);
+}
+
+static json_t *
+jarray(const double *v, long n)
+{
+	json_t *a = json_array();
+
+	for (long i = 0; i < n; i++)
+		json_array_append_new(a, jnum(v[i]));
+	return a;
+}
+
+/* The loss trace of one chain in a few numbers: is it stationary, did it leave? */
+static json_t *
+chain_json(const struct config *c, const struct sgld_chain *ch, const double *loss, double llc)
+{
+	long n = c->sp.draws, h = n / 2;
+	double lo = INFINITY, hi = -INFINITY, first = 0, second = 0;
+	long finite = 0;
+
+	for (long d = 0; d < n; d++) {
+		if (!isfinite(loss[d]))
+			continue;
+		finite++;
+		lo = fmin(lo, loss[d]);
+		hi = fmax(hi, loss[d]);
+		if (d < h)
+			first += loss[d];
+		else
+			second += loss[d];
+	}
+	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:b}",
+	    "llc", jnum(llc), "loss_mean", jnum(ch->loss_mean),
+	    "loss_first_half", jnum(h > 0 && !ch->nonfinite ? first / h : NAN),
+	    "loss_second_half", jnum(!ch->nonfinite ? second / (n - h) : NAN),
+	    "loss_min", jnum(finite ? lo : NAN), "loss_max", jnum(finite ? hi : NAN),
+	    "loss_last", jnum(loss[n - 1]), "steps", (json_int_t)ch->steps,
+	    "nonfinite_fraction", jnum((double)ch->nonfinite / (double)ch->steps),
+	    "exploded_fraction", jnum((double)ch->exploded / (double)n),
+	    "flagged", ch->nonfinite || ch->exploded);
+}
+
+static void
+write_trace(const struct config *c, const double *loss, long long step, const char *digest,
+    double init_loss)
+{
+	char *path = ckpt_step_path(c->trace, step), buf[64];
+	int64_t shape[2] = {c->chains, c->sp.draws};
+	struct st_writer w;
+
+	st_writer_init(&w);
+	st_writer_add(&w, "loss", ST_F64, 2, shape, loss);
+	st_writer_meta(&w, "format", "grokkit-llc-trace-v1");
+	st_writer_meta(&w, "tool", "llc-estimate " GROK_VERSION);
+	snprintf(buf, sizeof buf, "%lld", step);
+	st_writer_meta(&w, "step", buf);
+	st_writer_meta(&w, "checkpoint_sha256", digest);
+	format_real(buf, sizeof buf, init_loss);
+	st_writer_meta(&w, "init_loss", buf);
+	format_real(buf, sizeof buf, c->sp.nbeta);
+	st_writer_meta(&w, "nbeta", buf);
+	if (ckpt_write_file(&w, path) < 0)
+		die("error writing %s:", path);
+	st_writer_free(&w);
+	free(path);
+}
+
+static void
+analyse(const struct config *c, const struct dataset *d, const char *path)
+{
+	struct mlp m;
+	struct target tg;
+	struct sgld_target st;
+	struct sgld_params sp = c->sp;
+	struct mlp_eval ev = {0};
+	struct sgld_chain *chains = xcalloc((size_t)c->chains, sizeof *chains);
+	char err[ST_ERRLEN], hex[65], run_id[17];
+	long long step;
+	float *theta;
+	double t0 = now_seconds(), init_loss, margin, sum = 0, ss = 0, *llc, *loss;
+	long ok = 0, steps = 0, flagged = 0;
+	json_t *rec, *jc = json_array();
+
+	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, run_id, err, sizeof err) < 0)
+		die("%s", err);
+	if (c->sp.batch > d->n_train)
+		die("--batch %d is more than the %d training rows of %s", c->sp.batch, d->n_train, c->data);
+	/*
+	 * A chain has left w*'s basin when a draw is worse than w* by a whole
+	 * know-nothing model's loss: uniform logits (ln p) for ce, zero
+	 * outputs (1/p) for mse.
+	 */
+	margin = c->explode_set ? c->explode : m.c.loss == MLP_CE ? log((double)m.c.p) : 1.0 / m.c.p;
+
+	tg = (struct target){&m, mlp_work_new(&m, c->sp.batch > 4096 ? c->sp.batch : 4096, 0), d, NULL, NULL};
+	tg.bx = xmalloc(xmul((size_t)c->sp.batch, 2 * sizeof(int32_t)));
+	tg.by = xmalloc(xmul((size_t)c->sp.batch, sizeof(int32_t)));
+	mlp_eval_set(&m, tg.w, &ev, NULL, theta, d->train_x, d->train_y, d->n_train);
+	init_loss = ev.loss_sum / d->n_train;
+	sp.explode = init_loss + margin;
+
+	st = (struct sgld_target){m.nparams, d->n_train, batch_loss_grad, &tg};
+	llc = xmalloc(xmul((size_t)c->chains, sizeof(double)));
+	loss = xmalloc(xmul(xmul((size_t)c->chains, (size_t)c->sp.draws), sizeof(double)));
+	for (int k = 0; k < c->chains; k++) {
+		sgld_run(&st, &sp, theta, c->seed, k, loss + (size_t)k * (size_t)sp.draws, &chains[k]);
+		llc[k] = sp.nbeta * (chains[k].loss_mean - init_loss);
+		steps += chains[k].steps;
+		if (chains[k].nonfinite || chains[k].exploded)
+			flagged++;
+		if (isfinite(llc[k])) {
+			ok++;
+			sum += llc[k];
+		}
+		json_array_append_new(jc, chain_json(c, &chains[k], loss + (size_t)k * (size_t)sp.draws, llc[k]));
+	}
+	if (ok) {
+		double mean = sum / ok;
+		for (int k = 0; k < c->chains; k++)
+			if (isfinite(llc[k]))
+				ss += (llc[k] - mean) * (llc[k] - mean);
+	}
+	if (flagged)
+		warn("%s: %ld of %d chains left the basin (a NaN or exploded loss); "
+		    "a smaller --epsilon or a larger --gamma keeps them local", path, flagged, c->chains);
+
+	rec = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:o}",
+	    "record", "llc", "checkpoint", path, "checkpoint_sha256", hex, "step", (json_int_t)step,
+	    "depth", m.c.depth, "width", m.c.width, "params", (json_int_t)m.nparams,
+	    "n", (json_int_t)d->n_train, "init_loss", jnum(init_loss));
+	json_object_set_new(rec, "llc_mean", jnum(ok ? sum / ok : NAN));
+	/* Sample standard deviation over chains, as devinterp (torch's std). */
+	json_object_set_new(rec, "llc_std", jnum(ok > 1 ? sqrt(ss / (ok - 1)) : NAN));
+	json_object_set_new(rec, "llc_stderr", jnum(ok > 1 ? sqrt(ss / (ok - 1) / ok) : NAN));
+	json_object_set_new(rec, "llc_per_chain", jarray(llc, c->chains));
+	json_object_set_new(rec, "chains_ok", json_integer(ok));
+	json_object_set_new(rec, "chains_flagged", json_integer(flagged));
+	json_object_set_new(rec, "chains", jc);
+	json_object_set_new(rec, "settings", json_pack("{s:o, s:o, s:o, s:i, s:I, s:I, s:I, s:i, s:o}",
+	    "epsilon", jnum(sp.epsilon), "gamma", jnum(sp.gamma), "nbeta", jnum(sp.nbeta),
+	    "batch", sp.batch, "draws", (json_int_t)sp.draws, "burn_in", (json_int_t)sp.burnin,
+	    "thin", (json_int_t)sp.thin, "chains", c->chains, "explode", jnum(margin)));
+	json_object_set_new(rec, "explode_at", jnum(sp.explode));
+	if (c->trace)
+		write_trace(c, loss, step, hex, init_loss);
+	json_object_set_new(rec, "steps", json_integer(steps));
+	json_object_set_new(rec, "run_id", run_id[0] ? json_string(run_id) : json_null());
+	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
+	json_object_set_new(rec, "steps_per_second", jnum(steps / fmax(now_seconds() - t0, 1e-9)));
+	json_object_set_new(rec, "peak_rss_mib", peak_rss_mib() < 0 ? json_null() : jnum(peak_rss_mib()));
+	jsonl_emit(stdout, rec);
+	mlp_work_free(tg.w);
+	free(tg.bx);
+	free(tg.by);
+	free(llc);
+	free(loss);
+	free(chains);
+	free(theta);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config c;
+	struct dataset d;
+	char err[ST_ERRLEN], **paths;
+	size_t n;
+	int owned;
+	json_t *config, *header;
+
+	setprogname(argv[0]);
+	parse_args(&c, argc, argv);
+	blas_setup(c.threads, argv);
+	flush_denormals();
+	paths = ckpt_paths(argc, argv, optind, MAX_CKPTS, &n, &owned);
+	if (c.trace && n > 1 && !strstr(c.trace, "{step}"))
+		usage_error("--trace %s: with several checkpoints the name must contain {step}", c.trace);
+	if (dataset_load(&d, c.data, err, sizeof err) < 0)
+		die("%s", err);
+
+	config = json_pack("{s:i, s:I, s:I, s:I, s:i, s:o, s:o, s:o, s:o}",
+	    "chains", c.chains, "draws", (json_int_t)c.sp.draws, "burn_in", (json_int_t)c.sp.burnin,
+	    "thin", (json_int_t)c.sp.thin, "batch", c.sp.batch, "epsilon", jnum(c.sp.epsilon),
+	    "gamma", jnum(c.sp.gamma), "nbeta", jnum(c.sp.nbeta),
+	    "explode", c.explode_set ? jnum(c.explode) : json_null());
+	header = jsonl_header("llc-estimate", argc, argv, c.seed, config);
+	json_object_set_new(json_object_get(header, "inputs"), "data", json_string(d.digest));
+	json_object_set_new(header, "blas", blas_json(c.threads));
+	jsonl_emit(stdout, header);
+	for (size_t i = 0; i < n; i++)
+		analyse(&c, &d, paths[i]);
+	if (owned)
+		free_lines(paths, n);
+	dataset_free(&d);
+	finish_stdout();
+	return 0;
+}
