@@ -1,8 +1,10 @@
 # pipeline/study.mk: the study, included by the top-level Makefile.
 #
 # data -> one training run per (recipe, depth, seed) with log-spaced
-# checkpoints -> hess-eig and gop-spectrum over each run's checkpoints ->
-# summaries -> plots.  Every output depends on the tool binaries that make
+# checkpoints -> hess-eig and gop-spectrum over each run's checkpoints, and
+# llc-estimate over those of the LLC_RECIPES runs -> summaries -> plots.
+# The LLC's step size is calibrated on one checkpoint (LLC against each of
+# LLC_CAL_EPS, on the last checkpoint of depth LLC_CAL_DEPTH, first seed).  Every output depends on the tool binaries that make
 # it and on a stamp holding the parameters it was made with, so changing a
 # parameter (make STEPS=...) redoes exactly what it affects and a second
 # `make all` does nothing.  Every recipe writes to a temporary name and
@@ -38,6 +40,10 @@ CKPT_POINTS ?= $(CKPT_POINTS_$(STUDY))
 RECIPES ?= grok seed
 HESS_FLAGS ?= --top 3 --converge value
 GOP_FLAGS ?= --top 10
+LLC_RECIPES ?= grok
+LLC_FLAGS ?= --chains 4 --draws 200 --burn-in 200
+LLC_CAL_EPS ?= 1e-5 3e-5 1e-4 3e-4 1e-3 3e-3
+LLC_CAL_DEPTH ?= 2
 
 ifeq ($(P),)
 $(error STUDY=$(STUDY) is not a study: use STUDY=small or STUDY=full)
@@ -61,13 +67,18 @@ RUNDIRS := $(foreach r,$(RECIPES),$(foreach d,$(DEPTHS),$(foreach s,$(SEEDS),$(R
 LOGS := $(RUNDIRS:%=%/log.jsonl)
 HESS := $(RUNDIRS:%=%/hessian.jsonl)
 GOPS := $(RUNDIRS:%=%/gop.jsonl)
-TSVS := $(foreach d,$(RUNDIRS),$(d)/curves.tsv $(d)/hessian.tsv $(d)/gop.tsv)
+LLC_RUNDIRS := $(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(foreach d,$(DEPTHS),$(foreach s,$(SEEDS),$(R)/$(r)/d$(d)-s$(s))))
+LLCS := $(LLC_RUNDIRS:%=%/llc.jsonl)
+TSVS := $(foreach d,$(RUNDIRS),$(d)/curves.tsv $(d)/hessian.tsv $(d)/gop.tsv) $(LLC_RUNDIRS:%=%/llc.tsv)
+LLC_CAL_RUN := $(R)/$(firstword $(filter $(RECIPES),$(LLC_RECIPES)))/d$(LLC_CAL_DEPTH)-s$(firstword $(SEEDS))
+LLC_CAL := $(if $(LLCS),$(R)/llc-calibration.tsv)
 PLOTS := $(foreach r,$(RECIPES),$(foreach k,accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum,$(PL)/$(r)-$(k).png)) \
-         $(PL)/by-depth.png
+         $(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(PL)/$(r)-llc.png) \
+         $(if $(LLCS),$(PL)/llc-calibration.png) $(PL)/by-depth.png
 
 DATA := $(RECIPES:%=$(R)/data/%.safetensors)
 
-study: $(DATA) $(LOGS) $(TSVS) $(R)/runs.jsonl $(R)/runs.tsv $(R)/by-depth.tsv $(R)/by-depth.jsonl $(PLOTS)
+study: $(DATA) $(LOGS) $(TSVS) $(LLC_CAL) $(R)/runs.jsonl $(R)/runs.tsv $(R)/by-depth.tsv $(R)/by-depth.jsonl $(PLOTS)
 
 # A stamp's content is its parameters; it is rewritten only when they change.
 define stamp
@@ -87,6 +98,10 @@ $(STAMP)/hess: FORCE
 	$(call stamp,$(HESS_FLAGS))
 $(STAMP)/gop: FORCE
 	$(call stamp,$(GOP_FLAGS))
+$(STAMP)/llc: FORCE
+	$(call stamp,$(LLC_FLAGS))
+$(STAMP)/llc-cal: FORCE
+	$(call stamp,$(LLC_FLAGS) $(LLC_CAL_EPS) $(LLC_CAL_RUN))
 $(STAMP)/plots: FORCE
 	$(call stamp,$(DEPTHS) $(RECIPES))
 
@@ -118,14 +133,31 @@ $(R)/%/gop.jsonl: $(R)/%/log.jsonl $(STAMP)/gop $(O)/bin/gop-spectrum
 	    --spectrum $(@D)/spectrum/step-{step}.safetensors > $@+
 	@mv -f $@+ $@
 
+$(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc $(O)/bin/llc-estimate
+	ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/llc-estimate \
+	    --data $(R)/data/$(call recipe_of,$*).safetensors $(LLC_FLAGS) > $@+
+	@mv -f $@+ $@
+
+# LLC against the step size on one checkpoint: where it plateaus is the
+# range of epsilon to trust (and where chains are flagged, the range not to).
+$(R)/llc-calibration.tsv: $(LLC_CAL_RUN)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc-estimate pipeline/llc.jq
+	@set -e; ck=$$(ls $(LLC_CAL_RUN)/ckpt/*.safetensors | tail -1); \
+	for e in $(LLC_CAL_EPS); do \
+	    $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call recipe_of,$(LLC_CAL_RUN:$(R)/%=%)).safetensors \
+	        $(LLC_FLAGS) --epsilon $$e $$ck | jq -r --arg e $$e -f pipeline/llc.jq; \
+	done | awk 'NR == 1 || !/^epsilon/' > $@+
+	@mv -f $@+ $@
+
 $(R)/%/curves.tsv: $(R)/%/log.jsonl pipeline/curves.jq
 	jq -r -f pipeline/curves.jq $< > $@+ && mv -f $@+ $@
 $(R)/%/hessian.tsv: $(R)/%/hessian.jsonl pipeline/hessian.jq
 	jq -r -f pipeline/hessian.jq $< > $@+ && mv -f $@+ $@
 $(R)/%/gop.tsv: $(R)/%/gop.jsonl pipeline/gop.jq
 	jq -r -f pipeline/gop.jq $< > $@+ && mv -f $@+ $@
+$(R)/%/llc.tsv: $(R)/%/llc.jsonl pipeline/llc.jq
+	jq -r --arg e '' -f pipeline/llc.jq $< > $@+ && mv -f $@+ $@
 
-SUMMARY_INPUTS := $(LOGS) $(HESS) $(GOPS)
+SUMMARY_INPUTS := $(LOGS) $(HESS) $(GOPS) $(LLCS)
 
 $(R)/runs.jsonl: $(SUMMARY_INPUTS) $(O)/bin/summarize
 	$(O)/bin/summarize $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
@@ -156,6 +188,21 @@ $(PL)/$(1)-%.png: pipeline/plot-%.gp pipeline/style.gp $(STAMP)/plots \
 	    pipeline/plot-$$*.gp && mv -f $$@+ $$@
 endef
 $(foreach r,$(RECIPES),$(eval $(call plot_rule,$(r))))
+
+# (Explicit targets: the plot_rule pattern above would match <recipe>-llc.png too.)
+define llc_plot_rule
+$(PL)/$(1)-llc.png: pipeline/plot-llc.gp pipeline/style.gp $(STAMP)/plots \
+    $(foreach d,$(DEPTHS),$(R)/$(1)/d$(d)-s$(firstword $(SEEDS))/llc.tsv) | $(O)/.study-deps
+	@mkdir -p $$(@D)
+	gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; depths='$(DEPTHS)'; recipe='$(1)'; out='$$@+'" \
+	    pipeline/plot-llc.gp && mv -f $$@+ $$@
+endef
+$(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(eval $(call llc_plot_rule,$(r))))
+
+$(PL)/llc-calibration.png: pipeline/plot-llc-calibration.gp pipeline/style.gp $(R)/llc-calibration.tsv | $(O)/.study-deps
+	@mkdir -p $(@D)
+	gnuplot -e "tsv='$(R)/llc-calibration.tsv'; run='$(LLC_CAL_RUN:$(R)/%=%)'; out='$@+'" \
+	    pipeline/plot-llc-calibration.gp && mv -f $@+ $@
 
 $(PL)/by-depth.png: pipeline/by-depth.gp pipeline/style.gp $(R)/by-depth.tsv | $(O)/.study-deps
 	@mkdir -p $(@D)

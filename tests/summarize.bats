@@ -104,18 +104,18 @@ setup() {
 	: > e.jsonl
 	run summarize e.jsonl
 	assert_failure 1
-	assert_output "summarize: e.jsonl: empty (not a log of train-mlp, hess-eig or gop-spectrum)"
+	assert_output "summarize: e.jsonl: empty (not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate)"
 }
 
 @test "summarize: a file that is not one of our logs" {
 	echo 'step,acc' > x.csv
 	run summarize x.csv
 	assert_failure 1
-	assert_output "summarize: x.csv: not a JSON-lines log of train-mlp, hess-eig or gop-spectrum"
+	assert_output "summarize: x.csv: not a JSON-lines log of train-mlp, hess-eig, gop-spectrum or llc-estimate"
 	echo '{"record":"header","tool":"other"}' > o.jsonl
 	run summarize o.jsonl
 	assert_failure 1
-	assert_output "summarize: o.jsonl: not a log of train-mlp, hess-eig or gop-spectrum (no such header)"
+	assert_output "summarize: o.jsonl: not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate (no such header)"
 }
 
 @test "summarize: a corrupt line in the middle is an error" {
@@ -131,13 +131,20 @@ setup() {
 	assert_line --index 0 "summarize: --group-by: unknown value 'colour' (allowed: recipe, depth, width, seed, wd, lr, optim, frac, p, encoding, loss)"
 }
 
-@test "summarize on real logs: train-mlp, hess-eig and gop-spectrum of one run" {
+@test "summarize on real logs: train-mlp, hess-eig, gop-spectrum and llc-estimate of one run" {
 	gen-modadd -p 11 --frac 0.5 -o d.st
 	train-mlp --data d.st --steps 60 --log-every 20 --width 12 --tag t --ckpt-dir ck > log.jsonl
 	hess-eig --data d.st --top 1 ck/*.safetensors > h.jsonl
 	gop-spectrum --data d.st --top 1 ck/*.safetensors > g.jsonl
-	run summarize log.jsonl h.jsonl g.jsonl
+	llc-estimate --data d.st --chains 2 --draws 10 ck/*.safetensors > l.jsonl
+	run summarize log.jsonl h.jsonl g.jsonl l.jsonl
 	assert_success
 	[ "${#lines[@]}" -eq 2 ]
-	[ "$(jq -c '[.recipe, .last_step, (.hessian.peak | type)]' <<<"${lines[1]}")" = '["t",60,"object"]' ]
+	[ "$(jq -c '[.recipe, .last_step, (.hessian.peak | type), .llc.final.step]' <<<"${lines[1]}")" = '["t",60,"object",60]' ]
+	[ "$(jq '.llc.final.llc' <<<"${lines[1]}")" = "$(tail -1 l.jsonl | jq .llc_mean)" ]
+	[ "$(jq '.llc.peak.llc' <<<"${lines[1]}")" = "$(jq -s 'map(select(.record == "llc") | .llc_mean) | max' l.jsonl)" ]
+	run summarize --group-by recipe log.jsonl l.jsonl
+	[ "$(jq '.llc_final.n' <<<"${lines[1]}")" = 1 ]
+	run summarize log.jsonl h.jsonl
+	[ "$(jq '.llc' <<<"${lines[1]}")" = null ]
 }

@@ -1,13 +1,14 @@
 /*
- * summarize: grokking steps and tables from train-mlp, hess-eig and
- * gop-spectrum logs.
+ * summarize: grokking steps and tables from train-mlp, hess-eig,
+ * gop-spectrum and llc-estimate logs.
  *
  * Records are joined by run_id (train-mlp names every run by a hash of its
  * configuration and data, and the analyses copy it from the checkpoints).
  * Per run: the memorisation and generalisation steps (first log point at
  * or above the threshold), the delay between them, final and best
  * accuracies, the top Hessian eigenvalue at those steps and at its peak,
- * and the gradient outer product's statistics at the same steps.  Per
+ * the gradient outer product's statistics and the local learning
+ * coefficient at the same steps (and the LLC at the last checkpoint).  Per
  * group (--group-by): mean, standard deviation, minimum and maximum over
  * the runs, and how many reached each threshold.  A threshold never
  * reached is null with its flag false, never a made-up number.
@@ -44,6 +45,12 @@ struct gpoint {
 	double spectral, effective_rank, trace, mean_grad_sq;
 };
 
+struct lpoint {
+	long step;
+	double llc, std;
+	int flagged;   /* some chain left the basin */
+};
+
 struct run {
 	char id[17];
 	const char *file;
@@ -55,6 +62,8 @@ struct run {
 	size_t nh, ch;
 	struct gpoint *g;
 	size_t ng, cg;
+	struct lpoint *l;
+	size_t nl, cl;
 };
 
 static struct run *runs;
@@ -76,7 +85,8 @@ help(void)
 	usage(stdout);
 	printf(
 "\n"
-"Read train-mlp, hess-eig and gop-spectrum JSON-lines logs (the arguments,\n"
+"Read train-mlp, hess-eig, gop-spectrum and llc-estimate JSON-lines logs (the\n"
+"arguments,"
 "or their paths one per line on standard input), join them by run_id, and\n"
 "write one record per run (or per group with --group-by) after a header.\n"
 "\n"
@@ -161,6 +171,10 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 		struct gpoint g = {(long)num(rec, "step"), num(gop, "spectral"), num(gop, "effective_rank"),
 		    num(gop, "trace"), num(rec, "mean_grad_sq")};
 		PUSH(r->g, r->ng, r->cg, g);
+	} else if (strcmp(kind, "llc") == 0) {
+		struct lpoint l = {(long)num(rec, "step"), num(rec, "llc_mean"), num(rec, "llc_std"),
+		    num(rec, "chains_flagged") > 0};
+		PUSH(r->l, r->nl, r->cl, l);
 	}
 }
 
@@ -193,7 +207,7 @@ read_log(const char *file, json_t *inputs)
 		if (!rec || !json_is_object(rec)) {
 			json_decref(rec);
 			if (lineno == 1)
-				die("%s: not a JSON-lines log of train-mlp, hess-eig or gop-spectrum", file);
+				die("%s: not a JSON-lines log of train-mlp, hess-eig, gop-spectrum or llc-estimate", file);
 			/* A run killed mid-write leaves a partial last line: count up to it. */
 			if (last) {
 				warn("%s:%ld: ignoring a partial last line", file, lineno);
@@ -205,8 +219,9 @@ read_log(const char *file, json_t *inputs)
 			const char *t = json_string_value(json_object_get(rec, "tool"));
 			const char *k = json_string_value(json_object_get(rec, "record"));
 			if (!k || strcmp(k, "header") != 0 || !t ||
-			    (strcmp(t, "train-mlp") && strcmp(t, "hess-eig") && strcmp(t, "gop-spectrum")))
-				die("%s: not a log of train-mlp, hess-eig or gop-spectrum (no such header)", file);
+			    (strcmp(t, "train-mlp") && strcmp(t, "hess-eig") && strcmp(t, "gop-spectrum") &&
+			    strcmp(t, "llc-estimate")))
+				die("%s: not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate (no such header)", file);
 			snprintf(tool, sizeof tool, "%s", t);
 			if (strcmp(t, "train-mlp") == 0) {
 				struct run *r;
@@ -238,7 +253,7 @@ read_log(const char *file, json_t *inputs)
 	fclose(fp);
 	free(line);
 	if (lineno == 0)
-		die("%s: empty (not a log of train-mlp, hess-eig or gop-spectrum)", file);
+		die("%s: empty (not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate)", file);
 	sha256_final(&sh, d);
 	sha256_hex(d, hex);
 	json_object_set_new(inputs, file, json_string(hex));
@@ -318,6 +333,21 @@ gop_at(const struct run *r, long step)
 }
 
 static json_t *
+llc_json(const struct lpoint *l)
+{
+	return json_pack("{s:I, s:o, s:o, s:b}", "step", (json_int_t)l->step, "llc", jnum(l->llc),
+	    "std", jnum(l->std), "flagged", l->flagged);
+}
+
+static json_t *
+llc_at(const struct run *r, long step)
+{
+	long i = step < 0 ? -1 : nearest(r->l, r->nl, sizeof *r->l, step);
+
+	return i < 0 ? json_null() : llc_json(&r->l[i]);
+}
+
+static json_t *
 step_or_null(long s)
 {
 	return s < 0 ? json_null() : json_integer(s);
@@ -370,6 +400,20 @@ summarise(const struct run *r, double t)
 	    "top", jnum(r->h[peak].top))));
 	json_object_set_new(rec, "gop", json_pack("{s:o, s:o}",
 	    "at_memorisation", gop_at(r, mem), "at_generalisation", gop_at(r, gen)));
+	if (r->nl) {
+		long last = 0, lpeak = 0;
+		for (size_t i = 1; i < r->nl; i++) {
+			if (r->l[i].step > r->l[last].step)
+				last = (long)i;
+			if (r->l[i].llc > r->l[lpeak].llc)
+				lpeak = (long)i;
+		}
+		json_object_set_new(rec, "llc", json_pack("{s:o, s:o, s:o, s:o}",
+		    "at_memorisation", llc_at(r, mem), "at_generalisation", llc_at(r, gen),
+		    "peak", llc_json(&r->l[lpeak]), "final", llc_json(&r->l[last])));
+	} else {
+		json_object_set_new(rec, "llc", json_null());
+	}
 	return rec;
 }
 
@@ -424,7 +468,7 @@ field(json_t *rec, const char *a, const char *b)
 	json_t *v = json_object_get(rec, a);
 
 	if (b)
-		v = json_object_get(json_object_get(v, b), "top");
+		v = json_object_get(json_object_get(v, b), strcmp(a, "llc") == 0 ? "llc" : "top");
 	return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
@@ -438,6 +482,9 @@ static const char *const group_metrics[][3] = {
 	{"hessian", "peak", "peak_sharpness"},
 	{"hessian", "at_memorisation", "sharpness_at_memorisation"},
 	{"hessian", "at_generalisation", "sharpness_at_generalisation"},
+	{"llc", "at_memorisation", "llc_at_memorisation"},
+	{"llc", "at_generalisation", "llc_at_generalisation"},
+	{"llc", "final", "llc_final"},
 	{NULL, NULL, NULL},
 };
 
@@ -677,6 +724,7 @@ main(int argc, char **argv)
 		free(runs[i].pts);
 		free(runs[i].h);
 		free(runs[i].g);
+		free(runs[i].l);
 	}
 	free(runs);
 	free(gcopy);
