@@ -140,7 +140,7 @@ bench: tools $(O)/bench/bench_step $(O)/bench/bench_eig $(BENCH_DATA)
 # data.  `make fuzz` runs each target FUZZ_SECONDS; `make test` runs them
 # briefly.
 FUZZ_SECONDS ?= 180
-TEST_FUZZ_SECONDS ?= 20
+TEST_FUZZ_SECONDS ?= 15
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_LIBSRC  := $(filter-out tools/lib/blas.c,$(LIBSRC))
 

@@ -14,6 +14,7 @@
  * reached is null with its flag false, never a made-up number.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -137,16 +138,19 @@ num(json_t *o, const char *key)
 	return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-/* One record of a log whose header named tool. */
-static void
-take(const char *file, long line, const char *tool, json_t *rec, const char **run_id)
+/* One record of a log whose header named tool; 0, or -1 with err. */
+static int
+take(const char *file, long line, const char *tool, json_t *rec, const char **run_id,
+    char *err, size_t errlen)
 {
 	const char *kind = json_string_value(json_object_get(rec, "record"));
 	const char *rid = json_string_value(json_object_get(rec, "run_id"));
 	struct run *r;
 
-	if (!kind)
-		die("%s:%ld: a record without a \"record\" field", file, line);
+	if (!kind) {
+		snprintf(err, errlen, "%s:%ld: a record without a \"record\" field", file, line);
+		return -1;
+	}
 	if (strcmp(tool, "train-mlp") == 0) {
 		r = find_run(*run_id);
 		if (strcmp(kind, "metrics") == 0) {
@@ -156,10 +160,10 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 			const char *st = json_string_value(json_object_get(rec, "status"));
 			snprintf(r->status, sizeof r->status, "%s", st ? st : "incomplete");
 		}
-		return;
+		return 0;
 	}
 	if (!rid)
-		return;   /* an analysis of a checkpoint that names no run */
+		return 0;   /* an analysis of a checkpoint that names no run */
 	r = find_run(rid);
 	if (strcmp(kind, "hessian") == 0) {
 		json_t *ev = json_object_get(rec, "eigenvalues");
@@ -176,12 +180,19 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 		    num(rec, "chains_flagged") > 0};
 		PUSH(r->l, r->nl, r->cl, l);
 	}
+	return 0;
 }
 
-static void
-read_log(const char *file, json_t *inputs)
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); goto fail; } while (0)
+
+/*
+ * Read one log from fp (named file) into the runs; its SHA-256 goes into
+ * inputs.  0, or -1 with err: the reader is also a fuzz target, so it
+ * never exits and frees what it holds on every path.
+ */
+static int
+read_log_fp(FILE *fp, const char *file, json_t *inputs, char *err, size_t errlen)
 {
-	FILE *fp = fopen(file, "r");
 	char *line = NULL, hex[65], tool[32] = "";
 	const char *rid = NULL;
 	size_t cap = 0;
@@ -189,31 +200,29 @@ read_log(const char *file, json_t *inputs)
 	long lineno = 0;
 	struct sha256 sh;
 	unsigned char d[32];
-	json_t *header = NULL;
+	json_t *header = NULL, *rec = NULL;
 
-	if (!fp)
-		die("%s:", file);
 	sha256_init(&sh);
 	while ((len = getline(&line, &cap, fp)) >= 0) {
 		json_error_t je;
-		json_t *rec;
 		int last;
 		lineno++;
 		sha256_update(&sh, line, (size_t)len);
 		last = line[len - 1] != '\n';
 		if (len == 1 && !last)
 			continue;
-		rec = json_loads(line, JSON_REJECT_DUPLICATES, &je);
+		rec = json_loadb(line, (size_t)len, JSON_REJECT_DUPLICATES, &je);
 		if (!rec || !json_is_object(rec)) {
 			json_decref(rec);
+			rec = NULL;
 			if (lineno == 1)
-				die("%s: not a JSON-lines log of train-mlp, hess-eig, gop-spectrum or llc-estimate", file);
+				FAIL("%s: not a JSON-lines log of train-mlp, hess-eig, gop-spectrum or llc-estimate", file);
 			/* A run killed mid-write leaves a partial last line: count up to it. */
 			if (last) {
 				warn("%s:%ld: ignoring a partial last line", file, lineno);
 				break;
 			}
-			die("%s:%ld: not a JSON object: %s", file, lineno, je.text);
+			FAIL("%s:%ld: not a JSON object: %s", file, lineno, je.text);
 		}
 		if (lineno == 1) {
 			const char *t = json_string_value(json_object_get(rec, "tool"));
@@ -221,43 +230,85 @@ read_log(const char *file, json_t *inputs)
 			if (!k || strcmp(k, "header") != 0 || !t ||
 			    (strcmp(t, "train-mlp") && strcmp(t, "hess-eig") && strcmp(t, "gop-spectrum") &&
 			    strcmp(t, "llc-estimate")))
-				die("%s: not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate (no such header)", file);
+				FAIL("%s: not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate (no such header)", file);
 			snprintf(tool, sizeof tool, "%s", t);
 			if (strcmp(t, "train-mlp") == 0) {
 				struct run *r;
+				json_t *md;
+				const char *fr;
 				rid = json_string_value(json_object_get(rec, "run_id"));
 				if (!rid)
-					die("%s: a train-mlp log without a run_id (from an older version?)", file);
+					FAIL("%s: a train-mlp log without a run_id (from an older version?)", file);
 				r = find_run(rid);
 				if (r->config)
-					die("%s: run %s already read from %s", file, rid, r->file);
+					FAIL("%s: run %s already read from %s", file, rid, r->file);
 				r->file = file;
 				r->config = json_incref(json_object_get(rec, "config"));
-				{
-					/* data set metadata are strings; the fraction is a number here */
-					json_t *md = json_object_get(json_object_get(rec, "data"), "metadata");
-					const char *fr = json_string_value(json_object_get(md, "frac"));
-					r->data = json_pack("{s:o}", "frac", fr ? jnum(strtod(fr, NULL)) : json_null());
-				}
+				/* data set metadata are strings; the fraction is a number here */
+				md = json_object_get(json_object_get(rec, "data"), "metadata");
+				fr = json_string_value(json_object_get(md, "frac"));
+				r->data = json_pack("{s:o}", "frac", fr ? jnum(strtod(fr, NULL)) : json_null());
 				header = rec;   /* rid points into it: keep it to the end of the file */
+				rec = NULL;
 				continue;
 			}
 			json_decref(rec);
+			rec = NULL;
 			continue;
 		}
-		take(file, lineno, tool, rec, &rid);
+		if (take(file, lineno, tool, rec, &rid, err, errlen) < 0)
+			goto fail;
 		json_decref(rec);
+		rec = NULL;
 	}
 	if (ferror(fp))
-		die("%s: read error:", file);
-	fclose(fp);
-	free(line);
+		FAIL("%s: read error: %s", file, strerror(errno));
 	if (lineno == 0)
-		die("%s: empty (not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate)", file);
+		FAIL("%s: empty (not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate)", file);
+	free(line);
 	sha256_final(&sh, d);
 	sha256_hex(d, hex);
 	json_object_set_new(inputs, file, json_string(hex));
 	json_decref(header);
+	return 0;
+fail:
+	free(line);
+	json_decref(rec);
+	json_decref(header);
+	return -1;
+}
+
+#undef FAIL
+
+static void
+read_log(const char *file, json_t *inputs)
+{
+	FILE *fp = fopen(file, "r");
+	char err[1024];
+	int rc;
+
+	if (!fp)
+		die("%s:", file);
+	rc = read_log_fp(fp, file, inputs, err, sizeof err);
+	fclose(fp);
+	if (rc < 0)
+		die("%s", err);
+}
+
+static void
+free_runs(void)
+{
+	for (size_t i = 0; i < nruns; i++) {
+		json_decref(runs[i].config);
+		json_decref(runs[i].data);
+		free(runs[i].pts);
+		free(runs[i].h);
+		free(runs[i].g);
+		free(runs[i].l);
+	}
+	free(runs);
+	runs = NULL;
+	nruns = cruns = 0;
 }
 
 /* Run attributes that groups and tables use. */
@@ -718,15 +769,7 @@ main(int argc, char **argv)
 		}
 	}
 	json_decref(recs);
-	for (size_t i = 0; i < nruns; i++) {
-		json_decref(runs[i].config);
-		json_decref(runs[i].data);
-		free(runs[i].pts);
-		free(runs[i].h);
-		free(runs[i].g);
-		free(runs[i].l);
-	}
-	free(runs);
+	free_runs();
 	free(gcopy);
 	if (optind >= argc)
 		free_lines(files, nfiles);

@@ -544,14 +544,11 @@ static void
 load_state(struct run *r, json_t *inputs)
 {
 	struct st_frame f;
-	const struct st_tensor *t;
+	struct ckpt_state st;
 	const char *name = r->cfg.resume, *s;
-	char err[ST_ERRLEN], e[ST_ERRLEN], hex[65];
-	long long step, ot, pos;
-	int64_t shp[1];
+	char err[ST_ERRLEN], hex[65];
 	json_t *saved;
 	json_error_t je;
-	unsigned long long st, inc;
 
 	if (st_load(&f, name, err, sizeof err) < 0)
 		die("--resume: %s", err);
@@ -568,36 +565,15 @@ load_state(struct run *r, json_t *inputs)
 		    name, st_meta(&f, "config") ? st_meta(&f, "config") : "(none)", now);
 	}
 	json_decref(saved);
-	if (ckpt_params(&f, &r->m, r->theta, name, err, sizeof err) < 0)
+	st = (struct ckpt_state){.theta = r->theta, .m = r->opt.m, .v = r->opt.v, .perm = r->perm};
+	if (ckpt_state_read(&f, &r->m, r->d.n_train, r->cfg.steps, MAX_STEPS, &st, name, err, sizeof err) < 0)
 		die("--resume: %s", err);
-	shp[0] = (int64_t)r->m.nparams;
-	if (!(t = st_expect(&f, "optim.m", ST_F32, 1, shp, e, sizeof e)))
-		die("--resume: %s: %s", name, e);
-	memcpy(r->opt.m, t->data, t->nbytes);
-	if (!(t = st_expect(&f, "optim.v", ST_F32, 1, shp, e, sizeof e)))
-		die("--resume: %s: %s", name, e);
-	memcpy(r->opt.v, t->data, t->nbytes);
-	shp[0] = r->d.n_train;
-	if (!(t = st_expect(&f, "train.perm", ST_I32, 1, shp, e, sizeof e)))
-		die("--resume: %s: %s", name, e);
-	memcpy(r->perm, t->data, t->nbytes);
-	for (long i = 0; i < r->d.n_train; i++)
-		if (r->perm[i] < 0 || r->perm[i] >= r->d.n_train)
-			die("--resume: %s: train.perm[%ld] = %d is out of range", name, i, r->perm[i]);
-	if (ckpt_meta_long(&f, "step", 0, r->cfg.steps, &step, name, err, sizeof err) < 0 ||
-	    ckpt_meta_long(&f, "optim_t", 0, MAX_STEPS, &ot, name, err, sizeof err) < 0 ||
-	    ckpt_meta_long(&f, "batch_pos", 0, r->d.n_train - 1, &pos, name, err, sizeof err) < 0)
-		die("--resume: %s", err);
-	if (!(s = st_meta(&f, "rng_state")) || sscanf(s, "%llu", &st) != 1 ||
-	    !(s = st_meta(&f, "rng_inc")) || sscanf(s, "%llu", &inc) != 1 || !(inc & 1))
-		die("--resume: %s: missing or malformed rng_state/rng_inc", name);
-	if ((s = st_meta(&f, "elapsed")))
-		r->elapsed0 = strtod(s, NULL);
-	r->step = (long)step;
-	r->opt.t = (long)ot;
-	r->pos = (long)pos;
-	r->shuffle.state = st;
-	r->shuffle.inc = inc;
+	r->elapsed0 = st.elapsed;
+	r->step = (long)st.step;
+	r->opt.t = (long)st.optim_t;
+	r->pos = (long)st.batch_pos;
+	r->shuffle.state = st.rng_state;
+	r->shuffle.inc = st.rng_inc;
 	sha256_hex(f.digest, hex);
 	json_object_set_new(inputs, "resume", json_string(hex));
 	st_free(&f);

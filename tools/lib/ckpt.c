@@ -273,3 +273,52 @@ ckpt_write_eigvecs(const char *path, const struct mlp *m, const double *vecs,
 	free(vals);
 	free(buf);
 }
+
+int
+ckpt_state_read(const struct st_frame *f, const struct mlp *m, long n_train,
+    long long max_step, long long max_optim_t, struct ckpt_state *s, const char *name,
+    char *err, size_t errlen)
+{
+	const struct st_tensor *t;
+	const char *v;
+	char e[ST_ERRLEN];
+	int64_t shp[1];
+	unsigned long long st, inc;
+
+	if (ckpt_params(f, m, s->theta, name, err, errlen) < 0)
+		return -1;
+	shp[0] = (int64_t)m->nparams;
+	if (!(t = st_expect(f, "optim.m", ST_F32, 1, shp, e, sizeof e)))
+		goto bad;
+	memcpy(s->m, t->data, t->nbytes);
+	if (!(t = st_expect(f, "optim.v", ST_F32, 1, shp, e, sizeof e)))
+		goto bad;
+	memcpy(s->v, t->data, t->nbytes);
+	shp[0] = n_train;
+	if (!(t = st_expect(f, "train.perm", ST_I32, 1, shp, e, sizeof e)))
+		goto bad;
+	memcpy(s->perm, t->data, t->nbytes);
+	for (long i = 0; i < n_train; i++)
+		if (s->perm[i] < 0 || s->perm[i] >= n_train) {
+			snprintf(err, errlen, "%s: train.perm[%ld] = %d is out of range", name, i, s->perm[i]);
+			return -1;
+		}
+	if (ckpt_meta_long(f, "step", 0, max_step, &s->step, name, err, errlen) < 0 ||
+	    ckpt_meta_long(f, "optim_t", 0, max_optim_t, &s->optim_t, name, err, errlen) < 0 ||
+	    ckpt_meta_long(f, "batch_pos", 0, n_train - 1, &s->batch_pos, name, err, errlen) < 0)
+		return -1;
+	if (!(v = st_meta(f, "rng_state")) || sscanf(v, "%llu", &st) != 1 ||
+	    !(v = st_meta(f, "rng_inc")) || sscanf(v, "%llu", &inc) != 1 || !(inc & 1)) {
+		snprintf(err, errlen, "%s: missing or malformed rng_state/rng_inc", name);
+		return -1;
+	}
+	s->rng_state = st;
+	s->rng_inc = inc;
+	s->elapsed = (v = st_meta(f, "elapsed")) ? strtod(v, NULL) : 0;
+	if (!isfinite(s->elapsed) || s->elapsed < 0)
+		s->elapsed = 0;
+	return 0;
+bad:
+	snprintf(err, errlen, "%s: %s", name, e);
+	return -1;
+}

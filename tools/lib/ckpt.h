@@ -67,6 +67,26 @@ char *ckpt_step_path(const char *pattern, long long step);
  */
 void ckpt_write_eigvecs(const char *path, const struct mlp *m, const double *vecs,
     const double *eigenvalues, int k, const char *tool, long long step, const char *digest);
+/*
+ * A training state's resumable parts, checked against the model m and
+ * n_train rows: the parameters, the optimiser's moments, the minibatch
+ * order (a permutation's values in range), the step (<= max_step), the
+ * optimiser's step count, the batch position and the shuffle generator.
+ * Pointers are into the caller's buffers (theta, m, v: P floats; perm:
+ * n_train).  The format, data digest and configuration are the caller's
+ * to compare.  0, or -1 with err.
+ */
+struct ckpt_state {
+	float *theta, *m, *v;
+	int32_t *perm;
+	long long step, optim_t, batch_pos;
+	uint64_t rng_state, rng_inc;
+	double elapsed;
+};
+int ckpt_state_read(const struct st_frame *f, const struct mlp *m, long n_train,
+    long long max_step, long long max_optim_t, struct ckpt_state *s, const char *name,
+    char *err, size_t errlen);
+
 /* An integer metadata value, or -1 with err. */
 int ckpt_meta_long(const struct st_frame *f, const char *key, long long min,
     long long max, long long *out, const char *name, char *err, size_t errlen);
