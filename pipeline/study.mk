@@ -141,7 +141,7 @@ $(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc $(O)/bin/llc-estimate
 # LLC against the step size on one checkpoint: where it plateaus is the
 # range of epsilon to trust (and where chains are flagged, the range not to).
 $(R)/llc-calibration.tsv: $(LLC_CAL_RUN)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc-estimate pipeline/llc.jq
-	@set -e; ck=$$(ls $(LLC_CAL_RUN)/ckpt/*.safetensors | tail -1); \
+	set -e; ck=$$(ls $(LLC_CAL_RUN)/ckpt/*.safetensors | tail -1); \
 	for e in $(LLC_CAL_EPS); do \
 	    $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call recipe_of,$(LLC_CAL_RUN:$(R)/%=%)).safetensors \
 	        $(LLC_FLAGS) --epsilon $$e $$ck | jq -r --arg e $$e -f pipeline/llc.jq; \

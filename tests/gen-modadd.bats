@@ -169,14 +169,7 @@ bad() {
 	assert_output "gen-modadd: error writing standard output: No space left on device"
 }
 
-@test "gen-modadd: an unwritable directory leaves nothing behind" {
-	mkdir ro && chmod 555 ro
-	if touch ro/x 2>/dev/null; then skip "running as a user that can write anywhere"; fi
-	run gen-modadd -o ro/d.st
-	assert_failure 1
-	assert_output --partial "gen-modadd: ro/d.st: Permission denied"
-	[ -z "$(ls -A ro)" ]
-}
+# An unwritable directory, for every tool: tests/faults.bats.
 
 @test "gen-modadd -o replaces an existing file atomically, leaving no temporary" {
 	echo old > d.st

@@ -12,12 +12,12 @@ setup() {
 	SAN=
 	[[ $O == */asan ]] && SAN=address,undefined
 	ARGS=(-C "$ROOT" O="$O" SAN="$SAN" P=7 FRAC=0.5 STEPS=40 DEPTHS="1 2" SEEDS="0 1" CKPT_POINTS=3
-	      R="$BATS_TEST_TMPDIR/results" PL="$BATS_TEST_TMPDIR/plots")
+	      LLC_FLAGS="--chains 2 --draws 20 --batch 8" R="$BATS_TEST_TMPDIR/results" PL="$BATS_TEST_TMPDIR/plots")
 }
 
 # The tool invocations a make printed, counted by tool.
 invocations() {
-	grep -oE 'bin/(gen-modadd|train-mlp|hess-eig|gop-spectrum|summarize)|gnuplot -e' | sort | uniq -c |
+	grep -oE 'bin/(gen-modadd|train-mlp|hess-eig|gop-spectrum|llc-estimate|summarize)|gnuplot -e' | sort | uniq -c |
 		sed -E 's/^ *([0-9]+) (.*)$/\2=\1/' | tr '\n' ' '
 }
 
@@ -25,7 +25,8 @@ invocations() {
 	run make -j2 all "${ARGS[@]}"
 	assert_success
 	for f in results/data/grok.safetensors results/data/seed.safetensors results/runs.jsonl results/runs.tsv \
-	    results/by-depth.jsonl results/by-depth.tsv plots/by-depth.png; do
+	    results/by-depth.jsonl results/by-depth.tsv plots/by-depth.png results/llc-calibration.tsv \
+	    plots/llc-calibration.png plots/grok-llc.png; do
 		assert_file_exist "$f"
 	done
 	for r in grok seed; do
@@ -35,6 +36,11 @@ invocations() {
 					assert_file_exist "results/$r/d$d-s$s/$f"
 				done
 				[ "$(ls results/$r/d$d-s$s/ckpt | wc -l)" -eq 4 ]   # steps 0, 3, 12 (rounded), 40
+				if [ $r = grok ]; then
+					[ "$(jq -s 'map(select(.record == "llc")) | length' results/$r/d$d-s$s/llc.jsonl)" -eq 4 ]
+				else
+					assert_file_not_exist "results/$r/d$d-s$s/llc.jsonl"   # LLC_RECIPES = grok
+				fi
 			done
 		done
 		for k in accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum; do
@@ -42,6 +48,9 @@ invocations() {
 		done
 	done
 	[ "$(jq -s 'map(select(.record == "run")) | length' results/runs.jsonl)" -eq 8 ]
+	[ "$(jq -s 'map(select(.recipe == "grok") | .llc.final.step) | unique' -c results/runs.jsonl)" = "[40]" ]
+	# the calibration: one row per step size, on the last checkpoint of depth 2, seed 0
+	[ "$(cut -f1 results/llc-calibration.tsv | tr '\n' ' ')" = "epsilon 1e-05 3e-05 0.0001 0.0003 0.001 0.003 " ]
 	[ -z "$(find results plots -name '*+' -o -name '.*.tmp.*')" ]
 
 	run make -j2 all "${ARGS[@]}"
@@ -55,4 +64,37 @@ invocations() {
 	run make -j2 all "${ARGS[@]}" GOP_FLAGS="--top 4" HESS_FLAGS="--top 2"
 	assert_success
 	[ "$(invocations <<<"$output")" = "bin/hess-eig=8 bin/summarize=4 gnuplot -e=15 " ]
+
+	run make -j2 all "${ARGS[@]}" GOP_FLAGS="--top 4" HESS_FLAGS="--top 2" LLC_FLAGS="--chains 2 --draws 21 --batch 8"
+	assert_success
+	[ "$(invocations <<<"$output")" = "bin/llc-estimate=5 bin/summarize=4 gnuplot -e=17 " ]
+}
+
+@test "study: interrupted by SIGINT and made again, it finishes without redoing finished work" {
+	# 20000 steps take long enough to interrupt.
+	A=("${ARGS[@]}" STEPS=20000 RECIPES=grok)
+	setsid make -j2 all "${A[@]}" > first.out 2>&1 &
+	pid=$!
+	for _ in $(seq 600); do
+		[ -n "$(find results -name log.jsonl 2>/dev/null)" ] && break
+		sleep 0.05
+	done
+	kill -INT -- -"$pid"
+	wait "$pid" || true
+	done_before=$(find results -name '*.jsonl' -newer results/data/grok.safetensors | sort)
+	[ -n "$done_before" ]
+	[ -z "$(find results -name log.jsonl -size 0)" ]
+	stat -c '%n %.9Y' $done_before > before
+	run make -j2 all "${A[@]}"
+	assert_success
+	stat -c '%n %.9Y' $done_before | diff before -   # not one of them made again
+	for f in $done_before; do
+		[ "$(tail -c 1 "$f" | od -An -c | tr -d ' ')" = '\n' ]   # whole, not cut off
+	done
+	# And the results equal those of a run never interrupted.
+	run make -j2 all "${A[@]}" R="$BATS_TEST_TMPDIR/whole" PL="$BATS_TEST_TMPDIR/wplots"
+	assert_success
+	for f in $(cd whole && find . -name log.jsonl); do
+		diff <(metrics "whole/$f") <(metrics "results/$f")
+	done
 }

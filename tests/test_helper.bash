@@ -53,3 +53,15 @@ metrics() {
 assert_stderr() {
 	output=$stderr assert_output "$@"
 }
+
+# st_complete FILE: the file is one whole safetensors frame: its size is the
+# 8-byte length, the header and exactly the data the header's offsets name.
+st_complete() {
+	local n size end
+	size=$(stat -c %s "$1")
+	[ "$size" -ge 8 ] || return 1
+	n=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
+	[ $((8 + n)) -le "$size" ] || return 1
+	end=$(st_header "$1" | jq '[to_entries[] | select(.key != "__metadata__") | .value.data_offsets[1]] | max // 0') || return 1
+	[ "$size" -eq $((8 + n + end)) ]
+}
