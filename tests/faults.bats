@@ -124,3 +124,22 @@ as_user() {
 	diff <(ls kck) <(ls whole)
 	for f in whole/*.safetensors; do cmp "$f" "kck/$(basename "$f")"; done
 }
+
+@test "a header claiming a huge model is refused before anything is allocated for it" {
+	st_raw '{"__metadata__":{"p":"11","depth":"16","width":"8192","encoding":"onehot","loss":"ce","step":"0"},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}' 4 > huge.st
+	for t in hess-eig gop-spectrum llc-estimate; do
+		run $t --data d.st --any-data huge.st
+		assert_failure 1
+		assert_line "$t: huge.st: a model of 1007034379 parameters, but the file holds only 4 bytes of tensor data"
+	done
+	run train-mlp --data d.st --init huge.st --steps 1
+	assert_failure 1
+	assert_output "train-mlp: --init: huge.st: missing tensor 'layers.0.weight' (model: p=11 depth=2 width=128 onehot)"
+}
+
+@test "every analysis tool's --help states the limits" {
+	for t in hess-eig gop-spectrum llc-estimate; do
+		run $t --help
+		assert_output --partial "Limits: p <= 4096, depth <= 16, width <= 8192"
+	done
+}

@@ -77,7 +77,10 @@ help(void)
 "      --version          show the version and exit\n"
 "\n"
 "Memory is O(n^2) doubles (three n x n matrices), never O(P^2); at most\n"
-"%d rows.  Exit status: 0 success, 1 runtime or data error, 2 usage error.\n",
+"%d rows.\n"
+CKPT_LIMITS_HELP
+"\n"
+"Exit status: 0 success, 1 runtime or data error, 2 usage error.\n",
 	    MAX_ROWS);
 }
 

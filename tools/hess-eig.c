@@ -206,6 +206,8 @@ help(void)
 "  -h, --help             show this help and exit\n"
 "      --version          show the version and exit\n"
 "\n"
+CKPT_LIMITS_HELP
+"\n"
 "Exit status: 0 success, 1 runtime or data error, 2 usage error.\n");
 }
 

@@ -115,6 +115,8 @@ help(void)
 "whose loss turns NaN or infinite stops; its estimate is null and the mean\n"
 "is over the chains that finished.\n"
 "\n"
+CKPT_LIMITS_HELP
+"\n"
 "Exit status: 0 success, 1 runtime or data error, 2 usage error.\n");
 }
 

@@ -122,7 +122,20 @@ ckpt_model(const struct st_frame *f, struct mlp *m, const char *name,
 	c.width = (int)width;
 	c.encoding = (enum mlp_encoding)enc;
 	c.loss = (enum mlp_loss)loss;
-	return mlp_layout(m, &c);
+	if (mlp_layout(m, &c) < 0) {
+		snprintf(err, errlen, "%s: the metadata describe no model this suite builds", name);
+		return -1;
+	}
+	/*
+	 * The parameters must be in the file: a hostile header claiming depth
+	 * 16 and width 8192 must not make anyone allocate 4 GiB for them.
+	 */
+	if (m->nparams > f->nbuf / sizeof(float)) {
+		snprintf(err, errlen, "%s: a model of %zu parameters, but the file holds only %zu bytes of tensor data",
+		    name, m->nparams, f->nbuf);
+		return -1;
+	}
+	return 0;
 }
 
 int

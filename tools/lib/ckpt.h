@@ -20,6 +20,15 @@
 #include "mlp.h"
 #include "st.h"
 
+/*
+ * The limits on what a file may ask of the analysis tools, for their
+ * --help (docs/formats.md lists every limit).
+ */
+#define CKPT_LIMITS_HELP \
+"Limits: p <= 4096, depth <= 16, width <= 8192, parameters no more than the\n" \
+"file's tensor data, safetensors headers <= 100 MB and data <= 64 GiB, at\n" \
+"most 100000 checkpoints per call.\n"
+
 /* Writer side: the parameter tensors and the checkpoint metadata. */
 void ckpt_add_params(struct st_writer *w, const struct mlp *m, const float *theta);
 void ckpt_add_meta(struct st_writer *w, const struct mlp *m, long step,
