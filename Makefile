@@ -53,6 +53,16 @@ tools: $(BINS)
 # `all` builds the tools and the study (pipeline/study.mk); `demo` is one
 # default training run at p = 97, depth 2, which groks, with its checkpoints.
 # $(RUN) prefixes every training and analysis command (e.g. RUN='srun -n1').
+# CLUSTER=slurm makes each of them a SLURM job of one task on one CPU:
+# inside an allocation (pipeline/study.sbatch) a step of it on CPUs of its
+# own (--exclusive), outside one a job of its own (where --exclusive would
+# ask for a whole node).
+CLUSTER ?=
+ifeq ($(CLUSTER),slurm)
+RUN ?= srun $(if $(SLURM_JOB_ID),--exclusive )--nodes=1 --ntasks=1 --cpus-per-task=1 --quiet
+else ifneq ($(CLUSTER),)
+$(error CLUSTER=$(CLUSTER): the one cluster this knows is CLUSTER=slurm)
+endif
 RUN ?=
 DEMO := results/demo/d2-s0
 

@@ -53,32 +53,54 @@ R ?= results/$(STUDY)
 PL ?= plots/$(STUDY)
 STAMP := $(R)/.stamps
 
-# results/<recipe>/d<depth>-s<seed>: the parts of a run's directory.
+# Sweeps beyond depth and seed: WDS (weight decays) and FRACS (training
+# fractions), each empty for the recipe's own value.  A swept value joins
+# the run's name: results/<recipe>/d<depth>-s<seed>[_wd<wd>][_f<frac>], and
+# the data set's: data/<recipe>[_f<frac>].safetensors.
+WDS ?=
+FRACS ?=
+VARIANTS := $(foreach w,$(or $(WDS),@),$(foreach f,$(or $(FRACS),@),$(if $(WDS),_wd$(w))$(if $(FRACS),_f$(f))@))
+variant = $(subst @,,$1)
+FIRST_VARIANT := $(call variant,$(firstword $(VARIANTS)))
+
+# The parts of a run's directory, <recipe>/d<depth>-s<seed>[_wd<wd>][_f<frac>].
 recipe_of = $(firstword $(subst /, ,$1))
-depth_of = $(patsubst d%,%,$(firstword $(subst -, ,$(notdir $1))))
-seed_of = $(patsubst s%,%,$(lastword $(subst -, ,$(notdir $1))))
+run_parts = $(subst _, ,$(notdir $1))
+depth_of = $(patsubst d%,%,$(firstword $(subst -, ,$(firstword $(call run_parts,$1)))))
+seed_of = $(patsubst s%,%,$(lastword $(subst -, ,$(firstword $(call run_parts,$1)))))
+wd_of = $(patsubst wd%,%,$(filter wd%,$(call run_parts,$1)))
+frac_of = $(patsubst f%,%,$(filter f%,$(call run_parts,$1)))
+# The data set of a run: its recipe's, at its fraction when FRACS sweeps it.
+data_of = $(call recipe_of,$1)$(if $(call frac_of,$1),_f$(call frac_of,$1))
 
-grok_DATA := -p $(P) --frac $(FRAC)
+grok_FRAC := $(FRAC)
 grok_TRAIN := --tag grok
-seed_DATA := -p $(P) --frac $(SEED_FRAC)
+seed_FRAC := $(SEED_FRAC)
 seed_TRAIN := --tag seed --encoding int --optim adam --wd 0
+# gen-modadd's flags for data/<stem>.safetensors, stem <recipe>[_f<frac>].
+data_flags = -p $(P) --frac $(or $(patsubst f%,%,$(filter f%,$(subst _, ,$1))),$($(firstword $(subst _, ,$1))_FRAC))
 
-RUNDIRS := $(foreach r,$(RECIPES),$(foreach d,$(DEPTHS),$(foreach s,$(SEEDS),$(R)/$(r)/d$(d)-s$(s))))
+RUNDIRS := $(foreach r,$(RECIPES),$(foreach d,$(DEPTHS),$(foreach s,$(SEEDS),$(foreach v,$(VARIANTS),$(R)/$(r)/d$(d)-s$(s)$(call variant,$(v))))))
 LOGS := $(RUNDIRS:%=%/log.jsonl)
 HESS := $(RUNDIRS:%=%/hessian.jsonl)
 GOPS := $(RUNDIRS:%=%/gop.jsonl)
-LLC_RUNDIRS := $(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(foreach d,$(DEPTHS),$(foreach s,$(SEEDS),$(R)/$(r)/d$(d)-s$(s))))
+LLC_RUNDIRS := $(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(filter $(R)/$(r)/%,$(RUNDIRS)))
 LLCS := $(LLC_RUNDIRS:%=%/llc.jsonl)
 TSVS := $(foreach d,$(RUNDIRS),$(d)/curves.tsv $(d)/hessian.tsv $(d)/gop.tsv) $(LLC_RUNDIRS:%=%/llc.tsv)
-LLC_CAL_RUN := $(R)/$(firstword $(filter $(RECIPES),$(LLC_RECIPES)))/d$(LLC_CAL_DEPTH)-s$(firstword $(SEEDS))
+LLC_CAL_RUN := $(R)/$(firstword $(filter $(RECIPES),$(LLC_RECIPES)))/d$(LLC_CAL_DEPTH)-s$(firstword $(SEEDS))$(FIRST_VARIANT)
 LLC_CAL := $(if $(LLCS),$(R)/llc-calibration.tsv)
 PLOTS := $(foreach r,$(RECIPES),$(foreach k,accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum,$(PL)/$(r)-$(k).png)) \
          $(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(PL)/$(r)-llc.png) \
          $(if $(LLCS),$(PL)/llc-calibration.png) $(PL)/by-depth.png
 
-DATA := $(RECIPES:%=$(R)/data/%.safetensors)
+DATA := $(sort $(foreach d,$(RUNDIRS),$(R)/data/$(call data_of,$(d:$(R)/%=%)).safetensors))
+# With a sweep, groups by every swept key too (by-depth pools over them).
+comma := ,
+SWEPT := $(if $(WDS),$(comma)wd)$(if $(FRACS),$(comma)frac)
+BY_GROUP := $(if $(SWEPT),$(R)/by-group.tsv $(R)/by-group.jsonl)
 
-study: $(DATA) $(LOGS) $(TSVS) $(LLC_CAL) $(R)/runs.jsonl $(R)/runs.tsv $(R)/by-depth.tsv $(R)/by-depth.jsonl $(PLOTS)
+study: $(DATA) $(LOGS) $(TSVS) $(LLC_CAL) $(R)/runs.jsonl $(R)/runs.tsv $(R)/by-depth.tsv $(R)/by-depth.jsonl \
+    $(BY_GROUP) $(PLOTS)
 
 # A stamp's content is its parameters; it is rewritten only when they change.
 define stamp
@@ -87,9 +109,9 @@ define stamp
 @if cmp -s $@+ $@; then rm -f $@+; else mv -f $@+ $@; fi
 endef
 
+$(STAMP)/data-%: FORCE
+	$(call stamp,$(call data_flags,$*))
 define recipe_stamps
-$(STAMP)/data-$(1): FORCE
-	$$(call stamp,$$($(1)_DATA))
 $(STAMP)/train-$(1): FORCE
 	$$(call stamp,$$($(1)_TRAIN) --steps $$(STEPS) --ckpt-points $$(CKPT_POINTS))
 endef
@@ -103,39 +125,39 @@ $(STAMP)/llc: FORCE
 $(STAMP)/llc-cal: FORCE
 	$(call stamp,$(LLC_FLAGS) $(LLC_CAL_EPS) $(LLC_CAL_RUN))
 $(STAMP)/plots: FORCE
-	$(call stamp,$(DEPTHS) $(RECIPES))
+	$(call stamp,$(DEPTHS) $(RECIPES) $(FIRST_VARIANT))
 
 $(R)/data/%.safetensors: $(STAMP)/data-% $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
-	$(RUN) $(O)/bin/gen-modadd $($*_DATA) -o $@
+	$(RUN) $(O)/bin/gen-modadd $(call data_flags,$*) -o $@
 
 # Training: exit 3 (diverged) is a result, not a failure of the study.
 .SECONDEXPANSION:
-$(R)/%/log.jsonl: $(R)/data/$$(firstword $$(subst /, ,$$*)).safetensors \
+$(R)/%/log.jsonl: $(R)/data/$$(call data_of,$$*).safetensors \
     $(STAMP)/train-$$(firstword $$(subst /, ,$$*)) $(O)/bin/train-mlp | $(O)/.study-deps
 	@rm -rf $(@D)/ckpt
 	@mkdir -p $(@D)
 	$(RUN) $(O)/bin/train-mlp --data $< --depth $(call depth_of,$*) --seed $(call seed_of,$*) \
 	    --steps $(STEPS) --ckpt-dir $(@D)/ckpt --ckpt-points $(CKPT_POINTS) --quiet \
-	    $($(call recipe_of,$*)_TRAIN) > $@+ || [ $$? -eq 3 ]
+	    $($(call recipe_of,$*)_TRAIN) $(if $(call wd_of,$*),--wd $(call wd_of,$*)) > $@+ || [ $$? -eq 3 ]
 	@mv -f $@+ $@
 
 $(R)/%/hessian.jsonl: $(R)/%/log.jsonl $(STAMP)/hess $(O)/bin/hess-eig
 	ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/hess-eig \
-	    --data $(R)/data/$(call recipe_of,$*).safetensors $(HESS_FLAGS) > $@+
+	    --data $(R)/data/$(call data_of,$*).safetensors $(HESS_FLAGS) > $@+
 	@mv -f $@+ $@
 
 $(R)/%/gop.jsonl: $(R)/%/log.jsonl $(STAMP)/gop $(O)/bin/gop-spectrum
 	@rm -rf $(@D)/spectrum
 	@mkdir -p $(@D)/spectrum
 	ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/gop-spectrum \
-	    --data $(R)/data/$(call recipe_of,$*).safetensors $(GOP_FLAGS) \
+	    --data $(R)/data/$(call data_of,$*).safetensors $(GOP_FLAGS) \
 	    --spectrum $(@D)/spectrum/step-{step}.safetensors > $@+
 	@mv -f $@+ $@
 
 $(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc $(O)/bin/llc-estimate
 	ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/llc-estimate \
-	    --data $(R)/data/$(call recipe_of,$*).safetensors $(LLC_FLAGS) > $@+
+	    --data $(R)/data/$(call data_of,$*).safetensors $(LLC_FLAGS) > $@+
 	@mv -f $@+ $@
 
 # LLC against the step size on one checkpoint: where it plateaus is the
@@ -143,7 +165,7 @@ $(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc $(O)/bin/llc-estimate
 $(R)/llc-calibration.tsv: $(LLC_CAL_RUN)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc-estimate pipeline/llc.jq
 	set -e; ck=$$(ls $(LLC_CAL_RUN)/ckpt/*.safetensors | tail -1); \
 	for e in $(LLC_CAL_EPS); do \
-	    $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call recipe_of,$(LLC_CAL_RUN:$(R)/%=%)).safetensors \
+	    $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call data_of,$(LLC_CAL_RUN:$(R)/%=%)).safetensors \
 	        $(LLC_FLAGS) --epsilon $$e $$ck | jq -r --arg e $$e -f pipeline/llc.jq; \
 	done | awk 'NR == 1 || !/^epsilon/' > $@+
 	@mv -f $@+ $@
@@ -167,6 +189,10 @@ $(R)/by-depth.jsonl: $(SUMMARY_INPUTS) $(O)/bin/summarize
 	$(O)/bin/summarize --group-by recipe,depth $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
 $(R)/by-depth.tsv: $(SUMMARY_INPUTS) $(O)/bin/summarize
 	$(O)/bin/summarize --group-by recipe,depth --tsv $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+$(R)/by-group.jsonl: $(SUMMARY_INPUTS) $(O)/bin/summarize
+	$(O)/bin/summarize --group-by recipe,depth$(SWEPT) $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+$(R)/by-group.tsv: $(SUMMARY_INPUTS) $(O)/bin/summarize
+	$(O)/bin/summarize --group-by recipe,depth$(SWEPT) --tsv $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
 
 # A run's GOP spectrum at its first, middle and last checkpoints, side by
 # side (largest first), with the steps as column heads.
@@ -180,11 +206,11 @@ $(R)/%/spectra.tsv: $(R)/%/gop.jsonl pipeline/st-column
 
 define plot_rule
 $(PL)/$(1)-%.png: pipeline/plot-%.gp pipeline/style.gp $(STAMP)/plots \
-    $(foreach d,$(DEPTHS),$(R)/$(1)/d$(d)-s$(firstword $(SEEDS))/curves.tsv \
-    $(R)/$(1)/d$(d)-s$(firstword $(SEEDS))/hessian.tsv $(R)/$(1)/d$(d)-s$(firstword $(SEEDS))/gop.tsv) \
-    $(R)/$(1)/d2-s$(firstword $(SEEDS))/spectra.tsv $(R)/runs.tsv | $(O)/.study-deps
+    $(foreach d,$(DEPTHS),$(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/curves.tsv \
+    $(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/hessian.tsv $(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/gop.tsv) \
+    $(R)/$(1)/d2-s$(firstword $(SEEDS))$(FIRST_VARIANT)/spectra.tsv $(R)/runs.tsv | $(O)/.study-deps
 	@mkdir -p $$(@D)
-	gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; depths='$(DEPTHS)'; recipe='$(1)'; runs='$(R)/runs.tsv'; out='$$@+'" \
+	gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; suffix='$(FIRST_VARIANT)'; depths='$(DEPTHS)'; recipe='$(1)'; runs='$(R)/runs.tsv'; out='$$@+'" \
 	    pipeline/plot-$$*.gp && mv -f $$@+ $$@
 endef
 $(foreach r,$(RECIPES),$(eval $(call plot_rule,$(r))))
@@ -192,9 +218,9 @@ $(foreach r,$(RECIPES),$(eval $(call plot_rule,$(r))))
 # (Explicit targets: the plot_rule pattern above would match <recipe>-llc.png too.)
 define llc_plot_rule
 $(PL)/$(1)-llc.png: pipeline/plot-llc.gp pipeline/style.gp $(STAMP)/plots \
-    $(foreach d,$(DEPTHS),$(R)/$(1)/d$(d)-s$(firstword $(SEEDS))/llc.tsv) | $(O)/.study-deps
+    $(foreach d,$(DEPTHS),$(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/llc.tsv) | $(O)/.study-deps
 	@mkdir -p $$(@D)
-	gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; depths='$(DEPTHS)'; recipe='$(1)'; out='$$@+'" \
+	gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; suffix='$(FIRST_VARIANT)'; depths='$(DEPTHS)'; recipe='$(1)'; out='$$@+'" \
 	    pipeline/plot-llc.gp && mv -f $$@+ $$@
 endef
 $(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(eval $(call llc_plot_rule,$(r))))
@@ -208,5 +234,7 @@ $(PL)/by-depth.png: pipeline/by-depth.gp pipeline/style.gp $(R)/by-depth.tsv | $
 	@mkdir -p $(@D)
 	gnuplot -e "tsv='$(R)/by-depth.tsv'; out='$@+'" pipeline/by-depth.gp && mv -f $@+ $@
 
-# Everything is named as a prerequisite somewhere, so make treats nothing as
-# an intermediate file to delete.
+# Files only pattern rules name are intermediate to make, which would delete
+# them after use and remake them next time: keep them.
+.SECONDARY: $(patsubst $(R)/data/%.safetensors,$(STAMP)/data-%,$(DATA)) \
+    $(foreach r,$(RECIPES),$(R)/$(r)/d2-s$(firstword $(SEEDS))$(FIRST_VARIANT)/spectra.tsv)

@@ -13,6 +13,8 @@ set linetype 6 lc rgb "#e6ab02" lw 2
 set linetype 7 lc rgb "#a6761d" lw 2
 set linetype 8 lc rgb "#666666" lw 2
 # run(d): a run's directory; the caller sets dir, seed, depths, recipe, runs, out.
-run(d) = sprintf("%s/d%s-s%s", dir, d, seed)
+# suffix: the first swept variant's part of a run's name (_wd<wd>_f<frac>), if any
+if (!exists("suffix")) suffix = ""
+run(d) = sprintf("%s/d%s-s%s%s", dir, d, seed, suffix)
 # memorisation (triangle) and generalisation (circle) steps of the plotted seed
 ismine(r, s) = (r eq recipe && s == seed + 0)

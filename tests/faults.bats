@@ -91,9 +91,10 @@ as_user() {
 
 @test "kill -9 at random moments, 25 times: files on disk are whole, and resuming ends byte-identical" {
 	gen-modadd -p 23 -o d23.st
-	# About 4 s of training with a state written every 5 steps and a
-	# checkpoint every 25, so kills land in writes as well as between them.
-	args=(--data d23.st --steps 6000 --batch 64 --width 96 --log-every 5 --ckpt-every 25 --seed 4)
+	# About 8 s of training (25 kills take at most 6 s of it) with a state
+	# written every 5 steps and a checkpoint every 50, so kills land in
+	# writes as well as between them.
+	args=(--data d23.st --steps 12000 --batch 64 --width 96 --log-every 5 --ckpt-every 50 --seed 4)
 	train-mlp "${args[@]}" --ckpt-dir whole --out whole.st > /dev/null
 	RANDOM=7   # the kill moments are random, but the same on every run of the test
 	killed=0

@@ -136,7 +136,8 @@ bad() {
 }
 
 @test "hess-eig: a checkpoint with wrong shapes" {
-	st_raw '{"__metadata__":{"p":"11","depth":"1","width":"4","encoding":"onehot","loss":"ce","step":"0"},"layers.0.weight":{"dtype":"F32","shape":[4,3],"data_offsets":[0,48]}}' 48 > w.st
+	# (enough data for the 147 parameters, so the shapes are what is wrong)
+	st_raw '{"__metadata__":{"p":"11","depth":"1","width":"4","encoding":"onehot","loss":"ce","step":"0"},"layers.0.weight":{"dtype":"F32","shape":[4,3],"data_offsets":[0,48]},"pad":{"dtype":"U8","shape":[540],"data_offsets":[48,588]}}' 588 > w.st
 	run --separate-stderr hess-eig --data d.st w.st
 	assert_failure 1
 	assert_stderr "hess-eig: w.st: tensor 'layers.0.weight' has shape [4, 3], expected [4, 22] (-1: any) (model: p=11 depth=1 width=4 onehot)"

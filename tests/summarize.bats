@@ -118,6 +118,19 @@ setup() {
 	assert_output "summarize: o.jsonl: not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate (no such header)"
 }
 
+@test "summarize: a record whose step is missing, not a number, fractional or huge is an error (found by fuzz_summarize)" {
+	for step in '' '"step":null,' '"step":"7",' '"step":2.5,' '"step":-1,' '"step":1e300,'; do
+		{ train_log abab 1 0 grok "0 0.1 0.0"; echo "{\"record\":\"metrics\",${step}\"train_acc\":1}"; } > s.jsonl
+		run summarize s.jsonl
+		assert_failure 1
+		assert_output "summarize: s.jsonl:3: a metrics record without a whole, non-negative step"
+	done
+	printf '{"record":"header","tool":"hess-eig"}\n{"record":"hessian","run_id":"abab","eigenvalues":[1]}\n' > h.jsonl
+	run summarize h.jsonl
+	assert_failure 1
+	assert_output "summarize: h.jsonl:2: a hessian record without a whole, non-negative step"
+}
+
 @test "summarize: a corrupt line in the middle is an error" {
 	{ train_log ffff 1 0 grok "0 0.1 0.0"; echo 'garbage'; echo '{"record":"final","status":"ok"}'; } > f.jsonl
 	run summarize f.jsonl

@@ -138,6 +138,21 @@ num(json_t *o, const char *key)
 	return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/*
+ * A record's step: a whole number 0..2^53.  (A NaN cast to long is
+ * undefined behaviour; the fuzzer found that.)
+ */
+static int
+step_of(json_t *rec, long *step)
+{
+	double v = num(rec, "step");
+
+	if (!(v >= 0 && v <= 9007199254740992.0) || v != floor(v))
+		return -1;
+	*step = (long)v;
+	return 0;
+}
+
 /* One record of a log whose header named tool; 0, or -1 with err. */
 static int
 take(const char *file, long line, const char *tool, json_t *rec, const char **run_id,
@@ -146,15 +161,21 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 	const char *kind = json_string_value(json_object_get(rec, "record"));
 	const char *rid = json_string_value(json_object_get(rec, "run_id"));
 	struct run *r;
+	long step = 0;
 
 	if (!kind) {
 		snprintf(err, errlen, "%s:%ld: a record without a \"record\" field", file, line);
 		return -1;
 	}
+	if ((strcmp(kind, "metrics") == 0 || strcmp(kind, "hessian") == 0 || strcmp(kind, "gop") == 0 ||
+	    strcmp(kind, "llc") == 0) && step_of(rec, &step) < 0) {
+		snprintf(err, errlen, "%s:%ld: a %s record without a whole, non-negative step", file, line, kind);
+		return -1;
+	}
 	if (strcmp(tool, "train-mlp") == 0) {
 		r = find_run(*run_id);
 		if (strcmp(kind, "metrics") == 0) {
-			struct point p = {(long)num(rec, "step"), num(rec, "train_acc"), num(rec, "test_acc")};
+			struct point p = {step, num(rec, "train_acc"), num(rec, "test_acc")};
 			PUSH(r->pts, r->npts, r->cpts, p);
 		} else if (strcmp(kind, "final") == 0) {
 			const char *st = json_string_value(json_object_get(rec, "status"));
@@ -167,16 +188,16 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 	r = find_run(rid);
 	if (strcmp(kind, "hessian") == 0) {
 		json_t *ev = json_object_get(rec, "eigenvalues");
-		struct hpoint h = {(long)num(rec, "step"), json_number_value(json_array_get(ev, 0))};
+		struct hpoint h = {step, json_number_value(json_array_get(ev, 0))};
 		if (json_array_size(ev) > 0)
 			PUSH(r->h, r->nh, r->ch, h);
 	} else if (strcmp(kind, "gop") == 0) {
 		json_t *gop = json_object_get(rec, "gop");
-		struct gpoint g = {(long)num(rec, "step"), num(gop, "spectral"), num(gop, "effective_rank"),
+		struct gpoint g = {step, num(gop, "spectral"), num(gop, "effective_rank"),
 		    num(gop, "trace"), num(rec, "mean_grad_sq")};
 		PUSH(r->g, r->ng, r->cg, g);
 	} else if (strcmp(kind, "llc") == 0) {
-		struct lpoint l = {(long)num(rec, "step"), num(rec, "llc_mean"), num(rec, "llc_std"),
+		struct lpoint l = {step, num(rec, "llc_mean"), num(rec, "llc_std"),
 		    num(rec, "chains_flagged") > 0};
 		PUSH(r->l, r->nl, r->cl, l);
 	}
