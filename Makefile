@@ -160,6 +160,9 @@ $(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC) $(wildcard tools/lib/*.h) | $(O)/.dep
 	    -o $@+ $< $(FUZZ_LIBSRC) $(PKG_LIBS) -lm
 	@mv -f $@+ $@
 
+# fuzz_summarize compiles the tool's own source in.
+$(O)/fuzz/fuzz_summarize: tools/summarize.c
+
 fuzz-targets: $(FUZZ_TARGETS)
 
 fuzz: tools fuzz-targets

@@ -36,17 +36,20 @@ norm(const double *a, size_t n)
  * One Lanczos step: w = A q_j - alpha_j q_j - beta_{j-1} q_{j-1},
  * reorthogonalised against q_0..q_j twice (once is not enough in floating
  * point; twice is), then q_{j+1} = w / beta_j.  Q is (j+2, n) row-major.
+ * If AQ is not NULL the product A q_j is kept as its row j.
  * Returns beta_j; 0 means the Krylov space is invariant.
  */
 static double
 lanczos_step(struct linop *A, double *Q, int j, double *alpha, double *beta,
-    double *w, double *h)
+    double *w, double *h, double *AQ)
 {
 	size_t n = A->n;
 	const double *q = Q + (size_t)j * n;
 	double b;
 
 	apply(A, w, q);
+	if (AQ)
+		memcpy(AQ + (size_t)j * n, w, n * sizeof *w);
 	alpha[j] = dot(q, w, n);
 	cblas_daxpy((int)n, -alpha[j], q, 1, w, 1);
 	if (j > 0)
@@ -72,6 +75,7 @@ struct lanczos_ws {
 	double *w;       /* (n) scratch vector */
 	double *h;       /* (m + 1) reorthogonalisation coefficients */
 	double *z;       /* (m, m) eigenvectors of T */
+	double *AQ;      /* (m, n) the products A q_j, or NULL (pages touched as used) */
 };
 
 static void
@@ -83,6 +87,7 @@ lanczos_ws_init(struct lanczos_ws *ws, size_t n, int m)
 	ws->w = xmalloc(xmul(n, sizeof(double)));
 	ws->h = xmalloc(xmul((size_t)m + 1, sizeof(double)));
 	ws->z = xmalloc(xmul(xmul((size_t)m, (size_t)m), sizeof(double)));
+	ws->AQ = NULL;
 }
 
 static void
@@ -94,6 +99,7 @@ lanczos_ws_free(struct lanczos_ws *ws)
 	free(ws->w);
 	free(ws->h);
 	free(ws->z);
+	free(ws->AQ);
 }
 
 /* Eigenpairs of the m x m tridiagonal (alpha, beta): values ascending into d, vectors into z (m, m). */
@@ -132,16 +138,25 @@ residual(struct linop *A, const double *y, double theta, double *tmp)
 	return norm(tmp, A->n);
 }
 
-/* Ritz vector y = Q^T s of column c of z (m x m, column-major), normalised. */
+/*
+ * Ritz vector y = Q^T s of column c of z (m x m, column-major), normalised;
+ * with AQ, also its product A y = AQ^T s / |Q^T s| from the products the
+ * steps took, in place of a new one (into Ay).
+ */
 static void
-ritz_vector(const double *Q, int m, size_t n, const double *z, int c, double *y)
+ritz_vector(const double *Q, const double *AQ, int m, size_t n, const double *z, int c, double *y,
+    double *Ay)
 {
-	double s;
+	const double *s = z + (size_t)c * m;
+	double nrm;
 
-	cblas_dgemv(CblasRowMajor, CblasTrans, m, (int)n, 1.0, Q, (int)n, z + (size_t)c * m, 1, 0.0, y, 1);
-	s = norm(y, n);
+	cblas_dgemv(CblasRowMajor, CblasTrans, m, (int)n, 1.0, Q, (int)n, s, 1, 0.0, y, 1);
+	nrm = norm(y, n);
 	for (size_t i = 0; i < n; i++)
-		y[i] /= s;
+		y[i] /= nrm;
+	if (AQ) {
+		cblas_dgemv(CblasRowMajor, CblasTrans, m, (int)n, 1.0 / nrm, AQ, (int)n, s, 1, 0.0, Ay, 1);
+	}
 }
 
 /* Which Ritz columns are wanted: the top k (descending), then the bottom k (ascending). */
@@ -174,6 +189,7 @@ lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge con
 	if ((size_t)maxiter > n)
 		maxiter = (int)n;
 	lanczos_ws_init(&ws, n, maxiter);
+	ws.AQ = xmalloc(xmul(xmul((size_t)maxiter, n), sizeof(double)));
 	Q = ws.Q;
 	alpha = ws.alpha;
 	beta = ws.beta;
@@ -185,7 +201,7 @@ lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge con
 
 	random_unit(Q, n, r);
 	while (m < maxiter && !done) {
-		double b = lanczos_step(A, Q, m, alpha, beta, w, h), scale = 0;
+		double b = lanczos_step(A, Q, m, alpha, beta, w, h, ws.AQ), scale = 0;
 		m++;
 		tridiag_eigen(m, alpha, beta, d, z);
 		nw = wanted(m, k, which, cols, &ntop, &nbot);
@@ -218,20 +234,23 @@ lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge con
 	if (want_vecs)
 		res->top_vecs = xcalloc(xmul((size_t)ntop + 1, n), sizeof(double));
 	/*
-	 * Reported residuals are explicit, ||A y - theta y|| at the cost of a
-	 * product per pair: Lanczos's |beta_m s_mi| (used for stopping) falls
-	 * far below what an operator computed in float32 can deliver.
+	 * Reported residuals are explicit, ||A y - theta y|| with A y formed
+	 * from the operator's own products A q_j: Lanczos's |beta_m s_mi| (used
+	 * for stopping) falls far below what an operator computed in float32
+	 * can deliver, and a fresh product per pair would cost k more.
 	 */
 	for (int i = 0; i < nw; i++) {
 		int top = i < ntop;
 		double *y = top && want_vecs ? res->top_vecs + (size_t)i * n : xmalloc(xmul(n, sizeof(double)));
-		ritz_vector(Q, m, n, z, cols[i], y);
+		double th = d[cols[i]];
+		ritz_vector(Q, ws.AQ, m, n, z, cols[i], y, w);
+		cblas_daxpy((int)n, -th, y, 1, w, 1);
 		if (top) {
-			res->top[i] = d[cols[i]];
-			res->top_res[i] = residual(A, y, d[cols[i]], w);
+			res->top[i] = th;
+			res->top_res[i] = norm(w, n);
 		} else {
-			res->bottom[i - ntop] = d[cols[i]];
-			res->bottom_res[i - ntop] = residual(A, y, d[cols[i]], w);
+			res->bottom[i - ntop] = th;
+			res->bottom_res[i - ntop] = norm(w, n);
 		}
 		if (!(top && want_vecs))
 			free(y);
@@ -346,7 +365,7 @@ slq_probe(struct linop *A, const double *v0, int m, double *nodes, double *weigh
 	for (size_t i = 0; i < n; i++)
 		ws.Q[i] = v0[i] / s;
 	while (j < m) {
-		double b = lanczos_step(A, ws.Q, j, ws.alpha, ws.beta, ws.w, ws.h);
+		double b = lanczos_step(A, ws.Q, j, ws.alpha, ws.beta, ws.w, ws.h, NULL);
 		j++;
 		if (b == 0.0)
 			break;
