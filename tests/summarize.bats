@@ -131,6 +131,13 @@ setup() {
 	assert_output "summarize: h.jsonl:2: a hessian record without a whole, non-negative step"
 }
 
+@test "summarize: a train-mlp header without its config is an error (found by fuzz_summarize: it leaked)" {
+	printf '{"record":"header","tool":"train-mlp","run_id":"abab"}\n' > c.jsonl
+	run summarize c.jsonl c.jsonl
+	assert_failure 1
+	assert_output "summarize: c.jsonl: a train-mlp header without its config"
+}
+
 @test "summarize: a corrupt line in the middle is an error" {
 	{ train_log ffff 1 0 grok "0 0.1 0.0"; echo 'garbage'; echo '{"record":"final","status":"ok"}'; } > f.jsonl
 	run summarize f.jsonl

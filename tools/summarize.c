@@ -260,6 +260,8 @@ read_log_fp(FILE *fp, const char *file, json_t *inputs, char *err, size_t errlen
 				rid = json_string_value(json_object_get(rec, "run_id"));
 				if (!rid)
 					FAIL("%s: a train-mlp log without a run_id (from an older version?)", file);
+				if (!json_is_object(json_object_get(rec, "config")))
+					FAIL("%s: a train-mlp header without its config", file);
 				r = find_run(rid);
 				if (r->config)
 					FAIL("%s: run %s already read from %s", file, rid, r->file);
