@@ -24,7 +24,7 @@ plot tsv skip 1 using (strcol(1) eq "grok" ? $2 : NaN):31:32 with yerrorlines lt
      tsv skip 1 using (strcol(1) eq "seed" ? $2 : NaN):31:32 with yerrorlines lt 2 pt 7 title "seed", @anchor
 unset logscale y
 set ylabel "λ̂"
-set title "local learning coefficient at the last checkpoint"
+set title "LLC at the last checkpoint (flagged chains included: see grok-llc.png)"
 plot tsv skip 1 using (strcol(1) eq "grok" ? $2 : NaN):51:52 with yerrorlines lt 1 pt 7 title "grok", \
      tsv skip 1 using (strcol(1) eq "seed" ? $2 : NaN):51:52 with yerrorlines lt 2 pt 7 title "seed", @anchor
 unset multiplot

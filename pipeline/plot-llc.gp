@@ -1,6 +1,6 @@
 load "pipeline/style.gp"
 set output out
-set logscale x
+set logscale xy
 set xlabel "training step"
 set ylabel "local learning coefficient λ̂ (mean ± sd over chains)"
 set title sprintf("%s recipe, seed %s: LLC by SGLD at each checkpoint; open points: some chain left the basin", recipe, seed) font ",10"
