@@ -21,11 +21,30 @@ setup() {
 @test "a full disk is exit 1 with a message for every tool that writes stdout" {
 	for cmd in "hess-eig --data d.st --top 1 ck/step-00000020.safetensors" \
 	    "gop-spectrum --data d.st --top 1 ck/step-00000020.safetensors" \
+	    "llc-estimate --data d.st --chains 1 --draws 2 ck/step-00000020.safetensors" \
+	    "train-mlp --data d.st --steps 3 --width 8" \
+	    "gen-modadd -p 7" \
 	    "summarize log"; do
 		run bash -c "$cmd > /dev/full"
 		[ "$status" -eq 1 ] || { echo "$cmd: status $status"; false; }
 		[[ $output == *"No space left on device"* ]] || { echo "$cmd: $output"; false; }
 	done
+}
+
+@test "a full disk is exit 1 with a message for every file a tool writes" {
+	c=ck/step-00000020.safetensors
+	for cmd in "gen-modadd -o /dev/full" \
+	    "train-mlp --data d.st --steps 3 --width 8 --out /dev/full" \
+	    "train-mlp --data d.st --steps 3 --width 8 --state /dev/full" \
+	    "hess-eig --data d.st --top 1 --eigvecs /dev/full $c" \
+	    "gop-spectrum --data d.st --top 1 --spectrum /dev/full $c" \
+	    "gop-spectrum --data d.st --top 1 --eigvecs 1 /dev/full $c" \
+	    "llc-estimate --data d.st --chains 1 --draws 2 --trace /dev/full $c"; do
+		run bash -c "$cmd > /dev/null"
+		[ "$status" -eq 1 ] || { echo "$cmd: status $status"; false; }
+		[[ $output == *"/dev/full: No space left on device"* ]] || { echo "$cmd: $output"; false; }
+	done
+	[ -c /dev/full ]
 }
 
 @test "a missing output directory is exit 1 and leaves nothing" {
