@@ -278,6 +278,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	float *theta;
 	double t0 = now_seconds(), init_loss, margin, sum = 0, ss = 0, *llc, *loss;
 	long ok = 0, steps = 0, flagged = 0;
+	int rows;
 	json_t *rec, *jc = json_array();
 
 	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, run_id, err, sizeof err) < 0)
@@ -291,7 +292,9 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	 */
 	margin = c->explode_set ? c->explode : m.c.loss == MLP_CE ? log((double)m.c.p) : 1.0 / m.c.p;
 
-	tg = (struct target){&m, mlp_work_new(&m, c->sp.batch > 4096 ? c->sp.batch : 4096, 0), d, NULL, NULL};
+	/* One work for the minibatches and for L(w*) over the training set in batches of up to 4096 rows. */
+	rows = d->n_train < 4096 ? d->n_train : 4096;
+	tg = (struct target){&m, mlp_work_new(&m, c->sp.batch > rows ? c->sp.batch : rows, 0), d, NULL, NULL};
 	tg.bx = xmalloc(xmul((size_t)c->sp.batch, 2 * sizeof(int32_t)));
 	tg.by = xmalloc(xmul((size_t)c->sp.batch, sizeof(int32_t)));
 	mlp_eval_set(&m, tg.w, &ev, NULL, theta, d->train_x, d->train_y, d->n_train);
