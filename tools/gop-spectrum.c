@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "blas.h"
+#include "analysis.h"
 #include "ckpt.h"
 #include "dataset.h"
 #include "jsonl.h"
@@ -347,38 +347,24 @@ int
 main(int argc, char **argv)
 {
 	struct config c;
-	struct dataset d;
-	char err[ST_ERRLEN], **paths;
-	size_t n;
-	int owned;
-	json_t *config, *header;
+	struct analysis a;
+	char opt[32];
 
 	setprogname(argv[0]);
 	parse_args(&c, argc, argv);
-	blas_setup(c.threads, argv);
-	flush_denormals();
-	paths = ckpt_paths(argc, argv, optind, MAX_CKPTS, &n, &owned);
-	if (n > 1 && c.spectrum && !strstr(c.spectrum, "{step}"))
-		usage_error("--spectrum %s: with several checkpoints the name must contain {step}", c.spectrum);
-	if (n > 1 && c.eigvecs && !strstr(c.eigvecs, "{step}"))
-		usage_error("--eigvecs %d %s: with several checkpoints the name must contain {step}",
-		    c.neigvecs, c.eigvecs);
-	if (dataset_load(&d, c.data, err, sizeof err) < 0)
-		die("%s", err);
-	config = json_pack("{s:s, s:i, s:b, s:b, s:o, s:o, s:o}", "set", dataset_set_names[c.set],
+	analysis_start(&a, argc, argv, optind, MAX_CKPTS, c.threads);
+	analysis_need_step(&a, "--spectrum", c.spectrum);
+	snprintf(opt, sizeof opt, "--eigvecs %d", c.neigvecs);
+	analysis_need_step(&a, opt, c.eigvecs);
+	analysis_load(&a, c.data);
+	analysis_header(&a, "gop-spectrum", argc, argv, 0,
+	    json_pack("{s:s, s:i, s:b, s:b, s:o, s:o, s:o}", "set", dataset_set_names[c.set],
 	    "top", c.top, "per_layer", c.per_layer, "centred", !c.no_centred,
 	    "rank_tol", c.rank_rtol >= 0 ? jnum(c.rank_rtol) : json_string("n * 2^-23"),
 	    "spectrum", c.spectrum ? json_string(c.spectrum) : json_null(),
-	    "eigvecs", c.eigvecs ? json_pack("{s:i, s:s}", "k", c.neigvecs, "file", c.eigvecs) : json_null());
-	header = jsonl_header("gop-spectrum", argc, argv, 0, config);
-	json_object_set_new(json_object_get(header, "inputs"), "data", json_string(d.digest));
-	json_object_set_new(header, "blas", blas_json(c.threads));
-	jsonl_emit(stdout, header);
-	for (size_t i = 0; i < n; i++)
-		analyse(&c, &d, paths[i]);
-	if (owned)
-		free_lines(paths, n);
-	dataset_free(&d);
-	finish_stdout();
+	    "eigvecs", c.eigvecs ? json_pack("{s:i, s:s}", "k", c.neigvecs, "file", c.eigvecs) : json_null()));
+	for (size_t i = 0; i < a.n; i++)
+		analyse(&c, &a.d, a.paths[i]);
+	analysis_end(&a);
 	return 0;
 }

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "blas.h"
+#include "analysis.h"
 #include "ckpt.h"
 #include "dataset.h"
 #include "jsonl.h"
@@ -416,36 +416,21 @@ int
 main(int argc, char **argv)
 {
 	struct config c;
-	struct dataset d;
-	char err[ST_ERRLEN], **paths;
-	size_t n;
-	int owned;
-	json_t *config, *header;
+	struct analysis a;
 
 	setprogname(argv[0]);
 	parse_args(&c, argc, argv);
-	blas_setup(c.threads, argv);
-	flush_denormals();
-	paths = ckpt_paths(argc, argv, optind, MAX_CKPTS, &n, &owned);
-	if (c.eigvecs && n > 1 && !strstr(c.eigvecs, "{step}"))
-		usage_error("--eigvecs %s: with several checkpoints the name must contain {step}", c.eigvecs);
-	if (dataset_load(&d, c.data, err, sizeof err) < 0)
-		die("%s", err);
-
-	config = json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I}",
+	analysis_start(&a, argc, argv, optind, MAX_CKPTS, c.threads);
+	analysis_need_step(&a, "--eigvecs", c.eigvecs);
+	analysis_load(&a, c.data);
+	analysis_header(&a, "hess-eig", argc, argv, c.seed,
+	    json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I}",
 	    "set", dataset_set_names[c.set], "method", method_names[c.method], "top", c.top,
 	    "which", eig_which_names[c.which], "converge", eig_converge_names[c.converge], "tol", jnum(c.tol), "max_iter", c.max_iter,
 	    "trace", c.trace, "probes", c.probes, "density", c.density, "slq_iter", c.slq_iter,
-	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch);
-	header = jsonl_header("hess-eig", argc, argv, c.seed, config);
-	json_object_set_new(json_object_get(header, "inputs"), "data", json_string(d.digest));
-	json_object_set_new(header, "blas", blas_json(c.threads));
-	jsonl_emit(stdout, header);
-	for (size_t i = 0; i < n; i++)
-		analyse(&c, &d, paths[i]);
-	if (owned)
-		free_lines(paths, n);
-	dataset_free(&d);
-	finish_stdout();
+	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch));
+	for (size_t i = 0; i < a.n; i++)
+		analyse(&c, &a.d, a.paths[i]);
+	analysis_end(&a);
 	return 0;
 }

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
+#include "analysis.h"
 #include "ckpt.h"
 #include "dataset.h"
 #include "jsonl.h"
@@ -364,36 +364,21 @@ int
 main(int argc, char **argv)
 {
 	struct config c;
-	struct dataset d;
-	char err[ST_ERRLEN], **paths;
-	size_t n;
-	int owned;
-	json_t *config, *header;
+	struct analysis a;
 
 	setprogname(argv[0]);
 	parse_args(&c, argc, argv);
-	blas_setup(c.threads, argv);
-	flush_denormals();
-	paths = ckpt_paths(argc, argv, optind, MAX_CKPTS, &n, &owned);
-	if (c.trace && n > 1 && !strstr(c.trace, "{step}"))
-		usage_error("--trace %s: with several checkpoints the name must contain {step}", c.trace);
-	if (dataset_load(&d, c.data, err, sizeof err) < 0)
-		die("%s", err);
-
-	config = json_pack("{s:i, s:I, s:I, s:I, s:i, s:o, s:o, s:o, s:o}",
+	analysis_start(&a, argc, argv, optind, MAX_CKPTS, c.threads);
+	analysis_need_step(&a, "--trace", c.trace);
+	analysis_load(&a, c.data);
+	analysis_header(&a, "llc-estimate", argc, argv, c.seed,
+	    json_pack("{s:i, s:I, s:I, s:I, s:i, s:o, s:o, s:o, s:o}",
 	    "chains", c.chains, "draws", (json_int_t)c.sp.draws, "burn_in", (json_int_t)c.sp.burnin,
 	    "thin", (json_int_t)c.sp.thin, "batch", c.sp.batch, "epsilon", jnum(c.sp.epsilon),
 	    "gamma", jnum(c.sp.gamma), "nbeta", jnum(c.sp.nbeta),
-	    "explode", c.explode_set ? jnum(c.explode) : json_null());
-	header = jsonl_header("llc-estimate", argc, argv, c.seed, config);
-	json_object_set_new(json_object_get(header, "inputs"), "data", json_string(d.digest));
-	json_object_set_new(header, "blas", blas_json(c.threads));
-	jsonl_emit(stdout, header);
-	for (size_t i = 0; i < n; i++)
-		analyse(&c, &d, paths[i]);
-	if (owned)
-		free_lines(paths, n);
-	dataset_free(&d);
-	finish_stdout();
+	    "explode", c.explode_set ? jnum(c.explode) : json_null()));
+	for (size_t i = 0; i < a.n; i++)
+		analyse(&c, &a.d, a.paths[i]);
+	analysis_end(&a);
 	return 0;
 }

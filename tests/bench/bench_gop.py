@@ -11,7 +11,6 @@ usage: bench_gop.py BINDIR WORKDIR [DEPTHS] [FRACS]"""
 
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -19,11 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
-from refcommon import inputs, load_st, model_from  # noqa: E402
-
-
-def run(cmd):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+from refcommon import inputs, load_st, model_from, run  # noqa: E402
 
 
 def closed_form(model, X, Y, depth):

@@ -11,7 +11,6 @@ usage: bench_hess.py BINDIR BENCHDIR DATA WORKDIR [DEPTHS]"""
 
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -19,13 +18,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
-from refcommon import inputs, load_st, model_from  # noqa: E402
+from refcommon import inputs, load_st, model_from, run  # noqa: E402
 
 REPS = 10
-
-
-def run(cmd):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
 def torch_hvp(model, X, Y):

@@ -10,7 +10,6 @@ usage: bench_llc.py BINDIR DATA WORKDIR [DEPTHS]"""
 
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -18,14 +17,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
-from refcommon import inputs, load_st, model_from  # noqa: E402
+from refcommon import inputs, load_st, model_from, run  # noqa: E402
 
 CHAINS, DRAWS, BATCH = 4, 500, 32
 EPS, GAMMA = 1e-3, 100.0
-
-
-def run(cmd):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
 def torch_draws(model, X, Y):
