@@ -47,14 +47,15 @@ struct config {
 /*
  * The operator y = H x for one checkpoint.  Each part of the set (train,
  * test) has its own work; a part that fits one batch is prepared once
- * (forward pass and deltas kept) and each product then only runs the
- * R-passes.
+ * (forward pass and deltas kept, units dead on every row dropped) and
+ * each product then only runs the R-passes on what is left.
  */
 struct hess {
 	const struct mlp *m;
 	struct mlp_work *w[2];
 	const int32_t *x[2], *y[2];
 	long rows[2];
+	int once[2];                 /* the part fits one batch: prepared once */
 	long n;                      /* rows in the whole set */
 	const float *theta;
 	float *vf, *hf;
@@ -73,7 +74,7 @@ hess_apply(void *ctx, double *y, const double *x)
 	for (int s = 0; s < 2; s++) {
 		if (!h->w[s])
 			continue;
-		if (h->w[s]->prepared_rows == h->rows[s])
+		if (h->once[s])
 			mlp_hvp_apply(h->m, h->w[s], h->hf, h->theta, h->vf, h->x[s], (int)h->rows[s],
 			    (float)(1.0 / h->n));
 		else
@@ -102,9 +103,7 @@ hess_init(struct hess *h, const struct mlp *m, const struct dataset *d, enum dat
 		if (h->rows[s] == 0)
 			continue;
 		h->w[s] = mlp_work_new(m, (int)(h->rows[s] < batch ? h->rows[s] : batch), 1);
-		if (h->rows[s] <= batch)
-			mlp_hvp_prepare(m, h->w[s], theta, h->x[s], h->y[s], (int)h->rows[s],
-			    (float)(1.0 / h->n));
+		h->once[s] = h->rows[s] <= batch;
 	}
 	h->vf = xmalloc(xmul(m->nparams, sizeof(float)));
 	h->hf = xmalloc(xmul(m->nparams, sizeof(float)));
@@ -121,8 +120,8 @@ hess_free(struct hess *h)
 
 /*
  * The mean loss over the set and the norm of its gradient, at the
- * checkpoint.  It runs before any product: mlp_eval_set uses the works'
- * buffers, so the parts are prepared again afterwards.
+ * checkpoint.  It runs before any product, and prepares the parts that
+ * fit one batch afterwards: mlp_eval_set uses the works' buffers.
  */
 static void
 loss_and_grad_norm(struct hess *h, double *loss, double *gnorm)
@@ -142,9 +141,11 @@ loss_and_grad_norm(struct hess *h, double *loss, double *gnorm)
 		*loss += ev.loss_sum / h->n;
 		for (size_t k = 0; k < P; k++)
 			grad[k] += part[k] * ((double)h->rows[s] / h->n);
-		if (h->w[s]->prepared_rows == h->rows[s])
+		if (h->once[s]) {
 			mlp_hvp_prepare(h->m, h->w[s], h->theta, h->x[s], h->y[s], (int)h->rows[s],
 			    (float)(1.0 / h->n));
+			mlp_hvp_compact(h->m, h->w[s], h->theta);
+		}
 	}
 	for (size_t k = 0; k < P; k++)
 		g2 += grad[k] * grad[k];

@@ -5,7 +5,9 @@ power method (PyHessian's recipe) for the top eigenvalue, in the same run,
 one thread each, float32 both, on a checkpoint trained for 300 steps.
 Our solve time is the record's own (checkpoint read, loss and gradient,
 Lanczos with --converge value: eigenvalues to 1e-4, the target's terms);
-PyTorch's is its 20 iterations alone.
+PyTorch's is its 20 iterations alone.  The two solves take turns, SOLVES
+times each, and each side's median is reported: on a shared machine one
+run of either can be off by half.
 
 usage: bench_hess.py BINDIR BENCHDIR DATA WORKDIR [DEPTHS]"""
 
@@ -21,6 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
 from refcommon import inputs, load_st, model_from, run  # noqa: E402
 
 REPS = 10
+SOLVES = 3
 
 
 def torch_hvp(model, X, Y):
@@ -67,9 +70,6 @@ def main():
              "--log-every", "300", "--ckpt-dir", ck, "--quiet"])
         path = os.path.join(ck, "step-00000300.safetensors")
         ours = json.loads(run([os.path.join(benchdir, "bench_step"), data_path, str(depth), "128", str(REPS)]))
-        rec = json.loads(run([os.path.join(bindir, "hess-eig"), "--data", data_path, "--top", "5",
-                              "--converge", "value", "--tol", "1e-4", path]).splitlines()[-1])
-        ours_solve = rec["seconds"]   # from reading the checkpoint to the record
         model = model_from(load_st(path)[1], depth)
         params, hvp = torch_hvp(model, X, Y)
         v = [torch.randn_like(q) for q in params]
@@ -80,9 +80,15 @@ def main():
             if k >= 2:
                 times.append(time.perf_counter() - t)
         torch_hvp_ms = 1e3 * float(np.median(times))
-        t = time.perf_counter()
-        lam = torch_power(params, hvp, 20)
-        torch_solve = time.perf_counter() - t
+        ours_times, torch_times = [], []
+        for _ in range(SOLVES):
+            rec = json.loads(run([os.path.join(bindir, "hess-eig"), "--data", data_path, "--top", "5",
+                                  "--converge", "value", "--tol", "1e-4", path]).splitlines()[-1])
+            ours_times.append(rec["seconds"])   # from reading the checkpoint to the record
+            t = time.perf_counter()
+            lam = torch_power(params, hvp, 20)
+            torch_times.append(time.perf_counter() - t)
+        ours_solve, torch_solve = float(np.median(ours_times)), float(np.median(torch_times))
         print(f"{depth:>5} {ours['hvp_ms']:>12.2f} {torch_hvp_ms:>13.2f} {ours['hvp_ms'] / torch_hvp_ms:>6.2f} "
               f"{ours_solve:>13.2f} {rec['hvps']:>8} {torch_solve:>14.2f} {ours_solve / torch_solve:>6.2f} "
               f"{rec['eigenvalues'][0]:>13.6f} {lam:>14.6f}", flush=True)

@@ -20,6 +20,8 @@ CASES = [
     ("one-hot, cross-entropy, depth 2", ["--depth", "2"]),
     ("one-hot, mse, depth 3", ["--depth", "3", "--loss", "mse"]),
     ("int encoding, cross-entropy, depth 1", ["--depth", "1", "--encoding", "int"]),
+    # deep enough that units die: hess-eig then multiplies without them (the live view)
+    ("one-hot, cross-entropy, depth 7", ["--depth", "7"]),
 ]
 
 
@@ -84,6 +86,14 @@ def main():
                f"diff {rel:.2e} (< {EIG_RTOL:g}), {rec['hvps']} products")
         with torch.no_grad():
             loss_val = float(loss_fn(model(X), Y, p, loss))
+            if depth >= 7:
+                h, dead = X, 0
+                for layer in list(model)[:-1]:
+                    h = layer(h)
+                    if isinstance(layer, torch.nn.ReLU):
+                        dead += int(((h > 0).sum(0) == 0).sum())
+                tap.ok(dead > 0, f"{name}: {dead} hidden units dead on every training row, so the "
+                       "products above ran on the live view")
         tap.ok(abs(rec["loss"] - loss_val) < 1e-6 * max(1.0, loss_val),
                f"{name}: loss at the checkpoint {rec['loss']:.9f} vs {loss_val:.9f}")
     return tap.done()

@@ -59,6 +59,40 @@ make_matrix(struct dense *d, const double *lambda, struct rng *r)
 	free(tau);
 }
 
+/*
+ * Run to n steps on a spectrum that converges its top pairs within a few
+ * steps (1e4, 1e3, then a cluster and a wide bulk): the classic way to
+ * lose orthogonality.  With the basis kept orthogonal, T_n's eigenvalues
+ * are all of A's, each once; a lost one shows as a ghost copy of a
+ * converged value and a missing bulk value.
+ */
+static void
+orthogonality_kept(void)
+{
+	enum { N = 120 };
+	double lambda[N], sorted[N], err = 0;
+	struct dense d = {N, malloc(N * N * sizeof(double))};
+	struct linop A = {N, dense_apply, &d, 0};
+	struct eig_result res;
+	struct rng r;
+
+	rng_init(&r, 7, RNG_SAMPLE);
+	for (int i = 0; i < N; i++)
+		lambda[i] = i == 0 ? 1e4 : i == 1 ? 1e3 : i < 6 ? 300.0 - i : -1.0 + 2.0 * i / N;
+	make_matrix(&d, lambda, &r);
+	memcpy(sorted, lambda, sizeof sorted);
+	qsort(sorted, N, sizeof *sorted, cmp_desc);
+	lanczos_eigs(&A, N / 2, EIG_BOTH, CONVERGE_RESIDUAL, 1e-300, N, &r, 0, &res);
+	for (int i = 0; i < N / 2; i++) {
+		err = fmax(err, fabs(res.top[i] - sorted[i]));
+		err = fmax(err, fabs(res.bottom[i] - sorted[N - 1 - i]));
+	}
+	ok(res.iterations == N && err < 1e-9 * 1e4,
+	    "lanczos to n = %d steps: every eigenvalue once, no ghosts (max error %.2e)", N, err);
+	eig_result_free(&res);
+	free(d.a);
+}
+
 static void
 known_spectrum(void)
 {
@@ -322,6 +356,7 @@ main(void)
 {
 	statistics();
 	known_spectrum();
+	orthogonality_kept();
 	model_hessian();
 	return tap_done();
 }

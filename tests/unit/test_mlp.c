@@ -286,6 +286,101 @@ optimisers(void)
 	optim_free(&o);
 }
 
+/*
+ * The live view (mlp_hvp_compact) on a net with units made dead on every
+ * row (bias -1e3): unit 1 of each hidden layer, and with whole_layer all
+ * of hidden layer 2.  Its products must equal the full model's, be zero
+ * on the dead units' parameters, and match central differences of the
+ * double reference gradient; and the view must survive many products.
+ */
+static void
+compact_view(enum mlp_encoding enc, enum mlp_loss loss, int whole_layer)
+{
+	enum { B = 12, D = 4, WIDTH = 8, P7 = 7 };
+	struct mlp_config c = {P7, D, WIDTH, enc, loss};
+	struct mlp m;
+	struct mlp_work *wf, *wl;
+	struct rng r;
+	int32_t x[2 * B], y[B];
+	float *theta, *v, *u, *hf, *hl, *hl2;
+	double *th, *gp, *gm, h = 1e-5, eq = 0, fd = 0, scale = 0, dead = 0, again = 0;
+	int killed = 0, dropped;
+	size_t P;
+	char what[64];
+
+	snprintf(what, sizeof what, "%s/%s live view%s", mlp_encoding_names[enc], mlp_loss_names[loss],
+	    whole_layer ? ", a whole layer dead" : "");
+	mlp_layout(&m, &c);
+	P = m.nparams;
+	theta = calloc(P, sizeof *theta);
+	v = calloc(P, sizeof *v);
+	u = calloc(P, sizeof *u);
+	hf = calloc(P, sizeof *hf);
+	hl = calloc(P, sizeof *hl);
+	hl2 = calloc(P, sizeof *hl2);
+	th = calloc(P, sizeof *th);
+	gp = calloc(P, sizeof *gp);
+	gm = calloc(P, sizeof *gm);
+	rng_init(&r, 5, RNG_INIT);
+	mlp_init_params(&m, theta, &r);
+	for (int i = 0; i < D; i++)
+		for (int j = 0; j < WIDTH; j++)
+			if (j == 1 || (whole_layer && i == 2)) {
+				theta[m.boff[i] + j] = -1e3f;
+				killed++;
+			}
+	for (int b = 0; b < B; b++) {
+		x[2 * b] = (int32_t)rng_below(&r, P7);
+		x[2 * b + 1] = (int32_t)rng_below(&r, P7);
+		y[b] = (x[2 * b] + x[2 * b + 1]) % P7;
+	}
+	for (size_t k = 0; k < P; k++) {
+		v[k] = (float)rng_normal(&r);
+		u[k] = (float)rng_normal(&r);
+	}
+	wf = mlp_work_new(&m, B, 1);
+	wl = mlp_work_new(&m, B, 1);
+	mlp_hvp_prepare(&m, wf, theta, x, y, B, 1.0f / B);
+	mlp_hvp_apply(&m, wf, hf, theta, v, x, B, 1.0f / B);
+	mlp_hvp_prepare(&m, wl, theta, x, y, B, 1.0f / B);
+	dropped = mlp_hvp_compact(&m, wl, theta);
+	mlp_hvp_apply(&m, wl, hl, theta, v, x, B, 1.0f / B);
+	mlp_hvp_apply(&m, wl, hl2, theta, u, x, B, 1.0f / B);
+	memset(hl2, 0, P * sizeof *hl2);
+	mlp_hvp_apply(&m, wl, hl2, theta, v, x, B, 1.0f / B);
+	for (size_t k = 0; k < P; k++)
+		th[k] = theta[k] + h * v[k];
+	mlp_ref_loss(&m, th, x, y, B, gp, NULL);
+	for (size_t k = 0; k < P; k++)
+		th[k] = theta[k] - h * v[k];
+	mlp_ref_loss(&m, th, x, y, B, gm, NULL);
+	for (size_t k = 0; k < P; k++) {
+		scale = fmax(scale, fabs((gp[k] - gm[k]) / (2 * h)));
+		fd = fmax(fd, fabs((gp[k] - gm[k]) / (2 * h) - hl[k]));
+		eq = fmax(eq, fabs((double)hl[k] - hf[k]));
+		again = fmax(again, fabs((double)hl2[k] - hl[k]));
+	}
+	/* The dead units' incoming weights and biases, and their outgoing weights. */
+	for (int i = 0; i < D; i++)
+		for (int j = 0; j < WIDTH; j++)
+			if (theta[m.boff[i] + j] == -1e3f) {
+				dead = fmax(dead, fabs(hl[m.boff[i] + j]));
+				for (int k = 0; k < m.in[i]; k++)
+					dead = fmax(dead, fabs(hl[m.woff[i] + (size_t)j * m.in[i] + k]));
+				for (int k = 0; k < m.out[i + 1]; k++)
+					dead = fmax(dead, fabs(hl[m.woff[i + 1] + (size_t)k * m.in[i + 1] + j]));
+			}
+	ok(dropped >= killed - (whole_layer ? 1 : 0) && wl->live_on,
+	    "%s: %d units dropped (%d made dead)", what, dropped, killed);
+	ok(eq <= 1e-6 * scale, "%s: product = the full model's, max diff %.2e (max |Hv| %.2e)", what, eq, scale);
+	ok(dead == 0, "%s: zero on every dead unit's parameters", what);
+	ok(fd < 1e-4 * scale, "%s: product = central differences of the double gradient, max diff %.2e", what, fd);
+	ok(again == 0, "%s: a later product of the same v is the same", what);
+	mlp_work_free(wf);
+	mlp_work_free(wl);
+	free(theta); free(v); free(u); free(hf); free(hl); free(hl2); free(th); free(gp); free(gm);
+}
+
 int
 main(void)
 {
@@ -295,6 +390,9 @@ main(void)
 			check_config(5, 3, 6, (enum mlp_encoding)enc, (enum mlp_loss)loss);
 		}
 	check_config(7, 0, 1, MLP_ONEHOT, MLP_CE);
+	for (int enc = 0; enc < 2; enc++)
+		for (int loss = 0; loss < 2; loss++)
+			compact_view((enum mlp_encoding)enc, (enum mlp_loss)loss, enc == loss);
 	layout_and_init();
 	optimisers();
 	return tap_done();

@@ -117,6 +117,10 @@ mlp_work_new(const struct mlp *m, int maxb, int hvp)
 		w->deltas[m->c.depth] = w->mem + off;
 		off += B * V;
 		w->probs = w->mem + off;
+		w->live_idx = xmalloc(xmul(xmul((size_t)m->c.depth, W) + 1, sizeof(int)));
+		w->ltheta = xmalloc(xmul(3, xmul(m->nparams, sizeof(float))));
+		w->lv = w->ltheta + m->nparams;
+		w->lhv = w->lv + m->nparams;
 	}
 	return w;
 }
@@ -127,6 +131,8 @@ mlp_work_free(struct mlp_work *w)
 	if (!w)
 		return;
 	free(w->mem);
+	free(w->live_idx);
+	free(w->ltheta);
 	free(w);
 }
 
@@ -430,10 +436,141 @@ mlp_hvp_prepare(const struct mlp *m, struct mlp_work *w, const float *theta,
 		relu_backward(w->deltas[i - 1], w->acts[i - 1], (size_t)B * (size_t)nin);
 	}
 	w->prepared_rows = B;
+	w->live_on = 0;
 }
+
+/* Hidden layer i's live units in the full model, or NULL for all (input and output side). */
+static const int *
+live_units(const struct mlp *m, const struct mlp_work *w, int i)
+{
+	return i >= 0 && i < m->nlayers - 1 ? w->live_idx + (size_t)i * (size_t)m->c.width : NULL;
+}
+
+/* dst (live layout) = src (full layout) on the live view's parameters. */
+static void
+live_gather(const struct mlp *m, const struct mlp_work *w, float *restrict dst,
+    const float *restrict src)
+{
+	const struct mlp *l = &w->live;
+
+	for (int i = 0; i < m->nlayers; i++) {
+		const int *rows = live_units(m, w, i), *cols = live_units(m, w, i - 1);
+		for (int r = 0; r < l->out[i]; r++) {
+			int fr = rows ? rows[r] : r;
+			const float *s = src + m->woff[i] + (size_t)fr * (size_t)m->in[i];
+			float *d = dst + l->woff[i] + (size_t)r * (size_t)l->in[i];
+			if (cols)
+				for (int c = 0; c < l->in[i]; c++)
+					d[c] = s[cols[c]];
+			else
+				memcpy(d, s, (size_t)l->in[i] * sizeof(float));
+			dst[l->boff[i] + r] = src[m->boff[i] + fr];
+		}
+	}
+}
+
+/* dst (full layout) += src (live layout); the dead units' entries get nothing. */
+static void
+live_scatter_add(const struct mlp *m, const struct mlp_work *w, float *restrict dst,
+    const float *restrict src)
+{
+	const struct mlp *l = &w->live;
+
+	for (int i = 0; i < m->nlayers; i++) {
+		const int *rows = live_units(m, w, i), *cols = live_units(m, w, i - 1);
+		for (int r = 0; r < l->out[i]; r++) {
+			int fr = rows ? rows[r] : r;
+			const float *s = src + l->woff[i] + (size_t)r * (size_t)l->in[i];
+			float *d = dst + m->woff[i] + (size_t)fr * (size_t)m->in[i];
+			for (int c = 0; c < l->in[i]; c++)
+				d[cols ? cols[c] : c] += s[c];
+			dst[m->boff[i] + fr] += src[l->boff[i] + r];
+		}
+	}
+}
+
+/* Keep columns idx (k of them) of each of the B rows of X (B, n), packed to (B, k) in place. */
+static void
+pack_columns(float *X, int B, int n, const int *idx, int k)
+{
+	/* Row b's k outputs end before its n inputs start being read: safe in place. */
+	for (int b = 0; b < B; b++) {
+		const float *src = X + (size_t)b * (size_t)n;
+		float *dst = X + (size_t)b * (size_t)k;
+		for (int j = 0; j < k; j++)
+			dst[j] = src[idx[j]];
+	}
+}
+
+int
+mlp_hvp_compact(const struct mlp *m, struct mlp_work *w, const float *theta)
+{
+	int L = m->nlayers, W = m->c.width, B = w->prepared_rows, dropped = 0;
+	int live[MLP_MAX_DEPTH];
+	struct mlp *l = &w->live;
+	size_t off = 0;
+
+	w->live_on = 0;
+	if (B <= 0)
+		return 0;
+	for (int i = 0; i < L - 1; i++) {
+		int *idx = w->live_idx + (size_t)i * (size_t)W, k = 0;
+		const float *a = w->acts[i];
+		memset(idx, 0, (size_t)W * sizeof *idx);
+		for (int b = 0; b < B; b++)
+			for (int j = 0; j < W; j++)
+				idx[j] |= a[(size_t)b * W + j] > 0.0f;
+		/* flags to indices, in place: index k is written after flag k is read */
+		for (int j = 0; j < W; j++)
+			if (idx[j])
+				idx[k++] = j;
+		/* A layer of dead units still passes zeros on: keep one, so no matrix is empty. */
+		if (k == 0)
+			idx[k++] = 0;
+		live[i] = k;
+		dropped += W - k;
+	}
+	if (dropped == 0)
+		return 0;
+	l->c = m->c;
+	l->nlayers = L;
+	for (int i = 0; i < L; i++) {
+		l->in[i] = i == 0 ? m->in[0] : live[i - 1];
+		l->out[i] = i == L - 1 ? m->out[i] : live[i];
+		l->woff[i] = off;
+		off += (size_t)l->in[i] * (size_t)l->out[i];
+		l->boff[i] = off;
+		off += (size_t)l->out[i];
+	}
+	l->nparams = off;
+	for (int i = 0; i < L - 1; i++) {
+		pack_columns(w->acts[i], B, W, live_units(m, w, i), live[i]);
+		pack_columns(w->deltas[i], B, W, live_units(m, w, i), live[i]);
+	}
+	live_gather(m, w, w->ltheta, theta);
+	w->live_on = 1;
+	return dropped;
+}
+
+static void hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, int B, float scale);
 
 void
 mlp_hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, int B, float scale)
+{
+	if (!w->live_on) {
+		hvp_apply(m, w, hv, theta, v, x, B, scale);
+		return;
+	}
+	live_gather(m, w, w->lv, v);
+	memset(w->lhv, 0, w->live.nparams * sizeof(float));
+	hvp_apply(&w->live, w, w->lhv, w->ltheta, w->lv, x, B, scale);
+	live_scatter_add(m, w, hv, w->lhv);
+}
+
+static void
+hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
     const float *v, const int32_t *x, int B, float scale)
 {
 	const float *rd;
@@ -476,6 +613,7 @@ mlp_hvp(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
     const float *v, const int32_t *x, const int32_t *y, int B, float scale)
 {
 	mlp_hvp_prepare(m, w, theta, x, y, B, scale);
+	mlp_hvp_compact(m, w, theta);
 	mlp_hvp_apply(m, w, hv, theta, v, x, B, scale);
 }
 
@@ -504,6 +642,9 @@ mlp_gram_layer(const struct mlp *m, struct mlp_work *w, int i, double *out,
 {
 	double *aa = scratch, *tmp;
 	int wide = m->c.width > m->c.p ? m->c.width : m->c.p;
+
+	if (w->live_on)
+		die("mlp_gram_layer: the work holds a compacted view; prepare it again");
 
 	tmp = xmalloc(xmul(xmul((size_t)B, (size_t)(wide > 2 ? wide : 2)), sizeof(double)));
 	gram_rows(out, w->deltas[i], B, m->out[i], tmp);
@@ -550,6 +691,8 @@ mlp_gram_combine(const struct mlp *m, struct mlp_work *w, double *out,
 {
 	int p = m->c.p;
 
+	if (w->live_on)
+		die("mlp_gram_combine: the work holds a compacted view; prepare it again");
 	for (int i = 0; i < m->nlayers; i++) {
 		int nout = m->out[i], nin = m->in[i];
 		const float *d = w->deltas[i];
