@@ -152,15 +152,6 @@ stats_json(const double *ev, int n, double rank_rtol, int top)
 	    "effective_rank", jnum(s.effective_rank), "stable_rank", jnum(s.stable_rank), "top", t);
 }
 
-/* Fill the upper triangle from the lower, so the matrix can be summed. */
-static void
-symmetrise(double *A, long n)
-{
-	for (long i = 0; i < n; i++)
-		for (long j = 0; j < i; j++)
-			A[j * n + i] = A[i * n + j];
-}
-
 /* The top k eigenvectors of G in parameter space, J^T u / sqrt(n lambda). */
 static void
 write_eigvecs(const struct config *c, const struct mlp *m, struct mlp_work *w,
@@ -237,9 +228,10 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 		    c->data, n, dataset_set_names[c->set], MAX_ROWS);
 	rtol = c->rank_rtol >= 0 ? c->rank_rtol : (double)n * 0x1p-23;
 	w = mlp_work_new(&m, (int)n, 1);
-	K = xcalloc(xmul((size_t)n, (size_t)n), sizeof(double));
-	T = xcalloc(xmul((size_t)n, (size_t)n), sizeof(double));
-	scratch = xcalloc(xmul((size_t)n, (size_t)n), sizeof(double));
+	K = xmalloc_big(xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
+	T = xmalloc_big(xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
+	scratch = xmalloc_big(xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
+	memset(K, 0, xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
 	ev = xmalloc(xmul((size_t)n, sizeof(double)));
 	evc = xmalloc(xmul((size_t)n, sizeof(double)));
 
@@ -263,20 +255,23 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 			lspec[i] = lev;
 		}
 	}
-	symmetrise(K, n);
-	/* |mean gradient|^2 = 1^T K 1 / n, and the centred Gram H K H */
+	/* |mean gradient|^2 = 1^T K 1 / n, and the centred Gram H K H, from K's lower triangle */
 	{
 		double *rowmean = xcalloc((size_t)n, sizeof(double)), all = 0;
-		for (long b = 0; b < n; b++) {
-			for (long q = 0; q < n; q++)
+		for (long b = 0; b < n; b++)
+			for (long q = 0; q <= b; q++) {
 				rowmean[b] += K[b * n + q];
+				if (q < b)
+					rowmean[q] += K[b * n + q];
+			}
+		for (long b = 0; b < n; b++) {
 			all += rowmean[b];
 			rowmean[b] /= (double)n;
 		}
 		gbar2 = all / (double)n;
 		all /= (double)n * (double)n;
 		for (long b = 0; b < n && !c->no_centred; b++)
-			for (long q = 0; q < n; q++)
+			for (long q = 0; q <= b; q++)
 				T[b * n + q] = K[b * n + q] - rowmean[b] - rowmean[q] + all;
 		free(rowmean);
 	}

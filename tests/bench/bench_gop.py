@@ -5,7 +5,10 @@ layer-by-layer identity, with autograd's per-example deltas) + eigvalsh,
 and against its vmap per-example route (functorch: J, then J J^T), in the
 same run, one thread each, float64 eigensolvers both.  Our time is the
 record's own with --no-centred (one spectrum, like PyTorch's); the default
-run, which adds the centred spectrum, is shown too.
+run, which adds the centred spectrum, is shown too.  Ours and the
+closed-form route take turns, SOLVES times each, and each side's median is
+reported (one run of either can be off by a third on a shared machine);
+the vmap route, slower by far, runs once.
 
 usage: bench_gop.py BINDIR WORKDIR [DEPTHS] [FRACS]"""
 
@@ -19,6 +22,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
 from refcommon import inputs, load_st, model_from, run  # noqa: E402
+
+SOLVES = 3
 
 
 def closed_form(model, X, Y, depth):
@@ -78,11 +83,16 @@ def main():
             run([os.path.join(bindir, "train-mlp"), "--data", data_path, "--depth", str(depth), "--steps", "200",
                  "--log-every", "200", "--ckpt-dir", ck, "--quiet"])
             path = os.path.join(ck, "step-00000200.safetensors")
-            ours = json.loads(run([os.path.join(bindir, "gop-spectrum"), "--data", data_path, "--no-centred",
-                                   path]).splitlines()[-1])
-            full = json.loads(run([os.path.join(bindir, "gop-spectrum"), "--data", data_path, path]).splitlines()[-1])
             model = model_from(load_st(path)[1], depth)
-            ev, t_closed = timed(lambda: closed_form(model, X, Y, depth))
+            ours_t, closed_t = [], []
+            for _ in range(SOLVES):
+                ours = json.loads(run([os.path.join(bindir, "gop-spectrum"), "--data", data_path, "--no-centred",
+                                       path]).splitlines()[-1])
+                ours_t.append(ours["seconds"])
+                ev, t = timed(lambda: closed_form(model, X, Y, depth))
+                closed_t.append(t)
+            ours["seconds"], t_closed = float(np.median(ours_t)), float(np.median(closed_t))
+            full = json.loads(run([os.path.join(bindir, "gop-spectrum"), "--data", data_path, path]).splitlines()[-1])
             try:
                 _, t_vmap = timed(lambda: vmap_route(model, X, Y))
                 vm = f"{t_vmap:>12.2f}"

@@ -349,6 +349,33 @@ statistics(void)
 		}
 		ok(err < 1e-10 && full[0] >= full[1], "dsyevr top-3 (with vectors) = dsyevd's largest, max diff %.2e", err);
 	}
+	{
+		/*
+		 * The whole spectrum reads the lower triangle alone (the upper
+		 * holds garbage here), and a NaN there is refused, not solved.
+		 */
+		enum { N = 150 };
+		double *a = malloc(N * N * sizeof *a), lambda[N], sorted[N], ev[N], err = 0;
+		struct dense d = {N, a};
+		struct rng r;
+		rng_init(&r, 13, RNG_SAMPLE);
+		for (int i = 0; i < N; i++)
+			lambda[i] = i < 3 ? 1e3 / (i + 1) : 1e-9 * i;
+		make_matrix(&d, lambda, &r);
+		memcpy(sorted, lambda, sizeof sorted);
+		qsort(sorted, N, sizeof *sorted, cmp_desc);
+		for (int i = 0; i < N; i++)
+			for (int j = i + 1; j < N; j++)
+				a[i * N + j] = 1e30;
+		ok(sym_eigvals(a, N, 0, ev, NULL) == N, "whole spectrum of a lower triangle runs");
+		for (int i = 0; i < N; i++)
+			err = fmax(err, fabs(ev[i] - sorted[i]));
+		ok(err < 1e-11 * 1e3, "whole spectrum = the known one, upper triangle ignored (max error %.2e)", err);
+		make_matrix(&d, lambda, &r);
+		a[7 * N + 3] = NAN;
+		ok(sym_eigvals(a, N, 0, ev, NULL) == -1, "a NaN in the matrix fails the whole spectrum");
+		free(a);
+	}
 }
 
 int

@@ -418,6 +418,56 @@ slq_density(const double *nodes, const double *weights, int count, int nprobes,
 			density[g] /= total;
 }
 
+/*
+ * The upper triangle of row-major A from its lower one, tile by tile so
+ * that the strided side stays in cache; 0, or -1 if an entry is not finite.
+ */
+static int
+mirror_lower(double *A, int n)
+{
+	enum { TILE = 64 };
+	int bad = 0;
+
+	for (int ib = 0; ib < n; ib += TILE)
+		for (int jb = 0; jb <= ib; jb += TILE)
+			for (int i = ib; i < n && i < ib + TILE; i++)
+				for (int j = jb; j <= i && j < jb + TILE; j++) {
+					double v = A[(size_t)i * n + j];
+					bad |= !isfinite(v);
+					A[(size_t)j * n + i] = v;
+				}
+	return bad ? -1 : 0;
+}
+
+/*
+ * All eigenvalues, no vectors: dsyevd's two-stage variant (dense to band
+ * by blocked level-3 updates, then band to tridiagonal), faster than
+ * dsyevd's level-2-bound dsytrd at n in the thousands.  Called on A in
+ * place: with both triangles filled, A read column-major is A.  LAPACKE
+ * would instead copy all n^2 entries into a transposed buffer of its own,
+ * after scanning them for NaN; the mirror pass does that scan.
+ */
+static int
+eigvals_inplace(double *A, int n, double *w)
+{
+	lapack_int nn = n, lwork = -1, liwork = -1, iq = 0, info = 0, *iwork;
+	double q = 0, *work;
+
+	if (mirror_lower(A, n) < 0)
+		return -1;
+	LAPACK_dsyevd_2stage("N", "L", &nn, A, &nn, w, &q, &lwork, &iq, &liwork, &info);
+	if (info != 0)
+		return -1;
+	lwork = (lapack_int)q;
+	liwork = iq;
+	work = xmalloc(xmul((size_t)lwork, sizeof *work));
+	iwork = xmalloc(xmul((size_t)liwork, sizeof *iwork));
+	LAPACK_dsyevd_2stage("N", "L", &nn, A, &nn, w, work, &lwork, iwork, &liwork, &info);
+	free(work);
+	free(iwork);
+	return info == 0 ? 0 : -1;
+}
+
 int
 sym_eigvals(double *A, int n, int k, double *ev, double *vecs)
 {
@@ -426,15 +476,10 @@ sym_eigvals(double *A, int n, int k, double *ev, double *vecs)
 
 	if (k <= 0 || k >= n) {
 		w = xmalloc(xmul((size_t)n, sizeof *w));
-		/*
-		 * Eigenvalues alone: the two-stage reduction (dense to band by
-		 * blocked level-3 updates, then band to tridiagonal) is faster
-		 * than dsyevd's level-2-bound dsytrd at n in the thousands.
-		 */
 		if (vecs)
 			info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', n, A, n, w);
 		else
-			info = LAPACKE_dsyevd_2stage(LAPACK_ROW_MAJOR, 'N', 'L', n, A, n, w);
+			info = eigvals_inplace(A, n, w);
 		if (info != 0) {
 			free(w);
 			return -1;

@@ -85,7 +85,7 @@ void slq_density(const double *nodes, const double *weights, int count, int npro
 
 /*
  * Eigenvalues of the symmetric n x n matrix A (row-major, lower triangle
- * read; destroyed), largest first: all n by LAPACK's dsyevd (its two-stage
+ * read; destroyed; an entry that is not finite fails), largest first: all n by LAPACK's dsyevd (its two-stage
  * variant when no vectors are wanted), or only the k largest by dsyevr
  * when 0 < k < n.  With vecs (n, k) not NULL, the unit
  * eigenvectors too, column j for ev[j].  Returns the count, -1 on failure.

@@ -35,6 +35,8 @@ void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
+/* xmalloc for blocks of many MiB, on huge pages where the system allows; free() frees it. */
+void *xmalloc_big(size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 /* n * size, dying on overflow. */
