@@ -121,6 +121,7 @@ mlp_work_new(const struct mlp *m, int maxb, int hvp)
 		w->ltheta = xmalloc(xmul(3, xmul(m->nparams, sizeof(float))));
 		w->lv = w->ltheta + m->nparams;
 		w->lhv = w->lv + m->nparams;
+		w->live_map = xmalloc(xmul(m->nparams, sizeof *w->live_map));
 	}
 	return w;
 }
@@ -133,6 +134,7 @@ mlp_work_free(struct mlp_work *w)
 	free(w->mem);
 	free(w->live_idx);
 	free(w->ltheta);
+	free(w->live_map);
 	free(w);
 }
 
@@ -446,10 +448,12 @@ live_units(const struct mlp *m, const struct mlp_work *w, int i)
 	return i >= 0 && i < m->nlayers - 1 ? w->live_idx + (size_t)i * (size_t)m->c.width : NULL;
 }
 
-/* dst (live layout) = src (full layout) on the live view's parameters. */
+/*
+ * w->live_map[k]: where parameter k of the live view sits in the full
+ * layout, so that moving a vector between the layouts is one indexed pass.
+ */
 static void
-live_gather(const struct mlp *m, const struct mlp_work *w, float *restrict dst,
-    const float *restrict src)
+live_map_build(const struct mlp *m, struct mlp_work *w)
 {
 	const struct mlp *l = &w->live;
 
@@ -457,34 +461,11 @@ live_gather(const struct mlp *m, const struct mlp_work *w, float *restrict dst,
 		const int *rows = live_units(m, w, i), *cols = live_units(m, w, i - 1);
 		for (int r = 0; r < l->out[i]; r++) {
 			int fr = rows ? rows[r] : r;
-			const float *s = src + m->woff[i] + (size_t)fr * (size_t)m->in[i];
-			float *d = dst + l->woff[i] + (size_t)r * (size_t)l->in[i];
-			if (cols)
-				for (int c = 0; c < l->in[i]; c++)
-					d[c] = s[cols[c]];
-			else
-				memcpy(d, s, (size_t)l->in[i] * sizeof(float));
-			dst[l->boff[i] + r] = src[m->boff[i] + fr];
-		}
-	}
-}
-
-/* dst (full layout) += src (live layout); the dead units' entries get nothing. */
-static void
-live_scatter_add(const struct mlp *m, const struct mlp_work *w, float *restrict dst,
-    const float *restrict src)
-{
-	const struct mlp *l = &w->live;
-
-	for (int i = 0; i < m->nlayers; i++) {
-		const int *rows = live_units(m, w, i), *cols = live_units(m, w, i - 1);
-		for (int r = 0; r < l->out[i]; r++) {
-			int fr = rows ? rows[r] : r;
-			const float *s = src + l->woff[i] + (size_t)r * (size_t)l->in[i];
-			float *d = dst + m->woff[i] + (size_t)fr * (size_t)m->in[i];
+			size_t full = m->woff[i] + (size_t)fr * (size_t)m->in[i];
+			size_t live = l->woff[i] + (size_t)r * (size_t)l->in[i];
 			for (int c = 0; c < l->in[i]; c++)
-				d[cols ? cols[c] : c] += s[c];
-			dst[m->boff[i] + fr] += src[l->boff[i] + r];
+				w->live_map[live + c] = full + (size_t)(cols ? cols[c] : c);
+			w->live_map[l->boff[i] + r] = m->boff[i] + (size_t)fr;
 		}
 	}
 }
@@ -547,7 +528,9 @@ mlp_hvp_compact(const struct mlp *m, struct mlp_work *w, const float *theta)
 		pack_columns(w->acts[i], B, W, live_units(m, w, i), live[i]);
 		pack_columns(w->deltas[i], B, W, live_units(m, w, i), live[i]);
 	}
-	live_gather(m, w, w->ltheta, theta);
+	live_map_build(m, w);
+	for (size_t k = 0; k < l->nparams; k++)
+		w->ltheta[k] = theta[w->live_map[k]];
 	w->live_on = 1;
 	return dropped;
 }
@@ -563,10 +546,14 @@ mlp_hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *t
 		hvp_apply(m, w, hv, theta, v, x, B, scale);
 		return;
 	}
-	live_gather(m, w, w->lv, v);
-	memset(w->lhv, 0, w->live.nparams * sizeof(float));
+	for (size_t k = 0; k < w->live.nparams; k++) {
+		w->lv[k] = v[w->live_map[k]];
+		w->lhv[k] = 0.0f;
+	}
 	hvp_apply(&w->live, w, w->lhv, w->ltheta, w->lv, x, B, scale);
-	live_scatter_add(m, w, hv, w->lhv);
+	/* the dead units' entries get nothing: their products are zero */
+	for (size_t k = 0; k < w->live.nparams; k++)
+		hv[w->live_map[k]] += w->lhv[k];
 }
 
 static void

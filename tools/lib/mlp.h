@@ -79,6 +79,7 @@ struct mlp_work {
 	int live_on;                 /* mlp_hvp_apply runs on the live view */
 	int *live_idx;               /* (D, W) each hidden layer's live units, ascending */
 	float *ltheta, *lv, *lhv;    /* (P) parameters, direction, product: live layout */
+	size_t *live_map;            /* (P) each live parameter's index in the full layout */
 	float *mem;
 };
 
