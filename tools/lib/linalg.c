@@ -39,37 +39,48 @@ norm(const double *a, size_t n)
  * far from orthogonal when it cancels most of A q_j; a second pass then
  * always suffices ("twice is enough").  The second pass runs only when
  * needed, by the test ARPACK uses (Daniel, Gragg, Kaufman and Stewart,
- * 1976): the first left less than 0.717 of |A q_j|.  Each pass reads all
- * of Q twice, and on a large model that traffic is the step's cost after
- * the product.  If AQ is not NULL the product A q_j is kept as its row j.
+ * 1976): the first left less than 0.717 of the vector it was given.  Each
+ * pass reads all of Q twice, and on a large model that traffic is the
+ * step's cost after the product.
+ *
+ * hcol (j+2) receives every coefficient the step took off, so that
+ * A q_j = sum_i hcol[i] q_i exactly up to double rounding: the column j
+ * of the Hessenberg matrix H with A Q_j = Q_{j+1} H.  T (alpha, beta) is
+ * its symmetric part as Lanczos assumes it; what H has besides (mostly
+ * at i = j-1) is the product's own departure from symmetry, float32
+ * rounding for the Hessian, which explicit residuals must show.
  * Returns beta_j; 0 means the Krylov space is invariant.
  */
 static double
 lanczos_step(struct linop *A, double *Q, int j, double *alpha, double *beta,
-    double *w, double *h, double *AQ)
+    double *w, double *h, double *hcol)
 {
 	size_t n = A->n;
 	const double *q = Q + (size_t)j * n;
 	double b, anorm;
 
 	apply(A, w, q);
-	if (AQ)
-		memcpy(AQ + (size_t)j * n, w, n * sizeof *w);
 	alpha[j] = dot(q, w, n);
 	cblas_daxpy((int)n, -alpha[j], q, 1, w, 1);
-	if (j > 0)
+	memset(hcol, 0, (size_t)(j + 2) * sizeof *hcol);
+	hcol[j] = alpha[j];
+	if (j > 0) {
 		cblas_daxpy((int)n, -beta[j - 1], q - n, 1, w, 1);
+		hcol[j - 1] = beta[j - 1];
+	}
 	anorm = norm(w, n);
 	for (int pass = 0; pass < 2; pass++) {
 		/* h = Q w; w -= Q^T h over the j+1 vectors so far */
 		cblas_dgemv(CblasRowMajor, CblasNoTrans, j + 1, (int)n, 1.0, Q, (int)n, w, 1, 0.0, h, 1);
 		cblas_dgemv(CblasRowMajor, CblasTrans, j + 1, (int)n, -1.0, Q, (int)n, h, 1, 1.0, w, 1);
+		cblas_daxpy(j + 1, 1.0, h, 1, hcol, 1);
 		b = norm(w, n);
 		if (b > 0.717 * anorm)
 			break;
 		anorm = b;
 	}
 	beta[j] = b;
+	hcol[j + 1] = b;
 	if (b > 0)
 		for (size_t i = 0; i < n; i++)
 			Q[(size_t)(j + 1) * n + i] = w[i] / b;
@@ -84,7 +95,7 @@ struct lanczos_ws {
 	double *w;       /* (n) scratch vector */
 	double *h;       /* (m + 1) reorthogonalisation coefficients */
 	double *z;       /* (m, m) eigenvectors of T */
-	double *AQ;      /* (m, n) the products A q_j, or NULL (pages touched as used) */
+	double *H;       /* (m, m + 1) column j: lanczos_step's hcol, then zeros */
 };
 
 static void
@@ -96,7 +107,7 @@ lanczos_ws_init(struct lanczos_ws *ws, size_t n, int m)
 	ws->w = xmalloc(xmul(n, sizeof(double)));
 	ws->h = xmalloc(xmul((size_t)m + 1, sizeof(double)));
 	ws->z = xmalloc(xmul(xmul((size_t)m, (size_t)m), sizeof(double)));
-	ws->AQ = NULL;
+	ws->H = xcalloc(xmul((size_t)m, (size_t)m + 1), sizeof(double));
 }
 
 static void
@@ -108,7 +119,7 @@ lanczos_ws_free(struct lanczos_ws *ws)
 	free(ws->w);
 	free(ws->h);
 	free(ws->z);
-	free(ws->AQ);
+	free(ws->H);
 }
 
 /* Eigenpairs of the m x m tridiagonal (alpha, beta): values ascending into d, vectors into z (m, m). */
@@ -147,25 +158,38 @@ residual(struct linop *A, const double *y, double theta, double *tmp)
 	return norm(tmp, A->n);
 }
 
-/*
- * Ritz vector y = Q^T s of column c of z (m x m, column-major), normalised;
- * with AQ, also its product A y = AQ^T s / |Q^T s| from the products the
- * steps took, in place of a new one (into Ay).
- */
+/* Ritz vector y = Q^T s of column c of z (m x m, column-major), normalised. */
 static void
-ritz_vector(const double *Q, const double *AQ, int m, size_t n, const double *z, int c, double *y,
-    double *Ay)
+ritz_vector(const double *Q, int m, size_t n, const double *z, int c, double *y)
 {
-	const double *s = z + (size_t)c * m;
 	double nrm;
 
-	cblas_dgemv(CblasRowMajor, CblasTrans, m, (int)n, 1.0, Q, (int)n, s, 1, 0.0, y, 1);
+	cblas_dgemv(CblasRowMajor, CblasTrans, m, (int)n, 1.0, Q, (int)n, z + (size_t)c * m, 1, 0.0, y, 1);
 	nrm = norm(y, n);
 	for (size_t i = 0; i < n; i++)
 		y[i] /= nrm;
-	if (AQ) {
-		cblas_dgemv(CblasRowMajor, CblasTrans, m, (int)n, 1.0 / nrm, AQ, (int)n, s, 1, 0.0, Ay, 1);
+}
+
+/*
+ * ||A y - theta y|| for the Ritz pair (theta, y = Q_m s), s column c of z,
+ * from the Hessenberg record H alone: A Q_m = Q_{m+1} H, so A y - theta y
+ * = Q_{m+1} (H s - theta s), whose norm is that of the (m+1)-vector since
+ * Q is orthonormal to working precision.  This is the explicit residual
+ * of the products actually taken, without forming y or A y.
+ */
+static double
+ritz_residual(const double *H, int ld, int m, const double *z, int c, double theta)
+{
+	const double *s = z + (size_t)c * m;
+	double r2 = 0;
+
+	for (int i = 0; i <= m; i++) {
+		double t = i < m ? -theta * s[i] : 0;
+		for (int j = 0; j < m; j++)
+			t += H[(size_t)j * ld + i] * s[j];
+		r2 += t * t;
 	}
+	return sqrt(r2);
 }
 
 /* Which Ritz columns are wanted: the top k (descending), then the bottom k (ascending). */
@@ -198,7 +222,6 @@ lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge con
 	if ((size_t)maxiter > n)
 		maxiter = (int)n;
 	lanczos_ws_init(&ws, n, maxiter);
-	ws.AQ = xmalloc(xmul(xmul((size_t)maxiter, n), sizeof(double)));
 	Q = ws.Q;
 	alpha = ws.alpha;
 	beta = ws.beta;
@@ -210,7 +233,7 @@ lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge con
 
 	random_unit(Q, n, r);
 	while (m < maxiter && !done) {
-		double b = lanczos_step(A, Q, m, alpha, beta, w, h, ws.AQ), scale = 0;
+		double b = lanczos_step(A, Q, m, alpha, beta, w, h, ws.H + (size_t)m * (maxiter + 1)), scale = 0;
 		m++;
 		tridiag_eigen(m, alpha, beta, d, z);
 		nw = wanted(m, k, which, cols, &ntop, &nbot);
@@ -243,26 +266,22 @@ lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge con
 	if (want_vecs)
 		res->top_vecs = xcalloc(xmul((size_t)ntop + 1, n), sizeof(double));
 	/*
-	 * Reported residuals are explicit, ||A y - theta y|| with A y formed
-	 * from the operator's own products A q_j: Lanczos's |beta_m s_mi| (used
-	 * for stopping) falls far below what an operator computed in float32
-	 * can deliver, and a fresh product per pair would cost k more.
+	 * Reported residuals are explicit, ||A y - theta y|| of the operator's
+	 * own products (ritz_residual): Lanczos's |beta_m s_mi| (used for
+	 * stopping) falls far below what an operator computed in float32 can
+	 * deliver, and a fresh product per pair would cost k more.
 	 */
 	for (int i = 0; i < nw; i++) {
-		int top = i < ntop;
-		double *y = top && want_vecs ? res->top_vecs + (size_t)i * n : xmalloc(xmul(n, sizeof(double)));
-		double th = d[cols[i]];
-		ritz_vector(Q, ws.AQ, m, n, z, cols[i], y, w);
-		cblas_daxpy((int)n, -th, y, 1, w, 1);
-		if (top) {
+		double th = d[cols[i]], ri = ritz_residual(ws.H, maxiter + 1, m, z, cols[i], th);
+		if (i < ntop) {
 			res->top[i] = th;
-			res->top_res[i] = norm(w, n);
+			res->top_res[i] = ri;
+			if (want_vecs)
+				ritz_vector(Q, m, n, z, cols[i], res->top_vecs + (size_t)i * n);
 		} else {
 			res->bottom[i - ntop] = th;
-			res->bottom_res[i - ntop] = norm(w, n);
+			res->bottom_res[i - ntop] = ri;
 		}
-		if (!(top && want_vecs))
-			free(y);
 	}
 	lanczos_ws_free(&ws);
 	free(d);
@@ -374,7 +393,7 @@ slq_probe(struct linop *A, const double *v0, int m, double *nodes, double *weigh
 	for (size_t i = 0; i < n; i++)
 		ws.Q[i] = v0[i] / s;
 	while (j < m) {
-		double b = lanczos_step(A, ws.Q, j, ws.alpha, ws.beta, ws.w, ws.h, NULL);
+		double b = lanczos_step(A, ws.Q, j, ws.alpha, ws.beta, ws.w, ws.h, ws.H + (size_t)j * (m + 1));
 		j++;
 		if (b == 0.0)
 			break;
