@@ -120,15 +120,17 @@ hess_free(struct hess *h)
 
 /*
  * The mean loss over the set and the norm of its gradient, at the
- * checkpoint.  It runs before any product, and prepares the parts that
- * fit one batch afterwards: mlp_eval_set uses the works' buffers.
+ * checkpoint.  It runs before any product.  A part that fits one batch
+ * is prepared here, and its loss and gradient come from that same
+ * forward pass and its deltas; a larger part is evaluated batch by batch
+ * (mlp_eval_set uses the work's buffers, so that comes first).
  */
 static void
 loss_and_grad_norm(struct hess *h, double *loss, double *gnorm)
 {
 	size_t P = h->m->nparams;
 	float *part = xmalloc(xmul(P, sizeof(float)));
-	double *grad = xcalloc(P, sizeof(double)), g2 = 0;
+	double *grad = xcalloc(P, sizeof(double)), g2 = 0, share;
 	struct mlp_eval ev;
 
 	*loss = 0;
@@ -136,16 +138,22 @@ loss_and_grad_norm(struct hess *h, double *loss, double *gnorm)
 		if (!h->w[s])
 			continue;
 		memset(part, 0, P * sizeof(float));
-		/* mlp_eval_set gives this part's mean; weight it by its share of the set. */
-		mlp_eval_set(h->m, h->w[s], &ev, part, h->theta, h->x[s], h->y[s], h->rows[s]);
-		*loss += ev.loss_sum / h->n;
-		for (size_t k = 0; k < P; k++)
-			grad[k] += part[k] * ((double)h->rows[s] / h->n);
+		share = (double)h->rows[s] / h->n;
 		if (h->once[s]) {
+			/* scaled by 1/n of the whole set: this part's share already */
 			mlp_hvp_prepare(h->m, h->w[s], h->theta, h->x[s], h->y[s], (int)h->rows[s],
 			    (float)(1.0 / h->n));
+			mlp_hvp_grad(h->m, h->w[s], part, h->x[s]);
 			mlp_hvp_compact(h->m, h->w[s], h->theta);
+			ev = h->w[s]->prepared;
+			share = 1;
+		} else {
+			/* this part's mean, weighted by its share of the set */
+			mlp_eval_set(h->m, h->w[s], &ev, part, h->theta, h->x[s], h->y[s], h->rows[s]);
 		}
+		*loss += ev.loss_sum / h->n;
+		for (size_t k = 0; k < P; k++)
+			grad[k] += part[k] * share;
 	}
 	for (size_t k = 0; k < P; k++)
 		g2 += grad[k] * grad[k];

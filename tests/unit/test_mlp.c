@@ -103,6 +103,20 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 		free(g12);
 		mlp_work_free(w5);
 	}
+	/* The loss and gradient a prepare leaves behind = the plain evaluation's (same kernels). */
+	{
+		struct mlp_work *wp = mlp_work_new(&m, B, 1);
+		float *gp = calloc(P, sizeof *gp);
+		double d = 0;
+		mlp_hvp_prepare(&m, wp, theta, x, y, B, 1.0f / B);
+		mlp_hvp_grad(&m, wp, gp, x);
+		for (size_t k = 0; k < P; k++)
+			d = fmax(d, fabs((double)gp[k] - grad[k]));
+		ok(wp->prepared.loss_sum == ev.loss_sum && wp->prepared.correct == ev.correct && d == 0 && gscale > 0,
+		    "%s: prepare's loss and mlp_hvp_grad = forward and backward, exactly (max diff %.2e)", what, d);
+		free(gp);
+		mlp_work_free(wp);
+	}
 	/* Hessian-vector products against central differences of the double gradient. */
 	{
 		struct mlp_work *wh = mlp_work_new(&m, 5, 1);

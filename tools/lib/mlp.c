@@ -411,11 +411,11 @@ void
 mlp_hvp_prepare(const struct mlp *m, struct mlp_work *w, const float *theta,
     const int32_t *x, const int32_t *y, int B, float scale)
 {
-	struct mlp_eval ev = {0};
 	int L = m->nlayers, V = m->c.p;
 
+	memset(&w->prepared, 0, sizeof w->prepared);
 	mlp_forward(m, w, theta, x, B);
-	mlp_loss(m, w, &ev, y, B, scale);
+	mlp_loss(m, w, &w->prepared, y, B, scale);
 	for (int b = 0; b < B; b++) {
 		const float *z = w->logits + (size_t)b * V;
 		float *s = w->probs + (size_t)b * V, mx = z[0];
@@ -439,6 +439,24 @@ mlp_hvp_prepare(const struct mlp *m, struct mlp_work *w, const float *theta,
 	}
 	w->prepared_rows = B;
 	w->live_on = 0;
+}
+
+void
+mlp_hvp_grad(const struct mlp *m, struct mlp_work *w, float *grad, const int32_t *x)
+{
+	int B = w->prepared_rows;
+
+	if (w->live_on)
+		die("mlp_hvp_grad after mlp_hvp_compact: the kept deltas are packed");
+	for (int i = m->nlayers - 1; i >= 0; i--) {
+		int nout = m->out[i], nin = m->in[i];
+		add_rows(grad + m->boff[i], w->deltas[i], B, nout);
+		if (i == 0)
+			layer0_backward(m, w, grad, w->deltas[0], x, B);
+		else   /* gW (nout, nin) += d^T (nout, B) . a (B, nin) */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
+			    1.0f, w->deltas[i], nout, w->acts[i - 1], nin, 1.0f, grad + m->woff[i], nin);
+	}
 }
 
 /* Hidden layer i's live units in the full model, or NULL for all (input and output side). */

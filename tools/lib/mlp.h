@@ -57,6 +57,12 @@ struct mlp {
 	size_t nparams;                     /* P */
 };
 
+struct mlp_eval {
+	double loss_sum;     /* sum of per-example losses */
+	long correct;        /* argmax == label */
+	long collapsed;      /* float32 softmax max probability == 1 exactly */
+};
+
 /* Per-batch scratch: activations kept for backward, and gradient buffers. */
 struct mlp_work {
 	int maxb;
@@ -74,6 +80,7 @@ struct mlp_work {
 	float *deltas[MLP_MAX_DEPTH + 1]; /* (B, out_i) d loss / d z_i, kept by mlp_hvp_prepare */
 	float *probs;                /* (B, V) softmax of the logits */
 	int prepared_rows;           /* rows mlp_hvp_prepare last kept */
+	struct mlp_eval prepared;    /* their loss and counts, from the same forward pass */
 	/* The live view of the prepared rows (mlp_hvp_compact) */
 	struct mlp live;             /* the model without its dead hidden units */
 	int live_on;                 /* mlp_hvp_apply runs on the live view */
@@ -84,12 +91,6 @@ struct mlp_work {
 };
 
 /* Evaluation of a batch: sums over its rows. */
-struct mlp_eval {
-	double loss_sum;     /* sum of per-example losses */
-	long correct;        /* argmax == label */
-	long collapsed;      /* float32 softmax max probability == 1 exactly */
-};
-
 /* Layout of the model; 0, or -1 if the configuration is out of range. */
 int mlp_layout(struct mlp *m, const struct mlp_config *c);
 /* The name of parameter tensor k = 0..2*nlayers-1 ("layers.i.weight"/"layers.i.bias"). */
@@ -140,10 +141,15 @@ void mlp_hvp(const struct mlp *m, struct mlp_work *w, float *hv, const float *th
  * v (forward pass, softmax, backward deltas) and keeps it in the work;
  * apply then costs six of mlp_hvp's eight matrix products per layer.  A
  * caller taking many products at one point over rows that fit one batch
- * prepares once and applies for each v.
+ * prepares once and applies for each v.  prepare also leaves the rows'
+ * loss in w->prepared, and mlp_hvp_grad adds their gradient (scaled as
+ * prepared) from the kept deltas, one matrix product per layer: a caller
+ * that wants the loss and gradient too needs no forward pass of its own.
+ * mlp_hvp_grad must come before mlp_hvp_compact.
  */
 void mlp_hvp_prepare(const struct mlp *m, struct mlp_work *w, const float *theta,
     const int32_t *x, const int32_t *y, int B, float scale);
+void mlp_hvp_grad(const struct mlp *m, struct mlp_work *w, float *grad, const int32_t *x);
 /*
  * After mlp_hvp_prepare (same theta): drop the hidden units that are dead (ReLU output
  * zero) on every prepared row, so that mlp_hvp_apply multiplies smaller
