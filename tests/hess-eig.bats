@@ -89,6 +89,23 @@ setup() {
 	[ -f v-00000020.st ] && [ -f v-00000040.st ]
 }
 
+@test "hess-eig: dead units counted; the solve on the live parameters = the one on all of them" {
+	train-mlp --data d.st --depth 6 --width 12 --steps 60 --log-every 60 --ckpt-dir deep > /dev/null
+	c=deep/step-00000060.safetensors
+	a=$(hess-eig --data d.st --which both --top 4 --tol 1e-9 --max-iter 400 --eigvecs v.st "$c" | tail -1)
+	# --batch below the 60 training rows: products batch by batch, over every parameter
+	b=$(hess-eig --data d.st --which both --top 4 --tol 1e-9 --max-iter 400 --batch 7 "$c" | tail -1)
+	[ "$(jq '.dead_units | length' <<<"$a")" = 6 ]
+	[ "$(jq '.dead_units | add > 0' <<<"$a")" = true ]
+	[ "$(jq -c .dead_units <<<"$a")" = "$(jq -c .dead_units <<<"$b")" ]
+	jq -n --argjson a "$a" --argjson b "$b" '[range(4) as $i | ($a.eigenvalues[$i] - $b.eigenvalues[$i]),
+	    ($a.bottom_eigenvalues[$i] - $b.bottom_eigenvalues[$i]) | fabs] | max < 1e-6 * ($a.eigenvalues[0] | fabs)' |
+	    grep -q true
+	# the top eigenvector is exactly zero on the dead units of layer 1, and only there
+	zeros=$(st_values v.st layers.1.bias f4 | head -12 | awk '$1 == 0' | wc -l)
+	[ "$zeros" -eq "$(jq '.dead_units[1]' <<<"$a")" ]
+}
+
 bad() {
 	run hess-eig "$@"
 	assert_failure 2

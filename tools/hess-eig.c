@@ -59,6 +59,7 @@ struct hess {
 	long n;                      /* rows in the whole set */
 	const float *theta;
 	float *vf, *hf;
+	int live;                    /* the part whose live view the eigensolver uses, or -1 */
 };
 
 static void
@@ -83,6 +84,48 @@ hess_apply(void *ctx, double *y, const double *x)
 	}
 	for (size_t k = 0; k < P; k++)
 		y[k] = h->hf[k];
+}
+
+/*
+ * y = H x on the live parameters only: one part, prepared once, with dead
+ * units dropped (hess_live).  H is exactly zero on every other
+ * parameter's row and column, so its spectrum there is that of the full
+ * Hessian less P - n exact zeros; the eigensolver's vectors are shorter,
+ * and its reorthogonalisation reads less.
+ */
+static void
+hess_apply_live(void *ctx, double *y, const double *x)
+{
+	struct hess *h = ctx;
+	struct mlp_work *w = h->w[h->live];
+	size_t n = w->live.nparams;
+
+	for (size_t k = 0; k < n; k++) {
+		h->vf[k] = (float)x[k];
+		h->hf[k] = 0.0f;
+	}
+	mlp_hvp_apply_live(h->m, w, h->hf, h->theta, h->vf, h->x[h->live], (int)h->rows[h->live],
+	    (float)(1.0 / h->n));
+	for (size_t k = 0; k < n; k++)
+		y[k] = h->hf[k];
+}
+
+/*
+ * After loss_and_grad_norm: the operator the eigensolver can use on the
+ * live parameters alone, if the set is one part prepared once that lost
+ * units and at least k parameters are left; 0 if not.
+ */
+static int
+hess_live(struct hess *h, int k, struct linop *A)
+{
+	int s = h->w[0] ? 0 : 1;
+
+	h->live = -1;
+	if ((h->w[0] && h->w[1]) || !h->once[s] || !h->w[s]->live_on || h->w[s]->live.nparams < (size_t)k)
+		return 0;
+	h->live = s;
+	*A = (struct linop){h->w[s]->live.nparams, hess_apply_live, h, 0};
+	return 1;
 }
 
 static void
@@ -120,13 +163,14 @@ hess_free(struct hess *h)
 
 /*
  * The mean loss over the set and the norm of its gradient, at the
- * checkpoint.  It runs before any product.  A part that fits one batch
+ * checkpoint, and which hidden units are live on the set (live, (D, W),
+ * zeroed by the caller).  It runs before any product.  A part that fits one batch
  * is prepared here, and its loss and gradient come from that same
  * forward pass and its deltas; a larger part is evaluated batch by batch
  * (mlp_eval_set uses the work's buffers, so that comes first).
  */
 static void
-loss_and_grad_norm(struct hess *h, double *loss, double *gnorm)
+loss_and_grad_norm(struct hess *h, double *loss, double *gnorm, int *live)
 {
 	size_t P = h->m->nparams;
 	float *part = xmalloc(xmul(P, sizeof(float)));
@@ -144,12 +188,18 @@ loss_and_grad_norm(struct hess *h, double *loss, double *gnorm)
 			mlp_hvp_prepare(h->m, h->w[s], h->theta, h->x[s], h->y[s], (int)h->rows[s],
 			    (float)(1.0 / h->n));
 			mlp_hvp_grad(h->m, h->w[s], part, h->x[s]);
+			mlp_mark_live(h->m, h->w[s], (int)h->rows[s], live);
 			mlp_hvp_compact(h->m, h->w[s], h->theta);
 			ev = h->w[s]->prepared;
 			share = 1;
 		} else {
 			/* this part's mean, weighted by its share of the set */
 			mlp_eval_set(h->m, h->w[s], &ev, part, h->theta, h->x[s], h->y[s], h->rows[s]);
+			for (long off = 0; off < h->rows[s]; off += h->w[s]->maxb) {
+				int B = (int)(h->rows[s] - off < h->w[s]->maxb ? h->rows[s] - off : h->w[s]->maxb);
+				mlp_forward(h->m, h->w[s], h->theta, h->x[s] + 2 * off, B);
+				mlp_mark_live(h->m, h->w[s], B, live);
+			}
 		}
 		*loss += ev.loss_sum / h->n;
 		for (size_t k = 0; k < P; k++)
@@ -359,14 +409,15 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 {
 	struct mlp m;
 	struct hess h;
-	struct linop A;
+	struct linop A, L, *E;
 	struct eig_result res;
 	struct rng r;
 	char err[ST_ERRLEN], hex[65], run_id[17];
 	long long step;
 	float *theta;
 	double t0 = now_seconds(), loss, gnorm;
-	json_t *rec;
+	int live, *units;
+	json_t *rec, *dead;
 
 	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, run_id, err, sizeof err) < 0)
 		die("%s", err);
@@ -374,13 +425,19 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	if (h.n == 0)
 		die("%s: the %s set is empty", c->data, dataset_set_names[c->set]);
 	A = (struct linop){m.nparams, hess_apply, &h, 0};
-	loss_and_grad_norm(&h, &loss, &gnorm);
+	units = xcalloc(xmul((size_t)m.c.depth + 1, (size_t)m.c.width), sizeof *units);
+	loss_and_grad_norm(&h, &loss, &gnorm, units);
+	live = hess_live(&h, c->top, &L);
+	E = live ? &L : &A;
 
 	rng_init(&r, c->seed, RNG_SAMPLE);
 	if ((c->method == METHOD_LANCZOS ?
-	    lanczos_eigs(&A, c->top, c->which, c->converge, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res) :
-	    power_eigs(&A, c->top, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res)) < 0)
+	    lanczos_eigs(E, c->top, c->which, c->converge, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res) :
+	    power_eigs(E, c->top, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res)) < 0)
 		die("%s: --top %d is more than the %zu parameters", path, c->top, m.nparams);
+	/* back to the full layout; Lanczos orders algebraically, so the zeros can rank */
+	if (live)
+		eig_result_embed(&res, h.w[h.live]->live_map, L.n, m.nparams, c->method == METHOD_LANCZOS);
 	if (!res.converged)
 		warn("%s: not converged to --tol %g within --max-iter %d", path, c->tol, c->max_iter);
 	rec = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:s, s:I, s:o, s:o, s:s}",
@@ -388,6 +445,15 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	    "depth", m.c.depth, "width", m.c.width, "params", (json_int_t)m.nparams,
 	    "set", dataset_set_names[c->set], "n", (json_int_t)h.n, "loss", jnum(loss), "grad_norm", jnum(gnorm),
 	    "method", method_names[c->method]);
+	dead = json_array();
+	for (int i = 0; i < m.c.depth; i++) {
+		int count = 0;
+		for (int j = 0; j < m.c.width; j++)
+			count += !units[(size_t)i * (size_t)m.c.width + j];
+		json_array_append_new(dead, json_integer(count));
+	}
+	json_object_set_new(rec, "dead_units", dead);
+	free(units);
 	if (res.ntop) {
 		json_object_set_new(rec, "eigenvalues", jarray(res.top, res.ntop));
 		json_object_set_new(rec, "residuals", jarray(res.top_res, res.ntop));
@@ -412,7 +478,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	}
 	if (c->density)
 		json_object_set_new(rec, "density", density_json(c, &A, m.nparams, &r));
-	json_object_set_new(rec, "hvps", json_integer(A.count));
+	json_object_set_new(rec, "hvps", json_integer(A.count + (live ? L.count : 0)));
 	json_object_set_new(rec, "run_id", run_id[0] ? json_string(run_id) : json_null());
 	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
 	json_object_set_new(rec, "peak_rss_mib", peak_rss_mib() < 0 ? json_null() : jnum(peak_rss_mib()));

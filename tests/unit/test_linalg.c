@@ -60,6 +60,69 @@ make_matrix(struct dense *d, const double *lambda, struct rng *r)
 }
 
 /*
+ * An operator that is zero outside n of its N coordinates (as the Hessian
+ * is on the parameters of dead units), solved on its restriction and
+ * embedded back: the embedded result must be the full matrix's dsyevd
+ * spectrum, exact zeros included where they rank.  With sign +1 the
+ * restriction has two positive eigenvalues, so zeros fill the top-5 from
+ * third place; with -1 they fill the bottom-5.
+ */
+static void
+embedded(void)
+{
+	enum { N = 60, NZ = 12, n = N - NZ, K = 5 };
+	size_t map[n];
+	double lambda[n], *F = calloc((size_t)N * N, sizeof *F), e[N], ay[N];
+	struct dense d = {n, malloc((size_t)n * n * sizeof(double))};
+	struct linop A = {n, dense_apply, &d, 0};
+	struct eig_result res;
+	struct rng r;
+
+	rng_init(&r, 13, RNG_SAMPLE);
+	for (size_t k = 0, c = 0; c < N; c++)
+		if (c % 5 != 0)   /* coordinates 0, 5, ..., 55 are outside */
+			map[k++] = c;
+	for (int sign = 1; sign >= -1; sign -= 2) {
+		double err = 0, verr = 0, orth = 0;
+		int zt = 0, zb = 0;
+		for (int i = 0; i < n; i++)
+			lambda[i] = i == 0 ? 9.0 * sign : i == 1 ? 4.0 * sign : -sign * (1.0 + 9.0 * i / n);
+		make_matrix(&d, lambda, &r);
+		memset(F, 0, (size_t)N * N * sizeof *F);
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < n; j++)
+				F[map[i] * N + map[j]] = d.a[i * n + j];
+		lanczos_eigs(&A, K, EIG_BOTH, CONVERGE_RESIDUAL, 1e-10, n, &r, 1, &res);
+		eig_result_embed(&res, map, n, N, 1);
+		LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', N, F, N, e);   /* ascending; F is spent */
+		for (int i = 0; i < N * N; i++)
+			F[i] = 0;
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < n; j++)
+				F[map[i] * N + map[j]] = d.a[i * n + j];
+		for (int i = 0; i < K; i++) {
+			const double *v = res.top_vecs + (size_t)i * N;
+			err = fmax(err, fmax(fabs(res.top[i] - e[N - 1 - i]), fabs(res.bottom[i] - e[i])));
+			zt += res.top[i] == 0 && res.top_res[i] == 0;
+			zb += res.bottom[i] == 0 && res.bottom_res[i] == 0;
+			cblas_dgemv(CblasRowMajor, CblasNoTrans, N, N, 1.0, F, N, v, 1, 0.0, ay, 1);
+			cblas_daxpy(N, -res.top[i], v, 1, ay, 1);
+			verr = fmax(verr, fmax(cblas_dnrm2(N, ay, 1), fabs(cblas_dnrm2(N, v, 1) - 1)));
+			for (int j = 0; j < i; j++)
+				orth = fmax(orth, fabs(cblas_ddot(N, v, 1, res.top_vecs + (size_t)j * N, 1)));
+		}
+		ok(err < 1e-8 && zt == (sign > 0 ? 3 : 0) && zb == (sign > 0 ? 0 : 3),
+		    "restricted to %d of %d coordinates, embedded: top-5 and bottom-5 = the full dsyevd's (max error %.2e), "
+		    "%d zeros merged in the top, %d in the bottom", n, N, err, zt, zb);
+		ok(verr < 1e-8 && orth < 1e-8, "embedded top vectors are orthonormal eigenvectors of the full matrix "
+		    "(residual %.2e, overlap %.2e)", verr, orth);
+		eig_result_free(&res);
+	}
+	free(F);
+	free(d.a);
+}
+
+/*
  * Run to n steps on a spectrum that converges its top pairs within a few
  * steps (1e4, 1e3, then a cluster and a wide bulk): the classic way to
  * lose orthogonality.  With the basis kept orthogonal, T_n's eigenvalues
@@ -439,6 +502,7 @@ main(void)
 	statistics();
 	known_spectrum();
 	orthogonality_kept();
+	embedded();
 	model_hessian();
 	return tap_done();
 }

@@ -346,6 +346,60 @@ power_eigs(struct linop *A, int k, double tol, int maxiter, struct rng *r,
 }
 
 void
+eig_result_embed(struct eig_result *res, const size_t *map, size_t n, size_t N, int merge_zeros)
+{
+	size_t nz = N - n, zt = 0, zb = 0, other = 0;
+	unsigned char *kept = xcalloc(N, 1);
+	double *top = xcalloc((size_t)res->ntop + 1, sizeof(double));
+	double *tres = xcalloc((size_t)res->ntop + 1, sizeof(double));
+	double *bot = xcalloc((size_t)res->nbottom + 1, sizeof(double));
+	double *bres = xcalloc((size_t)res->nbottom + 1, sizeof(double));
+	double *vecs = res->top_vecs ? xcalloc(xmul((size_t)res->ntop + 1, N), sizeof(double)) : NULL;
+
+	for (size_t k = 0; k < n; k++)
+		kept[map[k]] = 1;
+	/* Merge each list with nz zeros; on a tie the computed value goes first. */
+	for (int i = 0, j = 0; i < res->ntop; i++) {
+		double *v = vecs ? vecs + (size_t)i * N : NULL;
+		if (!merge_zeros || zt == nz || res->top[j] >= 0) {
+			top[i] = res->top[j];
+			tres[i] = res->top_res[j];
+			for (size_t k = 0; v && k < n; k++)
+				v[map[k]] = res->top_vecs[(size_t)j * n + k];
+			j++;
+		} else {
+			/* the next coordinate outside the map: A e = 0 exactly */
+			while (kept[other])
+				other++;
+			if (v)
+				v[other] = 1;
+			other++;
+			zt++;
+		}
+	}
+	for (int i = 0, j = 0; i < res->nbottom; i++) {
+		if (!merge_zeros || zb == nz || res->bottom[j] <= 0) {
+			bot[i] = res->bottom[j];
+			bres[i] = res->bottom_res[j];
+			j++;
+		} else {
+			zb++;
+		}
+	}
+	free(res->top);
+	free(res->top_res);
+	free(res->bottom);
+	free(res->bottom_res);
+	free(res->top_vecs);
+	res->top = top;
+	res->top_res = tres;
+	res->bottom = bot;
+	res->bottom_res = bres;
+	res->top_vecs = vecs;
+	free(kept);
+}
+
+void
 eig_result_free(struct eig_result *res)
 {
 	free(res->top);

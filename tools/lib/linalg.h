@@ -9,6 +9,8 @@
  *                   reorthogonalisation (classical Gram-Schmidt, twice),
  *                   stopping on Ritz residuals
  *   power_eigs      power iteration with deflation, for comparison
+ *   eig_result_embed  either's result on a restriction, as the full
+ *                   operator's (the operator zero elsewhere)
  *   hutchinson      trace by Rademacher probes, with standard error
  *   slq_probe       Gauss quadrature nodes and weights of one probe
  *                   (stochastic Lanczos quadrature)
@@ -63,6 +65,17 @@ int lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge
 /* The k eigenvalues of largest magnitude by power iteration with deflation. */
 int power_eigs(struct linop *A, int k, double tol, int maxiter, struct rng *r,
     int want_vecs, struct eig_result *res);
+/*
+ * The result for an N x N operator that is zero outside n of its
+ * coordinates, from res computed on its n x n restriction: map[k] is
+ * restricted coordinate k's index in N.  Vectors are scattered into N.
+ * With merge_zeros (results in algebraic order, as Lanczos gives them)
+ * the N - n exact zero eigenvalues of the other coordinates take their
+ * rank in the top and bottom lists, each with a unit vector on one of
+ * those coordinates and residual 0; they rank only where fewer than k
+ * eigenvalues of the restriction are positive (top) or negative (bottom).
+ */
+void eig_result_embed(struct eig_result *res, const size_t *map, size_t n, size_t N, int merge_zeros);
 void eig_result_free(struct eig_result *res);
 
 /* tr(A) ~ mean of z.Az over probes Rademacher z; *stderr is the mean's standard error. */

@@ -501,6 +501,22 @@ pack_columns(float *X, int B, int n, const int *idx, int k)
 	}
 }
 
+void
+mlp_mark_live(const struct mlp *m, const struct mlp_work *w, int B, int *live)
+{
+	int W = m->c.width;
+
+	if (w->live_on)
+		die("mlp_mark_live after mlp_hvp_compact: the kept activations are packed");
+	for (int i = 0; i < m->nlayers - 1; i++) {
+		int *f = live + (size_t)i * (size_t)W;
+		const float *a = w->acts[i];
+		for (int b = 0; b < B; b++)
+			for (int j = 0; j < W; j++)
+				f[j] |= a[(size_t)b * W + j] > 0.0f;
+	}
+}
+
 int
 mlp_hvp_compact(const struct mlp *m, struct mlp_work *w, const float *theta)
 {
@@ -512,13 +528,10 @@ mlp_hvp_compact(const struct mlp *m, struct mlp_work *w, const float *theta)
 	w->live_on = 0;
 	if (B <= 0)
 		return 0;
+	memset(w->live_idx, 0, (size_t)(L - 1) * (size_t)W * sizeof *w->live_idx);
+	mlp_mark_live(m, w, B, w->live_idx);
 	for (int i = 0; i < L - 1; i++) {
 		int *idx = w->live_idx + (size_t)i * (size_t)W, k = 0;
-		const float *a = w->acts[i];
-		memset(idx, 0, (size_t)W * sizeof *idx);
-		for (int b = 0; b < B; b++)
-			for (int j = 0; j < W; j++)
-				idx[j] |= a[(size_t)b * W + j] > 0.0f;
 		/* flags to indices, in place: index k is written after flag k is read */
 		for (int j = 0; j < W; j++)
 			if (idx[j])
@@ -572,6 +585,16 @@ mlp_hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *t
 	/* the dead units' entries get nothing: their products are zero */
 	for (size_t k = 0; k < w->live.nparams; k++)
 		hv[w->live_map[k]] += w->lhv[k];
+}
+
+void
+mlp_hvp_apply_live(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, int B, float scale)
+{
+	if (w->live_on)
+		hvp_apply(&w->live, w, hv, w->ltheta, v, x, B, scale);
+	else
+		hvp_apply(m, w, hv, theta, v, x, B, scale);
 }
 
 static void

@@ -164,7 +164,23 @@ void mlp_hvp_grad(const struct mlp *m, struct mlp_work *w, float *grad, const in
  * mlp_gram_combine need a prepare of their own.
  */
 int mlp_hvp_compact(const struct mlp *m, struct mlp_work *w, const float *theta);
+/*
+ * live (D, W) |= whether each hidden unit's ReLU output is positive on
+ * some of the B rows whose forward pass the work holds (mlp_forward or
+ * mlp_hvp_prepare, before mlp_hvp_compact).  A unit still 0 after every
+ * batch of a set is dead on that set.
+ */
+void mlp_mark_live(const struct mlp *m, const struct mlp_work *w, int B, int *live);
 void mlp_hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
+    const float *v, const int32_t *x, int B, float scale);
+/*
+ * mlp_hvp_apply with v and hv in the live view's own layout (w->live,
+ * w->live.nparams long; w->live_map[k] is entry k's place in the full
+ * layout), or in the full layout when nothing was dropped (!w->live_on).
+ * A caller that works in the live layout throughout, as hess-eig's
+ * eigensolver does, skips the gather and the scatter of every product.
+ */
+void mlp_hvp_apply_live(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
     const float *v, const int32_t *x, int B, float scale);
 /* H v of the mean loss over n rows, in batches of the work's size (each compacted), added into hv. */
 void mlp_hvp_set(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
