@@ -217,6 +217,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	char lnames[MLP_MAX_DEPTH + 1][32];
 	json_t *rec, *layers = NULL;
 	struct mlp_eval e;
+	int *units;
 
 	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, run_id, err, sizeof err) < 0)
 		die("%s", err);
@@ -235,8 +236,17 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	ev = xmalloc(xmul((size_t)n, sizeof(double)));
 	evc = xmalloc(xmul((size_t)n, sizeof(double)));
 
-	/* K = (1/n) sum over layers of each layer's Gram term. */
+	/*
+	 * K = (1/n) sum over layers of each layer's Gram term, from one
+	 * forward and backward pass (which gives the loss too), with the units
+	 * dead on every row dropped: their columns add nothing to any dot
+	 * product, and the Gram products shrink.
+	 */
 	mlp_hvp_prepare(&m, w, theta, x, y, (int)n, 1.0f);
+	e = w->prepared;
+	units = xcalloc(xmul((size_t)m.c.depth + 1, (size_t)m.c.width), sizeof *units);
+	mlp_mark_live(&m, w, (int)n, units);
+	mlp_hvp_compact(&m, w, theta);
 	if (c->per_layer)
 		layers = json_array();
 	for (int i = 0; i < m.nlayers; i++) {
@@ -285,13 +295,13 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 		memcpy(T, K, xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
 		if (sym_eigvals(T, (int)n, k, ev, vecs) < 0)
 			die("%s: LAPACK failed on the Gram matrix", path);
+		/* J^T u needs the full layout: prepare again, without compacting */
+		mlp_hvp_prepare(&m, w, theta, x, y, (int)n, 1.0f);
 		write_eigvecs(c, &m, w, ev, vecs, k, n, x, step, hex);
 	}
 	if (sym_eigvals(K, (int)n, 0, ev, NULL) < 0)
 		die("%s: LAPACK dsyevd failed on the Gram matrix", path);
 
-	/* The loss at the checkpoint, for context. */
-	mlp_eval_set(&m, w, &e, NULL, theta, x, y, n);
 	rec = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:s, s:I, s:o, s:o, s:o, s:o}",
 	    "record", "gop", "checkpoint", path, "checkpoint_sha256", hex, "step", (json_int_t)step,
 	    "depth", m.c.depth, "width", m.c.width, "params", (json_int_t)m.nparams,
@@ -299,6 +309,8 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	    "gop", stats_json(ev, (int)n, rtol, c->top),
 	    "mean_grad_sq", jnum(gbar2),
 	    "centred", c->no_centred ? json_null() : stats_json(evc, (int)n, rtol, c->top));
+	json_object_set_new(rec, "dead_units", analysis_dead_units(&m, units));
+	free(units);
 	if (layers)
 		json_object_set_new(rec, "layers", layers);
 	json_object_set_new(rec, "run_id", run_id[0] ? json_string(run_id) : json_null());

@@ -417,7 +417,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	float *theta;
 	double t0 = now_seconds(), loss, gnorm;
 	int live, *units;
-	json_t *rec, *dead;
+	json_t *rec;
 
 	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, run_id, err, sizeof err) < 0)
 		die("%s", err);
@@ -445,14 +445,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	    "depth", m.c.depth, "width", m.c.width, "params", (json_int_t)m.nparams,
 	    "set", dataset_set_names[c->set], "n", (json_int_t)h.n, "loss", jnum(loss), "grad_norm", jnum(gnorm),
 	    "method", method_names[c->method]);
-	dead = json_array();
-	for (int i = 0; i < m.c.depth; i++) {
-		int count = 0;
-		for (int j = 0; j < m.c.width; j++)
-			count += !units[(size_t)i * (size_t)m.c.width + j];
-		json_array_append_new(dead, json_integer(count));
-	}
-	json_object_set_new(rec, "dead_units", dead);
+	json_object_set_new(rec, "dead_units", analysis_dead_units(&m, units));
 	free(units);
 	if (res.ntop) {
 		json_object_set_new(rec, "eigenvalues", jarray(res.top, res.ntop));

@@ -384,6 +384,37 @@ compact_view(enum mlp_encoding enc, enum mlp_loss loss, int whole_layer)
 				for (int k = 0; k < m.out[i + 1]; k++)
 					dead = fmax(dead, fabs(hl[m.woff[i + 1] + (size_t)k * m.in[i + 1] + j]));
 			}
+	{
+		/* Each layer's Gram term on the compacted work = on the full one (scale-1 prepares). */
+		double *tf = calloc(B * B, sizeof *tf), *tl = calloc(B * B, sizeof *tl), *s = calloc(B * B, sizeof *s);
+		double gd = 0, gmax = 0, lv = 0;
+		struct mlp_work *gf = mlp_work_new(&m, B, 1), *gl = mlp_work_new(&m, B, 1);
+		float *vl = calloc(P, sizeof *vl), *hvl = calloc(P, sizeof *hvl);
+		mlp_hvp_prepare(&m, gf, theta, x, y, B, 1.0f);
+		mlp_hvp_prepare(&m, gl, theta, x, y, B, 1.0f);
+		mlp_hvp_compact(&m, gl, theta);
+		for (int i = 0; i < m.nlayers; i++) {
+			mlp_gram_layer(&m, gf, i, tf, x, B, s);
+			mlp_gram_layer(&m, gl, i, tl, x, B, s);
+			for (int b = 0; b < B; b++)
+				for (int q = 0; q <= b; q++) {
+					gd = fmax(gd, fabs(tl[b * B + q] - tf[b * B + q]));
+					gmax = fmax(gmax, fabs(tf[b * B + q]));
+				}
+		}
+		ok(gd <= 1e-12 * gmax && gmax > 0, "%s: Gram terms on the compacted work = the full work's, "
+		    "max diff %.2e (max %.2e)", what, gd, gmax);
+		/* The product in the live layout itself, scattered, = the full-layout call's. */
+		for (size_t k = 0; k < wl->live.nparams; k++)
+			vl[k] = v[wl->live_map[k]];
+		mlp_hvp_apply_live(&m, wl, hvl, theta, vl, x, B, 1.0f / B);
+		for (size_t k = 0; k < wl->live.nparams; k++)
+			lv = fmax(lv, fabs((double)hvl[k] - hl[wl->live_map[k]]));
+		ok(lv == 0, "%s: mlp_hvp_apply_live in the live layout = mlp_hvp_apply, max diff %.2e", what, lv);
+		free(tf); free(tl); free(s); free(vl); free(hvl);
+		mlp_work_free(gf);
+		mlp_work_free(gl);
+	}
 	ok(dropped >= killed - (whole_layer ? 1 : 0) && wl->live_on,
 	    "%s: %d units dropped (%d made dead)", what, dropped, killed);
 	ok(eq <= 1e-6 * scale, "%s: product = the full model's, max diff %.2e (max |Hv| %.2e)", what, eq, scale);

@@ -54,3 +54,17 @@ analysis_end(struct analysis *a)
 	dataset_free(&a->d);
 	finish_stdout();
 }
+
+json_t *
+analysis_dead_units(const struct mlp *m, const int *live)
+{
+	json_t *dead = json_array();
+
+	for (int i = 0; i < m->c.depth; i++) {
+		int count = 0;
+		for (int j = 0; j < m->c.width; j++)
+			count += !live[(size_t)i * (size_t)m->c.width + j];
+		json_array_append_new(dead, json_integer(count));
+	}
+	return dead;
+}

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "dataset.h"
+#include "mlp.h"
 
 struct analysis {
 	struct dataset d;
@@ -35,6 +36,11 @@ void analysis_load(struct analysis *a, const char *data);
 /* The header record: tool, argv, seed, config (stolen), the data's digest, BLAS. */
 void analysis_header(const struct analysis *a, const char *tool, int argc, char **argv,
     uint64_t seed, json_t *config);
+/*
+ * The record's dead_units: per hidden layer of m, how many units live
+ * (D, W; from mlp_mark_live over the whole set) left at zero.
+ */
+json_t *analysis_dead_units(const struct mlp *m, const int *live);
 /* Free everything and flush stdout (dies on a write error). */
 void analysis_end(struct analysis *a);
 

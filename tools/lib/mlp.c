@@ -670,15 +670,14 @@ mlp_gram_layer(const struct mlp *m, struct mlp_work *w, int i, double *out,
 {
 	double *aa = scratch, *tmp;
 	int wide = m->c.width > m->c.p ? m->c.width : m->c.p;
-
-	if (w->live_on)
-		die("mlp_gram_layer: the work holds a compacted view; prepare it again");
+	/* on a compacted work the kept rows are packed to the live widths: the dead columns were zero */
+	const struct mlp *k = w->live_on ? &w->live : m;
 
 	tmp = xmalloc(xmul(xmul((size_t)B, (size_t)(wide > 2 ? wide : 2)), sizeof(double)));
-	gram_rows(out, w->deltas[i], B, m->out[i], tmp);
+	gram_rows(out, w->deltas[i], B, k->out[i], tmp);
 	/* a_b . a_c of the layer's inputs, plus 1 for the bias */
 	if (i > 0) {
-		gram_rows(aa, w->acts[i - 1], B, m->in[i], tmp);
+		gram_rows(aa, w->acts[i - 1], B, k->in[i], tmp);
 	} else {
 		for (int b = 0; b < B; b++)
 			for (int c = 0; c <= b; c++) {

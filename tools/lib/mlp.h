@@ -160,8 +160,10 @@ void mlp_hvp_grad(const struct mlp *m, struct mlp_work *w, float *grad, const in
  * units this way (a third of a depth-7 net's within 300 steps), and the
  * matrix products shrink with the square of the live fraction.  Returns
  * the number of units dropped; with none, nothing changes.  The prepared
- * activations and deltas are then kept packed, so mlp_gram_layer and
- * mlp_gram_combine need a prepare of their own.
+ * activations and deltas are then kept packed: mlp_gram_layer reads them
+ * so (a dead unit adds zero to every dot product, so its Gram term is
+ * unchanged, with smaller products), but mlp_gram_combine, which writes
+ * the full layout, needs a prepare of its own.
  */
 int mlp_hvp_compact(const struct mlp *m, struct mlp_work *w, const float *theta);
 /*
@@ -197,7 +199,7 @@ void mlp_hvp_set(const struct mlp *m, struct mlp_work *w, float *hv, const float
  *
  * mlp_gram: the whole K; scratch is two B x B doubles.
  * mlp_gram_layer: layer i's own term, after mlp_hvp_prepare(..., scale 1)
- * of the same rows; scratch is one B x B double.
+ * of the same rows, compacted or not; scratch is one B x B double.
  */
 void mlp_gram(const struct mlp *m, struct mlp_work *w, double *K, const float *theta,
     const int32_t *x, const int32_t *y, int B, double *scratch);
