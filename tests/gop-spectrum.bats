@@ -39,6 +39,17 @@ setup() {
 	jq -n --argjson a "$a" --argjson b "$b" '(($a - $b) | fabs) / $b < 1e-5' | grep -q true
 }
 
+@test "gop-spectrum: with dead units (dropped from the Grams), the same identities and counts as hess-eig" {
+	train-mlp --data d.st --depth 6 --width 12 --steps 60 --log-every 60 --ckpt-dir deep > /dev/null
+	a=$(gop-spectrum --data d.st --eigvecs 1 v.st deep/step-00000060.safetensors | tail -1)
+	b=$(hess-eig --data d.st --top 1 deep/step-00000060.safetensors | tail -1)
+	[ "$(jq '.dead_units | add > 0' <<<"$a")" = true ]
+	[ "$(jq -c .dead_units <<<"$a")" = "$(jq -c .dead_units <<<"$b")" ]
+	jq -n --argjson a "$a" --argjson b "$b" '(($a.mean_grad_sq - $b.grad_norm * $b.grad_norm) | fabs) /
+	    $a.mean_grad_sq < 1e-5' | grep -q true
+	[ "$(st_header v.st | jq -c '.["layers.1.weight"].shape')" = "[1,12,12]" ]
+}
+
 @test "gop-spectrum --per-layer: layer traces add up to the whole" {
 	run gop-spectrum --data d.st --per-layer ck/step-00000040.safetensors
 	assert_success
