@@ -164,10 +164,10 @@ hess_free(struct hess *h)
 /*
  * The mean loss over the set and the norm of its gradient, at the
  * checkpoint, and which hidden units are live on the set (live, (D, W),
- * zeroed by the caller).  It runs before any product.  A part that fits one batch
- * is prepared here, and its loss and gradient come from that same
- * forward pass and its deltas; a larger part is evaluated batch by batch
- * (mlp_eval_set uses the work's buffers, so that comes first).
+ * zeroed by the caller).  It runs before any product.  A part that fits
+ * one batch is prepared here, and its loss and gradient come from that
+ * same forward pass and its deltas; a larger part is evaluated batch by
+ * batch (mlp_eval_set uses the work's buffers, so that comes first).
  */
 static void
 loss_and_grad_norm(struct hess *h, double *loss, double *gnorm, int *live)

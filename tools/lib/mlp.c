@@ -670,7 +670,7 @@ mlp_gram_layer(const struct mlp *m, struct mlp_work *w, int i, double *out,
 {
 	double *aa = scratch, *tmp;
 	int wide = m->c.width > m->c.p ? m->c.width : m->c.p;
-	/* on a compacted work the kept rows are packed to the live widths: the dead columns were zero */
+	/* compacted: rows packed to the live widths (the dropped columns were zero) */
 	const struct mlp *k = w->live_on ? &w->live : m;
 
 	tmp = xmalloc(xmul(xmul((size_t)B, (size_t)(wide > 2 ? wide : 2)), sizeof(double)));

@@ -57,6 +57,7 @@ struct mlp {
 	size_t nparams;                     /* P */
 };
 
+/* Evaluation of a batch: sums over its rows. */
 struct mlp_eval {
 	double loss_sum;     /* sum of per-example losses */
 	long correct;        /* argmax == label */
@@ -90,7 +91,6 @@ struct mlp_work {
 	float *mem;
 };
 
-/* Evaluation of a batch: sums over its rows. */
 /* Layout of the model; 0, or -1 if the configuration is out of range. */
 int mlp_layout(struct mlp *m, const struct mlp_config *c);
 /* The name of parameter tensor k = 0..2*nlayers-1 ("layers.i.weight"/"layers.i.bias"). */
