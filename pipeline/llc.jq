@@ -2,7 +2,7 @@
 # chains, the chains flagged (left the basin) and the step size; $e, when
 # not empty, replaces the step column's header with "epsilon" rows.
 (if $e == "" then "step" else "epsilon" end) + "\tllc\tllc_std\tflagged\tchains\tinit_loss",
-(select(.record == "llc")
+(inputs | select(.record == "llc")
  | [(if $e == "" then .step else .settings.epsilon end), .llc_mean, .llc_std, .chains_flagged,
     .settings.chains, .init_loss]
  | map(if . == null then "NaN" else tostring end) | join("\t"))

@@ -89,7 +89,7 @@ LLCS := $(LLC_RUNDIRS:%=%/llc.jsonl)
 TSVS := $(foreach d,$(RUNDIRS),$(d)/curves.tsv $(d)/hessian.tsv $(d)/gop.tsv) $(LLC_RUNDIRS:%=%/llc.tsv)
 LLC_CAL_RUN := $(R)/$(firstword $(filter $(RECIPES),$(LLC_RECIPES)))/d$(LLC_CAL_DEPTH)-s$(firstword $(SEEDS))$(FIRST_VARIANT)
 LLC_CAL := $(if $(LLCS),$(R)/llc-calibration.tsv)
-PLOTS := $(foreach r,$(RECIPES),$(foreach k,accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum,$(PL)/$(r)-$(k).png)) \
+PLOTS := $(foreach r,$(RECIPES),$(foreach k,accuracy loss sharpness dead-units grad-norm gop-spectral gop-rank gop-spectrum,$(PL)/$(r)-$(k).png)) \
          $(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(PL)/$(r)-llc.png) \
          $(if $(LLCS),$(PL)/llc-calibration.png) $(PL)/by-depth.png
 
@@ -166,18 +166,18 @@ $(R)/llc-calibration.tsv: $(LLC_CAL_RUN)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc
 	set -e; ck=$$(ls $(LLC_CAL_RUN)/ckpt/*.safetensors | tail -1); \
 	for e in $(LLC_CAL_EPS); do \
 	    $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call data_of,$(LLC_CAL_RUN:$(R)/%=%)).safetensors \
-	        $(LLC_FLAGS) --epsilon $$e $$ck | jq -r --arg e $$e -f pipeline/llc.jq; \
+	        $(LLC_FLAGS) --epsilon $$e $$ck | jq -nr --arg e $$e -f pipeline/llc.jq; \
 	done | awk 'NR == 1 || !/^epsilon/' > $@+
 	@mv -f $@+ $@
 
 $(R)/%/curves.tsv: $(R)/%/log.jsonl pipeline/curves.jq
-	jq -r -f pipeline/curves.jq $< > $@+ && mv -f $@+ $@
+	jq -nr -f pipeline/curves.jq $< > $@+ && mv -f $@+ $@
 $(R)/%/hessian.tsv: $(R)/%/hessian.jsonl pipeline/hessian.jq
-	jq -r -f pipeline/hessian.jq $< > $@+ && mv -f $@+ $@
+	jq -nr -f pipeline/hessian.jq $< > $@+ && mv -f $@+ $@
 $(R)/%/gop.tsv: $(R)/%/gop.jsonl pipeline/gop.jq
-	jq -r -f pipeline/gop.jq $< > $@+ && mv -f $@+ $@
+	jq -nr -f pipeline/gop.jq $< > $@+ && mv -f $@+ $@
 $(R)/%/llc.tsv: $(R)/%/llc.jsonl pipeline/llc.jq
-	jq -r --arg e '' -f pipeline/llc.jq $< > $@+ && mv -f $@+ $@
+	jq -nr --arg e '' -f pipeline/llc.jq $< > $@+ && mv -f $@+ $@
 
 SUMMARY_INPUTS := $(LOGS) $(HESS) $(GOPS) $(LLCS)
 

@@ -43,7 +43,7 @@ invocations() {
 				fi
 			done
 		done
-		for k in accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum; do
+		for k in accuracy loss sharpness dead-units grad-norm gop-spectral gop-rank gop-spectrum; do
 			assert_file_exist "plots/$r-$k.png"
 		done
 	done
