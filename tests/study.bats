@@ -49,6 +49,12 @@ invocations() {
 	done
 	[ "$(jq -s 'map(select(.record == "run")) | length' results/runs.jsonl)" -eq 8 ]
 	[ "$(jq -s 'map(select(.recipe == "grok") | .llc.final.step) | unique' -c results/runs.jsonl)" = "[40]" ]
+	# every table: its header once, then one row per record (4 checkpoints; log points of 40 steps)
+	for f in hessian gop llc; do
+		[ "$(grep -c '^step' results/grok/d2-s0/$f.tsv)" -eq 1 ] && [ "$(wc -l < results/grok/d2-s0/$f.tsv)" -eq 5 ]
+	done
+	[ "$(grep -c '^step' results/grok/d2-s0/curves.tsv)" -eq 1 ]
+	[ "$(head -1 results/grok/d2-s0/hessian.tsv | cut -f5)" = dead_frac ]
 	# the calibration: one row per step size, on the last checkpoint of depth 2, seed 0
 	[ "$(cut -f1 results/llc-calibration.tsv | tr '\n' ' ')" = "epsilon 1e-05 3e-05 0.0001 0.0003 0.001 0.003 " ]
 	[ -z "$(find results plots -name '*+' -o -name '.*.tmp.*')" ]
@@ -59,15 +65,15 @@ invocations() {
 
 	run make -j2 all "${ARGS[@]}" GOP_FLAGS="--top 4"
 	assert_success
-	[ "$(invocations <<<"$output")" = "bin/gop-spectrum=8 bin/summarize=4 gnuplot -e=15 " ]
+	[ "$(invocations <<<"$output")" = "bin/gop-spectrum=8 bin/summarize=4 gnuplot -e=17 " ]
 
 	run make -j2 all "${ARGS[@]}" GOP_FLAGS="--top 4" HESS_FLAGS="--top 2"
 	assert_success
-	[ "$(invocations <<<"$output")" = "bin/hess-eig=8 bin/summarize=4 gnuplot -e=15 " ]
+	[ "$(invocations <<<"$output")" = "bin/hess-eig=8 bin/summarize=4 gnuplot -e=17 " ]
 
 	run make -j2 all "${ARGS[@]}" GOP_FLAGS="--top 4" HESS_FLAGS="--top 2" LLC_FLAGS="--chains 2 --draws 21 --batch 8"
 	assert_success
-	[ "$(invocations <<<"$output")" = "bin/llc-estimate=5 bin/summarize=4 gnuplot -e=17 " ]
+	[ "$(invocations <<<"$output")" = "bin/llc-estimate=5 bin/summarize=4 gnuplot -e=19 " ]
 }
 
 @test "study: interrupted by SIGINT and made again, it finishes without redoing finished work" {
