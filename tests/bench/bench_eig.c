@@ -62,11 +62,12 @@ main(int argc, char **argv)
 		double *e = xmalloc(xmul((size_t)n, sizeof *e)), *d2 = xmalloc(xmul((size_t)n, sizeof *d2));
 		double *e2 = xmalloc(xmul((size_t)n, sizeof *e2)), *tau = xmalloc(xmul((size_t)n, sizeof *tau));
 		double qh, qw, *hous, *work, z = 0, t0, p[3];
-		char vect = 'N', uplo = 'U', compz = 'N';   /* row-major lower = column-major upper */
+		char vect = 'N', uplo = 'L', compz = 'N';   /* as sym_eigvals: column-major lower */
 		lapack_int one = 1;
 		for (size_t i = 0; i < (size_t)n * k; i++)
 			x[i] = rng_normal(&r);
-		cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, n, k, 1.0 / k, x, k, 0.0, b, n);
+		/* row-major upper = the column-major lower triangle LAPACK reads */
+		cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, 1.0 / k, x, k, 0.0, b, n);
 		LAPACK_dsytrd_2stage(&vect, &uplo, &n, b, &n, d, e, tau, &qh, &lh, &qw, &lw, &info);
 		lh = (lapack_int)qh;
 		lw = (lapack_int)qw;
