@@ -182,7 +182,6 @@ loss_and_grad_norm(struct hess *h, double *loss, double *gnorm, int *live)
 		if (!h->w[s])
 			continue;
 		memset(part, 0, P * sizeof(float));
-		share = (double)h->rows[s] / h->n;
 		if (h->once[s]) {
 			/* scaled by 1/n of the whole set: this part's share already */
 			mlp_hvp_prepare(h->m, h->w[s], h->theta, h->x[s], h->y[s], (int)h->rows[s],
@@ -194,12 +193,8 @@ loss_and_grad_norm(struct hess *h, double *loss, double *gnorm, int *live)
 			share = 1;
 		} else {
 			/* this part's mean, weighted by its share of the set */
-			mlp_eval_set(h->m, h->w[s], &ev, part, h->theta, h->x[s], h->y[s], h->rows[s]);
-			for (long off = 0; off < h->rows[s]; off += h->w[s]->maxb) {
-				int B = (int)(h->rows[s] - off < h->w[s]->maxb ? h->rows[s] - off : h->w[s]->maxb);
-				mlp_forward(h->m, h->w[s], h->theta, h->x[s] + 2 * off, B);
-				mlp_mark_live(h->m, h->w[s], B, live);
-			}
+			mlp_eval_set(h->m, h->w[s], &ev, part, h->theta, h->x[s], h->y[s], h->rows[s], live);
+			share = (double)h->rows[s] / h->n;
 		}
 		*loss += ev.loss_sum / h->n;
 		for (size_t k = 0; k < P; k++)

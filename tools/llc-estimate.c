@@ -297,7 +297,7 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 	tg = (struct target){&m, mlp_work_new(&m, c->sp.batch > rows ? c->sp.batch : rows, 0), d, NULL, NULL};
 	tg.bx = xmalloc(xmul((size_t)c->sp.batch, 2 * sizeof(int32_t)));
 	tg.by = xmalloc(xmul((size_t)c->sp.batch, sizeof(int32_t)));
-	mlp_eval_set(&m, tg.w, &ev, NULL, theta, d->train_x, d->train_y, d->n_train);
+	mlp_eval_set(&m, tg.w, &ev, NULL, theta, d->train_x, d->train_y, d->n_train, NULL);
 	init_loss = ev.loss_sum / d->n_train;
 	sp.explode = init_loss + margin;
 

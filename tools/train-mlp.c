@@ -446,8 +446,8 @@ log_metrics(struct run *r, double lr, double update_norm)
 	double train_loss;
 
 	memset(r->gfull, 0, r->m.nparams * sizeof(float));
-	mlp_eval_set(&r->m, r->w, &tr, r->gfull, r->theta, d->train_x, d->train_y, d->n_train);
-	mlp_eval_set(&r->m, r->w, &te, NULL, r->theta, d->test_x, d->test_y, d->n_test);
+	mlp_eval_set(&r->m, r->w, &tr, r->gfull, r->theta, d->train_x, d->train_y, d->n_train, NULL);
+	mlp_eval_set(&r->m, r->w, &te, NULL, r->theta, d->test_x, d->test_y, d->n_test, NULL);
 	train_loss = tr.loss_sum / d->n_train;
 	for (int i = 0; i < r->m.nlayers; i++)
 		json_array_append_new(layers, jnum(sqrt(norm2(r->theta + r->m.woff[i],

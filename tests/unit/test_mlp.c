@@ -93,8 +93,8 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 		struct mlp_eval e5, e12;
 		float *g5 = calloc(P, sizeof *g5), *g12 = calloc(P, sizeof *g12);
 		double d = 0;
-		mlp_eval_set(&m, w5, &e5, g5, theta, x, y, B);
-		mlp_eval_set(&m, w, &e12, g12, theta, x, y, B);
+		mlp_eval_set(&m, w5, &e5, g5, theta, x, y, B, NULL);
+		mlp_eval_set(&m, w, &e12, g12, theta, x, y, B, NULL);
 		for (size_t k = 0; k < P; k++)
 			d = fmax(d, fabs((double)g5[k] - g12[k]));
 		ok(fabs(e5.loss_sum - e12.loss_sum) < 1e-5 && e5.correct == e12.correct && d < 1e-6 * gscale + 1e-8,
@@ -161,7 +161,7 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 		struct mlp_eval e1;
 		for (int b = 0; b < B; b++) {
 			memset(g1, 0, P * sizeof *g1);
-			mlp_eval_set(&m, w1, &e1, g1, theta, x + 2 * b, y + b, 1);
+			mlp_eval_set(&m, w1, &e1, g1, theta, x + 2 * b, y + b, 1, NULL);
 			for (size_t k = 0; k < P; k++)
 				J[(size_t)b * P + k] = g1[k];
 			u[b] = rng_normal(&r);

@@ -344,7 +344,7 @@ mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 
 void
 mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
-    float *grad, const float *theta, const int32_t *x, const int32_t *y, long n)
+    float *grad, const float *theta, const int32_t *x, const int32_t *y, long n, int *live)
 {
 	float scale = n > 0 ? (float)(1.0 / (double)n) : 0.0f;
 
@@ -352,6 +352,8 @@ mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
 	for (long off = 0; off < n; off += w->maxb) {
 		int B = (int)(n - off < w->maxb ? n - off : w->maxb);
 		mlp_forward(m, w, theta, x + 2 * off, B);
+		if (live)
+			mlp_mark_live(m, w, B, live);
 		mlp_loss(m, w, ev, y + off, B, scale);
 		if (grad)
 			mlp_backward(m, w, grad, theta, x + 2 * off, B);

@@ -122,10 +122,12 @@ void mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 
 /*
  * Mean loss and accuracy over n rows, in batches of the work's size; adds
- * (1/n) * gradient into grad if grad is not NULL.
+ * (1/n) * gradient into grad if grad is not NULL, and marks the hidden
+ * units live on some row into live (D, W) as mlp_mark_live does if live
+ * is not NULL.
  */
 void mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
-    float *grad, const float *theta, const int32_t *x, const int32_t *y, long n);
+    float *grad, const float *theta, const int32_t *x, const int32_t *y, long n, int *live);
 
 /*
  * Hessian-vector product: adds H v, the Hessian of the loss of the last
