@@ -140,6 +140,18 @@ struct model_family {
 	void (*to_meta)(const struct model *m, struct st_writer *w);
 	/* (O) Extra top-level fields of records (the MLP: depth, width). */
 	void (*describe)(const struct model *m, json_t *rec);
+	/*
+	 * (O) The model in a few words for messages ("p=11 depth=2 width=128
+	 * onehot").  NULL: the hyper-parameters' JSON.
+	 */
+	void (*summary)(const struct model *m, char *buf, size_t n);
+	/*
+	 * (O) Family-specific checks of a checkpoint frame beyond the named
+	 * tensors' dtypes and shapes (the MLP: no tensor of a deeper net).
+	 * 0, or -1 with err.  NULL: none.
+	 */
+	int (*check_frame)(const struct model *m, const struct st_frame *f, const char *name,
+	    char *err, size_t errlen);
 	void (*free)(struct model *m);   /* (R) */
 	/* (R) The family's default initialisation of theta (P) from r. */
 	void (*init)(const struct model *m, float *theta, struct rng *r);
@@ -224,6 +236,8 @@ struct model *model_new_json(const char *family, const json_t *hp, int p, char *
 void model_free(struct model *m);
 /* The family name and hyper-parameters as record fields: family, model, and describe's. */
 void model_describe(const struct model *m, json_t *rec);
+/* summary's words, or the hyper-parameters' JSON. */
+void model_summary(const struct model *m, char *buf, size_t n);
 /* The tensor called name, or NULL. */
 const struct model_tensor *model_tensor_find(const struct model *m, const char *name);
 /* theta[lo, hi) of group g. */
