@@ -1,0 +1,474 @@
+/*
+ * transformer: the float32 and double kernels against the naive double
+ * reference, the reference's gradient against central differences, and
+ * the Hessian-vector products (R-operator) against central differences of
+ * the reference gradient, for one and two layers, causal and full
+ * attention, alpha in {0, 0.3, 1}, with and without '=', ReLU and GELU;
+ * layout and initialisation.
+ *
+ * With --ref IN OUT it is the C side of tests/ref/check_transformer.py
+ * instead: it reads a configuration (metadata), weights by their
+ * state_dict names, rows x, y and a direction v.<name> from IN, and writes
+ * the loss, gradient and H v of every path (double, float32, reference).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opts.h"
+#include "rng.h"
+#include "st.h"
+#include "tap.h"
+#include "transformer.h"
+#include "util.h"
+
+static double
+max_abs(const double *a, size_t n)
+{
+	double m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		m = fmax(m, fabs(a[i]));
+	return m;
+}
+
+static double
+max_diff(const double *a, const double *b, size_t n)
+{
+	double m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		m = fmax(m, fabs(a[i] - b[i]));
+	return isnan(m) ? INFINITY : m;
+}
+
+static double
+max_diff_f(const float *a, const double *b, size_t n)
+{
+	double m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		m = fmax(m, fabs((double)a[i] - b[i]));
+	return isnan(m) ? INFINITY : m;
+}
+
+struct fixture {
+	struct tfm m;
+	int B;
+	int32_t *x, *y;
+	float *theta;
+	double *th;
+	char what[128];
+};
+
+/* Initialised as Nanda's module, with biases made non-zero so their derivatives count. */
+static void
+fixture_make(struct fixture *f, const struct tfm_config *c, int B, uint64_t seed)
+{
+	struct rng r;
+
+	tfm_layout(&f->m, c);
+	f->B = B;
+	f->x = calloc(2 * (size_t)B, sizeof *f->x);
+	f->y = calloc((size_t)B, sizeof *f->y);
+	f->theta = calloc(f->m.nparams, sizeof *f->theta);
+	f->th = calloc(f->m.nparams, sizeof *f->th);
+	rng_init(&r, seed, RNG_INIT);
+	tfm_init_params(&f->m, f->theta, &r);
+	for (int l = 0; l < c->layers; l++) {
+		for (int j = 0; j < c->d_mlp; j++)
+			f->theta[f->m.blk[l][TFM_BIN] + j] = (float)(0.3 * rng_normal(&r));
+		for (int j = 0; j < c->d_model; j++)
+			f->theta[f->m.blk[l][TFM_BOUT] + j] = (float)(0.3 * rng_normal(&r));
+	}
+	for (size_t k = 0; k < f->m.nparams; k++)
+		f->th[k] = f->theta[k];
+	for (int b = 0; b < B; b++) {
+		f->x[2 * b] = (int32_t)rng_below(&r, (uint32_t)c->p);
+		f->x[2 * b + 1] = (int32_t)rng_below(&r, (uint32_t)c->p);
+		f->y[b] = (f->x[2 * b] + f->x[2 * b + 1]) % c->p;
+	}
+	snprintf(f->what, sizeof f->what, "L=%d %s alpha=%g %s %s", c->layers,
+	    tfm_attention_names[c->attention], c->alpha, c->eq_token ? "'='" : "no '='", tfm_act_names[c->act]);
+}
+
+static void
+fixture_free(struct fixture *f)
+{
+	free(f->x);
+	free(f->y);
+	free(f->theta);
+	free(f->th);
+}
+
+/* Fast float32 and double paths against the reference; the reference against differences. */
+static void
+check_gradients(struct fixture *f)
+{
+	const struct tfm *m = &f->m;
+	size_t P = m->nparams, nl = (size_t)f->B * m->c.p;
+	int B = f->B;
+	struct tfm_work *w = tfm_work_new(m, B, 0);
+	struct tfm64_work *w64 = tfm64_work_new(m, B, 0);
+	struct tfm_eval ev = {0}, ev64 = {0};
+	float *grad = calloc(P, sizeof *grad);
+	double *g64 = calloc(P, sizeof *g64), *gref = calloc(P, sizeof *gref);
+	double *lref = calloc(nl, sizeof *lref), *l64 = calloc(nl, sizeof *l64), *th = f->th;
+	double loss_ref, gscale, fderr = 0, ld = 0;
+
+	loss_ref = tfm_ref_loss(m, th, f->x, f->y, B, gref, lref);
+	gscale = max_abs(gref, P);
+	tfm_forward(m, w, f->theta, f->x, B);
+	tfm_loss(m, w, &ev, f->y, B, 1.0f / B);
+	tfm_backward(m, w, grad, f->theta, B);
+	for (size_t k = 0; k < nl; k++)
+		ld = fmax(ld, fabs((double)tfm_logits(w)[k] - lref[k]));
+	ok(ld < 1e-5 && fabs(ev.loss_sum / B - loss_ref) < 1e-6 * fmax(1, loss_ref),
+	    "%s: float32 logits = reference (max diff %.2e), loss %.9f = %.9f", f->what, ld, ev.loss_sum / B, loss_ref);
+	ok(max_diff_f(grad, gref, P) < 1e-5 * gscale && gscale > 0,
+	    "%s: float32 gradient = reference, max diff %.2e (max |g| %.2e)", f->what, max_diff_f(grad, gref, P), gscale);
+	tfm64_forward(m, w64, th, f->x, B);
+	tfm64_loss(m, w64, &ev64, f->y, B, 1.0 / B);
+	tfm64_backward(m, w64, g64, th, B);
+	memcpy(l64, tfm64_logits(w64), nl * sizeof *l64);
+	ok(max_diff(l64, lref, nl) < 1e-13 && fabs(ev64.loss_sum / B - loss_ref) < 1e-14 * fmax(1, loss_ref) &&
+	    ev64.correct == ev.correct,
+	    "%s: double logits = reference (max diff %.2e), loss diff %.2e", f->what, max_diff(l64, lref, nl),
+	    fabs(ev64.loss_sum / B - loss_ref));
+	ok(max_diff(g64, gref, P) < 1e-12 * gscale, "%s: double gradient = reference, max diff %.2e",
+	    f->what, max_diff(g64, gref, P));
+	for (size_t k = 0; k < P; k++) {
+		double h = 1e-6, save = th[k], lp, lm;
+		th[k] = save + h;
+		lp = tfm_ref_loss(m, th, f->x, f->y, B, NULL, NULL);
+		th[k] = save - h;
+		lm = tfm_ref_loss(m, th, f->x, f->y, B, NULL, NULL);
+		th[k] = save;
+		fderr = fmax(fderr, fabs((lp - lm) / (2 * h) - gref[k]));
+	}
+	ok(fderr < 1e-7 * fmax(1, gscale), "%s: reference gradient = central differences, max diff %.2e over %zu parameters",
+	    f->what, fderr, P);
+	free(grad); free(g64); free(gref); free(lref); free(l64);
+	tfm_work_free(w);
+	tfm64_work_free(w64);
+}
+
+/* H v of the double and float32 R-operators against differences of the reference gradient. */
+static void
+check_hvp(struct fixture *f)
+{
+	const struct tfm *m = &f->m;
+	size_t P = m->nparams;
+	int B = f->B;
+	struct tfm64_work *w64 = tfm64_work_new(m, B, 1), *wg = tfm64_work_new(m, B, 0);
+	struct tfm_work *w = tfm_work_new(m, B, 1);
+	struct tfm64_prepared *s64;
+	struct tfm_prepared *s;
+	struct tfm_eval ev = {0}, pe;
+	struct rng r;
+	double *v = calloc(P, sizeof *v), *u = calloc(P, sizeof *u), *hv = calloc(P, sizeof *hv);
+	double *hu = calloc(P, sizeof *hu), *gp = calloc(P, sizeof *gp), *gm = calloc(P, sizeof *gm);
+	double *fd = calloc(P, sizeof *fd), *g1 = calloc(P, sizeof *g1), *g2 = calloc(P, sizeof *g2);
+	double *th = calloc(P, sizeof *th), h = 1e-5, uhv = 0, vhu = 0, scale;
+	float *vf = calloc(P, sizeof *vf), *hvf = calloc(P, sizeof *hvf);
+
+	rng_init(&r, 99, RNG_SAMPLE);
+	for (size_t k = 0; k < P; k++) {
+		vf[k] = (float)rng_normal(&r);
+		v[k] = vf[k];
+		u[k] = rng_normal(&r);
+	}
+	s64 = tfm64_hvp_prepare(m, w64, f->th, f->x, f->y, B, 1.0 / B);
+	tfm64_hvp_apply(s64, hv, v);
+	tfm64_hvp_apply(s64, hu, u);
+	for (size_t k = 0; k < P; k++)
+		th[k] = f->th[k] + h * v[k];
+	tfm_ref_loss(m, th, f->x, f->y, B, gp, NULL);
+	for (size_t k = 0; k < P; k++)
+		th[k] = f->th[k] - h * v[k];
+	tfm_ref_loss(m, th, f->x, f->y, B, gm, NULL);
+	for (size_t k = 0; k < P; k++) {
+		fd[k] = (gp[k] - gm[k]) / (2 * h);
+		uhv += u[k] * hv[k];
+		vhu += v[k] * hu[k];
+	}
+	scale = max_abs(fd, P);
+	ok(max_diff(hv, fd, P) < 1e-6 * scale && scale > 0, "%s: double H v (R-operator) = central differences of "
+	    "the reference gradient, max diff %.2e (max |Hv| %.2e)", f->what, max_diff(hv, fd, P), scale);
+	ok(fabs(uhv - vhu) < 1e-12 * fmax(fabs(uhv), 1), "%s: u.Hv = v.Hu (%.15f, %.15f)", f->what, uhv, vhu);
+	s = tfm_hvp_prepare(m, w, f->theta, f->x, f->y, B, 1.0f / B);
+	tfm_hvp_apply(s, hvf, vf);
+	ok(max_diff_f(hvf, hv, P) < 1e-4 * scale, "%s: float32 H v = double, max diff %.2e",
+	    f->what, max_diff_f(hvf, hv, P));
+	/* The prepared pass's loss and gradient = a plain forward and backward, exactly. */
+	tfm64_forward(m, wg, f->th, f->x, B);
+	tfm64_loss(m, wg, &ev, f->y, B, 1.0 / B);
+	tfm64_backward(m, wg, g1, f->th, B);
+	tfm64_hvp_grad(s64, g2);
+	pe = tfm64_hvp_eval(s64);
+	ok(max_diff(g1, g2, P) == 0 && pe.loss_sum == ev.loss_sum && pe.correct == ev.correct,
+	    "%s: prepare's loss and gradient = forward and backward, exactly (max diff %.2e)", f->what, max_diff(g1, g2, P));
+	free(v); free(u); free(hv); free(hu); free(gp); free(gm); free(fd); free(g1); free(g2); free(th);
+	free(vf); free(hvf);
+	tfm64_work_free(w64);
+	tfm64_work_free(wg);
+	tfm_work_free(w);
+}
+
+/* A batch of B rows = its first rows alone (rows do not interact), in a work for more. */
+static void
+check_rows(struct fixture *f)
+{
+	const struct tfm *m = &f->m;
+	struct tfm_work *w = tfm_work_new(m, f->B + 3, 0);
+	float *all = calloc((size_t)f->B * m->c.p, sizeof *all);
+	double d = 0;
+	int k = f->B / 2;
+
+	tfm_forward(m, w, f->theta, f->x, f->B);
+	memcpy(all, tfm_logits(w), (size_t)f->B * m->c.p * sizeof *all);
+	tfm_forward(m, w, f->theta, f->x, k);
+	for (size_t i = 0; i < (size_t)k * m->c.p; i++)
+		d = fmax(d, fabs((double)all[i] - tfm_logits(w)[i]));
+	ok(d < 1e-5, "%s: the first %d rows alone give the same logits (max diff %.2e)", f->what, k, d);
+	free(all);
+	tfm_work_free(w);
+}
+
+static void
+check_layout(void)
+{
+	struct tfm_config c = {.p = 113, .layers = 2, .d_model = 128, .heads = 4, .d_head = 32, .d_mlp = 512,
+	    .attention = TFM_CAUSAL, .alpha = 1, .act = TFM_RELU, .eq_token = 1};
+	struct tfm m;
+	struct rng r;
+	char name[64];
+	int ndim, okname = 1;
+	int64_t shape[3];
+	size_t off = 0, per = 3 * 128 * 128 + 128 * 128 + 512 * 128 + 512 + 128 * 512 + 128;
+	float *theta;
+	double s2 = 0, su = 0, bias = 0;
+	const char *want[] = {"embed.W_E", "pos_embed.W_pos", "blocks.0.attn.W_K", "blocks.0.attn.W_Q",
+	    "blocks.0.attn.W_V", "blocks.0.attn.W_O", "blocks.0.mlp.W_in", "blocks.0.mlp.b_in",
+	    "blocks.0.mlp.W_out", "blocks.0.mlp.b_out", "blocks.1.attn.W_K"};
+
+	int rc = tfm_layout(&m, &c);
+
+	ok(rc == 0 && m.nparams == 128 * 114 + 3 * 128 + 2 * per + 128 * 113,
+	    "layout: Nanda's model at L=2 has %zu parameters", m.nparams);
+	for (int k = 0; k < m.ntensors; k++) {
+		size_t o = tfm_tensor_info(&m, k, name, sizeof name, &ndim, shape), n = 1;
+		for (int i = 0; i < ndim; i++)
+			n *= (size_t)shape[i];
+		okname &= o == off && (k >= 11 || strcmp(name, want[k]) == 0);
+		off += n;
+	}
+	tfm_tensor_info(&m, m.ntensors - 1, name, sizeof name, &ndim, shape);
+	ok(okname && off == m.nparams && strcmp(name, "unembed.W_U") == 0 && shape[0] == 128 && shape[1] == 113,
+	    "layout: tensors contiguous in state_dict order and names, W_U last (128, 113)");
+	c.layers = 9;
+	ok(tfm_layout(&m, &c) == -1, "layout: 9 layers refused");
+	c.layers = 1, c.alpha = 1.5;
+	ok(tfm_layout(&m, &c) == -1, "layout: alpha 1.5 refused");
+	c.alpha = 1;
+	tfm_layout(&m, &c);
+	theta = calloc(m.nparams, sizeof *theta);
+	rng_init(&r, 1, RNG_INIT);
+	tfm_init_params(&m, theta, &r);
+	for (size_t k = 0; k < m.blk[0][TFM_WK]; k++)
+		s2 += (double)theta[k] * theta[k];
+	for (size_t k = m.W_U; k < m.nparams; k++)
+		su += (double)theta[k] * theta[k];
+	for (int j = 0; j < 512; j++)
+		bias += fabs(theta[m.blk[0][TFM_BIN] + j]);
+	s2 /= (double)m.blk[0][TFM_WK];
+	su /= (double)(m.nparams - m.W_U);
+	ok(fabs(s2 * 128 - 1) < 0.05 && fabs(su * 114 - 1) < 0.05 && bias == 0,
+	    "init: var(W_E, W_pos) * d_model = %.3f, var(W_U) * d_vocab = %.3f, b_in zero", s2 * 128, su * 114);
+	free(theta);
+}
+
+static void
+tests(void)
+{
+	static const double alphas[] = {0, 0.3, 1};
+
+	check_layout();
+	for (int L = 1; L <= 2; L++)
+		for (int att = 0; att < 2; att++)
+			for (int a = 0; a < 3; a++)
+				for (int eq = 1; eq >= 0; eq--)
+					for (int act = 0; act < 2; act++) {
+						struct tfm_config c = {.p = 7, .layers = L, .d_model = 8, .heads = 2,
+						    .d_head = 3, .d_mlp = 12, .attention = att, .alpha = alphas[a],
+						    .act = act, .eq_token = eq};
+						struct fixture f;
+						fixture_make(&f, &c, 9, (uint64_t)(L * 100 + att * 20 + a * 4 + eq * 2 + act));
+						check_gradients(&f);
+						check_hvp(&f);
+						check_rows(&f);
+						fixture_free(&f);
+					}
+}
+
+static const char *
+need_meta(const struct st_frame *f, const char *key)
+{
+	const char *s = st_meta(f, key);
+
+	if (!s)
+		die("input has no metadata '%s'", key);
+	return s;
+}
+
+static void
+ref_config(const struct st_frame *f, struct tfm_config *c)
+{
+	c->p = (int)opt_int("p", need_meta(f, "p"), 2, 100000);
+	c->layers = (int)opt_int("layers", need_meta(f, "layers"), 1, TFM_MAX_LAYERS);
+	c->d_model = (int)opt_int("d_model", need_meta(f, "d_model"), 1, TFM_MAX_DIM);
+	c->heads = (int)opt_int("heads", need_meta(f, "heads"), 1, TFM_MAX_DIM);
+	c->d_head = (int)opt_int("d_head", need_meta(f, "d_head"), 1, TFM_MAX_DIM);
+	c->d_mlp = (int)opt_int("d_mlp", need_meta(f, "d_mlp"), 1, 4 * TFM_MAX_DIM);
+	c->attention = opt_choice("attention", need_meta(f, "attention"), tfm_attention_names);
+	c->alpha = opt_real("alpha", need_meta(f, "alpha"), 0, 1);
+	c->act = opt_choice("act", need_meta(f, "act"), tfm_act_names);
+	c->eq_token = (int)opt_int("eq_token", need_meta(f, "eq_token"), 0, 1);
+}
+
+/* The tensors prefix+name of every parameter, into the flat layout. */
+static void
+ref_read_params(const struct st_frame *f, const struct tfm *m, const char *prefix, double *out)
+{
+	char name[64], full[96], err[ST_ERRLEN];
+	int ndim;
+	int64_t shape[3];
+
+	for (int k = 0; k < m->ntensors; k++) {
+		size_t off = tfm_tensor_info(m, k, name, sizeof name, &ndim, shape);
+		const struct st_tensor *t;
+		snprintf(full, sizeof full, "%s%s", prefix, name);
+		if (!(t = st_expect(f, full, ST_F64, ndim, shape, err, sizeof err)))
+			die("%s", err);
+		memcpy(out + off, t->data, t->nbytes);
+	}
+}
+
+static void
+ref_add_params(struct st_writer *wr, const struct tfm *m, const char *prefix, const double *vec)
+{
+	char name[64], full[96];
+	int ndim;
+	int64_t shape[3];
+
+	for (int k = 0; k < m->ntensors; k++) {
+		size_t off = tfm_tensor_info(m, k, name, sizeof name, &ndim, shape);
+		snprintf(full, sizeof full, "%s%s", prefix, name);
+		st_writer_add(wr, full, ST_F64, ndim, shape, vec + off);
+	}
+}
+
+/* out[0] = mean loss, out[1..P] = gradient, out[P+1..2P] = H v, by the double kernels. */
+static void
+ref_run64(const struct tfm *m, const double *th, const double *v, const int32_t *x, const int32_t *y,
+    int B, double *out)
+{
+	struct tfm64_work *w = tfm64_work_new(m, B, 1);
+	struct tfm64_prepared *s = tfm64_hvp_prepare(m, w, th, x, y, B, 1.0 / B);
+
+	out[0] = tfm64_hvp_eval(s).loss_sum / B;
+	tfm64_hvp_grad(s, out + 1);
+	tfm64_hvp_apply(s, out + 1 + m->nparams, v);
+	tfm64_work_free(w);
+}
+
+/* The same by the float32 kernels, widened to double. */
+static void
+ref_run32(const struct tfm *m, const double *th, const double *v, const int32_t *x, const int32_t *y,
+    int B, double *out)
+{
+	size_t P = m->nparams;
+	struct tfm_work *w = tfm_work_new(m, B, 1);
+	float *buf = calloc(4 * P, sizeof *buf);
+	struct tfm_prepared *s;
+
+	for (size_t k = 0; k < P; k++)
+		buf[k] = (float)th[k], buf[P + k] = (float)v[k];
+	s = tfm_hvp_prepare(m, w, buf, x, y, B, 1.0f / B);
+	out[0] = tfm_hvp_eval(s).loss_sum / B;
+	tfm_hvp_grad(s, buf + 2 * P);
+	tfm_hvp_apply(s, buf + 3 * P, buf + P);
+	for (size_t k = 0; k < 2 * P; k++)
+		out[1 + k] = buf[2 * P + k];
+	free(buf);
+	tfm_work_free(w);
+}
+
+static int
+ref_main(const char *in, const char *outpath)
+{
+	struct st_frame f;
+	struct st_writer wr;
+	struct tfm_config c;
+	struct tfm m;
+	char err[ST_ERRLEN];
+	const struct st_tensor *tx, *ty;
+	int64_t one = 1;
+	double *th, *v, *o64, *o32, *oref;
+	int32_t *x, *y;
+	int B;
+	size_t P;
+	FILE *fp;
+
+	if (st_load(&f, in, err, sizeof err) != 0)
+		die("%s", err);
+	ref_config(&f, &c);
+	if (tfm_layout(&m, &c) != 0)
+		die("%s: configuration out of range", in);
+	P = m.nparams;
+	if (!(tx = st_expect(&f, "x", ST_I32, 2, (int64_t[]){-1, 2}, err, sizeof err)) ||
+	    !(ty = st_expect(&f, "y", ST_I32, 1, (int64_t[]){tx->shape[0]}, err, sizeof err)))
+		die("%s", err);
+	B = (int)tx->shape[0];
+	x = calloc(2 * (size_t)B, sizeof *x), y = calloc((size_t)B, sizeof *y);
+	memcpy(x, tx->data, tx->nbytes);
+	memcpy(y, ty->data, ty->nbytes);
+	for (int b = 0; b < B; b++)
+		if (x[2 * b] < 0 || x[2 * b] >= c.p || x[2 * b + 1] < 0 || x[2 * b + 1] >= c.p || y[b] < 0 || y[b] >= c.p)
+			die("%s: row %d out of range", in, b);
+	th = calloc(P, sizeof *th), v = calloc(P, sizeof *v);
+	o64 = calloc(2 * P + 1, sizeof *o64), o32 = calloc(2 * P + 1, sizeof *o32), oref = calloc(P + 1, sizeof *oref);
+	ref_read_params(&f, &m, "", th);
+	ref_read_params(&f, &m, "v.", v);
+	ref_run64(&m, th, v, x, y, B, o64);
+	ref_run32(&m, th, v, x, y, B, o32);
+	oref[0] = tfm_ref_loss(&m, th, x, y, B, oref + 1, NULL);
+	st_writer_init(&wr);
+	st_writer_add(&wr, "loss", ST_F64, 1, &one, o64);
+	ref_add_params(&wr, &m, "grad.", o64 + 1);
+	ref_add_params(&wr, &m, "hv.", o64 + 1 + P);
+	st_writer_add(&wr, "loss32", ST_F64, 1, &one, o32);
+	ref_add_params(&wr, &m, "grad32.", o32 + 1);
+	ref_add_params(&wr, &m, "hv32.", o32 + 1 + P);
+	st_writer_add(&wr, "ref.loss", ST_F64, 1, &one, oref);
+	ref_add_params(&wr, &m, "ref.grad.", oref + 1);
+	if (!(fp = fopen(outpath, "wb")) || st_write(&wr, fp) != 0 || fclose(fp) != 0)
+		die("%s:", outpath);
+	st_writer_free(&wr);
+	st_free(&f);
+	free(x); free(y); free(th); free(v); free(o64); free(o32); free(oref);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	setprogname(argv[0]);
+	if (argc == 4 && strcmp(argv[1], "--ref") == 0)
+		return ref_main(argv[2], argv[3]);
+	if (argc != 1)
+		usage_error("usage: test_transformer [--ref IN.safetensors OUT.safetensors]");
+	tests();
+	return tap_done();
+}
