@@ -46,7 +46,7 @@ ALL_CFLAGS = -std=c11 $(CFLAGS) $(VECFLAGS) -Wall -Wextra -Wpedantic $(WERROR) $
              -Itools/lib $(PKG_CFLAGS)
 ALL_LDLIBS = $(SANFLAGS) $(PKG_LIBS) -lm
 
-.PHONY: fuzz fuzz-targets units tools all test check-ref bench install uninstall clean clean-results help deps demo
+.PHONY: fuzz fuzz-targets units tools all test check-ref same-science bench install uninstall clean clean-results help deps demo
 
 tools: $(BINS)
 
@@ -185,6 +185,12 @@ check-ref: tools $(O)/test/test_transformer
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	for t in tests/ref/check_*.py; do $(PYTHON) "$$t" $(O)/bin "$$d" || exit 1; done
 
+# The same science as an older commit (BASE) on a tiny study: every record
+# and tensor compared, timings and versions aside (tests/same-science).
+BASE ?= 8ea4d8c
+same-science:
+	$(PYTHON) tests/same-science --base $(BASE)
+
 install: tools
 	install -d '$(DESTDIR)$(BINDIR)'
 	install -m 0755 $(BINS) '$(DESTDIR)$(BINDIR)'
@@ -217,6 +223,7 @@ help:
 	@echo '  bench            speed and memory against PyTorch (train, Hessian, GOP, LLC)'
 	@echo '  fuzz             run every fuzz target FUZZ_SECONDS=$(FUZZ_SECONDS) seconds'
 	@echo '  check-ref        every tool against PyTorch (or a closed form) on the same data and weights'
+	@echo '  same-science     the same records and tensors as commit BASE=$(BASE) on a tiny study'
 	@echo '  install          install the tools into $$(DESTDIR)$$(BINDIR)'
 	@echo '  uninstall        remove them again'
 	@echo '  deps             install missing Debian packages'

@@ -45,8 +45,8 @@ struct config {
 struct run {
 	struct config cfg;
 	struct dataset d;
-	struct mlp m;
-	struct mlp_work *w;
+	struct model *m;
+	struct model_work *w;
 	struct optim opt;
 	struct rng shuffle;
 	float *theta, *grad, *gfull;  /* (P) each */
@@ -356,9 +356,8 @@ config_json(const struct run *r, const char *init_digest)
 		json_object_set_new(opt, "beta2", json_real(c->opt.beta2));
 		json_object_set_new(opt, "eps", json_real(c->opt.eps));
 	}
-	json_t *cfg = json_pack("{s:{s:i, s:i, s:i, s:s, s:s}, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:I, s:o}",
-	    "model", "p", c->model.p, "depth", c->model.depth, "width", c->model.width,
-	    "encoding", mlp_encoding_names[c->model.encoding], "loss", mlp_loss_names[c->model.loss],
+	json_t *cfg = json_pack("{s:o, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:I, s:o}",
+	    "model", r->m->family->hparams_json(r->m),
 	    "optim", opt,
 	    "batch", c->batch ? json_integer(c->batch) : json_string("full"),
 	    "steps", (json_int_t)c->steps, "warmup", (json_int_t)c->warmup,
@@ -399,12 +398,12 @@ write_params_file(struct run *r, const char *path, int state)
 	char buf[32];
 
 	st_writer_init(&w);
-	ckpt_add_params(&w, &r->m, r->theta);
-	ckpt_add_meta(&w, &r->m, r->step, r->d.digest, r->config_json);
+	ckpt_add_params(&w, r->m, r->theta);
+	ckpt_add_meta(&w, r->m, "train-mlp " GROK_VERSION, r->step, r->d.digest, r->config_json);
 	st_writer_meta(&w, "run_id", r->run_id);
 	if (state) {
 		st_writer_meta(&w, "format", "grokkit-state-v1");
-		shp[0] = (int64_t)r->m.nparams;
+		shp[0] = (int64_t)r->m->nparams;
 		st_writer_add(&w, "optim.m", ST_F32, 1, shp, r->opt.m);
 		st_writer_add(&w, "optim.v", ST_F32, 1, shp, r->opt.v);
 		shp[0] = r->d.n_train;
@@ -441,17 +440,22 @@ static int
 log_metrics(struct run *r, double lr, double update_norm)
 {
 	const struct dataset *d = &r->d;
-	struct mlp_eval tr, te;
+	struct model_eval tr, te;
 	json_t *layers = json_array(), *rec;
 	double train_loss;
 
-	memset(r->gfull, 0, r->m.nparams * sizeof(float));
-	mlp_eval_set(&r->m, r->w, &tr, r->gfull, r->theta, d->train_x, d->train_y, d->n_train, NULL);
-	mlp_eval_set(&r->m, r->w, &te, NULL, r->theta, d->test_x, d->test_y, d->n_test, NULL);
+	memset(r->gfull, 0, r->m->nparams * sizeof(float));
+	model_eval_set(r->w, &tr, r->gfull, r->theta, d->train_x, d->train_y, d->n_train, NULL);
+	model_eval_set(r->w, &te, NULL, r->theta, d->test_x, d->test_y, d->n_test, NULL);
 	train_loss = tr.loss_sum / d->n_train;
-	for (int i = 0; i < r->m.nlayers; i++)
-		json_array_append_new(layers, jnum(sqrt(norm2(r->theta + r->m.woff[i],
-		    (size_t)r->m.in[i] * (size_t)r->m.out[i]))));
+	/* each group's matrices (the MLP: each layer's weight; biases left out) */
+	for (int g = 0; g < r->m->ngroups; g++) {
+		double s2 = 0;
+		for (int k = 0; k < r->m->ntensors; k++)
+			if (r->m->tensors[k].group == g && r->m->tensors[k].ndim >= 2)
+				s2 += norm2(r->theta + r->m->tensors[k].offset, r->m->tensors[k].numel);
+		json_array_append_new(layers, jnum(sqrt(s2)));
+	}
 	rec = json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 	    "record", "metrics", "step", (json_int_t)r->step,
 	    "epoch", jnum((double)r->step / (double)r->steps_per_epoch),
@@ -460,8 +464,8 @@ log_metrics(struct run *r, double lr, double update_norm)
 	    "train_acc", jnum((double)tr.correct / d->n_train),
 	    "test_loss", d->n_test ? jnum(te.loss_sum / d->n_test) : json_null(),
 	    "test_acc", d->n_test ? jnum((double)te.correct / d->n_test) : json_null(),
-	    "grad_norm", jnum(sqrt(norm2(r->gfull, r->m.nparams))),
-	    "weight_norm", jnum(sqrt(norm2(r->theta, r->m.nparams))),
+	    "grad_norm", jnum(sqrt(norm2(r->gfull, r->m->nparams))),
+	    "weight_norm", jnum(sqrt(norm2(r->theta, r->m->nparams))),
 	    "layer_weight_norms", layers,
 	    "update_norm", r->step ? jnum(update_norm) : json_null(),
 	    "softmax_collapse", jnum((double)tr.collapsed / d->n_train),
@@ -497,12 +501,7 @@ next_batch(struct run *r, const int32_t **x, const int32_t **y, int *B)
 	if (r->pos == 0)
 		rng_shuffle(&r->shuffle, r->perm, (size_t)n);
 	take = n - r->pos < r->B ? n - r->pos : r->B;
-	for (long i = 0; i < take; i++) {
-		int32_t k = r->perm[r->pos + i];
-		r->bx[2 * i] = d->train_x[2 * k];
-		r->bx[2 * i + 1] = d->train_x[2 * k + 1];
-		r->by[i] = d->train_y[k];
-	}
+	dataset_gather(d, r->perm + r->pos, (int)take, r->bx, r->by);
 	r->pos = r->pos + take == n ? 0 : r->pos + take;
 	*x = r->bx;
 	*y = r->by;
@@ -532,7 +531,7 @@ load_init(struct run *r, json_t *inputs, char **digest)
 	char err[ST_ERRLEN], hex[65];
 
 	if (st_load(&f, r->cfg.init, err, sizeof err) < 0 ||
-	    ckpt_params(&f, &r->m, r->theta, r->cfg.init, err, sizeof err) < 0)
+	    ckpt_params(&f, r->m, r->theta, r->cfg.init, err, sizeof err) < 0)
 		die("--init: %s", err);
 	sha256_hex(f.digest, hex);
 	json_object_set_new(inputs, "init", json_string(hex));
@@ -566,7 +565,7 @@ load_state(struct run *r, json_t *inputs)
 	}
 	json_decref(saved);
 	st = (struct ckpt_state){.theta = r->theta, .m = r->opt.m, .v = r->opt.v, .perm = r->perm};
-	if (ckpt_state_read(&f, &r->m, r->d.n_train, r->cfg.steps, MAX_STEPS, &st, name, err, sizeof err) < 0)
+	if (ckpt_state_read(&f, r->m, r->d.n_train, r->cfg.steps, MAX_STEPS, &st, name, err, sizeof err) < 0)
 		die("--resume: %s", err);
 	r->elapsed0 = st.elapsed;
 	r->step = (long)st.step;
@@ -601,13 +600,13 @@ setup(struct run *r, int argc, char **argv)
 			usage_error("--epochs %ld is more than %ld steps", c->epochs, MAX_STEPS);
 		c->steps = c->epochs * r->steps_per_epoch;
 	}
-	if (mlp_layout(&r->m, &c->model) < 0)
+	if (!(r->m = mlp_model_new(&c->model)))
 		die("model out of range");
-	r->theta = xcalloc(r->m.nparams, sizeof(float));
-	r->grad = xcalloc(r->m.nparams, sizeof(float));
-	r->gfull = xcalloc(r->m.nparams, sizeof(float));
-	r->w = mlp_work_new(&r->m, (int)r->B, 0);
-	optim_init(&r->opt, &c->opt, r->m.nparams);
+	r->theta = xcalloc(r->m->nparams, sizeof(float));
+	r->grad = xcalloc(r->m->nparams, sizeof(float));
+	r->gfull = xcalloc(r->m->nparams, sizeof(float));
+	r->w = model_work_new(r->m, (int)r->B);
+	optim_init(&r->opt, &c->opt, r->m->nparams);
 	r->perm = xmalloc(xmul((size_t)r->d.n_train, sizeof(int32_t)));
 	for (int i = 0; i < r->d.n_train; i++)
 		r->perm[i] = i;
@@ -621,7 +620,7 @@ setup(struct run *r, int argc, char **argv)
 		load_init(r, inputs, &init_digest);
 	} else {
 		rng_init(&ri, c->seed, RNG_INIT);
-		mlp_init_params(&r->m, r->theta, &ri);
+		r->m->family->init(r->m, r->theta, &ri);
 	}
 	r->config = config_json(r, init_digest);
 	r->config_json = jsonl_string(r->config);
@@ -648,7 +647,7 @@ setup(struct run *r, int argc, char **argv)
 	json_object_set_new(header, "inputs", inputs);
 	json_object_set_new(header, "data", json_pack("{s:O, s:i, s:i}", "metadata", r->d.meta,
 	    "n_train", r->d.n_train, "n_test", r->d.n_test));
-	json_object_set_new(header, "params", json_integer((json_int_t)r->m.nparams));
+	json_object_set_new(header, "params", json_integer((json_int_t)r->m->nparams));
 	json_object_set_new(header, "run_id", json_string(r->run_id));
 	json_object_set_new(header, "blas", blas_json(c->threads));
 	json_object_set_new(header, "flush_denormals", json_boolean(flush_denormals()));
@@ -659,7 +658,8 @@ setup(struct run *r, int argc, char **argv)
 static void
 teardown(struct run *r)
 {
-	mlp_work_free(r->w);
+	model_work_free(r->w);
+	model_free(r->m);
 	optim_free(&r->opt);
 	dataset_free(&r->d);
 	free(r->theta);
@@ -705,18 +705,16 @@ main(int argc, char **argv)
 
 	while (r.step < r.cfg.steps && !stop_signal) {
 		const int32_t *x, *y;
-		struct mlp_eval ev = {0};
+		struct model_eval ev = {0};
 		int B;
 
 		next_batch(&r, &x, &y, &B);
-		memset(r.grad, 0, r.m.nparams * sizeof(float));
-		mlp_forward(&r.m, r.w, r.theta, x, B);
-		mlp_loss(&r.m, r.w, &ev, y, B, (float)(1.0 / B));
+		memset(r.grad, 0, r.m->nparams * sizeof(float));
+		model_loss_grad(r.w, &ev, r.grad, r.theta, x, y, B, (float)(1.0 / B), NULL);
 		if (!isfinite(ev.loss_sum)) {
 			rc = EXIT_DIVERGED;
 			break;
 		}
-		mlp_backward(&r.m, r.w, r.grad, r.theta, x, B);
 		r.step++;
 		lr = lr_at(&r.cfg, r.step);
 		du = optim_step(&r.opt, r.theta, r.grad, lr);
