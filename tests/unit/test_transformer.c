@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model.h"
 #include "opts.h"
 #include "rng.h"
 #include "st.h"
@@ -289,12 +290,132 @@ check_layout(void)
 	free(theta);
 }
 
+/* Hyper-parameters through JSON and checkpoint metadata, the layout the interface shows. */
+static void
+check_family_layout(void)
+{
+	char err[256], buf[256];
+	json_t *hp = json_pack("{s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:s, s:b}", "layers", 2, "d_model", 8,
+	    "heads", 2, "d_head", 3, "d_mlp", 12, "attention", "full", "attn_coeff", 0.3, "act", "gelu",
+	    "eq_token", 0);
+	json_t *empty = json_object(), *bad = json_pack("{s:s}", "attention", "sideways");
+	json_t *bad2 = json_pack("{s:f}", "attn_coeff", 1.5), *back;
+	struct model *m = model_new_json("transformer", hp, 7, err, sizeof err), *m2, *nanda, *m3;
+	const struct tfm *t = tfm_of(m);
+	struct st_writer wr;
+	struct st_frame f;
+	FILE *fp = tmpfile();
+	int tiles = 1, groups_ok = 1, r;
+
+	for (int k = 0; k < m->ntensors; k++) {
+		const struct model_tensor *mt = &m->tensors[k];
+		tiles &= mt->offset == (k ? m->tensors[k - 1].offset + m->tensors[k - 1].numel : 0);
+		groups_ok &= strncmp(mt->name, m->group_names[mt->group], strlen(m->group_names[mt->group])) == 0 ||
+		    (mt->group == 0 && strcmp(mt->name, "pos_embed.W_pos") == 0);
+	}
+	ok(m && t->c.layers == 2 && t->c.attention == TFM_FULL && t->c.alpha == 0.3 && t->c.act == TFM_GELU &&
+	    !t->c.eq_token && m->ngroups == 6 && tiles && groups_ok &&
+	    m->tensors[m->ntensors - 1].offset + m->tensors[m->ntensors - 1].numel == m->nparams,
+	    "family: from JSON, tensors tile theta, groups embed, blocks.l.attn/mlp, unembed (%s ... %s)",
+	    m->group_names[0], m->group_names[5]);
+	back = m->family->hparams_json(m);
+	m2 = model_new_json("transformer", back, 7, err, sizeof err);
+	ok(m2 && json_equal(back, m2->family->hparams_json(m2)) && m2->nparams == m->nparams,
+	    "family: hyper-parameters JSON round trip");
+	nanda = model_new_json("transformer", empty, 113, err, sizeof err);
+	model_summary(nanda, buf, sizeof buf);
+	ok(nanda && nanda->nparams == 128 * 114 + 3 * 128 + 3 * 128 * 128 + 128 * 128 + 2 * 512 * 128 + 512 + 128 +
+	    128 * 113, "family: Nanda's defaults from {} (%s), %zu parameters", buf, nanda ? nanda->nparams : 0);
+	ok(!model_new_json("transformer", bad, 7, err, sizeof err) && strstr(err, "causal|full"),
+	    "family: attention 'sideways' refused: %s", err);
+	ok(!model_new_json("transformer", bad2, 7, err, sizeof err) && strstr(err, "attn_coeff 0..1"),
+	    "family: attn_coeff 1.5 refused: %s", err);
+	st_writer_init(&wr);
+	m->family->to_meta(m, &wr);
+	st_writer_add(&wr, "blocks.2.attn.W_K", ST_F32, 1, (int64_t[]){1}, "\0\0\0\0");
+	r = st_write(&wr, fp);
+	rewind(fp);
+	r |= st_read(&f, fp, "tmp", err, sizeof err);
+	m3 = r ? NULL : m->family->from_meta(&f, "tmp", err, sizeof err);
+	ok(m3 && json_equal(back, m3->family->hparams_json(m3)),
+	    "family: hyper-parameters through checkpoint metadata and back");
+	ok(m3 && m3->family->check_frame(m3, &f, "tmp", err, sizeof err) == -1 && strstr(err, "blocks.2.attn.W_K"),
+	    "family: a frame with a third block refused for layers 2: %s", err);
+	st_free(&f);
+	st_writer_free(&wr);
+	fclose(fp);
+	json_decref(hp); json_decref(empty); json_decref(bad); json_decref(bad2); json_decref(back);
+	model_free(m); model_free(m2); model_free(nanda); model_free(m3);
+}
+
+/* Loss, gradient, products and the generic Gram through model.h, against the kernels and the reference. */
+static void
+check_family_passes(struct fixture *f)
+{
+	struct model *m = tfm_model_new(&f->m.c);
+	size_t P = m->nparams;
+	int B = f->B;
+	struct model_work *w4 = model_work_new(m, 4);
+	struct model_hvp *h = model_hvp_new(m, B), *h4 = model_hvp_new(m, 4);
+	struct model_point *pt;
+	struct model_eval ev;
+	float *g = calloc(P, sizeof *g), *gp = calloc(P, sizeof *gp), *v = calloc(P, sizeof *v);
+	float *hv = calloc(P, sizeof *hv), *hv4 = calloc(P, sizeof *hv4);
+	double *gref = calloc(P, sizeof *gref), *gb = calloc(P, sizeof *gb), *K = calloc((size_t)B * B, sizeof *K);
+	double loss = tfm_ref_loss(&f->m, f->th, f->x, f->y, B, gref, NULL), gs = max_abs(gref, P);
+	double trerr = 0, trmax = 0, hs = 0, d = 0;
+	struct rng r;
+
+	model_eval_set(w4, &ev, g, f->theta, f->x, f->y, B, NULL);
+	ok(fabs(ev.loss_sum / B - loss) < 1e-6 && max_diff_f(g, gref, P) < 1e-5 * gs,
+	    "%s: model_eval_set in batches of 4 = reference (loss %.9f, gradient diff %.2e)",
+	    f->what, ev.loss_sum / B, max_diff_f(g, gref, P));
+	rng_init(&r, 5, RNG_SAMPLE);
+	for (size_t k = 0; k < P; k++)
+		v[k] = (float)rng_normal(&r);
+	pt = model_hvp_prepare(h, f->theta, f->x, f->y, B, 1.0f / B, NULL);
+	model_point_apply(pt, hv, v);
+	model_point_grad(pt, gp);
+	model_hvp_set(h4, hv4, f->theta, v, f->x, f->y, B, 1.0 / B, NULL);
+	for (size_t k = 0; k < P; k++) {
+		hs = fmax(hs, fabs(hv[k]));
+		d = fmax(d, fabs((double)hv[k] - hv4[k]));
+	}
+	ok(pt->rows == B && fabs(pt->eval.loss_sum / B - loss) < 1e-6 && max_diff_f(gp, gref, P) < 1e-5 * gs &&
+	    d < 1e-5 * hs && hs > 0, "%s: HVP point's loss and gradient = reference; model_hvp_set in batches "
+	    "of 4 = one point (max diff %.2e of %.2e)", f->what, d, hs);
+	/* The generic Gram's trace per group = sum over rows of |row gradient in the group|^2 (reference). */
+	for (int gi = 0; gi < m->ngroups; gi++) {
+		size_t lo, hi;
+		double tr = 0, want = 0;
+		model_group_range(m, gi, &lo, &hi);
+		model_gram_generic(m, f->theta, f->x, f->y, B, gi, 64 * 8 * (size_t)B, K);
+		for (int b = 0; b < B; b++) {
+			memset(gb, 0, P * sizeof *gb);
+			tfm_ref_loss(&f->m, f->th, f->x + 2 * b, f->y + b, 1, gb, NULL);
+			for (size_t k = lo; k < hi; k++)
+				want += gb[k] * gb[k];
+			tr += K[(size_t)b * B + b];
+		}
+		trerr = fmax(trerr, fabs(tr - want));
+		trmax = fmax(trmax, want);
+	}
+	ok(trerr < 1e-5 * trmax && trmax > 0, "%s: generic per-example Gram, every group's trace = reference "
+	    "(max diff %.2e of %.2e)", f->what, trerr, trmax);
+	free(g); free(gp); free(v); free(hv); free(hv4); free(gref); free(gb); free(K);
+	model_work_free(w4);
+	model_hvp_free(h);
+	model_hvp_free(h4);
+	model_free(m);
+}
+
 static void
 tests(void)
 {
 	static const double alphas[] = {0, 0.3, 1};
 
 	check_layout();
+	check_family_layout();
 	for (int L = 1; L <= 2; L++)
 		for (int att = 0; att < 2; att++)
 			for (int a = 0; a < 3; a++)
@@ -308,6 +429,8 @@ tests(void)
 						check_gradients(&f);
 						check_hvp(&f);
 						check_rows(&f);
+						if (a == 1 && act == 1)
+							check_family_passes(&f);
 						fixture_free(&f);
 					}
 }

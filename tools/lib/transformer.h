@@ -82,6 +82,7 @@ struct tfm {
 struct tfm_eval {
 	double loss_sum;              /* sum of per-example losses */
 	long correct;                 /* argmax == label */
+	long collapsed;               /* the softmax's largest probability == 1 exactly, in REAL */
 };
 
 /* Layout of the model; 0, or -1 if the configuration is out of range. */
@@ -150,6 +151,19 @@ struct tfm64_prepared *tfm64_hvp_prepare(const struct tfm *m, struct tfm64_work 
 void tfm64_hvp_apply(struct tfm64_prepared *s, double *hv, const double *v);
 struct tfm_eval tfm64_hvp_eval(const struct tfm64_prepared *s);
 void tfm64_hvp_grad(struct tfm64_prepared *s, double *grad);
+
+/*
+ * The transformer as a model family (model.h), in transformer_family.c:
+ * tensors by their state_dict names, groups "embed" (W_E, W_pos),
+ * "blocks.l.attn", "blocks.l.mlp" and "unembed"; hyper-parameters p,
+ * layers, d_model, heads, d_head, d_mlp, attention, attn_coeff, act,
+ * eq_token.  tfm_model_new makes one from a configuration (NULL if out of
+ * range); tfm_of gives a transformer model's layout.
+ */
+struct model;
+extern const struct model_family transformer_family;
+struct model *tfm_model_new(const struct tfm_config *c);
+const struct tfm *tfm_of(const struct model *m);
 
 /*
  * Reference model in double precision: naive loops over one example at a

@@ -383,14 +383,17 @@ FN(loss)(const struct tfm *m, struct FN(work) *w, struct tfm_eval *ev, const int
 		REAL *p = w->probs + (size_t)b * C, *dz = w->dlogits + (size_t)b * C;
 		double mx = z[0], s = 0, lse;
 		int arg = 0;
+		REAL pmax;
 		for (int j = 1; j < C; j++)
 			if (z[j] > mx)
 				mx = z[j], arg = j;
 		for (int j = 0; j < C; j++)
 			s += exp((double)z[j] - mx);
 		lse = mx + log(s);
+		pmax = (REAL)(1 / s);   /* exp(mx - lse) */
 		ev->loss_sum += lse - z[y[b]];
 		ev->correct += arg == y[b];
+		ev->collapsed += pmax == 1;
 		for (int j = 0; j < C; j++) {
 			double pj = exp((double)z[j] - lse);
 			p[j] = (REAL)pj;
