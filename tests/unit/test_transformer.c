@@ -217,6 +217,61 @@ check_hvp(struct fixture *f)
 	tfm_work_free(w);
 }
 
+/*
+ * The shortcuts (last block at the last position only, block 0 through
+ * tables) against the papers' computation of every position through every
+ * layer: loss, gradient and H v, double and float32.
+ */
+static void
+check_shortcuts(struct fixture *f)
+{
+	const struct tfm *m = &f->m;
+	size_t P = m->nparams;
+	int B = f->B;
+	struct tfm64_work *wf = tfm64_work_new(m, B, TFM_WORK_HVP);
+	struct tfm64_work *wn = tfm64_work_new(m, B, TFM_WORK_HVP | TFM_WORK_NAIVE);
+	struct tfm_work *sf = tfm_work_new(m, B, TFM_WORK_HVP);
+	struct tfm_work *sn = tfm_work_new(m, B, TFM_WORK_HVP | TFM_WORK_NAIVE);
+	struct tfm64_prepared *pf, *pn;
+	struct tfm_prepared *qf, *qn;
+	struct rng r;
+	double *v = calloc(P, sizeof *v), *g[2], *hv[2], dl, dg, dh, gs, hs, fg = 0, fh = 0;
+	float *vf = calloc(P, sizeof *vf), *g32[2], *hv32[2];
+
+	for (int i = 0; i < 2; i++) {
+		g[i] = calloc(P, sizeof **g), hv[i] = calloc(P, sizeof **hv);
+		g32[i] = calloc(P, sizeof **g32), hv32[i] = calloc(P, sizeof **hv32);
+	}
+	rng_init(&r, 7, RNG_SAMPLE);
+	for (size_t k = 0; k < P; k++)
+		v[k] = vf[k] = (float)rng_normal(&r);
+	pf = tfm64_hvp_prepare(m, wf, f->th, f->x, f->y, B, 1.0 / B);
+	pn = tfm64_hvp_prepare(m, wn, f->th, f->x, f->y, B, 1.0 / B);
+	tfm64_hvp_grad(pf, g[0]), tfm64_hvp_grad(pn, g[1]);
+	tfm64_hvp_apply(pf, hv[0], v), tfm64_hvp_apply(pn, hv[1], v);
+	dl = fabs(tfm64_hvp_eval(pf).loss_sum - tfm64_hvp_eval(pn).loss_sum);
+	dg = max_diff(g[0], g[1], P), dh = max_diff(hv[0], hv[1], P);
+	gs = max_abs(g[1], P), hs = max_abs(hv[1], P);
+	ok(dl < 1e-13 && dg < 1e-13 * gs && dh < 1e-12 * hs && hs > 0, "%s: double shortcuts = every position "
+	    "through every layer: loss diff %.1e, gradient %.1e, H v %.1e (of %.1e)", f->what, dl, dg, dh, hs);
+	qf = tfm_hvp_prepare(m, sf, f->theta, f->x, f->y, B, 1.0f / B);
+	qn = tfm_hvp_prepare(m, sn, f->theta, f->x, f->y, B, 1.0f / B);
+	tfm_hvp_grad(qf, g32[0]), tfm_hvp_grad(qn, g32[1]);
+	tfm_hvp_apply(qf, hv32[0], vf), tfm_hvp_apply(qn, hv32[1], vf);
+	for (size_t k = 0; k < P; k++) {
+		fg = fmax(fg, fabs((double)g32[0][k] - g32[1][k]));
+		fh = fmax(fh, fabs((double)hv32[0][k] - hv32[1][k]));
+	}
+	ok(fg < 1e-5 * gs && fh < 1e-5 * hs && fabs(tfm_hvp_eval(qf).loss_sum - tfm_hvp_eval(qn).loss_sum) < 1e-5 * B,
+	    "%s: float32 shortcuts = every position: gradient diff %.1e, H v %.1e", f->what, fg, fh);
+	for (int i = 0; i < 2; i++)
+		free(g[i]), free(hv[i]), free(g32[i]), free(hv32[i]);
+	free(v);
+	free(vf);
+	tfm64_work_free(wf), tfm64_work_free(wn);
+	tfm_work_free(sf), tfm_work_free(sn);
+}
+
 /* A batch of B rows = its first rows alone (rows do not interact), in a work for more. */
 static void
 check_rows(struct fixture *f)
@@ -433,6 +488,7 @@ tests(void)
 						check_gradients(&f);
 						check_hvp(&f);
 						check_rows(&f);
+						check_shortcuts(&f);
 						if (a == 1 && act == 1)
 							check_family_passes(&f);
 						fixture_free(&f);

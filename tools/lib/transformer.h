@@ -99,8 +99,15 @@ size_t tfm_tensor_info(const struct tfm *m, int k, char *buf, size_t n, int *ndi
  */
 void tfm_init_params(const struct tfm *m, float *theta, struct rng *r);
 
-/* Forward/backward scratch for up to maxb rows; the R-operator's too if hvp. */
-struct tfm_work *tfm_work_new(const struct tfm *m, int maxb, int hvp);
+/*
+ * Forward/backward scratch for up to maxb rows.  flags: TFM_WORK_HVP adds
+ * the R-operator's; TFM_WORK_NAIVE computes as the papers' modules do
+ * (every position through every layer, every token row through block
+ * 0's projections), without the exact shortcuts of transformer_impl.h,
+ * for the tests to compare against.
+ */
+enum { TFM_WORK_HVP = 1, TFM_WORK_NAIVE = 2 };
+struct tfm_work *tfm_work_new(const struct tfm *m, int maxb, int flags);
 void tfm_work_free(struct tfm_work *w);
 /* logits (B, C) of the last forward. */
 const float *tfm_logits(const struct tfm_work *w);
@@ -137,7 +144,7 @@ struct tfm_eval tfm_hvp_eval(const struct tfm_prepared *s);
 void tfm_hvp_grad(struct tfm_prepared *s, float *grad);
 
 /* The same kernels in double precision. */
-struct tfm64_work *tfm64_work_new(const struct tfm *m, int maxb, int hvp);
+struct tfm64_work *tfm64_work_new(const struct tfm *m, int maxb, int flags);
 void tfm64_work_free(struct tfm64_work *w);
 const double *tfm64_logits(const struct tfm64_work *w);
 void tfm64_forward(const struct tfm *m, struct tfm64_work *w, const double *theta,

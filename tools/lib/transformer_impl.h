@@ -8,20 +8,44 @@
  * Shapes in comments use transformer.h's letters.  Token rows are
  * example-major: row b*T + t is position t of example b, so every
  * projection of every position is one matrix product over N rows.
+ *
+ * Two exact shortcuts, both switched off by TFM_WORK_NAIVE (which
+ * computes as the papers' modules do, for the tests to compare):
+ *
+ * - Query rows.  The loss reads the last position only, so the last
+ *   block needs its query, attention output, MLP and residual at that
+ *   position alone (keys and values still at every position).  A layer
+ *   computes queries from position q0 on: 0, or T-1 in the last block.
+ *   Its query-row buffers (q, z, x1, pre, post and their deltas) hold
+ *   nq = B (T - q0) rows, row b (T - q0) + (i - q0) for query i; in x[l]
+ *   those rows start at q0 D with a stride of T D (q0 > 0) or D.
+ * - Tables.  Block 0's input row is W_E[:, tok] + W_pos[t], one of T V
+ *   values, so its queries, keys and values are rows of three T x V
+ *   tables (row t V + tok), computed once per pass and gathered; their
+ *   gradients are scattered into the tables and multiplied there.
  */
 
 /* What a layer keeps: its forward values, its backward deltas, their R-values. */
 struct FN(layer) {
-	REAL *q, *k, *v;        /* (N, F) queries, keys, values, all heads */
-	REAL *pat;              /* (B, H, T, T) softmax of the scaled scores, 0 where masked */
-	REAL *att;              /* (B, H, T, T) alpha * pat + (1 - alpha), 0 where masked */
-	REAL *z;                /* (N, F) att v per head, heads side by side */
-	REAL *x1;               /* (N, D) residual after attention */
-	REAL *pre, *post;       /* (N, M) MLP pre-activation and activation */
-	REAL *dx1, *dpost, *dpre, *dz, *dq, *dk, *dv;   /* d loss / d (same shapes) */
-	REAL *dA, *dS;          /* (B, H, T, T) d loss / d att, d loss / d scaled scores */
+	int q0;                 /* first query position: 0, or T-1 */
+	REAL *q;                /* (nq, F) queries, all heads */
+	REAL *k, *v;            /* (N, F) keys, values */
+	REAL *pat;              /* (B, H, T-q0, T) softmax of the scaled scores, 0 where masked */
+	REAL *att;              /* (B, H, T-q0, T) alpha * pat + (1 - alpha), 0 where masked */
+	REAL *z;                /* (nq, F) att v per head, heads side by side */
+	REAL *x1;               /* (nq, D) residual after attention */
+	REAL *pre, *post;       /* (nq, M) MLP pre-activation and activation */
+	REAL *dx1, *dpost, *dpre, *dz, *dq;   /* d loss / d (same shapes) */
+	REAL *dk, *dv;          /* (N, F) */
+	REAL *dA, *dS;          /* (B, H, T-q0, T) d loss / d att, d loss / d scaled scores */
 	/* R-forward values (hvp works only) */
 	REAL *rq, *rk, *rv, *rpat, *ratt, *rz, *rx1, *rpre, *rpost;
+};
+
+/* Block 0's tables (T V rows): inputs, projections, their deltas and R-values. */
+struct FN(tables) {
+	REAL *x, *rx, *dx, *rdx;                 /* (TV, D) */
+	REAL *p[3], *dp[3], *rp[3], *rdp[3];     /* (TV, F) for q, k, v */
 };
 
 struct FN(prepared) {
@@ -34,12 +58,14 @@ struct FN(prepared) {
 };
 
 struct FN(work) {
-	int maxb, hvp;
+	int maxb, hvp, naive;
 	int32_t *tok;                          /* (N) token ids */
-	REAL *x[TFM_MAX_LAYERS + 1];           /* (N, D) residual into block l; x[L] the output */
-	REAL *dres[TFM_MAX_LAYERS + 1];        /* (N, D) d loss / d x[l] */
-	REAL *rx[TFM_MAX_LAYERS + 1];          /* (N, D) R{x[l]} */
+	int32_t *trow;                         /* (N) block 0's table row of each token row */
+	REAL *x[TFM_MAX_LAYERS + 1];           /* (N, D) residual into block l; x[L] the output (nq rows) */
+	REAL *dres[TFM_MAX_LAYERS + 1];        /* d loss / d x[l] */
+	REAL *rx[TFM_MAX_LAYERS + 1];          /* R{x[l]} */
 	struct FN(layer) ly[TFM_MAX_LAYERS];
+	struct FN(tables) tb;
 	REAL *logits, *dlogits, *probs;        /* (B, C) */
 	REAL *rlogits, *rdlogits;              /* (B, C) */
 	/* R-backward scratch, one layer at a time */
@@ -67,13 +93,38 @@ FN(work_size)(const struct tfm *m, size_t B, int hvp)
 	size_t T = (size_t)m->n_ctx, N = B * T, D = (size_t)m->c.d_model;
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
 	size_t S = B * (size_t)m->c.heads * T * T, C = (size_t)m->c.p, L = (size_t)m->c.layers;
+	size_t TV = T * (size_t)m->d_vocab;
 	size_t fwd = 4 * N * F + 2 * S + N * D + 2 * N * M;
 	size_t bwd = N * D + 2 * N * M + 4 * N * F + 2 * S;
-	size_t n = L * (fwd + bwd) + 2 * (L + 1) * N * D + 3 * B * C;
+	size_t n = L * (fwd + bwd) + 2 * (L + 1) * N * D + 3 * B * C + 2 * TV * D + 6 * TV * F;
 
 	if (hvp)
-		n += L * fwd + (L + 1) * N * D + 2 * B * C + 2 * N * D + 2 * N * M + 4 * N * F + 2 * S;
+		n += L * fwd + (L + 1) * N * D + 2 * B * C + 2 * N * D + 2 * N * M + 4 * N * F + 2 * S +
+		    2 * TV * D + 6 * TV * F;
 	return n;
+}
+
+static void
+FN(tables_carve)(const struct tfm *m, struct FN(work) *w, REAL **cur)
+{
+	size_t TV = (size_t)m->n_ctx * (size_t)m->d_vocab, D = (size_t)m->c.d_model;
+	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head;
+	struct FN(tables) *t = &w->tb;
+
+	t->x = FN(carve)(cur, TV * D);
+	t->dx = FN(carve)(cur, TV * D);
+	for (int i = 0; i < 3; i++) {
+		t->p[i] = FN(carve)(cur, TV * F);
+		t->dp[i] = FN(carve)(cur, TV * F);
+	}
+	if (!w->hvp)
+		return;
+	t->rx = FN(carve)(cur, TV * D);
+	t->rdx = FN(carve)(cur, TV * D);
+	for (int i = 0; i < 3; i++) {
+		t->rp[i] = FN(carve)(cur, TV * F);
+		t->rdp[i] = FN(carve)(cur, TV * F);
+	}
 }
 
 static void
@@ -110,6 +161,7 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 	w->logits = FN(carve)(&cur, B * C);
 	w->dlogits = FN(carve)(&cur, B * C);
 	w->probs = FN(carve)(&cur, B * C);
+	FN(tables_carve)(m, w, &cur);
 	if (w->hvp) {
 		w->rlogits = FN(carve)(&cur, B * C);
 		w->rdlogits = FN(carve)(&cur, B * C);
@@ -130,15 +182,21 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 }
 
 struct FN(work) *
-FN(work_new)(const struct tfm *m, int maxb, int hvp)
+FN(work_new)(const struct tfm *m, int maxb, int flags)
 {
 	struct FN(work) *w = xcalloc(1, sizeof *w);
+	size_t N = xmul((size_t)maxb, (size_t)m->n_ctx);
 
 	w->maxb = maxb;
-	w->hvp = hvp;
-	w->tok = xmalloc(xmul(xmul((size_t)maxb, (size_t)m->n_ctx), sizeof *w->tok));
-	w->mem = xmalloc_big(xmul(FN(work_size)(m, (size_t)maxb, hvp), sizeof(REAL)));
+	w->hvp = !!(flags & TFM_WORK_HVP);
+	w->naive = !!(flags & TFM_WORK_NAIVE);
+	w->tok = xmalloc(xmul(N, sizeof *w->tok));
+	w->trow = xmalloc(xmul(N, sizeof *w->trow));
+	w->mem = xmalloc_big(xmul(FN(work_size)(m, (size_t)maxb, w->hvp), sizeof(REAL)));
 	FN(work_carve)(m, w, (size_t)maxb);
+	/* Which positions each block queries: all, but the last block only the last with the shortcut. */
+	for (int l = 0; l < m->c.layers; l++)
+		w->ly[l].q0 = !w->naive && l == m->c.layers - 1 ? m->n_ctx - 1 : 0;
 	w->prep.w = w;
 	return w;
 }
@@ -149,6 +207,7 @@ FN(work_free)(struct FN(work) *w)
 	if (!w)
 		return;
 	free(w->tok);
+	free(w->trow);
 	free(w->mem);
 	free(w);
 }
@@ -159,27 +218,45 @@ FN(logits)(const struct FN(work) *w)
 	return w->logits;
 }
 
-/* Row-major products with PyTorch's Linear shapes: W is (out, in). */
+/* Row-major products with PyTorch's Linear shapes: W is (out, in); ld* are row strides. */
 
 /* Y (n, out) = X (n, in) W^T + beta Y */
 static void
+FN(lin_ld)(REAL *Y, int ldy, const REAL *X, int ldx, const REAL *W, int n, int out, int in, REAL beta)
+{
+	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1, X, ldx, W, in, beta, Y, ldy);
+}
+
+static void
 FN(lin)(REAL *Y, const REAL *X, const REAL *W, int n, int out, int in, REAL beta)
 {
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1, X, in, W, in, beta, Y, out);
+	FN(lin_ld)(Y, out, X, in, W, n, out, in, beta);
 }
 
 /* dX (n, in) = dY (n, out) W + beta dX */
 static void
+FN(lin_back_ld)(REAL *dX, int lddx, const REAL *dY, const REAL *W, int n, int out, int in, REAL beta)
+{
+	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1, dY, out, W, in, beta, dX, lddx);
+}
+
+static void
 FN(lin_back)(REAL *dX, const REAL *dY, const REAL *W, int n, int out, int in, REAL beta)
 {
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1, dY, out, W, in, beta, dX, in);
+	FN(lin_back_ld)(dX, in, dY, W, n, out, in, beta);
 }
 
 /* gW (out, in) += dY (n, out)^T X (n, in) */
 static void
+FN(lin_wgrad_ld)(REAL *gW, const REAL *dY, const REAL *X, int ldx, int n, int out, int in)
+{
+	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1, dY, out, X, ldx, 1, gW, in);
+}
+
+static void
 FN(lin_wgrad)(REAL *gW, const REAL *dY, const REAL *X, int n, int out, int in)
 {
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1, dY, out, X, in, 1, gW, in);
+	FN(lin_wgrad_ld)(gW, dY, X, in, n, out, in);
 }
 
 /* g (n_cols) += column sums of Y (n, cols) */
@@ -200,6 +277,33 @@ FN(addbias)(REAL *Y, const REAL *b, int n, int cols)
 			Y[(size_t)i * cols + j] += b[j];
 }
 
+/* Query rows of layer y: nq, the first's offset in an (N, D) matrix, and the row stride there. */
+static int
+FN(nq)(const struct tfm *m, const struct FN(layer) *y, int B)
+{
+	return B * (m->n_ctx - y->q0);
+}
+
+static size_t
+FN(qoff)(const struct tfm *m, const struct FN(layer) *y)
+{
+	return (size_t)y->q0 * (size_t)m->c.d_model;
+}
+
+static int
+FN(qld)(const struct tfm *m, const struct FN(layer) *y)
+{
+	return y->q0 ? m->n_ctx * m->c.d_model : m->c.d_model;
+}
+
+/* dst (n, D) = src's rows with stride ld; or back (dst strided) when scatter. */
+static void
+FN(copy_rows)(REAL *dst, int ldd, const REAL *src, int lds, int n, int D)
+{
+	for (int i = 0; i < n; i++)
+		memcpy(dst + (size_t)i * ldd, src + (size_t)i * lds, (size_t)D * sizeof(REAL));
+}
+
 /* out (N, D) = W_E[:, tok] + W_pos[t], from the embedding tensors of th (theta or v). */
 static void
 FN(embed)(const struct tfm *m, REAL *out, const REAL *th, const int32_t *tok, int B)
@@ -215,20 +319,77 @@ FN(embed)(const struct tfm *m, REAL *out, const REAL *th, const int32_t *tok, in
 		}
 }
 
-/* The embedding's gradient: g's W_E and W_pos += the scatter of dx0 (N, D). */
+/* The embedding's gradient: g's W_E and W_pos += the scatter of dx0 (n rows of tokens tok). */
 static void
-FN(embed_back)(const struct tfm *m, REAL *g, const REAL *dx0, const int32_t *tok, int B)
+FN(embed_back)(const struct tfm *m, REAL *g, const REAL *dx0, const int32_t *tok, int n)
 {
 	int T = m->n_ctx, D = m->c.d_model, V = m->d_vocab;
 	REAL *gE = g + m->W_E, *gpos = g + m->W_pos;
 
-	for (int b = 0; b < B; b++)
-		for (int t = 0; t < T; t++) {
-			size_t row = (size_t)b * T + t;
+	for (int row = 0; row < n; row++) {
+		int t = row % T;
+		for (int d = 0; d < D; d++) {
+			gE[(size_t)d * V + tok[row]] += dx0[(size_t)row * D + d];
+			gpos[(size_t)t * D + d] += dx0[(size_t)row * D + d];
+		}
+	}
+}
+
+/* out (TV, D) = the table of block 0's inputs from th's embedding tensors. */
+static void
+FN(embed_table)(const struct tfm *m, REAL *out, const REAL *th)
+{
+	int T = m->n_ctx, D = m->c.d_model, V = m->d_vocab;
+	const REAL *WE = th + m->W_E, *Wpos = th + m->W_pos;
+
+	for (int t = 0; t < T; t++)
+		for (int i = 0; i < V; i++)
+			for (int d = 0; d < D; d++)
+				out[((size_t)t * V + i) * D + d] = WE[(size_t)d * V + i] + Wpos[(size_t)t * D + d];
+}
+
+/* g's W_E and W_pos += the table's gradient dxt (TV, D). */
+static void
+FN(embed_table_back)(const struct tfm *m, REAL *g, const REAL *dxt)
+{
+	int T = m->n_ctx, D = m->c.d_model, V = m->d_vocab;
+	REAL *gE = g + m->W_E, *gpos = g + m->W_pos;
+
+	for (int t = 0; t < T; t++)
+		for (int i = 0; i < V; i++)
 			for (int d = 0; d < D; d++) {
-				gE[(size_t)d * V + tok[row]] += dx0[row * D + d];
-				gpos[(size_t)t * D + d] += dx0[row * D + d];
+				REAL e = dxt[((size_t)t * V + i) * D + d];
+				gE[(size_t)d * V + i] += e;
+				gpos[(size_t)t * D + d] += e;
 			}
+}
+
+/* dst's rows = the table rows of layer y's query rows (q) or of every row (k, v). */
+static void
+FN(gather)(const struct tfm *m, const struct FN(work) *w, const struct FN(layer) *y, REAL *dst,
+    const REAL *table, int query, int B)
+{
+	int T = m->n_ctx, F = m->c.heads * m->c.d_head, t0 = query ? y->q0 : 0;
+
+	for (int b = 0, r = 0; b < B; b++)
+		for (int t = t0; t < T; t++, r++)
+			memcpy(dst + (size_t)r * F, table + (size_t)w->trow[(size_t)b * T + t] * F,
+			    (size_t)F * sizeof(REAL));
+}
+
+/* table (TV, F) = the sum of src's rows into their table rows (query rows or every row). */
+static void
+FN(scatter)(const struct tfm *m, const struct FN(work) *w, const struct FN(layer) *y, REAL *table,
+    const REAL *src, int query, int B)
+{
+	int T = m->n_ctx, F = m->c.heads * m->c.d_head, t0 = query ? y->q0 : 0;
+
+	memset(table, 0, (size_t)T * m->d_vocab * F * sizeof(REAL));
+	for (int b = 0, r = 0; b < B; b++)
+		for (int t = t0; t < T; t++, r++) {
+			REAL *dst = table + (size_t)w->trow[(size_t)b * T + t] * F;
+			for (int f = 0; f < F; f++)
+				dst[f] += src[(size_t)r * F + f];
 		}
 }
 
@@ -251,36 +412,39 @@ FN(axpy)(REAL *y, double a, const REAL *x, int n)
 }
 
 /*
- * Attention within each (example, head): T x T scores, masked softmax,
- * alpha-mixing, and z = att v.  T <= 3, so plain loops; the products
- * around it are the matrix products.
+ * Attention within each (example, head): T x T scores (queries from q0
+ * on), masked softmax, alpha-mixing, and z = att v.  T <= 3, so plain
+ * loops; the products around it are the matrix products.  Indices:
+ * query i of example b is query row b (T - q0) + i - q0, key j is row
+ * b T + j, and the pattern's entry (i, j) is at pattern row
+ * (b H + h) (T - q0) + i - q0.
  */
 static void
 FN(attn_core)(const struct tfm *m, struct FN(layer) *y, int B)
 {
-	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E;
+	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
 	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
 
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < H; h++) {
-			size_t base = (size_t)b * T * F + (size_t)h * E, s0 = ((size_t)b * H + h) * T * T;
-			REAL *pat = y->pat + s0, *att = y->att + s0;
-			for (int i = 0; i < T; i++) {
+			size_t kb = (size_t)b * T * F + (size_t)h * E;
+			for (int i = q0; i < T; i++) {
 				int nj = nallowed(m, i);
+				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
 				double sc[3], mx = -INFINITY, sum = 0;
-				REAL *zi = y->z + base + (size_t)i * F;
 				for (int j = 0; j < nj; j++) {
-					sc[j] = scl * FN(dot)(y->q + base + (size_t)i * F, y->k + base + (size_t)j * F, E);
+					sc[j] = scl * FN(dot)(y->q + qr, y->k + kb + (size_t)j * F, E);
 					mx = sc[j] > mx ? sc[j] : mx;
 				}
 				for (int j = 0; j < nj; j++)
 					sum += sc[j] = exp(sc[j] - mx);
-				memset(zi, 0, (size_t)E * sizeof *zi);
+				memset(y->z + qr, 0, (size_t)E * sizeof(REAL));
 				for (int j = 0; j < T; j++) {
 					double pj = j < nj ? sc[j] / sum : 0;
-					pat[i * T + j] = (REAL)pj;
-					att[i * T + j] = j < nj ? (REAL)(alpha * pj + (1 - alpha)) : 0;
-					FN(axpy)(zi, att[i * T + j], y->v + base + (size_t)j * F, E);
+					y->pat[s + j] = (REAL)pj;
+					y->att[s + j] = j < nj ? (REAL)(alpha * pj + (1 - alpha)) : 0;
+					FN(axpy)(y->z + qr, y->att[s + j], y->v + kb + (size_t)j * F, E);
 				}
 			}
 		}
@@ -294,82 +458,185 @@ FN(attn_core)(const struct tfm *m, struct FN(layer) *y, int B)
 static void
 FN(attn_core_back)(const struct tfm *m, struct FN(layer) *y, int B)
 {
-	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E;
+	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
 	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
 
+	memset(y->dk, 0, (size_t)B * T * F * sizeof(REAL));
+	memset(y->dv, 0, (size_t)B * T * F * sizeof(REAL));
+	memset(y->dq, 0, (size_t)B * nqp * F * sizeof(REAL));
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < H; h++) {
-			size_t base = (size_t)b * T * F + (size_t)h * E, s0 = ((size_t)b * H + h) * T * T;
-			const REAL *pat = y->pat + s0, *att = y->att + s0;
-			REAL *dA = y->dA + s0, *dS = y->dS + s0;
-			for (int t = 0; t < T; t++) {
-				memset(y->dq + base + (size_t)t * F, 0, (size_t)E * sizeof(REAL));
-				memset(y->dk + base + (size_t)t * F, 0, (size_t)E * sizeof(REAL));
-				memset(y->dv + base + (size_t)t * F, 0, (size_t)E * sizeof(REAL));
-			}
-			for (int i = 0; i < T; i++) {
+			size_t kb = (size_t)b * T * F + (size_t)h * E;
+			for (int i = q0; i < T; i++) {
 				int nj = nallowed(m, i);
-				const REAL *dzi = y->dz + base + (size_t)i * F;
+				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
 				double r = 0;
 				for (int j = 0; j < T; j++) {
-					dA[i * T + j] = j < nj ? (REAL)FN(dot)(dzi, y->v + base + (size_t)j * F, E) : 0;
-					r += alpha * pat[i * T + j] * dA[i * T + j];
-					FN(axpy)(y->dv + base + (size_t)j * F, att[i * T + j], dzi, E);
+					y->dA[s + j] = j < nj ? (REAL)FN(dot)(y->dz + qr, y->v + kb + (size_t)j * F, E) : 0;
+					r += alpha * y->pat[s + j] * y->dA[s + j];
+					FN(axpy)(y->dv + kb + (size_t)j * F, y->att[s + j], y->dz + qr, E);
 				}
 				for (int j = 0; j < T; j++) {
-					dS[i * T + j] = (REAL)(pat[i * T + j] * (alpha * dA[i * T + j] - r));
-					FN(axpy)(y->dq + base + (size_t)i * F, scl * dS[i * T + j],
-					    y->k + base + (size_t)j * F, E);
-					FN(axpy)(y->dk + base + (size_t)j * F, scl * dS[i * T + j],
-					    y->q + base + (size_t)i * F, E);
+					y->dS[s + j] = (REAL)(y->pat[s + j] * (alpha * y->dA[s + j] - r));
+					FN(axpy)(y->dq + qr, scl * y->dS[s + j], y->k + kb + (size_t)j * F, E);
+					FN(axpy)(y->dk + kb + (size_t)j * F, scl * y->dS[s + j], y->q + qr, E);
 				}
 			}
 		}
 }
 
+/*
+ * R-forward through attn_core: from rq, rk, rv to rpat, ratt, rz.
+ * R{P_ij} = P_ij (R{S_ij} - sum_k P_ik R{S_ik}), R{att} = alpha R{P}.
+ */
+static void
+FN(attn_core_r)(const struct tfm *m, struct FN(layer) *y, int B)
+{
+	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
+	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
+
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			size_t kb = (size_t)b * T * F + (size_t)h * E;
+			for (int i = q0; i < T; i++) {
+				int nj = nallowed(m, i);
+				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
+				double rs[3], mean = 0;
+				for (int j = 0; j < nj; j++) {
+					size_t kj = kb + (size_t)j * F;
+					rs[j] = scl * (FN(dot)(y->rq + qr, y->k + kj, E) + FN(dot)(y->q + qr, y->rk + kj, E));
+					mean += y->pat[s + j] * rs[j];
+				}
+				memset(y->rz + qr, 0, (size_t)E * sizeof(REAL));
+				for (int j = 0; j < T; j++) {
+					double rp = j < nj ? y->pat[s + j] * (rs[j] - mean) : 0;
+					y->rpat[s + j] = (REAL)rp;
+					y->ratt[s + j] = (REAL)(alpha * rp);
+					FN(axpy)(y->rz + qr, y->ratt[s + j], y->v + kb + (size_t)j * F, E);
+					FN(axpy)(y->rz + qr, y->att[s + j], y->rv + kb + (size_t)j * F, E);
+				}
+			}
+		}
+}
+
+/*
+ * R-backward through attn_core: from rdz (in w) and the kept deltas to
+ * rdq, rdk, rdv (in w).  Each backward formula differentiated once more:
+ * R{dS} = R{P} (dP - r) + P (R{dP} - R{r}), r_i = sum_k P_ik dP_ik.
+ */
+static void
+FN(attn_core_rback)(const struct tfm *m, struct FN(work) *w, const struct FN(layer) *y, int B)
+{
+	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
+	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
+
+	memset(w->rdq, 0, (size_t)B * nqp * F * sizeof(REAL));
+	memset(w->rdk, 0, (size_t)B * T * F * sizeof(REAL));
+	memset(w->rdv, 0, (size_t)B * T * F * sizeof(REAL));
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			size_t kb = (size_t)b * T * F + (size_t)h * E;
+			for (int i = q0; i < T; i++) {
+				int nj = nallowed(m, i);
+				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
+				double rdA[3], r = 0, rr = 0;
+				for (int j = 0; j < nj; j++) {
+					size_t kj = kb + (size_t)j * F;
+					rdA[j] = FN(dot)(w->rdz + qr, y->v + kj, E) + FN(dot)(y->dz + qr, y->rv + kj, E);
+					r += y->pat[s + j] * alpha * y->dA[s + j];
+					rr += y->rpat[s + j] * alpha * y->dA[s + j] + y->pat[s + j] * alpha * rdA[j];
+					FN(axpy)(w->rdv + kj, y->ratt[s + j], y->dz + qr, E);
+					FN(axpy)(w->rdv + kj, y->att[s + j], w->rdz + qr, E);
+				}
+				for (int j = 0; j < nj; j++) {
+					size_t kj = kb + (size_t)j * F;
+					double rdS = y->rpat[s + j] * (alpha * y->dA[s + j] - r) +
+					    y->pat[s + j] * (alpha * rdA[j] - rr);
+					FN(axpy)(w->rdq + qr, scl * rdS, y->k + kj, E);
+					FN(axpy)(w->rdq + qr, scl * y->dS[s + j], y->rk + kj, E);
+					FN(axpy)(w->rdk + kj, scl * rdS, y->q + qr, E);
+					FN(axpy)(w->rdk + kj, scl * y->dS[s + j], y->rq + qr, E);
+				}
+			}
+		}
+}
+
+static const enum tfm_part FN(qkv)[3] = {TFM_WQ, TFM_WK, TFM_WV};
+
+/* Block l's queries, keys and values: from the tables (block 0) or by products. */
+static void
+FN(project)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
+{
+	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head, TV = m->n_ctx * m->d_vocab;
+	struct FN(layer) *y = &w->ly[l];
+	REAL *dst[3] = {y->q, y->k, y->v};
+
+	if (l == 0 && !w->naive) {
+		for (int i = 0; i < 3; i++) {
+			FN(lin)(w->tb.p[i], w->tb.x, theta + m->blk[0][FN(qkv)[i]], TV, F, D, 0);
+			FN(gather)(m, w, y, dst[i], w->tb.p[i], i == 0, B);
+		}
+		return;
+	}
+	FN(lin_ld)(y->q, F, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), theta + m->blk[l][TFM_WQ],
+	    FN(nq)(m, y, B), F, D, 0);
+	FN(lin)(y->k, w->x[l], theta + m->blk[l][TFM_WK], N, F, D, 0);
+	FN(lin)(y->v, w->x[l], theta + m->blk[l][TFM_WV], N, F, D, 0);
+}
+
 static void
 FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
 {
-	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	int D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
 	const size_t *o = m->blk[l];
 	struct FN(layer) *y = &w->ly[l];
-	const REAL *x = w->x[l];
-	size_t nM = (size_t)N * M;
+	int nq = FN(nq)(m, y, B);
+	size_t nM = (size_t)nq * M;
 
-	FN(lin)(y->q, x, theta + o[TFM_WQ], N, F, D, 0);
-	FN(lin)(y->k, x, theta + o[TFM_WK], N, F, D, 0);
-	FN(lin)(y->v, x, theta + o[TFM_WV], N, F, D, 0);
+	FN(project)(m, w, l, theta, B);
 	FN(attn_core)(m, y, B);
-	memcpy(y->x1, x, (size_t)N * D * sizeof(REAL));
-	FN(lin)(y->x1, y->z, theta + o[TFM_WO], N, D, F, 1);
-	FN(lin)(y->pre, y->x1, theta + o[TFM_WIN], N, M, D, 0);
-	FN(addbias)(y->pre, theta + o[TFM_BIN], N, M);
+	FN(copy_rows)(y->x1, D, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, D);
+	FN(lin)(y->x1, y->z, theta + o[TFM_WO], nq, D, F, 1);
+	FN(lin)(y->pre, y->x1, theta + o[TFM_WIN], nq, M, D, 0);
+	FN(addbias)(y->pre, theta + o[TFM_BIN], nq, M);
 	for (size_t i = 0; i < nM; i++)
 		y->post[i] = (REAL)act_f(m->c.act, y->pre[i]);
-	memcpy(w->x[l + 1], y->x1, (size_t)N * D * sizeof(REAL));
-	FN(lin)(w->x[l + 1], y->post, theta + o[TFM_WOUT], N, D, M, 1);
-	FN(addbias)(w->x[l + 1], theta + o[TFM_BOUT], N, D);
+	memcpy(w->x[l + 1], y->x1, (size_t)nq * D * sizeof(REAL));
+	FN(lin)(w->x[l + 1], y->post, theta + o[TFM_WOUT], nq, D, M, 1);
+	FN(addbias)(w->x[l + 1], theta + o[TFM_BOUT], nq, D);
+}
+
+/* Rows per example in the output x[L] (1, or T without the query-row shortcut). */
+static int
+FN(out_rows)(const struct tfm *m, const struct FN(work) *w)
+{
+	return m->n_ctx - w->ly[m->c.layers - 1].q0;
 }
 
 void
 FN(forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const int32_t *x, int B)
 {
-	int T = m->n_ctx, D = m->c.d_model, C = m->c.p, L = m->c.layers;
+	int T = m->n_ctx, D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 
 	if (B > w->maxb)
 		die("transformer: batch of %d rows in a work for %d", B, w->maxb);
-	for (int b = 0; b < B; b++) {
-		w->tok[(size_t)b * T] = x[2 * b];
-		w->tok[(size_t)b * T + 1] = x[2 * b + 1];
-		if (T == 3)
-			w->tok[(size_t)b * T + 2] = m->c.p;
-	}
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < T; t++) {
+			int32_t tok = t < 2 ? x[2 * b + t] : m->c.p;
+			w->tok[(size_t)b * T + t] = tok;
+			w->trow[(size_t)b * T + t] = t * m->d_vocab + tok;
+		}
 	FN(embed)(m, w->x[0], theta, w->tok, B);
+	if (!w->naive)
+		FN(embed_table)(m, w->tb.x, theta);
 	for (int l = 0; l < L; l++)
 		FN(block_forward)(m, w, l, theta, B);
-	/* The last position of each example: rows T-1, 2T-1, ... (stride T*D). */
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + (size_t)(T - 1) * D,
-	    T * D, theta + m->W_U, C, 0, w->logits, C);
+	/* The last position of each example: rows r-1, 2r-1, ... of x[L]. */
+	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + (size_t)(r - 1) * D,
+	    r * D, theta + m->W_U, C, 0, w->logits, C);
 }
 
 void
@@ -402,25 +669,49 @@ FN(loss)(const struct tfm *m, struct FN(work) *w, struct tfm_eval *ev, const int
 	}
 }
 
+/* dst (N, D) = the query rows src (nq, D) in their places, zero elsewhere. */
+static void
+FN(place_rows)(const struct tfm *m, const struct FN(layer) *y, REAL *dst, const REAL *src, int B)
+{
+	int D = m->c.d_model, N = B * m->n_ctx;
+
+	if (!y->q0) {
+		memcpy(dst, src, (size_t)N * D * sizeof(REAL));
+		return;
+	}
+	memset(dst, 0, (size_t)N * D * sizeof(REAL));
+	FN(copy_rows)(dst + FN(qoff)(m, y), FN(qld)(m, y), src, D, FN(nq)(m, y, B), D);
+}
+
 /* Deltas of block l: from dres[l+1] (d/d its output) to dres[l] (d/d its input). */
 static void
 FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
 {
 	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	int TV = m->n_ctx * m->d_vocab;
 	const size_t *o = m->blk[l];
 	struct FN(layer) *y = &w->ly[l];
 	const REAL *dout = w->dres[l + 1];
-	size_t nM = (size_t)N * M;
+	int nq = FN(nq)(m, y, B);
+	size_t nM = (size_t)nq * M;
 
-	FN(lin_back)(y->dpost, dout, theta + o[TFM_WOUT], N, D, M, 0);
+	FN(lin_back)(y->dpost, dout, theta + o[TFM_WOUT], nq, D, M, 0);
 	for (size_t i = 0; i < nM; i++)
 		y->dpre[i] = (REAL)(y->dpost[i] * act_d(m->c.act, y->pre[i]));
-	memcpy(y->dx1, dout, (size_t)N * D * sizeof(REAL));
-	FN(lin_back)(y->dx1, y->dpre, theta + o[TFM_WIN], N, M, D, 1);
-	FN(lin_back)(y->dz, y->dx1, theta + o[TFM_WO], N, D, F, 0);
+	memcpy(y->dx1, dout, (size_t)nq * D * sizeof(REAL));
+	FN(lin_back)(y->dx1, y->dpre, theta + o[TFM_WIN], nq, M, D, 1);
+	FN(lin_back)(y->dz, y->dx1, theta + o[TFM_WO], nq, D, F, 0);
 	FN(attn_core_back)(m, y, B);
-	memcpy(w->dres[l], y->dx1, (size_t)N * D * sizeof(REAL));
-	FN(lin_back)(w->dres[l], y->dq, theta + o[TFM_WQ], N, F, D, 1);
+	FN(place_rows)(m, y, w->dres[l], y->dx1, B);
+	if (l == 0 && !w->naive) {   /* to the tables' rows, then through the projections there */
+		const REAL *d[3] = {y->dq, y->dk, y->dv};
+		for (int i = 0; i < 3; i++) {
+			FN(scatter)(m, w, y, w->tb.dp[i], d[i], i == 0, B);
+			FN(lin_back)(w->tb.dx, w->tb.dp[i], theta + o[FN(qkv)[i]], TV, F, D, i ? 1 : 0);
+		}
+		return;
+	}
+	FN(lin_back_ld)(w->dres[l] + FN(qoff)(m, y), FN(qld)(m, y), y->dq, theta + o[TFM_WQ], nq, F, D, 1);
 	FN(lin_back)(w->dres[l], y->dk, theta + o[TFM_WK], N, F, D, 1);
 	FN(lin_back)(w->dres[l], y->dv, theta + o[TFM_WV], N, F, D, 1);
 }
@@ -429,11 +720,11 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 static void
 FN(deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B)
 {
-	int T = m->n_ctx, D = m->c.d_model, C = m->c.p, L = m->c.layers;
+	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 
-	memset(w->dres[L], 0, (size_t)B * T * D * sizeof(REAL));
+	memset(w->dres[L], 0, (size_t)B * r * D * sizeof(REAL));
 	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->dlogits, C, theta + m->W_U, C,
-	    0, w->dres[L] + (size_t)(T - 1) * D, T * D);
+	    0, w->dres[L] + (size_t)(r - 1) * D, r * D);
 	for (int l = L - 1; l >= 0; l--)
 		FN(block_deltas)(m, w, l, theta, B);
 }
@@ -442,24 +733,32 @@ FN(deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B)
 static void
 FN(param_grads)(const struct tfm *m, struct FN(work) *w, REAL *grad, int B)
 {
-	int T = m->n_ctx, N = B * T, D = m->c.d_model, C = m->c.p, L = m->c.layers;
-	int F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	int N = B * m->n_ctx, D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
+	int F = m->c.heads * m->c.d_head, M = m->c.d_mlp, TV = m->n_ctx * m->d_vocab;
 
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->x[L] + (size_t)(T - 1) * D, T * D,
+	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->x[L] + (size_t)(r - 1) * D, r * D,
 	    w->dlogits, C, 1, grad + m->W_U, C);
 	for (int l = 0; l < L; l++) {
 		const size_t *o = m->blk[l];
 		struct FN(layer) *y = &w->ly[l];
-		FN(colsum)(grad + o[TFM_BOUT], w->dres[l + 1], N, D);
-		FN(lin_wgrad)(grad + o[TFM_WOUT], w->dres[l + 1], y->post, N, D, M);
-		FN(colsum)(grad + o[TFM_BIN], y->dpre, N, M);
-		FN(lin_wgrad)(grad + o[TFM_WIN], y->dpre, y->x1, N, M, D);
-		FN(lin_wgrad)(grad + o[TFM_WO], y->dx1, y->z, N, D, F);
-		FN(lin_wgrad)(grad + o[TFM_WQ], y->dq, w->x[l], N, F, D);
+		int nq = FN(nq)(m, y, B);
+		FN(colsum)(grad + o[TFM_BOUT], w->dres[l + 1], nq, D);
+		FN(lin_wgrad)(grad + o[TFM_WOUT], w->dres[l + 1], y->post, nq, D, M);
+		FN(colsum)(grad + o[TFM_BIN], y->dpre, nq, M);
+		FN(lin_wgrad)(grad + o[TFM_WIN], y->dpre, y->x1, nq, M, D);
+		FN(lin_wgrad)(grad + o[TFM_WO], y->dx1, y->z, nq, D, F);
+		if (l == 0 && !w->naive) {
+			for (int i = 0; i < 3; i++)
+				FN(lin_wgrad)(grad + o[FN(qkv)[i]], w->tb.dp[i], w->tb.x, TV, F, D);
+			continue;
+		}
+		FN(lin_wgrad_ld)(grad + o[TFM_WQ], y->dq, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, F, D);
 		FN(lin_wgrad)(grad + o[TFM_WK], y->dk, w->x[l], N, F, D);
 		FN(lin_wgrad)(grad + o[TFM_WV], y->dv, w->x[l], N, F, D);
 	}
-	FN(embed_back)(m, grad, w->dres[0], w->tok, B);
+	FN(embed_back)(m, grad, w->dres[0], w->tok, N);
+	if (!w->naive)
+		FN(embed_table_back)(m, grad, w->tb.dx);
 }
 
 void
@@ -469,84 +768,30 @@ FN(backward)(const struct tfm *m, struct FN(work) *w, REAL *grad, const REAL *th
 	FN(param_grads)(m, w, grad, B);
 }
 
-/*
- * R-forward through attn_core: from rq, rk, rv to rpat, ratt, rz.
- * R{P_ij} = P_ij (R{S_ij} - sum_k P_ik R{S_ik}), R{att} = alpha R{P}.
- */
+/* R{q}, R{k}, R{v} of block l: R{x W^T} = R{x} W^T + x V^T, on the tables for block 0. */
 static void
-FN(attn_core_r)(const struct tfm *m, struct FN(layer) *y, int B)
+FN(rproject)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, const REAL *v, int B)
 {
-	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E;
-	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
+	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head, TV = m->n_ctx * m->d_vocab;
+	struct FN(layer) *y = &w->ly[l];
+	REAL *dst[3] = {y->rq, y->rk, y->rv};
+	int nq = FN(nq)(m, y, B), qld = FN(qld)(m, y);
+	size_t qoff = FN(qoff)(m, y);
 
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < H; h++) {
-			size_t base = (size_t)b * T * F + (size_t)h * E, s0 = ((size_t)b * H + h) * T * T;
-			const REAL *pat = y->pat + s0, *att = y->att + s0;
-			REAL *rpat = y->rpat + s0, *ratt = y->ratt + s0;
-			for (int i = 0; i < T; i++) {
-				int nj = nallowed(m, i);
-				double rs[3], mean = 0;
-				REAL *rzi = y->rz + base + (size_t)i * F;
-				for (int j = 0; j < nj; j++) {
-					rs[j] = scl * (FN(dot)(y->rq + base + (size_t)i * F, y->k + base + (size_t)j * F, E) +
-					    FN(dot)(y->q + base + (size_t)i * F, y->rk + base + (size_t)j * F, E));
-					mean += pat[i * T + j] * rs[j];
-				}
-				memset(rzi, 0, (size_t)E * sizeof *rzi);
-				for (int j = 0; j < T; j++) {
-					double rp = j < nj ? pat[i * T + j] * (rs[j] - mean) : 0;
-					rpat[i * T + j] = (REAL)rp;
-					ratt[i * T + j] = (REAL)(alpha * rp);
-					FN(axpy)(rzi, ratt[i * T + j], y->v + base + (size_t)j * F, E);
-					FN(axpy)(rzi, att[i * T + j], y->rv + base + (size_t)j * F, E);
-				}
-			}
+	for (int i = 0; i < 3; i++) {
+		size_t o = m->blk[l][FN(qkv)[i]];
+		if (l == 0 && !w->naive) {
+			FN(lin)(w->tb.rp[i], w->tb.rx, theta + o, TV, F, D, 0);
+			FN(lin)(w->tb.rp[i], w->tb.x, v + o, TV, F, D, 1);
+			FN(gather)(m, w, y, dst[i], w->tb.rp[i], i == 0, B);
+		} else if (i == 0) {
+			FN(lin_ld)(dst[i], F, w->rx[l] + qoff, qld, theta + o, nq, F, D, 0);
+			FN(lin_ld)(dst[i], F, w->x[l] + qoff, qld, v + o, nq, F, D, 1);
+		} else {
+			FN(lin)(dst[i], w->rx[l], theta + o, N, F, D, 0);
+			FN(lin)(dst[i], w->x[l], v + o, N, F, D, 1);
 		}
-}
-
-/*
- * R-backward through attn_core: from rdz (in w) and the kept deltas to
- * rdq, rdk, rdv (in w).  Each backward formula differentiated once more:
- * R{dS} = R{P} (dP - r) + P (R{dP} - R{r}), r_i = sum_k P_ik dP_ik.
- */
-static void
-FN(attn_core_rback)(const struct tfm *m, struct FN(work) *w, const struct FN(layer) *y, int B)
-{
-	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E;
-	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
-
-	memset(w->rdq, 0, (size_t)B * T * F * sizeof(REAL));
-	memset(w->rdk, 0, (size_t)B * T * F * sizeof(REAL));
-	memset(w->rdv, 0, (size_t)B * T * F * sizeof(REAL));
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < H; h++) {
-			size_t base = (size_t)b * T * F + (size_t)h * E, s0 = ((size_t)b * H + h) * T * T;
-			const REAL *pat = y->pat + s0, *att = y->att + s0, *rpat = y->rpat + s0;
-			const REAL *ratt = y->ratt + s0, *dA = y->dA + s0, *dS = y->dS + s0;
-			for (int i = 0; i < T; i++) {
-				int nj = nallowed(m, i);
-				size_t ri = base + (size_t)i * F;
-				double rdA[3], r = 0, rr = 0;
-				for (int j = 0; j < nj; j++) {
-					size_t rj = base + (size_t)j * F;
-					rdA[j] = FN(dot)(w->rdz + ri, y->v + rj, E) + FN(dot)(y->dz + ri, y->rv + rj, E);
-					r += pat[i * T + j] * alpha * dA[i * T + j];
-					rr += rpat[i * T + j] * alpha * dA[i * T + j] + pat[i * T + j] * alpha * rdA[j];
-					FN(axpy)(w->rdv + rj, ratt[i * T + j], y->dz + ri, E);
-					FN(axpy)(w->rdv + rj, att[i * T + j], w->rdz + ri, E);
-				}
-				for (int j = 0; j < nj; j++) {
-					size_t rj = base + (size_t)j * F;
-					double rdS = rpat[i * T + j] * (alpha * dA[i * T + j] - r) +
-					    pat[i * T + j] * (alpha * rdA[j] - rr);
-					FN(axpy)(w->rdq + ri, scl * rdS, y->k + rj, E);
-					FN(axpy)(w->rdq + ri, scl * dS[i * T + j], y->rk + rj, E);
-					FN(axpy)(w->rdk + rj, scl * rdS, y->q + ri, E);
-					FN(axpy)(w->rdk + rj, scl * dS[i * T + j], y->rq + ri, E);
-				}
-			}
-		}
+	}
 }
 
 /* R-forward of block l: from rx[l] to rx[l+1]; v is the direction. */
@@ -554,31 +799,26 @@ static void
 FN(block_rforward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta,
     const REAL *v, int B)
 {
-	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	int D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
 	const size_t *o = m->blk[l];
 	struct FN(layer) *y = &w->ly[l];
-	const REAL *x = w->x[l], *rx = w->rx[l];
-	REAL *rq[3] = {y->rq, y->rk, y->rv};
-	enum tfm_part part[3] = {TFM_WQ, TFM_WK, TFM_WV};
-	size_t nM = (size_t)N * M;
+	int nq = FN(nq)(m, y, B);
+	size_t nM = (size_t)nq * M;
 
-	for (int i = 0; i < 3; i++) {   /* R{x W^T} = R{x} W^T + x V^T */
-		FN(lin)(rq[i], rx, theta + o[part[i]], N, F, D, 0);
-		FN(lin)(rq[i], x, v + o[part[i]], N, F, D, 1);
-	}
+	FN(rproject)(m, w, l, theta, v, B);
 	FN(attn_core_r)(m, y, B);
-	memcpy(y->rx1, rx, (size_t)N * D * sizeof(REAL));
-	FN(lin)(y->rx1, y->rz, theta + o[TFM_WO], N, D, F, 1);
-	FN(lin)(y->rx1, y->z, v + o[TFM_WO], N, D, F, 1);
-	FN(lin)(y->rpre, y->rx1, theta + o[TFM_WIN], N, M, D, 0);
-	FN(lin)(y->rpre, y->x1, v + o[TFM_WIN], N, M, D, 1);
-	FN(addbias)(y->rpre, v + o[TFM_BIN], N, M);
+	FN(copy_rows)(y->rx1, D, w->rx[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, D);
+	FN(lin)(y->rx1, y->rz, theta + o[TFM_WO], nq, D, F, 1);
+	FN(lin)(y->rx1, y->z, v + o[TFM_WO], nq, D, F, 1);
+	FN(lin)(y->rpre, y->rx1, theta + o[TFM_WIN], nq, M, D, 0);
+	FN(lin)(y->rpre, y->x1, v + o[TFM_WIN], nq, M, D, 1);
+	FN(addbias)(y->rpre, v + o[TFM_BIN], nq, M);
 	for (size_t i = 0; i < nM; i++)
 		y->rpost[i] = (REAL)(act_d(m->c.act, y->pre[i]) * y->rpre[i]);
-	memcpy(w->rx[l + 1], y->rx1, (size_t)N * D * sizeof(REAL));
-	FN(lin)(w->rx[l + 1], y->rpost, theta + o[TFM_WOUT], N, D, M, 1);
-	FN(lin)(w->rx[l + 1], y->post, v + o[TFM_WOUT], N, D, M, 1);
-	FN(addbias)(w->rx[l + 1], v + o[TFM_BOUT], N, D);
+	memcpy(w->rx[l + 1], y->rx1, (size_t)nq * D * sizeof(REAL));
+	FN(lin)(w->rx[l + 1], y->rpost, theta + o[TFM_WOUT], nq, D, M, 1);
+	FN(lin)(w->rx[l + 1], y->post, v + o[TFM_WOUT], nq, D, M, 1);
+	FN(addbias)(w->rx[l + 1], v + o[TFM_BOUT], nq, D);
 }
 
 /* The MLP half of block l's R-backward: from rdres (d/d output) to rdx1. */
@@ -586,26 +826,45 @@ static void
 FN(mlp_rback)(const struct tfm *m, struct FN(work) *w, int l, REAL *hv, const REAL *theta,
     const REAL *v, int B)
 {
-	int N = B * m->n_ctx, D = m->c.d_model, M = m->c.d_mlp;
+	int D = m->c.d_model, M = m->c.d_mlp;
 	const size_t *o = m->blk[l];
 	const struct FN(layer) *y = &w->ly[l];
 	const REAL *dout = w->dres[l + 1], *rdout = w->rdres;
-	size_t nM = (size_t)N * M;
+	int nq = FN(nq)(m, y, B);
+	size_t nM = (size_t)nq * M;
 
-	FN(colsum)(hv + o[TFM_BOUT], rdout, N, D);
-	FN(lin_wgrad)(hv + o[TFM_WOUT], rdout, y->post, N, D, M);
-	FN(lin_wgrad)(hv + o[TFM_WOUT], dout, y->rpost, N, D, M);
-	FN(lin_back)(w->rdpost, rdout, theta + o[TFM_WOUT], N, D, M, 0);
-	FN(lin_back)(w->rdpost, dout, v + o[TFM_WOUT], N, D, M, 1);
+	FN(colsum)(hv + o[TFM_BOUT], rdout, nq, D);
+	FN(lin_wgrad)(hv + o[TFM_WOUT], rdout, y->post, nq, D, M);
+	FN(lin_wgrad)(hv + o[TFM_WOUT], dout, y->rpost, nq, D, M);
+	FN(lin_back)(w->rdpost, rdout, theta + o[TFM_WOUT], nq, D, M, 0);
+	FN(lin_back)(w->rdpost, dout, v + o[TFM_WOUT], nq, D, M, 1);
 	for (size_t i = 0; i < nM; i++)
 		w->rdpre[i] = (REAL)(w->rdpost[i] * act_d(m->c.act, y->pre[i]) +
 		    y->dpost[i] * act_dd(m->c.act, y->pre[i]) * y->rpre[i]);
-	FN(colsum)(hv + o[TFM_BIN], w->rdpre, N, M);
-	FN(lin_wgrad)(hv + o[TFM_WIN], w->rdpre, y->x1, N, M, D);
-	FN(lin_wgrad)(hv + o[TFM_WIN], y->dpre, y->rx1, N, M, D);
-	memcpy(w->rdx1, rdout, (size_t)N * D * sizeof(REAL));
-	FN(lin_back)(w->rdx1, w->rdpre, theta + o[TFM_WIN], N, M, D, 1);
-	FN(lin_back)(w->rdx1, y->dpre, v + o[TFM_WIN], N, M, D, 1);
+	FN(colsum)(hv + o[TFM_BIN], w->rdpre, nq, M);
+	FN(lin_wgrad)(hv + o[TFM_WIN], w->rdpre, y->x1, nq, M, D);
+	FN(lin_wgrad)(hv + o[TFM_WIN], y->dpre, y->rx1, nq, M, D);
+	memcpy(w->rdx1, rdout, (size_t)nq * D * sizeof(REAL));
+	FN(lin_back)(w->rdx1, w->rdpre, theta + o[TFM_WIN], nq, M, D, 1);
+	FN(lin_back)(w->rdx1, y->dpre, v + o[TFM_WIN], nq, M, D, 1);
+}
+
+/* Block 0's projections' R-backward on the tables: hv's W_Q, W_K, W_V and R{d table}. */
+static void
+FN(table_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL *theta, const REAL *v, int B)
+{
+	int D = m->c.d_model, F = m->c.heads * m->c.d_head, TV = m->n_ctx * m->d_vocab;
+	const REAL *rd[3] = {w->rdq, w->rdk, w->rdv};
+	struct FN(tables) *t = &w->tb;
+
+	for (int i = 0; i < 3; i++) {
+		size_t o = m->blk[0][FN(qkv)[i]];
+		FN(scatter)(m, w, &w->ly[0], t->rdp[i], rd[i], i == 0, B);
+		FN(lin_wgrad)(hv + o, t->rdp[i], t->x, TV, F, D);
+		FN(lin_wgrad)(hv + o, t->dp[i], t->rx, TV, F, D);
+		FN(lin_back)(t->rdx, t->rdp[i], theta + o, TV, F, D, i ? 1 : 0);
+		FN(lin_back)(t->rdx, t->dp[i], v + o, TV, F, D, 1);
+	}
 }
 
 /* The attention half of block l's R-backward: from rdx1 to rdres (d/d input). */
@@ -617,19 +876,29 @@ FN(attn_rback)(const struct tfm *m, struct FN(work) *w, int l, REAL *hv, const R
 	const size_t *o = m->blk[l];
 	const struct FN(layer) *y = &w->ly[l];
 	const REAL *d[3] = {y->dq, y->dk, y->dv}, *rd[3] = {w->rdq, w->rdk, w->rdv};
-	enum tfm_part part[3] = {TFM_WQ, TFM_WK, TFM_WV};
+	int nq = FN(nq)(m, y, B), qld = FN(qld)(m, y);
+	size_t qoff = FN(qoff)(m, y);
 
-	FN(lin_wgrad)(hv + o[TFM_WO], w->rdx1, y->z, N, D, F);
-	FN(lin_wgrad)(hv + o[TFM_WO], y->dx1, y->rz, N, D, F);
-	FN(lin_back)(w->rdz, w->rdx1, theta + o[TFM_WO], N, D, F, 0);
-	FN(lin_back)(w->rdz, y->dx1, v + o[TFM_WO], N, D, F, 1);
+	FN(lin_wgrad)(hv + o[TFM_WO], w->rdx1, y->z, nq, D, F);
+	FN(lin_wgrad)(hv + o[TFM_WO], y->dx1, y->rz, nq, D, F);
+	FN(lin_back)(w->rdz, w->rdx1, theta + o[TFM_WO], nq, D, F, 0);
+	FN(lin_back)(w->rdz, y->dx1, v + o[TFM_WO], nq, D, F, 1);
 	FN(attn_core_rback)(m, w, y, B);
-	memcpy(w->rdres, w->rdx1, (size_t)N * D * sizeof(REAL));
-	for (int i = 0; i < 3; i++) {
-		FN(lin_wgrad)(hv + o[part[i]], rd[i], w->x[l], N, F, D);
-		FN(lin_wgrad)(hv + o[part[i]], d[i], w->rx[l], N, F, D);
-		FN(lin_back)(w->rdres, rd[i], theta + o[part[i]], N, F, D, 1);
-		FN(lin_back)(w->rdres, d[i], v + o[part[i]], N, F, D, 1);
+	FN(place_rows)(m, y, w->rdres, w->rdx1, B);
+	if (l == 0 && !w->naive) {
+		FN(table_rback)(m, w, hv, theta, v, B);
+		return;
+	}
+	FN(lin_wgrad_ld)(hv + o[TFM_WQ], w->rdq, w->x[l] + qoff, qld, nq, F, D);
+	FN(lin_wgrad_ld)(hv + o[TFM_WQ], y->dq, w->rx[l] + qoff, qld, nq, F, D);
+	FN(lin_back_ld)(w->rdres + qoff, qld, w->rdq, theta + o[TFM_WQ], nq, F, D, 1);
+	FN(lin_back_ld)(w->rdres + qoff, qld, y->dq, v + o[TFM_WQ], nq, F, D, 1);
+	for (int i = 1; i < 3; i++) {
+		size_t op = o[FN(qkv)[i]];
+		FN(lin_wgrad)(hv + op, rd[i], w->x[l], N, F, D);
+		FN(lin_wgrad)(hv + op, d[i], w->rx[l], N, F, D);
+		FN(lin_back)(w->rdres, rd[i], theta + op, N, F, D, 1);
+		FN(lin_back)(w->rdres, d[i], v + op, N, F, D, 1);
 	}
 }
 
@@ -652,17 +921,17 @@ FN(hvp_prepare)(const struct tfm *m, struct FN(work) *w, const REAL *theta, cons
 	return s;
 }
 
-/* R{logits} of the last positions, then R{dlogits} = scale (R{p} - 0). */
+/* R{logits} of the last positions, then R{dlogits} = scale R{p}. */
 static void
 FN(rlogits)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const REAL *v, int B,
     REAL scale)
 {
-	int T = m->n_ctx, D = m->c.d_model, C = m->c.p, L = m->c.layers;
-	size_t last = (size_t)(T - 1) * D;
+	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
+	size_t last = (size_t)(r - 1) * D;
 
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->rx[L] + last, T * D,
+	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->rx[L] + last, r * D,
 	    theta + m->W_U, C, 0, w->rlogits, C);
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + last, T * D,
+	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + last, r * D,
 	    v + m->W_U, C, 1, w->rlogits, C);
 	for (int b = 0; b < B; b++) {
 		const REAL *p = w->probs + (size_t)b * C, *rz = w->rlogits + (size_t)b * C;
@@ -672,33 +941,47 @@ FN(rlogits)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const RE
 	}
 }
 
+/* The unembedding's R-backward: hv's W_U, and rdres = R{d loss / d x[L]}. */
+static void
+FN(unembed_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL *theta,
+    const REAL *v, int B)
+{
+	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
+	size_t last = (size_t)(r - 1) * D;
+
+	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->rx[L] + last, r * D,
+	    w->dlogits, C, 1, hv + m->W_U, C);
+	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->x[L] + last, r * D,
+	    w->rdlogits, C, 1, hv + m->W_U, C);
+	memset(w->rdres, 0, (size_t)B * r * D * sizeof(REAL));
+	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->rdlogits, C, theta + m->W_U, C,
+	    0, w->rdres + last, r * D);
+	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->dlogits, C, v + m->W_U, C,
+	    1, w->rdres + last, r * D);
+}
+
 void
 FN(hvp_apply)(struct FN(prepared) *s, REAL *hv, const REAL *v)
 {
 	const struct tfm *m = s->m;
 	struct FN(work) *w = s->w;
 	const REAL *theta = s->theta;
-	int B = s->B, T = m->n_ctx, D = m->c.d_model, C = m->c.p, L = m->c.layers;
-	size_t last = (size_t)(T - 1) * D;
+	int B = s->B, L = m->c.layers;
 
 	FN(embed)(m, w->rx[0], v, w->tok, B);
+	if (!w->naive)
+		FN(embed_table)(m, w->tb.rx, v);
 	for (int l = 0; l < L; l++)
 		FN(block_rforward)(m, w, l, theta, v, B);
 	FN(rlogits)(m, w, theta, v, B, s->scale);
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->rx[L] + last, T * D,
-	    w->dlogits, C, 1, hv + m->W_U, C);
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->x[L] + last, T * D,
-	    w->rdlogits, C, 1, hv + m->W_U, C);
-	memset(w->rdres, 0, (size_t)B * T * D * sizeof(REAL));
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->rdlogits, C, theta + m->W_U, C,
-	    0, w->rdres + last, T * D);
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->dlogits, C, v + m->W_U, C,
-	    1, w->rdres + last, T * D);
+	FN(unembed_rback)(m, w, hv, theta, v, B);
 	for (int l = L - 1; l >= 0; l--) {
 		FN(mlp_rback)(m, w, l, hv, theta, v, B);
 		FN(attn_rback)(m, w, l, hv, theta, v, B);
 	}
-	FN(embed_back)(m, hv, w->rdres, w->tok, B);
+	FN(embed_back)(m, hv, w->rdres, w->tok, B * m->n_ctx);
+	if (!w->naive)
+		FN(embed_table_back)(m, hv, w->tb.rdx);
 }
 
 struct tfm_eval
