@@ -86,21 +86,41 @@ FN(carve)(REAL **cur, size_t n)
 	return p;
 }
 
+/* Positions block l queries per example: T, or 1 in the last block with the shortcut. */
+static int
+FN(layer_nqp)(const struct tfm *m, int naive, int l)
+{
+	return !naive && l == m->c.layers - 1 ? 1 : m->n_ctx;
+}
+
+/* Floats block l keeps: query-row buffers for nqp positions, key rows for all T. */
+static size_t
+FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp)
+{
+	size_t T = (size_t)m->n_ctx, N = B * T, nq = B * nqp, D = (size_t)m->c.d_model;
+	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
+	size_t S = B * (size_t)m->c.heads * nqp * T;
+	size_t fwd = nq * F + 2 * N * F + nq * F + 2 * S + nq * D + 2 * nq * M;
+	size_t bwd = nq * D + 2 * nq * M + 2 * nq * F + 2 * N * F + 2 * S;
+
+	return fwd + bwd + (hvp ? fwd : 0);
+}
+
 /* Floats the work needs; must carve exactly what FN(work_carve) does. */
 static size_t
-FN(work_size)(const struct tfm *m, size_t B, int hvp)
+FN(work_size)(const struct tfm *m, size_t B, int hvp, int naive)
 {
 	size_t T = (size_t)m->n_ctx, N = B * T, D = (size_t)m->c.d_model;
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
-	size_t S = B * (size_t)m->c.heads * T * T, C = (size_t)m->c.p, L = (size_t)m->c.layers;
-	size_t TV = T * (size_t)m->d_vocab;
-	size_t fwd = 4 * N * F + 2 * S + N * D + 2 * N * M;
-	size_t bwd = N * D + 2 * N * M + 4 * N * F + 2 * S;
-	size_t n = L * (fwd + bwd) + 2 * (L + 1) * N * D + 3 * B * C + 2 * TV * D + 6 * TV * F;
+	size_t S = B * (size_t)m->c.heads * T * T, C = (size_t)m->c.p;
+	size_t TV = T * (size_t)m->d_vocab, n = 3 * B * C + 2 * TV * D + 6 * TV * F;
 
+	for (int l = 0; l <= m->c.layers; l++)   /* x, dres, rx: block l's input rows */
+		n += (hvp ? 3 : 2) * B * (size_t)(l ? FN(layer_nqp)(m, naive, l - 1) : (int)T) * D;
+	for (int l = 0; l < m->c.layers; l++)
+		n += FN(layer_size)(m, B, (size_t)FN(layer_nqp)(m, naive, l), hvp);
 	if (hvp)
-		n += L * fwd + (L + 1) * N * D + 2 * B * C + 2 * N * D + 2 * N * M + 4 * N * F + 2 * S +
-		    2 * TV * D + 6 * TV * F;
+		n += 2 * B * C + 2 * N * D + 2 * N * M + 4 * N * F + 2 * S + 2 * TV * D + 6 * TV * F;
 	return n;
 }
 
@@ -128,6 +148,31 @@ FN(tables_carve)(const struct tfm *m, struct FN(work) *w, REAL **cur)
 }
 
 static void
+FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, REAL **cur)
+{
+	size_t T = (size_t)m->n_ctx, N = B * T, nq = B * (T - (size_t)y->q0), D = (size_t)m->c.d_model;
+	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
+	size_t S = B * (size_t)m->c.heads * (T - (size_t)y->q0) * T;
+	REAL **nf[] = {&y->q, &y->z, &y->dz, &y->dq, &y->rq, &y->rz};
+	REAL **kf[] = {&y->k, &y->v, &y->dk, &y->dv, &y->rk, &y->rv};
+	REAL **ns[] = {&y->pat, &y->att, &y->dA, &y->dS, &y->rpat, &y->ratt};
+	REAL **nm[] = {&y->pre, &y->post, &y->dpost, &y->dpre, &y->rpre, &y->rpost};
+	REAL **nd[] = {&y->x1, &y->dx1, &y->rx1};
+	size_t r = hvp ? 0 : 2;   /* the R-values are the last of each list */
+
+	for (size_t i = 0; i < 6 - r; i++)
+		*nf[i] = FN(carve)(cur, nq * F);
+	for (size_t i = 0; i < 6 - r; i++)
+		*kf[i] = FN(carve)(cur, N * F);
+	for (size_t i = 0; i < 6 - r; i++)
+		*ns[i] = FN(carve)(cur, S);
+	for (size_t i = 0; i < 6 - r; i++)
+		*nm[i] = FN(carve)(cur, nq * M);
+	for (size_t i = 0; i < 3 - r / 2; i++)
+		*nd[i] = FN(carve)(cur, nq * D);
+}
+
+static void
 FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 {
 	size_t T = (size_t)m->n_ctx, N = B * T, D = (size_t)m->c.d_model;
@@ -136,27 +181,15 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 	REAL *cur = w->mem;
 
 	for (int l = 0; l <= m->c.layers; l++) {
-		w->x[l] = FN(carve)(&cur, N * D);
-		w->dres[l] = FN(carve)(&cur, N * D);
+		size_t rows = B * (size_t)(l ? FN(layer_nqp)(m, w->naive, l - 1) : m->n_ctx);
+		w->x[l] = FN(carve)(&cur, rows * D);
+		w->dres[l] = FN(carve)(&cur, rows * D);
 		if (w->hvp)
-			w->rx[l] = FN(carve)(&cur, N * D);
+			w->rx[l] = FN(carve)(&cur, rows * D);
 	}
 	for (int l = 0; l < m->c.layers; l++) {
-		struct FN(layer) *y = &w->ly[l];
-		REAL **nf[] = {&y->q, &y->k, &y->v, &y->z, &y->dz, &y->dq, &y->dk, &y->dv,
-		    &y->rq, &y->rk, &y->rv, &y->rz};
-		REAL **ns[] = {&y->pat, &y->att, &y->dA, &y->dS, &y->rpat, &y->ratt};
-		REAL **nm[] = {&y->pre, &y->post, &y->dpost, &y->dpre, &y->rpre, &y->rpost};
-		REAL **nd[] = {&y->x1, &y->dx1, &y->rx1};
-		int r = w->hvp;   /* the R-values are the last of each list */
-		for (size_t i = 0; i < 12 - (r ? 0 : 4); i++)
-			*nf[i] = FN(carve)(&cur, N * F);
-		for (size_t i = 0; i < 6 - (r ? 0 : 2); i++)
-			*ns[i] = FN(carve)(&cur, S);
-		for (size_t i = 0; i < 6 - (r ? 0 : 2); i++)
-			*nm[i] = FN(carve)(&cur, N * M);
-		for (size_t i = 0; i < 3 - (r ? 0 : 1); i++)
-			*nd[i] = FN(carve)(&cur, N * D);
+		w->ly[l].q0 = m->n_ctx - FN(layer_nqp)(m, w->naive, l);
+		FN(layer_carve)(m, &w->ly[l], B, w->hvp, &cur);
 	}
 	w->logits = FN(carve)(&cur, B * C);
 	w->dlogits = FN(carve)(&cur, B * C);
@@ -176,9 +209,9 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 		w->rdA = FN(carve)(&cur, S);
 		w->rdS = FN(carve)(&cur, S);
 	}
-	if ((size_t)(cur - w->mem) != FN(work_size)(m, B, w->hvp))
+	if ((size_t)(cur - w->mem) != FN(work_size)(m, B, w->hvp, w->naive))
 		die("transformer: work layout mismatch (%zu of %zu)", (size_t)(cur - w->mem),
-		    FN(work_size)(m, B, w->hvp));
+		    FN(work_size)(m, B, w->hvp, w->naive));
 }
 
 struct FN(work) *
@@ -192,11 +225,8 @@ FN(work_new)(const struct tfm *m, int maxb, int flags)
 	w->naive = !!(flags & TFM_WORK_NAIVE);
 	w->tok = xmalloc(xmul(N, sizeof *w->tok));
 	w->trow = xmalloc(xmul(N, sizeof *w->trow));
-	w->mem = xmalloc_big(xmul(FN(work_size)(m, (size_t)maxb, w->hvp), sizeof(REAL)));
+	w->mem = xmalloc_big(xmul(FN(work_size)(m, (size_t)maxb, w->hvp, w->naive), sizeof(REAL)));
 	FN(work_carve)(m, w, (size_t)maxb);
-	/* Which positions each block queries: all, but the last block only the last with the shortcut. */
-	for (int l = 0; l < m->c.layers; l++)
-		w->ly[l].q0 = !w->naive && l == m->c.layers - 1 ? m->n_ctx - 1 : 0;
 	w->prep.w = w;
 	return w;
 }
