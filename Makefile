@@ -152,7 +152,7 @@ bench: tools $(O)/bench/bench_step $(O)/bench/bench_eig $(BENCH_DATA)
 FUZZ_SECONDS ?= 180
 TEST_FUZZ_SECONDS ?= 15
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_LIBSRC  := $(filter-out tools/lib/blas.c tools/lib/analysis.c,$(LIBSRC))
+FUZZ_LIBSRC  := $(filter-out tools/lib/blas.c tools/lib/analysis.c tools/lib/train.c,$(LIBSRC))
 
 $(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC) $(wildcard tools/lib/*.h) | $(O)/.deps
 	@mkdir -p $(@D)

@@ -45,8 +45,10 @@
  *                       (the MLP: dead units per hidden layer), filled
  *                       by the passes that see the rows.
  *
- * Kernels (loss_grad, prepare, apply, gram) never allocate: every buffer
- * they use comes from the object made by a _new.
+ * A family's kernels (loss_grad, prepare, apply, grad, view_apply,
+ * gram_group, gram_combine) never allocate: every buffer they use comes
+ * from the object made by a _new.  model.c's generic routes
+ * (model_gram_*, the generic J^T u) allocate their own scratch.
  *
  * Adding a family (see also docs/design.md, "Adding a model family"):
  * write tools/lib/<family>.{c,h} with one `const struct model_family
@@ -60,7 +62,9 @@
  *
  * History of this interface (model_family.version):
  *   1  first version: layout, init, loss_grad, HVP points and views,
- *      Gram terms per group, diagnostics, checkpoint metadata.
+ *      Gram terms per group, diagnostics, checkpoint metadata; then,
+ *      before any other family implemented it, the optional summary and
+ *      check_frame (messages and extra checks of a checkpoint frame).
  */
 #ifndef MODEL_H
 #define MODEL_H
