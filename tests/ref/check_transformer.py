@@ -9,6 +9,12 @@ float32 kernels to float32 accuracy; the naive C reference to 1e-10.
 
 The C side is the unit-test binary's --ref mode (BINDIR/../test/test_transformer).
 
+Then train-transformer against torch.optim.AdamW in float32 from our step-0
+checkpoint, full batch, 100 steps with warm-up: free-running, the training
+loss after every step to 1e-4 relative and the final weights to 1e-3; step
+by step (PyTorch stepping from our parameters of the step before), every
+update to 1e-5.
+
 usage: check_transformer.py BINDIR WORKDIR    (prints TAP)"""
 
 import json
@@ -21,8 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from refcommon import Tap, load_st, run
+from refcommon import Tap, load_st, read_jsonl, run
 
+TRAIN_STEPS = 100
+FREE_LOSS_RTOL = 1e-4
+FREE_RTOL = 1e-3
+STEP_RTOL = 1e-5
 LOSS_RTOL = 1e-10
 GRAD_RTOL = 1e-10
 HVP_RTOL = 1e-8
@@ -202,6 +212,77 @@ def case(c, seed, work, tbin, tap):
     return max(dl, dg), dh
 
 
+TRAIN_CASES = [
+    ("L=1 causal alpha=1 '=' relu", []),
+    ("L=2 full alpha=0.3 no '=' gelu", ["--layers", "2", "--attention", "full", "--attn-coeff", "0.3",
+                                        "--no-eq-token", "--act", "gelu"]),
+    ("L=1 full alpha=0 no '=' relu, wd 2", ["--attention", "full", "--attn-coeff", "0", "--no-eq-token",
+                                            "--wd", "2"]),
+]
+
+
+def torch_setup(config, params, data):
+    m, o = config["model"], config["optim"]
+    model = Transformer(dict(m, alpha=m["attn_coeff"]))
+    model.load_state_dict({n: torch.tensor(np.array(t)) for n, t in params.items()}, strict=False)
+    opt = torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=(o["beta1"], o["beta2"]), eps=o["eps"],
+                            weight_decay=o["wd"])
+    pairs = torch.tensor(np.array(data["train.x"]), dtype=torch.long)
+    p = m["p"]
+    tokens = torch.cat([pairs, torch.full((len(pairs), 1), p)], 1) if m["eq_token"] else pairs
+    return model, opt, tokens, torch.tensor(np.array(data["train.y"]), dtype=torch.long)
+
+
+def torch_step(config, model, opt, tokens, labels, s):
+    """Update s (1-based) at the learning rate train-transformer's schedule gives it."""
+    lr, warmup = config["optim"]["lr"], config["warmup"]
+    for g in opt.param_groups:
+        g["lr"] = lr * min(s / warmup, 1) if warmup else lr
+    opt.zero_grad()
+    cross_entropy_high_precision(model(tokens)[:, -1], labels).backward()
+    opt.step()
+    with torch.no_grad():
+        return float(cross_entropy_high_precision(model(tokens)[:, -1], labels))
+
+
+def flat_params(model_or_dict, names):
+    if isinstance(model_or_dict, nn.Module):
+        d = dict(model_or_dict.named_parameters())
+        return torch.cat([d[n].detach().reshape(-1).double() for n in names])
+    return torch.cat([torch.tensor(np.array(model_or_dict[n]), dtype=torch.float64).reshape(-1) for n in names])
+
+
+def train_case(name, args, k, bindir, work, data_path, data, tap):
+    ck, out = os.path.join(work, f"tck{k}"), os.path.join(work, f"tfinal{k}.safetensors")
+    log = read_jsonl(run([os.path.join(bindir, "train-transformer"), "--data", data_path, "--d-model", "32",
+                          "--d-mlp", "64", "--steps", str(TRAIN_STEPS), "--log-every", "1", "--ckpt-dir", ck,
+                          "--ckpt-every", "1", "--out", out, "--seed", str(k), "--quiet"] + args))
+    config = log[0]["config"]
+    ours = [r["train_loss"] for r in log if r["record"] == "metrics" and r["step"] > 0]
+    ckpts = [load_st(os.path.join(ck, f"step-{s:08d}.safetensors"))[1] for s in range(TRAIN_STEPS + 1)]
+    model, opt, tokens, labels = torch_setup(config, ckpts[0], data)
+    names = [n for n, _ in model.named_parameters()]
+    theirs = [torch_step(config, model, opt, tokens, labels, s) for s in range(1, TRAIN_STEPS + 1)]
+    rel = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs))
+    final = flat_params(load_st(out)[1], names)
+    prel = float((final - flat_params(model, names)).norm() / flat_params(model, names).norm())
+    tap.ok(len(ours) == TRAIN_STEPS and rel < FREE_LOSS_RTOL, f"train {name}: free-running training loss at "
+           f"each of {TRAIN_STEPS} steps, max rel diff {rel:.1e} (< {FREE_LOSS_RTOL:g}); loss "
+           f"{theirs[0]:.4f} -> {theirs[-1]:.4f}")
+    tap.ok(prel < FREE_RTOL, f"train {name}: free-running final weights, rel diff {prel:.1e} (< {FREE_RTOL:g})")
+    model, opt, tokens, labels = torch_setup(config, ckpts[0], data)
+    worst = 0.0
+    for s in range(1, TRAIN_STEPS + 1):
+        with torch.no_grad():
+            for n, q in model.named_parameters():
+                q.copy_(torch.tensor(np.array(ckpts[s - 1][n])))
+        torch_step(config, model, opt, tokens, labels, s)
+        want = flat_params(ckpts[s], names)
+        worst = max(worst, float((flat_params(model, names) - want).norm() / want.norm()))
+    tap.ok(worst < STEP_RTOL, f"train {name}: step by step, each of {TRAIN_STEPS} AdamW updates lands on our "
+           f"weights, max rel diff {worst:.1e} (< {STEP_RTOL:g})")
+
+
 def main():
     bindir, work = sys.argv[1], sys.argv[2]
     tbin = os.path.join(bindir, "..", "test", "test_transformer")
@@ -220,6 +301,12 @@ def main():
                         g, h = case(c, seed, work, tbin, tap)
                         worst_g, worst_h = max(worst_g, g), max(worst_h, h)
     print(f"# worst over {seed} configurations: loss/gradient rel {worst_g:.1e}, H v rel {worst_h:.1e}")
+    data_path = os.path.join(work, "tdata.safetensors")
+    run([os.path.join(bindir, "gen-modadd"), "-p", "23", "--frac", "0.5", "--seed", "3", "-o", data_path])
+    _, data = load_st(data_path)
+    torch.set_flush_denormal(True)
+    for k, (name, args) in enumerate(TRAIN_CASES):
+        train_case(name, args, k, bindir, work, data_path, data, tap)
     return tap.done()
 
 
