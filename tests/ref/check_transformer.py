@@ -15,6 +15,11 @@ loss after every step to 1e-4 relative and the final weights to 1e-3; step
 by step (PyTorch stepping from our parameters of the step before), every
 update to 1e-5.
 
+Last, the analysis tools on a trained transformer checkpoint (float32, so
+float32 accuracy): hess-eig's top eigenvalues against Lanczos over
+PyTorch's double-backward products, gop-spectrum's spectrum, trace and
+per-group traces against J J^T / n from PyTorch's per-example gradients.
+
 usage: check_transformer.py BINDIR WORKDIR    (prints TAP)"""
 
 import json
@@ -30,6 +35,8 @@ from torch import nn
 from refcommon import Tap, load_st, read_jsonl, run
 
 TRAIN_STEPS = 100
+EIG_RTOL = 1e-4
+GOP_RTOL = 1e-5
 FREE_LOSS_RTOL = 1e-4
 FREE_RTOL = 1e-3
 STEP_RTOL = 1e-5
@@ -283,6 +290,78 @@ def train_case(name, args, k, bindir, work, data_path, data, tap):
            f"weights, max rel diff {worst:.1e} (< {STEP_RTOL:g})")
 
 
+def torch_lanczos_top(hvp, n, k, steps, seed):
+    """Lanczos with full reorthogonalisation in float64: the top k Ritz values."""
+    g = torch.Generator().manual_seed(seed)
+    Q = torch.zeros(steps + 1, n, dtype=torch.float64)
+    q = torch.randn(n, generator=g, dtype=torch.float64)
+    Q[0] = q / q.norm()
+    alpha, beta = [], []
+    for j in range(steps):
+        w = hvp(Q[j])
+        alpha.append(float(Q[j] @ w))
+        for _ in range(2):
+            w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)
+        beta.append(float(w.norm()))
+        Q[j + 1] = w / beta[-1]
+    T = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
+    return np.sort(np.linalg.eigvalsh(T))[::-1][:k]
+
+
+def analysis_case(bindir, work, data_path, data, tap):
+    ck = os.path.join(work, "tana.safetensors")
+    args = ["--layers", "2", "--attention", "full", "--attn-coeff", "0.5", "--act", "gelu"]
+    run([os.path.join(bindir, "train-transformer"), "--data", data_path, "--d-model", "16", "--d-mlp", "32",
+         "--steps", "60", "--out", ck, "--seed", "9", "--quiet"] + args)
+    meta, params = load_st(ck)
+    c = {"p": int(meta["p"]), "layers": 2, "d_model": 16, "heads": 4, "d_head": 4, "d_mlp": 32,
+         "attention": "full", "alpha": 0.5, "act": "gelu", "eq_token": True}
+    model = Transformer(c).double()
+    model.load_state_dict({n: torch.tensor(np.array(t)) for n, t in params.items()}, strict=False)
+    pairs = torch.tensor(np.array(data["train.x"]), dtype=torch.long)
+    tokens = torch.cat([pairs, torch.full((len(pairs), 1), c["p"])], 1)
+    labels = torch.tensor(np.array(data["train.y"]), dtype=torch.long)
+    ps = list(model.parameters())
+    n_par = sum(q.numel() for q in ps)
+
+    def hvp(v):
+        g = torch.autograd.grad(cross_entropy_high_precision(model(tokens)[:, -1], labels), ps, create_graph=True)
+        flat_g = torch.cat([x.reshape(-1) for x in g])
+        return torch.cat([x.reshape(-1) for x in torch.autograd.grad(flat_g @ v, ps)])
+    rec = read_jsonl(run([os.path.join(bindir, "hess-eig"), "--data", data_path, "--top", "5", "--tol", "1e-6",
+                          "--max-iter", "300", ck]))[1]
+    theirs = torch_lanczos_top(hvp, n_par, 5, 200, 0)
+    rel = float(np.max(np.abs(np.array(rec["eigenvalues"]) - theirs)) / abs(theirs[0]))
+    tap.ok(rec["converged"] and rel < EIG_RTOL, f"hess-eig on a transformer: top-5 eigenvalues "
+           f"{rec['eigenvalues'][0]:.6f}... vs torch float64 Lanczos {theirs[0]:.6f}..., max rel diff {rel:.1e} "
+           f"(< {EIG_RTOL:g})")
+    rows = []
+    for b in range(len(labels)):
+        g = torch.autograd.grad(cross_entropy_high_precision(model(tokens[b:b + 1])[:, -1], labels[b:b + 1]), ps)
+        rows.append(torch.cat([x.reshape(-1) for x in g]))
+    J = torch.stack(rows)
+    n = len(labels)
+    K = J @ J.T / n
+    ev = torch.linalg.eigvalsh(K).flip(0).numpy()
+    grec = read_jsonl(run([os.path.join(bindir, "gop-spectrum"), "--data", data_path, "--per-layer", ck]))[1]
+    erel = float(np.max(np.abs(np.array(grec["gop"]["top"]) - ev[:10]) / ev[:10]))
+    tr = float(torch.trace(K))
+    trel = abs(grec["gop"]["trace"] - tr) / tr
+    tap.ok(erel < GOP_RTOL and trel < GOP_RTOL, f"gop-spectrum on a transformer: top-10 eigenvalues of J J^T / n "
+           f"max rel diff {erel:.1e}, trace {grec['gop']['trace']:.8f} vs {tr:.8f} (< {GOP_RTOL:g})")
+    bounds = {"embed": (0, 2), "unembed": (len(ps) - 1, len(ps))}
+    groups = [bounds["embed"]] + [(2 + 8 * l + 4 * h, 2 + 8 * l + 4 * h + 4) for l in range(2) for h in range(2)]
+    groups.append(bounds["unembed"])
+    sizes = np.cumsum([0] + [q.numel() for q in ps])
+    worst = 0.0
+    for i, (a, b) in enumerate(groups):
+        Ji = J[:, sizes[a]:sizes[b]]
+        want = float((Ji * Ji).sum() / n)
+        worst = max(worst, abs(grec["layers"][i]["trace"] - want) / want)
+    tap.ok(len(grec["layers"]) == 6 and worst < GOP_RTOL, f"gop-spectrum on a transformer: the traces of the 6 "
+           f"groups (embed, blocks.l.attn/mlp, unembed), max rel diff {worst:.1e}")
+
+
 def main():
     bindir, work = sys.argv[1], sys.argv[2]
     tbin = os.path.join(bindir, "..", "test", "test_transformer")
@@ -307,6 +386,7 @@ def main():
     torch.set_flush_denormal(True)
     for k, (name, args) in enumerate(TRAIN_CASES):
         train_case(name, args, k, bindir, work, data_path, data, tap)
+    analysis_case(bindir, work, data_path, data, tap)
     return tap.done()
 
 
