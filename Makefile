@@ -142,7 +142,8 @@ bench: tools $(O)/bench/bench_step $(O)/bench/bench_eig $(BENCH_DATA)
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	$(PYTHON) tests/bench/bench_hess.py $(O)/bin $(O)/bench $(BENCH_DATA) "$$d" && \
 	$(PYTHON) tests/bench/bench_gop.py $(O)/bin "$$d" && \
-	$(PYTHON) tests/bench/bench_llc.py $(O)/bin $(BENCH_DATA) "$$d"
+	$(PYTHON) tests/bench/bench_llc.py $(O)/bin $(BENCH_DATA) "$$d" && \
+	$(PYTHON) tests/bench/bench_transformer.py $(O)/bin "$$d"
 	@echo '# LAPACK on the GOP Gram matrix size of the default data set (n = 2823):'
 	$(O)/bench/bench_eig 2823
 
