@@ -29,17 +29,20 @@
 struct FN(layer) {
 	int q0;                 /* first query position: 0, or T-1 */
 	REAL *q;                /* (nq, F) queries, all heads */
-	REAL *k, *v;            /* (N, F) keys, values */
+	REAL *k, *v;            /* (nk, F) keys, values: rows b T + t, or block 0's table rows */
+	const int32_t *krow;    /* (N) each token row's key row (block 0: its table row), or NULL */
+	size_t nk;              /* key rows: N, or T V */
 	REAL *pat;              /* (B, H, T-q0, T) softmax of the scaled scores, 0 where masked */
 	REAL *att;              /* (B, H, T-q0, T) alpha * pat + (1 - alpha), 0 where masked */
 	REAL *z;                /* (nq, F) att v per head, heads side by side */
 	REAL *x1;               /* (nq, D) residual after attention */
 	REAL *pre, *post;       /* (nq, M) MLP pre-activation and activation */
 	REAL *dx1, *dpost, *dpre, *dz, *dq;   /* d loss / d (same shapes) */
-	REAL *dk, *dv;          /* (N, F) */
+	REAL *dk, *dv;          /* (nk, F) */
 	REAL *dA, *dS;          /* (B, H, T-q0, T) d loss / d att, d loss / d scaled scores */
 	/* R-forward values (hvp works only) */
 	REAL *rq, *rk, *rv, *rpat, *ratt, *rz, *rx1, *rpre, *rpost;
+	REAL *rdk, *rdv;        /* (nk, F) where the R-backward puts R{dk}, R{dv} */
 };
 
 /* Block 0's tables (T V rows): inputs, projections, their deltas and R-values. */
@@ -95,11 +98,11 @@ FN(layer_nqp)(const struct tfm *m, int naive, int l)
 
 /* Floats block l keeps: query-row buffers for nqp positions, key rows for all T. */
 static size_t
-FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp)
+FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table)
 {
-	size_t T = (size_t)m->n_ctx, N = B * T, nq = B * nqp, D = (size_t)m->c.d_model;
+	size_t T = (size_t)m->n_ctx, N = table ? 0 : B * T, nq = B * nqp, D = (size_t)m->c.d_model;
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
-	size_t S = B * (size_t)m->c.heads * nqp * T;
+	size_t S = B * (size_t)m->c.heads * nqp * T;   /* N: per-row keys and values, none on tables */
 	size_t fwd = nq * F + 2 * N * F + nq * F + 2 * S + nq * D + 2 * nq * M;
 	size_t bwd = nq * D + 2 * nq * M + 2 * nq * F + 2 * N * F + 2 * S;
 
@@ -118,7 +121,7 @@ FN(work_size)(const struct tfm *m, size_t B, int hvp, int naive)
 	for (int l = 0; l <= m->c.layers; l++)   /* x, dres, rx: block l's input rows */
 		n += (hvp ? 3 : 2) * B * (size_t)(l ? FN(layer_nqp)(m, naive, l - 1) : (int)T) * D;
 	for (int l = 0; l < m->c.layers; l++)
-		n += FN(layer_size)(m, B, (size_t)FN(layer_nqp)(m, naive, l), hvp);
+		n += FN(layer_size)(m, B, (size_t)FN(layer_nqp)(m, naive, l), hvp, l == 0 && !naive);
 	if (hvp)
 		n += 2 * B * C + 2 * N * D + 2 * N * M + 4 * N * F + 2 * S + 2 * TV * D + 6 * TV * F;
 	return n;
@@ -148,7 +151,7 @@ FN(tables_carve)(const struct tfm *m, struct FN(work) *w, REAL **cur)
 }
 
 static void
-FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, REAL **cur)
+FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int table, REAL **cur)
 {
 	size_t T = (size_t)m->n_ctx, N = B * T, nq = B * (T - (size_t)y->q0), D = (size_t)m->c.d_model;
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
@@ -162,7 +165,8 @@ FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, REA
 
 	for (size_t i = 0; i < 6 - r; i++)
 		*nf[i] = FN(carve)(cur, nq * F);
-	for (size_t i = 0; i < 6 - r; i++)
+	y->nk = N;
+	for (size_t i = 0; !table && i < 6 - r; i++)
 		*kf[i] = FN(carve)(cur, N * F);
 	for (size_t i = 0; i < 6 - r; i++)
 		*ns[i] = FN(carve)(cur, S);
@@ -170,6 +174,26 @@ FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, REA
 		*nm[i] = FN(carve)(cur, nq * M);
 	for (size_t i = 0; i < 3 - r / 2; i++)
 		*nd[i] = FN(carve)(cur, nq * D);
+}
+
+/* Where each layer's keys and values live: its own rows, or block 0's tables. */
+static void
+FN(keys_on)(const struct tfm *m, struct FN(work) *w)
+{
+	for (int l = 0; l < m->c.layers; l++) {
+		struct FN(layer) *y = &w->ly[l];
+		if (l > 0 || w->naive) {
+			y->krow = NULL;
+			y->rdk = w->rdk, y->rdv = w->rdv;
+			continue;
+		}
+		y->krow = w->trow;
+		y->nk = (size_t)m->n_ctx * (size_t)m->d_vocab;
+		y->k = w->tb.p[1], y->v = w->tb.p[2];
+		y->dk = w->tb.dp[1], y->dv = w->tb.dp[2];
+		y->rk = w->tb.rp[1], y->rv = w->tb.rp[2];
+		y->rdk = w->tb.rdp[1], y->rdv = w->tb.rdp[2];
+	}
 }
 
 static void
@@ -189,7 +213,7 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 	}
 	for (int l = 0; l < m->c.layers; l++) {
 		w->ly[l].q0 = m->n_ctx - FN(layer_nqp)(m, w->naive, l);
-		FN(layer_carve)(m, &w->ly[l], B, w->hvp, &cur);
+		FN(layer_carve)(m, &w->ly[l], B, w->hvp, l == 0 && !w->naive, &cur);
 	}
 	w->logits = FN(carve)(&cur, B * C);
 	w->dlogits = FN(carve)(&cur, B * C);
@@ -209,6 +233,7 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 		w->rdA = FN(carve)(&cur, S);
 		w->rdS = FN(carve)(&cur, S);
 	}
+	FN(keys_on)(m, w);
 	if ((size_t)(cur - w->mem) != FN(work_size)(m, B, w->hvp, w->naive))
 		die("transformer: work layout mismatch (%zu of %zu)", (size_t)(cur - w->mem),
 		    FN(work_size)(m, B, w->hvp, w->naive));
@@ -441,6 +466,16 @@ FN(axpy)(REAL *y, double a, const REAL *x, int n)
 		y[i] += (REAL)(a * x[i]);
 }
 
+/* Offset of key j of example b, head h, in layer y's key-row buffers. */
+static size_t
+FN(koff)(const struct tfm *m, const struct FN(layer) *y, int b, int j, int h)
+{
+	size_t row = (size_t)b * m->n_ctx + j;
+
+	return (y->krow ? (size_t)y->krow[row] : row) * (size_t)m->c.heads * m->c.d_head +
+	    (size_t)h * m->c.d_head;
+}
+
 /*
  * Attention within each (example, head): T x T scores (queries from q0
  * on), masked softmax, alpha-mixing, and z = att v.  T <= 3, so plain
@@ -457,14 +492,13 @@ FN(attn_core)(const struct tfm *m, struct FN(layer) *y, int B)
 
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < H; h++) {
-			size_t kb = (size_t)b * T * F + (size_t)h * E;
 			for (int i = q0; i < T; i++) {
 				int nj = nallowed(m, i);
 				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
 				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
 				double sc[3], mx = -INFINITY, sum = 0;
 				for (int j = 0; j < nj; j++) {
-					sc[j] = scl * FN(dot)(y->q + qr, y->k + kb + (size_t)j * F, E);
+					sc[j] = scl * FN(dot)(y->q + qr, y->k + FN(koff)(m, y, b, j, h), E);
 					mx = sc[j] > mx ? sc[j] : mx;
 				}
 				for (int j = 0; j < nj; j++)
@@ -474,7 +508,7 @@ FN(attn_core)(const struct tfm *m, struct FN(layer) *y, int B)
 					double pj = j < nj ? sc[j] / sum : 0;
 					y->pat[s + j] = (REAL)pj;
 					y->att[s + j] = j < nj ? (REAL)(alpha * pj + (1 - alpha)) : 0;
-					FN(axpy)(y->z + qr, y->att[s + j], y->v + kb + (size_t)j * F, E);
+					FN(axpy)(y->z + qr, y->att[s + j], y->v + FN(koff)(m, y, b, j, h), E);
 				}
 			}
 		}
@@ -491,26 +525,25 @@ FN(attn_core_back)(const struct tfm *m, struct FN(layer) *y, int B)
 	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
 	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
 
-	memset(y->dk, 0, (size_t)B * T * F * sizeof(REAL));
-	memset(y->dv, 0, (size_t)B * T * F * sizeof(REAL));
+	memset(y->dk, 0, y->nk * F * sizeof(REAL));
+	memset(y->dv, 0, y->nk * F * sizeof(REAL));
 	memset(y->dq, 0, (size_t)B * nqp * F * sizeof(REAL));
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < H; h++) {
-			size_t kb = (size_t)b * T * F + (size_t)h * E;
 			for (int i = q0; i < T; i++) {
 				int nj = nallowed(m, i);
 				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
 				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
 				double r = 0;
 				for (int j = 0; j < T; j++) {
-					y->dA[s + j] = j < nj ? (REAL)FN(dot)(y->dz + qr, y->v + kb + (size_t)j * F, E) : 0;
+					y->dA[s + j] = j < nj ? (REAL)FN(dot)(y->dz + qr, y->v + FN(koff)(m, y, b, j, h), E) : 0;
 					r += alpha * y->pat[s + j] * y->dA[s + j];
-					FN(axpy)(y->dv + kb + (size_t)j * F, y->att[s + j], y->dz + qr, E);
+					FN(axpy)(y->dv + FN(koff)(m, y, b, j, h), y->att[s + j], y->dz + qr, E);
 				}
 				for (int j = 0; j < T; j++) {
 					y->dS[s + j] = (REAL)(y->pat[s + j] * (alpha * y->dA[s + j] - r));
-					FN(axpy)(y->dq + qr, scl * y->dS[s + j], y->k + kb + (size_t)j * F, E);
-					FN(axpy)(y->dk + kb + (size_t)j * F, scl * y->dS[s + j], y->q + qr, E);
+					FN(axpy)(y->dq + qr, scl * y->dS[s + j], y->k + FN(koff)(m, y, b, j, h), E);
+					FN(axpy)(y->dk + FN(koff)(m, y, b, j, h), scl * y->dS[s + j], y->q + qr, E);
 				}
 			}
 		}
@@ -528,14 +561,13 @@ FN(attn_core_r)(const struct tfm *m, struct FN(layer) *y, int B)
 
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < H; h++) {
-			size_t kb = (size_t)b * T * F + (size_t)h * E;
 			for (int i = q0; i < T; i++) {
 				int nj = nallowed(m, i);
 				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
 				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
 				double rs[3], mean = 0;
 				for (int j = 0; j < nj; j++) {
-					size_t kj = kb + (size_t)j * F;
+					size_t kj = FN(koff)(m, y, b, j, h);
 					rs[j] = scl * (FN(dot)(y->rq + qr, y->k + kj, E) + FN(dot)(y->q + qr, y->rk + kj, E));
 					mean += y->pat[s + j] * rs[j];
 				}
@@ -544,8 +576,8 @@ FN(attn_core_r)(const struct tfm *m, struct FN(layer) *y, int B)
 					double rp = j < nj ? y->pat[s + j] * (rs[j] - mean) : 0;
 					y->rpat[s + j] = (REAL)rp;
 					y->ratt[s + j] = (REAL)(alpha * rp);
-					FN(axpy)(y->rz + qr, y->ratt[s + j], y->v + kb + (size_t)j * F, E);
-					FN(axpy)(y->rz + qr, y->att[s + j], y->rv + kb + (size_t)j * F, E);
+					FN(axpy)(y->rz + qr, y->ratt[s + j], y->v + FN(koff)(m, y, b, j, h), E);
+					FN(axpy)(y->rz + qr, y->att[s + j], y->rv + FN(koff)(m, y, b, j, h), E);
 				}
 			}
 		}
@@ -563,32 +595,31 @@ FN(attn_core_rback)(const struct tfm *m, struct FN(work) *w, const struct FN(lay
 	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
 
 	memset(w->rdq, 0, (size_t)B * nqp * F * sizeof(REAL));
-	memset(w->rdk, 0, (size_t)B * T * F * sizeof(REAL));
-	memset(w->rdv, 0, (size_t)B * T * F * sizeof(REAL));
+	memset(y->rdk, 0, y->nk * F * sizeof(REAL));
+	memset(y->rdv, 0, y->nk * F * sizeof(REAL));
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < H; h++) {
-			size_t kb = (size_t)b * T * F + (size_t)h * E;
 			for (int i = q0; i < T; i++) {
 				int nj = nallowed(m, i);
 				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
 				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
 				double rdA[3], r = 0, rr = 0;
 				for (int j = 0; j < nj; j++) {
-					size_t kj = kb + (size_t)j * F;
+					size_t kj = FN(koff)(m, y, b, j, h);
 					rdA[j] = FN(dot)(w->rdz + qr, y->v + kj, E) + FN(dot)(y->dz + qr, y->rv + kj, E);
 					r += y->pat[s + j] * alpha * y->dA[s + j];
 					rr += y->rpat[s + j] * alpha * y->dA[s + j] + y->pat[s + j] * alpha * rdA[j];
-					FN(axpy)(w->rdv + kj, y->ratt[s + j], y->dz + qr, E);
-					FN(axpy)(w->rdv + kj, y->att[s + j], w->rdz + qr, E);
+					FN(axpy)(y->rdv + kj, y->ratt[s + j], y->dz + qr, E);
+					FN(axpy)(y->rdv + kj, y->att[s + j], w->rdz + qr, E);
 				}
 				for (int j = 0; j < nj; j++) {
-					size_t kj = kb + (size_t)j * F;
+					size_t kj = FN(koff)(m, y, b, j, h);
 					double rdS = y->rpat[s + j] * (alpha * y->dA[s + j] - r) +
 					    y->pat[s + j] * (alpha * rdA[j] - rr);
 					FN(axpy)(w->rdq + qr, scl * rdS, y->k + kj, E);
 					FN(axpy)(w->rdq + qr, scl * y->dS[s + j], y->rk + kj, E);
-					FN(axpy)(w->rdk + kj, scl * rdS, y->q + qr, E);
-					FN(axpy)(w->rdk + kj, scl * y->dS[s + j], y->rq + qr, E);
+					FN(axpy)(y->rdk + kj, scl * rdS, y->q + qr, E);
+					FN(axpy)(y->rdk + kj, scl * y->dS[s + j], y->rq + qr, E);
 				}
 			}
 		}
@@ -602,13 +633,11 @@ FN(project)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, i
 {
 	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head, TV = m->n_ctx * m->d_vocab;
 	struct FN(layer) *y = &w->ly[l];
-	REAL *dst[3] = {y->q, y->k, y->v};
 
-	if (l == 0 && !w->naive) {
-		for (int i = 0; i < 3; i++) {
+	if (l == 0 && !w->naive) {   /* keys and values are read from the tables themselves */
+		for (int i = 0; i < 3; i++)
 			FN(lin)(w->tb.p[i], w->tb.x, theta + m->blk[0][FN(qkv)[i]], TV, F, D, 0);
-			FN(gather)(m, w, y, dst[i], w->tb.p[i], i == 0, B);
-		}
+		FN(gather)(m, w, y, y->q, w->tb.p[0], 1, B);
 		return;
 	}
 	FN(lin_ld)(y->q, F, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), theta + m->blk[l][TFM_WQ],
@@ -733,12 +762,10 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 	FN(lin_back)(y->dz, y->dx1, theta + o[TFM_WO], nq, D, F, 0);
 	FN(attn_core_back)(m, y, B);
 	FN(place_rows)(m, y, w->dres[l], y->dx1, B);
-	if (l == 0 && !w->naive) {   /* to the tables' rows, then through the projections there */
-		const REAL *d[3] = {y->dq, y->dk, y->dv};
-		for (int i = 0; i < 3; i++) {
-			FN(scatter)(m, w, y, w->tb.dp[i], d[i], i == 0, B);
+	if (l == 0 && !w->naive) {   /* dk, dv are on the tables already; dq joins them there */
+		FN(scatter)(m, w, y, w->tb.dp[0], y->dq, 1, B);
+		for (int i = 0; i < 3; i++)
 			FN(lin_back)(w->tb.dx, w->tb.dp[i], theta + o[FN(qkv)[i]], TV, F, D, i ? 1 : 0);
-		}
 		return;
 	}
 	FN(lin_back_ld)(w->dres[l] + FN(qoff)(m, y), FN(qld)(m, y), y->dq, theta + o[TFM_WQ], nq, F, D, 1);
@@ -813,7 +840,8 @@ FN(rproject)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, 
 		if (l == 0 && !w->naive) {
 			FN(lin)(w->tb.rp[i], w->tb.rx, theta + o, TV, F, D, 0);
 			FN(lin)(w->tb.rp[i], w->tb.x, v + o, TV, F, D, 1);
-			FN(gather)(m, w, y, dst[i], w->tb.rp[i], i == 0, B);
+			if (i == 0)
+				FN(gather)(m, w, y, y->rq, w->tb.rp[0], 1, B);
 		} else if (i == 0) {
 			FN(lin_ld)(dst[i], F, w->rx[l] + qoff, qld, theta + o, nq, F, D, 0);
 			FN(lin_ld)(dst[i], F, w->x[l] + qoff, qld, v + o, nq, F, D, 1);
@@ -884,12 +912,11 @@ static void
 FN(table_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL *theta, const REAL *v, int B)
 {
 	int D = m->c.d_model, F = m->c.heads * m->c.d_head, TV = m->n_ctx * m->d_vocab;
-	const REAL *rd[3] = {w->rdq, w->rdk, w->rdv};
 	struct FN(tables) *t = &w->tb;
 
+	FN(scatter)(m, w, &w->ly[0], t->rdp[0], w->rdq, 1, B);   /* R{dk}, R{dv} are there already */
 	for (int i = 0; i < 3; i++) {
 		size_t o = m->blk[0][FN(qkv)[i]];
-		FN(scatter)(m, w, &w->ly[0], t->rdp[i], rd[i], i == 0, B);
 		FN(lin_wgrad)(hv + o, t->rdp[i], t->x, TV, F, D);
 		FN(lin_wgrad)(hv + o, t->dp[i], t->rx, TV, F, D);
 		FN(lin_back)(t->rdx, t->rdp[i], theta + o, TV, F, D, i ? 1 : 0);
@@ -905,7 +932,7 @@ FN(attn_rback)(const struct tfm *m, struct FN(work) *w, int l, REAL *hv, const R
 	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head;
 	const size_t *o = m->blk[l];
 	const struct FN(layer) *y = &w->ly[l];
-	const REAL *d[3] = {y->dq, y->dk, y->dv}, *rd[3] = {w->rdq, w->rdk, w->rdv};
+	const REAL *d[3] = {y->dq, y->dk, y->dv}, *rd[3] = {w->rdq, y->rdk, y->rdv};
 	int nq = FN(nq)(m, y, B), qld = FN(qld)(m, y);
 	size_t qoff = FN(qoff)(m, y);
 
