@@ -118,7 +118,7 @@ FN(work_size)(const struct tfm *m, size_t B, int hvp, int naive)
 	size_t S = B * (size_t)m->c.heads * T * T, C = (size_t)m->c.p;
 	size_t TV = T * (size_t)m->d_vocab, n = 3 * B * C + 2 * TV * D + 6 * TV * F;
 
-	for (int l = 0; l <= m->c.layers; l++)   /* x, dres, rx: block l's input rows */
+	for (int l = !naive; l <= m->c.layers; l++)   /* x, dres, rx: block l's input rows */
 		n += (hvp ? 3 : 2) * B * (size_t)(l ? FN(layer_nqp)(m, naive, l - 1) : (int)T) * D;
 	for (int l = 0; l < m->c.layers; l++)
 		n += FN(layer_size)(m, B, (size_t)FN(layer_nqp)(m, naive, l), hvp, l == 0 && !naive);
@@ -204,7 +204,7 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 	size_t S = B * (size_t)m->c.heads * T * T, C = (size_t)m->c.p;
 	REAL *cur = w->mem;
 
-	for (int l = 0; l <= m->c.layers; l++) {
+	for (int l = !w->naive; l <= m->c.layers; l++) {   /* block 0's input: tables, unless naive */
 		size_t rows = B * (size_t)(l ? FN(layer_nqp)(m, w->naive, l - 1) : m->n_ctx);
 		w->x[l] = FN(carve)(&cur, rows * D);
 		w->dres[l] = FN(carve)(&cur, rows * D);
@@ -419,33 +419,40 @@ FN(embed_table_back)(const struct tfm *m, REAL *g, const REAL *dxt)
 			}
 }
 
-/* dst's rows = the table rows of layer y's query rows (q) or of every row (k, v). */
+/* dst (nq, n) = the table rows (width n) of layer y's query rows. */
 static void
 FN(gather)(const struct tfm *m, const struct FN(work) *w, const struct FN(layer) *y, REAL *dst,
-    const REAL *table, int query, int B)
+    const REAL *table, int n, int B)
 {
-	int T = m->n_ctx, F = m->c.heads * m->c.d_head, t0 = query ? y->q0 : 0;
+	int T = m->n_ctx;
 
 	for (int b = 0, r = 0; b < B; b++)
-		for (int t = t0; t < T; t++, r++)
-			memcpy(dst + (size_t)r * F, table + (size_t)w->trow[(size_t)b * T + t] * F,
-			    (size_t)F * sizeof(REAL));
+		for (int t = y->q0; t < T; t++, r++)
+			memcpy(dst + (size_t)r * n, table + (size_t)w->trow[(size_t)b * T + t] * n,
+			    (size_t)n * sizeof(REAL));
 }
 
-/* table (TV, F) = the sum of src's rows into their table rows (query rows or every row). */
+/* table (TV, n) += layer y's query rows src (nq, n), each into its table row. */
+static void
+FN(scatter_add)(const struct tfm *m, const struct FN(work) *w, const struct FN(layer) *y, REAL *table,
+    const REAL *src, int n, int B)
+{
+	int T = m->n_ctx;
+
+	for (int b = 0, r = 0; b < B; b++)
+		for (int t = y->q0; t < T; t++, r++) {
+			REAL *dst = table + (size_t)w->trow[(size_t)b * T + t] * n;
+			for (int f = 0; f < n; f++)
+				dst[f] += src[(size_t)r * n + f];
+		}
+}
+
 static void
 FN(scatter)(const struct tfm *m, const struct FN(work) *w, const struct FN(layer) *y, REAL *table,
-    const REAL *src, int query, int B)
+    const REAL *src, int n, int B)
 {
-	int T = m->n_ctx, F = m->c.heads * m->c.d_head, t0 = query ? y->q0 : 0;
-
-	memset(table, 0, (size_t)T * m->d_vocab * F * sizeof(REAL));
-	for (int b = 0, r = 0; b < B; b++)
-		for (int t = t0; t < T; t++, r++) {
-			REAL *dst = table + (size_t)w->trow[(size_t)b * T + t] * F;
-			for (int f = 0; f < F; f++)
-				dst[f] += src[(size_t)r * F + f];
-		}
+	memset(table, 0, (size_t)m->n_ctx * m->d_vocab * n * sizeof(REAL));
+	FN(scatter_add)(m, w, y, table, src, n, B);
 }
 
 static double
@@ -637,7 +644,7 @@ FN(project)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, i
 	if (l == 0 && !w->naive) {   /* keys and values are read from the tables themselves */
 		for (int i = 0; i < 3; i++)
 			FN(lin)(w->tb.p[i], w->tb.x, theta + m->blk[0][FN(qkv)[i]], TV, F, D, 0);
-		FN(gather)(m, w, y, y->q, w->tb.p[0], 1, B);
+		FN(gather)(m, w, y, y->q, w->tb.p[0], F, B);
 		return;
 	}
 	FN(lin_ld)(y->q, F, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), theta + m->blk[l][TFM_WQ],
@@ -657,7 +664,10 @@ FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *th
 
 	FN(project)(m, w, l, theta, B);
 	FN(attn_core)(m, y, B);
-	FN(copy_rows)(y->x1, D, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, D);
+	if (y->krow)   /* block 0 on tables: its input rows are table rows */
+		FN(gather)(m, w, y, y->x1, w->tb.x, D, B);
+	else
+		FN(copy_rows)(y->x1, D, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, D);
 	FN(lin)(y->x1, y->z, theta + o[TFM_WO], nq, D, F, 1);
 	FN(lin)(y->pre, y->x1, theta + o[TFM_WIN], nq, M, D, 0);
 	FN(addbias)(y->pre, theta + o[TFM_BIN], nq, M);
@@ -688,8 +698,9 @@ FN(forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const in
 			w->tok[(size_t)b * T + t] = tok;
 			w->trow[(size_t)b * T + t] = t * m->d_vocab + tok;
 		}
-	FN(embed)(m, w->x[0], theta, w->tok, B);
-	if (!w->naive)
+	if (w->naive)
+		FN(embed)(m, w->x[0], theta, w->tok, B);
+	else
 		FN(embed_table)(m, w->tb.x, theta);
 	for (int l = 0; l < L; l++)
 		FN(block_forward)(m, w, l, theta, B);
@@ -761,13 +772,14 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 	FN(lin_back)(y->dx1, y->dpre, theta + o[TFM_WIN], nq, M, D, 1);
 	FN(lin_back)(y->dz, y->dx1, theta + o[TFM_WO], nq, D, F, 0);
 	FN(attn_core_back)(m, y, B);
-	FN(place_rows)(m, y, w->dres[l], y->dx1, B);
-	if (l == 0 && !w->naive) {   /* dk, dv are on the tables already; dq joins them there */
-		FN(scatter)(m, w, y, w->tb.dp[0], y->dq, 1, B);
+	if (y->krow) {   /* dk, dv are on the tables already; dq and the residual's dx1 join them */
+		FN(scatter)(m, w, y, w->tb.dp[0], y->dq, F, B);
 		for (int i = 0; i < 3; i++)
 			FN(lin_back)(w->tb.dx, w->tb.dp[i], theta + o[FN(qkv)[i]], TV, F, D, i ? 1 : 0);
+		FN(scatter_add)(m, w, y, w->tb.dx, y->dx1, D, B);
 		return;
 	}
+	FN(place_rows)(m, y, w->dres[l], y->dx1, B);
 	FN(lin_back_ld)(w->dres[l] + FN(qoff)(m, y), FN(qld)(m, y), y->dq, theta + o[TFM_WQ], nq, F, D, 1);
 	FN(lin_back)(w->dres[l], y->dk, theta + o[TFM_WK], N, F, D, 1);
 	FN(lin_back)(w->dres[l], y->dv, theta + o[TFM_WV], N, F, D, 1);
@@ -813,8 +825,9 @@ FN(param_grads)(const struct tfm *m, struct FN(work) *w, REAL *grad, int B)
 		FN(lin_wgrad)(grad + o[TFM_WK], y->dk, w->x[l], N, F, D);
 		FN(lin_wgrad)(grad + o[TFM_WV], y->dv, w->x[l], N, F, D);
 	}
-	FN(embed_back)(m, grad, w->dres[0], w->tok, N);
-	if (!w->naive)
+	if (w->naive)
+		FN(embed_back)(m, grad, w->dres[0], w->tok, N);
+	else
 		FN(embed_table_back)(m, grad, w->tb.dx);
 }
 
@@ -841,7 +854,7 @@ FN(rproject)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, 
 			FN(lin)(w->tb.rp[i], w->tb.rx, theta + o, TV, F, D, 0);
 			FN(lin)(w->tb.rp[i], w->tb.x, v + o, TV, F, D, 1);
 			if (i == 0)
-				FN(gather)(m, w, y, y->rq, w->tb.rp[0], 1, B);
+				FN(gather)(m, w, y, y->rq, w->tb.rp[0], F, B);
 		} else if (i == 0) {
 			FN(lin_ld)(dst[i], F, w->rx[l] + qoff, qld, theta + o, nq, F, D, 0);
 			FN(lin_ld)(dst[i], F, w->x[l] + qoff, qld, v + o, nq, F, D, 1);
@@ -865,7 +878,10 @@ FN(block_rforward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *t
 
 	FN(rproject)(m, w, l, theta, v, B);
 	FN(attn_core_r)(m, y, B);
-	FN(copy_rows)(y->rx1, D, w->rx[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, D);
+	if (y->krow)
+		FN(gather)(m, w, y, y->rx1, w->tb.rx, D, B);
+	else
+		FN(copy_rows)(y->rx1, D, w->rx[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, D);
 	FN(lin)(y->rx1, y->rz, theta + o[TFM_WO], nq, D, F, 1);
 	FN(lin)(y->rx1, y->z, v + o[TFM_WO], nq, D, F, 1);
 	FN(lin)(y->rpre, y->rx1, theta + o[TFM_WIN], nq, M, D, 0);
@@ -914,7 +930,7 @@ FN(table_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL *t
 	int D = m->c.d_model, F = m->c.heads * m->c.d_head, TV = m->n_ctx * m->d_vocab;
 	struct FN(tables) *t = &w->tb;
 
-	FN(scatter)(m, w, &w->ly[0], t->rdp[0], w->rdq, 1, B);   /* R{dk}, R{dv} are there already */
+	FN(scatter)(m, w, &w->ly[0], t->rdp[0], w->rdq, F, B);   /* R{dk}, R{dv} are there already */
 	for (int i = 0; i < 3; i++) {
 		size_t o = m->blk[0][FN(qkv)[i]];
 		FN(lin_wgrad)(hv + o, t->rdp[i], t->x, TV, F, D);
@@ -922,6 +938,7 @@ FN(table_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL *t
 		FN(lin_back)(t->rdx, t->rdp[i], theta + o, TV, F, D, i ? 1 : 0);
 		FN(lin_back)(t->rdx, t->dp[i], v + o, TV, F, D, 1);
 	}
+	FN(scatter_add)(m, w, &w->ly[0], t->rdx, w->rdx1, D, B);
 }
 
 /* The attention half of block l's R-backward: from rdx1 to rdres (d/d input). */
@@ -941,11 +958,11 @@ FN(attn_rback)(const struct tfm *m, struct FN(work) *w, int l, REAL *hv, const R
 	FN(lin_back)(w->rdz, w->rdx1, theta + o[TFM_WO], nq, D, F, 0);
 	FN(lin_back)(w->rdz, y->dx1, v + o[TFM_WO], nq, D, F, 1);
 	FN(attn_core_rback)(m, w, y, B);
-	FN(place_rows)(m, y, w->rdres, w->rdx1, B);
-	if (l == 0 && !w->naive) {
+	if (y->krow) {
 		FN(table_rback)(m, w, hv, theta, v, B);
 		return;
 	}
+	FN(place_rows)(m, y, w->rdres, w->rdx1, B);
 	FN(lin_wgrad_ld)(hv + o[TFM_WQ], w->rdq, w->x[l] + qoff, qld, nq, F, D);
 	FN(lin_wgrad_ld)(hv + o[TFM_WQ], y->dq, w->rx[l] + qoff, qld, nq, F, D);
 	FN(lin_back_ld)(w->rdres + qoff, qld, w->rdq, theta + o[TFM_WQ], nq, F, D, 1);
@@ -1025,8 +1042,9 @@ FN(hvp_apply)(struct FN(prepared) *s, REAL *hv, const REAL *v)
 	const REAL *theta = s->theta;
 	int B = s->B, L = m->c.layers;
 
-	FN(embed)(m, w->rx[0], v, w->tok, B);
-	if (!w->naive)
+	if (w->naive)
+		FN(embed)(m, w->rx[0], v, w->tok, B);
+	else
 		FN(embed_table)(m, w->tb.rx, v);
 	for (int l = 0; l < L; l++)
 		FN(block_rforward)(m, w, l, theta, v, B);
@@ -1036,8 +1054,9 @@ FN(hvp_apply)(struct FN(prepared) *s, REAL *hv, const REAL *v)
 		FN(mlp_rback)(m, w, l, hv, theta, v, B);
 		FN(attn_rback)(m, w, l, hv, theta, v, B);
 	}
-	FN(embed_back)(m, hv, w->rdres, w->tok, B * m->n_ctx);
-	if (!w->naive)
+	if (w->naive)
+		FN(embed_back)(m, hv, w->rdres, w->tok, B * m->n_ctx);
+	else
 		FN(embed_table_back)(m, hv, w->tb.rdx);
 }
 
