@@ -104,7 +104,7 @@ FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table)
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
 	size_t S = B * (size_t)m->c.heads * nqp * T;   /* N: per-row keys and values, none on tables */
 	size_t fwd = nq * F + 2 * N * F + nq * F + 2 * S + nq * D + 2 * nq * M;
-	size_t bwd = nq * D + 2 * nq * M + 2 * nq * F + 2 * N * F + 2 * S;
+	size_t bwd = nq * D + (hvp ? 2 : 1) * nq * M + 2 * nq * F + 2 * N * F + 2 * S;
 
 	return fwd + bwd + (hvp ? fwd : 0);
 }
@@ -159,7 +159,7 @@ FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int
 	REAL **nf[] = {&y->q, &y->z, &y->dz, &y->dq, &y->rq, &y->rz};
 	REAL **kf[] = {&y->k, &y->v, &y->dk, &y->dv, &y->rk, &y->rv};
 	REAL **ns[] = {&y->pat, &y->att, &y->dA, &y->dS, &y->rpat, &y->ratt};
-	REAL **nm[] = {&y->pre, &y->post, &y->dpost, &y->dpre, &y->rpre, &y->rpost};
+	REAL **nm[] = {&y->pre, &y->post, &y->dpre, &y->dpost, &y->rpre, &y->rpost};
 	REAL **nd[] = {&y->x1, &y->dx1, &y->rx1};
 	size_t r = hvp ? 0 : 2;   /* the R-values are the last of each list */
 
@@ -170,8 +170,10 @@ FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int
 		*kf[i] = FN(carve)(cur, N * F);
 	for (size_t i = 0; i < 6 - r; i++)
 		*ns[i] = FN(carve)(cur, S);
-	for (size_t i = 0; i < 6 - r; i++)
+	for (size_t i = 0; i < 6 - (hvp ? 0 : 3); i++)
 		*nm[i] = FN(carve)(cur, nq * M);
+	if (!hvp)   /* only the R-backward needs d/d post beside d/d pre: computed in place */
+		y->dpost = y->dpre;
 	for (size_t i = 0; i < 3 - r / 2; i++)
 		*nd[i] = FN(carve)(cur, nq * D);
 }
