@@ -20,9 +20,13 @@
  *   nq = B (T - q0) rows, row b (T - q0) + (i - q0) for query i; in x[l]
  *   those rows start at q0 D with a stride of T D (q0 > 0) or D.
  * - Tables.  Block 0's input row is W_E[:, tok] + W_pos[t], one of T V
- *   values, so its queries, keys and values are rows of three T x V
- *   tables (row t V + tok), computed once per pass and gathered; their
- *   gradients are scattered into the tables and multiplied there.
+ *   values (table row t V + tok), so its queries, keys and values are
+ *   rows of three T V x F tables computed once per pass.  Its attention
+ *   reads keys and values from the tables through each token's table row
+ *   (krow) and its backward adds dk, dv there; its queries and residual
+ *   rows are gathered, and their gradients scattered back.  Block 0 then
+ *   has no (N, .) buffer of inputs, keys or values, and with one layer no
+ *   matrix product runs over all N token rows.
  */
 
 /* What a layer keeps: its forward values, its backward deltas, their R-values. */
