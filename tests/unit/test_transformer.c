@@ -468,6 +468,79 @@ check_family_passes(struct fixture *f)
 	model_free(m);
 }
 
+/*
+ * The attention entropy at the last position: for one layer against the
+ * pattern computed here from theta, written out; the shortcuts against
+ * the naive path; through the family's diagnostic; and ln T when W_Q = 0.
+ */
+static void
+check_entropy(struct fixture *f)
+{
+	const struct tfm *m = &f->m;
+	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, D = m->c.d_model, V = m->d_vocab, B = f->B, L = m->c.layers;
+	struct tfm_work *w = tfm_work_new(m, B, 0), *wn = tfm_work_new(m, B, TFM_WORK_NAIVE);
+	struct model *mm = tfm_model_new(&m->c);
+	struct model_work *mw = model_work_new(mm, B);
+	struct model_diag *dg = model_diag_new(mm);
+	struct model_eval ev;
+	double fast[TFM_MAX_LAYERS] = {0}, naive[TFM_MAX_LAYERS] = {0}, want = 0, d = 0;
+	json_t *rec = json_object();
+	float *th0 = malloc(m->nparams * sizeof *th0);
+
+	tfm_forward(m, w, f->theta, f->x, B);
+	tfm_attn_entropy(m, w, B, fast);
+	tfm_forward(m, wn, f->theta, f->x, B);
+	tfm_attn_entropy(m, wn, B, naive);
+	for (int l = 0; l < L; l++)
+		d = fmax(d, fabs(fast[l] - naive[l]));
+	if (L == 1)   /* q, k of block 0 from the embeddings, the softmax at the last position */
+		for (int b = 0; b < B; b++)
+			for (int h = 0; h < H; h++) {
+				int32_t tok[3] = {f->x[2 * b], f->x[2 * b + 1], m->c.p};
+				double q[8] = {0}, s[3], mx = -INFINITY, z = 0;
+				for (int j = 0; j < T; j++) {
+					double k[8] = {0};
+					for (int e = 0; e < E; e++)
+						for (int c = 0; c < D; c++) {
+							double xt = f->th[m->W_E + (size_t)c * V + tok[T - 1]] + f->th[m->W_pos + (size_t)(T - 1) * D + c];
+							double xj = f->th[m->W_E + (size_t)c * V + tok[j]] + f->th[m->W_pos + (size_t)j * D + c];
+							if (j == 0)
+								q[e] += f->th[m->blk[0][TFM_WQ] + ((size_t)h * E + e) * D + c] * xt;
+							k[e] += f->th[m->blk[0][TFM_WK] + ((size_t)h * E + e) * D + c] * xj;
+						}
+					s[j] = 0;
+					for (int e = 0; e < E; e++)
+						s[j] += q[e] * k[e] / sqrt((double)E);
+					mx = fmax(mx, s[j]);
+				}
+				for (int j = 0; j < T; j++)
+					z += exp(s[j] - mx);
+				for (int j = 0; j < T; j++)
+					want -= exp(s[j] - mx) / z * (s[j] - mx - log(z));
+			}
+	ok(d < 1e-5 * B * H && (L > 1 || fabs(fast[0] - want) < 1e-5 * B * H),
+	    "%s: attention entropy (%.6f per row and head) = naive path's (diff %.1e)%s", f->what,
+	    fast[0] / (B * H), d, L == 1 ? " = written-out softmax" : "");
+	memcpy(th0, f->theta, m->nparams * sizeof *th0);
+	for (int l = 0; l < L; l++)
+		memset(th0 + m->blk[l][TFM_WQ], 0, (size_t)H * E * D * sizeof *th0);
+	model_eval_set(mw, &ev, NULL, th0, f->x, f->y, B, dg);
+	model_diag_json(dg, rec);
+	d = 0;
+	for (int l = 0; l < L; l++)
+		d = fmax(d, fabs(json_real_value(json_array_get(json_object_get(rec, "attn_entropy"), (size_t)l)) -
+		    log((double)T)));
+	ok(json_array_size(json_object_get(rec, "attn_entropy")) == (size_t)L && d < 1e-6,
+	    "%s: with W_Q = 0 every block's attn_entropy diagnostic is ln %d (diff %.1e)", f->what, T, d);
+	json_decref(rec);
+	free(th0);
+	model_diag_free(dg);
+	model_work_free(mw);
+	model_free(mm);
+	tfm_work_free(w);
+	tfm_work_free(wn);
+}
+
 static void
 tests(void)
 {
@@ -489,6 +562,7 @@ tests(void)
 						check_hvp(&f);
 						check_rows(&f);
 						check_shortcuts(&f);
+						check_entropy(&f);
 						if (a == 1 && act == 1)
 							check_family_passes(&f);
 						fixture_free(&f);

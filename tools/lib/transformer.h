@@ -142,6 +142,13 @@ void tfm_hvp_apply(struct tfm_prepared *s, float *hv, const float *v);
 /* The prepared rows' loss sums, and their gradient (scaled as prepared) added into grad. */
 struct tfm_eval tfm_hvp_eval(const struct tfm_prepared *s);
 void tfm_hvp_grad(struct tfm_prepared *s, float *grad);
+/*
+ * sum[l] (L) += the entropy in nats of block l's attention pattern (the
+ * softmax, before alpha mixes it) at the last position, over the rows of
+ * the work's last forward and every head: the attention's sharpness, as
+ * the transformer literature watches it (ln T when uniform).
+ */
+void tfm_attn_entropy(const struct tfm *m, const struct tfm_work *w, int B, double *sum);
 
 /* The same kernels in double precision. */
 struct tfm64_work *tfm64_work_new(const struct tfm *m, int maxb, int flags);
@@ -158,14 +165,17 @@ struct tfm64_prepared *tfm64_hvp_prepare(const struct tfm *m, struct tfm64_work 
 void tfm64_hvp_apply(struct tfm64_prepared *s, double *hv, const double *v);
 struct tfm_eval tfm64_hvp_eval(const struct tfm64_prepared *s);
 void tfm64_hvp_grad(struct tfm64_prepared *s, double *grad);
+void tfm64_attn_entropy(const struct tfm *m, const struct tfm64_work *w, int B, double *sum);
 
 /*
  * The transformer as a model family (model.h), in transformer_family.c:
  * tensors by their state_dict names, groups "embed" (W_E, W_pos),
  * "blocks.l.attn", "blocks.l.mlp" and "unembed"; hyper-parameters p,
  * layers, d_model, heads, d_head, d_mlp, attention, attn_coeff, act,
- * eq_token.  tfm_model_new makes one from a configuration (NULL if out of
- * range); tfm_of gives a transformer model's layout.
+ * eq_token.  Its diagnostic is "attn_entropy": per block, the mean over
+ * rows and heads of tfm_attn_entropy.  tfm_model_new makes one from a
+ * configuration (NULL if out of range); tfm_of gives a transformer
+ * model's layout.
  */
 struct model;
 extern const struct model_family transformer_family;

@@ -40,6 +40,12 @@ struct tfm_mpoint {
 	struct tfm_prepared *s;
 };
 
+struct tfm_diag {
+	struct model_diag base;
+	double sum[TFM_MAX_LAYERS];   /* attention entropies, summed over rows and heads */
+	long rows;
+};
+
 struct tfm_mhvp {
 	struct model_hvp base;
 	struct tfm_work *w;
@@ -341,8 +347,11 @@ loss_grad(struct model_work *mw, struct model_eval *ev, float *grad, const float
 	const struct tfm *t = tfm_of(mw->m);
 	struct tfm_eval e = {0};
 
-	(void)diag;
 	tfm_forward(t, w->w, theta, x, B);
+	if (diag) {
+		tfm_attn_entropy(t, w->w, B, ((struct tfm_diag *)diag)->sum);
+		((struct tfm_diag *)diag)->rows += B;
+	}
 	tfm_loss(t, w->w, &e, y, B, scale);
 	add_eval(ev, &e);
 	if (grad)
@@ -378,8 +387,11 @@ prepare(struct model_hvp *mh, const float *theta, const int32_t *x, const int32_
 	struct tfm_mhvp *h = (struct tfm_mhvp *)mh;
 	struct tfm_eval e;
 
-	(void)diag;
 	h->pt.s = tfm_hvp_prepare(tfm_of(mh->m), h->w, theta, x, y, B, scale);
+	if (diag) {
+		tfm_attn_entropy(tfm_of(mh->m), h->w, B, ((struct tfm_diag *)diag)->sum);
+		((struct tfm_diag *)diag)->rows += B;
+	}
 	e = tfm_hvp_eval(h->pt.s);
 	h->pt.base = (struct model_point){.h = mh, .rows = B, .scale = scale};
 	add_eval(&h->pt.base.eval, &e);
@@ -396,6 +408,35 @@ static void
 grad(const struct model_point *pt, float *g)
 {
 	tfm_hvp_grad(((const struct tfm_mpoint *)pt)->s, g);
+}
+
+static struct model_diag *
+diag_new(const struct model *m)
+{
+	struct tfm_diag *d = xcalloc(1, sizeof *d);
+
+	d->base.m = m;
+	return &d->base;
+}
+
+static void
+diag_free(struct model_diag *d)
+{
+	free(d);
+}
+
+/* attn_entropy: per block, the last position's mean attention entropy (nats) over the rows seen. */
+static void
+diag_json(const struct model_diag *md, json_t *rec)
+{
+	const struct tfm_diag *d = (const struct tfm_diag *)md;
+	const struct tfm *t = tfm_of(md->m);
+	json_t *a = json_array();
+
+	for (int l = 0; l < t->c.layers; l++)
+		json_array_append_new(a, d->rows ? json_real(d->sum[l] / ((double)d->rows * t->c.heads)) :
+		    json_null());
+	json_object_set_new(rec, "attn_entropy", a);
 }
 
 const struct model_family transformer_family = {
@@ -418,4 +459,7 @@ const struct model_family transformer_family = {
 	.prepare = prepare,
 	.apply = apply,
 	.grad = grad,
+	.diag_new = diag_new,
+	.diag_free = diag_free,
+	.diag_json = diag_json,
 };

@@ -1077,3 +1077,26 @@ FN(hvp_grad)(struct FN(prepared) *s, REAL *grad)
 {
 	FN(param_grads)(s->m, s->w, grad, s->B);
 }
+
+/*
+ * sum[l] += the entropy (nats) of block l's softmax pattern at the last
+ * position, summed over the B rows of the last forward and the heads.
+ */
+void
+FN(attn_entropy)(const struct tfm *m, const struct FN(work) *w, int B, double *sum)
+{
+	int T = m->n_ctx, H = m->c.heads, nj = nallowed(m, T - 1);
+
+	for (int l = 0; l < m->c.layers; l++) {
+		const struct FN(layer) *y = &w->ly[l];
+		int nqp = T - y->q0;
+		double e = 0;
+		for (int b = 0; b < B; b++)
+			for (int h = 0; h < H; h++) {
+				const REAL *p = y->pat + (((size_t)b * H + h) * nqp + (nqp - 1)) * T;
+				for (int j = 0; j < nj; j++)
+					e -= p[j] > 0 ? p[j] * log((double)p[j]) : 0;
+			}
+		sum[l] += e;
+	}
+}
