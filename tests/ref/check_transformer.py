@@ -5,7 +5,8 @@ written here in float64 with their parameter names, on the same weights and
 rows as our C kernels.  Loss and gradient to 1e-10 relative, Hessian-vector
 products (double backward) to 1e-8, for L = 1 and 2, causal and full
 attention, alpha in {0, 0.3, 1}, with and without '=', ReLU and GELU; the
-float32 kernels to float32 accuracy; the naive C reference to 1e-10.
+float32 kernels to float32 accuracy (loss and gradient 1e-4, products 1e-3);
+the naive C reference to 1e-10.
 
 The C side is the unit-test binary's --ref mode (BINDIR/../test/test_transformer).
 
@@ -43,7 +44,8 @@ STEP_RTOL = 1e-5
 LOSS_RTOL = 1e-10
 GRAD_RTOL = 1e-10
 HVP_RTOL = 1e-8
-F32_RTOL = 1e-4
+F32_RTOL = 1e-4       # float32 loss and gradient
+F32_HVP_RTOL = 1e-3   # float32 H v: a difference of products, with cancellation
 
 
 # The papers' module, without the hook points: same parameters, shapes,
@@ -214,8 +216,8 @@ def case(c, seed, work, tbin, tap):
     rl, rg = abs(ours["ref.loss"][0] - L) / L, rel("ref.grad.", g)
     tap.ok(rl < LOSS_RTOL and rg < GRAD_RTOL, f"{what}: naive reference loss rel {rl:.1e}, gradient {rg:.1e}")
     fl, fg, fh = abs(ours["loss32"][0] - L) / L, rel("grad32.", g), rel("hv32.", hv)
-    tap.ok(fl < F32_RTOL and fg < F32_RTOL and fh < F32_RTOL, f"{what}: float32 loss rel {fl:.1e}, "
-           f"gradient {fg:.1e}, H v {fh:.1e} (< {F32_RTOL:g})")
+    tap.ok(fl < F32_RTOL and fg < F32_RTOL and fh < F32_HVP_RTOL, f"{what}: float32 loss rel {fl:.1e}, "
+           f"gradient {fg:.1e} (< {F32_RTOL:g}), H v {fh:.1e} (< {F32_HVP_RTOL:g})")
     return max(dl, dg), dh
 
 
