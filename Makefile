@@ -24,7 +24,7 @@ SAN     ?=
 # CI builds treat warnings as errors.
 WERROR  := $(if $(filter true 1,$(CI)),-Werror)
 
-TOOLS   := gen-modadd train-mlp hess-eig gop-spectrum llc-estimate summarize
+TOOLS   := gen-modadd train-mlp train-transformer hess-eig gop-spectrum llc-estimate summarize
 LIBSRC  := $(wildcard tools/lib/*.c)
 UNITSRC := $(wildcard tests/unit/test_*.c)
 
@@ -142,7 +142,8 @@ bench: tools $(O)/bench/bench_step $(O)/bench/bench_eig $(BENCH_DATA)
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	$(PYTHON) tests/bench/bench_hess.py $(O)/bin $(O)/bench $(BENCH_DATA) "$$d" && \
 	$(PYTHON) tests/bench/bench_gop.py $(O)/bin "$$d" && \
-	$(PYTHON) tests/bench/bench_llc.py $(O)/bin $(BENCH_DATA) "$$d"
+	$(PYTHON) tests/bench/bench_llc.py $(O)/bin $(BENCH_DATA) "$$d" && \
+	$(PYTHON) tests/bench/bench_transformer.py $(O)/bin "$$d"
 	@echo '# LAPACK on the GOP Gram matrix size of the default data set (n = 2823):'
 	$(O)/bench/bench_eig 2823
 
@@ -180,7 +181,7 @@ units: $(UNITS)
 
 # Cross-checks against PyTorch on the same files (Debian's python3-torch).
 PYTHON ?= /usr/bin/python3
-check-ref: tools
+check-ref: tools $(O)/test/test_transformer
 	tools/ensure-deps ref
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	for t in tests/ref/check_*.py; do $(PYTHON) "$$t" $(O)/bin "$$d" || exit 1; done

@@ -1,0 +1,1102 @@
+/*
+ * transformer_impl.h: the transformer's kernels for one precision, included
+ * by transformer.c twice, once with REAL float (tfm_*) and once with REAL
+ * double (tfm64_*), as LAPACK's s and d routines come from one source.
+ * It expects REAL, FN(name) (the prefixed name) and GEMM (cblas_sgemm or
+ * cblas_dgemm), and transformer.c's helpers act_*() and nallowed().
+ *
+ * Shapes in comments use transformer.h's letters.  Token rows are
+ * example-major: row b*T + t is position t of example b, so every
+ * projection of every position is one matrix product over N rows.
+ *
+ * Two exact shortcuts, both switched off by TFM_WORK_NAIVE (which
+ * computes as the papers' modules do, for the tests to compare):
+ *
+ * - Query rows.  The loss reads the last position only, so the last
+ *   block needs its query, attention output, MLP and residual at that
+ *   position alone (keys and values still at every position).  A layer
+ *   computes queries from position q0 on: 0, or T-1 in the last block.
+ *   Its query-row buffers (q, z, x1, pre, post and their deltas) hold
+ *   nq = B (T - q0) rows, row b (T - q0) + (i - q0) for query i; in x[l]
+ *   those rows start at q0 D with a stride of T D (q0 > 0) or D.
+ * - Tables.  Block 0's input row is W_E[:, tok] + W_pos[t], one of T V
+ *   values (table row t V + tok), so its queries, keys and values are
+ *   rows of three T V x F tables computed once per pass.  Its attention
+ *   reads keys and values from the tables through each token's table row
+ *   (krow) and its backward adds dk, dv there; its queries and residual
+ *   rows are gathered, and their gradients scattered back.  Block 0 then
+ *   has no (N, .) buffer of inputs, keys or values, and with one layer no
+ *   matrix product runs over all N token rows.
+ */
+
+/* What a layer keeps: its forward values, its backward deltas, their R-values. */
+struct FN(layer) {
+	int q0;                 /* first query position: 0, or T-1 */
+	REAL *q;                /* (nq, F) queries, all heads */
+	REAL *k, *v;            /* (nk, F) keys, values: rows b T + t, or block 0's table rows */
+	const int32_t *krow;    /* (N) each token row's key row (block 0: its table row), or NULL */
+	size_t nk;              /* key rows: N, or T V */
+	REAL *pat;              /* (B, H, T-q0, T) softmax of the scaled scores, 0 where masked */
+	REAL *att;              /* (B, H, T-q0, T) alpha * pat + (1 - alpha), 0 where masked */
+	REAL *z;                /* (nq, F) att v per head, heads side by side */
+	REAL *x1;               /* (nq, D) residual after attention */
+	REAL *pre, *post;       /* (nq, M) MLP pre-activation and activation */
+	REAL *dx1, *dpost, *dpre, *dz, *dq;   /* d loss / d (same shapes) */
+	REAL *dk, *dv;          /* (nk, F) */
+	REAL *dA, *dS;          /* (B, H, T-q0, T) d loss / d att, d loss / d scaled scores */
+	/* R-forward values (hvp works only) */
+	REAL *rq, *rk, *rv, *rpat, *ratt, *rz, *rx1, *rpre, *rpost;
+	REAL *rdk, *rdv;        /* (nk, F) where the R-backward puts R{dk}, R{dv} */
+};
+
+/* Block 0's tables (T V rows): inputs, projections, their deltas and R-values. */
+struct FN(tables) {
+	REAL *x, *rx, *dx, *rdx;                 /* (TV, D) */
+	REAL *p[3], *dp[3], *rp[3], *rdp[3];     /* (TV, F) for q, k, v */
+};
+
+struct FN(prepared) {
+	const struct tfm *m;
+	struct FN(work) *w;
+	const REAL *theta;
+	int B;
+	REAL scale;
+	struct tfm_eval ev;
+};
+
+struct FN(work) {
+	int maxb, hvp, naive;
+	int32_t *tok;                          /* (N) token ids */
+	int32_t *trow;                         /* (N) block 0's table row of each token row */
+	REAL *x[TFM_MAX_LAYERS + 1];           /* (N, D) residual into block l; x[L] the output (nq rows) */
+	REAL *dres[TFM_MAX_LAYERS + 1];        /* d loss / d x[l] */
+	REAL *rx[TFM_MAX_LAYERS + 1];          /* R{x[l]} */
+	struct FN(layer) ly[TFM_MAX_LAYERS];
+	struct FN(tables) tb;
+	REAL *logits, *dlogits, *probs;        /* (B, C) */
+	REAL *rlogits, *rdlogits;              /* (B, C) */
+	/* R-backward scratch, one layer at a time */
+	REAL *rdres, *rdx1;                    /* (N, D) */
+	REAL *rdpost, *rdpre;                  /* (N, M) */
+	REAL *rdz, *rdq, *rdk, *rdv;           /* (N, F) */
+	REAL *rdA, *rdS;                       /* (B, H, T, T) */
+	struct FN(prepared) prep;
+	REAL *mem;
+};
+
+static REAL *
+FN(carve)(REAL **cur, size_t n)
+{
+	REAL *p = *cur;
+
+	*cur += n;
+	return p;
+}
+
+/* Positions block l queries per example: T, or 1 in the last block with the shortcut. */
+static int
+FN(layer_nqp)(const struct tfm *m, int naive, int l)
+{
+	return !naive && l == m->c.layers - 1 ? 1 : m->n_ctx;
+}
+
+/* Floats block l keeps: query-row buffers for nqp positions, key rows for all T. */
+static size_t
+FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table)
+{
+	size_t T = (size_t)m->n_ctx, N = table ? 0 : B * T, nq = B * nqp, D = (size_t)m->c.d_model;
+	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
+	size_t S = B * (size_t)m->c.heads * nqp * T;   /* N: per-row keys and values, none on tables */
+	size_t fwd = nq * F + 2 * N * F + nq * F + 2 * S + nq * D + 2 * nq * M;
+	size_t bwd = nq * D + (hvp ? 2 : 1) * nq * M + 2 * nq * F + 2 * N * F + 2 * S;
+
+	return fwd + bwd + (hvp ? fwd : 0);
+}
+
+/* Floats the work needs; must carve exactly what FN(work_carve) does. */
+static size_t
+FN(work_size)(const struct tfm *m, size_t B, int hvp, int naive)
+{
+	size_t T = (size_t)m->n_ctx, N = B * T, D = (size_t)m->c.d_model;
+	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
+	size_t S = B * (size_t)m->c.heads * T * T, C = (size_t)m->c.p;
+	size_t TV = T * (size_t)m->d_vocab, n = 3 * B * C + 2 * TV * D + 6 * TV * F;
+
+	for (int l = !naive; l <= m->c.layers; l++)   /* x, dres, rx: block l's input rows */
+		n += (hvp ? 3 : 2) * B * (size_t)(l ? FN(layer_nqp)(m, naive, l - 1) : (int)T) * D;
+	for (int l = 0; l < m->c.layers; l++)
+		n += FN(layer_size)(m, B, (size_t)FN(layer_nqp)(m, naive, l), hvp, l == 0 && !naive);
+	if (hvp)
+		n += 2 * B * C + 2 * N * D + 2 * N * M + 4 * N * F + 2 * S + 2 * TV * D + 6 * TV * F;
+	return n;
+}
+
+static void
+FN(tables_carve)(const struct tfm *m, struct FN(work) *w, REAL **cur)
+{
+	size_t TV = (size_t)m->n_ctx * (size_t)m->d_vocab, D = (size_t)m->c.d_model;
+	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head;
+	struct FN(tables) *t = &w->tb;
+
+	t->x = FN(carve)(cur, TV * D);
+	t->dx = FN(carve)(cur, TV * D);
+	for (int i = 0; i < 3; i++) {
+		t->p[i] = FN(carve)(cur, TV * F);
+		t->dp[i] = FN(carve)(cur, TV * F);
+	}
+	if (!w->hvp)
+		return;
+	t->rx = FN(carve)(cur, TV * D);
+	t->rdx = FN(carve)(cur, TV * D);
+	for (int i = 0; i < 3; i++) {
+		t->rp[i] = FN(carve)(cur, TV * F);
+		t->rdp[i] = FN(carve)(cur, TV * F);
+	}
+}
+
+static void
+FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int table, REAL **cur)
+{
+	size_t T = (size_t)m->n_ctx, N = B * T, nq = B * (T - (size_t)y->q0), D = (size_t)m->c.d_model;
+	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
+	size_t S = B * (size_t)m->c.heads * (T - (size_t)y->q0) * T;
+	REAL **nf[] = {&y->q, &y->z, &y->dz, &y->dq, &y->rq, &y->rz};
+	REAL **kf[] = {&y->k, &y->v, &y->dk, &y->dv, &y->rk, &y->rv};
+	REAL **ns[] = {&y->pat, &y->att, &y->dA, &y->dS, &y->rpat, &y->ratt};
+	REAL **nm[] = {&y->pre, &y->post, &y->dpre, &y->dpost, &y->rpre, &y->rpost};
+	REAL **nd[] = {&y->x1, &y->dx1, &y->rx1};
+	size_t r = hvp ? 0 : 2;   /* the R-values are the last of each list */
+
+	for (size_t i = 0; i < 6 - r; i++)
+		*nf[i] = FN(carve)(cur, nq * F);
+	y->nk = N;
+	for (size_t i = 0; !table && i < 6 - r; i++)
+		*kf[i] = FN(carve)(cur, N * F);
+	for (size_t i = 0; i < 6 - r; i++)
+		*ns[i] = FN(carve)(cur, S);
+	for (size_t i = 0; i < 6 - (hvp ? 0 : 3); i++)
+		*nm[i] = FN(carve)(cur, nq * M);
+	if (!hvp)   /* only the R-backward needs d/d post beside d/d pre: computed in place */
+		y->dpost = y->dpre;
+	for (size_t i = 0; i < 3 - r / 2; i++)
+		*nd[i] = FN(carve)(cur, nq * D);
+}
+
+/* Where each layer's keys and values live: its own rows, or block 0's tables. */
+static void
+FN(keys_on)(const struct tfm *m, struct FN(work) *w)
+{
+	for (int l = 0; l < m->c.layers; l++) {
+		struct FN(layer) *y = &w->ly[l];
+		if (l > 0 || w->naive) {
+			y->krow = NULL;
+			y->rdk = w->rdk, y->rdv = w->rdv;
+			continue;
+		}
+		y->krow = w->trow;
+		y->nk = (size_t)m->n_ctx * (size_t)m->d_vocab;
+		y->k = w->tb.p[1], y->v = w->tb.p[2];
+		y->dk = w->tb.dp[1], y->dv = w->tb.dp[2];
+		y->rk = w->tb.rp[1], y->rv = w->tb.rp[2];
+		y->rdk = w->tb.rdp[1], y->rdv = w->tb.rdp[2];
+	}
+}
+
+static void
+FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
+{
+	size_t T = (size_t)m->n_ctx, N = B * T, D = (size_t)m->c.d_model;
+	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
+	size_t S = B * (size_t)m->c.heads * T * T, C = (size_t)m->c.p;
+	REAL *cur = w->mem;
+
+	for (int l = !w->naive; l <= m->c.layers; l++) {   /* block 0's input: tables, unless naive */
+		size_t rows = B * (size_t)(l ? FN(layer_nqp)(m, w->naive, l - 1) : m->n_ctx);
+		w->x[l] = FN(carve)(&cur, rows * D);
+		w->dres[l] = FN(carve)(&cur, rows * D);
+		if (w->hvp)
+			w->rx[l] = FN(carve)(&cur, rows * D);
+	}
+	for (int l = 0; l < m->c.layers; l++) {
+		w->ly[l].q0 = m->n_ctx - FN(layer_nqp)(m, w->naive, l);
+		FN(layer_carve)(m, &w->ly[l], B, w->hvp, l == 0 && !w->naive, &cur);
+	}
+	w->logits = FN(carve)(&cur, B * C);
+	w->dlogits = FN(carve)(&cur, B * C);
+	w->probs = FN(carve)(&cur, B * C);
+	FN(tables_carve)(m, w, &cur);
+	if (w->hvp) {
+		w->rlogits = FN(carve)(&cur, B * C);
+		w->rdlogits = FN(carve)(&cur, B * C);
+		w->rdres = FN(carve)(&cur, N * D);
+		w->rdx1 = FN(carve)(&cur, N * D);
+		w->rdpost = FN(carve)(&cur, N * M);
+		w->rdpre = FN(carve)(&cur, N * M);
+		w->rdz = FN(carve)(&cur, N * F);
+		w->rdq = FN(carve)(&cur, N * F);
+		w->rdk = FN(carve)(&cur, N * F);
+		w->rdv = FN(carve)(&cur, N * F);
+		w->rdA = FN(carve)(&cur, S);
+		w->rdS = FN(carve)(&cur, S);
+	}
+	FN(keys_on)(m, w);
+	if ((size_t)(cur - w->mem) != FN(work_size)(m, B, w->hvp, w->naive))
+		die("transformer: work layout mismatch (%zu of %zu)", (size_t)(cur - w->mem),
+		    FN(work_size)(m, B, w->hvp, w->naive));
+}
+
+struct FN(work) *
+FN(work_new)(const struct tfm *m, int maxb, int flags)
+{
+	struct FN(work) *w = xcalloc(1, sizeof *w);
+	size_t N = xmul((size_t)maxb, (size_t)m->n_ctx);
+
+	w->maxb = maxb;
+	w->hvp = !!(flags & TFM_WORK_HVP);
+	w->naive = !!(flags & TFM_WORK_NAIVE);
+	w->tok = xmalloc(xmul(N, sizeof *w->tok));
+	w->trow = xmalloc(xmul(N, sizeof *w->trow));
+	w->mem = xmalloc_big(xmul(FN(work_size)(m, (size_t)maxb, w->hvp, w->naive), sizeof(REAL)));
+	FN(work_carve)(m, w, (size_t)maxb);
+	w->prep.w = w;
+	return w;
+}
+
+void
+FN(work_free)(struct FN(work) *w)
+{
+	if (!w)
+		return;
+	free(w->tok);
+	free(w->trow);
+	free(w->mem);
+	free(w);
+}
+
+const REAL *
+FN(logits)(const struct FN(work) *w)
+{
+	return w->logits;
+}
+
+/* Row-major products with PyTorch's Linear shapes: W is (out, in); ld* are row strides. */
+
+/* Y (n, out) = X (n, in) W^T + beta Y */
+static void
+FN(lin_ld)(REAL *Y, int ldy, const REAL *X, int ldx, const REAL *W, int n, int out, int in, REAL beta)
+{
+	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1, X, ldx, W, in, beta, Y, ldy);
+}
+
+static void
+FN(lin)(REAL *Y, const REAL *X, const REAL *W, int n, int out, int in, REAL beta)
+{
+	FN(lin_ld)(Y, out, X, in, W, n, out, in, beta);
+}
+
+/* dX (n, in) = dY (n, out) W + beta dX */
+static void
+FN(lin_back_ld)(REAL *dX, int lddx, const REAL *dY, const REAL *W, int n, int out, int in, REAL beta)
+{
+	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1, dY, out, W, in, beta, dX, lddx);
+}
+
+static void
+FN(lin_back)(REAL *dX, const REAL *dY, const REAL *W, int n, int out, int in, REAL beta)
+{
+	FN(lin_back_ld)(dX, in, dY, W, n, out, in, beta);
+}
+
+/* gW (out, in) += dY (n, out)^T X (n, in) */
+static void
+FN(lin_wgrad_ld)(REAL *gW, const REAL *dY, const REAL *X, int ldx, int n, int out, int in)
+{
+	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1, dY, out, X, ldx, 1, gW, in);
+}
+
+static void
+FN(lin_wgrad)(REAL *gW, const REAL *dY, const REAL *X, int n, int out, int in)
+{
+	FN(lin_wgrad_ld)(gW, dY, X, in, n, out, in);
+}
+
+/* g (n_cols) += column sums of Y (n, cols) */
+static void
+FN(colsum)(REAL *g, const REAL *Y, int n, int cols)
+{
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < cols; j++)
+			g[j] += Y[(size_t)i * cols + j];
+}
+
+/* Y (n, cols) += b (cols) on every row */
+static void
+FN(addbias)(REAL *Y, const REAL *b, int n, int cols)
+{
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < cols; j++)
+			Y[(size_t)i * cols + j] += b[j];
+}
+
+/* Query rows of layer y: nq, the first's offset in an (N, D) matrix, and the row stride there. */
+static int
+FN(nq)(const struct tfm *m, const struct FN(layer) *y, int B)
+{
+	return B * (m->n_ctx - y->q0);
+}
+
+static size_t
+FN(qoff)(const struct tfm *m, const struct FN(layer) *y)
+{
+	return (size_t)y->q0 * (size_t)m->c.d_model;
+}
+
+static int
+FN(qld)(const struct tfm *m, const struct FN(layer) *y)
+{
+	return y->q0 ? m->n_ctx * m->c.d_model : m->c.d_model;
+}
+
+/* dst (n, D) = src's rows with stride ld; or back (dst strided) when scatter. */
+static void
+FN(copy_rows)(REAL *dst, int ldd, const REAL *src, int lds, int n, int D)
+{
+	for (int i = 0; i < n; i++)
+		memcpy(dst + (size_t)i * ldd, src + (size_t)i * lds, (size_t)D * sizeof(REAL));
+}
+
+/* out (N, D) = W_E[:, tok] + W_pos[t], from the embedding tensors of th (theta or v). */
+static void
+FN(embed)(const struct tfm *m, REAL *out, const REAL *th, const int32_t *tok, int B)
+{
+	int T = m->n_ctx, D = m->c.d_model, V = m->d_vocab;
+	const REAL *WE = th + m->W_E, *Wpos = th + m->W_pos;
+
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < T; t++) {
+			size_t row = (size_t)b * T + t;
+			for (int d = 0; d < D; d++)
+				out[row * D + d] = WE[(size_t)d * V + tok[row]] + Wpos[(size_t)t * D + d];
+		}
+}
+
+/* The embedding's gradient: g's W_E and W_pos += the scatter of dx0 (n rows of tokens tok). */
+static void
+FN(embed_back)(const struct tfm *m, REAL *g, const REAL *dx0, const int32_t *tok, int n)
+{
+	int T = m->n_ctx, D = m->c.d_model, V = m->d_vocab;
+	REAL *gE = g + m->W_E, *gpos = g + m->W_pos;
+
+	for (int row = 0; row < n; row++) {
+		int t = row % T;
+		for (int d = 0; d < D; d++) {
+			gE[(size_t)d * V + tok[row]] += dx0[(size_t)row * D + d];
+			gpos[(size_t)t * D + d] += dx0[(size_t)row * D + d];
+		}
+	}
+}
+
+/* out (TV, D) = the table of block 0's inputs from th's embedding tensors. */
+static void
+FN(embed_table)(const struct tfm *m, REAL *out, const REAL *th)
+{
+	int T = m->n_ctx, D = m->c.d_model, V = m->d_vocab;
+	const REAL *WE = th + m->W_E, *Wpos = th + m->W_pos;
+
+	for (int t = 0; t < T; t++)
+		for (int i = 0; i < V; i++)
+			for (int d = 0; d < D; d++)
+				out[((size_t)t * V + i) * D + d] = WE[(size_t)d * V + i] + Wpos[(size_t)t * D + d];
+}
+
+/* g's W_E and W_pos += the table's gradient dxt (TV, D). */
+static void
+FN(embed_table_back)(const struct tfm *m, REAL *g, const REAL *dxt)
+{
+	int T = m->n_ctx, D = m->c.d_model, V = m->d_vocab;
+	REAL *gE = g + m->W_E, *gpos = g + m->W_pos;
+
+	for (int t = 0; t < T; t++)
+		for (int i = 0; i < V; i++)
+			for (int d = 0; d < D; d++) {
+				REAL e = dxt[((size_t)t * V + i) * D + d];
+				gE[(size_t)d * V + i] += e;
+				gpos[(size_t)t * D + d] += e;
+			}
+}
+
+/* dst (nq, n) = the table rows (width n) of layer y's query rows. */
+static void
+FN(gather)(const struct tfm *m, const struct FN(work) *w, const struct FN(layer) *y, REAL *dst,
+    const REAL *table, int n, int B)
+{
+	int T = m->n_ctx;
+
+	for (int b = 0, r = 0; b < B; b++)
+		for (int t = y->q0; t < T; t++, r++)
+			memcpy(dst + (size_t)r * n, table + (size_t)w->trow[(size_t)b * T + t] * n,
+			    (size_t)n * sizeof(REAL));
+}
+
+/* table (TV, n) += layer y's query rows src (nq, n), each into its table row. */
+static void
+FN(scatter_add)(const struct tfm *m, const struct FN(work) *w, const struct FN(layer) *y, REAL *table,
+    const REAL *src, int n, int B)
+{
+	int T = m->n_ctx;
+
+	for (int b = 0, r = 0; b < B; b++)
+		for (int t = y->q0; t < T; t++, r++) {
+			REAL *dst = table + (size_t)w->trow[(size_t)b * T + t] * n;
+			for (int f = 0; f < n; f++)
+				dst[f] += src[(size_t)r * n + f];
+		}
+}
+
+static void
+FN(scatter)(const struct tfm *m, const struct FN(work) *w, const struct FN(layer) *y, REAL *table,
+    const REAL *src, int n, int B)
+{
+	memset(table, 0, (size_t)m->n_ctx * m->d_vocab * n * sizeof(REAL));
+	FN(scatter_add)(m, w, y, table, src, n, B);
+}
+
+static double
+FN(dot)(const REAL *a, const REAL *b, int n)
+{
+	double s = 0;
+
+	for (int i = 0; i < n; i++)
+		s += (double)a[i] * b[i];
+	return s;
+}
+
+/* y (n) += a x (n) */
+static void
+FN(axpy)(REAL *y, double a, const REAL *x, int n)
+{
+	for (int i = 0; i < n; i++)
+		y[i] += (REAL)(a * x[i]);
+}
+
+/* Offset of key j of example b, head h, in layer y's key-row buffers. */
+static size_t
+FN(koff)(const struct tfm *m, const struct FN(layer) *y, int b, int j, int h)
+{
+	size_t row = (size_t)b * m->n_ctx + j;
+
+	return (y->krow ? (size_t)y->krow[row] : row) * (size_t)m->c.heads * m->c.d_head +
+	    (size_t)h * m->c.d_head;
+}
+
+/*
+ * Attention within each (example, head): T x T scores (queries from q0
+ * on), masked softmax, alpha-mixing, and z = att v.  T <= 3, so plain
+ * loops; the products around it are the matrix products.  Indices:
+ * query i of example b is query row b (T - q0) + i - q0, key j is row
+ * b T + j, and the pattern's entry (i, j) is at pattern row
+ * (b H + h) (T - q0) + i - q0.
+ */
+static void
+FN(attn_core)(const struct tfm *m, struct FN(layer) *y, int B)
+{
+	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
+	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
+
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			for (int i = q0; i < T; i++) {
+				int nj = nallowed(m, i);
+				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
+				double sc[3], mx = -INFINITY, sum = 0;
+				for (int j = 0; j < nj; j++) {
+					sc[j] = scl * FN(dot)(y->q + qr, y->k + FN(koff)(m, y, b, j, h), E);
+					mx = sc[j] > mx ? sc[j] : mx;
+				}
+				for (int j = 0; j < nj; j++)
+					sum += sc[j] = exp(sc[j] - mx);
+				memset(y->z + qr, 0, (size_t)E * sizeof(REAL));
+				for (int j = 0; j < T; j++) {
+					double pj = j < nj ? sc[j] / sum : 0;
+					y->pat[s + j] = (REAL)pj;
+					y->att[s + j] = j < nj ? (REAL)(alpha * pj + (1 - alpha)) : 0;
+					FN(axpy)(y->z + qr, y->att[s + j], y->v + FN(koff)(m, y, b, j, h), E);
+				}
+			}
+		}
+}
+
+/*
+ * Backward through attn_core: from dz to dA (d/d att), dS (d/d scaled
+ * scores), and dq, dk, dv (the scale 1/sqrt(E) folded into dq and dk).
+ * The softmax's Jacobian: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik), dP = alpha dA.
+ */
+static void
+FN(attn_core_back)(const struct tfm *m, struct FN(layer) *y, int B)
+{
+	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
+	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
+
+	memset(y->dk, 0, y->nk * F * sizeof(REAL));
+	memset(y->dv, 0, y->nk * F * sizeof(REAL));
+	memset(y->dq, 0, (size_t)B * nqp * F * sizeof(REAL));
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			for (int i = q0; i < T; i++) {
+				int nj = nallowed(m, i);
+				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
+				double r = 0;
+				for (int j = 0; j < T; j++) {
+					y->dA[s + j] = j < nj ? (REAL)FN(dot)(y->dz + qr, y->v + FN(koff)(m, y, b, j, h), E) : 0;
+					r += alpha * y->pat[s + j] * y->dA[s + j];
+					FN(axpy)(y->dv + FN(koff)(m, y, b, j, h), y->att[s + j], y->dz + qr, E);
+				}
+				for (int j = 0; j < T; j++) {
+					y->dS[s + j] = (REAL)(y->pat[s + j] * (alpha * y->dA[s + j] - r));
+					FN(axpy)(y->dq + qr, scl * y->dS[s + j], y->k + FN(koff)(m, y, b, j, h), E);
+					FN(axpy)(y->dk + FN(koff)(m, y, b, j, h), scl * y->dS[s + j], y->q + qr, E);
+				}
+			}
+		}
+}
+
+/*
+ * R-forward through attn_core: from rq, rk, rv to rpat, ratt, rz.
+ * R{P_ij} = P_ij (R{S_ij} - sum_k P_ik R{S_ik}), R{att} = alpha R{P}.
+ */
+static void
+FN(attn_core_r)(const struct tfm *m, struct FN(layer) *y, int B)
+{
+	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
+	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
+
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			for (int i = q0; i < T; i++) {
+				int nj = nallowed(m, i);
+				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
+				double rs[3], mean = 0;
+				for (int j = 0; j < nj; j++) {
+					size_t kj = FN(koff)(m, y, b, j, h);
+					rs[j] = scl * (FN(dot)(y->rq + qr, y->k + kj, E) + FN(dot)(y->q + qr, y->rk + kj, E));
+					mean += y->pat[s + j] * rs[j];
+				}
+				memset(y->rz + qr, 0, (size_t)E * sizeof(REAL));
+				for (int j = 0; j < T; j++) {
+					double rp = j < nj ? y->pat[s + j] * (rs[j] - mean) : 0;
+					y->rpat[s + j] = (REAL)rp;
+					y->ratt[s + j] = (REAL)(alpha * rp);
+					FN(axpy)(y->rz + qr, y->ratt[s + j], y->v + FN(koff)(m, y, b, j, h), E);
+					FN(axpy)(y->rz + qr, y->att[s + j], y->rv + FN(koff)(m, y, b, j, h), E);
+				}
+			}
+		}
+}
+
+/*
+ * R-backward through attn_core: from rdz (in w) and the kept deltas to
+ * rdq, rdk, rdv (in w).  Each backward formula differentiated once more:
+ * R{dS} = R{P} (dP - r) + P (R{dP} - R{r}), r_i = sum_k P_ik dP_ik.
+ */
+static void
+FN(attn_core_rback)(const struct tfm *m, struct FN(work) *w, const struct FN(layer) *y, int B)
+{
+	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
+	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
+
+	memset(w->rdq, 0, (size_t)B * nqp * F * sizeof(REAL));
+	memset(y->rdk, 0, y->nk * F * sizeof(REAL));
+	memset(y->rdv, 0, y->nk * F * sizeof(REAL));
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			for (int i = q0; i < T; i++) {
+				int nj = nallowed(m, i);
+				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
+				double rdA[3], r = 0, rr = 0;
+				for (int j = 0; j < nj; j++) {
+					size_t kj = FN(koff)(m, y, b, j, h);
+					rdA[j] = FN(dot)(w->rdz + qr, y->v + kj, E) + FN(dot)(y->dz + qr, y->rv + kj, E);
+					r += y->pat[s + j] * alpha * y->dA[s + j];
+					rr += y->rpat[s + j] * alpha * y->dA[s + j] + y->pat[s + j] * alpha * rdA[j];
+					FN(axpy)(y->rdv + kj, y->ratt[s + j], y->dz + qr, E);
+					FN(axpy)(y->rdv + kj, y->att[s + j], w->rdz + qr, E);
+				}
+				for (int j = 0; j < nj; j++) {
+					size_t kj = FN(koff)(m, y, b, j, h);
+					double rdS = y->rpat[s + j] * (alpha * y->dA[s + j] - r) +
+					    y->pat[s + j] * (alpha * rdA[j] - rr);
+					FN(axpy)(w->rdq + qr, scl * rdS, y->k + kj, E);
+					FN(axpy)(w->rdq + qr, scl * y->dS[s + j], y->rk + kj, E);
+					FN(axpy)(y->rdk + kj, scl * rdS, y->q + qr, E);
+					FN(axpy)(y->rdk + kj, scl * y->dS[s + j], y->rq + qr, E);
+				}
+			}
+		}
+}
+
+static const enum tfm_part FN(qkv)[3] = {TFM_WQ, TFM_WK, TFM_WV};
+
+/* Block l's queries, keys and values: from the tables (block 0) or by products. */
+static void
+FN(project)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
+{
+	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head, TV = m->n_ctx * m->d_vocab;
+	struct FN(layer) *y = &w->ly[l];
+
+	if (l == 0 && !w->naive) {   /* keys and values are read from the tables themselves */
+		for (int i = 0; i < 3; i++)
+			FN(lin)(w->tb.p[i], w->tb.x, theta + m->blk[0][FN(qkv)[i]], TV, F, D, 0);
+		FN(gather)(m, w, y, y->q, w->tb.p[0], F, B);
+		return;
+	}
+	FN(lin_ld)(y->q, F, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), theta + m->blk[l][TFM_WQ],
+	    FN(nq)(m, y, B), F, D, 0);
+	FN(lin)(y->k, w->x[l], theta + m->blk[l][TFM_WK], N, F, D, 0);
+	FN(lin)(y->v, w->x[l], theta + m->blk[l][TFM_WV], N, F, D, 0);
+}
+
+static void
+FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
+{
+	int D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	const size_t *o = m->blk[l];
+	struct FN(layer) *y = &w->ly[l];
+	int nq = FN(nq)(m, y, B);
+	size_t nM = (size_t)nq * M;
+
+	FN(project)(m, w, l, theta, B);
+	FN(attn_core)(m, y, B);
+	if (y->krow)   /* block 0 on tables: its input rows are table rows */
+		FN(gather)(m, w, y, y->x1, w->tb.x, D, B);
+	else
+		FN(copy_rows)(y->x1, D, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, D);
+	FN(lin)(y->x1, y->z, theta + o[TFM_WO], nq, D, F, 1);
+	FN(lin)(y->pre, y->x1, theta + o[TFM_WIN], nq, M, D, 0);
+	FN(addbias)(y->pre, theta + o[TFM_BIN], nq, M);
+	for (size_t i = 0; i < nM; i++)
+		y->post[i] = (REAL)act_f(m->c.act, y->pre[i]);
+	memcpy(w->x[l + 1], y->x1, (size_t)nq * D * sizeof(REAL));
+	FN(lin)(w->x[l + 1], y->post, theta + o[TFM_WOUT], nq, D, M, 1);
+	FN(addbias)(w->x[l + 1], theta + o[TFM_BOUT], nq, D);
+}
+
+/* Rows per example in the output x[L] (1, or T without the query-row shortcut). */
+static int
+FN(out_rows)(const struct tfm *m, const struct FN(work) *w)
+{
+	return m->n_ctx - w->ly[m->c.layers - 1].q0;
+}
+
+void
+FN(forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const int32_t *x, int B)
+{
+	int T = m->n_ctx, D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
+
+	if (B > w->maxb)
+		die("transformer: batch of %d rows in a work for %d", B, w->maxb);
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < T; t++) {
+			int32_t tok = t < 2 ? x[2 * b + t] : m->c.p;
+			w->tok[(size_t)b * T + t] = tok;
+			w->trow[(size_t)b * T + t] = t * m->d_vocab + tok;
+		}
+	if (w->naive)
+		FN(embed)(m, w->x[0], theta, w->tok, B);
+	else
+		FN(embed_table)(m, w->tb.x, theta);
+	for (int l = 0; l < L; l++)
+		FN(block_forward)(m, w, l, theta, B);
+	/* The last position of each example: rows r-1, 2r-1, ... of x[L]. */
+	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + (size_t)(r - 1) * D,
+	    r * D, theta + m->W_U, C, 0, w->logits, C);
+}
+
+void
+FN(loss)(const struct tfm *m, struct FN(work) *w, struct tfm_eval *ev, const int32_t *y, int B,
+    REAL scale)
+{
+	int C = m->c.p;
+
+	for (int b = 0; b < B; b++) {
+		const REAL *z = w->logits + (size_t)b * C;
+		REAL *p = w->probs + (size_t)b * C, *dz = w->dlogits + (size_t)b * C;
+		double mx = z[0], s = 0, lse;
+		int arg = 0;
+		REAL pmax;
+		for (int j = 1; j < C; j++)
+			if (z[j] > mx)
+				mx = z[j], arg = j;
+		for (int j = 0; j < C; j++)
+			s += exp((double)z[j] - mx);
+		lse = mx + log(s);
+		pmax = (REAL)(1 / s);   /* exp(mx - lse) */
+		ev->loss_sum += lse - z[y[b]];
+		ev->correct += arg == y[b];
+		ev->collapsed += pmax == 1;
+		for (int j = 0; j < C; j++) {
+			double pj = exp((double)z[j] - lse);
+			p[j] = (REAL)pj;
+			dz[j] = (REAL)(scale * (pj - (j == y[b])));
+		}
+	}
+}
+
+/* dst (N, D) = the query rows src (nq, D) in their places, zero elsewhere. */
+static void
+FN(place_rows)(const struct tfm *m, const struct FN(layer) *y, REAL *dst, const REAL *src, int B)
+{
+	int D = m->c.d_model, N = B * m->n_ctx;
+
+	if (!y->q0) {
+		memcpy(dst, src, (size_t)N * D * sizeof(REAL));
+		return;
+	}
+	memset(dst, 0, (size_t)N * D * sizeof(REAL));
+	FN(copy_rows)(dst + FN(qoff)(m, y), FN(qld)(m, y), src, D, FN(nq)(m, y, B), D);
+}
+
+/* Deltas of block l: from dres[l+1] (d/d its output) to dres[l] (d/d its input). */
+static void
+FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
+{
+	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	int TV = m->n_ctx * m->d_vocab;
+	const size_t *o = m->blk[l];
+	struct FN(layer) *y = &w->ly[l];
+	const REAL *dout = w->dres[l + 1];
+	int nq = FN(nq)(m, y, B);
+	size_t nM = (size_t)nq * M;
+
+	FN(lin_back)(y->dpost, dout, theta + o[TFM_WOUT], nq, D, M, 0);
+	for (size_t i = 0; i < nM; i++)
+		y->dpre[i] = (REAL)(y->dpost[i] * act_d(m->c.act, y->pre[i]));
+	memcpy(y->dx1, dout, (size_t)nq * D * sizeof(REAL));
+	FN(lin_back)(y->dx1, y->dpre, theta + o[TFM_WIN], nq, M, D, 1);
+	FN(lin_back)(y->dz, y->dx1, theta + o[TFM_WO], nq, D, F, 0);
+	FN(attn_core_back)(m, y, B);
+	if (y->krow) {   /* dk, dv are on the tables already; dq and the residual's dx1 join them */
+		FN(scatter)(m, w, y, w->tb.dp[0], y->dq, F, B);
+		for (int i = 0; i < 3; i++)
+			FN(lin_back)(w->tb.dx, w->tb.dp[i], theta + o[FN(qkv)[i]], TV, F, D, i ? 1 : 0);
+		FN(scatter_add)(m, w, y, w->tb.dx, y->dx1, D, B);
+		return;
+	}
+	FN(place_rows)(m, y, w->dres[l], y->dx1, B);
+	FN(lin_back_ld)(w->dres[l] + FN(qoff)(m, y), FN(qld)(m, y), y->dq, theta + o[TFM_WQ], nq, F, D, 1);
+	FN(lin_back)(w->dres[l], y->dk, theta + o[TFM_WK], N, F, D, 1);
+	FN(lin_back)(w->dres[l], y->dv, theta + o[TFM_WV], N, F, D, 1);
+}
+
+/* Every delta of the last forward/loss pair, kept in the work. */
+static void
+FN(deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B)
+{
+	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
+
+	memset(w->dres[L], 0, (size_t)B * r * D * sizeof(REAL));
+	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->dlogits, C, theta + m->W_U, C,
+	    0, w->dres[L] + (size_t)(r - 1) * D, r * D);
+	for (int l = L - 1; l >= 0; l--)
+		FN(block_deltas)(m, w, l, theta, B);
+}
+
+/* grad += the parameter gradient from the kept activations and deltas. */
+static void
+FN(param_grads)(const struct tfm *m, struct FN(work) *w, REAL *grad, int B)
+{
+	int N = B * m->n_ctx, D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
+	int F = m->c.heads * m->c.d_head, M = m->c.d_mlp, TV = m->n_ctx * m->d_vocab;
+
+	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->x[L] + (size_t)(r - 1) * D, r * D,
+	    w->dlogits, C, 1, grad + m->W_U, C);
+	for (int l = 0; l < L; l++) {
+		const size_t *o = m->blk[l];
+		struct FN(layer) *y = &w->ly[l];
+		int nq = FN(nq)(m, y, B);
+		FN(colsum)(grad + o[TFM_BOUT], w->dres[l + 1], nq, D);
+		FN(lin_wgrad)(grad + o[TFM_WOUT], w->dres[l + 1], y->post, nq, D, M);
+		FN(colsum)(grad + o[TFM_BIN], y->dpre, nq, M);
+		FN(lin_wgrad)(grad + o[TFM_WIN], y->dpre, y->x1, nq, M, D);
+		FN(lin_wgrad)(grad + o[TFM_WO], y->dx1, y->z, nq, D, F);
+		if (l == 0 && !w->naive) {
+			for (int i = 0; i < 3; i++)
+				FN(lin_wgrad)(grad + o[FN(qkv)[i]], w->tb.dp[i], w->tb.x, TV, F, D);
+			continue;
+		}
+		FN(lin_wgrad_ld)(grad + o[TFM_WQ], y->dq, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, F, D);
+		FN(lin_wgrad)(grad + o[TFM_WK], y->dk, w->x[l], N, F, D);
+		FN(lin_wgrad)(grad + o[TFM_WV], y->dv, w->x[l], N, F, D);
+	}
+	if (w->naive)
+		FN(embed_back)(m, grad, w->dres[0], w->tok, N);
+	else
+		FN(embed_table_back)(m, grad, w->tb.dx);
+}
+
+void
+FN(backward)(const struct tfm *m, struct FN(work) *w, REAL *grad, const REAL *theta, int B)
+{
+	FN(deltas)(m, w, theta, B);
+	FN(param_grads)(m, w, grad, B);
+}
+
+/* R{q}, R{k}, R{v} of block l: R{x W^T} = R{x} W^T + x V^T, on the tables for block 0. */
+static void
+FN(rproject)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, const REAL *v, int B)
+{
+	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head, TV = m->n_ctx * m->d_vocab;
+	struct FN(layer) *y = &w->ly[l];
+	REAL *dst[3] = {y->rq, y->rk, y->rv};
+	int nq = FN(nq)(m, y, B), qld = FN(qld)(m, y);
+	size_t qoff = FN(qoff)(m, y);
+
+	for (int i = 0; i < 3; i++) {
+		size_t o = m->blk[l][FN(qkv)[i]];
+		if (l == 0 && !w->naive) {
+			FN(lin)(w->tb.rp[i], w->tb.rx, theta + o, TV, F, D, 0);
+			FN(lin)(w->tb.rp[i], w->tb.x, v + o, TV, F, D, 1);
+			if (i == 0)
+				FN(gather)(m, w, y, y->rq, w->tb.rp[0], F, B);
+		} else if (i == 0) {
+			FN(lin_ld)(dst[i], F, w->rx[l] + qoff, qld, theta + o, nq, F, D, 0);
+			FN(lin_ld)(dst[i], F, w->x[l] + qoff, qld, v + o, nq, F, D, 1);
+		} else {
+			FN(lin)(dst[i], w->rx[l], theta + o, N, F, D, 0);
+			FN(lin)(dst[i], w->x[l], v + o, N, F, D, 1);
+		}
+	}
+}
+
+/* R-forward of block l: from rx[l] to rx[l+1]; v is the direction. */
+static void
+FN(block_rforward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta,
+    const REAL *v, int B)
+{
+	int D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	const size_t *o = m->blk[l];
+	struct FN(layer) *y = &w->ly[l];
+	int nq = FN(nq)(m, y, B);
+	size_t nM = (size_t)nq * M;
+
+	FN(rproject)(m, w, l, theta, v, B);
+	FN(attn_core_r)(m, y, B);
+	if (y->krow)
+		FN(gather)(m, w, y, y->rx1, w->tb.rx, D, B);
+	else
+		FN(copy_rows)(y->rx1, D, w->rx[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, D);
+	FN(lin)(y->rx1, y->rz, theta + o[TFM_WO], nq, D, F, 1);
+	FN(lin)(y->rx1, y->z, v + o[TFM_WO], nq, D, F, 1);
+	FN(lin)(y->rpre, y->rx1, theta + o[TFM_WIN], nq, M, D, 0);
+	FN(lin)(y->rpre, y->x1, v + o[TFM_WIN], nq, M, D, 1);
+	FN(addbias)(y->rpre, v + o[TFM_BIN], nq, M);
+	for (size_t i = 0; i < nM; i++)
+		y->rpost[i] = (REAL)(act_d(m->c.act, y->pre[i]) * y->rpre[i]);
+	memcpy(w->rx[l + 1], y->rx1, (size_t)nq * D * sizeof(REAL));
+	FN(lin)(w->rx[l + 1], y->rpost, theta + o[TFM_WOUT], nq, D, M, 1);
+	FN(lin)(w->rx[l + 1], y->post, v + o[TFM_WOUT], nq, D, M, 1);
+	FN(addbias)(w->rx[l + 1], v + o[TFM_BOUT], nq, D);
+}
+
+/* The MLP half of block l's R-backward: from rdres (d/d output) to rdx1. */
+static void
+FN(mlp_rback)(const struct tfm *m, struct FN(work) *w, int l, REAL *hv, const REAL *theta,
+    const REAL *v, int B)
+{
+	int D = m->c.d_model, M = m->c.d_mlp;
+	const size_t *o = m->blk[l];
+	const struct FN(layer) *y = &w->ly[l];
+	const REAL *dout = w->dres[l + 1], *rdout = w->rdres;
+	int nq = FN(nq)(m, y, B);
+	size_t nM = (size_t)nq * M;
+
+	FN(colsum)(hv + o[TFM_BOUT], rdout, nq, D);
+	FN(lin_wgrad)(hv + o[TFM_WOUT], rdout, y->post, nq, D, M);
+	FN(lin_wgrad)(hv + o[TFM_WOUT], dout, y->rpost, nq, D, M);
+	FN(lin_back)(w->rdpost, rdout, theta + o[TFM_WOUT], nq, D, M, 0);
+	FN(lin_back)(w->rdpost, dout, v + o[TFM_WOUT], nq, D, M, 1);
+	for (size_t i = 0; i < nM; i++)
+		w->rdpre[i] = (REAL)(w->rdpost[i] * act_d(m->c.act, y->pre[i]) +
+		    y->dpost[i] * act_dd(m->c.act, y->pre[i]) * y->rpre[i]);
+	FN(colsum)(hv + o[TFM_BIN], w->rdpre, nq, M);
+	FN(lin_wgrad)(hv + o[TFM_WIN], w->rdpre, y->x1, nq, M, D);
+	FN(lin_wgrad)(hv + o[TFM_WIN], y->dpre, y->rx1, nq, M, D);
+	memcpy(w->rdx1, rdout, (size_t)nq * D * sizeof(REAL));
+	FN(lin_back)(w->rdx1, w->rdpre, theta + o[TFM_WIN], nq, M, D, 1);
+	FN(lin_back)(w->rdx1, y->dpre, v + o[TFM_WIN], nq, M, D, 1);
+}
+
+/* Block 0's projections' R-backward on the tables: hv's W_Q, W_K, W_V and R{d table}. */
+static void
+FN(table_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL *theta, const REAL *v, int B)
+{
+	int D = m->c.d_model, F = m->c.heads * m->c.d_head, TV = m->n_ctx * m->d_vocab;
+	struct FN(tables) *t = &w->tb;
+
+	FN(scatter)(m, w, &w->ly[0], t->rdp[0], w->rdq, F, B);   /* R{dk}, R{dv} are there already */
+	for (int i = 0; i < 3; i++) {
+		size_t o = m->blk[0][FN(qkv)[i]];
+		FN(lin_wgrad)(hv + o, t->rdp[i], t->x, TV, F, D);
+		FN(lin_wgrad)(hv + o, t->dp[i], t->rx, TV, F, D);
+		FN(lin_back)(t->rdx, t->rdp[i], theta + o, TV, F, D, i ? 1 : 0);
+		FN(lin_back)(t->rdx, t->dp[i], v + o, TV, F, D, 1);
+	}
+	FN(scatter_add)(m, w, &w->ly[0], t->rdx, w->rdx1, D, B);
+}
+
+/* The attention half of block l's R-backward: from rdx1 to rdres (d/d input). */
+static void
+FN(attn_rback)(const struct tfm *m, struct FN(work) *w, int l, REAL *hv, const REAL *theta,
+    const REAL *v, int B)
+{
+	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head;
+	const size_t *o = m->blk[l];
+	const struct FN(layer) *y = &w->ly[l];
+	const REAL *d[3] = {y->dq, y->dk, y->dv}, *rd[3] = {w->rdq, y->rdk, y->rdv};
+	int nq = FN(nq)(m, y, B), qld = FN(qld)(m, y);
+	size_t qoff = FN(qoff)(m, y);
+
+	FN(lin_wgrad)(hv + o[TFM_WO], w->rdx1, y->z, nq, D, F);
+	FN(lin_wgrad)(hv + o[TFM_WO], y->dx1, y->rz, nq, D, F);
+	FN(lin_back)(w->rdz, w->rdx1, theta + o[TFM_WO], nq, D, F, 0);
+	FN(lin_back)(w->rdz, y->dx1, v + o[TFM_WO], nq, D, F, 1);
+	FN(attn_core_rback)(m, w, y, B);
+	if (y->krow) {
+		FN(table_rback)(m, w, hv, theta, v, B);
+		return;
+	}
+	FN(place_rows)(m, y, w->rdres, w->rdx1, B);
+	FN(lin_wgrad_ld)(hv + o[TFM_WQ], w->rdq, w->x[l] + qoff, qld, nq, F, D);
+	FN(lin_wgrad_ld)(hv + o[TFM_WQ], y->dq, w->rx[l] + qoff, qld, nq, F, D);
+	FN(lin_back_ld)(w->rdres + qoff, qld, w->rdq, theta + o[TFM_WQ], nq, F, D, 1);
+	FN(lin_back_ld)(w->rdres + qoff, qld, y->dq, v + o[TFM_WQ], nq, F, D, 1);
+	for (int i = 1; i < 3; i++) {
+		size_t op = o[FN(qkv)[i]];
+		FN(lin_wgrad)(hv + op, rd[i], w->x[l], N, F, D);
+		FN(lin_wgrad)(hv + op, d[i], w->rx[l], N, F, D);
+		FN(lin_back)(w->rdres, rd[i], theta + op, N, F, D, 1);
+		FN(lin_back)(w->rdres, d[i], v + op, N, F, D, 1);
+	}
+}
+
+struct FN(prepared) *
+FN(hvp_prepare)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const int32_t *x,
+    const int32_t *y, int B, REAL scale)
+{
+	struct FN(prepared) *s = &w->prep;
+
+	if (!w->hvp)
+		die("transformer: an HVP needs a work made for it");
+	FN(forward)(m, w, theta, x, B);
+	s->ev = (struct tfm_eval){0};
+	FN(loss)(m, w, &s->ev, y, B, scale);
+	FN(deltas)(m, w, theta, B);
+	s->m = m;
+	s->theta = theta;
+	s->B = B;
+	s->scale = scale;
+	return s;
+}
+
+/* R{logits} of the last positions, then R{dlogits} = scale R{p}. */
+static void
+FN(rlogits)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const REAL *v, int B,
+    REAL scale)
+{
+	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
+	size_t last = (size_t)(r - 1) * D;
+
+	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->rx[L] + last, r * D,
+	    theta + m->W_U, C, 0, w->rlogits, C);
+	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + last, r * D,
+	    v + m->W_U, C, 1, w->rlogits, C);
+	for (int b = 0; b < B; b++) {
+		const REAL *p = w->probs + (size_t)b * C, *rz = w->rlogits + (size_t)b * C;
+		double mean = FN(dot)(p, rz, C);
+		for (int j = 0; j < C; j++)
+			w->rdlogits[(size_t)b * C + j] = (REAL)(scale * p[j] * (rz[j] - mean));
+	}
+}
+
+/* The unembedding's R-backward: hv's W_U, and rdres = R{d loss / d x[L]}. */
+static void
+FN(unembed_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL *theta,
+    const REAL *v, int B)
+{
+	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
+	size_t last = (size_t)(r - 1) * D;
+
+	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->rx[L] + last, r * D,
+	    w->dlogits, C, 1, hv + m->W_U, C);
+	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->x[L] + last, r * D,
+	    w->rdlogits, C, 1, hv + m->W_U, C);
+	memset(w->rdres, 0, (size_t)B * r * D * sizeof(REAL));
+	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->rdlogits, C, theta + m->W_U, C,
+	    0, w->rdres + last, r * D);
+	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->dlogits, C, v + m->W_U, C,
+	    1, w->rdres + last, r * D);
+}
+
+void
+FN(hvp_apply)(struct FN(prepared) *s, REAL *hv, const REAL *v)
+{
+	const struct tfm *m = s->m;
+	struct FN(work) *w = s->w;
+	const REAL *theta = s->theta;
+	int B = s->B, L = m->c.layers;
+
+	if (w->naive)
+		FN(embed)(m, w->rx[0], v, w->tok, B);
+	else
+		FN(embed_table)(m, w->tb.rx, v);
+	for (int l = 0; l < L; l++)
+		FN(block_rforward)(m, w, l, theta, v, B);
+	FN(rlogits)(m, w, theta, v, B, s->scale);
+	FN(unembed_rback)(m, w, hv, theta, v, B);
+	for (int l = L - 1; l >= 0; l--) {
+		FN(mlp_rback)(m, w, l, hv, theta, v, B);
+		FN(attn_rback)(m, w, l, hv, theta, v, B);
+	}
+	if (w->naive)
+		FN(embed_back)(m, hv, w->rdres, w->tok, B * m->n_ctx);
+	else
+		FN(embed_table_back)(m, hv, w->tb.rdx);
+}
+
+struct tfm_eval
+FN(hvp_eval)(const struct FN(prepared) *s)
+{
+	return s->ev;
+}
+
+void
+FN(hvp_grad)(struct FN(prepared) *s, REAL *grad)
+{
+	FN(param_grads)(s->m, s->w, grad, s->B);
+}
+
+/*
+ * sum[l] += the entropy (nats) of block l's softmax pattern at the last
+ * position, summed over the B rows of the last forward and the heads.
+ */
+void
+FN(attn_entropy)(const struct tfm *m, const struct FN(work) *w, int B, double *sum)
+{
+	int T = m->n_ctx, H = m->c.heads, nj = nallowed(m, T - 1);
+
+	for (int l = 0; l < m->c.layers; l++) {
+		const struct FN(layer) *y = &w->ly[l];
+		int nqp = T - y->q0;
+		double e = 0;
+		for (int b = 0; b < B; b++)
+			for (int h = 0; h < H; h++) {
+				const REAL *p = y->pat + (((size_t)b * H + h) * nqp + (nqp - 1)) * T;
+				for (int j = 0; j < nj; j++)
+					e -= p[j] > 0 ? p[j] * log((double)p[j]) : 0;
+			}
+		sum[l] += e;
+	}
+}
