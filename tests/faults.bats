@@ -14,7 +14,7 @@ setup() {
 	start=$SECONDS
 	run bash -c 'set -o pipefail; train-mlp --data d.st --steps 1000000 --width 8 | head -1'
 	[ $((SECONDS - start)) -lt 20 ]
-	[ "$(jq -r .record <<<"${lines[0]}")" = header ]
+	assert_equal "$(jq -r .record <<<"${lines[0]}")" header
 	[ "${#lines[@]}" -eq 1 ]   # nothing on stderr: SIGPIPE ends it like any Unix filter
 }
 

@@ -23,14 +23,14 @@ setup() {
 	assert_success
 	[ "${#lines[@]}" -eq 3 ]
 	l=${lines[2]}
-	[ "$(jq -r '.record + " " + .set + " " + (.n | tostring) + " " + (.step | tostring)' <<<"$l")" = "gop train 61 40" ]
-	[ "$(jq -r '.gop | keys | join(",")' <<<"$l")" = "condition,effective_rank,frobenius,logdet,rank,rank_tol,smallest,spectral,stable_rank,top,trace" ]
-	[ "$(jq '.gop.top | length' <<<"$l")" = 10 ]
-	[ "$(jq '.gop.top == (.gop.top | sort | reverse) and .gop.top[0] == .gop.spectral' <<<"$l")" = true ]
+	assert_equal "$(jq -r '.record + " " + .set + " " + (.n | tostring) + " " + (.step | tostring)' <<<"$l")" "gop train 61 40"
+	assert_equal "$(jq -r '.gop | keys | join(",")' <<<"$l")" "condition,effective_rank,frobenius,logdet,rank,rank_tol,smallest,spectral,stable_rank,top,trace"
+	assert_equal "$(jq '.gop.top | length' <<<"$l")" 10
+	assert_jq '.gop.top == (.gop.top | sort | reverse) and .gop.top[0] == .gop.spectral' <<<"$l"
 	# trace(G) = trace(C) + |mean gradient|^2
-	[ "$(jq '. as $r | ($r.gop.trace - $r.centred.trace - $r.mean_grad_sq) | fabs < 1e-9 * $r.gop.trace' <<<"$l")" = true ]
+	assert_jq '. as $r | ($r.gop.trace - $r.centred.trace - $r.mean_grad_sq) | fabs < 1e-9 * $r.gop.trace' <<<"$l"
 	# rank at most n, effective rank between 1 and rank
-	[ "$(jq '.gop.rank <= .n and .gop.effective_rank >= 1 and .gop.effective_rank <= .gop.rank' <<<"$l")" = true ]
+	assert_jq '.gop.rank <= .n and .gop.effective_rank >= 1 and .gop.effective_rank <= .gop.rank' <<<"$l"
 }
 
 @test "gop-spectrum: |mean gradient|^2 is hess-eig's squared gradient norm" {
@@ -43,30 +43,30 @@ setup() {
 	train-mlp --data d.st --depth 6 --width 12 --steps 60 --log-every 60 --ckpt-dir deep > /dev/null
 	a=$(gop-spectrum --data d.st --eigvecs 1 v.st deep/step-00000060.safetensors | tail -1)
 	b=$(hess-eig --data d.st --top 1 deep/step-00000060.safetensors | tail -1)
-	[ "$(jq '.dead_units | add > 0' <<<"$a")" = true ]
-	[ "$(jq -c .dead_units <<<"$a")" = "$(jq -c .dead_units <<<"$b")" ]
+	assert_jq '.dead_units | add > 0' <<<"$a"
+	assert_equal "$(jq -c .dead_units <<<"$a")" "$(jq -c .dead_units <<<"$b")"
 	jq -n --argjson a "$a" --argjson b "$b" '(($a.mean_grad_sq - $b.grad_norm * $b.grad_norm) | fabs) /
 	    $a.mean_grad_sq < 1e-5' | grep -q true
-	[ "$(st_header v.st | jq -c '.["layers.1.weight"].shape')" = "[1,12,12]" ]
+	assert_equal "$(st_header v.st | jq -c '.["layers.1.weight"].shape')" "[1,12,12]"
 }
 
 @test "gop-spectrum --per-layer: layer traces add up to the whole" {
 	run gop-spectrum --data d.st --per-layer ck/step-00000040.safetensors
 	assert_success
-	[ "$(jq '.layers | length' <<<"${lines[1]}")" = 3 ]
-	[ "$(jq '. as $r | ([$r.layers[].trace] | add) - $r.gop.trace | fabs < 1e-9 * $r.gop.trace' <<<"${lines[1]}")" = true ]
+	assert_equal "$(jq '.layers | length' <<<"${lines[1]}")" 3
+	assert_jq '. as $r | ([$r.layers[].trace] | add) - $r.gop.trace | fabs < 1e-9 * $r.gop.trace' <<<"${lines[1]}"
 }
 
 @test "gop-spectrum --set all uses train and test rows" {
 	run gop-spectrum --data d.st --set all --top 3 ck/step-00000040.safetensors
 	assert_success
-	[ "$(jq .n <<<"${lines[1]}")" = 121 ]
+	assert_equal "$(jq .n <<<"${lines[1]}")" 121
 }
 
 @test "gop-spectrum --spectrum writes every eigenvalue" {
 	gop-spectrum --data d.st --per-layer --spectrum s.st ck/step-00000040.safetensors > out
 	h=$(st_header s.st)
-	[ "$(jq -c '[.gop.shape, .centred.shape, .["layers.0"].shape, .gop.dtype]' <<<"$h")" = '[[61],[61],[61],"F64"]' ]
+	assert_equal "$(jq -c '[.gop.shape, .centred.shape, .["layers.0"].shape, .gop.dtype]' <<<"$h")" '[[61],[61],[61],"F64"]'
 	first=$(st_values s.st gop f8 8 | head -1)
 	jq -n --argjson a "$first" --argjson b "$(jq .gop.spectral out | tail -1)" '(($a - $b) | fabs) < 1e-12 * $b' | grep -q true
 }
@@ -74,7 +74,7 @@ setup() {
 @test "gop-spectrum --eigvecs writes unit eigenvectors named like the parameters" {
 	gop-spectrum --data d.st --eigvecs 2 v.st ck/step-00000040.safetensors > out
 	h=$(st_header v.st)
-	[ "$(jq -c '.["layers.0.weight"].shape' <<<"$h")" = "[2,12,22]" ]
+	assert_equal "$(jq -c '.["layers.0.weight"].shape' <<<"$h")" "[2,12,22]"
 	# the first eigenvector has unit norm over all its tensors
 	n2=$(for t in layers.0.weight layers.0.bias layers.1.weight layers.1.bias layers.2.weight layers.2.bias; do
 		total=$(st_values v.st "$t" f4 | wc -l); st_values v.st "$t" f4 | head -n $((total / 2)); done |

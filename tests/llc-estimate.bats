@@ -23,19 +23,19 @@ setup() {
 	run llc-estimate --data d.st --chains 4 --draws 30 ck/step-00000020.safetensors ck/step-00000040.safetensors
 	assert_success
 	[ "${#lines[@]}" -eq 3 ]
-	[ "$(jq -r .record <<<"${lines[0]}")" = header ]
-	[ "$(jq -c .config <<<"${lines[0]}")" = '{"chains":4,"draws":30,"burn_in":0,"thin":1,"batch":32,"epsilon":0.001,"gamma":100,"nbeta":9.233248261689365,"explode":null}' ]
+	assert_equal "$(jq -r .record <<<"${lines[0]}")" header
+	assert_equal "$(jq -c .config <<<"${lines[0]}")" '{"chains":4,"draws":30,"burn_in":0,"thin":1,"batch":32,"epsilon":0.001,"gamma":100,"nbeta":9.233248261689365,"explode":null}'
 	l=${lines[2]}
-	[ "$(jq -r '.record + " " + (.step | tostring) + " " + (.chains_ok | tostring)' <<<"$l")" = "llc 40 4" ]
-	[ "$(jq '.llc_per_chain | length' <<<"$l")" = 4 ]
-	[ "$(jq '(.llc_per_chain | add / length) - .llc_mean | fabs < 1e-9' <<<"$l")" = true ]
-	[ "$(jq '.chains | map(.steps) == [30, 30, 30, 30]' <<<"$l")" = true ]
-	[ "$(jq '.settings.explode == (11 | log)' <<<"$l")" = true ]
-	[ "$(jq '.explode_at - .init_loss - (11 | log) | fabs < 1e-12' <<<"$l")" = true ]
-	[ "$(jq '.steps == 120 and .init_loss > 0 and .llc_std >= 0' <<<"$l")" = true ]
+	assert_equal "$(jq -r '.record + " " + (.step | tostring) + " " + (.chains_ok | tostring)' <<<"$l")" "llc 40 4"
+	assert_equal "$(jq '.llc_per_chain | length' <<<"$l")" 4
+	assert_jq '(.llc_per_chain | add / length) - .llc_mean | fabs < 1e-9' <<<"$l"
+	assert_jq '.chains | map(.steps) == [30, 30, 30, 30]' <<<"$l"
+	assert_jq '.settings.explode == (11 | log)' <<<"$l"
+	assert_jq '.explode_at - .init_loss - (11 | log) | fabs < 1e-12' <<<"$l"
+	assert_jq '.steps == 120 and .init_loss > 0 and .llc_std >= 0' <<<"$l"
 	# The estimate is nbeta (mean draw loss - L(w*)), chain by chain.
-	[ "$(jq '[.chains[] as $c | $c.llc - .settings.nbeta * ($c.loss_mean - .init_loss) | fabs < 1e-9] | all' <<<"$l")" = true ]
-	[ "$(jq -r .checkpoint_sha256 <<<"$l")" = "$(sha256sum ck/step-00000040.safetensors | cut -d' ' -f1)" ]
+	assert_jq '[.chains[] as $c | $c.llc - .settings.nbeta * ($c.loss_mean - .init_loss) | fabs < 1e-9] | all' <<<"$l"
+	assert_equal "$(jq -r .checkpoint_sha256 <<<"$l")" "$(sha256sum ck/step-00000040.safetensors | cut -d' ' -f1)"
 }
 
 @test "llc-estimate: the same seed gives the same estimates; another seed others" {
@@ -54,15 +54,15 @@ setup() {
 
 @test "llc-estimate reads checkpoint paths from standard input" {
 	ls ck/*.safetensors | llc-estimate --data d.st --chains 2 --draws 5 > out
-	[ "$(jq -s -c 'map(select(.record == "llc") | .step)' out)" = "[0,20,40]" ]
+	assert_equal "$(jq -s -c 'map(select(.record == "llc") | .step)' out)" "[0,20,40]"
 }
 
 @test "llc-estimate --trace writes every draw's loss; the record's means are the trace's" {
 	llc-estimate --data d.st --chains 3 --draws 25 --burn-in 7 --thin 2 --trace t.st ck/step-00000040.safetensors > out
-	[ "$(st_header t.st | jq -c '[.loss.dtype, .loss.shape, .__metadata__.format, .__metadata__.step]')" = '["F64",[3,25],"grokkit-llc-trace-v1","40"]' ]
+	assert_equal "$(st_header t.st | jq -c '[.loss.dtype, .loss.shape, .__metadata__.format, .__metadata__.step]')" '["F64",[3,25],"grokkit-llc-trace-v1","40"]'
 	means=$(st_values t.st loss f8 8 | jq -s -c '[range(3) as $c | .[$c * 25:($c + 1) * 25] | add / 25]')
 	jq -e --argjson m "$means" '[.chains[].loss_mean] as $o | [range(3) as $i | ($o[$i] - $m[$i]) | fabs < 1e-9] | all' <(tail -1 out)
-	[ "$(tail -1 out | jq '.chains[0].steps')" = $((7 + 25 * 2)) ]
+	assert_equal "$(tail -1 out | jq '.chains[0].steps')" $((7 + 25 * 2))
 }
 
 @test "llc-estimate --trace with several checkpoints needs {step}" {
@@ -78,23 +78,23 @@ setup() {
 	assert_success
 	[[ $stderr == *"of 2 chains left the basin"* ]]
 	l=${lines[1]}
-	[ "$(jq '.chains_flagged' <<<"$l")" = 2 ]
-	[ "$(jq '[.chains[] | .flagged and (.exploded_fraction > 0 or .nonfinite_fraction > 0)] | all' <<<"$l")" = true ]
+	assert_equal "$(jq '.chains_flagged' <<<"$l")" 2
+	assert_jq '[.chains[] | .flagged and (.exploded_fraction > 0 or .nonfinite_fraction > 0)] | all' <<<"$l"
 }
 
 @test "llc-estimate --explode sets the margin over L(w*)" {
 	l=$(llc-estimate --data d.st --chains 2 --draws 20 --explode 1e-9 ck/step-00000040.safetensors 2>/dev/null | tail -1)
-	[ "$(jq '.settings.explode' <<<"$l")" = 1e-09 ]
-	[ "$(jq '.chains_flagged' <<<"$l")" = 2 ]
+	assert_equal "$(jq '.settings.explode' <<<"$l")" 1e-09
+	assert_equal "$(jq '.chains_flagged' <<<"$l")" 2
 	l=$(llc-estimate --data d.st --chains 2 --draws 20 --explode 1e9 ck/step-00000040.safetensors | tail -1)
-	[ "$(jq '[.chains[].exploded_fraction] == [0, 0]' <<<"$l")" = true ]
+	assert_jq '[.chains[].exploded_fraction] == [0, 0]' <<<"$l"
 }
 
 @test "llc-estimate: an untrained checkpoint is not flagged at the defaults" {
 	run --separate-stderr llc-estimate --data d.st ck/step-00000000.safetensors
 	assert_success
 	[ -z "$stderr" ]
-	[ "$(jq '.chains_flagged' <<<"${lines[1]}")" = 0 ]
+	assert_equal "$(jq '.chains_flagged' <<<"${lines[1]}")" 0
 }
 
 bad() {
