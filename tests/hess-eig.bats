@@ -21,7 +21,7 @@ setup() {
 @test "hess-eig: one record per checkpoint, top eigenvalues descending and converged" {
 	run hess-eig --data d.st ck/step-00000020.safetensors ck/step-00000040.safetensors
 	assert_success
-	[ "${#lines[@]}" -eq 3 ]
+	assert_equal "${#lines[@]}" 3
 	assert_equal "$(jq -r .record <<<"${lines[0]}")" header
 	assert_equal "$(jq -r .inputs.data <<<"${lines[0]}")" "$(sha256sum d.st | cut -d' ' -f1)"
 	for i in 1 2; do
@@ -29,8 +29,9 @@ setup() {
 		assert_equal "$(jq -r '.record + " " + .set + " " + (.converged | tostring)' <<<"$l")" "hessian train true"
 		assert_equal "$(jq '.eigenvalues | length' <<<"$l")" 5
 		assert_jq '.eigenvalues == (.eigenvalues | sort | reverse)' <<<"$l"
-		assert_jq '[.residuals[] < 1e-3] | all' <<<"$l"
-		assert_jq '.hvps > 5' <<<"$l"
+		assert_jq '[.residuals[] | num < 1e-3] | all' <<<"$l"
+		assert_jq '(.eigenvalues | map(num) | length) == 5' <<<"$l"
+		assert_jq '(.hvps | num) > 5' <<<"$l"
 	done
 	assert_equal "$(jq -r .step <<<"${lines[2]}")" 40
 	assert_equal "$(jq -r .checkpoint_sha256 <<<"${lines[2]}")" "$(sha256sum ck/step-00000040.safetensors | cut -d' ' -f1)"
@@ -46,26 +47,26 @@ setup() {
 	assert_success
 	l=${lines[1]}
 	assert_equal "$(jq '.bottom_eigenvalues | length' <<<"$l")" 3
-	assert_jq '.bottom_eigenvalues == (.bottom_eigenvalues | sort)' <<<"$l"
-	assert_jq '.bottom_eigenvalues[0] < .eigenvalues[2]' <<<"$l"
+	assert_jq '.bottom_eigenvalues == (.bottom_eigenvalues | map(num) | sort)' <<<"$l"
+	assert_jq '(.bottom_eigenvalues[0] | num) < (.eigenvalues[2] | num)' <<<"$l"
 }
 
 @test "hess-eig --method power agrees with Lanczos on the top eigenvalue" {
 	a=$(hess-eig --data d.st --top 1 --tol 1e-8 --max-iter 300 ck/step-00000040.safetensors | tail -1 | jq '.eigenvalues[0]')
 	b=$(hess-eig --data d.st --top 1 --method power --tol 1e-9 --max-iter 2000 ck/step-00000040.safetensors | tail -1 | jq '.eigenvalues[0]')
-	jq -n --argjson a "$a" --argjson b "$b" '(($a - $b) | fabs) / $a < 1e-4' | grep -q true
+	assert_jq -n --argjson a "$a" --argjson b "$b" '(($a | num) - ($b | num) | fabs) / $a < 1e-4'
 }
 
 @test "hess-eig --trace and --density" {
 	run hess-eig --data d.st --trace --probes 50 --density --slq-probes 3 --slq-iter 20 --grid 200 ck/step-00000040.safetensors
 	assert_success
 	l=${lines[1]}
-	assert_jq '.trace.probes == 50 and .trace.stderr > 0' <<<"$l"
+	assert_jq '.trace.probes == 50 and (.trace.stderr | num) > 0 and (.trace.mean | num) != null' <<<"$l"
 	assert_equal "$(jq '.density.grid | length' <<<"$l")" 200
 	assert_equal "$(jq '.density.nodes | length' <<<"$l")" 3
-	assert_jq '[.density.weights[] | add] | map(. > 0.999999 and . < 1.000001) | all' <<<"$l"
+	assert_jq '[.density.weights[] | map(num) | add] | map(. > 0.999999 and . < 1.000001) | all' <<<"$l"
 	# the density integrates to one
-	assert_jq '(.density.grid[1] - .density.grid[0]) * (.density.values | add) | . > 0.99 and . < 1.01' <<<"$l"
+	assert_jq '((.density.grid[1] | num) - (.density.grid[0] | num)) * (.density.values | map(num) | add) | . > 0.99 and . < 1.01' <<<"$l"
 }
 
 @test "hess-eig: the same seed gives the same numbers" {
@@ -73,7 +74,7 @@ setup() {
 	hess-eig --data d.st --trace --probes 10 ck/step-00000040.safetensors | tail -1 | jq -c 'del(.seconds, .peak_rss_mib)' > b
 	hess-eig --data d.st --trace --probes 10 --seed 1 ck/step-00000040.safetensors | tail -1 | jq -c 'del(.seconds, .peak_rss_mib)' > c
 	cmp a b
-	! cmp -s a c
+	assert_files_differ a c
 }
 
 @test "hess-eig --eigvecs writes the top eigenvectors named like the parameters" {
@@ -86,7 +87,8 @@ setup() {
 	assert_failure 2
 	assert_line --index 0 "hess-eig: --eigvecs v.st: with several checkpoints the name must contain {step}"
 	hess-eig --data d.st --top 1 --eigvecs 'v-{step}.st' ck/step-00000020.safetensors ck/step-00000040.safetensors > out
-	[ -f v-00000020.st ] && [ -f v-00000040.st ]
+	assert_file_exists v-00000020.st
+	assert_file_exists v-00000040.st
 }
 
 @test "hess-eig: dead units counted; the solve on the live parameters = the one on all of them" {
@@ -96,14 +98,13 @@ setup() {
 	# --batch below the 60 training rows: products batch by batch, over every parameter
 	b=$(hess-eig --data d.st --which both --top 4 --tol 1e-9 --max-iter 400 --batch 7 "$c" | tail -1)
 	assert_equal "$(jq '.dead_units | length' <<<"$a")" 6
-	assert_jq '.dead_units | add > 0' <<<"$a"
+	assert_jq '.dead_units | map(num) | add > 0' <<<"$a"
 	assert_equal "$(jq -c .dead_units <<<"$a")" "$(jq -c .dead_units <<<"$b")"
-	jq -n --argjson a "$a" --argjson b "$b" '[range(4) as $i | ($a.eigenvalues[$i] - $b.eigenvalues[$i]),
-	    ($a.bottom_eigenvalues[$i] - $b.bottom_eigenvalues[$i]) | fabs] | max < 1e-6 * ($a.eigenvalues[0] | fabs)' |
-	    grep -q true
+	assert_jq -n --argjson a "$a" --argjson b "$b" '[range(4) as $i | ($a.eigenvalues[$i] | num) - ($b.eigenvalues[$i] | num),
+	    ($a.bottom_eigenvalues[$i] | num) - ($b.bottom_eigenvalues[$i] | num) | fabs] | max < 1e-6 * ($a.eigenvalues[0] | fabs)'
 	# the top eigenvector is exactly zero on the dead units of layer 1, and only there
 	zeros=$(st_values v.st layers.1.bias f4 | head -12 | awk '$1 == 0' | wc -l)
-	[ "$zeros" -eq "$(jq '.dead_units[1]' <<<"$a")" ]
+	assert_equal "$zeros" "$(jq '.dead_units[1]' <<<"$a")"
 }
 
 bad() {
@@ -134,7 +135,7 @@ bad() {
 	run --separate-stderr hess-eig --data other.st ck/step-00000040.safetensors
 	assert_failure 1
 	assert_stderr --partial "hess-eig: ck/step-00000040.safetensors: trained on data"
-	[[ $stderr == *"--any-data to analyse anyway"* ]]
+	assert_stderr --partial -- "--any-data to analyse anyway"
 	run hess-eig --data other.st --any-data --top 1 ck/step-00000040.safetensors
 	assert_success
 }

@@ -77,14 +77,22 @@ st_complete() {
 # is not a number.
 JQ_NUM='def num: if type == "number" then . else error("not a number: \(tojson)") end;'
 
-# assert_jq [-s] FILTER [FILE...]: FILTER (num defined), on FILE or stdin,
+# assert_jq [JQ_OPTION...] FILTER [FILE...]: FILTER (num defined), on FILE or stdin,
 # gives exactly one value, true.  On failure, prints the filter and what jq
 # gave.  (Not jq -e: jq 1.6 exits 4 when the last input gives no output.)
 assert_jq() {
 	local opts=() filter out rc=0
 	while [[ $1 == -* ]]; do
-		opts+=("$1")
-		shift
+		case $1 in
+		--arg | --argjson | --slurpfile)
+			opts+=("$1" "$2" "$3")
+			shift 3
+			;;
+		*)
+			opts+=("$1")
+			shift
+			;;
+		esac
 	done
 	filter=$1
 	shift
