@@ -69,9 +69,9 @@ setup() {
 	run summarize a.jsonl ha.jsonl b.jsonl
 	assert_success
 	r=$(printf '%s\n' "${lines[@]}" | jq -c 'select(.run_id == "aaaa") | .hessian')
-	[ "$r" = '{"at_memorisation":{"step":100,"top":7.5},"at_generalisation":{"step":1000,"top":3},"peak":{"step":100,"top":7.5}}' ]
+	assert_equal "$r" '{"at_memorisation":{"step":100,"top":7.5},"at_generalisation":{"step":1000,"top":3},"peak":{"step":100,"top":7.5}}'
 	r=$(printf '%s\n' "${lines[@]}" | jq -c 'select(.run_id == "bbbb") | .hessian')
-	[ "$r" = '{"at_memorisation":null,"at_generalisation":null,"peak":null}' ]
+	assert_equal "$r" '{"at_memorisation":null,"at_generalisation":null,"peak":null}'
 }
 
 @test "summarize --group-by: mean, std, min, max over seeds and reach counts" {
@@ -89,7 +89,7 @@ setup() {
 	assert_success
 	assert_equal "$(cut -f1,2,3,7,8 <<<"${lines[0]}")" "$(printf 'recipe\tdepth\tseed\tmemorisation_step\tgeneralisation_step')"
 	assert_equal "$(cut -f7,8 <<<"${lines[2]}")" "$(printf '50\tNaN')"
-	[ "${#lines[@]}" -eq 3 ]
+	assert_equal "${#lines[@]}" 3
 }
 
 @test "summarize: an interrupted log counts up to its last whole record" {
@@ -159,8 +159,9 @@ setup() {
 	llc-estimate --data d.st --chains 2 --draws 10 ck/*.safetensors > l.jsonl
 	run summarize log.jsonl h.jsonl g.jsonl l.jsonl
 	assert_success
-	[ "${#lines[@]}" -eq 2 ]
+	assert_equal "${#lines[@]}" 2
 	assert_equal "$(jq -c '[.recipe, .last_step, (.hessian.peak | type), .llc.final.step]' <<<"${lines[1]}")" '["t",60,"object",60]'
+	assert_jq '(.llc.final.llc | num) == .llc.final.llc' <<<"${lines[1]}"
 	assert_equal "$(jq '.llc.final.llc' <<<"${lines[1]}")" "$(tail -1 l.jsonl | jq .llc_mean)"
 	assert_equal "$(jq '.llc.peak.llc' <<<"${lines[1]}")" "$(jq -s 'map(select(.record == "llc") | .llc_mean) | max' l.jsonl)"
 	run summarize --group-by recipe log.jsonl l.jsonl
