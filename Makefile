@@ -46,7 +46,7 @@ ALL_CFLAGS = -std=c11 $(CFLAGS) $(VECFLAGS) -Wall -Wextra -Wpedantic $(WERROR) $
              -Itools/lib $(PKG_CFLAGS)
 ALL_LDLIBS = $(SANFLAGS) $(PKG_LIBS) -lm
 
-.PHONY: fuzz fuzz-targets units tools all test check-ref bench install uninstall clean clean-results help deps demo
+.PHONY: fuzz fuzz-targets units tools all test check-ref mutate bench install uninstall clean clean-results help deps demo
 
 tools: $(BINS)
 
@@ -185,6 +185,14 @@ check-ref: tools
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	for t in tests/ref/check_*.py; do $(PYTHON) "$$t" $(O)/bin "$$d" || exit 1; done
 
+# Mutation testing: each planted bug of tests/mutate/mutants, one at a
+# time in a copy of the tree, must make one of the suites named for it
+# fail; prints the table of what caught what (MUTANTS="name..." for some).
+MUTATE_JOBS ?= 2
+mutate: tools units
+	tools/ensure-deps ref
+	$(PYTHON) tests/mutate/run --build $(O) --jobs $(MUTATE_JOBS) $(MUTANTS)
+
 install: tools
 	install -d '$(DESTDIR)$(BINDIR)'
 	install -m 0755 $(BINS) '$(DESTDIR)$(BINDIR)'
@@ -217,6 +225,7 @@ help:
 	@echo '  bench            speed and memory against PyTorch (train, Hessian, GOP, LLC)'
 	@echo '  fuzz             run every fuzz target FUZZ_SECONDS=$(FUZZ_SECONDS) seconds'
 	@echo '  check-ref        every tool against PyTorch (or a closed form) on the same data and weights'
+	@echo '  mutate           plant each bug of tests/mutate/mutants and check a test catches it (MUTATE_JOBS=$(MUTATE_JOBS))'
 	@echo '  install          install the tools into $$(DESTDIR)$$(BINDIR)'
 	@echo '  uninstall        remove them again'
 	@echo '  deps             install missing Debian packages'
