@@ -52,6 +52,19 @@ setup() {
 	assert_equal "$(jq -r .blas.threads <<<"$h")" 1
 }
 
+@test "every tool that uses BLAS records its kernel family (blas.core), and OPENBLAS_CORETYPE chooses it" {
+	[ "$(uname -m)" = x86_64 ] || skip "the kernel family names checked here are x86-64's"
+	train-mlp --data d11.st --steps 2 --log-every 2 --width 8 --ckpt-dir ck > log
+	assert_regex "$(head -1 log | jq -r .blas.core)" '^[A-Za-z0-9]+$'
+	c=ck/step-00000002.safetensors
+	for cmd in "train-mlp --data d11.st --steps 1 --width 8" "hess-eig --data d11.st --top 1 $c" \
+	    "gop-spectrum --data d11.st --top 1 $c" "llc-estimate --data d11.st --chains 1 --draws 2 $c"; do
+		echo "# $cmd"
+		# Prescott: the SSE3 kernels every x86-64 CPU runs
+		assert_equal "$(OPENBLAS_CORETYPE=Prescott $cmd | head -1 | jq -r .blas.core)" Prescott
+	done
+}
+
 @test "train-mlp: every metrics record has every field, with no update at step 0" {
 	train-mlp --data d11.st --steps 20 --log-every 10 --width 16 > log
 	run metrics log
