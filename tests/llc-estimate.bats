@@ -29,6 +29,10 @@ setup() {
 	assert_equal "$(jq -r '.record + " " + (.step | tostring) + " " + (.chains_ok | tostring)' <<<"$l")" "llc 40 4"
 	assert_equal "$(jq '.llc_per_chain | length' <<<"$l")" 4
 	assert_jq '(.llc_per_chain | map(num) | add / length) - (.llc_mean | num) | fabs < 1e-9' <<<"$l"
+	# the spread over chains: sample standard deviation (n - 1) and its standard error
+	assert_jq '(.llc_per_chain | map(num)) as $x | ($x | add / length) as $m
+	    | ([$x[] | (. - $m) * (. - $m)] | add / ($x | length - 1) | sqrt) as $sd
+	    | ((.llc_std | num) - $sd | fabs) < 1e-9 * $sd and ((.llc_stderr | num) - $sd / 2 | fabs) < 1e-9 * $sd' <<<"$l"
 	assert_jq '.chains | map(.steps) == [30, 30, 30, 30]' <<<"$l"
 	assert_jq '.settings.explode == (11 | log)' <<<"$l"
 	assert_jq '(.explode_at | num) - (.init_loss | num) - (11 | log) | fabs < 1e-12' <<<"$l"
