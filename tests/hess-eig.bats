@@ -107,6 +107,16 @@ setup() {
 	assert_equal "$zeros" "$(jq '.dead_units[1]' <<<"$a")"
 }
 
+@test "hess-eig --set all: the products over both parts at once = batch by batch" {
+	# two parts, so no live view: each part prepared once (the default) against
+	# --batch 7, products batch by batch (checked against the live view above)
+	a=$(hess-eig --data d.st --set all --which both --top 3 --tol 1e-9 --max-iter 400 ck/step-00000040.safetensors | tail -1)
+	b=$(hess-eig --data d.st --set all --which both --top 3 --tol 1e-9 --max-iter 400 --batch 7 ck/step-00000040.safetensors | tail -1)
+	assert_equal "$(jq .n <<<"$a")" 121
+	assert_jq -n --argjson a "$a" --argjson b "$b" '[range(3) as $i | ($a.eigenvalues[$i] | num) - ($b.eigenvalues[$i] | num),
+	    ($a.bottom_eigenvalues[$i] | num) - ($b.bottom_eigenvalues[$i] | num) | fabs] | max < 1e-6 * ($a.eigenvalues[0] | fabs)'
+}
+
 bad() {
 	run hess-eig "$@"
 	assert_failure 2

@@ -539,10 +539,42 @@ known_rank(void)
 	ok(s.rank == R + 3, "known rank: at tol / n the three small ones count too (rank %d, 10)", s.rank);
 }
 
+/*
+ * Hutchinson on a 2 x 2 matrix, where each probe's z.Az = tr A + 2 a12 z1 z2
+ * is known once the probe's signs are: the signs are drawn again from a
+ * copy of the generator, and the mean and standard error of the five
+ * probes' values computed here must be the routine's exactly; on a
+ * diagonal matrix every probe gives the trace (standard error 0).
+ */
+static void
+hutchinson_exact(void)
+{
+	double a[4] = {3, 0.5, 0.5, 2}, diag[4] = {3, 0, 0, 2}, t[5], m = 0, v = 0, mean, se;
+	struct dense d = {2, a}, dd = {2, diag};
+	struct linop A = {2, dense_apply, &d, 0}, D = {2, dense_apply, &dd, 0};
+	struct rng r, copy;
+
+	rng_init(&r, 31, RNG_SAMPLE);
+	copy = r;
+	for (int p = 0; p < 5; p++) {
+		double z1 = rng_sign(&copy), z2 = rng_sign(&copy);
+		t[p] = 5 + 2 * 0.5 * z1 * z2;
+		m += t[p] / 5;
+	}
+	for (int p = 0; p < 5; p++)
+		v += (t[p] - m) * (t[p] - m) / 4;
+	hutchinson(&A, 5, &r, &mean, &se);
+	ok(fabs(mean - m) < 1e-14 && fabs(se - sqrt(v / 5)) < 1e-14,
+	    "Hutchinson, 5 probes of a 2 x 2: mean %.15f (%.15f), stderr %.15f (%.15f)", mean, m, se, sqrt(v / 5));
+	hutchinson(&D, 3, &r, &mean, &se);
+	ok(mean == 5 && se == 0, "Hutchinson on a diagonal matrix: every probe is the trace (%g +- %g)", mean, se);
+}
+
 int
 main(void)
 {
 	statistics();
+	hutchinson_exact();
 	known_rank();
 	known_spectrum();
 	orthogonality_kept();
