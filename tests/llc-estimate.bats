@@ -42,6 +42,12 @@ setup() {
 	assert_equal "$(jq -r .checkpoint_sha256 <<<"$l")" "$(sha256sum ck/step-00000040.safetensors | cut -d' ' -f1)"
 }
 
+@test "llc-estimate: one chain has no spread: its standard deviation is null (NaN), not 0" {
+	l=$(llc-estimate --data d.st --chains 1 --draws 5 ck/step-00000040.safetensors | tail -1)
+	assert_equal "$(jq -c '[.llc_std, .llc_stderr]' <<<"$l")" '[null,null]'
+	assert_jq '(.llc_mean | num) == .llc_per_chain[0]' <<<"$l"
+}
+
 @test "llc-estimate: the same seed gives the same estimates; another seed others" {
 	a=$(llc-estimate --data d.st --chains 3 --draws 20 --seed 5 ck/step-00000040.safetensors | tail -1 | jq -c .llc_per_chain)
 	b=$(llc-estimate --data d.st --chains 3 --draws 20 --seed 5 ck/step-00000040.safetensors | tail -1 | jq -c .llc_per_chain)

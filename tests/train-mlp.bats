@@ -292,6 +292,11 @@ bad() {
 	run train-mlp --data t.st
 	assert_failure 1
 	assert_output "train-mlp: t.st: train row 0 is (0, 0) -> 5, outside 0..1 for p = 2"
+	# the first label out: p itself
+	printf '\002' | dd of=t.st bs=1 seek=$(( $(stat -c %s t.st) - 4 )) conv=notrunc status=none
+	run train-mlp --data t.st
+	assert_failure 1
+	assert_output "train-mlp: t.st: train row 0 is (0, 0) -> 2, outside 0..1 for p = 2"
 }
 
 @test "train-mlp: data without p" {
