@@ -499,10 +499,86 @@ statistics(void)
 	}
 }
 
+/*
+ * The statistics with a tolerance on an explicit matrix of known rank:
+ * A = Q diag(d) Q^T, n = 60, with seven eigenvalues from 10 down to 1e-4,
+ * three at 0.3 x tol (below gop-spectrum's tolerance n 2^-23 x largest,
+ * but above 2^-23 x largest) and fifty exact zeros.  dsyevd's spectrum
+ * through spectrum_stats must give rank 7, condition 1e5, the
+ * log-determinant of the seven and the effective rank of all ten, each in
+ * closed form from d.
+ */
+static void
+known_rank(void)
+{
+	enum { N = 60, R = 7 };
+	const double big[R] = {10, 3, 1, 0.3, 1e-2, 1e-3, 1e-4};
+	double lambda[N] = {0}, ev[N], a[N * N], tol = N * 0x1p-23 * 10, logdet = 0, pos = 0, ent = 0;
+	struct dense d = {N, a};
+	struct spectrum_stats s;
+	struct rng r;
+
+	for (int i = 0; i < R; i++)
+		lambda[i] = big[i];
+	for (int i = R; i < R + 3; i++)
+		lambda[i] = 0.3 * tol;
+	for (int i = 0; i < R; i++)
+		logdet += log(big[i]);
+	for (int i = 0; i < R + 3; i++)
+		pos += lambda[i];
+	for (int i = 0; i < R + 3; i++)
+		ent -= lambda[i] / pos * log(lambda[i] / pos);
+	rng_init(&r, 21, RNG_SAMPLE);
+	make_matrix(&d, lambda, &r);
+	ok(sym_eigvals(a, N, 0, ev, NULL) == N, "known rank: the whole spectrum of a 60 x 60 matrix");
+	spectrum_stats(ev, N, N * 0x1p-23, &s);
+	ok(s.rank == R && fabs(s.rank_tol - tol) <= 1e-12 * tol,
+	    "known rank: rank %d (7) at tol %.4e (%.4e), three eigenvalues at 0.3 tol left out", s.rank, s.rank_tol, tol);
+	ok(fabs(s.condition - 1e5) <= 1e-8 * 1e5, "known rank: condition %.10e (1e5)", s.condition);
+	ok(fabs(s.logdet - logdet) <= 1e-9, "known rank: log-determinant %.12f (%.12f)", s.logdet, logdet);
+	ok(fabs(s.effective_rank - exp(ent)) <= 1e-9 * exp(ent), "known rank: effective rank %.12f (%.12f)",
+	    s.effective_rank, exp(ent));
+	spectrum_stats(ev, N, 0x1p-23, &s);
+	ok(s.rank == R + 3, "known rank: at tol / n the three small ones count too (rank %d, 10)", s.rank);
+}
+
+/*
+ * Hutchinson on a 2 x 2 matrix, where each probe's z.Az = tr A + 2 a12 z1 z2
+ * is known once the probe's signs are: the signs are drawn again from a
+ * copy of the generator, and the mean and standard error of the five
+ * probes' values computed here must be the routine's exactly; on a
+ * diagonal matrix every probe gives the trace (standard error 0).
+ */
+static void
+hutchinson_exact(void)
+{
+	double a[4] = {3, 0.5, 0.5, 2}, diag[4] = {3, 0, 0, 2}, t[5], m = 0, v = 0, mean, se;
+	struct dense d = {2, a}, dd = {2, diag};
+	struct linop A = {2, dense_apply, &d, 0}, D = {2, dense_apply, &dd, 0};
+	struct rng r, copy;
+
+	rng_init(&r, 31, RNG_SAMPLE);
+	copy = r;
+	for (int p = 0; p < 5; p++) {
+		double z1 = rng_sign(&copy), z2 = rng_sign(&copy);
+		t[p] = 5 + 2 * 0.5 * z1 * z2;
+		m += t[p] / 5;
+	}
+	for (int p = 0; p < 5; p++)
+		v += (t[p] - m) * (t[p] - m) / 4;
+	hutchinson(&A, 5, &r, &mean, &se);
+	ok(fabs(mean - m) < 1e-14 && fabs(se - sqrt(v / 5)) < 1e-14,
+	    "Hutchinson, 5 probes of a 2 x 2: mean %.15f (%.15f), stderr %.15f (%.15f)", mean, m, se, sqrt(v / 5));
+	hutchinson(&D, 3, &r, &mean, &se);
+	ok(mean == 5 && se == 0, "Hutchinson on a diagonal matrix: every probe is the trace (%g +- %g)", mean, se);
+}
+
 int
 main(void)
 {
 	statistics();
+	hutchinson_exact();
+	known_rank();
 	known_spectrum();
 	orthogonality_kept();
 	embedded();
