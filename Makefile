@@ -81,12 +81,15 @@ $(DEMO)/log.jsonl: data/modadd-p97.safetensors $(O)/bin/train-mlp
 	$(RUN) $(O)/bin/train-mlp --data $< --depth 2 --seed 0 --ckpt-dir $(@D)/ckpt --quiet > $@+
 	@mv -f $@+ $@
 
-$(O)/.study-deps: tools/ensure-deps
+# Dependencies install themselves once; `make deps` checks again.  The
+# study's install waits for the build's (order-only), so that make -j never
+# starts two: ensure-deps serialises installs too (a lock), but a graph
+# that cannot race is the first line.
+$(O)/.study-deps: tools/ensure-deps | $(O)/.deps
 	@mkdir -p $(@D)
 	tools/ensure-deps study
 	@touch $@
 
-# Dependencies install themselves once; `make deps` checks again.
 $(O)/.deps: tools/ensure-deps
 	@mkdir -p $(@D)
 	tools/ensure-deps build
