@@ -5,6 +5,7 @@
 #   make test       run every test (installs what is missing), then print
 #                   "N passed, N failed"
 #   make help       list every target and parameter
+#   make V=1 ...    print every command (quiet by default, as git's build)
 #
 # Build outputs go under $(O) (default build/); a second tree with
 # sanitizers is built as $(O)/asan by `make test`.
@@ -46,6 +47,25 @@ ALL_CFLAGS = -std=c11 $(CFLAGS) $(VECFLAGS) -Wall -Wextra -Wpedantic $(WERROR) $
              -Itools/lib $(PKG_CFLAGS)
 ALL_LDLIBS = $(SANFLAGS) $(PKG_LIBS) -lm
 
+# Quiet by default, as git's build: a line per file made (CC, AR, LINK,
+# GEN), a line per finished run of the study and its closing table; V=1
+# prints every command instead.  Errors and the tools' own messages show
+# either way.
+V ?=
+ifeq ($(V),1)
+Q          :=
+QUIET_CC   :=
+QUIET_AR   :=
+QUIET_LINK :=
+QUIET_GEN  :=
+else
+Q          := @
+QUIET_CC    = @echo '   ' CC $<;
+QUIET_AR    = @echo '   ' AR $@;
+QUIET_LINK  = @echo '   ' LINK $@;
+QUIET_GEN   = @echo '   ' GEN $@;
+endif
+
 .PHONY: fuzz fuzz-targets units tools all test check-ref bench install uninstall clean clean-results help deps demo
 
 tools: $(BINS)
@@ -73,12 +93,12 @@ demo: $(DEMO)/log.jsonl | $(O)/.study-deps
 
 data/modadd-p97.safetensors: $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
-	$(RUN) $(O)/bin/gen-modadd -p 97 -o $@
+	$(QUIET_GEN)$(RUN) $(O)/bin/gen-modadd -p 97 -o $@
 
 $(DEMO)/log.jsonl: data/modadd-p97.safetensors $(O)/bin/train-mlp
 	@rm -rf $(@D)/ckpt
 	@mkdir -p $(@D)
-	$(RUN) $(O)/bin/train-mlp --data $< --depth 2 --seed 0 --ckpt-dir $(@D)/ckpt --quiet > $@+
+	$(QUIET_GEN)$(RUN) $(O)/bin/train-mlp --data $< --depth 2 --seed 0 --ckpt-dir $(@D)/ckpt --quiet > $@+
 	@mv -f $@+ $@
 
 # Dependencies install themselves once; `make deps` checks again.  The
@@ -87,12 +107,12 @@ $(DEMO)/log.jsonl: data/modadd-p97.safetensors $(O)/bin/train-mlp
 # that cannot race is the first line.
 $(O)/.study-deps: tools/ensure-deps | $(O)/.deps
 	@mkdir -p $(@D)
-	tools/ensure-deps study
+	$(Q)tools/ensure-deps study
 	@touch $@
 
 $(O)/.deps: tools/ensure-deps
 	@mkdir -p $(@D)
-	tools/ensure-deps build
+	$(Q)tools/ensure-deps build
 	@touch $@
 
 deps:
@@ -107,31 +127,31 @@ $(O)/FLAGS: FORCE | $(O)/.deps
 
 $(O)/obj/%.o: %.c $(O)/FLAGS | $(O)/.deps
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(O)/libgrok.a: $(LIBOBJ)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(QUIET_AR)$(AR) rcs $@ $^
 
 $(O)/bin/%: $(O)/obj/tools/%.o $(O)/libgrok.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	$(QUIET_LINK)$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
 	@mv -f $@+ $@
 
 $(O)/test/%: $(O)/obj/tests/unit/%.o $(O)/libgrok.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	$(QUIET_LINK)$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
 	@mv -f $@+ $@
 
 # Benchmarks against PyTorch, measured in the same run (not a timed test).
 $(O)/bench/bench_step: $(O)/obj/tests/bench/bench_step.o $(O)/libgrok.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	$(QUIET_LINK)$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
 	@mv -f $@+ $@
 
 $(O)/bench/bench_eig: $(O)/obj/tests/bench/bench_eig.o $(O)/libgrok.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	$(QUIET_LINK)$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
 	@mv -f $@+ $@
 
 BENCH_DATA = $(O)/bench/modadd-p97.safetensors
@@ -159,7 +179,7 @@ FUZZ_LIBSRC  := $(filter-out tools/lib/blas.c tools/lib/analysis.c,$(LIBSRC))
 
 $(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC) $(wildcard tools/lib/*.h) | $(O)/.deps
 	@mkdir -p $(@D)
-	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Itools/lib $(PKG_CFLAGS) \
+	$(QUIET_LINK)clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Itools/lib $(PKG_CFLAGS) \
 	    -o $@+ $< $(FUZZ_LIBSRC) $(PKG_LIBS) -lm
 	@mv -f $@+ $@
 
@@ -215,6 +235,7 @@ help:
 	@echo '  LLC_CAL_EPS="$(LLC_CAL_EPS)" LLC_CAL_DEPTH=$(LLC_CAL_DEPTH)'
 	@echo '  WDS="$(WDS)" FRACS="$(FRACS)" (sweeps; empty: the recipe'"'"'s own value)'
 	@echo '  CLUSTER=$(CLUSTER) (slurm: every command an srun job)  RUN="$(RUN)"  R=$(R) PL=$(PL)'
+	@echo '  V=1 prints every command (default: a line per file made and per finished run)'
 	@echo 'More targets:'
 	@echo '  test             run every test, plain and under ASan/UBSan, check-ref and SLURM'
 	@echo '  bench            speed and memory against PyTorch (train, Hessian, GOP, LLC)'
