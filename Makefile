@@ -201,6 +201,12 @@ test: deps
 
 units: $(UNITS)
 
+# Objects that only pattern rules name are intermediate on a fresh tree:
+# make would delete them after linking, and the next make, which knows
+# them from their .d files, would build them all again.  Keep them.
+.SECONDARY: $(TOOLS:%=$(O)/obj/tools/%.o) $(UNITSRC:%.c=$(O)/obj/%.o) \
+    $(O)/obj/tests/bench/bench_step.o $(O)/obj/tests/bench/bench_eig.o
+
 # Cross-checks against PyTorch on the same files (Debian's python3-torch).
 PYTHON ?= /usr/bin/python3
 check-ref: tools

@@ -41,7 +41,7 @@ invocations() {
 	done
 	assert_line --regexp '^seed +2 .* —$'   # no LLC for the control
 	assert_line "Plots: $BATS_TEST_TMPDIR/plots/ (19 files; plots/README.md says what each shows)."
-	assert_equal "${lines[-1]}" "Tables: $BATS_TEST_TMPDIR/results/runs.tsv (per run), $BATS_TEST_TMPDIR/results/by-depth.tsv (per recipe and depth)."
+	assert_equal "$(grep -v '^make' <<<"$output" | tail -1)" "Tables: $BATS_TEST_TMPDIR/results/runs.tsv (per run), $BATS_TEST_TMPDIR/results/by-depth.tsv (per recipe and depth)."
 	for f in results/data/grok.safetensors results/data/seed.safetensors results/runs.jsonl results/runs.tsv \
 	    results/by-depth.jsonl results/by-depth.tsv plots/by-depth.png results/llc-calibration.tsv \
 	    plots/llc-calibration.png plots/grok-llc.png; do
