@@ -5,6 +5,7 @@
 #   make test       run every test (installs what is missing), then print
 #                   "N passed, N failed"
 #   make help       list every target and parameter
+#   make V=1 ...    print every command (quiet by default, as git's build)
 #
 # Build outputs go under $(O) (default build/); a second tree with
 # sanitizers is built as $(O)/asan by `make test`.
@@ -46,6 +47,25 @@ ALL_CFLAGS = -std=c11 $(CFLAGS) $(VECFLAGS) -Wall -Wextra -Wpedantic $(WERROR) $
              -Itools/lib $(PKG_CFLAGS)
 ALL_LDLIBS = $(SANFLAGS) $(PKG_LIBS) -lm
 
+# Quiet by default, as git's build: a line per file made (CC, AR, LINK,
+# GEN), a line per finished run of the study and its closing table; V=1
+# prints every command instead.  Errors and the tools' own messages show
+# either way.
+V ?=
+ifeq ($(V),1)
+Q          :=
+QUIET_CC   :=
+QUIET_AR   :=
+QUIET_LINK :=
+QUIET_GEN  :=
+else
+Q          := @
+QUIET_CC    = @echo '   ' CC $<;
+QUIET_AR    = @echo '   ' AR $@;
+QUIET_LINK  = @echo '   ' LINK $@;
+QUIET_GEN   = @echo '   ' GEN $@;
+endif
+
 .PHONY: fuzz fuzz-targets units tools all test check-ref same-science bench install uninstall clean clean-results help deps demo mutate
 
 tools: $(BINS)
@@ -73,23 +93,26 @@ demo: $(DEMO)/log.jsonl | $(O)/.study-deps
 
 data/modadd-p97.safetensors: $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
-	$(RUN) $(O)/bin/gen-modadd -p 97 -o $@
+	$(QUIET_GEN)$(RUN) $(O)/bin/gen-modadd -p 97 -o $@
 
 $(DEMO)/log.jsonl: data/modadd-p97.safetensors $(O)/bin/train-mlp
 	@rm -rf $(@D)/ckpt
 	@mkdir -p $(@D)
-	$(RUN) $(O)/bin/train-mlp --data $< --depth 2 --seed 0 --ckpt-dir $(@D)/ckpt --quiet > $@+
+	$(QUIET_GEN)$(RUN) $(O)/bin/train-mlp --data $< --depth 2 --seed 0 --ckpt-dir $(@D)/ckpt --quiet > $@+
 	@mv -f $@+ $@
 
-$(O)/.study-deps: tools/ensure-deps
+# Dependencies install themselves once; `make deps` checks again.  The
+# study's install waits for the build's (order-only), so that make -j never
+# starts two: ensure-deps serialises installs too (a lock), but a graph
+# that cannot race is the first line.
+$(O)/.study-deps: tools/ensure-deps | $(O)/.deps
 	@mkdir -p $(@D)
-	tools/ensure-deps study
+	$(Q)tools/ensure-deps study
 	@touch $@
 
-# Dependencies install themselves once; `make deps` checks again.
 $(O)/.deps: tools/ensure-deps
 	@mkdir -p $(@D)
-	tools/ensure-deps build
+	$(Q)tools/ensure-deps build
 	@touch $@
 
 deps:
@@ -104,31 +127,31 @@ $(O)/FLAGS: FORCE | $(O)/.deps
 
 $(O)/obj/%.o: %.c $(O)/FLAGS | $(O)/.deps
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(O)/libgrok.a: $(LIBOBJ)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(QUIET_AR)$(AR) rcs $@ $^
 
 $(O)/bin/%: $(O)/obj/tools/%.o $(O)/libgrok.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	$(QUIET_LINK)$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
 	@mv -f $@+ $@
 
 $(O)/test/%: $(O)/obj/tests/unit/%.o $(O)/libgrok.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	$(QUIET_LINK)$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
 	@mv -f $@+ $@
 
 # Benchmarks against PyTorch, measured in the same run (not a timed test).
 $(O)/bench/bench_step: $(O)/obj/tests/bench/bench_step.o $(O)/libgrok.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	$(QUIET_LINK)$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
 	@mv -f $@+ $@
 
 $(O)/bench/bench_eig: $(O)/obj/tests/bench/bench_eig.o $(O)/libgrok.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
+	$(QUIET_LINK)$(CC) $(CFLAGS) -o $@+ $^ $(ALL_LDLIBS)
 	@mv -f $@+ $@
 
 BENCH_DATA = $(O)/bench/modadd-p97.safetensors
@@ -157,7 +180,7 @@ FUZZ_LIBSRC  := $(filter-out tools/lib/blas.c tools/lib/analysis.c tools/lib/tra
 
 $(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC) $(wildcard tools/lib/*.h) | $(O)/.deps
 	@mkdir -p $(@D)
-	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Itools/lib $(PKG_CFLAGS) \
+	$(QUIET_LINK)clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Itools/lib $(PKG_CFLAGS) \
 	    -o $@+ $< $(FUZZ_LIBSRC) $(PKG_LIBS) -lm
 	@mv -f $@+ $@
 
@@ -179,6 +202,12 @@ test: deps
 
 units: $(UNITS)
 
+# Objects that only pattern rules name are intermediate on a fresh tree:
+# make would delete them after linking, and the next make, which knows
+# them from their .d files, would build them all again.  Keep them.
+.SECONDARY: $(TOOLS:%=$(O)/obj/tools/%.o) $(UNITSRC:%.c=$(O)/obj/%.o) \
+    $(O)/obj/tests/bench/bench_step.o $(O)/obj/tests/bench/bench_eig.o
+
 # Cross-checks against PyTorch on the same files (Debian's python3-torch).
 PYTHON ?= /usr/bin/python3
 check-ref: tools $(O)/test/test_transformer
@@ -191,6 +220,7 @@ check-ref: tools $(O)/test/test_transformer
 BASE ?= 8ea4d8c
 same-science:
 	$(PYTHON) tests/same-science --base $(BASE)
+
 # Mutation testing: each planted bug of tests/mutate/mutants, one at a
 # time in a copy of the tree, must make one of the suites named for it
 # fail; prints the table of what caught what (MUTANTS="name..." for some).
@@ -226,6 +256,7 @@ help:
 	@echo '  LLC_CAL_EPS="$(LLC_CAL_EPS)" LLC_CAL_DEPTH=$(LLC_CAL_DEPTH)'
 	@echo '  WDS="$(WDS)" FRACS="$(FRACS)" (sweeps; empty: the recipe'"'"'s own value)'
 	@echo '  CLUSTER=$(CLUSTER) (slurm: every command an srun job)  RUN="$(RUN)"  R=$(R) PL=$(PL)'
+	@echo '  V=1 prints every command (default: a line per file made and per finished run)'
 	@echo 'More targets:'
 	@echo '  test             run every test, plain and under ASan/UBSan, check-ref and SLURM'
 	@echo '  bench            speed and memory against PyTorch (train, Hessian, GOP, LLC)'

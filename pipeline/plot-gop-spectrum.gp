@@ -1,10 +1,20 @@
+# The whole GOP spectrum of one run (depth 2, the plotted seed) at the
+# checkpoints nearest initialisation, memorisation, generalisation (those
+# reached) and the end: pipeline/spectra's columns, headed by the moment and its step.
 load "pipeline/style.gp"
 set output out
 set logscale y
 set format y "10^{%L}"
 set xlabel "eigenvalue index (largest first)"
 set ylabel "eigenvalue of G"
-set key autotitle columnhead
-set title sprintf("%s recipe, depth 2, seed %s: GOP spectrum at the first, middle and last checkpoints", recipe, seed)
+set key inside top right
+set title sprintf("GOP spectrum through training: %s recipe, depth 2, seed %s", recipe, seed)
 f = run("2")."/spectra.tsv"
-plot f using 0:($1 > 0 ? $1 : NaN) with lines lw 2, '' using 0:($2 > 0 ? $2 : NaN) with lines lw 2, '' using 0:($3 > 0 ? $3 : NaN) with lines lw 2
+# the moments, as the header names them (one colour each, not a depth's)
+when = system("head -1 '".f."' | tr '\\t' '\\n' | cut -d' ' -f1 | tr '\\n' ' '")
+n = words(when)
+colour(w) = w eq "initialisation" ? "#999999" : w eq "memorisation" ? "#d95f02" : \
+            w eq "generalisation" ? "#1f78b4" : "#000000"
+dash(w) = w eq "initialisation" ? 2 : 1
+plot for [i=1:n] f using 0:(column(i) > 0 ? column(i) : NaN) with lines lw 2 \
+     lc rgb colour(word(when, i)) dt dash(word(when, i)) title columnheader(i)

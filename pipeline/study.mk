@@ -99,8 +99,18 @@ comma := ,
 SWEPT := $(if $(WDS),$(comma)wd)$(if $(FRACS),$(comma)frac)
 BY_GROUP := $(if $(SWEPT),$(R)/by-group.tsv $(R)/by-group.jsonl)
 
+# At the end, the by-depth table and where the plots are, every time: it is
+# what the study found.
 study: $(DATA) $(LOGS) $(TSVS) $(LLC_CAL) $(R)/runs.jsonl $(R)/runs.tsv $(R)/by-depth.tsv $(R)/by-depth.jsonl \
-    $(BY_GROUP) $(PLOTS)
+    $(BY_GROUP) $(PLOTS) $(R)/by-depth.txt
+	@echo
+	@echo 'The study in $(R): p = $(P), $(STEPS) steps, depths $(DEPTHS), seeds $(SEEDS).'
+	@echo 'Memorised, generalised: seeds whose train, resp. test, accuracy reached 0.99.'
+	@echo
+	@cat $(R)/by-depth.txt
+	@echo
+	@echo 'Plots: $(PL)/ ($(words $(PLOTS)) files; plots/README.md says what each shows).'
+	@echo 'Tables: $(R)/runs.tsv (per run), $(R)/by-depth.tsv (per recipe and depth).'
 
 # A stamp's content is its parameters; it is rewritten only when they change.
 define stamp
@@ -129,41 +139,43 @@ $(STAMP)/plots: FORCE
 
 $(R)/data/%.safetensors: $(STAMP)/data-% $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
-	$(RUN) $(O)/bin/gen-modadd $(call data_flags,$*) -o $@
+	$(Q)$(RUN) $(O)/bin/gen-modadd $(call data_flags,$*) -o $@
 
 # Training: exit 3 (diverged) is a result, not a failure of the study.
+# pipeline/run-line renames the log into place and prints the run's line
+# ([k/N] name, memorised and generalised steps, final test accuracy, time).
 .SECONDEXPANSION:
 $(R)/%/log.jsonl: $(R)/data/$$(call data_of,$$*).safetensors \
     $(STAMP)/train-$$(firstword $$(subst /, ,$$*)) $(O)/bin/train-mlp | $(O)/.study-deps
 	@rm -rf $(@D)/ckpt
 	@mkdir -p $(@D)
-	$(RUN) $(O)/bin/train-mlp --data $< --depth $(call depth_of,$*) --seed $(call seed_of,$*) \
+	$(Q)$(RUN) $(O)/bin/train-mlp --data $< --depth $(call depth_of,$*) --seed $(call seed_of,$*) \
 	    --steps $(STEPS) --ckpt-dir $(@D)/ckpt --ckpt-points $(CKPT_POINTS) --quiet \
 	    $($(call recipe_of,$*)_TRAIN) $(if $(call wd_of,$*),--wd $(call wd_of,$*)) > $@+ || [ $$? -eq 3 ]
-	@mv -f $@+ $@
+	@pipeline/run-line $@+ $@ '$(subst /, ,$(subst -, ,$(subst _, ,$*)))' $(LOGS)
 
 $(R)/%/hessian.jsonl: $(R)/%/log.jsonl $(STAMP)/hess $(O)/bin/hess-eig
-	ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/hess-eig \
+	$(Q)ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/hess-eig \
 	    --data $(R)/data/$(call data_of,$*).safetensors $(HESS_FLAGS) > $@+
 	@mv -f $@+ $@
 
 $(R)/%/gop.jsonl: $(R)/%/log.jsonl $(STAMP)/gop $(O)/bin/gop-spectrum
 	@rm -rf $(@D)/spectrum
 	@mkdir -p $(@D)/spectrum
-	ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/gop-spectrum \
+	$(Q)ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/gop-spectrum \
 	    --data $(R)/data/$(call data_of,$*).safetensors $(GOP_FLAGS) \
 	    --spectrum $(@D)/spectrum/step-{step}.safetensors > $@+
 	@mv -f $@+ $@
 
 $(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc $(O)/bin/llc-estimate
-	ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/llc-estimate \
+	$(Q)ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/llc-estimate \
 	    --data $(R)/data/$(call data_of,$*).safetensors $(LLC_FLAGS) > $@+
 	@mv -f $@+ $@
 
 # LLC against the step size on one checkpoint: where it plateaus is the
 # range of epsilon to trust (and where chains are flagged, the range not to).
 $(R)/llc-calibration.tsv: $(LLC_CAL_RUN)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc-estimate pipeline/llc.jq
-	set -e; ck=$$(ls $(LLC_CAL_RUN)/ckpt/*.safetensors | tail -1); \
+	$(Q)set -e; ck=$$(ls $(LLC_CAL_RUN)/ckpt/*.safetensors | tail -1); \
 	for e in $(LLC_CAL_EPS); do \
 	    $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call data_of,$(LLC_CAL_RUN:$(R)/%=%)).safetensors \
 	        $(LLC_FLAGS) --epsilon $$e $$ck | jq -nr --arg e $$e -f pipeline/llc.jq; \
@@ -171,38 +183,42 @@ $(R)/llc-calibration.tsv: $(LLC_CAL_RUN)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc
 	@mv -f $@+ $@
 
 $(R)/%/curves.tsv: $(R)/%/log.jsonl pipeline/curves.jq
-	jq -nr -f pipeline/curves.jq $< > $@+ && mv -f $@+ $@
+	$(Q)jq -nr -f pipeline/curves.jq $< > $@+ && mv -f $@+ $@
 $(R)/%/hessian.tsv: $(R)/%/hessian.jsonl pipeline/hessian.jq
-	jq -nr -f pipeline/hessian.jq $< > $@+ && mv -f $@+ $@
+	$(Q)jq -nr -f pipeline/hessian.jq $< > $@+ && mv -f $@+ $@
 $(R)/%/gop.tsv: $(R)/%/gop.jsonl pipeline/gop.jq
-	jq -nr -f pipeline/gop.jq $< > $@+ && mv -f $@+ $@
+	$(Q)jq -nr -f pipeline/gop.jq $< > $@+ && mv -f $@+ $@
 $(R)/%/llc.tsv: $(R)/%/llc.jsonl pipeline/llc.jq
-	jq -nr --arg e '' -f pipeline/llc.jq $< > $@+ && mv -f $@+ $@
+	$(Q)jq -nr --arg e '' -f pipeline/llc.jq $< > $@+ && mv -f $@+ $@
 
 SUMMARY_INPUTS := $(LOGS) $(HESS) $(GOPS) $(LLCS)
 
 $(R)/runs.jsonl: $(SUMMARY_INPUTS) $(O)/bin/summarize
-	$(O)/bin/summarize $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+	$(Q)$(O)/bin/summarize $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
 $(R)/runs.tsv: $(SUMMARY_INPUTS) $(O)/bin/summarize
-	$(O)/bin/summarize --tsv $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+	$(Q)$(O)/bin/summarize --tsv $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
 $(R)/by-depth.jsonl: $(SUMMARY_INPUTS) $(O)/bin/summarize
-	$(O)/bin/summarize --group-by recipe,depth $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+	$(Q)$(O)/bin/summarize --group-by recipe,depth $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
 $(R)/by-depth.tsv: $(SUMMARY_INPUTS) $(O)/bin/summarize
-	$(O)/bin/summarize --group-by recipe,depth --tsv $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+	$(Q)$(O)/bin/summarize --group-by recipe,depth --tsv $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
 $(R)/by-group.jsonl: $(SUMMARY_INPUTS) $(O)/bin/summarize
-	$(O)/bin/summarize --group-by recipe,depth$(SWEPT) $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+	$(Q)$(O)/bin/summarize --group-by recipe,depth$(SWEPT) $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
 $(R)/by-group.tsv: $(SUMMARY_INPUTS) $(O)/bin/summarize
-	$(O)/bin/summarize --group-by recipe,depth$(SWEPT) --tsv $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
+	$(Q)$(O)/bin/summarize --group-by recipe,depth$(SWEPT) --tsv $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
 
-# A run's GOP spectrum at its first, middle and last checkpoints, side by
-# side (largest first), with the steps as column heads.
-$(R)/%/spectra.tsv: $(R)/%/gop.jsonl pipeline/st-column
-	@set -e; set -- $$(ls $(@D)/spectrum/*.safetensors); \
-	pick="$$1 $$(eval echo \$${$$(( ($$# + 1) / 2 ))}) $$(eval echo \$${$$#})"; \
-	for f in $$pick; do pipeline/st-column $$f gop > $@.$$(basename $$f .safetensors); done; \
-	{ for f in $$pick; do printf '%s\t' "$$(basename $$f .safetensors)"; done | sed 's/\t$$//'; echo; \
-	  paste $$(for f in $$pick; do echo $@.$$(basename $$f .safetensors); done); } > $@+; \
-	rm -f $@.step-*; mv -f $@+ $@
+# A run's GOP spectrum at initialisation, memorisation, generalisation
+# (when reached) and the end, side by side (largest first).
+$(R)/%/spectra.tsv: $(R)/%/gop.jsonl $(R)/%/log.jsonl pipeline/spectra pipeline/st-column
+	$(Q)pipeline/spectra $(@D) > $@+ && mv -f $@+ $@
+
+# gnuplot warns of every curve without a point (a depth that never
+# generalised has no generalisation marker): expected here, so quiet
+# unless V=1.
+ifeq ($(V),1)
+PLOT_QUIET :=
+else
+PLOT_QUIET := 2> >(grep -v 'warning: Skipping data file with no valid points' >&2)
+endif
 
 define plot_rule
 $(PL)/$(1)-%.png: pipeline/plot-%.gp pipeline/style.gp $(STAMP)/plots \
@@ -210,8 +226,8 @@ $(PL)/$(1)-%.png: pipeline/plot-%.gp pipeline/style.gp $(STAMP)/plots \
     $(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/hessian.tsv $(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/gop.tsv) \
     $(R)/$(1)/d2-s$(firstword $(SEEDS))$(FIRST_VARIANT)/spectra.tsv $(R)/runs.tsv | $(O)/.study-deps
 	@mkdir -p $$(@D)
-	gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; suffix='$(FIRST_VARIANT)'; depths='$(DEPTHS)'; recipe='$(1)'; runs='$(R)/runs.tsv'; out='$$@+'" \
-	    pipeline/plot-$$*.gp && mv -f $$@+ $$@
+	$(Q)gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; suffix='$(FIRST_VARIANT)'; depths='$(DEPTHS)'; recipe='$(1)'; runs='$(R)/runs.tsv'; out='$$@+'" \
+	    pipeline/plot-$$*.gp $(PLOT_QUIET) && mv -f $$@+ $$@
 endef
 $(foreach r,$(RECIPES),$(eval $(call plot_rule,$(r))))
 
@@ -220,19 +236,22 @@ define llc_plot_rule
 $(PL)/$(1)-llc.png: pipeline/plot-llc.gp pipeline/style.gp $(STAMP)/plots \
     $(foreach d,$(DEPTHS),$(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/llc.tsv) | $(O)/.study-deps
 	@mkdir -p $$(@D)
-	gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; suffix='$(FIRST_VARIANT)'; depths='$(DEPTHS)'; recipe='$(1)'; out='$$@+'" \
-	    pipeline/plot-llc.gp && mv -f $$@+ $$@
+	$(Q)gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; suffix='$(FIRST_VARIANT)'; depths='$(DEPTHS)'; recipe='$(1)'; out='$$@+'" \
+	    pipeline/plot-llc.gp $(PLOT_QUIET) && mv -f $$@+ $$@
 endef
 $(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(eval $(call llc_plot_rule,$(r))))
 
 $(PL)/llc-calibration.png: pipeline/plot-llc-calibration.gp pipeline/style.gp $(R)/llc-calibration.tsv | $(O)/.study-deps
 	@mkdir -p $(@D)
-	gnuplot -e "tsv='$(R)/llc-calibration.tsv'; run='$(LLC_CAL_RUN:$(R)/%=%)'; out='$@+'" \
-	    pipeline/plot-llc-calibration.gp && mv -f $@+ $@
+	$(Q)gnuplot -e "tsv='$(R)/llc-calibration.tsv'; run='$(LLC_CAL_RUN:$(R)/%=%)'; out='$@+'" \
+	    pipeline/plot-llc-calibration.gp $(PLOT_QUIET) && mv -f $@+ $@
+
+$(R)/by-depth.txt: $(R)/by-depth.jsonl pipeline/by-depth-table.jq pipeline/format.jq
+	$(Q)jq -rs -L pipeline -f pipeline/by-depth-table.jq $< > $@+ && mv -f $@+ $@
 
 $(PL)/by-depth.png: pipeline/by-depth.gp pipeline/style.gp $(R)/by-depth.tsv | $(O)/.study-deps
 	@mkdir -p $(@D)
-	gnuplot -e "tsv='$(R)/by-depth.tsv'; out='$@+'" pipeline/by-depth.gp && mv -f $@+ $@
+	$(Q)gnuplot -e "tsv='$(R)/by-depth.tsv'; recipes='$(RECIPES)'; out='$@+'" pipeline/by-depth.gp $(PLOT_QUIET) && mv -f $@+ $@
 
 # Files only pattern rules name are intermediate to make, which would delete
 # them after use and remake them next time: keep them.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bats
 # The study's make graph, end to end at a tiny size in a temporary directory:
-# every expected file, a second make that does nothing, and a changed
-# parameter that redoes exactly what depends on it.
+# every expected file, what it prints, a second make that does nothing, a
+# changed parameter that redoes exactly what depends on it; and the
+# README's first command from a fresh clone.
 
 load test_helper
+load standins
 
 setup() {
 	cd "$BATS_TEST_TMPDIR" || exit 1
@@ -15,7 +17,7 @@ setup() {
 	      LLC_FLAGS="--chains 2 --draws 20 --batch 8" R="$BATS_TEST_TMPDIR/results" PL="$BATS_TEST_TMPDIR/plots")
 }
 
-# The tool invocations a make printed, counted by tool.
+# The tool invocations a make printed (with V=1), counted by tool.
 invocations() {
 	grep -oE 'bin/(gen-modadd|train-mlp|hess-eig|gop-spectrum|llc-estimate|summarize)|gnuplot -e' | sort | uniq -c |
 		sed -E 's/^ *([0-9]+) (.*)$/\2=\1/' | tr '\n' ' '
@@ -24,6 +26,22 @@ invocations() {
 @test "study: a tiny make all makes every file, then nothing, then only what a parameter touches" {
 	run make -j2 all "${ARGS[@]}"
 	assert_success
+	# quiet: a line per finished run, counted 1 to 8 however they finish, then the table
+	assert_equal "$(invocations <<<"$output")" ""
+	runs=$(grep -E '^\[ *[0-9]+/8\] (grok|seed) d[12] s[01] +memorised +([0-9]+|—)  generalised ([0-9]+|—) +final test [01]\.[0-9]{2}  \([0-9]+ s\)$' <<<"$output")
+	assert_equal "$(wc -l <<<"$runs")" 8
+	assert_equal "$(sed -E 's/^\[ *([0-9]+).*/\1/' <<<"$runs" | sort -n | tr '\n' ' ')" "1 2 3 4 5 6 7 8 "
+	assert_equal "$(grep -c '^\[' <<<"$output")" 8
+	assert_line "The study in $BATS_TEST_TMPDIR/results: p = 7, 40 steps, depths 1 2, seeds 0 1."
+	assert_line --regexp '^recipe +depth +memorised +generalised +generalised at +final test +peak sharpness λ₁ +LLC at the end$'
+	for r in grok seed; do
+		for d in 1 2; do
+			assert_line --regexp "^$r +$d +[0-2]/2 +[0-2]/2 +.* [01]\.[0-9]{2}( ± [01]\.[0-9]{2})? +"
+		done
+	done
+	assert_line --regexp '^seed +2 .* —$'   # no LLC for the control
+	assert_line "Plots: $BATS_TEST_TMPDIR/plots/ (19 files; plots/README.md says what each shows)."
+	assert_equal "$(grep -v '^make' <<<"$output" | tail -1)" "Tables: $BATS_TEST_TMPDIR/results/runs.tsv (per run), $BATS_TEST_TMPDIR/results/by-depth.tsv (per recipe and depth)."
 	for f in results/data/grok.safetensors results/data/seed.safetensors results/runs.jsonl results/runs.tsv \
 	    results/by-depth.jsonl results/by-depth.tsv plots/by-depth.png results/llc-calibration.tsv \
 	    plots/llc-calibration.png plots/grok-llc.png; do
@@ -59,21 +77,23 @@ invocations() {
 	[ "$(cut -f1 results/llc-calibration.tsv | tr '\n' ' ')" = "epsilon 1e-05 3e-05 0.0001 0.0003 0.001 0.003 " ]
 	[ -z "$(find results plots -name '*+' -o -name '.*.tmp.*')" ]
 
-	run make -j2 all "${ARGS[@]}"
+	run make -j2 all "${ARGS[@]}" V=1
 	assert_success
-	[ -z "$(invocations <<<"$output")" ]
+	assert_equal "$(invocations <<<"$output")" ""
+	refute_line --regexp '^\[[0-9]+/8\]'   # no run redone
+	assert_line --regexp '^grok +2 '   # the table, again
 
-	run make -j2 all "${ARGS[@]}" GOP_FLAGS="--top 4"
+	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4"
 	assert_success
-	[ "$(invocations <<<"$output")" = "bin/gop-spectrum=8 bin/summarize=4 gnuplot -e=17 " ]
+	assert_equal "$(invocations <<<"$output")" "bin/gop-spectrum=8 bin/summarize=4 gnuplot -e=17 "
 
-	run make -j2 all "${ARGS[@]}" GOP_FLAGS="--top 4" HESS_FLAGS="--top 2"
+	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2"
 	assert_success
-	[ "$(invocations <<<"$output")" = "bin/hess-eig=8 bin/summarize=4 gnuplot -e=17 " ]
+	assert_equal "$(invocations <<<"$output")" "bin/hess-eig=8 bin/summarize=4 gnuplot -e=17 "
 
-	run make -j2 all "${ARGS[@]}" GOP_FLAGS="--top 4" HESS_FLAGS="--top 2" LLC_FLAGS="--chains 2 --draws 21 --batch 8"
+	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2" LLC_FLAGS="--chains 2 --draws 21 --batch 8"
 	assert_success
-	[ "$(invocations <<<"$output")" = "bin/llc-estimate=5 bin/summarize=4 gnuplot -e=19 " ]
+	assert_equal "$(invocations <<<"$output")" "bin/llc-estimate=5 bin/summarize=4 gnuplot -e=19 "
 }
 
 @test "study: interrupted by SIGINT and made again, it finishes without redoing finished work" {
@@ -103,4 +123,28 @@ invocations() {
 	for f in $(cd whole && find . -name log.jsonl); do
 		diff <(metrics "whole/$f") <(metrics "results/$f")
 	done
+}
+
+@test "study: the README's first command from a fresh clone, with every package missing, succeeds first time" {
+	[ -z "$SAN" ] || skip "once, with the plain build"
+	git -C "$ROOT" rev-parse --git-dir > /dev/null 2>&1 || skip "not a git checkout"
+	git clone -q "$ROOT" clone
+	# apt-get, dpkg-query and dpkg stand-ins: every package missing until "installed",
+	# one install at a time or the stand-in fails (and records a collision)
+	standins_install "$BATS_TEST_TMPDIR"
+	T=(P=7 FRAC=0.5 STEPS=40 DEPTHS="1 2" SEEDS="0 1" CKPT_POINTS=3 LLC_FLAGS="--chains 2 --draws 20 --batch 8")
+	run make -C clone -j2 all "${T[@]}"
+	assert_success
+	assert_file_not_exist "$FAKE/collisions"
+	[ "$(grep -c '^install ' "$FAKE/calls")" -ge 1 ]   # it did install, through the stand-in
+	assert_line --partial "ensure-deps: installing: build-essential"
+	assert_line --regexp '^    CC tools/train-mlp\.c$'   # quiet build lines, not compiler commands
+	refute_line --regexp '^(cc|gcc|clang) '
+	assert_line "Plots: plots/small/ (19 files; plots/README.md says what each shows)."
+	assert_file_exist clone/plots/small/by-depth.png
+	# and a second make all, with every command shown, runs nothing
+	run make -C clone all V=1 "${T[@]}"
+	assert_success
+	assert_equal "$(invocations <<<"$output")" ""
+	refute_line --regexp '^(cc|gcc|clang|ar|tools/ensure-deps) '
 }

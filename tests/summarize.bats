@@ -169,3 +169,18 @@ setup() {
 	run summarize log.jsonl h.jsonl
 	assert_equal "$(jq '.llc' <<<"${lines[1]}")" null
 }
+
+@test "summarize --group-by: a flagged LLC counts in llc_final_flagged and not in llc_final_unflagged" {
+	# final LLC: run aaaa 5.0 (chains stayed), bbbb 40.0 (a chain left the basin), cccc none
+	llc_rec='{"record":"llc","run_id":"%s","step":%d,"llc_mean":%s,"llc_std":0.5,"chains_flagged":%d}\n'
+	{ printf '{"record":"header","tool":"llc-estimate"}\n'
+	  printf "$llc_rec" aaaa 2000 5.0 0; printf "$llc_rec" bbbb 3000 40.0 1; } > l.jsonl
+	run summarize --group-by recipe,depth a.jsonl b.jsonl c.jsonl l.jsonl
+	assert_success
+	assert_equal "$(jq -c '[.llc_final_flagged, .llc_final.mean, .llc_final.n, .llc_final_unflagged.mean, .llc_final_unflagged.n]' <<<"${lines[1]}")" \
+		'[1,22.5,2,5,1]'
+	run summarize --group-by recipe,depth --tsv a.jsonl b.jsonl c.jsonl l.jsonl
+	assert_success
+	assert_equal "$(head -1 <<<"$output" | cut -f51,55,59)" "$(printf 'llc_final_mean\tllc_final_unflagged_mean\tllc_final_flagged')"
+	assert_equal "$(sed -n 2p <<<"$output" | cut -f51,55,59)" "$(printf '22.5\t5.0\t1')"
+}

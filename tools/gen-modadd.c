@@ -63,7 +63,11 @@ help(void)
 "      --version        show the version and exit\n"
 "\n"
 "Binary data is never written to a terminal: pipe it or use -o.\n"
-"Exit status: 0 success, 1 runtime error (e.g. write error), 2 usage error.\n",
+"Exit status: 0 success, 1 runtime error (e.g. write error), 2 usage error.\n"
+"\n"
+"Examples:\n"
+"  gen-modadd -p 97 --frac 0.3 -o data.safetensors\n"
+"  gen-modadd -p 59 --op div --split label --holdout 0,1 | train-mlp --data -\n",
 	    DATASET_P_MIN, DATASET_P_MAX, DEFAULT_P, DEFAULT_FRAC);
 }
 
@@ -154,8 +158,21 @@ write_frame(const char *out, struct split *train, struct split *test,
 	st_writer_free(&w);
 }
 
-int
-main(int argc, char **argv)
+struct gen_opts {
+	long p;
+	int op, split;
+	double frac;
+	int frac_given;
+	const char *holdout_arg;   /* as given, for the metadata */
+	long long holdout[DATASET_P_MAX];
+	int nholdout;
+	uint64_t seed;
+	const char *out;
+};
+
+/* The options into o; -1 to go on, or the exit status (--help, --version, misuse). */
+static int
+parse_options(int argc, char **argv, struct gen_opts *o)
 {
 	static const struct option longopts[] = {
 		{"modulus", required_argument, NULL, 'p'},
@@ -169,29 +186,17 @@ main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	long long holdout[DATASET_P_MAX];
-	char meta[7][2][64];
-	const char *out = "-", *holdout_arg = NULL;
-	long p = DEFAULT_P;
-	double frac = DEFAULT_FRAC;
-	int op = OP_ADD, split = 0, nholdout = 0, frac_given = 0, c;
-	uint64_t seed = 0;
-	struct split train, test;
-	int32_t *order;
-	unsigned char *held;
-	int64_t npairs, ntrain, k = 0;
-	struct rng r;
+	int c;
 
-	setprogname(argv[0]);
 	while ((c = getopt_long(argc, argv, "p:o:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'p': p = (long)opt_int("-p", optarg, DATASET_P_MIN, DATASET_P_MAX); break;
-		case 'O': op = opt_choice("--op", optarg, op_names); break;
-		case 'f': frac = opt_real_open("--frac", optarg, 0, 1); frac_given = 1; break;
-		case 'S': split = opt_choice("--split", optarg, split_names); break;
-		case 'H': holdout_arg = optarg; break;
-		case 's': seed = opt_seed("--seed", optarg); break;
-		case 'o': out = optarg; break;
+		case 'p': o->p = (long)opt_int("-p", optarg, DATASET_P_MIN, DATASET_P_MAX); break;
+		case 'O': o->op = opt_choice("--op", optarg, op_names); break;
+		case 'f': o->frac = opt_real_open("--frac", optarg, 0, 1); o->frac_given = 1; break;
+		case 'S': o->split = opt_choice("--split", optarg, split_names); break;
+		case 'H': o->holdout_arg = optarg; break;
+		case 's': o->seed = opt_seed("--seed", optarg); break;
+		case 'o': o->out = optarg; break;
 		case 'h': help(); finish_stdout(); return 0;
 		case 'V': printf("gen-modadd %s\n", GROK_VERSION); finish_stdout(); return 0;
 		default: fprintf(stderr, "Try 'gen-modadd --help' for more information.\n"); return EXIT_USAGE;
@@ -199,79 +204,120 @@ main(int argc, char **argv)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
-	if (op == OP_DIV && !is_prime(p))
-		usage_error("--op div needs a prime modulus, but -p %ld = %ld x %ld",
-		    p, smallest_factor(p), p / smallest_factor(p));
-	if (split == 1 && !holdout_arg)
-		usage_error("--split label needs --holdout LABELS (example: --holdout 1,2)");
-	if (split == 0 && holdout_arg)
-		usage_error("--holdout needs --split label");
-	if (split == 1 && frac_given)
-		usage_error("--frac applies to --split random only; --split label splits by --holdout");
-	if (holdout_arg)
-		nholdout = opt_int_list("--holdout", holdout_arg, 0, p - 1, holdout, (int)p);
-	if (strcmp(out, "-") == 0 && isatty(STDOUT_FILENO))
-		usage_error("refusing to write binary data to a terminal; pipe it or use -o FILE");
+	return -1;
+}
 
-	npairs = op == OP_DIV ? p * (p - 1) : p * p;
-	train.x = xmalloc(xmul((size_t)npairs, 2 * sizeof(int32_t)));
-	train.y = xmalloc(xmul((size_t)npairs, sizeof(int32_t)));
-	test.x = xmalloc(xmul((size_t)npairs, 2 * sizeof(int32_t)));
-	test.y = xmalloc(xmul((size_t)npairs, sizeof(int32_t)));
-	train.n = test.n = 0;
+/* Options that make sense alone but not together; exits 2 on any. */
+static void
+check_options(struct gen_opts *o)
+{
+	if (o->op == OP_DIV && !is_prime(o->p))
+		usage_error("--op div needs a prime modulus, but -p %ld = %ld x %ld",
+		    o->p, smallest_factor(o->p), o->p / smallest_factor(o->p));
+	if (o->split == 1 && !o->holdout_arg)
+		usage_error("--split label needs --holdout LABELS (example: --holdout 1,2)");
+	if (o->split == 0 && o->holdout_arg)
+		usage_error("--holdout needs --split label");
+	if (o->split == 1 && o->frac_given)
+		usage_error("--frac applies to --split random only; --split label splits by --holdout");
+	if (o->holdout_arg)
+		o->nholdout = opt_int_list("--holdout", o->holdout_arg, 0, o->p - 1, o->holdout, (int)o->p);
+	if (strcmp(o->out, "-") == 0 && isatty(STDOUT_FILENO))
+		usage_error("refusing to write binary data to a terminal; pipe it or use -o FILE");
+}
+
+/*
+ * Every pair into train or test (allocated here, each big enough for all
+ * pairs), by a seeded permutation or by label; with --split label,
+ * o->frac becomes the fraction that landed in train.
+ */
+static void
+split_pairs(struct gen_opts *o, struct split *train, struct split *test)
+{
+	long p = o->p;
+	int64_t npairs = o->op == OP_DIV ? p * (p - 1) : p * p, ntrain, k = 0;
+	int32_t *order;
+
+	train->x = xmalloc(xmul((size_t)npairs, 2 * sizeof(int32_t)));
+	train->y = xmalloc(xmul((size_t)npairs, sizeof(int32_t)));
+	test->x = xmalloc(xmul((size_t)npairs, 2 * sizeof(int32_t)));
+	test->y = xmalloc(xmul((size_t)npairs, sizeof(int32_t)));
+	train->n = test->n = 0;
 	order = xmalloc(xmul((size_t)npairs, sizeof(int32_t)));
 	for (long x = 0; x < p; x++)
-		for (long y = op == OP_DIV ? 1 : 0; y < p; y++)
+		for (long y = o->op == OP_DIV ? 1 : 0; y < p; y++)
 			order[k++] = (int32_t)(x * p + y);
 
-	if (split == 0) {
-		ntrain = llround(frac * (double)npairs);
+	if (o->split == 0) {
+		struct rng r;
+		ntrain = llround(o->frac * (double)npairs);
 		if (ntrain < 1 || ntrain >= npairs)
 			usage_error("--frac %g of %lld pairs gives %lld training pairs; both splits need at least one",
-			    frac, (long long)npairs, (long long)ntrain);
-		rng_init(&r, seed, RNG_SPLIT);
+			    o->frac, (long long)npairs, (long long)ntrain);
+		rng_init(&r, o->seed, RNG_SPLIT);
 		rng_shuffle(&r, order, (size_t)npairs);
 		for (int64_t i = 0; i < npairs; i++) {
 			long x = order[i] / p, y = order[i] % p;
-			put(i < ntrain ? &train : &test, x, y, apply(op, x, y, p));
+			put(i < ntrain ? train : test, x, y, apply(o->op, x, y, p));
 		}
 	} else {
-		held = xcalloc((size_t)p, 1);
-		for (int i = 0; i < nholdout; i++)
-			held[holdout[i]] = 1;
+		unsigned char *held = xcalloc((size_t)p, 1);
+		for (int i = 0; i < o->nholdout; i++)
+			held[o->holdout[i]] = 1;
 		for (int64_t i = 0; i < npairs; i++) {
-			long x = order[i] / p, y = order[i] % p, label = apply(op, x, y, p);
-			put(held[label] ? &test : &train, x, y, label);
+			long x = order[i] / p, y = order[i] % p, label = apply(o->op, x, y, p);
+			put(held[label] ? test : train, x, y, label);
 		}
 		free(held);
-		if (train.n == 0)
-			usage_error("--holdout %s holds out every pair; nothing is left to train on", holdout_arg);
-		frac = (double)train.n / (double)npairs;
+		if (train->n == 0)
+			usage_error("--holdout %s holds out every pair; nothing is left to train on", o->holdout_arg);
+		o->frac = (double)train->n / (double)npairs;
 	}
+	free(order);
+}
+
+/* The frame's metadata, then the frame itself. */
+static void
+write_dataset(const struct gen_opts *o, struct split *train, struct split *test)
+{
+	char meta[7][2][64];
 
 	snprintf(meta[0][0], 64, "p");
-	snprintf(meta[0][1], 64, "%ld", p);
+	snprintf(meta[0][1], 64, "%ld", o->p);
 	snprintf(meta[1][0], 64, "op");
-	snprintf(meta[1][1], 64, "%s", op_names[op]);
+	snprintf(meta[1][1], 64, "%s", op_names[o->op]);
 	snprintf(meta[2][0], 64, "frac");
-	format_real(meta[2][1], 64, frac);
+	format_real(meta[2][1], 64, o->frac);
 	snprintf(meta[3][0], 64, "split");
-	snprintf(meta[3][1], 64, "%s", split_names[split]);
+	snprintf(meta[3][1], 64, "%s", split_names[o->split]);
 	snprintf(meta[4][0], 64, "seed");
-	snprintf(meta[4][1], 64, "%llu", (unsigned long long)seed);
+	snprintf(meta[4][1], 64, "%llu", (unsigned long long)o->seed);
 	snprintf(meta[5][0], 64, "generator");
 	snprintf(meta[5][1], 64, "gen-modadd %s", GROK_VERSION);
 	snprintf(meta[6][0], 64, "format");
 	snprintf(meta[6][1], 64, "modadd-v1");
-	write_frame(out, &train, &test, meta, 7,
-	    holdout_arg ? holdout_arg : "");
+	write_frame(o->out, train, test, meta, 7, o->holdout_arg ? o->holdout_arg : "");
+}
 
-	free(order);
+int
+main(int argc, char **argv)
+{
+	struct gen_opts o = {.p = DEFAULT_P, .op = OP_ADD, .frac = DEFAULT_FRAC, .out = "-"};
+	struct split train, test;
+	int rc;
+
+	setprogname(argv[0]);
+	if ((rc = parse_options(argc, argv, &o)) >= 0)
+		return rc;
+	check_options(&o);
+	split_pairs(&o, &train, &test);
+	write_dataset(&o, &train, &test);
+
 	free(train.x);
 	free(train.y);
 	free(test.x);
 	free(test.y);
-	if (strcmp(out, "-") == 0)
+	if (strcmp(o.out, "-") == 0)
 		finish_stdout();
 	return 0;
 }

@@ -87,9 +87,10 @@ help(void)
 	printf(
 "\n"
 "Read train-mlp, hess-eig, gop-spectrum and llc-estimate JSON-lines logs (the\n"
-"arguments,"
-"or their paths one per line on standard input), join them by run_id, and\n"
-"write one record per run (or per group with --group-by) after a header.\n"
+"arguments, or their paths one per line on standard input), join them by\n"
+"run_id, and "
+"write one record per run (or per group with --group-by) after a\n"
+"header.\n"
 "\n"
 "      --threshold T      accuracy that counts as memorised (train) and\n"
 "                         generalised (test), 0 < T <= 1 (default 0.99)\n"
@@ -103,7 +104,11 @@ help(void)
 "\n"
 "A log that ends early (an interrupted run) counts up to its last whole\n"
 "record; its status is 'incomplete' if it has no final record.\n"
-"Exit status: 0 success, 1 a file that is not one of our logs, 2 usage error.\n");
+"Exit status: 0 success, 1 a file that is not one of our logs, 2 usage error.\n"
+"\n"
+"Examples:\n"
+"  summarize results/small/*/*/log.jsonl results/small/*/*/hessian.jsonl > runs.jsonl\n"
+"  ls results/small/*/*/*.jsonl | summarize --group-by recipe,depth --tsv > by-depth.tsv\n");
 }
 
 static struct run *
@@ -536,35 +541,58 @@ stats(const double *v, int n)
 	    "std", k > 1 ? jnum(sqrt(s2 / (k - 1))) : json_null(), "min", jnum(mn), "max", jnum(mx), "n", k);
 }
 
-static double
-field(json_t *rec, const char *a, const char *b)
-{
-	json_t *v = json_object_get(rec, a);
+/*
+ * What a group record summarises: the run record's field a (its member b,
+ * if any), under name.  unflagged: LLC estimates whose chains left the
+ * basin are left out (they are not estimates of anything), so that a mean
+ * over them is never drawn as if it were one.
+ */
+struct group_metric {
+	const char *a, *b, *name;
+	int unflagged;
+};
 
-	if (b)
-		v = json_object_get(json_object_get(v, b), strcmp(a, "llc") == 0 ? "llc" : "top");
+static const struct group_metric group_metrics[] = {
+	{"memorisation_step", NULL, "memorisation_step", 0},
+	{"generalisation_step", NULL, "generalisation_step", 0},
+	{"grokking_delay", NULL, "grokking_delay", 0},
+	{"grokking_ratio", NULL, "grokking_ratio", 0},
+	{"final_test_acc", NULL, "final_test_acc", 0},
+	{"best_test_acc", NULL, "best_test_acc", 0},
+	{"hessian", "peak", "peak_sharpness", 0},
+	{"hessian", "at_memorisation", "sharpness_at_memorisation", 0},
+	{"hessian", "at_generalisation", "sharpness_at_generalisation", 0},
+	{"llc", "at_memorisation", "llc_at_memorisation", 0},
+	{"llc", "at_generalisation", "llc_at_generalisation", 0},
+	{"llc", "final", "llc_final", 0},
+	{"llc", "final", "llc_final_unflagged", 1},
+	{NULL, NULL, NULL, 0},
+};
+
+static double
+field(json_t *rec, const struct group_metric *m)
+{
+	json_t *v = json_object_get(rec, m->a);
+
+	if (m->b) {
+		json_t *at = json_object_get(v, m->b);
+		if (m->unflagged && json_is_true(json_object_get(at, "flagged")))
+			return NAN;
+		v = json_object_get(at, strcmp(m->a, "llc") == 0 ? "llc" : "top");
+	}
 	return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-static const char *const group_metrics[][3] = {
-	{"memorisation_step", NULL, "memorisation_step"},
-	{"generalisation_step", NULL, "generalisation_step"},
-	{"grokking_delay", NULL, "grokking_delay"},
-	{"grokking_ratio", NULL, "grokking_ratio"},
-	{"final_test_acc", NULL, "final_test_acc"},
-	{"best_test_acc", NULL, "best_test_acc"},
-	{"hessian", "peak", "peak_sharpness"},
-	{"hessian", "at_memorisation", "sharpness_at_memorisation"},
-	{"hessian", "at_generalisation", "sharpness_at_generalisation"},
-	{"llc", "at_memorisation", "llc_at_memorisation"},
-	{"llc", "at_generalisation", "llc_at_generalisation"},
-	{"llc", "final", "llc_final"},
-	{NULL, NULL, NULL},
-};
+/* Runs whose LLC at the last checkpoint is flagged (some chain left the basin). */
+static int
+llc_final_flagged(json_t *rec)
+{
+	return json_is_true(json_object_get(json_object_get(json_object_get(rec, "llc"), "final"), "flagged"));
+}
 
 /* Group summaries over the run records, by the listed keys. */
 static json_t *
-groups(json_t *recs, char **keys, int nkeys)
+groups(json_t *recs, char *const *keys, int nkeys)
 {
 	json_t *out = json_array();
 	size_t n = json_array_size(recs);
@@ -573,7 +601,7 @@ groups(json_t *recs, char **keys, int nkeys)
 	for (size_t i = 0; i < n; i++) {
 		json_t *g, *first = json_array_get(recs, i);
 		size_t *members, m = 0;
-		int mem = 0, gen = 0, div = 0;
+		int mem = 0, gen = 0, div = 0, flagged = 0;
 		if (done[i])
 			continue;
 		members = xmalloc(xmul(n, sizeof *members));
@@ -597,16 +625,18 @@ groups(json_t *recs, char **keys, int nkeys)
 			mem += json_is_true(json_object_get(r, "memorised"));
 			gen += json_is_true(json_object_get(r, "generalised"));
 			div += json_is_true(json_object_get(r, "diverged"));
+			flagged += llc_final_flagged(r);
 		}
 		json_object_set_new(g, "runs", json_integer((json_int_t)m));
 		json_object_set_new(g, "memorised", json_integer(mem));
 		json_object_set_new(g, "generalised", json_integer(gen));
 		json_object_set_new(g, "diverged", json_integer(div));
-		for (int q = 0; group_metrics[q][0]; q++) {
+		json_object_set_new(g, "llc_final_flagged", json_integer(flagged));
+		for (const struct group_metric *q = group_metrics; q->a; q++) {
 			double *v = xmalloc(xmul(m + 1, sizeof *v));
 			for (size_t j = 0; j < m; j++)
-				v[j] = field(json_array_get(recs, members[j]), group_metrics[q][0], group_metrics[q][1]);
-			json_object_set_new(g, group_metrics[q][2], stats(v, (int)m));
+				v[j] = field(json_array_get(recs, members[j]), q);
+			json_object_set_new(g, q->name, stats(v, (int)m));
 			free(v);
 		}
 		json_array_append_new(out, g);
@@ -667,7 +697,7 @@ tsv_runs(json_t *recs)
 }
 
 static void
-tsv_groups(json_t *gs, char **keys, int nkeys)
+tsv_groups(json_t *gs, char *const *keys, int nkeys)
 {
 	size_t i;
 	json_t *g;
@@ -675,10 +705,10 @@ tsv_groups(json_t *gs, char **keys, int nkeys)
 	for (int k = 0; k < nkeys; k++)
 		printf("%s\t", keys[k]);
 	printf("runs\tmemorised\tgeneralised\tdiverged");
-	for (int q = 0; group_metrics[q][0]; q++)
-		printf("\t%s_mean\t%s_std\t%s_min\t%s_max", group_metrics[q][2], group_metrics[q][2],
-		    group_metrics[q][2], group_metrics[q][2]);
-	putchar('\n');
+	for (const struct group_metric *q = group_metrics; q->a; q++)
+		printf("\t%s_mean\t%s_std\t%s_min\t%s_max", q->name, q->name, q->name, q->name);
+	/* last, so that the columns before keep their numbers */
+	printf("\tllc_final_flagged\n");
 	json_array_foreach(gs, i, g) {
 		for (int k = 0; k < nkeys; k++) {
 			tsv_value(json_object_get(g, keys[k]));
@@ -688,20 +718,48 @@ tsv_groups(json_t *gs, char **keys, int nkeys)
 		    (long long)json_integer_value(json_object_get(g, "memorised")),
 		    (long long)json_integer_value(json_object_get(g, "generalised")),
 		    (long long)json_integer_value(json_object_get(g, "diverged")));
-		for (int q = 0; group_metrics[q][0]; q++) {
-			json_t *s = json_object_get(g, group_metrics[q][2]);
+		for (const struct group_metric *q = group_metrics; q->a; q++) {
+			json_t *s = json_object_get(g, q->name);
 			static const char *const part[] = {"mean", "std", "min", "max"};
 			for (int p = 0; p < 4; p++) {
 				putchar('\t');
 				tsv_value(json_object_get(s, part[p]));
 			}
 		}
+		putchar('\t');
+		tsv_value(json_object_get(g, "llc_final_flagged"));
 		putchar('\n');
 	}
 }
 
-int
-main(int argc, char **argv)
+struct options {
+	double threshold;
+	char *keys[16];   /* --group-by's keys, pointing into gcopy */
+	int nkeys, tsv;
+	char *gcopy;
+};
+
+static void
+parse_group_by(struct options *o, const char *arg)
+{
+	char *save = NULL;
+
+	free(o->gcopy);
+	o->gcopy = xstrdup(arg);
+	o->nkeys = 0;
+	for (char *t = strtok_r(o->gcopy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		opt_choice("--group-by", t, group_keys);
+		if (o->nkeys == 16)
+			usage_error("--group-by: more than 16 keys");
+		o->keys[o->nkeys++] = t;
+	}
+	if (o->nkeys == 0)
+		usage_error("--group-by: no keys (example: --group-by recipe,depth)");
+}
+
+/* The options into o; -1 to go on, or the exit status (--help, --version, misuse). */
+static int
+parse_options(int argc, char **argv, struct options *o)
 {
 	enum { O_THRESHOLD = 256, O_GROUPBY, O_TSV, O_VERSION };
 	static const struct option longopts[] = {
@@ -712,34 +770,73 @@ main(int argc, char **argv)
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
 	};
-	double threshold = 0.99;
-	char *keys[16], *gcopy = NULL, **files, *save = NULL;
-	int nkeys = 0, tsv = 0, ch;
-	size_t nfiles;
-	json_t *inputs, *recs, *gkeys, *config, *header;
+	int ch;
 
-	setprogname(argv[0]);
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
-		case O_THRESHOLD: threshold = opt_real("--threshold", optarg, 1e-9, 1); break;
-		case O_GROUPBY:
-			free(gcopy);
-			gcopy = xstrdup(optarg);
-			nkeys = 0;
-			for (char *t = strtok_r(gcopy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-				opt_choice("--group-by", t, group_keys);
-				if (nkeys == 16)
-					usage_error("--group-by: more than 16 keys");
-				keys[nkeys++] = t;
-			}
-			if (nkeys == 0)
-				usage_error("--group-by: no keys (example: --group-by recipe,depth)");
-			break;
-		case O_TSV: tsv = 1; break;
+		case O_THRESHOLD: o->threshold = opt_real("--threshold", optarg, 1e-9, 1); break;
+		case O_GROUPBY: parse_group_by(o, optarg); break;
+		case O_TSV: o->tsv = 1; break;
 		case 'h': help(); finish_stdout(); return 0;
 		case O_VERSION: printf("summarize %s\n", GROK_VERSION); finish_stdout(); return 0;
 		default: fprintf(stderr, "Try 'summarize --help' for more information.\n"); return EXIT_USAGE;
 		}
+	}
+	return -1;
+}
+
+/* The run records, in order of recipe, depth, seed, wd and frac. */
+static json_t *
+run_records(double threshold)
+{
+	json_t *recs = json_array();
+
+	qsort(runs, nruns, sizeof *runs, cmp_runs);
+	for (size_t i = 0; i < nruns; i++) {
+		if (!runs[i].config) {
+			warn("run %s: analyses but no train-mlp log; left out", runs[i].id);
+			continue;
+		}
+		json_array_append_new(recs, summarise(&runs[i], threshold));
+	}
+	return recs;
+}
+
+/* The records (or their groups) as JSON lines after the header, or as a table; takes header. */
+static void
+emit(json_t *header, json_t *recs, const struct options *o)
+{
+	json_t *out = o->nkeys ? groups(recs, o->keys, o->nkeys) : json_incref(recs);
+	size_t i;
+	json_t *r;
+
+	if (o->tsv) {
+		if (o->nkeys)
+			tsv_groups(out, o->keys, o->nkeys);
+		else
+			tsv_runs(out);
+		json_decref(header);
+	} else {
+		jsonl_emit(stdout, header);
+		json_array_foreach(out, i, r)
+			jsonl_emit(stdout, json_incref(r));
+	}
+	json_decref(out);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o = {.threshold = 0.99};
+	char **files;
+	size_t nfiles;
+	int rc;
+	json_t *inputs, *recs, *gkeys, *config, *header;
+
+	setprogname(argv[0]);
+	if ((rc = parse_options(argc, argv, &o)) >= 0) {
+		free(o.gcopy);
+		return rc;
 	}
 	if (optind < argc) {
 		files = argv + optind;
@@ -750,50 +847,21 @@ main(int argc, char **argv)
 		files = read_lines(stdin, "<stdin>", MAX_FILES, &nfiles);
 	}
 	inputs = json_object();
-	recs = json_array();
-	gkeys = json_array();
 	for (size_t i = 0; i < nfiles; i++)
 		read_log(files[i], inputs);
+	recs = run_records(o.threshold);
 
-	qsort(runs, nruns, sizeof *runs, cmp_runs);
-	for (size_t i = 0; i < nruns; i++) {
-		if (!runs[i].config) {
-			warn("run %s: analyses but no train-mlp log; left out", runs[i].id);
-			continue;
-		}
-		json_array_append_new(recs, summarise(&runs[i], threshold));
-	}
-	for (int k = 0; k < nkeys; k++)
-		json_array_append_new(gkeys, json_string(keys[k]));
-	config = json_pack("{s:o, s:o, s:b}", "threshold", jnum(threshold), "group_by", gkeys, "tsv", tsv);
+	gkeys = json_array();
+	for (int k = 0; k < o.nkeys; k++)
+		json_array_append_new(gkeys, json_string(o.keys[k]));
+	config = json_pack("{s:o, s:o, s:b}", "threshold", jnum(o.threshold), "group_by", gkeys, "tsv", o.tsv);
 	header = jsonl_header("summarize", argc, argv, 0, config);
 	json_object_set_new(header, "inputs", inputs);
-	if (tsv) {
-		if (nkeys) {
-			json_t *gs = groups(recs, keys, nkeys);
-			tsv_groups(gs, keys, nkeys);
-			json_decref(gs);
-		} else {
-			tsv_runs(recs);
-		}
-		json_decref(header);
-	} else {
-		size_t i;
-		json_t *r;
-		jsonl_emit(stdout, header);
-		if (nkeys) {
-			json_t *gs = groups(recs, keys, nkeys);
-			json_array_foreach(gs, i, r)
-				jsonl_emit(stdout, json_incref(r));
-			json_decref(gs);
-		} else {
-			json_array_foreach(recs, i, r)
-				jsonl_emit(stdout, json_incref(r));
-		}
-	}
+	emit(header, recs, &o);
+
 	json_decref(recs);
 	free_runs();
-	free(gcopy);
+	free(o.gcopy);
 	if (optind >= argc)
 		free_lines(files, nfiles);
 	finish_stdout();
