@@ -159,16 +159,13 @@ $(BENCH_DATA): $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
 	$(O)/bin/gen-modadd -p 97 -o $@
 
+# BENCH_FLAGS: run.py's options, e.g. --only train,hess --reps 5.
+BENCH_FLAGS ?=
 bench: tools $(O)/bench/bench_step $(O)/bench/bench_eig $(BENCH_DATA)
 	tools/ensure-deps ref
-	$(PYTHON) tests/bench/bench_train.py $(O)/bin $(O)/bench $(BENCH_DATA)
+	$(PYTHON) tests/bench/run.py $(BENCH_FLAGS) $(O)/bin $(O)/bench $(BENCH_DATA) $(O)/bench/bench.jsonl
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
-	$(PYTHON) tests/bench/bench_hess.py $(O)/bin $(O)/bench $(BENCH_DATA) "$$d" && \
-	$(PYTHON) tests/bench/bench_gop.py $(O)/bin "$$d" && \
-	$(PYTHON) tests/bench/bench_llc.py $(O)/bin $(BENCH_DATA) "$$d" && \
 	$(PYTHON) tests/bench/bench_transformer.py $(O)/bin "$$d"
-	@echo '# LAPACK on the GOP Gram matrix size of the default data set (n = 2823):'
-	$(O)/bench/bench_eig 2823
 
 # Fuzzing (clang's libFuzzer with ASan and UBSan): every reader of outside
 # data.  `make fuzz` runs each target FUZZ_SECONDS; `make test` runs them

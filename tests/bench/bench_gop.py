@@ -1,116 +1,82 @@
-#!/usr/bin/env python3
-"""make bench, GOP part: gop-spectrum's full spectrum of the per-example
+"""make bench, GOP part: gop-spectrum's spectrum of the per-example
 gradient Gram matrix against PyTorch's closed-form Gram (the same
 layer-by-layer identity, with autograd's per-example deltas) + eigvalsh,
-and against its vmap per-example route (functorch: J, then J J^T), in the
-same run, one thread each, float64 eigensolvers both.  Our time is the
-record's own with --no-centred (one spectrum, like PyTorch's); the default
-run, which adds the centred spectrum, is shown too.  Ours and the
-closed-form route take turns, SOLVES times each, and each side's median is
-reported (one run of either can be off by a third on a shared machine);
-the vmap route, slower by far, runs once.
+float64 eigensolvers both, one thread each and then all cores each; and,
+once and on one thread at the smaller size, against the generic vmap
+route (functorch per-example gradients, then J J^T).
 
-usage: bench_gop.py BINDIR WORKDIR [DEPTHS] [FRACS]"""
+Ours is timed twice a repetition: with --no-centred (one spectrum, as
+PyTorch's) and as the study runs it (the centred spectrum too).  The
+times are the record's own (checkpoint read included); PyTorch's from
+the model in memory.  A ratio is the median over the interleaved
+repetitions of ours/theirs with its range.  Run alone: run.py --only gop."""
 
-import json
 import os
-import sys
-import time
 
-import numpy as np
-import torch
+from benchlib import Series, last_record, mode_name, ratios, record, run_ours, table
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
-from refcommon import inputs, load_st, model_from, run  # noqa: E402
-
-SOLVES = 3
+DEPTHS = (2, 7)
+FRACS = ("0.1", "0.3")
 
 
-def closed_form(model, X, Y, depth):
-    """K = sum over layers of (D D^T) * (A A^T + 1) / n, D per-example deltas."""
-    n = len(Y)
-    acts, zs, a = [X], [], X
-    layers = [m for m in model if isinstance(m, torch.nn.Linear)]
-    for i, lin in enumerate(layers):
-        z = lin(a)
-        zs.append(z)
-        a = torch.relu(z) if i < depth else z
-        if i < depth:
-            acts.append(a)
-    loss = torch.nn.functional.cross_entropy(zs[-1], Y, reduction="sum")
-    deltas = torch.autograd.grad(loss, zs)
-    K = torch.zeros(n, n, dtype=torch.float64)
-    for i in range(depth + 1):
-        d = deltas[i].double()
-        ai = acts[i].double()
-        K += (d @ d.T) * (ai @ ai.T + 1)
-    return torch.linalg.eigvalsh(K.detach() / n)
+def setup(ctx, frac, depth):
+    data = os.path.join(ctx.work, f"gop-{frac}.safetensors")
+    if not os.path.exists(data):
+        run_ours([os.path.join(ctx.bindir, "gen-modadd"), "-p", "97", "--frac", frac, "-o", data], 1)
+    ck = os.path.join(ctx.work, f"gop-ck-{frac}-{depth}")
+    if not os.path.isdir(ck):
+        run_ours([os.path.join(ctx.bindir, "train-mlp"), "--data", data, "--depth", str(depth), "--steps", "200",
+                  "--log-every", "200", "--ckpt-dir", ck, "--quiet"], 1)
+    return data, os.path.join(ck, "step-00000200.safetensors")
 
 
-def vmap_route(model, X, Y):
-    import functorch
-    fmodel, params = functorch.make_functional(model)
-
-    def loss1(p, x, y):
-        return torch.nn.functional.cross_entropy(fmodel(p, x[None]), y[None])
-    grads = functorch.vmap(functorch.grad(loss1), in_dims=(None, 0, 0))(params, X, Y)
-    J = torch.cat([g.reshape(len(Y), -1) for g in grads], dim=1).double()
-    return torch.linalg.eigvalsh(J.detach() @ J.detach().T / len(Y))
+def gop(ctx, threads, data, ck, *flags):
+    out, thr = run_ours([os.path.join(ctx.bindir, "gop-spectrum"), "--data", data, "--threads", str(threads),
+                         *flags, ck], threads)
+    return last_record(out), thr
 
 
-def timed(f):
-    t = time.perf_counter()
-    out = f()
-    return out, time.perf_counter() - t
+def measure(ctx, threads, frac, depth):
+    peer = ctx.peer(threads)
+    data, ck = setup(ctx, frac, depth)
+    m = {k: Series() for k in ("ours", "ours_centred", "torch")}
+    thr = {}
+    for _ in range(ctx.reps):
+        rec, thr["ours"] = gop(ctx, threads, data, ck, "--no-centred")
+        m["ours"].add(rec["seconds"])
+        ans = peer.call("gop_closed_form", data=data, ckpt=ck, depth=depth)
+        m["torch"].add(ans["seconds"])
+        thr["torch"] = ans["os_threads"]
+        full, _ = gop(ctx, threads, data, ck)
+        m["ours_centred"].add(full["seconds"])
+    top = ans["top"]
+    diff = max(abs(a - b) / b for a, b in zip(rec["gop"]["top"], top))
+    vmap = None
+    if threads == 1 and frac == FRACS[0]:
+        vmap = peer.call("gop_vmap", data=data, ckpt=ck, depth=depth)["seconds"]
+    return m, rec, diff, vmap, thr
 
 
-def main():
-    bindir, work = sys.argv[1:3]
-    depths = [int(d) for d in (sys.argv[3] if len(sys.argv) > 3 else "2,7").split(",")]
-    fracs = (sys.argv[4] if len(sys.argv) > 4 else "0.1,0.3").split(",")
-    torch.set_num_threads(1)
-    print(f"# GOP full spectrum (train set, p=97, width 128, one thread each); torch {torch.__version__}")
-    print(f"{'depth':>5} {'frac':>5} {'n':>5} {'ours s':>7} {'ours+centred s':>14} {'torch closed s':>14} {'ratio':>6} "
-          f"{'torch vmap s':>12} {'ours MiB':>9} {'max rel diff':>12}")
-    for frac in fracs:
-        data_path = os.path.join(work, f"gop-{frac}.safetensors")
-        run([os.path.join(bindir, "gen-modadd"), "-p", "97", "--frac", frac, "-o", data_path])
-        _, data = load_st(data_path)
-        X = inputs(data["train.x"], 97, "onehot")
-        Y = torch.tensor(np.array(data["train.y"]), dtype=torch.long)
-        for depth in depths:
-            ck = os.path.join(work, f"gop-ck-{frac}-{depth}")
-            run([os.path.join(bindir, "train-mlp"), "--data", data_path, "--depth", str(depth), "--steps", "200",
-                 "--log-every", "200", "--ckpt-dir", ck, "--quiet"])
-            path = os.path.join(ck, "step-00000200.safetensors")
-            model = model_from(load_st(path)[1], depth)
-            ours_t, closed_t = [], []
-            for _ in range(SOLVES):
-                ours = json.loads(run([os.path.join(bindir, "gop-spectrum"), "--data", data_path, "--no-centred",
-                                       path]).splitlines()[-1])
-                ours_t.append(ours["seconds"])
-                ev, t = timed(lambda: closed_form(model, X, Y, depth))
-                closed_t.append(t)
-            ours["seconds"], t_closed = float(np.median(ours_t)), float(np.median(closed_t))
-            full = json.loads(run([os.path.join(bindir, "gop-spectrum"), "--data", data_path, path]).splitlines()[-1])
-            try:
-                _, t_vmap = timed(lambda: vmap_route(model, X, Y))
-                vm = f"{t_vmap:>12.2f}"
-            except Exception as e:  # noqa: BLE001 - report, do not hide
-                t_vmap, vm = None, f"{'failed':>12}"
-                print(f"# vmap route failed: {e}", file=sys.stderr)
-            top = np.sort(ev.numpy())[::-1][:10]
-            diff = float(np.max(np.abs(np.array(ours["gop"]["top"]) - top) / top))
-            print(f"{depth:>5} {frac:>5} {ours['n']:>5} {ours['seconds']:>7.2f} {full['seconds']:>14.2f} "
-                  f"{t_closed:>14.2f} {ours['seconds'] / t_closed:>6.2f} {vm} {ours['peak_rss_mib']:>9.1f} "
-                  f"{diff:>12.1e}", flush=True)
-            print(json.dumps({"record": "bench", "bench": "gop", "depth": depth, "frac": float(frac), "n": ours["n"],
-                              "ours_seconds": ours["seconds"], "ours_with_centred_seconds": full["seconds"],
-                              "torch_closed_form_seconds": t_closed, "ratio": ours["seconds"] / t_closed,
-                              "torch_vmap_seconds": t_vmap, "ours_peak_rss_mib": ours["peak_rss_mib"],
-                              "top10_max_rel_diff": diff}))
-    print("# target: ratio <= 0.5 against the closed-form route; memory O(n^2), never O(P^2)")
-
-
-if __name__ == "__main__":
-    main()
+def bench(ctx):
+    for threads in ctx.modes:
+        rows = []
+        for frac in FRACS:
+            for depth in DEPTHS:
+                m, rec, diff, vmap, thr = measure(ctx, threads, frac, depth)
+                r, rc = ratios(m["ours"], m["torch"]), ratios(m["ours_centred"], m["torch"])
+                rows.append([depth, frac, f"{rec['n']:,}", m["ours"].fmt(), m["torch"].fmt(), r.fmt(spread=True),
+                             m["ours_centred"].fmt(), rc.fmt(spread=True),
+                             f"{vmap:.2f}" if vmap is not None else "–", f"{thr['ours']} / {thr['torch']}",
+                             f"{rec['peak_rss_mib']:.1f}", f"{diff:.0e}"])
+                record(ctx, bench="gop", threads=threads, depth=depth, frac=float(frac), n=rec["n"],
+                       **{k: v.values for k, v in m.items()}, ratio=r.median, ratio_range=[min(r.values),
+                       max(r.values)], centred_ratio=rc.median, centred_ratio_range=[min(rc.values),
+                       max(rc.values)], torch_vmap_seconds=vmap, os_threads=thr,
+                       ours_peak_rss_mib=rec["peak_rss_mib"], top10_max_rel_diff=diff)
+        table(f"gop-spectrum: GOP spectrum of the training set, {mode_name(threads)}",
+              ["depth", "frac", "n", "ours s (--no-centred)", "torch closed-form Gram + eigvalsh s",
+               "ratio (range)", "ours s (default, + centred)", "ratio (range)", "torch vmap route s",
+               "threads ours / torch", "ours MiB", "top-10 max rel diff"],
+              rows, [f"p = 97, width 128, checkpoints after 200 steps; medians of {ctx.reps} interleaved "
+                     f"repetitions, ratio = ours / torch closed form. The vmap route runs once, one thread, "
+                     f"at the smaller n only (it takes minutes at the larger)."])

@@ -1,104 +1,87 @@
-#!/usr/bin/env python3
-"""make bench, Hessian part: hess-eig's Hessian-vector product and top-5
-Lanczos solve against PyTorch's double-backward HVP and its 20-iteration
-power method (PyHessian's recipe) for the top eigenvalue, in the same run,
-one thread each, float32 both, on a checkpoint trained for 300 steps.
-Our solve time is the record's own (checkpoint read, loss and gradient,
-Lanczos with --converge value: eigenvalues to 1e-4, the target's terms);
-PyTorch's is its 20 iterations alone.  The two solves take turns, SOLVES
-times each, and each side's median is reported: on a shared machine one
-run of either can be off by half.
+"""make bench, Hessian part: hess-eig against PyTorch's double-backward
+products as PyHessian takes them (the first-order graph built once per
+point, every product a backward through it with retain_graph=True), on a
+checkpoint trained for 300 steps, float32 both, one thread each and then
+all cores each.
 
-usage: bench_hess.py BINDIR BENCHDIR DATA WORKDIR [DEPTHS]"""
+- One product at the checkpoint.  Ours is the slope of hess-eig's own
+  record time against its product count (power iteration run to 10 and
+  to 40 iterations): what one more product costs, the set-up excluded as
+  PyTorch's graph building is.
+- A solve.  Ours: the top 5 eigenvalues by Lanczos to 1e-4 (--converge
+  value), the record's time (checkpoint read, loss and gradient included).
+  PyTorch's: PyHessian's power method for the top one, 20 iterations, from
+  the model in memory (graph building included).
 
-import json
+Ours and PyTorch's take turns within each repetition; a ratio is the
+median over the repetitions of ours/theirs with its range.
+Run alone: run.py --only hess."""
+
 import os
-import sys
-import time
 
-import numpy as np
-import torch
+from benchlib import Series, last_record, mode_name, ratios, record, run_ours, table
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
-from refcommon import inputs, load_st, model_from, run  # noqa: E402
-
-REPS = 10
-SOLVES = 3
+DEPTHS = (2, 7)
+SHORT, LONG = 10, 40   # power iterations of the two runs whose difference is timed
+HVP_REPS = 10
 
 
-def torch_hvp(model, X, Y):
-    params = list(model.parameters())
-
-    def hvp(v):
-        loss = torch.nn.functional.cross_entropy(model(X), Y)
-        grads = torch.autograd.grad(loss, params, create_graph=True)
-        hv = torch.autograd.grad(grads, params, grad_outputs=v)
-        return [h.detach() for h in hv]
-    return params, hvp
+def checkpoint(ctx, depth):
+    ck = os.path.join(ctx.work, f"hess-ck-d{depth}")
+    if not os.path.isdir(ck):
+        run_ours([os.path.join(ctx.bindir, "train-mlp"), "--data", ctx.data, "--depth", str(depth),
+                  "--steps", "300", "--log-every", "300", "--ckpt-dir", ck, "--quiet"], 1)
+    return os.path.join(ck, "step-00000300.safetensors")
 
 
-def torch_power(params, hvp, iters):
-    """PyHessian's power iteration for the top eigenvalue, a fixed number of steps."""
-    v = [torch.randn_like(p) for p in params]
-    norm = torch.sqrt(sum((x * x).sum() for x in v))
-    v = [x / norm for x in v]
-    lam = 0.0
-    for _ in range(iters):
-        hv = hvp(v)
-        lam = float(sum((a * b).sum() for a, b in zip(hv, v)))
-        norm = torch.sqrt(sum((x * x).sum() for x in hv))
-        v = [x / norm for x in hv]
-    return lam
+def hess_eig(ctx, threads, ck, *flags):
+    out, thr = run_ours([os.path.join(ctx.bindir, "hess-eig"), "--data", ctx.data, "--threads", str(threads),
+                         *flags, ck], threads)
+    return last_record(out), thr
 
 
-def main():
-    bindir, benchdir, data_path, work = sys.argv[1:5]
-    depths = [int(d) for d in (sys.argv[5] if len(sys.argv) > 5 else "2,7").split(",")]
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    meta, data = load_st(data_path)
-    p = int(meta["p"])
-    X = inputs(data["train.x"], p, "onehot")
-    Y = torch.tensor(np.array(data["train.y"]), dtype=torch.long)
-    print(f"# Hessian of the training loss, p={p}, n_train={len(Y)}, width 128, one thread each, float32; "
-          f"torch {torch.__version__}")
-    print(f"{'depth':>5} {'ours HVP ms':>12} {'torch HVP ms':>13} {'ratio':>6} {'ours top-5 s':>13} "
-          f"{'products':>8} {'torch top-1 s':>14} {'ratio':>6} {'ours lambda1':>13} {'torch lambda1':>14}")
-    for depth in depths:
-        ck = os.path.join(work, f"bench-ck-d{depth}")
-        run([os.path.join(bindir, "train-mlp"), "--data", data_path, "--depth", str(depth), "--steps", "300",
-             "--log-every", "300", "--ckpt-dir", ck, "--quiet"])
-        path = os.path.join(ck, "step-00000300.safetensors")
-        ours = json.loads(run([os.path.join(benchdir, "bench_step"), data_path, str(depth), "128", str(REPS)]))
-        model = model_from(load_st(path)[1], depth)
-        params, hvp = torch_hvp(model, X, Y)
-        v = [torch.randn_like(q) for q in params]
-        times = []
-        for k in range(REPS + 2):
-            t = time.perf_counter()
-            hvp(v)
-            if k >= 2:
-                times.append(time.perf_counter() - t)
-        torch_hvp_ms = 1e3 * float(np.median(times))
-        ours_times, torch_times = [], []
-        for _ in range(SOLVES):
-            rec = json.loads(run([os.path.join(bindir, "hess-eig"), "--data", data_path, "--top", "5",
-                                  "--converge", "value", "--tol", "1e-4", path]).splitlines()[-1])
-            ours_times.append(rec["seconds"])   # from reading the checkpoint to the record
-            t = time.perf_counter()
-            lam = torch_power(params, hvp, 20)
-            torch_times.append(time.perf_counter() - t)
-        ours_solve, torch_solve = float(np.median(ours_times)), float(np.median(torch_times))
-        print(f"{depth:>5} {ours['hvp_ms']:>12.2f} {torch_hvp_ms:>13.2f} {ours['hvp_ms'] / torch_hvp_ms:>6.2f} "
-              f"{ours_solve:>13.2f} {rec['hvps']:>8} {torch_solve:>14.2f} {ours_solve / torch_solve:>6.2f} "
-              f"{rec['eigenvalues'][0]:>13.6f} {lam:>14.6f}", flush=True)
-        print(json.dumps({"record": "bench", "bench": "hessian", "depth": depth, "ours_hvp_ms": ours["hvp_ms"],
-                          "torch_hvp_ms": torch_hvp_ms, "hvp_ratio": ours["hvp_ms"] / torch_hvp_ms,
-                          "ours_top5_seconds": ours_solve, "ours_products": rec["hvps"],
-                          "torch_power20_seconds": torch_solve, "solve_ratio": ours_solve / torch_solve,
-                          "ours_lambda1": rec["eigenvalues"][0], "torch_power20_lambda1": lam}))
-    print("# targets: HVP ratio <= 0.5; top-5 to 1e-4 in <= 1/3 of torch's 20-iteration top-1 (solve ratio <= 0.33)")
+def ours_product_ms(ctx, threads, ck):
+    power = ("--method", "power", "--top", "1", "--tol", "1e-12", "--max-iter")
+    short, _ = hess_eig(ctx, threads, ck, *power, str(SHORT))
+    long, thr = hess_eig(ctx, threads, ck, *power, str(LONG))
+    return 1e3 * (long["seconds"] - short["seconds"]) / (long["hvps"] - short["hvps"]), thr
 
 
-if __name__ == "__main__":
-    main()
+def measure(ctx, threads, depth):
+    peer, ck = ctx.peer(threads), checkpoint(ctx, depth)
+    m = {k: Series() for k in ("ours_hvp", "torch_hvp", "ours_solve", "torch_solve")}
+    thr = {}
+    for _ in range(ctx.reps):
+        ms, thr["ours"] = ours_product_ms(ctx, threads, ck)
+        m["ours_hvp"].add(ms)
+        m["torch_hvp"].add(1e3 * peer.call("hvp_time", data=ctx.data, ckpt=ck, depth=depth,
+                                           reps=HVP_REPS)["seconds"])
+        rec, _ = hess_eig(ctx, threads, ck, "--top", "5", "--converge", "value", "--tol", "1e-4")
+        m["ours_solve"].add(rec["seconds"])
+        ans = peer.call("power_top1", data=ctx.data, ckpt=ck, depth=depth, iters=20, seed=0)
+        m["torch_solve"].add(ans["seconds"])
+        thr["torch"] = ans["os_threads"]
+    return m, rec, ans["lambda1"], thr
+
+
+def bench(ctx):
+    for threads in ctx.modes:
+        rows = []
+        for depth in DEPTHS:
+            m, rec, lam, thr = measure(ctx, threads, depth)
+            rh, rs = ratios(m["ours_hvp"], m["torch_hvp"]), ratios(m["ours_solve"], m["torch_solve"])
+            rows.append([depth, m["ours_hvp"].fmt(), m["torch_hvp"].fmt(), rh.fmt(spread=True),
+                         f"{m['ours_solve'].fmt()} ({rec['hvps']})", m["torch_solve"].fmt(), rs.fmt(spread=True),
+                         f"{thr['ours']} / {thr['torch']}", f"{rec['eigenvalues'][0]:.4f}", f"{lam:.4f}"])
+            record(ctx, bench="hessian", threads=threads, depth=depth,
+                   **{k: v.values for k, v in m.items()}, hvp_ratio=rh.median,
+                   hvp_ratio_range=[min(rh.values), max(rh.values)], solve_ratio=rs.median,
+                   solve_ratio_range=[min(rs.values), max(rs.values)], ours_products=rec["hvps"],
+                   os_threads=thr, ours_lambda1=rec["eigenvalues"][0], torch_lambda1=lam)
+        table(f"hess-eig: Hessian of the training loss, {mode_name(threads)}",
+              ["depth", "ours HVP ms", "torch HVP ms", "ratio (range)", "ours top-5 s (products)",
+               "torch 20-iteration top-1 s", "ratio (range)", "threads ours / torch", "ours λ₁", "torch λ₁"],
+              rows, [f"p = 97, {ctx.n_train} training pairs, width 128, checkpoint after 300 steps; "
+                     f"medians of {ctx.reps} interleaved repetitions, ratio = ours / torch. Our HVP: the "
+                     f"slope of hess-eig's time from {SHORT} to {LONG} power iterations; torch's: median of "
+                     f"{HVP_REPS} products through the first-order graph built once (retain_graph=True)."])

@@ -5,7 +5,10 @@
  * and one Hessian-vector product over the training set (hess-eig's unit
  * of work).
  *
- *   bench_step DATA DEPTH WIDTH REPS      prints one JSON line
+ *   bench_step DATA DEPTH WIDTH REPS [THREADS]    prints one JSON line
+ *
+ * THREADS (default 1) is OpenBLAS's thread count, set up as the tools set
+ * theirs (blas_setup: with one thread, no worker pool at all).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -81,12 +84,14 @@ main(int argc, char **argv)
 	struct model_hvp *wh;
 	struct model_point *pt;
 	struct model_view *view;
-	int reps, B, dropped;
+	int reps, B, dropped, threads = 1;
 
 	setprogname(argv[0]);
-	if (argc != 5)
-		die_code(2, "usage: bench_step DATA DEPTH WIDTH REPS");
-	blas_setup(1, argv);
+	if (argc != 5 && argc != 6)
+		die_code(2, "usage: bench_step DATA DEPTH WIDTH REPS [THREADS]");
+	if (argc == 6 && (threads = (int)strtol(argv[5], NULL, 10)) < 1)
+		die_code(2, "THREADS must be at least 1");
+	blas_setup(threads, argv);
 	flush_denormals();
 	if (dataset_load(&d, argv[1], err, sizeof err) < 0)
 		die("%s", err);
@@ -154,9 +159,10 @@ main(int argc, char **argv)
 	{
 		double ms = median(t_step, reps), gs = median(t_gemm, reps);
 		printf("{\"depth\":%d,\"width\":%d,\"batch\":%d,\"params\":%zu,\"step_ms\":%.4f,"
-		    "\"step_gflops\":%.3f,\"sgemm_gflops\":%.3f,\"hvp_ms\":%.4f,\"hvp_dead_units\":%d,\"blas_core\":\"%s\"}\n",
+		    "\"step_gflops\":%.3f,\"sgemm_gflops\":%.3f,\"hvp_ms\":%.4f,\"hvp_dead_units\":%d,\"blas_core\":\"%s\","
+		    "\"threads\":%d}\n",
 		    c.depth, c.width, B, m.nparams, 1e3 * ms, flops / ms * 1e-9,
-		    gemm_flops / gs * 1e-9, 1e3 * median(t_hvp, reps), dropped, blas_core());
+		    gemm_flops / gs * 1e-9, 1e3 * median(t_hvp, reps), dropped, blas_core(), threads);
 	}
 	finish_stdout();
 	free(a); free(b); free(cc); free(t_step); free(t_gemm); free(theta); free(grad);
