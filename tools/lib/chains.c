@@ -367,6 +367,7 @@ chain_half_drift(const double *x, long n, struct chain_drift *out)
 	out->first = m[0];
 	out->second = m[1];
 	out->diff = m[1] - m[0];
-	out->se = sqrt(v[0] / e[0] + v[1] / e[1]);
+	/* The steadier half's variance of the mean stands for both: a trend inflates its own half's. */
+	out->se = sqrt(2 * fmin(v[0] / e[0], v[1] / e[1]));
 	out->z = out->se > 0 ? out->diff / out->se : (out->diff == 0 ? 0 : copysign(INFINITY, out->diff));
 }

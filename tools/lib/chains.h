@@ -57,10 +57,13 @@ double chain_ess(const double *x, long n);
 
 /*
  * A chain's drift between its halves: second - first half mean, in units
- * of its standard error sqrt(v1/ess1 + v2/ess2) (each half's variance and
- * single-chain ESS).  A stationary chain has |z| of order one; a chain
- * still relaxing or leaving the basin shows a large z of the sign of the
- * trend.  Fields NaN when n < 8 or a draw is not finite.
+ * of its standard error under stationarity, sqrt(2 min(v1/ess1,
+ * v2/ess2)) (each half's variance and single-chain ESS; the steadier
+ * half's stands for both, because a trend inside a half inflates that
+ * half's own variance and autocorrelation and would hide itself).  A
+ * stationary chain has |z| of order one; a chain still relaxing or
+ * leaving the basin shows a large z of the sign of the trend.  Fields NaN
+ * when n < 8 or a draw is not finite.
  */
 struct chain_drift {
 	double first, second;  /* half means */
