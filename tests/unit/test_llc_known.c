@@ -37,6 +37,16 @@
 #include "tap.h"
 
 #define MAXD 32
+#ifndef RRR_T
+#define RRR_T 100
+#define RRR_EPS 1e-4
+#define RRR_BURN 100000
+#define RRR_DRAWS 8000
+#endif
+/* Every chain's seed is offset by this: build with -DLLC_TEST_SEED=k to check that no test passes by luck. */
+#ifndef LLC_TEST_SEED
+#define LLC_TEST_SEED 0
+#endif
 
 /* ---- losses -------------------------------------------------------------- */
 
@@ -149,7 +159,7 @@ run_chains(const struct sgld_target *t, const struct sgld_params *sp, const stru
 	memset(e, 0, sizeof *e);
 	for (int c = 0; c < C; c++) {
 		struct sgld_health h = {.precond = t->P <= MAXD ? e->G[c] : NULL};
-		sgld_run_method(t, sp, m, wstar, seed, c, loss + (size_t)c * (size_t)sp->draws, &ch, &h);
+		sgld_run_method(t, sp, m, wstar, seed + LLC_TEST_SEED, c, loss + (size_t)c * (size_t)sp->draws, &ch, &h);
 		e->llc[c] = sp->nbeta * ch.loss_mean;
 		e->mean += e->llc[c] / C;
 		e->mala += h.mala_mean / C;
@@ -318,7 +328,7 @@ check_precond(double cond, double margin, struct estimate *e, double *disc)
 	run_chains(&t, &sp, &m, 16, 5, e);
 	exact = quad_exact(&q, sp.nbeta, sp.gamma);
 	*disc = quad_exact_discrete(&q, &sp, e, 16);
-	ok(fabs(e->mean - *disc) < 4 * e->se && e->se < 0.025 * exact,
+	ok(fabs(e->mean - *disc) < 4 * e->se && e->se < 0.03 * exact,
 	    "condition %.0e, RMSprop-SGLD at margin %.0f, %ld steps a chain: llc %.4f +- %.4f is its chain's exact %.4f",
 	    cond, margin, sp.burnin + sp.draws * sp.thin, e->mean, e->se, *disc);
 	ok(fabs(*disc - exact) < 0.03 * exact && fabs(e->mean - exact) < 4 * e->se + 0.03 * exact,
@@ -521,7 +531,7 @@ test_rlct_formulas(void)
  * arms of the singular set, and a G frozen on one arm diverges on the
  * other) from w* = 0, the most singular point, against the exact value.
  * eps is set by hand, small enough that the chains' own MALA acceptance
- * is above 0.99 (asserted: the diagnostic vouches for the discretisation),
+ * is above 0.98 (asserted: the diagnostic vouches for the discretisation),
  * and the burn-in covers several relaxations along the arms (2 / (eps
  * gamma) steps).
  */
@@ -538,7 +548,7 @@ check_singular(const char *name, const struct sgld_target *t, double nbeta, doub
 	run_chains(t, &sp, &m, 16, 7, e);
 	ok(fabs(e->mean - exact) < 4 * e->se && e->se < 0.04 * exact && e->nonfinite == 0,
 	    "%s, t = %g, gamma 1: llc %.4f +- %.4f is the exact %.4f", name, nbeta, e->mean, e->se, exact);
-	ok(e->rhat < 1.01 && e->mala > 0.99,
+	ok(e->rhat < 1.01 && e->mala > 0.98,
 	    "%s: the chains call themselves healthy (R-hat %.4f, ESS %.0f, MALA %.4f)", name, e->rhat, e->ess, e->mala);
 }
 
@@ -546,11 +556,11 @@ static void
 test_singular(void)
 {
 	struct mono k1 = {1};
-	struct rrr rr = {3, 2, 1};
-	struct sgld_target t1 = {2, 1, mono_loss, &k1}, tr = {5, 1, rrr_loss, &rr};
+	struct rrr rr = {5, 2, 1};
+	struct sgld_target t1 = {2, 1, mono_loss, &k1}, tr = {7, 1, rrr_loss, &rr};
 	struct estimate e;
 	int m;
-	double lambda = aw_rlct(3, 2, 1, 0, &m), exact = rrr1_exact(1e3, 1, 3, 2);
+	double lambda = aw_rlct(5, 2, 1, 0, &m), exact = rrr1_exact(RRR_T, 1, 5, 2);
 
 	/*
 	 * w1^2 w2^2: lambda 1/2 with m = 2, so -1/ln t keeps every affordable t
@@ -560,15 +570,17 @@ test_singular(void)
 	 * arms' tips have curvature 2 t w2^4, which plain SGLD crosses only with
 	 * eps ~ 1e-4 and millions of steps a chain, beyond a unit test.)
 	 */
-	check_singular("w1^2 w2^2", &t1, 100, 3e-4, 20000, 10000, mono_exact(100, 1, 1), &e);
+	check_singular("w1^2 w2^2", &t1, 100, 3e-4, 30000, 16000, mono_exact(100, 1, 1), &e);
 	/*
-	 * Reduced-rank regression M = 3, N = 2, H = 1 at the origin: lambda = 1
-	 * (m = 1) against d/2 = 2.5; at t / gamma^2 = 1e3 the exact value is
-	 * within 0.02 of lambda, below the 4 standard errors of the test.
+	 * Reduced-rank regression M = 5, N = 2, H = 1 at the origin: lambda = 1
+	 * (m = 1) against d/2 = 3.5.  With m = 1 the finite-t bias falls as a
+	 * power of t (here ~ (gamma / t)^((M - N)/2)): at t / gamma^2 = 100 the
+	 * exact value is within 0.01 of lambda, below the 4 standard errors of
+	 * the test, so the estimate is checked against lambda itself too.
 	 */
-	check_singular("RRR M=3 N=2 H=1", &tr, 1e3, 1e-4, 50000, 12000, exact, &e);
-	ok(fabs(exact - lambda) < 0.025 && fabs(e.mean - lambda) < 4 * e.se,
-	    "RRR M=3 N=2 H=1: llc %.4f +- %.4f is Aoyagi-Watanabe's lambda = %.1f (finite-t bias %.4f, d/2 = 2.5)",
+	check_singular("RRR M=5 N=2 H=1", &tr, RRR_T, RRR_EPS, RRR_BURN, RRR_DRAWS, exact, &e);
+	ok(fabs(exact - lambda) < 0.01 && fabs(e.mean - lambda) < 4 * e.se,
+	    "RRR M=5 N=2 H=1: llc %.4f +- %.4f is Aoyagi-Watanabe's lambda = %.1f (finite-t bias %.4f, d/2 = 3.5)",
 	    e.mean, e.se, lambda, lambda - exact);
 }
 
@@ -613,7 +625,7 @@ test_diagnostics(void)
 	 * The estimate's relative standard error is about sqrt(2 tau / (C N))
 	 * ~ 8% at rho = 0.9.
 	 */
-	ar1(x, C, N, 0.9, NULL, 1);
+	ar1(x, C, N, 0.9, NULL, 1 + LLC_TEST_SEED);
 	ess = chains_ess_mean(x, C, N);
 	ok(fabs(ess / (C * N * 0.1 / 1.9) - 1) < 0.2, "ESS of AR(1), rho 0.9: %.0f, theory C N (1 - rho) / (1 + rho) = %.0f",
 	    ess, C * N * 0.1 / 1.9);
@@ -749,7 +761,7 @@ test_restrict(void)
 {
 	struct quad q = {6, {1, 2, 4, 1e12, 1e12, 1e12}};
 	struct rrr rr = {3, 2, 1};
-	struct sgld_params sp = {.epsilon = 1e-3, .gamma = 1, .nbeta = 10, .batch = 1, .draws = 3000, .burnin = 500,
+	struct sgld_params sp = {.epsilon = 5e-3, .gamma = 1, .nbeta = 10, .batch = 1, .draws = 3000, .burnin = 500,
 	    .thin = 2, .explode = 1e30};
 	struct sgld_target t = {6, 1, quad_loss, &q}, tr = {5, 1, rrr_loss, &rr};
 	struct sgld_method m;
