@@ -96,13 +96,18 @@ double sgld_default_nbeta(int batch);
  * devinterp's 0.99), v follows the chain's position, G ~ 1 / |g| shrinks
  * the steps where |w - w*| is large, and the chain's law becomes
  * ~ exp(-U) / G instead of exp(-U): on a quadratic its lambda-hat is too
- * large by up to a factor of 2 (the unit tests measure +9% at condition
- * number 1 and +30% at 10^6 with devinterp's settings).  freeze adapts G
+ * large by up to a factor of 2 (test_llc_known measures +43% on a
+ * quadratic of condition number 10^6).  freeze adapts G
  * during the burn-in only and holds it through the draws, as Stan adapts
  * its metric during warm-up: with G fixed the draws are plain SGLD in the
  * coordinates G^-1/2 w, exact up to the discretisation, whose bias along
  * a direction of curvature h is the plain chain's with eps G in place of
- * eps: a variance 1 / (a (1 - eps G a / 4)), a = nbeta h + gamma.
+ * eps: a variance 1 / (a (1 - eps G a / 4)), a = nbeta h + gamma.  A
+ * frozen G suits a posterior whose curvature is roughly the same wherever
+ * the chain goes (a basin); on a singular set whose arms differ in
+ * curvature by orders of magnitude, a G frozen on one arm is unstable on
+ * another, so freeze is off by default and a diverging or disagreeing
+ * chain (R-hat, MALA) says when it was wrong.
  *
  * Restriction (devinterp's optimize_over / mask): only the parameters
  * moving[0..nmoving-1] move; the others stay at w* (their gradient is
@@ -138,7 +143,7 @@ struct sgld_method {
 	enum sgld_precond precond;
 	double alpha;          /* RMSprop: decay of the second moment, [0, 1) (devinterp 0.99) */
 	double delta;          /* RMSprop: added to its square root, > 0 (devinterp's eps, 0.1) */
-	int freeze;            /* RMSprop: hold G from the last burn-in step on (see above) */
+	int freeze;            /* RMSprop: hold G from the last burn-in step on (the first step's without burn-in) */
 	const size_t *moving;  /* ascending indices of the parameters that move; NULL: all P */
 	size_t nmoving;        /* 1..P entries of moving (ignored when moving is NULL) */
 	int mala;              /* measure the MALA acceptance of every proposal */
@@ -183,7 +188,7 @@ void sgld_run_method(const struct sgld_target *t, const struct sgld_params *sp,
  * 1 / (2 (margin - 1)) to lambda-hat, 0.026 at margin 20, less in flatter
  * directions (eps a / 8 each).  (2) Under-estimated curvature: a few
  * Lanczos steps give a Ritz value below lambda_max, and a minibatch's
- * Hessian is sharper than the full one; margin 20 leaves a factor 10
+ * Hessian is sharper than the full one; margin 20 leaves a factor 20
  * before the chain is at the stability edge.  (3) Cost: the flattest
  * direction a_min relaxes in 2 / (eps a_min) = margin a_max / (2 a_min)
  * steps, so a larger margin buys accuracy with longer chains.
