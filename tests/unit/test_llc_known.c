@@ -739,6 +739,17 @@ test_mala(void)
 		    "MALA, %s: acceptance %.6f over %ld proposals (burn-in 2, 8 steps) = direct computation %.6f (%.1g)",
 		    pre ? "RMSprop (frozen)" : "plain", h.mala_mean, h.mala_n, ref, h.mala_mean - ref);
 	}
+	/* Counted: proposals from steps burn-in .. total - 2 (the last one's end is never evaluated). */
+	sp.burnin = 3;
+	sp.draws = 4;
+	sp.thin = 2;
+	sgld_run_method(&t, &sp, &m, (float[3]){0}, 3, 0, loss, &ch, &h);
+	ok(ch.steps == 11 && h.mala_n == 7 && h.mala_min <= h.mala_mean && h.mala_mean <= 1,
+	    "MALA with burn-in 3, 4 draws thinned by 2: %ld proposals of %ld steps, min %.4f <= mean %.4f",
+	    h.mala_n, ch.steps, h.mala_min, h.mala_mean);
+	sp.burnin = 2;
+	sp.thin = 1;
+
 	/* As eps -> 0 the Langevin step is exact: acceptance -> 1. */
 	sgld_method_default(&m);
 	m.mala = 1;

@@ -201,8 +201,14 @@ move(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m,
 		float drift = (float)(0.5 * sp->epsilon * sp->nbeta);
 		float pull = (float)(0.5 * sp->epsilon * sp->gamma);
 		float sd = (float)sqrt(sp->epsilon);
+		if (!c->idx) {
+			/* sgld_run's loop, kept free of the index map so it vectorises. */
+			for (size_t k = 0; k < c->P; k++)
+				w[k] += -drift * grad[k] - pull * (w[k] - wstar[k]) + sd * noise[k];
+			return;
+		}
 		for (size_t j = 0; j < c->nm; j++) {
-			size_t k = at(c, j);
+			size_t k = c->idx[j];
 			w[k] += -drift * grad[k] - pull * (w[k] - wstar[k]) + sd * noise[j];
 		}
 	}
