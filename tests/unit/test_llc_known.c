@@ -7,10 +7,12 @@
  * lambda-hat = t E_p[L - L(w*)].  That is -t d/dt log Z(t), Z the
  * localised partition function, so it is a finite-(t, gamma) quantity;
  * the learning coefficient lambda is its limit as t / gamma^q -> infinity
- * (q = 2 for losses homogeneous of degree 4, 3 for degree 6: rescaling w
- * shows lambda-hat depends on t and gamma only through that ratio).  With
- * Z(t) ~ C t^-lambda (log t)^(m-1) (Watanabe 2009, "Algebraic geometry
- * and statistical learning theory", Thm 6.x; m the multiplicity),
+ * (q = 2 for losses homogeneous of degree 4: rescaling w shows lambda-hat
+ * depends on t and gamma only through that ratio).  With
+ * Z(t) ~ C t^-lambda (log t)^(m-1) (Watanabe 2009, "Algebraic Geometry and
+ * Statistical Learning Theory", Cambridge University Press: the largest
+ * pole -lambda of the zeta function int L^z phi dw and its order m give
+ * the asymptotics of Z; m the multiplicity),
  *
  *   lambda-hat(t) = lambda - (m - 1) / log t + o(1 / log t),
  *
@@ -71,7 +73,20 @@ quad_loss(void *ctx, float *grad, const float *w, const int32_t *idx, int B)
 	return l;
 }
 
-/* L(w) = w1^2 w2^(2k). */
+/*
+ * L(w) = w1^2 w2^(2k), a normal crossing.  For L = prod_i w_i^(2 k_i)
+ * near 0 with a prior phi positive there, the zeta function factorises:
+ *   zeta(z) = int L^z phi dw ~ phi(0) prod_i int_-e^e |w_i|^(2 k_i z) dw_i
+ *           = phi(0) prod_i 2 e^(2 k_i z + 1) / (2 k_i z + 1),
+ * whose poles are at z = -1 / (2 k_i) (and, from phi's Taylor terms, at
+ * -(1 + 2j) / (2 k_i), further left).  The largest pole gives the RLCT
+ * and its order the multiplicity: lambda = min_i 1 / (2 k_i), m = the
+ * number of i attaining it (Watanabe 2009, op. cit., the normal-crossing
+ * case that resolution of singularities reduces every loss to; Lin 2011,
+ * "Algebraic methods for evaluating integrals in Bayesian statistics",
+ * PhD thesis, UC Berkeley, for monomial losses in general).  Here k = (1, k): lambda = 1/2, m = 2 for k = 1; lambda = 1/(2k),
+ * m = 1 for k > 1.
+ */
 struct mono {
 	int k;
 };
