@@ -43,7 +43,7 @@
 #define RRR_T 100
 #define RRR_EPS 1e-4
 #define RRR_BURN 100000
-#define RRR_DRAWS 8000
+#define RRR_DRAWS 16000
 #endif
 /* Every chain's seed is offset by this: build with -DLLC_TEST_SEED=k to check that no test passes by luck. */
 #ifndef LLC_TEST_SEED
