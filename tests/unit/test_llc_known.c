@@ -664,7 +664,6 @@ test_diagnostics(void)
 	enum { C = 8, N = 4000 };
 	double *x = malloc(C * N * sizeof(double)), mu[C] = {0}, worst = 0, ess, rhat;
 	double ps[] = {1e-300, 1e-10, 0.001, 0.02425, 0.3, 0.5, 0.7, 0.97575, 0.999, 1 - 1e-12};
-	struct chain_drift dr;
 
 	/* The probit against erfc: Phi(normal_quantile(p)) = p. */
 	for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
@@ -722,18 +721,6 @@ test_diagnostics(void)
 	    "R-hat with one chain twice as wide: rank-normalised %.4f sees it (basic %.4f less)", chains_rhat(x, C, N),
 	    chains_rhat_basic(x, C, N));
 
-	/* Drift: a stationary chain's |z| is of order one; one relaxing from 3 sd away is not. */
-	ar1(x, 1, N, 0.9, NULL, 5);
-	chain_half_drift(x, N, &dr);
-	ok(fabs(dr.z) < 4 && fabs(dr.diff - (dr.second - dr.first)) < 1e-15, "drift of a stationary chain: z = %.2f", dr.z);
-	for (long i = 0; i < N; i++)
-		x[i] += 3 * exp(-(double)i / 1000);
-	chain_half_drift(x, N, &dr);
-	ok(dr.z < -4, "drift of a chain relaxing from +3 with time constant N/4: z = %.2f", dr.z);
-	x[7] = NAN;
-	chain_half_drift(x, N, &dr);
-	ok(isnan(dr.z) && isnan(chains_rhat(x, 1, N)) && isnan(chain_ess(x, N)) && isnan(chains_ess_mean(x, 1, 3)),
-	    "NaN draws or fewer than 4 draws: NaN diagnostics");
 	free(x);
 }
 
@@ -848,7 +835,7 @@ test_restrict(void)
 	struct sgld_method m;
 	struct sgld_chain ch;
 	struct estimate e;
-	size_t all[6] = {0, 1, 2, 3, 4, 5}, low[3] = {0, 1, 2}, A[3] = {0, 1, 2}, Bm[2] = {3, 4}, bad[3] = {0, 2, 2};
+	size_t all[6] = {0, 1, 2, 3, 4, 5}, low[3] = {0, 1, 2}, A[3] = {0, 1, 2}, Bm[2] = {3, 4};
 	double *a = malloc(3000 * sizeof(double)), *b = malloc(3000 * sizeof(double)), disc = 0;
 	float wz[6] = {0};
 	int same = 1;
@@ -892,6 +879,31 @@ test_restrict(void)
 	run_chains(&tr, &sp, &m, 2, 4, &e);
 	ok(e.mean == 0, "RRR, only B's first two moving (A = 0 held): llc exactly %g", e.mean);
 
+	free(a);
+	free(b);
+}
+
+
+/* Building and checking a method: ranges to a moving list, the refusals. */
+static void
+test_method_checks(void)
+{
+	struct sgld_method m;
+	size_t low[3] = {0, 1, 2}, bad[3] = {0, 2, 2};
+
+	sgld_method_default(&m);
+	{
+		size_t lo[] = {7, 2, 3, 9}, hi[] = {9, 4, 5, 9}, want[] = {2, 3, 4, 7, 8}, n, *mv;
+		mv = sgld_moving_from_ranges(lo, hi, 4, 10, &n);
+		ok(mv && n == 5 && memcmp(mv, want, sizeof want) == 0 && sgld_method_check(&(struct sgld_method){
+		    .moving = mv, .nmoving = n}, 10) == NULL,
+		    "moving list from ranges [7,9) [2,4) [3,5) [9,9): 2 3 4 7 8, a valid method");
+		free(mv);
+		hi[0] = 11;
+		ok(sgld_moving_from_ranges(lo, hi, 4, 10, &n) == NULL && n == 0 &&
+		    sgld_moving_from_ranges(lo + 3, hi + 3, 1, 10, &n) == NULL,
+		    "a range beyond P, or ranges covering nothing: no list");
+	}
 	m.moving = bad;
 	m.nmoving = 3;
 	ok(sgld_method_check(&m, 6) != NULL, "a repeated moving index is refused: %s", sgld_method_check(&m, 6));
@@ -906,17 +918,40 @@ test_restrict(void)
 	m.alpha = 0.99;
 	m.delta = 0;
 	ok(sgld_method_check(&m, 6) != NULL, "RMSprop delta 0 is refused");
-	free(a);
-	free(b);
+}
+
+
+static void
+test_drift(void)
+{
+	enum { N = 4000 };
+	double *x = malloc(N * sizeof(double));
+	struct chain_drift dr;
+
+	/* Drift: a stationary chain's |z| is of order one; one relaxing from 3 sd away is not. */
+	ar1(x, 1, N, 0.9, NULL, 5);
+	chain_half_drift(x, N, &dr);
+	ok(fabs(dr.z) < 4 && fabs(dr.diff - (dr.second - dr.first)) < 1e-15, "drift of a stationary chain: z = %.2f", dr.z);
+	for (long i = 0; i < N; i++)
+		x[i] += 3 * exp(-(double)i / 1000);
+	chain_half_drift(x, N, &dr);
+	ok(dr.z < -4, "drift of a chain relaxing from +3 with time constant N/4: z = %.2f", dr.z);
+	x[7] = NAN;
+	chain_half_drift(x, N, &dr);
+	ok(isnan(dr.z) && isnan(chains_rhat(x, 1, N)) && isnan(chain_ess(x, N)) && isnan(chains_ess_mean(x, 1, 3)),
+	    "NaN draws or fewer than 4 draws: NaN diagnostics");
+	free(x);
 }
 
 int
 main(void)
 {
 	test_diagnostics();
+	test_drift();
 	test_eps_auto();
 	test_mala();
 	test_restrict();
+	test_method_checks();
 	test_conditioning();
 	test_rlct_formulas();
 	test_singular();

@@ -22,6 +22,35 @@ sgld_method_default(struct sgld_method *m)
 	m->delta = 0.1;
 }
 
+size_t *
+sgld_moving_from_ranges(const size_t *lo, const size_t *hi, int n, size_t P, size_t *count)
+{
+	unsigned char *in = xcalloc(P ? P : 1, 1);
+	size_t *idx, c = 0;
+
+	*count = 0;
+	for (int i = 0; i < n; i++) {
+		if (lo[i] > hi[i] || hi[i] > P) {
+			free(in);
+			return NULL;
+		}
+		memset(in + lo[i], 1, hi[i] - lo[i]);
+	}
+	for (size_t k = 0; k < P; k++)
+		c += in[k];
+	if (c == 0) {
+		free(in);
+		return NULL;
+	}
+	idx = xmalloc(xmul(c, sizeof(size_t)));
+	for (size_t k = 0, j = 0; k < P; k++)
+		if (in[k])
+			idx[j++] = k;
+	free(in);
+	*count = c;
+	return idx;
+}
+
 const char *
 sgld_method_check(const struct sgld_method *m, size_t P)
 {

@@ -159,6 +159,14 @@ struct sgld_health {
 	float *precond;        /* the caller's: if not NULL, receives that G (nmoving floats; 1 if plain) */
 };
 
+/*
+ * The moving list for parameter ranges (tensors, layers): the distinct
+ * indices in the n half-open ranges [lo[i], hi[i]) of 0..P-1, in any order
+ * and overlapping or not, ascending in a new array of *count entries.
+ * NULL (and *count 0) if they cover nothing or a range leaves 0..P-1.
+ */
+size_t *sgld_moving_from_ranges(const size_t *lo, const size_t *hi, int n, size_t P, size_t *count);
+
 /* Plain SGLD over every parameter, no MALA; RMSprop's alpha and delta at devinterp's defaults. */
 void sgld_method_default(struct sgld_method *m);
 
