@@ -640,7 +640,7 @@ ess_direct(const double *y, int M, long N)
 				a += (y[m * N + i] - means[m]) * (y[m * N + i + t] - means[m]);
 			rho[t] += a / N / M;   /* the chains' mean autocovariance for now */
 		}
-		bvar += (means[m] - mm) * (means[m] - mm) / (M - 1);
+		bvar += M > 1 ? (means[m] - mm) * (means[m] - mm) / (M - 1) : 0;
 	}
 	mean_var = rho[0] * N / (N - 1);
 	var_plus = mean_var * (N - 1) / N + bvar;
@@ -694,8 +694,10 @@ test_diagnostics(void)
 		for (int c = 0; c < 3; c++)
 			memmove(x + (size_t)c * 601, x + (size_t)c * N, 601 * sizeof(double));
 		direct = ess_direct(y, 6, 300);
-		ok(fabs(chains_ess_mean(x, 3, 601) / direct - 1) < 1e-9,
-		    "ESS by FFT %.6f = by direct autocovariance sums %.6f", chains_ess_mean(x, 3, 601), direct);
+		ok(fabs(chains_ess_mean(x, 3, 601) / direct - 1) < 1e-9 &&
+		    fabs(chain_ess(x, 601) / ess_direct(x, 1, 601) - 1) < 1e-9,
+		    "ESS by FFT %.6f = by direct autocovariance sums %.6f (6 split chains; and one chain alone)",
+		    chains_ess_mean(x, 3, 601), direct);
 		free(y);
 		ar1(x, C, N, 0.9, NULL, 1 + LLC_TEST_SEED);
 	}

@@ -87,27 +87,33 @@ fft_twiddles(size_t n)
 	return tw;
 }
 
-/* acov[t] = 1/N sum_i (x_i - mean)(x_{i+t} - mean), t = 0..N-1 (the biased estimator Stan uses). */
+/*
+ * power[k] += |X_k|^2 for the mean-removed, zero-padded chains x and (if
+ * not NULL) x2, by one complex FFT of x + i x2: with Z = FFT(x + i x2),
+ * X_k = (Z_k + conj Z_-k) / 2 and X2_k = (Z_k - conj Z_-k) / 2i.
+ */
 static void
-autocov(const double *x, long N, double *acov, double *re, double *im, size_t nfft, const double *tw)
+add_power(const double *x, const double *x2, long N, double *power, double *re, double *im, size_t nfft,
+    const double *tw)
 {
-	double mean = 0;
+	double m = 0, m2 = 0;
 
-	for (long i = 0; i < N; i++)
-		mean += x[i];
-	mean /= N;
+	for (long i = 0; i < N; i++) {
+		m += x[i] / N;
+		m2 += x2 ? x2[i] / N : 0;
+	}
 	memset(re, 0, nfft * sizeof(double));
 	memset(im, 0, nfft * sizeof(double));
-	for (long i = 0; i < N; i++)
-		re[i] = x[i] - mean;
-	fft(re, im, nfft, -1, tw);
-	for (size_t i = 0; i < nfft; i++) {
-		re[i] = re[i] * re[i] + im[i] * im[i];
-		im[i] = 0;
+	for (long i = 0; i < N; i++) {
+		re[i] = x[i] - m;
+		im[i] = x2 ? x2[i] - m2 : 0;
 	}
-	fft(re, im, nfft, 1, tw);
-	for (long t = 0; t < N; t++)
-		acov[t] = re[t] / (double)nfft / (double)N;
+	fft(re, im, nfft, -1, tw);
+	for (size_t k = 0; k < nfft; k++) {
+		size_t j = (nfft - k) % nfft;
+		double ar = re[k] + re[j], ai = im[k] - im[j], br = re[k] - re[j], bi = im[k] + im[j];
+		power[k] += (ar * ar + ai * ai + br * br + bi * bi) / 4;
+	}
 }
 
 static int
@@ -140,42 +146,49 @@ geyer_tau(const double *rho, long N, double total)
 	return fmax(-1 + 2 * sum, 1 / log10(total));
 }
 
-/* Multi-chain ESS of M chains of N (contiguous), N >= 4. */
+/*
+ * Multi-chain ESS of M chains of N (contiguous), N >= 4.  Only the chains'
+ * mean autocovariance is needed, the inverse transform of their mean
+ * power spectrum: M/2 forward transforms (two real chains in each) and one
+ * inverse.
+ */
 static double
 ess_core(const double *y, int M, long N)
 {
 	size_t nfft = 1;
-	double *acov, *rho, *re, *im, *tw, mean_var = 0, var_plus, mean_of_means = 0, bvar = 0, ess;
-	double *means = xmalloc(xmul((size_t)M, sizeof(double)));
+	double *power, *rho, *re, *im, *tw, mean_var = 0, var_plus, mm = 0, bvar = 0, ess;
+	double *means = xcalloc((size_t)M, sizeof(double));
 
 	while (nfft < 2 * (size_t)N)
 		nfft <<= 1;
-	acov = xcalloc((size_t)N, sizeof(double));
+	power = xcalloc(nfft, sizeof(double));
 	rho = xcalloc((size_t)N, sizeof(double));
 	re = xmalloc(xmul(nfft, sizeof(double)));
 	im = xmalloc(xmul(nfft, sizeof(double)));
 	tw = fft_twiddles(nfft);
+	for (int m = 0; m < M; m += 2)
+		add_power(y + (size_t)m * N, m + 1 < M ? y + (size_t)(m + 1) * N : NULL, N, power, re, im, nfft, tw);
 	for (int m = 0; m < M; m++) {
-		double *a = xmalloc(xmul((size_t)N, sizeof(double)));
-		autocov(y + (size_t)m * N, N, a, re, im, nfft, tw);
-		means[m] = 0;
+		double v = 0;
 		for (long i = 0; i < N; i++)
-			means[m] += y[(size_t)m * N + i];
-		means[m] /= N;
-		mean_of_means += means[m] / M;
-		mean_var += a[0] * N / (N - 1) / M;
-		for (long t = 0; t < N; t++)
-			acov[t] += a[t] / M;
-		free(a);
+			means[m] += y[(size_t)m * N + i] / N;
+		for (long i = 0; i < N; i++)
+			v += (y[(size_t)m * N + i] - means[m]) * (y[(size_t)m * N + i] - means[m]);
+		mean_var += v / (N - 1) / M;
+		mm += means[m] / M;
 	}
 	for (int m = 0; m < M; m++)
-		bvar += (means[m] - mean_of_means) * (means[m] - mean_of_means);
+		bvar += (means[m] - mm) * (means[m] - mm);
 	var_plus = mean_var * (N - 1) / N + (M > 1 ? bvar / (M - 1) : 0);
+	memcpy(re, power, nfft * sizeof(double));
+	memset(im, 0, nfft * sizeof(double));
+	fft(re, im, nfft, 1, tw);
+	/* re[t] / (nfft N M): the chains' mean (biased) autocovariance at lag t. */
 	rho[0] = 1;
 	for (long t = 1; t < N; t++)
-		rho[t] = 1 - (mean_var - acov[t]) / var_plus;
+		rho[t] = 1 - (mean_var - re[t] / ((double)nfft * N * M)) / var_plus;
 	ess = var_plus > 0 ? (double)M * N / geyer_tau(rho, N, (double)M * N) : NAN;
-	free(acov);
+	free(power);
 	free(rho);
 	free(re);
 	free(im);
