@@ -14,23 +14,269 @@ sgld_default_nbeta(int batch)
 }
 
 void
-sgld_run(const struct sgld_target *t, const struct sgld_params *sp, const float *wstar,
-    uint64_t seed, int chain, double *loss, struct sgld_chain *out)
+sgld_method_default(struct sgld_method *m)
 {
-	size_t P = t->P;
-	long total = sp->burnin + sp->draws * sp->thin, pos = t->n;  /* pos = n: shuffle first */
-	float *w = xmalloc(xmul(P, sizeof(float)));
-	float *grad = xmalloc(xmul(P, sizeof(float)));
-	float *noise = xmalloc(xmul(P, sizeof(float)));
-	int32_t *order = xmalloc(xmul((size_t)t->n, sizeof(int32_t)));
-	/* The update's coefficients, in float like the parameters. */
-	float drift = (float)(0.5 * sp->epsilon * sp->nbeta);
-	float pull = (float)(0.5 * sp->epsilon * sp->gamma);
-	float sd = (float)sqrt(sp->epsilon);
-	struct rng shuffle, rnoise;
+	memset(m, 0, sizeof *m);
+	m->precond = SGLD_PRECOND_NONE;
+	m->alpha = 0.99;
+	m->delta = 0.1;
+}
 
+size_t *
+sgld_moving_from_ranges(const size_t *lo, const size_t *hi, int n, size_t P, size_t *count)
+{
+	unsigned char *in = xcalloc(P ? P : 1, 1);
+	size_t *idx, c = 0;
+
+	*count = 0;
+	for (int i = 0; i < n; i++) {
+		if (lo[i] > hi[i] || hi[i] > P) {
+			free(in);
+			return NULL;
+		}
+		memset(in + lo[i], 1, hi[i] - lo[i]);
+	}
+	for (size_t k = 0; k < P; k++)
+		c += in[k];
+	if (c == 0) {
+		free(in);
+		return NULL;
+	}
+	idx = xmalloc(xmul(c, sizeof(size_t)));
+	for (size_t k = 0, j = 0; k < P; k++)
+		if (in[k])
+			idx[j++] = k;
+	free(in);
+	*count = c;
+	return idx;
+}
+
+const char *
+sgld_method_check(const struct sgld_method *m, size_t P)
+{
+	if (m->precond != SGLD_PRECOND_NONE && m->precond != SGLD_PRECOND_RMSPROP)
+		return "unknown preconditioner";
+	if (m->precond == SGLD_PRECOND_RMSPROP) {
+		if (!(m->alpha >= 0 && m->alpha < 1))
+			return "RMSprop alpha must be in [0, 1)";
+		if (!(m->delta > 0 && isfinite(m->delta)))
+			return "RMSprop delta must be positive and finite";
+	}
+	if (m->moving) {
+		if (m->nmoving < 1 || m->nmoving > P)
+			return "the moving parameters must number 1..P";
+		for (size_t j = 0; j < m->nmoving; j++)
+			if (m->moving[j] >= P || (j > 0 && m->moving[j] <= m->moving[j - 1]))
+				return "the moving parameters must be ascending indices below P";
+	}
+	return NULL;
+}
+
+double
+sgld_eps_auto(double lambda_max, double nbeta, double gamma, double margin)
+{
+	double a = nbeta * lambda_max + gamma;
+
+	if (!(lambda_max >= 0 && nbeta > 0 && gamma >= 0 && margin > 0 && a > 0 && isfinite(a) &&
+	    isfinite(margin)))
+		return NAN;
+	return 4 / (margin * a);
+}
+
+/*
+ * One chain's state.  Vectors over the moving parameters are indexed by
+ * j, parameters by k = at(c, j).
+ */
+struct chain {
+	size_t P, nm;
+	const size_t *idx;   /* NULL: every parameter, k = j */
+	float *w, *grad;     /* (P) */
+	float *noise;        /* (P) for the plain unrestricted step, else (nm) */
+	float *v, *G;        /* (nm) RMSprop's second moment and preconditioner, or NULL */
+	double *mw, *mf;     /* (nm) MALA: the last point and the mean of the proposal from it, or NULL */
+	double U;            /* MALA: the energy at mw */
+	int have;            /* mw, mf and U hold a point */
+};
+
+static size_t
+at(const struct chain *c, size_t j)
+{
+	return c->idx ? c->idx[j] : j;
+}
+
+static void
+chain_init(struct chain *c, const struct sgld_target *t, const struct sgld_method *m, const float *wstar)
+{
+	memset(c, 0, sizeof *c);
+	c->P = t->P;
+	c->idx = m->moving;
+	c->nm = m->moving ? m->nmoving : t->P;
+	c->w = xmalloc(xmul(c->P, sizeof(float)));
+	c->grad = xmalloc(xmul(c->P, sizeof(float)));
+	c->noise = xmalloc(xmul(c->nm, sizeof(float)));
+	memcpy(c->w, wstar, c->P * sizeof(float));
+	if (m->precond == SGLD_PRECOND_RMSPROP) {
+		c->v = xcalloc(c->nm, sizeof(float));
+		c->G = xmalloc(xmul(c->nm, sizeof(float)));
+	}
+	if (m->mala) {
+		c->mw = xmalloc(xmul(c->nm, sizeof(double)));
+		c->mf = xmalloc(xmul(c->nm, sizeof(double)));
+	}
+}
+
+static void
+chain_free(struct chain *c)
+{
+	free(c->w);
+	free(c->grad);
+	free(c->noise);
+	free(c->v);
+	free(c->G);
+	free(c->mw);
+	free(c->mf);
+}
+
+/* RMSprop's running second moment and G from this step's gradient, as devinterp in float. */
+static void
+precondition(struct chain *c, const struct sgld_method *m)
+{
+	float alpha = (float)m->alpha, rest = (float)(1 - m->alpha), delta = (float)m->delta;
+
+	for (size_t j = 0; j < c->nm; j++) {
+		float g = c->grad[at(c, j)];
+		c->v[j] = c->v[j] * alpha + rest * g * g;
+		c->G[j] = 1.0f / (sqrtf(c->v[j]) + delta);
+	}
+}
+
+/* The energy nbeta L_batch + gamma/2 |w - w*|^2 (over the moving parameters: the rest sit at w*). */
+static double
+energy(const struct chain *c, const struct sgld_params *sp, const float *wstar, double l)
+{
+	double r2 = 0;
+
+	for (size_t j = 0; j < c->nm; j++) {
+		double e = (double)c->w[at(c, j)] - wstar[at(c, j)];
+		r2 += e * e;
+	}
+	return sp->nbeta * l + 0.5 * sp->gamma * r2;
+}
+
+/*
+ * The MALA acceptance probability of the proposal that led from the
+ * stored point (mw, energy U) to the current w (energy U1), with the
+ * preconditioner G that made it (still in c->G: call before
+ * precondition), then store the current point as the next start.
+ */
+static double
+mala_step(struct chain *c, const struct sgld_params *sp, const float *wstar, double l)
+{
+	double U1 = energy(c, sp, wstar, l), fwd = 0, rev = 0, a = NAN, h = 0.5 * sp->epsilon;
+
+	for (size_t j = 0; j < c->nm; j++) {
+		size_t k = at(c, j);
+		double G = c->G ? c->G[j] : 1.0, w = c->w[k];
+		double gU = sp->nbeta * c->grad[k] + sp->gamma * (w - wstar[k]);
+		if (c->have) {
+			double ef = w - c->mf[j], er = c->mw[j] - (w - h * G * gU);
+			fwd += ef * ef / G;
+			rev += er * er / G;
+		}
+		c->mw[j] = w;
+	}
+	if (c->have) {
+		double la = c->U - U1 + (fwd - rev) / (2 * sp->epsilon);
+		a = la >= 0 ? 1.0 : exp(la);
+	}
+	c->U = U1;
+	return a;
+}
+
+/* The forward proposal's mean from the stored point, with this step's G. */
+static void
+mala_forward(struct chain *c, const struct sgld_params *sp, const float *wstar)
+{
+	double h = 0.5 * sp->epsilon;
+
+	for (size_t j = 0; j < c->nm; j++) {
+		size_t k = at(c, j);
+		double G = c->G ? c->G[j] : 1.0, w = c->w[k];
+		c->mf[j] = w - h * G * (sp->nbeta * c->grad[k] + sp->gamma * (w - wstar[k]));
+	}
+	c->have = 1;
+}
+
+/* One move from w with this step's gradient and noise. */
+static void
+move(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m, const float *wstar,
+    struct rng *rnoise)
+{
+	float *w = c->w, *grad = c->grad, *noise = c->noise;
+
+	rng_normals(rnoise, noise, c->nm);
+	if (m->precond == SGLD_PRECOND_RMSPROP) {
+		/* devinterp: d_p = G (nbeta g) + G (gamma (w - w*)); w += -eps/2 d_p; w += sqrt(eps) sqrt(G) xi. */
+		float nbeta = (float)sp->nbeta, gamma = (float)sp->gamma;
+		float half = (float)(-0.5 * sp->epsilon), root = (float)sqrt(sp->epsilon);
+		for (size_t j = 0; j < c->nm; j++) {
+			size_t k = at(c, j);
+			float G = c->G[j], dp = G * (grad[k] * nbeta) + G * (gamma * (w[k] - wstar[k]));
+			w[k] += half * dp;
+			w[k] += root * (sqrtf(G) * noise[j]);
+		}
+	} else {
+		/* The plain update's coefficients, in float like the parameters. */
+		float drift = (float)(0.5 * sp->epsilon * sp->nbeta);
+		float pull = (float)(0.5 * sp->epsilon * sp->gamma);
+		float sd = (float)sqrt(sp->epsilon);
+		if (!c->idx) {
+			/* sgld_run's loop, kept free of the index map so it vectorises. */
+			for (size_t k = 0; k < c->P; k++)
+				w[k] += -drift * grad[k] - pull * (w[k] - wstar[k]) + sd * noise[k];
+			return;
+		}
+		for (size_t j = 0; j < c->nm; j++) {
+			size_t k = c->idx[j];
+			w[k] += -drift * grad[k] - pull * (w[k] - wstar[k]) + sd * noise[j];
+		}
+	}
+}
+
+static void
+health_finish(struct sgld_health *h, const struct chain *c, double mala_sum, double mala_min, long mala_n)
+{
+	h->mala_n = mala_n;
+	h->mala_mean = mala_n ? mala_sum / mala_n : NAN;
+	h->mala_min = mala_n ? mala_min : NAN;
+	h->precond_min = h->precond_max = 1;
+	if (h->precond)
+		for (size_t j = 0; j < c->nm; j++)
+			h->precond[j] = c->G ? c->G[j] : 1.0f;
+	if (c->G) {
+		h->precond_min = INFINITY;
+		h->precond_max = -INFINITY;
+		for (size_t j = 0; j < c->nm; j++) {
+			h->precond_min = fmin(h->precond_min, c->G[j]);
+			h->precond_max = fmax(h->precond_max, c->G[j]);
+		}
+	}
+}
+
+void
+sgld_run_method(const struct sgld_target *t, const struct sgld_params *sp,
+    const struct sgld_method *m, const float *wstar, uint64_t seed, int chain, double *loss,
+    struct sgld_chain *out, struct sgld_health *health)
+{
+	long total = sp->burnin + sp->draws * sp->thin, pos = t->n;  /* pos = n: shuffle first */
+	int32_t *order = xmalloc(xmul((size_t)t->n, sizeof(int32_t)));
+	double mala_sum = 0, mala_min = NAN;
+	long mala_n = 0;
+	struct rng shuffle, rnoise;
+	struct chain c;
+
+	chain_init(&c, t, m, wstar);
 	memset(out, 0, sizeof *out);
-	memcpy(w, wstar, P * sizeof(float));
 	for (long i = 0; i < t->n; i++)
 		order[i] = (int32_t)i;
 	rng_init_part(&shuffle, seed, RNG_SHUFFLE, (uint64_t)chain);
@@ -45,8 +291,8 @@ sgld_run(const struct sgld_target *t, const struct sgld_params *sp, const float 
 			rng_shuffle(&shuffle, order, (size_t)t->n);
 			pos = 0;
 		}
-		memset(grad, 0, P * sizeof(float));
-		l = t->loss_grad(t->ctx, grad, w, order + pos, sp->batch);
+		memset(c.grad, 0, c.P * sizeof(float));
+		l = t->loss_grad(t->ctx, c.grad, c.w, order + pos, sp->batch);
 		pos += sp->batch;
 		out->steps = s + 1;
 		if (!isfinite(l)) {
@@ -61,9 +307,20 @@ sgld_run(const struct sgld_target *t, const struct sgld_params *sp, const float 
 			if (l > sp->explode)
 				out->exploded++;
 		}
-		rng_normals(&rnoise, noise, P);
-		for (size_t k = 0; k < P; k++)
-			w[k] += -drift * grad[k] - pull * (w[k] - wstar[k]) + sd * noise[k];
+		if (m->mala) {
+			/* The proposal from step s - 1 ends here: count it if it left a draw-phase step. */
+			double a = mala_step(&c, sp, wstar, l);
+			if (s - 1 >= sp->burnin && !isnan(a)) {
+				mala_sum += a;
+				mala_n++;
+				mala_min = mala_n == 1 ? a : fmin(mala_min, a);
+			}
+		}
+		if (c.G && !(m->freeze && s >= sp->burnin && s > 0))
+			precondition(&c, m);
+		if (m->mala)
+			mala_forward(&c, sp, wstar);
+		move(&c, sp, m, wstar, &rnoise);
 	}
 	if (out->nonfinite) {
 		out->loss_mean = NAN;
@@ -73,8 +330,18 @@ sgld_run(const struct sgld_target *t, const struct sgld_params *sp, const float 
 			sum += loss[d];
 		out->loss_mean = sum / sp->draws;
 	}
-	free(w);
-	free(grad);
-	free(noise);
+	if (health)
+		health_finish(health, &c, mala_sum, mala_min, mala_n);
+	chain_free(&c);
 	free(order);
+}
+
+void
+sgld_run(const struct sgld_target *t, const struct sgld_params *sp, const float *wstar,
+    uint64_t seed, int chain, double *loss, struct sgld_chain *out)
+{
+	struct sgld_method m;
+
+	sgld_method_default(&m);
+	sgld_run_method(t, sp, &m, wstar, seed, chain, loss, out, NULL);
 }

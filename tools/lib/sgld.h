@@ -66,4 +66,146 @@ void sgld_run(const struct sgld_target *t, const struct sgld_params *sp, const f
 /* nbeta = B / ln B, devinterp's default for batch B >= 2. */
 double sgld_default_nbeta(int batch);
 
+/*
+ * How a chain moves, beyond sgld_run's plain SGLD over every parameter.
+ *
+ * Preconditioning (devinterp's rmsprop_sgld; Li, Chen, Carlson and Carin
+ * 2016, "Preconditioned stochastic gradient Langevin dynamics").  Each
+ * step first updates the running second moment of the raw minibatch
+ * gradient g = grad L_batch(w) (not of nbeta g) and then scales the
+ * drift, the localisation and the noise by G = 1 / (sqrt(v) + delta):
+ *
+ *   v <- alpha v + (1 - alpha) g^2          (v = 0 before the first step)
+ *   G  = 1 / (sqrt(v) + delta)
+ *   w <- w - (eps/2) G (nbeta g + gamma (w - w*)) + sqrt(eps G) N(0, I)
+ *
+ * elementwise, in float and in devinterp's order of operations.  In a
+ * direction of curvature h the stationary gradient is ~ sqrt(h / nbeta),
+ * so G h ~ sqrt(h nbeta): the preconditioned chain sees the square root of
+ * the loss's conditioning, which is what lets one eps explore flat and
+ * sharp directions at once.  delta bounds G by 1/delta where the gradient
+ * vanishes (at a minimum, on the first step): it is in the units of the
+ * gradient, and devinterp's 0.1 suits losses of order one.  With G held
+ * fixed the chain is plain SGLD in the coordinates G^-1/2 w, so its
+ * stationary law is the same tempered, localised posterior; a G that
+ * follows the chain makes it approximately so (the Gamma correction term
+ * of Li et al. is dropped, as devinterp and Li et al. do).
+ *
+ * That approximation is not small.  Where a direction relaxes more slowly
+ * than the running moment forgets (1 / (1 - alpha) steps: 100 at
+ * devinterp's 0.99), v follows the chain's position, G ~ 1 / |g| shrinks
+ * the steps where |w - w*| is large, and the chain's law becomes
+ * ~ exp(-U) / G instead of exp(-U): on a quadratic its lambda-hat is too
+ * large by up to a factor of 2 (test_llc_known measures +43% on a
+ * quadratic of condition number 10^6).  freeze adapts G
+ * during the burn-in only and holds it through the draws, as Stan adapts
+ * its metric during warm-up: with G fixed the draws are plain SGLD in the
+ * coordinates G^-1/2 w, exact up to the discretisation, whose bias along
+ * a direction of curvature h is the plain chain's with eps G in place of
+ * eps: a variance 1 / (a (1 - eps G a / 4)), a = nbeta h + gamma.  A
+ * frozen G suits a posterior whose curvature is roughly the same wherever
+ * the chain goes (a basin); on a singular set whose arms differ in
+ * curvature by orders of magnitude, a G frozen on one arm is unstable on
+ * another, so freeze is off by default and a diverging or disagreeing
+ * chain (R-hat, MALA) says when it was wrong.
+ *
+ * Restriction (devinterp's optimize_over / mask): only the parameters
+ * moving[0..nmoving-1] move; the others stay at w* (their gradient is
+ * computed by the callback and ignored).  The estimator is unchanged: the
+ * LLC of the moving parameters with the others held at w*.  The noise
+ * stream then gives nmoving normals a step, so a restricted chain is not a
+ * sub-chain of the unrestricted one; restricting to every parameter in
+ * order is the unrestricted chain exactly.
+ *
+ * MALA acceptance (devinterp's MalaAcceptanceRate, Roberts and Tweedie
+ * 1996).  With the energy U(w) = nbeta L_batch(w) + gamma/2 |w - w*|^2 and
+ * the proposal q(w'|w) = N(w - (eps/2) G grad U(w), eps G), the step from
+ * w to w' would be accepted by a Metropolis-adjusted chain with
+ *
+ *   a = min(1, exp(U(w) - U(w') + log q(w|w') - log q(w'|w))).
+ *
+ * The chain accepts every step regardless; a, averaged over the steps,
+ * says how far the discretisation is from the posterior it targets (1:
+ * exact; devinterp suggests 0.9 to 0.95 for a trusted chain).  U(w') and
+ * grad U(w') come from the next step's evaluation, so measuring costs no
+ * extra call; like devinterp, U at the two ends is on two different
+ * minibatches, so with small batches a also measures the minibatch
+ * noise.  The preconditioner that made the proposal is used for both
+ * directions.  Counted over the proposals from draw-phase steps (after
+ * the burn-in) whose end was evaluated (all but the last).
+ */
+enum sgld_precond {
+	SGLD_PRECOND_NONE,     /* plain SGLD, devinterp's sgld */
+	SGLD_PRECOND_RMSPROP,  /* devinterp's rmsprop_sgld */
+};
+
+struct sgld_method {
+	enum sgld_precond precond;
+	double alpha;          /* RMSprop: decay of the second moment, [0, 1) (devinterp 0.99) */
+	double delta;          /* RMSprop: added to its square root, > 0 (devinterp's eps, 0.1) */
+	int freeze;            /* RMSprop: hold G from the last burn-in step on (the first step's without burn-in) */
+	const size_t *moving;  /* ascending indices of the parameters that move; NULL: all P */
+	size_t nmoving;        /* 1..P entries of moving (ignored when moving is NULL) */
+	int mala;              /* measure the MALA acceptance of every proposal */
+};
+
+/* What the chain says about its own health, beside struct sgld_chain. */
+struct sgld_health {
+	double mala_mean;      /* mean acceptance probability (NaN: not measured, or no proposal) */
+	double mala_min;       /* its smallest value (NaN likewise) */
+	long mala_n;           /* proposals averaged */
+	double precond_min;    /* range of G over the moving parameters at the last step */
+	double precond_max;    /*   (1 and 1 without preconditioning) */
+	float *precond;        /* the caller's: if not NULL, receives that G (nmoving floats; 1 if plain) */
+};
+
+/*
+ * The moving list for parameter ranges (tensors, layers): the distinct
+ * indices in the n half-open ranges [lo[i], hi[i]) of 0..P-1, in any order
+ * and overlapping or not, ascending in a new array of *count entries.
+ * NULL (and *count 0) if they cover nothing or a range leaves 0..P-1.
+ */
+size_t *sgld_moving_from_ranges(const size_t *lo, const size_t *hi, int n, size_t P, size_t *count);
+
+/* Plain SGLD over every parameter, no MALA; RMSprop's alpha and delta at devinterp's defaults. */
+void sgld_method_default(struct sgld_method *m);
+
+/* NULL if m is valid for P parameters, else what is wrong with it. */
+const char *sgld_method_check(const struct sgld_method *m, size_t P);
+
+/*
+ * sgld_run with a method (m valid: see sgld_method_check); health may be
+ * NULL (its precond pointer is read, every other field written).  With
+ * sgld_method_default it is sgld_run: the same draws, bit for bit.
+ */
+void sgld_run_method(const struct sgld_target *t, const struct sgld_params *sp,
+    const struct sgld_method *m, const float *wstar, uint64_t seed, int chain, double *loss,
+    struct sgld_chain *out, struct sgld_health *health);
+
+/*
+ * The step size from the sharpest curvature: on a quadratic of curvature
+ * h the plain chain contracts by 1 - eps a / 2 a step, a = nbeta h + gamma,
+ * and is stable iff eps a / 2 < 2.  eps_auto puts eps a_max / 2 at 2 /
+ * margin:
+ *
+ *   eps = 4 / (margin (nbeta lambda_max + gamma)).
+ *
+ * The margin pays for three things.  (1) Bias: the discretised chain's
+ * variance along a direction is 1 / (a (1 - eps a / 4)) instead of 1/a, so
+ * each direction adds at most (1/2) (1 / (1 - 1/margin) - 1) =
+ * 1 / (2 (margin - 1)) to lambda-hat, 0.026 at margin 20, less in flatter
+ * directions (eps a / 8 each).  (2) Under-estimated curvature: a few
+ * Lanczos steps give a Ritz value below lambda_max, and a minibatch's
+ * Hessian is sharper than the full one; margin 20 leaves a factor 20
+ * before the chain is at the stability edge.  (3) Cost: the flattest
+ * direction a_min relaxes in 2 / (eps a_min) = margin a_max / (2 a_min)
+ * steps, so a larger margin buys accuracy with longer chains.
+ * SGLD_EPS_MARGIN is the default; a margin below 1 gives a step that
+ * diverges on the quadratic (the calibration grid may want one).  NaN if
+ * an argument is out of range (lambda_max >= 0, nbeta > 0, gamma >= 0,
+ * nbeta lambda_max + gamma > 0, margin > 0, all finite).
+ */
+#define SGLD_EPS_MARGIN 20.0
+double sgld_eps_auto(double lambda_max, double nbeta, double gamma, double margin);
+
 #endif
