@@ -6,8 +6,13 @@ re-implemented here), N steps of each optimiser, two ways:
 - free-running: each trains on its own; the full-training-set loss after
   every step must agree.  Over many steps a pre-activation that sits at the
   ReLU kink can fall on different sides in the two (rounding decides), and
-  the trajectories then part by far more than rounding; so the final
-  parameters of the free runs are only held to a loose bound.
+  the trajectories then part by far more than rounding, by an amount that
+  depends on the BLAS kernels' rounding: on an AMD EPYC with OpenBLAS's
+  Haswell kernels, plain Adam's final parameters differed by 2e-2 while
+  every one of its 100 updates agreed to 2e-8 step by step.  So the final
+  parameters of the free runs are printed as a diagnostic, not asserted:
+  a bound loose enough to hold on every kernel could catch nothing that
+  the step-by-step check does not.
 - step by step: before every step PyTorch is given our parameters of the
   step before (its optimiser moments accumulate from gradients taken at our
   points), takes one step, and must land on our next parameters.  This
@@ -26,7 +31,6 @@ from refcommon import PCG32, Tap, flat, inputs, load_st, loss_fn, model_from, re
 STEPS = 100
 STEP_RTOL = 1e-5     # step by step: the loss and the parameters after every update, relative
 FREE_LOSS_RTOL = 1e-4   # free-running loss at every step (see above)
-FREE_RTOL = 1e-2        # free-running final parameters (see above)
 
 CASES = [
     ("adam, full batch", ["--optim", "adam", "--lr", "1e-3", "--wd", "0"]),
@@ -158,7 +162,7 @@ def main():
                f"diff {rel:.2e} (< {FREE_LOSS_RTOL:g}); loss {theirs[0]:.4f} -> {theirs[-1]:.4f}")
         ours_p = flat(load_st(out)[1], depth)
         prel = float((ours_p - tparams).norm() / tparams.norm())
-        tap.ok(prel < FREE_RTOL, f"{name}: free-running final parameters, relative diff {prel:.2e} (< {FREE_RTOL:g})")
+        print(f"# {name}: free-running final parameters, relative diff {prel:.2e} (diagnostic, see above)")
     return tap.done()
 
 
