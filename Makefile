@@ -46,7 +46,7 @@ ALL_CFLAGS = -std=c11 $(CFLAGS) $(VECFLAGS) -Wall -Wextra -Wpedantic $(WERROR) $
              -Itools/lib $(PKG_CFLAGS)
 ALL_LDLIBS = $(SANFLAGS) $(PKG_LIBS) -lm
 
-.PHONY: fuzz fuzz-targets units tools all test check-ref same-science bench install uninstall clean clean-results help deps demo
+.PHONY: fuzz fuzz-targets units tools all test check-ref same-science mutate bench install uninstall clean clean-results help deps demo
 
 tools: $(BINS)
 
@@ -191,6 +191,14 @@ BASE ?= 8ea4d8c
 same-science:
 	$(PYTHON) tests/same-science --base $(BASE)
 
+# Mutation testing: each planted bug of tests/mutate/mutants, one at a
+# time in a copy of the tree, must make one of the suites named for it
+# fail; prints the table of what caught what (MUTANTS="name..." for some).
+MUTATE_JOBS ?= 2
+mutate: tools units
+	tools/ensure-deps ref
+	$(PYTHON) tests/mutate/run --build $(O) --jobs $(MUTATE_JOBS) $(MUTANTS)
+
 install: tools
 	install -d '$(DESTDIR)$(BINDIR)'
 	install -m 0755 $(BINS) '$(DESTDIR)$(BINDIR)'
@@ -224,6 +232,7 @@ help:
 	@echo '  fuzz             run every fuzz target FUZZ_SECONDS=$(FUZZ_SECONDS) seconds'
 	@echo '  check-ref        every tool against PyTorch (or a closed form) on the same data and weights'
 	@echo '  same-science     the same records and tensors as commit BASE=$(BASE) on a tiny study'
+	@echo '  mutate           plant each bug of tests/mutate/mutants and check a test catches it (MUTATE_JOBS=$(MUTATE_JOBS))'
 	@echo '  install          install the tools into $$(DESTDIR)$$(BINDIR)'
 	@echo '  uninstall        remove them again'
 	@echo '  deps             install missing Debian packages'

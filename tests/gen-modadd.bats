@@ -21,21 +21,21 @@ load test_helper
 	run st_header d.st
 	assert_success
 	h=$output
-	[ "$(jq -r '.__metadata__.p' <<<"$h")" = 97 ]
-	[ "$(jq -r '.__metadata__.op' <<<"$h")" = add ]
-	[ "$(jq -r '.__metadata__.frac' <<<"$h")" = 0.3 ]
-	[ "$(jq -r '.__metadata__.split' <<<"$h")" = random ]
-	[ "$(jq -r '.__metadata__.seed' <<<"$h")" = 0 ]
-	[ "$(jq -r '.__metadata__.format' <<<"$h")" = modadd-v1 ]
-	[ "$(jq -r '.__metadata__.generator' <<<"$h")" = "gen-modadd $(gen-modadd --version | cut -d' ' -f2)" ]
-	[ "$(jq -c '.["train.x"].shape' <<<"$h")" = "[2823,2]" ]
-	[ "$(jq -c '.["train.y"].shape' <<<"$h")" = "[2823]" ]
-	[ "$(jq -c '.["test.x"].shape' <<<"$h")" = "[6586,2]" ]
-	[ "$(jq -r 'del(.__metadata__) | [.[].dtype] | unique | join(",")' <<<"$h")" = "I32" ]
+	assert_equal "$(jq -r '.__metadata__.p' <<<"$h")" 97
+	assert_equal "$(jq -r '.__metadata__.op' <<<"$h")" add
+	assert_equal "$(jq -r '.__metadata__.frac' <<<"$h")" 0.3
+	assert_equal "$(jq -r '.__metadata__.split' <<<"$h")" random
+	assert_equal "$(jq -r '.__metadata__.seed' <<<"$h")" 0
+	assert_equal "$(jq -r '.__metadata__.format' <<<"$h")" modadd-v1
+	assert_equal "$(jq -r '.__metadata__.generator' <<<"$h")" "gen-modadd $(gen-modadd --version | cut -d' ' -f2)"
+	assert_equal "$(jq -c '.["train.x"].shape' <<<"$h")" "[2823,2]"
+	assert_equal "$(jq -c '.["train.y"].shape' <<<"$h")" "[2823]"
+	assert_equal "$(jq -c '.["test.x"].shape' <<<"$h")" "[6586,2]"
+	assert_equal "$(jq -r 'del(.__metadata__) | [.[].dtype] | unique | join(",")' <<<"$h")" "I32"
 	# header padded to 8 bytes, file exactly header + data
 	n=$(od -An -t u8 -N 8 d.st | tr -d ' ')
-	[ $((n % 8)) -eq 0 ]
-	[ "$(stat -c %s d.st)" -eq $((8 + n + 4 * (2823 * 3 + 6586 * 3))) ]
+	assert_equal $((n % 8)) 0
+	assert_equal "$(stat -c %s d.st)" $((8 + n + 4 * (2823 * 3 + 6586 * 3)))
 }
 
 @test "gen-modadd: stdout and -o give the same bytes" {
@@ -72,16 +72,18 @@ check_op() {
 @test "gen-modadd --op div omits y = 0 and keeps every other pair" {
 	gen-modadd -p 7 --op div -o d.st
 	{ pairs d.st train; pairs d.st test; } > all.txt
-	[ "$(wc -l < all.txt)" -eq 42 ]
-	! awk '$2 == 0' all.txt | grep -q .
+	assert_equal "$(wc -l < all.txt)" 42
+	run awk '$2 == 0' all.txt
+	assert_success
+	assert_output ''
 }
 
 @test "gen-modadd: split sizes are round(frac * N)" {
 	gen-modadd -p 10 --frac 0.25 -o d.st
-	[ "$(st_header d.st | jq -c '.["train.y"].shape')" = "[25]" ]
-	[ "$(st_header d.st | jq -c '.["test.y"].shape')" = "[75]" ]
+	assert_equal "$(st_header d.st | jq -c '.["train.y"].shape')" "[25]"
+	assert_equal "$(st_header d.st | jq -c '.["test.y"].shape')" "[75]"
 	gen-modadd -p 97 --frac 0.5 -o e.st
-	[ "$(st_header e.st | jq -c '.["train.y"].shape')" = "[4705]" ]   # 4704.5 rounds away from zero
+	assert_equal "$(st_header e.st | jq -c '.["train.y"].shape')" "[4705]"   # 4704.5 rounds away from zero
 }
 
 @test "gen-modadd: the same seed gives the same bytes, another seed other pairs" {
@@ -89,18 +91,23 @@ check_op() {
 	gen-modadd -p 31 --seed 5 -o b.st
 	gen-modadd -p 31 --seed 6 -o c.st
 	cmp a.st b.st
-	! cmp -s <(pairs a.st train) <(pairs c.st train)
-	[ "$(st_header c.st | jq -r .__metadata__.seed)" = 6 ]
+	pairs a.st train > a.txt
+	pairs c.st train > c.txt
+	assert_equal "$(wc -l < c.txt)" "$(wc -l < a.txt)"
+	assert_files_differ a.txt c.txt
+	assert_equal "$(st_header c.st | jq -r .__metadata__.seed)" 6
 }
 
 @test "gen-modadd --split label: the held-out labels are exactly the test set" {
 	gen-modadd -p 17 --split label --holdout 1,2 -o d.st
-	pairs d.st test | awk '$3 != 1 && $3 != 2 { exit 1 }'
-	pairs d.st train | awk '$3 == 1 || $3 == 2 { exit 1 }'
-	[ "$(pairs d.st test | wc -l)" -eq 34 ]
-	[ "$(pairs d.st train | wc -l)" -eq 255 ]
-	[ "$(st_header d.st | jq -r .__metadata__.holdout)" = "1,2" ]
-	[ "$(st_header d.st | jq -r .__metadata__.split)" = "label" ]
+	run awk '$3 != 1 && $3 != 2' <(pairs d.st test)
+	assert_output ''
+	run awk '$3 == 1 || $3 == 2' <(pairs d.st train)
+	assert_output ''
+	assert_equal "$(pairs d.st test | wc -l)" 34
+	assert_equal "$(pairs d.st train | wc -l)" 255
+	assert_equal "$(st_header d.st | jq -r .__metadata__.holdout)" "1,2"
+	assert_equal "$(st_header d.st | jq -r .__metadata__.split)" "label"
 }
 
 # Every bad option: its exact message and exit status 2.
@@ -160,10 +167,10 @@ bad() {
 }
 
 @test "gen-modadd: a full disk is a runtime error (exit 1)" {
+	[ -c /dev/full ] || skip "this machine has no /dev/full"
 	run gen-modadd -p 97 -o /dev/full
 	assert_failure 1
 	assert_output "gen-modadd: error writing /dev/full: No space left on device"
-	[ -c /dev/full ]
 	run bash -c 'gen-modadd -p 97 > /dev/full'
 	assert_failure 1
 	assert_output "gen-modadd: error writing standard output: No space left on device"
@@ -174,8 +181,8 @@ bad() {
 @test "gen-modadd -o replaces an existing file atomically, leaving no temporary" {
 	echo old > d.st
 	gen-modadd -p 5 -o d.st
-	[ "$(st_header d.st | jq -r .__metadata__.p)" = 5 ]
-	[ "$(ls -A | grep -c tmp)" -eq 0 ]
+	assert_equal "$(st_header d.st | jq -r .__metadata__.p)" 5
+	assert_equal "$(ls -A | grep -c tmp)" 0
 }
 
 @test "gen-modadd refuses to write binary data to a terminal" {

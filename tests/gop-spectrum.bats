@@ -21,65 +21,69 @@ setup() {
 @test "gop-spectrum: one record per checkpoint with every statistic" {
 	run gop-spectrum --data d.st ck/step-00000020.safetensors ck/step-00000040.safetensors
 	assert_success
-	[ "${#lines[@]}" -eq 3 ]
+	assert_equal "${#lines[@]}" 3
 	l=${lines[2]}
-	[ "$(jq -r '.record + " " + .set + " " + (.n | tostring) + " " + (.step | tostring)' <<<"$l")" = "gop train 61 40" ]
-	[ "$(jq -r '.gop | keys | join(",")' <<<"$l")" = "condition,effective_rank,frobenius,logdet,rank,rank_tol,smallest,spectral,stable_rank,top,trace" ]
-	[ "$(jq '.gop.top | length' <<<"$l")" = 10 ]
-	[ "$(jq '.gop.top == (.gop.top | sort | reverse) and .gop.top[0] == .gop.spectral' <<<"$l")" = true ]
+	assert_equal "$(jq -r '.record + " " + .set + " " + (.n | tostring) + " " + (.step | tostring)' <<<"$l")" "gop train 61 40"
+	assert_equal "$(jq -r '.gop | keys | join(",")' <<<"$l")" "condition,effective_rank,frobenius,logdet,rank,rank_tol,smallest,spectral,stable_rank,top,trace"
+	assert_equal "$(jq '.gop.top | length' <<<"$l")" 10
+	assert_jq '.gop.top == (.gop.top | map(num) | sort | reverse) and .gop.top[0] == .gop.spectral' <<<"$l"
 	# trace(G) = trace(C) + |mean gradient|^2
-	[ "$(jq '. as $r | ($r.gop.trace - $r.centred.trace - $r.mean_grad_sq) | fabs < 1e-9 * $r.gop.trace' <<<"$l")" = true ]
+	assert_jq '. as $r | (($r.gop.trace | num) - ($r.centred.trace | num) - ($r.mean_grad_sq | num)) | fabs < 1e-9 * $r.gop.trace' <<<"$l"
 	# rank at most n, effective rank between 1 and rank
-	[ "$(jq '.gop.rank <= .n and .gop.effective_rank >= 1 and .gop.effective_rank <= .gop.rank' <<<"$l")" = true ]
+	assert_jq '(.gop.rank | num) <= .n and (.gop.effective_rank | num) >= 1 and .gop.effective_rank <= .gop.rank' <<<"$l"
+	# the documented rank tolerance: n 2^-23 times the largest eigenvalue (numpy's matrix_rank rule for float32)
+	assert_jq '.gop.rank_tol as $t | ($t | num) - .n * pow(2; -23) * (.gop.spectral | num) | fabs <= 1e-12 * $t' <<<"$l"
+	# condition = spectral / smallest counted >= 1; log-determinant finite (numpy checks both: check_gop.py)
+	assert_jq '(.gop.condition | num) >= 1 and (.gop.logdet | num) == .gop.logdet' <<<"$l"
 }
 
 @test "gop-spectrum: |mean gradient|^2 is hess-eig's squared gradient norm" {
 	a=$(gop-spectrum --data d.st ck/step-00000040.safetensors | tail -1 | jq .mean_grad_sq)
 	b=$(hess-eig --data d.st --top 1 ck/step-00000040.safetensors | tail -1 | jq '.grad_norm * .grad_norm')
-	jq -n --argjson a "$a" --argjson b "$b" '(($a - $b) | fabs) / $b < 1e-5' | grep -q true
+	assert_jq -n --argjson a "$a" --argjson b "$b" '(($a | num) - ($b | num) | fabs) / $b < 1e-5'
 }
 
 @test "gop-spectrum: with dead units (dropped from the Grams), the same identities and counts as hess-eig" {
 	train-mlp --data d.st --depth 6 --width 12 --steps 60 --log-every 60 --ckpt-dir deep > /dev/null
 	a=$(gop-spectrum --data d.st --eigvecs 1 v.st deep/step-00000060.safetensors | tail -1)
 	b=$(hess-eig --data d.st --top 1 deep/step-00000060.safetensors | tail -1)
-	[ "$(jq '.dead_units | add > 0' <<<"$a")" = true ]
-	[ "$(jq -c .dead_units <<<"$a")" = "$(jq -c .dead_units <<<"$b")" ]
-	jq -n --argjson a "$a" --argjson b "$b" '(($a.mean_grad_sq - $b.grad_norm * $b.grad_norm) | fabs) /
-	    $a.mean_grad_sq < 1e-5' | grep -q true
-	[ "$(st_header v.st | jq -c '.["layers.1.weight"].shape')" = "[1,12,12]" ]
+	assert_jq '.dead_units | map(num) | add > 0' <<<"$a"
+	assert_equal "$(jq -c .dead_units <<<"$a")" "$(jq -c .dead_units <<<"$b")"
+	assert_jq -n --argjson a "$a" --argjson b "$b" '(($a.mean_grad_sq | num) - ($b.grad_norm | num) * $b.grad_norm | fabs) /
+	    $a.mean_grad_sq < 1e-5'
+	assert_equal "$(st_header v.st | jq -c '.["layers.1.weight"].shape')" "[1,12,12]"
 }
 
 @test "gop-spectrum --per-layer: layer traces add up to the whole" {
 	run gop-spectrum --data d.st --per-layer ck/step-00000040.safetensors
 	assert_success
-	[ "$(jq '.layers | length' <<<"${lines[1]}")" = 3 ]
-	[ "$(jq '. as $r | ([$r.layers[].trace] | add) - $r.gop.trace | fabs < 1e-9 * $r.gop.trace' <<<"${lines[1]}")" = true ]
+	assert_equal "$(jq '.layers | length' <<<"${lines[1]}")" 3
+	assert_jq '. as $r | ([$r.layers[].trace | num] | add) - ($r.gop.trace | num) | fabs < 1e-9 * $r.gop.trace' <<<"${lines[1]}"
 }
 
 @test "gop-spectrum --set all uses train and test rows" {
 	run gop-spectrum --data d.st --set all --top 3 ck/step-00000040.safetensors
 	assert_success
-	[ "$(jq .n <<<"${lines[1]}")" = 121 ]
+	assert_equal "$(jq .n <<<"${lines[1]}")" 121
 }
 
 @test "gop-spectrum --spectrum writes every eigenvalue" {
 	gop-spectrum --data d.st --per-layer --spectrum s.st ck/step-00000040.safetensors > out
 	h=$(st_header s.st)
-	[ "$(jq -c '[.gop.shape, .centred.shape, .["layers.0"].shape, .gop.dtype]' <<<"$h")" = '[[61],[61],[61],"F64"]' ]
+	assert_equal "$(jq -c '[.gop.shape, .centred.shape, .["layers.0"].shape, .gop.dtype]' <<<"$h")" '[[61],[61],[61],"F64"]'
 	first=$(st_values s.st gop f8 8 | head -1)
-	jq -n --argjson a "$first" --argjson b "$(jq .gop.spectral out | tail -1)" '(($a - $b) | fabs) < 1e-12 * $b' | grep -q true
+	assert_jq -n --argjson a "$first" --argjson b "$(jq .gop.spectral out | tail -1)" '(($a | num) - ($b | num) | fabs) < 1e-12 * $b'
 }
 
 @test "gop-spectrum --eigvecs writes unit eigenvectors named like the parameters" {
 	gop-spectrum --data d.st --eigvecs 2 v.st ck/step-00000040.safetensors > out
 	h=$(st_header v.st)
-	[ "$(jq -c '.["layers.0.weight"].shape' <<<"$h")" = "[2,12,22]" ]
+	assert_equal "$(jq -c '.["layers.0.weight"].shape' <<<"$h")" "[2,12,22]"
 	# the first eigenvector has unit norm over all its tensors
 	n2=$(for t in layers.0.weight layers.0.bias layers.1.weight layers.1.bias layers.2.weight layers.2.bias; do
 		total=$(st_values v.st "$t" f4 | wc -l); st_values v.st "$t" f4 | head -n $((total / 2)); done |
 		awk '{ s += $1 * $1 } END { printf "%.6f", s }')
-	[ "$n2" = 1.000000 ]
+	assert_equal "$n2" 1.000000
 }
 
 @test "gop-spectrum: deterministic" {

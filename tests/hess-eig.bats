@@ -21,51 +21,52 @@ setup() {
 @test "hess-eig: one record per checkpoint, top eigenvalues descending and converged" {
 	run hess-eig --data d.st ck/step-00000020.safetensors ck/step-00000040.safetensors
 	assert_success
-	[ "${#lines[@]}" -eq 3 ]
-	[ "$(jq -r .record <<<"${lines[0]}")" = header ]
-	[ "$(jq -r .inputs.data <<<"${lines[0]}")" = "$(sha256sum d.st | cut -d' ' -f1)" ]
+	assert_equal "${#lines[@]}" 3
+	assert_equal "$(jq -r .record <<<"${lines[0]}")" header
+	assert_equal "$(jq -r .inputs.data <<<"${lines[0]}")" "$(sha256sum d.st | cut -d' ' -f1)"
 	for i in 1 2; do
 		l=${lines[$i]}
-		[ "$(jq -r '.record + " " + .set + " " + (.converged | tostring)' <<<"$l")" = "hessian train true" ]
-		[ "$(jq '.eigenvalues | length' <<<"$l")" = 5 ]
-		[ "$(jq '.eigenvalues == (.eigenvalues | sort | reverse)' <<<"$l")" = true ]
-		[ "$(jq '[.residuals[] < 1e-3] | all' <<<"$l")" = true ]
-		[ "$(jq '.hvps > 5' <<<"$l")" = true ]
+		assert_equal "$(jq -r '.record + " " + .set + " " + (.converged | tostring)' <<<"$l")" "hessian train true"
+		assert_equal "$(jq '.eigenvalues | length' <<<"$l")" 5
+		assert_jq '.eigenvalues == (.eigenvalues | sort | reverse)' <<<"$l"
+		assert_jq '[.residuals[] | num < 1e-3] | all' <<<"$l"
+		assert_jq '(.eigenvalues | map(num) | length) == 5' <<<"$l"
+		assert_jq '(.hvps | num) > 5' <<<"$l"
 	done
-	[ "$(jq -r .step <<<"${lines[2]}")" = 40 ]
-	[ "$(jq -r .checkpoint_sha256 <<<"${lines[2]}")" = "$(sha256sum ck/step-00000040.safetensors | cut -d' ' -f1)" ]
+	assert_equal "$(jq -r .step <<<"${lines[2]}")" 40
+	assert_equal "$(jq -r .checkpoint_sha256 <<<"${lines[2]}")" "$(sha256sum ck/step-00000040.safetensors | cut -d' ' -f1)"
 }
 
 @test "hess-eig reads checkpoint paths from standard input" {
 	ls ck/*.safetensors | hess-eig --data d.st --top 2 > out
-	[ "$(jq -s 'map(select(.record == "hessian") | .step)' out | jq -c .)" = "[0,20,40]" ]
+	assert_equal "$(jq -s 'map(select(.record == "hessian") | .step)' out | jq -c .)" "[0,20,40]"
 }
 
 @test "hess-eig --which both: the most negative eigenvalues too" {
 	run hess-eig --data d.st --which both --top 3 ck/step-00000040.safetensors
 	assert_success
 	l=${lines[1]}
-	[ "$(jq '.bottom_eigenvalues | length' <<<"$l")" = 3 ]
-	[ "$(jq '.bottom_eigenvalues == (.bottom_eigenvalues | sort)' <<<"$l")" = true ]
-	[ "$(jq '.bottom_eigenvalues[0] < .eigenvalues[2]' <<<"$l")" = true ]
+	assert_equal "$(jq '.bottom_eigenvalues | length' <<<"$l")" 3
+	assert_jq '.bottom_eigenvalues == (.bottom_eigenvalues | map(num) | sort)' <<<"$l"
+	assert_jq '(.bottom_eigenvalues[0] | num) < (.eigenvalues[2] | num)' <<<"$l"
 }
 
 @test "hess-eig --method power agrees with Lanczos on the top eigenvalue" {
 	a=$(hess-eig --data d.st --top 1 --tol 1e-8 --max-iter 300 ck/step-00000040.safetensors | tail -1 | jq '.eigenvalues[0]')
 	b=$(hess-eig --data d.st --top 1 --method power --tol 1e-9 --max-iter 2000 ck/step-00000040.safetensors | tail -1 | jq '.eigenvalues[0]')
-	jq -n --argjson a "$a" --argjson b "$b" '(($a - $b) | fabs) / $a < 1e-4' | grep -q true
+	assert_jq -n --argjson a "$a" --argjson b "$b" '(($a | num) - ($b | num) | fabs) / $a < 1e-4'
 }
 
 @test "hess-eig --trace and --density" {
 	run hess-eig --data d.st --trace --probes 50 --density --slq-probes 3 --slq-iter 20 --grid 200 ck/step-00000040.safetensors
 	assert_success
 	l=${lines[1]}
-	[ "$(jq '.trace.probes == 50 and .trace.stderr > 0' <<<"$l")" = true ]
-	[ "$(jq '.density.grid | length' <<<"$l")" = 200 ]
-	[ "$(jq '.density.nodes | length' <<<"$l")" = 3 ]
-	[ "$(jq '[.density.weights[] | add] | map(. > 0.999999 and . < 1.000001) | all' <<<"$l")" = true ]
+	assert_jq '.trace.probes == 50 and (.trace.stderr | num) > 0 and (.trace.mean | num) != null' <<<"$l"
+	assert_equal "$(jq '.density.grid | length' <<<"$l")" 200
+	assert_equal "$(jq '.density.nodes | length' <<<"$l")" 3
+	assert_jq '[.density.weights[] | map(num) | add] | map(. > 0.999999 and . < 1.000001) | all' <<<"$l"
 	# the density integrates to one
-	[ "$(jq '(.density.grid[1] - .density.grid[0]) * (.density.values | add) | . > 0.99 and . < 1.01' <<<"$l")" = true ]
+	assert_jq '((.density.grid[1] | num) - (.density.grid[0] | num)) * (.density.values | map(num) | add) | . > 0.99 and . < 1.01' <<<"$l"
 }
 
 @test "hess-eig: the same seed gives the same numbers" {
@@ -73,20 +74,21 @@ setup() {
 	hess-eig --data d.st --trace --probes 10 ck/step-00000040.safetensors | tail -1 | jq -c 'del(.seconds, .peak_rss_mib)' > b
 	hess-eig --data d.st --trace --probes 10 --seed 1 ck/step-00000040.safetensors | tail -1 | jq -c 'del(.seconds, .peak_rss_mib)' > c
 	cmp a b
-	! cmp -s a c
+	assert_files_differ a c
 }
 
 @test "hess-eig --eigvecs writes the top eigenvectors named like the parameters" {
 	hess-eig --data d.st --top 3 --eigvecs v.st ck/step-00000040.safetensors > out
 	h=$(st_header v.st)
-	[ "$(jq -c '.["layers.0.weight"].shape' <<<"$h")" = "[3,12,22]" ]
-	[ "$(jq -c '.["layers.2.bias"].shape' <<<"$h")" = "[3,11]" ]
-	[ "$(jq -c '.__metadata__.eigenvalues | fromjson | length' <<<"$h")" = 3 ]
+	assert_equal "$(jq -c '.["layers.0.weight"].shape' <<<"$h")" "[3,12,22]"
+	assert_equal "$(jq -c '.["layers.2.bias"].shape' <<<"$h")" "[3,11]"
+	assert_equal "$(jq -c '.__metadata__.eigenvalues | fromjson | length' <<<"$h")" 3
 	run hess-eig --data d.st --eigvecs v.st ck/step-00000020.safetensors ck/step-00000040.safetensors
 	assert_failure 2
 	assert_line --index 0 "hess-eig: --eigvecs v.st: with several checkpoints the name must contain {step}"
 	hess-eig --data d.st --top 1 --eigvecs 'v-{step}.st' ck/step-00000020.safetensors ck/step-00000040.safetensors > out
-	[ -f v-00000020.st ] && [ -f v-00000040.st ]
+	assert_file_exists v-00000020.st
+	assert_file_exists v-00000040.st
 }
 
 @test "hess-eig: dead units counted; the solve on the live parameters = the one on all of them" {
@@ -95,15 +97,14 @@ setup() {
 	a=$(hess-eig --data d.st --which both --top 4 --tol 1e-9 --max-iter 400 --eigvecs v.st "$c" | tail -1)
 	# --batch below the 60 training rows: products batch by batch, over every parameter
 	b=$(hess-eig --data d.st --which both --top 4 --tol 1e-9 --max-iter 400 --batch 7 "$c" | tail -1)
-	[ "$(jq '.dead_units | length' <<<"$a")" = 6 ]
-	[ "$(jq '.dead_units | add > 0' <<<"$a")" = true ]
-	[ "$(jq -c .dead_units <<<"$a")" = "$(jq -c .dead_units <<<"$b")" ]
-	jq -n --argjson a "$a" --argjson b "$b" '[range(4) as $i | ($a.eigenvalues[$i] - $b.eigenvalues[$i]),
-	    ($a.bottom_eigenvalues[$i] - $b.bottom_eigenvalues[$i]) | fabs] | max < 1e-6 * ($a.eigenvalues[0] | fabs)' |
-	    grep -q true
+	assert_equal "$(jq '.dead_units | length' <<<"$a")" 6
+	assert_jq '.dead_units | map(num) | add > 0' <<<"$a"
+	assert_equal "$(jq -c .dead_units <<<"$a")" "$(jq -c .dead_units <<<"$b")"
+	assert_jq -n --argjson a "$a" --argjson b "$b" '[range(4) as $i | ($a.eigenvalues[$i] | num) - ($b.eigenvalues[$i] | num),
+	    ($a.bottom_eigenvalues[$i] | num) - ($b.bottom_eigenvalues[$i] | num) | fabs] | max < 1e-6 * ($a.eigenvalues[0] | fabs)'
 	# the top eigenvector is exactly zero on the dead units of layer 1, and only there
 	zeros=$(st_values v.st layers.1.bias f4 | head -12 | awk '$1 == 0' | wc -l)
-	[ "$zeros" -eq "$(jq '.dead_units[1]' <<<"$a")" ]
+	assert_equal "$zeros" "$(jq '.dead_units[1]' <<<"$a")"
 }
 
 bad() {
@@ -134,7 +135,7 @@ bad() {
 	run --separate-stderr hess-eig --data other.st ck/step-00000040.safetensors
 	assert_failure 1
 	assert_stderr --partial "hess-eig: ck/step-00000040.safetensors: trained on data"
-	[[ $stderr == *"--any-data to analyse anyway"* ]]
+	assert_stderr --partial -- "--any-data to analyse anyway"
 	run hess-eig --data other.st --any-data --top 1 ck/step-00000040.safetensors
 	assert_success
 }

@@ -22,47 +22,51 @@ setup() {
 @test "llc-estimate: one record per checkpoint with the estimate, its chains and the settings" {
 	run llc-estimate --data d.st --chains 4 --draws 30 ck/step-00000020.safetensors ck/step-00000040.safetensors
 	assert_success
-	[ "${#lines[@]}" -eq 3 ]
-	[ "$(jq -r .record <<<"${lines[0]}")" = header ]
-	[ "$(jq -c .config <<<"${lines[0]}")" = '{"chains":4,"draws":30,"burn_in":0,"thin":1,"batch":32,"epsilon":0.001,"gamma":100,"nbeta":9.233248261689365,"explode":null}' ]
+	assert_equal "${#lines[@]}" 3
+	assert_equal "$(jq -r .record <<<"${lines[0]}")" header
+	assert_equal "$(jq -c .config <<<"${lines[0]}")" '{"chains":4,"draws":30,"burn_in":0,"thin":1,"batch":32,"epsilon":0.001,"gamma":100,"nbeta":9.233248261689365,"explode":null}'
 	l=${lines[2]}
-	[ "$(jq -r '.record + " " + (.step | tostring) + " " + (.chains_ok | tostring)' <<<"$l")" = "llc 40 4" ]
-	[ "$(jq '.llc_per_chain | length' <<<"$l")" = 4 ]
-	[ "$(jq '(.llc_per_chain | add / length) - .llc_mean | fabs < 1e-9' <<<"$l")" = true ]
-	[ "$(jq '.chains | map(.steps) == [30, 30, 30, 30]' <<<"$l")" = true ]
-	[ "$(jq '.settings.explode == (11 | log)' <<<"$l")" = true ]
-	[ "$(jq '.explode_at - .init_loss - (11 | log) | fabs < 1e-12' <<<"$l")" = true ]
-	[ "$(jq '.steps == 120 and .init_loss > 0 and .llc_std >= 0' <<<"$l")" = true ]
+	assert_equal "$(jq -r '.record + " " + (.step | tostring) + " " + (.chains_ok | tostring)' <<<"$l")" "llc 40 4"
+	assert_equal "$(jq '.llc_per_chain | length' <<<"$l")" 4
+	assert_jq '(.llc_per_chain | map(num) | add / length) - (.llc_mean | num) | fabs < 1e-9' <<<"$l"
+	# the spread over chains: sample standard deviation (n - 1) and its standard error
+	assert_jq '(.llc_per_chain | map(num)) as $x | ($x | add / length) as $m
+	    | ([$x[] | (. - $m) * (. - $m)] | add / ($x | length - 1) | sqrt) as $sd
+	    | ((.llc_std | num) - $sd | fabs) < 1e-9 * $sd and ((.llc_stderr | num) - $sd / 2 | fabs) < 1e-9 * $sd' <<<"$l"
+	assert_jq '.chains | map(.steps) == [30, 30, 30, 30]' <<<"$l"
+	assert_jq '.settings.explode == (11 | log)' <<<"$l"
+	assert_jq '(.explode_at | num) - (.init_loss | num) - (11 | log) | fabs < 1e-12' <<<"$l"
+	assert_jq '.steps == 120 and (.init_loss | num) > 0 and (.llc_std | num) >= 0' <<<"$l"
 	# The estimate is nbeta (mean draw loss - L(w*)), chain by chain.
-	[ "$(jq '[.chains[] as $c | $c.llc - .settings.nbeta * ($c.loss_mean - .init_loss) | fabs < 1e-9] | all' <<<"$l")" = true ]
-	[ "$(jq -r .checkpoint_sha256 <<<"$l")" = "$(sha256sum ck/step-00000040.safetensors | cut -d' ' -f1)" ]
+	assert_jq '[.chains[] as $c | ($c.llc | num) - .settings.nbeta * (($c.loss_mean | num) - .init_loss) | fabs < 1e-9] | all' <<<"$l"
+	assert_equal "$(jq -r .checkpoint_sha256 <<<"$l")" "$(sha256sum ck/step-00000040.safetensors | cut -d' ' -f1)"
 }
 
 @test "llc-estimate: the same seed gives the same estimates; another seed others" {
 	a=$(llc-estimate --data d.st --chains 3 --draws 20 --seed 5 ck/step-00000040.safetensors | tail -1 | jq -c .llc_per_chain)
 	b=$(llc-estimate --data d.st --chains 3 --draws 20 --seed 5 ck/step-00000040.safetensors | tail -1 | jq -c .llc_per_chain)
 	c=$(llc-estimate --data d.st --chains 3 --draws 20 --seed 6 ck/step-00000040.safetensors | tail -1 | jq -c .llc_per_chain)
-	[ "$a" = "$b" ]
-	[ "$a" != "$c" ]
+	assert_equal "$a" "$b"
+	assert_not_equal "$a" "$c"
 }
 
 @test "llc-estimate: a chain does not depend on how many chains run" {
 	a=$(llc-estimate --data d.st --chains 2 --draws 20 ck/step-00000040.safetensors | tail -1 | jq -c .llc_per_chain)
 	b=$(llc-estimate --data d.st --chains 5 --draws 20 ck/step-00000040.safetensors | tail -1 | jq -c '.llc_per_chain[:2]')
-	[ "$a" = "$b" ]
+	assert_equal "$a" "$b"
 }
 
 @test "llc-estimate reads checkpoint paths from standard input" {
 	ls ck/*.safetensors | llc-estimate --data d.st --chains 2 --draws 5 > out
-	[ "$(jq -s -c 'map(select(.record == "llc") | .step)' out)" = "[0,20,40]" ]
+	assert_equal "$(jq -s -c 'map(select(.record == "llc") | .step)' out)" "[0,20,40]"
 }
 
 @test "llc-estimate --trace writes every draw's loss; the record's means are the trace's" {
 	llc-estimate --data d.st --chains 3 --draws 25 --burn-in 7 --thin 2 --trace t.st ck/step-00000040.safetensors > out
-	[ "$(st_header t.st | jq -c '[.loss.dtype, .loss.shape, .__metadata__.format, .__metadata__.step]')" = '["F64",[3,25],"grokkit-llc-trace-v1","40"]' ]
+	assert_equal "$(st_header t.st | jq -c '[.loss.dtype, .loss.shape, .__metadata__.format, .__metadata__.step]')" '["F64",[3,25],"grokkit-llc-trace-v1","40"]'
 	means=$(st_values t.st loss f8 8 | jq -s -c '[range(3) as $c | .[$c * 25:($c + 1) * 25] | add / 25]')
-	jq -e --argjson m "$means" '[.chains[].loss_mean] as $o | [range(3) as $i | ($o[$i] - $m[$i]) | fabs < 1e-9] | all' <(tail -1 out)
-	[ "$(tail -1 out | jq '.chains[0].steps')" = $((7 + 25 * 2)) ]
+	assert_jq --argjson m "$means" '[.chains[].loss_mean] as $o | [range(3) as $i | ($o[$i] | num) - ($m[$i] | num) | fabs < 1e-9] | all' <(tail -1 out)
+	assert_equal "$(tail -1 out | jq '.chains[0].steps')" $((7 + 25 * 2))
 }
 
 @test "llc-estimate --trace with several checkpoints needs {step}" {
@@ -70,31 +74,32 @@ setup() {
 	assert_failure 2
 	assert_line --index 0 "llc-estimate: --trace t.st: with several checkpoints the name must contain {step}"
 	llc-estimate --data d.st --chains 2 --draws 5 --trace 't-{step}.st' ck/step-00000020.safetensors ck/step-00000040.safetensors > out
-	[ -f t-00000020.st ] && [ -f t-00000040.st ]
+	assert_file_exists t-00000020.st
+	assert_file_exists t-00000040.st
 }
 
 @test "llc-estimate: a step size that blows up is flagged, not hidden" {
 	run --separate-stderr llc-estimate --data d.st --chains 2 --draws 50 --epsilon 1 --gamma 1 ck/step-00000040.safetensors
 	assert_success
-	[[ $stderr == *"of 2 chains left the basin"* ]]
+	assert_stderr --partial "of 2 chains left the basin"
 	l=${lines[1]}
-	[ "$(jq '.chains_flagged' <<<"$l")" = 2 ]
-	[ "$(jq '[.chains[] | .flagged and (.exploded_fraction > 0 or .nonfinite_fraction > 0)] | all' <<<"$l")" = true ]
+	assert_equal "$(jq '.chains_flagged' <<<"$l")" 2
+	assert_jq '[.chains[] | .flagged and ((.exploded_fraction | num) > 0 or (.nonfinite_fraction | num) > 0)] | all' <<<"$l"
 }
 
 @test "llc-estimate --explode sets the margin over L(w*)" {
 	l=$(llc-estimate --data d.st --chains 2 --draws 20 --explode 1e-9 ck/step-00000040.safetensors 2>/dev/null | tail -1)
-	[ "$(jq '.settings.explode' <<<"$l")" = 1e-09 ]
-	[ "$(jq '.chains_flagged' <<<"$l")" = 2 ]
+	assert_equal "$(jq '.settings.explode' <<<"$l")" 1e-09
+	assert_equal "$(jq '.chains_flagged' <<<"$l")" 2
 	l=$(llc-estimate --data d.st --chains 2 --draws 20 --explode 1e9 ck/step-00000040.safetensors | tail -1)
-	[ "$(jq '[.chains[].exploded_fraction] == [0, 0]' <<<"$l")" = true ]
+	assert_jq '[.chains[].exploded_fraction] == [0, 0]' <<<"$l"
 }
 
 @test "llc-estimate: an untrained checkpoint is not flagged at the defaults" {
 	run --separate-stderr llc-estimate --data d.st ck/step-00000000.safetensors
 	assert_success
-	[ -z "$stderr" ]
-	[ "$(jq '.chains_flagged' <<<"${lines[1]}")" = 0 ]
+	assert_stderr ''
+	assert_equal "$(jq '.chains_flagged' <<<"${lines[1]}")" 0
 }
 
 bad() {
@@ -137,7 +142,7 @@ bad() {
 	gen-modadd -p 11 --frac 0.5 --seed 3 -o other.st
 	run --separate-stderr llc-estimate --data other.st ck/step-00000040.safetensors
 	assert_failure 1
-	[[ $stderr == *"--any-data to analyse anyway"* ]]
+	assert_stderr --partial -- "--any-data to analyse anyway"
 	run llc-estimate --data other.st --any-data --chains 2 --draws 5 ck/step-00000040.safetensors
 	assert_success
 }

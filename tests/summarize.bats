@@ -48,48 +48,48 @@ setup() {
 	run summarize a.jsonl
 	assert_success
 	r=${lines[1]}
-	[ "$(jq -c '[.memorisation_step, .generalisation_step, .grokking_delay, .grokking_ratio]' <<<"$r")" = "[100,1000,900,10]" ]
-	[ "$(jq -c '[.memorised, .generalised, .status, .diverged, .last_step]' <<<"$r")" = '[true,true,"ok",false,2000]' ]
-	[ "$(jq -c '[.final_train_acc, .final_test_acc, .best_test_acc, .best_test_step]' <<<"$r")" = "[1,1,1,2000]" ]
-	[ "$(jq -c '[.recipe, .depth, .seed, .wd, .frac]' <<<"$r")" = '["grok",2,0,2,0.3]' ]
+	assert_equal "$(jq -c '[.memorisation_step, .generalisation_step, .grokking_delay, .grokking_ratio]' <<<"$r")" "[100,1000,900,10]"
+	assert_equal "$(jq -c '[.memorised, .generalised, .status, .diverged, .last_step]' <<<"$r")" '[true,true,"ok",false,2000]'
+	assert_equal "$(jq -c '[.final_train_acc, .final_test_acc, .best_test_acc, .best_test_step]' <<<"$r")" "[1,1,1,2000]"
+	assert_equal "$(jq -c '[.recipe, .depth, .seed, .wd, .frac]' <<<"$r")" '["grok",2,0,2,0.3]'
 }
 
 @test "summarize: the threshold is inclusive and adjustable" {
 	run summarize --threshold 0.5 a.jsonl
-	[ "$(jq -c '[.memorisation_step, .generalisation_step]' <<<"${lines[1]}")" = "[10,1000]" ]
+	assert_equal "$(jq -c '[.memorisation_step, .generalisation_step]' <<<"${lines[1]}")" "[10,1000]"
 }
 
 @test "summarize: a threshold never reached is null with its flag false" {
 	run summarize c.jsonl
 	assert_success
-	[ "$(jq -c '[.memorised, .memorisation_step, .generalised, .generalisation_step, .grokking_delay, .grokking_ratio]' <<<"${lines[1]}")" = "[true,50,false,null,null,null]" ]
+	assert_equal "$(jq -c '[.memorised, .memorisation_step, .generalised, .generalisation_step, .grokking_delay, .grokking_ratio]' <<<"${lines[1]}")" "[true,50,false,null,null,null]"
 }
 
 @test "summarize joins the Hessian by run_id: at memorisation, generalisation and peak" {
 	run summarize a.jsonl ha.jsonl b.jsonl
 	assert_success
 	r=$(printf '%s\n' "${lines[@]}" | jq -c 'select(.run_id == "aaaa") | .hessian')
-	[ "$r" = '{"at_memorisation":{"step":100,"top":7.5},"at_generalisation":{"step":1000,"top":3},"peak":{"step":100,"top":7.5}}' ]
+	assert_equal "$r" '{"at_memorisation":{"step":100,"top":7.5},"at_generalisation":{"step":1000,"top":3},"peak":{"step":100,"top":7.5}}'
 	r=$(printf '%s\n' "${lines[@]}" | jq -c 'select(.run_id == "bbbb") | .hessian')
-	[ "$r" = '{"at_memorisation":null,"at_generalisation":null,"peak":null}' ]
+	assert_equal "$r" '{"at_memorisation":null,"at_generalisation":null,"peak":null}'
 }
 
 @test "summarize --group-by: mean, std, min, max over seeds and reach counts" {
 	run summarize --group-by recipe,depth a.jsonl b.jsonl c.jsonl
 	assert_success
 	g=${lines[1]}
-	[ "$(jq -c '[.recipe, .depth, .runs, .memorised, .generalised, .diverged]' <<<"$g")" = '["grok",2,3,3,2,0]' ]
+	assert_equal "$(jq -c '[.recipe, .depth, .runs, .memorised, .generalised, .diverged]' <<<"$g")" '["grok",2,3,3,2,0]'
 	# memorisation steps 100, 200, 50; generalisation 1000, 3000
-	[ "$(jq -c '.memorisation_step | [.mean, .min, .max, .n]' <<<"$g")" = "[116.66666666666667,50,200,3]" ]
-	[ "$(jq -c '.generalisation_step | [.mean, .std, .n]' <<<"$g")" = "[2000,1414.213562373095,2]" ]
+	assert_equal "$(jq -c '.memorisation_step | [.mean, .min, .max, .n]' <<<"$g")" "[116.66666666666667,50,200,3]"
+	assert_equal "$(jq -c '.generalisation_step | [.mean, .std, .n]' <<<"$g")" "[2000,1414.213562373095,2]"
 }
 
 @test "summarize --tsv: a table gnuplot reads, NaN for missing values" {
 	run summarize --tsv a.jsonl c.jsonl
 	assert_success
-	[ "$(cut -f1,2,3,7,8 <<<"${lines[0]}")" = "$(printf 'recipe\tdepth\tseed\tmemorisation_step\tgeneralisation_step')" ]
-	[ "$(cut -f7,8 <<<"${lines[2]}")" = "$(printf '50\tNaN')" ]
-	[ "${#lines[@]}" -eq 3 ]
+	assert_equal "$(cut -f1,2,3,7,8 <<<"${lines[0]}")" "$(printf 'recipe\tdepth\tseed\tmemorisation_step\tgeneralisation_step')"
+	assert_equal "$(cut -f7,8 <<<"${lines[2]}")" "$(printf '50\tNaN')"
+	assert_equal "${#lines[@]}" 3
 }
 
 @test "summarize: an interrupted log counts up to its last whole record" {
@@ -97,7 +97,7 @@ setup() {
 	run --separate-stderr summarize d.jsonl
 	assert_success
 	assert_stderr "summarize: d.jsonl:4: ignoring a partial last line"
-	[ "$(jq -c '[.status, .last_step, .memorisation_step]' <<<"${lines[1]}")" = '["incomplete",100,100]' ]
+	assert_equal "$(jq -c '[.status, .last_step, .memorisation_step]' <<<"${lines[1]}")" '["incomplete",100,100]'
 }
 
 @test "summarize: an empty log is an error" {
@@ -159,12 +159,13 @@ setup() {
 	llc-estimate --data d.st --chains 2 --draws 10 ck/*.safetensors > l.jsonl
 	run summarize log.jsonl h.jsonl g.jsonl l.jsonl
 	assert_success
-	[ "${#lines[@]}" -eq 2 ]
-	[ "$(jq -c '[.recipe, .last_step, (.hessian.peak | type), .llc.final.step]' <<<"${lines[1]}")" = '["t",60,"object",60]' ]
-	[ "$(jq '.llc.final.llc' <<<"${lines[1]}")" = "$(tail -1 l.jsonl | jq .llc_mean)" ]
-	[ "$(jq '.llc.peak.llc' <<<"${lines[1]}")" = "$(jq -s 'map(select(.record == "llc") | .llc_mean) | max' l.jsonl)" ]
+	assert_equal "${#lines[@]}" 2
+	assert_equal "$(jq -c '[.recipe, .last_step, (.hessian.peak | type), .llc.final.step]' <<<"${lines[1]}")" '["t",60,"object",60]'
+	assert_jq '(.llc.final.llc | num) == .llc.final.llc' <<<"${lines[1]}"
+	assert_equal "$(jq '.llc.final.llc' <<<"${lines[1]}")" "$(tail -1 l.jsonl | jq .llc_mean)"
+	assert_equal "$(jq '.llc.peak.llc' <<<"${lines[1]}")" "$(jq -s 'map(select(.record == "llc") | .llc_mean) | max' l.jsonl)"
 	run summarize --group-by recipe log.jsonl l.jsonl
-	[ "$(jq '.llc_final.n' <<<"${lines[1]}")" = 1 ]
+	assert_equal "$(jq '.llc_final.n' <<<"${lines[1]}")" 1
 	run summarize log.jsonl h.jsonl
-	[ "$(jq '.llc' <<<"${lines[1]}")" = null ]
+	assert_equal "$(jq '.llc' <<<"${lines[1]}")" null
 }

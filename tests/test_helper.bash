@@ -2,6 +2,11 @@
 # PATH, a scratch directory per test, and readers of our file formats that
 # do not use our own C code (so the tests check the tools independently).
 
+#
+# Every check is an assertion that prints what it expected and what it got
+# (bats-assert, bats-file, and the assert_jq and assert_between below); a
+# bare `! cmd` or `a && b` would not fail a test under bats' set -e.
+
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
 load '/usr/lib/bats/bats-file/load'
@@ -64,4 +69,53 @@ st_complete() {
 	[ $((8 + n)) -le "$size" ] || return 1
 	end=$(st_header "$1" | jq '[to_entries[] | select(.key != "__metadata__") | .value.data_offsets[1]] | max // 0') || return 1
 	[ "$size" -eq $((8 + n + end)) ]
+}
+
+# jq definitions for numeric checks.  The tools write a non-finite number
+# as null, and jq orders null before every number (null < 1e-3 is true), so
+# a check on a number must go through num, which stops jq on anything that
+# is not a number.
+JQ_NUM='def num: if type == "number" then . else error("not a number: \(tojson)") end;'
+
+# assert_jq [JQ_OPTION...] FILTER [FILE...]: FILTER (num defined), on FILE or stdin,
+# gives exactly one value, true.  On failure, prints the filter and what jq
+# gave.  (Not jq -e: jq 1.6 exits 4 when the last input gives no output.)
+assert_jq() {
+	local opts=() filter out rc=0
+	while [[ $1 == -* ]]; do
+		case $1 in
+		--arg | --argjson | --slurpfile)
+			opts+=("$1" "$2" "$3")
+			shift 3
+			;;
+		*)
+			opts+=("$1")
+			shift
+			;;
+		esac
+	done
+	filter=$1
+	shift
+	out=$(jq "${opts[@]}" "$JQ_NUM $filter" "$@" 2>&1) || rc=$?
+	if [ "$rc" -ne 0 ] || [ "$out" != true ]; then
+		batslib_print_kv_single_or_multi 8 filter "$filter" result "$out" |
+			batslib_decorate 'jq filter is not true' | fail
+	fi
+}
+
+# assert_between VALUE LO HI: VALUE is a finite decimal number with
+# LO <= VALUE <= HI (NaN, null, inf and empty fail).
+assert_between() {
+	if ! [[ $1 =~ ^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] ||
+		! awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v + 0 >= lo + 0 && v + 0 <= hi + 0) }'; then
+		batslib_print_kv_single 8 value "$1" range "[$2, $3]" |
+			batslib_decorate 'value is not a number in range' | fail
+	fi
+}
+
+# assert_files_differ A B: the files' contents differ.
+assert_files_differ() {
+	if cmp -s "$1" "$2"; then
+		batslib_print_kv_single 4 a "$1" b "$2" | batslib_decorate 'files are identical' | fail
+	fi
 }

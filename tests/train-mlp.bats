@@ -25,59 +25,81 @@ setup() {
 @test "gen-modadd | train-mlp works as a pipe" {
 	run bash -c 'gen-modadd -p 11 | train-mlp --steps 50 --width 16'
 	assert_success
-	[ "$(jq -r .record <<<"${lines[0]}")" = header ]
-	[ "$(jq -r '.record + " " + .status' <<<"${lines[-1]}")" = "final ok" ]
-	[ "$(jq -r .steps <<<"${lines[-1]}")" = 50 ]
+	assert_equal "$(jq -r .record <<<"${lines[0]}")" header
+	assert_equal "$(jq -r '.record + " " + .status' <<<"${lines[-1]}")" "final ok"
+	assert_equal "$(jq -r .steps <<<"${lines[-1]}")" 50
 }
 
 @test "train-mlp: depth 0 is a linear model; every analysis tool takes it" {
 	train-mlp --data d11.st --depth 0 --steps 20 --log-every 20 --ckpt-dir ck > log
-	[ "$(head -1 log | jq -r .params)" = $((22 * 11 + 11)) ]
+	assert_equal "$(head -1 log | jq -r .params)" $((22 * 11 + 11))
 	c=ck/step-00000020.safetensors
-	[ "$(st_header "$c" | jq -c '[."layers.0.weight".shape, (keys | length)]')" = '[[11,22],3]' ]
-	hess-eig --data d11.st --top 2 "$c" | tail -1 | jq -e '.eigenvalues | length == 2'
-	gop-spectrum --data d11.st "$c" | tail -1 | jq -e '.params == 253'
-	llc-estimate --data d11.st --draws 10 --chains 2 "$c" | tail -1 | jq -e '.chains_ok == 2'
+	assert_equal "$(st_header "$c" | jq -c '[."layers.0.weight".shape, (keys | length)]')" '[[11,22],3]'
+	assert_jq '.eigenvalues | map(num) | length == 2' <(hess-eig --data d11.st --top 2 "$c" | tail -1)
+	assert_jq '.params == 253' <(gop-spectrum --data d11.st "$c" | tail -1)
+	assert_jq '.chains_ok == 2' <(llc-estimate --data d11.st --draws 10 --chains 2 "$c" | tail -1)
 }
 
 @test "train-mlp: the header records the tool, config, data digest and parameter count" {
 	train-mlp --data d11.st --steps 5 --width 16 --depth 3 > log
 	h=$(head -1 log)
-	[ "$(jq -r .tool <<<"$h")" = train-mlp ]
-	[ "$(jq -r .inputs.data <<<"$h")" = "$(sha256sum d11.st | cut -d' ' -f1)" ]
-	[ "$(jq -c .config.model <<<"$h")" = '{"p":11,"depth":3,"width":16,"encoding":"onehot","loss":"ce"}' ]
-	[ "$(jq -r .config.optim.name <<<"$h")" = adamw ]
-	[ "$(jq -r .params <<<"$h")" = $((22 * 16 + 16 + 2 * (16 * 16 + 16) + 16 * 11 + 11)) ]
-	[ "$(jq -r .data.n_train <<<"$h")" = 61 ]   # round(0.5 * 121)
-	[ "$(jq -r .blas.threads <<<"$h")" = 1 ]
+	assert_equal "$(jq -r .tool <<<"$h")" train-mlp
+	assert_equal "$(jq -r .inputs.data <<<"$h")" "$(sha256sum d11.st | cut -d' ' -f1)"
+	assert_equal "$(jq -c .config.model <<<"$h")" '{"p":11,"depth":3,"width":16,"encoding":"onehot","loss":"ce"}'
+	assert_equal "$(jq -r .config.optim.name <<<"$h")" adamw
+	assert_equal "$(jq -r .params <<<"$h")" $((22 * 16 + 16 + 2 * (16 * 16 + 16) + 16 * 11 + 11))
+	assert_equal "$(jq -r .data.n_train <<<"$h")" 61   # round(0.5 * 121)
+	assert_equal "$(jq -r .blas.threads <<<"$h")" 1
+}
+
+@test "every tool that uses BLAS records its kernel family (blas.core), and OPENBLAS_CORETYPE chooses it" {
+	[ "$(uname -m)" = x86_64 ] || skip "the kernel family names checked here are x86-64's"
+	train-mlp --data d11.st --steps 2 --log-every 2 --width 8 --ckpt-dir ck > log
+	assert_regex "$(head -1 log | jq -r .blas.core)" '^[A-Za-z0-9]+$'
+	c=ck/step-00000002.safetensors
+	for cmd in "train-mlp --data d11.st --steps 1 --width 8" "hess-eig --data d11.st --top 1 $c" \
+	    "gop-spectrum --data d11.st --top 1 $c" "llc-estimate --data d11.st --chains 1 --draws 2 $c"; do
+		echo "# $cmd"
+		# Prescott: the SSE3 kernels every x86-64 CPU runs
+		assert_equal "$(OPENBLAS_CORETYPE=Prescott $cmd | head -1 | jq -r .blas.core)" Prescott
+	done
 }
 
 @test "train-mlp: every metrics record has every field, with no update at step 0" {
 	train-mlp --data d11.st --steps 20 --log-every 10 --width 16 > log
 	run metrics log
-	[ "${#lines[@]}" -eq 3 ]
-	[ "$(jq -r '[.step, .lr, .update_norm] | @csv' <<<"${lines[0]}")" = '0,,' ]
+	assert_equal "${#lines[@]}" 3
+	assert_equal "$(jq -r '[.step, .lr, .update_norm] | @csv' <<<"${lines[0]}")" '0,,'
 	for l in "${lines[@]}"; do
-		[ "$(jq -r 'keys | join(",")' <<<"$l")" = "epoch,grad_norm,layer_weight_norms,lr,record,softmax_collapse,step,test_acc,test_loss,train_acc,train_loss,update_norm,weight_norm" ]
+		assert_equal "$(jq -r 'keys | join(",")' <<<"$l")" "epoch,grad_norm,layer_weight_norms,lr,record,softmax_collapse,step,test_acc,test_loss,train_acc,train_loss,update_norm,weight_norm"
 	done
-	[ "$(jq -r '.layer_weight_norms | length' <<<"${lines[2]}")" = 3 ]
-	[ "$(jq 'select(.record == "metrics" and .step == 20) | .update_norm > 0 and .grad_norm > 0 and .train_acc >= 0 and .train_acc <= 1' log)" = true ]
+	assert_equal "$(jq -r '.layer_weight_norms | length' <<<"${lines[2]}")" 3
+	assert_jq 'select(.record == "metrics" and .step == 20) | (.update_norm | num) > 0 and (.grad_norm | num) > 0 and (.train_acc | num) >= 0 and .train_acc <= 1' log
 }
 
 @test "train-mlp: default log points are logarithmic, from step 0 to the last" {
 	train-mlp --data d11.st --steps 1000 --width 8 > log
 	steps=$(jq -r 'select(.record == "metrics") | .step' log | tr '\n' ' ')
-	[[ $steps == "0 1 2 3 "* ]]
-	[[ $steps == *" 1000 " ]]
+	assert_regex "$steps" '^0 1 2 3 .* 1000 $'
 	n=$(jq -r 'select(.record == "metrics") | .step' log | wc -l)
-	[ "$n" -gt 100 ] && [ "$n" -le 201 ]
-	jq -s '[.[] | select(.record == "metrics") | .step] | . == (sort | unique)' log | grep -q true
+	assert_between "$n" 101 201
+	assert_jq -s '[.[] | select(.record == "metrics") | .step] | . == (sort | unique)' log
 }
 
 @test "train-mlp: --epochs with minibatches counts steps per epoch" {
 	train-mlp --data d11.st --epochs 3 --batch 16 --width 8 > log
-	[ "$(tail -1 log | jq .steps)" = 12 ]   # 61 rows in batches of 16: 4 steps an epoch
-	[ "$(jq -c 'select(.record == "metrics" and .step == 12) | .epoch' log)" = 3 ]
+	assert_equal "$(tail -1 log | jq .steps)" 12   # 61 rows in batches of 16: 4 steps an epoch
+	assert_equal "$(jq -c 'select(.record == "metrics" and .step == 12) | .epoch' log)" 3
+}
+
+@test "train-mlp --warmup: lr rises linearly over N steps; each plain SGD step is lr times the gradient" {
+	train-mlp --data d11.st --steps 6 --warmup 4 --log-every 1 --optim sgd --wd 0 --lr 0.1 --width 8 > log
+	# lr at step s is 0.1 * s / 4 up to step 4, then 0.1
+	assert_jq -s 'map(select(.record == "metrics") | .lr) | .[0] == null and
+	    ([.[1:][] | num] | . as $l | [0.025, 0.05, 0.075, 0.1, 0.1, 0.1] | to_entries | map(.value - $l[.key] | fabs < 1e-12) | all)' log
+	# full batch, no momentum or decay: |update| = lr(s) |grad at the step before|, to float32 rounding
+	assert_jq -s 'map(select(.record == "metrics")) | [range(1; length) as $i
+	    | (.[$i].update_norm | num) / ((.[$i - 1].grad_norm | num) * .[$i].lr) - 1 | fabs < 1e-5] | all' log
 }
 
 @test "train-mlp: checkpoints at log points, named and shaped as PyTorch's" {
@@ -85,12 +107,12 @@ setup() {
 	run ls ck
 	assert_output "$(printf 'step-%08d.safetensors\n' 0 25 50)"
 	h=$(st_header ck/step-00000025.safetensors)
-	[ "$(jq -r .__metadata__.step <<<"$h")" = 25 ]
-	[ "$(jq -r .__metadata__.format <<<"$h")" = grokkit-ckpt-v1 ]
-	[ "$(jq -r .__metadata__.data_sha256 <<<"$h")" = "$(sha256sum d11.st | cut -d' ' -f1)" ]
-	[ "$(jq -c '.__metadata__.config | fromjson | .model' <<<"$h")" = '{"p":11,"depth":2,"width":16,"encoding":"onehot","loss":"ce"}' ]
-	[ "$(jq -c 'del(.__metadata__) | to_entries | map(.key + ":" + (.value.shape | map(tostring) | join("x"))) | join(" ")' <<<"$h")" = \
-	  '"layers.0.weight:16x22 layers.0.bias:16 layers.1.weight:16x16 layers.1.bias:16 layers.2.weight:11x16 layers.2.bias:11"' ]
+	assert_equal "$(jq -r .__metadata__.step <<<"$h")" 25
+	assert_equal "$(jq -r .__metadata__.format <<<"$h")" grokkit-ckpt-v1
+	assert_equal "$(jq -r .__metadata__.data_sha256 <<<"$h")" "$(sha256sum d11.st | cut -d' ' -f1)"
+	assert_equal "$(jq -c '.__metadata__.config | fromjson | .model' <<<"$h")" '{"p":11,"depth":2,"width":16,"encoding":"onehot","loss":"ce"}'
+	assert_equal "$(jq -c 'del(.__metadata__) | to_entries | map(.key + ":" + (.value.shape | map(tostring) | join("x"))) | join(" ")' <<<"$h")" \
+	  '"layers.0.weight:16x22 layers.0.bias:16 layers.1.weight:16x16 layers.1.bias:16 layers.2.weight:11x16 layers.2.bias:11"'
 }
 
 @test "train-mlp --ckpt-every writes every K steps and the last" {
@@ -111,7 +133,7 @@ setup() {
 	train-mlp --data d11.st --steps 40 --batch 16 --width 16 --seed 4 --out c.st > c.log
 	cmp a.st b.st
 	diff <(metrics a.log) <(metrics b.log)
-	! cmp -s a.st c.st
+	assert_files_differ a.st c.st
 }
 
 @test "train-mlp --init starts from given parameters" {
@@ -119,7 +141,7 @@ setup() {
 	train-mlp --data d11.st --steps 0 --width 16 --init a.st > /dev/null 2>&1 || true
 	train-mlp --data d11.st --steps 1 --log-every 1 --width 16 --init a.st --ckpt-dir ck > log
 	cmp <(st_values a.st layers.0.weight f4) <(st_values ck/step-00000000.safetensors layers.0.weight f4)
-	[ "$(head -1 log | jq -r .inputs.init)" = "$(sha256sum a.st | cut -d' ' -f1)" ]
+	assert_equal "$(head -1 log | jq -r .inputs.init)" "$(sha256sum a.st | cut -d' ' -f1)"
 }
 
 @test "train-mlp: SIGTERM finishes the step, writes the state and exits 143" {
@@ -130,10 +152,10 @@ setup() {
 	kill -TERM "$pid"
 	rc=0
 	wait "$pid" || rc=$?
-	[ "$rc" -eq 143 ]
-	[ "$(tail -1 log | jq -r .status)" = interrupted ]
-	[ "$(st_header s.st | jq -r .__metadata__.format)" = grokkit-state-v1 ]
-	[ "$(st_header s.st | jq -r .__metadata__.step)" = "$(tail -1 log | jq -r .steps)" ]
+	assert_equal "$rc" 143
+	assert_equal "$(tail -1 log | jq -r .status)" interrupted
+	assert_equal "$(st_header s.st | jq -r .__metadata__.format)" grokkit-state-v1
+	assert_equal "$(st_header s.st | jq -r .__metadata__.step)" "$(tail -1 log | jq -r .steps)"
 }
 
 @test "train-mlp: a run resumed from its state ends byte-identical to one never stopped" {
@@ -150,11 +172,11 @@ setup() {
 	kill -INT "$pid"
 	rc=0
 	wait "$pid" || rc=$?
-	[ "$rc" -eq 130 ]
+	assert_equal "$rc" 130
 	stopped=$(tail -1 first.log | jq .steps)
-	[ "$stopped" -gt 0 ] && [ "$stopped" -lt 6000 ]
+	assert_between "$stopped" 1 5999
 	train-mlp "${args[@]}" --out part.st --state s.st --resume s.st > second.log
-	[ "$(head -1 second.log | jq .resumed_from_step)" = "$stopped" ]
+	assert_equal "$(head -1 second.log | jq .resumed_from_step)" "$stopped"
 	cmp whole.st part.st
 	diff <(metrics whole.log) <(metrics first.log; metrics second.log)
 }
@@ -177,9 +199,19 @@ setup() {
 	run train-mlp --data d11.st --steps 200 --log-every 1 --optim sgd --lr 1e5 --width 16 --ckpt-dir ck
 	assert_failure 3
 	assert_output --partial "train-mlp: diverged at step"
-	[ "$(tail -1 <<<"$output" | jq -r .status)" = diverged ]
+	assert_equal "$(tail -1 <<<"$output" | jq -r .status)" diverged
 	# every checkpoint kept holds finite numbers
-	for f in ck/*; do ! st_values "$f" layers.2.weight f4 | grep -qiE 'nan|inf'; done
+	run ls ck
+	assert_success
+	refute_output ''
+	for f in ck/*; do
+		for t in layers.0.weight layers.0.bias layers.1.weight layers.1.bias layers.2.weight layers.2.bias; do
+			run st_values "$f" "$t" f4
+			assert_success
+			refute_output ''
+			refute_output --regexp '[nN][aA][nN]|[iI][nN][fF]'
+		done
+	done
 }
 
 @test "train-mlp: a full disk is a runtime error (exit 1)" {

@@ -3,7 +3,17 @@
 per-example gradients by autograd in float64 (one backward per example),
 J J^T / n and its eigenvalues by eigvalsh.  The largest 10 eigenvalues
 must agree to 1e-5 relative and the trace to 1e-6; also the centred
-spectrum, |mean gradient|^2 and each layer's trace.
+spectrum, |mean gradient|^2 and each layer's trace.  The statistics with a
+tolerance (numerical rank at n 2^-23 times the largest eigenvalue, the
+condition number and log-determinant over that rank, the effective rank)
+are recomputed by numpy from the float64 eigenvalues of the explicit Gram;
+an eigenvalue within RANK_BAND of the tolerance could fall either side of
+it in float32, so the rank must lie between the counts above
+(1 + RANK_BAND) tol and above (1 - RANK_BAND) tol, and the condition number
+and log-determinant must match at either count.  Each case reports how many
+eigenvalues lie between tol / n and tol, where a tolerance without its
+factor n would count them; over the cases there must be some, or the check
+could not tell the two rules apart.
 
 usage: check_gop.py BINDIR WORKDIR    (prints TAP)"""
 
@@ -17,6 +27,8 @@ from refcommon import Tap, inputs, load_st, loss_fn, model_from, read_jsonl, run
 
 EIG_RTOL = 1e-5
 TRACE_RTOL = 1e-6
+RANK_BAND = 0.05
+STAT_RTOL = 1e-6
 
 CASES = [
     ("one-hot, cross-entropy, depth 2", ["--depth", "2"]),
@@ -33,6 +45,7 @@ def main():
     run([os.path.join(bindir, "gen-modadd"), "-p", "13", "--frac", "0.6", "-o", data_path])
     _, data = load_st(data_path)
     p = 13
+    band_total = 0
     for k, (name, args) in enumerate(CASES):
         ck = os.path.join(work, f"gck{k}")
         run([os.path.join(bindir, "train-mlp"), "--data", data_path, "--width", "24", "--steps", "150",
@@ -76,7 +89,38 @@ def main():
             tri = float((Ji * Ji).sum() / n)
             worst = max(worst, abs(rec["layers"][i]["trace"] - tri) / tri)
         tap.ok(worst < TRACE_RTOL * 10, f"{name}: each layer's trace, max relative diff {worst:.2e}")
+        band_total += check_stats(tap, name, rec["gop"], ev, n)
+    tap.ok(band_total > 0, f"{band_total} eigenvalues over the cases lie between tol / n and tol "
+           "(the rank check tells the tolerance rule apart)")
     return tap.done()
+
+
+def check_stats(tap, name, ours, ev, n):
+    """Rank, condition number, log-determinant and effective rank of our
+    record against numpy on the reference eigenvalues ev (descending)."""
+    tol = n * 2.0**-23 * ev[0]
+    lo, hi = int(np.sum(ev > tol * (1 + RANK_BAND))), int(np.sum(ev > tol * (1 - RANK_BAND)))
+    band = int(np.sum((ev > tol / n) & (ev <= tol)))
+    rank = ours["rank"]
+    tap.ok(abs(ours["rank_tol"] - tol) <= 1e-5 * tol and lo <= rank <= hi,
+           f"{name}: rank {rank}, numpy's count above n 2^-23 x largest: {lo}..{hi} "
+           f"(tol {ours['rank_tol']:.3e} vs {tol:.3e}; {band} eigenvalues between tol/n and tol)")
+    conds = [ev[0] / ev[r - 1] for r in range(max(lo, 1), hi + 1)]
+    logdets = [float(np.sum(np.log(ev[:r]))) for r in range(max(lo, 1), hi + 1)]
+    at = rank - max(lo, 1)
+    cond_ok = 0 <= at < len(conds) and abs(ours["condition"] - conds[at]) <= 1e-3 * conds[at]
+    # each counted eigenvalue is known to about 1e-7 of the largest, absolutely
+    ld_tol = 1e-3 + float(np.sum(1e-7 * ev[0] / ev[:rank]))
+    ld_ok = 0 <= at < len(logdets) and abs(ours["logdet"] - logdets[at]) <= ld_tol
+    tap.ok(cond_ok and ld_ok,
+           f"{name}: condition {ours['condition']:.6e} vs {conds[at] if cond_ok else conds}, log-determinant "
+           f"{ours['logdet']:.6f} vs {logdets[at] if 0 <= at < len(logdets) else logdets} (+- {ld_tol:.2e})")
+    pos = ev[ev > 0]
+    q = pos / pos.sum()
+    eff = float(np.exp(-np.sum(q * np.log(q))))
+    tap.ok(abs(ours["effective_rank"] - eff) <= STAT_RTOL * eff,
+           f"{name}: effective rank {ours['effective_rank']:.8f} vs numpy {eff:.8f}")
+    return band
 
 
 if __name__ == "__main__":

@@ -499,10 +499,54 @@ statistics(void)
 	}
 }
 
+/*
+ * The statistics with a tolerance on an explicit matrix of known rank:
+ * A = Q diag(d) Q^T, n = 60, with seven eigenvalues from 10 down to 1e-4,
+ * three at 0.3 x tol (below gop-spectrum's tolerance n 2^-23 x largest,
+ * but above 2^-23 x largest) and fifty exact zeros.  dsyevd's spectrum
+ * through spectrum_stats must give rank 7, condition 1e5, the
+ * log-determinant of the seven and the effective rank of all ten, each in
+ * closed form from d.
+ */
+static void
+known_rank(void)
+{
+	enum { N = 60, R = 7 };
+	const double big[R] = {10, 3, 1, 0.3, 1e-2, 1e-3, 1e-4};
+	double lambda[N] = {0}, ev[N], a[N * N], tol = N * 0x1p-23 * 10, logdet = 0, pos = 0, ent = 0;
+	struct dense d = {N, a};
+	struct spectrum_stats s;
+	struct rng r;
+
+	for (int i = 0; i < R; i++)
+		lambda[i] = big[i];
+	for (int i = R; i < R + 3; i++)
+		lambda[i] = 0.3 * tol;
+	for (int i = 0; i < R; i++)
+		logdet += log(big[i]);
+	for (int i = 0; i < R + 3; i++)
+		pos += lambda[i];
+	for (int i = 0; i < R + 3; i++)
+		ent -= lambda[i] / pos * log(lambda[i] / pos);
+	rng_init(&r, 21, RNG_SAMPLE);
+	make_matrix(&d, lambda, &r);
+	ok(sym_eigvals(a, N, 0, ev, NULL) == N, "known rank: the whole spectrum of a 60 x 60 matrix");
+	spectrum_stats(ev, N, N * 0x1p-23, &s);
+	ok(s.rank == R && fabs(s.rank_tol - tol) <= 1e-12 * tol,
+	    "known rank: rank %d (7) at tol %.4e (%.4e), three eigenvalues at 0.3 tol left out", s.rank, s.rank_tol, tol);
+	ok(fabs(s.condition - 1e5) <= 1e-8 * 1e5, "known rank: condition %.10e (1e5)", s.condition);
+	ok(fabs(s.logdet - logdet) <= 1e-9, "known rank: log-determinant %.12f (%.12f)", s.logdet, logdet);
+	ok(fabs(s.effective_rank - exp(ent)) <= 1e-9 * exp(ent), "known rank: effective rank %.12f (%.12f)",
+	    s.effective_rank, exp(ent));
+	spectrum_stats(ev, N, 0x1p-23, &s);
+	ok(s.rank == R + 3, "known rank: at tol / n the three small ones count too (rank %d, 10)", s.rank);
+}
+
 int
 main(void)
 {
 	statistics();
+	known_rank();
 	known_spectrum();
 	orthogonality_kept();
 	embedded();

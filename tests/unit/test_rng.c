@@ -103,6 +103,25 @@ draws(void)
 			perm_ok = 0;
 	}
 	ok(perm_ok, "shuffle is a permutation");
+
+	/* Every value lands in every position with probability 1/4 (Fisher-Yates is uniform). */
+	{
+		enum { T = 40000 };
+		long at[4][4] = {{0}};
+		long worst = 0;
+		for (int t = 0; t < T; t++) {
+			int32_t b[4] = {0, 1, 2, 3};
+			rng_shuffle(&r, b, 4);
+			for (int i = 0; i < 4; i++)
+				at[i][b[i]]++;
+		}
+		for (int i = 0; i < 4; i++)
+			for (int v = 0; v < 4; v++)
+				if (labs(at[i][v] - T / 4) > worst)
+					worst = labs(at[i][v] - T / 4);
+		/* sd sqrt(T * 1/4 * 3/4) = 87: 5 sd is 433 */
+		ok(worst < 433, "shuffle of 4: each value in each position 10000 +- %d times of 40000 (< 433)", (int)worst);
+	}
 }
 
 int

@@ -177,11 +177,125 @@ test_quadratic(void)
 	free(loss);
 }
 
+/*
+ * The step's three terms, each checked on every step of a recorded chain:
+ *
+ *   w <- w - (eps/2) nbeta grad L(w) - (eps/2) gamma (w - w*) + sqrt(eps) z,
+ *
+ * with z the chain's own normals (RNG_NOISE part `chain`, P a step),
+ * regenerated here.  At eps = 0.01, nbeta = 10, gamma = 50 and a
+ * quadratic whose minimum is not w*, the drift (0.05 grad), the pull
+ * (0.25 (w - w*)) and the noise (0.1 z) are all of order 0.01-0.1, so a
+ * doubled pull, a noise sd x 1.02 or a drift without its 1/2 moves some
+ * step by far more than float32 rounding (1e-6 here).  Each term is also
+ * checked alone: noise only (flat loss, gamma 0), pull and noise (flat
+ * loss), drift and noise (gamma 0).
+ */
+struct recorder {
+	int d, steps, max;
+	double h[4], c[4];   /* L = 1/2 sum h (w - c)^2; h = 0: flat */
+	float *w;            /* (max, d) w at each call */
+};
+
+static double
+record_loss_grad(void *ctx, float *grad, const float *w, const int32_t *idx, int B)
+{
+	struct recorder *r = ctx;
+	double l = 0;
+
+	(void)idx;
+	(void)B;
+	if (r->steps < r->max)
+		memcpy(r->w + (size_t)r->steps * r->d, w, r->d * sizeof(float));
+	r->steps++;
+	for (int k = 0; k < r->d; k++) {
+		double e = w[k] - r->c[k];
+		l += 0.5 * r->h[k] * e * e;
+		grad[k] += (float)(r->h[k] * e);
+	}
+	return l;
+}
+
+/* The largest difference between the recorded steps and the rule, over every step. */
+static double
+step_error(const struct recorder *r, const struct sgld_params *sp, const float *wstar, uint64_t seed, int chain)
+{
+	float z[4];
+	double worst = 0;
+	struct rng noise;
+
+	rng_init_part(&noise, seed, RNG_NOISE, (uint64_t)chain);
+	for (int s = 0; s + 1 < r->steps && s + 1 < r->max; s++) {
+		const float *w = r->w + (size_t)s * r->d, *next = w + r->d;
+		rng_normals(&noise, z, (size_t)r->d);
+		for (int k = 0; k < r->d; k++) {
+			double g = r->h[k] * ((double)w[k] - r->c[k]);
+			double want = w[k] - 0.5 * sp->epsilon * sp->nbeta * g - 0.5 * sp->epsilon * sp->gamma * (w[k] - wstar[k]) +
+			    sqrt(sp->epsilon) * z[k];
+			worst = fmax(worst, isnan(next[k]) ? INFINITY : fabs(next[k] - want));
+		}
+	}
+	return worst;
+}
+
+static void
+test_step_terms(void)
+{
+	enum { D = 4, STEPS = 200 };
+	const float wstar[D] = {0.5f, -0.25f, 1.0f, 0.0f};
+	struct recorder r = {.d = D, .max = STEPS, .h = {2, 1, 0.5, 3}, .c = {-0.5, 0.75, 0.25, 1.0}};
+	struct sgld_params sp = {
+		.epsilon = 0.01, .gamma = 50, .nbeta = 10, .batch = 1,
+		.draws = STEPS, .burnin = 0, .thin = 1, .explode = 1e30,
+	};
+	struct sgld_target t = {D, 1, record_loss_grad, &r};
+	double *loss = malloc(STEPS * sizeof(double)), err, pull = 0, drift = 0;
+	struct sgld_chain ch;
+	struct recorder flat = r;
+
+	r.w = malloc(STEPS * D * sizeof(float));
+	sgld_run(&t, &sp, wstar, 11, 2, loss, &ch);
+	err = step_error(&r, &sp, wstar, 11, 2);
+	for (int s = 0; s < STEPS; s++)
+		for (int k = 0; k < D; k++) {
+			const float *w = r.w + s * D;
+			pull = fmax(pull, 0.5 * sp.epsilon * sp.gamma * fabs(w[k] - wstar[k]));
+			drift = fmax(drift, 0.5 * sp.epsilon * sp.nbeta * fabs(r.h[k] * (w[k] - r.c[k])));
+		}
+	ok(err < 1e-6 && r.steps == STEPS, "sgld step, all three terms: %d steps match the rule within %.1e", r.steps, err);
+	ok(pull > 0.05 && drift > 0.05, "sgld step: the pull (up to %.3f) and drift (up to %.3f) both matter", pull, drift);
+
+	flat.w = r.w;
+	flat.steps = 0;
+	memset(flat.h, 0, sizeof flat.h);
+	t.ctx = &flat;
+	sp.gamma = 0;
+	sgld_run(&t, &sp, wstar, 12, 0, loss, &ch);
+	err = step_error(&flat, &sp, wstar, 12, 0);
+	ok(err < 1e-6, "sgld step, noise alone (flat loss, gamma 0): each step is sqrt(eps) z, within %.1e", err);
+
+	flat.steps = 0;
+	sp.gamma = 50;
+	sgld_run(&t, &sp, wstar, 13, 1, loss, &ch);
+	err = step_error(&flat, &sp, wstar, 13, 1);
+	ok(err < 1e-6, "sgld step, pull and noise (flat loss): -(eps/2) gamma (w - w*) + sqrt(eps) z, within %.1e", err);
+
+	r.steps = 0;
+	t.ctx = &r;
+	sp.gamma = 0;
+	sgld_run(&t, &sp, wstar, 14, 3, loss, &ch);
+	err = step_error(&r, &sp, wstar, 14, 3);
+	ok(err < 1e-6, "sgld step, drift and noise (gamma 0): -(eps/2) nbeta grad + sqrt(eps) z, within %.1e", err);
+	free(r.w);
+	free(loss);
+}
+
 int
 main(void)
 {
 	test_normals();
 	test_parts();
 	test_quadratic();
+	test_step_terms();
 	return tap_done();
 }
