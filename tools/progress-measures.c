@@ -357,9 +357,10 @@ symmetricity(const struct pairs *s, const struct model_probes *pr, const struct 
 /* The arrays behind the record, as a side file. */
 static void
 write_arrays(const struct config *c, const struct analysis_ckpt *ck, const struct pairs *s,
-    const struct fourier_group *g, const double *fx, const double *fy, const int *best,
+    const struct fourier_group *g, const double *fx, const double *fy, int nn, const int *best,
     const double *share)
 {
+	int64_t nnl = nn;
 	int64_t n = (int64_t)s->p * s->p, shp[2] = {n, s->p}, nf = g->nfreq;
 	int32_t *lab = xmalloc(xmul((size_t)n, sizeof *lab)), *tr = xmalloc(xmul((size_t)n, sizeof *tr));
 	struct st_writer w;
@@ -377,11 +378,12 @@ write_arrays(const struct config *c, const struct analysis_ckpt *ck, const struc
 		st_writer_add(&w, "embed_y_freq_frac", ST_F64, 1, &nf, fy);
 	}
 	if (s->nneur) {
-		int64_t sa[2] = {n, s->nneur}, nn = s->nneur;
+		int64_t sa[2] = {n, s->nneur};
 		st_writer_add(&w, "neurons", ST_F32, 2, sa, s->acts);
-		st_writer_add(&w, "neuron_freq", ST_I32, 1, &nn, best);
-		st_writer_add(&w, "neuron_share", ST_F64, 1, &nn, share);
 	}
+	/* Of the neurons, or of the logits for a model without any. */
+	st_writer_add(&w, "neuron_freq", ST_I32, 1, &nnl, best);
+	st_writer_add(&w, "neuron_share", ST_F64, 1, &nnl, share);
 	analysis_side_file(c->arrays, ck, "grokkit-progress-arrays-v1",
 	    "progress-measures " GROK_VERSION, &w);
 	free(lab);
@@ -475,7 +477,7 @@ analyse(const struct config *c, const struct analysis *a, const struct run *run,
 	else
 		json_object_set_new(rec, "gradient_symmetricity", json_null());
 	if (c->arrays)
-		write_arrays(c, &ck, &s, g, json_is_null(ex) ? NULL : fx, fy, best, share);
+		write_arrays(c, &ck, &s, g, json_is_null(ex) ? NULL : fx, fy, nn, best, share);
 	analysis_record_emit(rec, &ck);
 	model_work_free(w);
 	pairs_free(&s);
