@@ -25,7 +25,7 @@ SAN     ?=
 # CI builds treat warnings as errors.
 WERROR  := $(if $(filter true 1,$(CI)),-Werror)
 
-TOOLS   := gen-modadd train-mlp train-transformer hess-eig gop-spectrum llc-estimate summarize
+TOOLS   := gen-modadd train-mlp train-transformer hess-eig gop-spectrum llc-estimate progress-measures summarize
 LIBSRC  := $(wildcard tools/lib/*.c)
 UNITSRC := $(wildcard tests/unit/test_*.c)
 

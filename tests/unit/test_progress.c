@@ -155,7 +155,9 @@ neurons(void)
 				}
 			}
 		}
-	neuron_freqs(&g, acts, NN, NN, best, share, xmalloc(neuron_freqs_scratch(&g, NN) * sizeof(double)));
+	double *scratch = xmalloc(neuron_freqs_scratch(&g, NN) * sizeof(double));
+	neuron_freqs(&g, acts, NN, NN, best, share, scratch);
+	free(scratch);
 	for (int j = 0; j < NN; j++) {
 		int k = 1 + j % 5;
 		double want = j % 4 == 2 ? 0.8 : 1;

@@ -141,6 +141,8 @@ void mlp_init_params(const struct mlp *m, float *theta, struct rng *r);
 
 /* The MLP as a model family (model.h): "mlp". */
 extern const struct model_family mlp_family;
+/* Its probes (mlp_probes.c): the last hidden layer's neurons, layers.0's columns as embeddings. */
+extern const struct model_probes mlp_probes;
 /* The model of configuration c (a struct model of family mlp), or NULL if out of range. */
 struct model *mlp_model_new(const struct mlp_config *c);
 /* The layout of a model of family mlp. */

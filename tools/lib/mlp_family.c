@@ -374,4 +374,5 @@ const struct model_family mlp_family = {
 	.diag_new = diag_new,
 	.diag_free = diag_free,
 	.diag_json = diag_json,
+	.probes = &mlp_probes,
 };

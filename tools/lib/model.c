@@ -394,3 +394,9 @@ model_gram_free(struct model_gram *G)
 	free(G->scratch);
 	free(G);
 }
+
+const struct model_probes *
+model_probes(const struct model *m)
+{
+	return m->family->probes;
+}

@@ -65,6 +65,8 @@
  *      Gram terms per group, diagnostics, checkpoint metadata; then,
  *      before any other family implemented it, the optional summary and
  *      check_frame (messages and extra checks of a checkpoint frame).
+ *   2  probes (logits, neurons, embeddings, embedding gradients) for
+ *      progress-measures.
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -77,11 +79,12 @@
 #include "rng.h"
 #include "st.h"
 
-#define MODEL_FAMILY_VERSION 1
+#define MODEL_FAMILY_VERSION 2
 #define MODEL_NAME_MAX 64          /* tensor and group names, with the NUL */
 #define MODEL_MAX_DIMS 4
 
 struct model_family;
+struct model_probes;
 
 /* One named parameter tensor: a slice of theta. */
 struct model_tensor {
@@ -227,6 +230,44 @@ struct model_family {
 	void (*diag_free)(struct model_diag *d);                  /* (O, with diag_new) */
 	/* (O, with diag_new) Add what was accumulated to a record (the MLP: dead_units). */
 	void (*diag_json)(const struct model_diag *d, json_t *rec);
+
+	/* --- probes for the mechanistic measures (progress-measures) --- */
+	/* (O) NULL: the family cannot be probed. */
+	const struct model_probes *probes;
+};
+
+/*
+ * What a model computes on given rows beyond its loss, for the progress
+ * measures (tools/lib/progress.h): logits, the neurons the algorithm is
+ * read from, the input embeddings and the gradients of a logit with
+ * respect to them.  Each method runs its own forward pass, so none
+ * depends on another's having run.
+ */
+struct model_probes {
+	/*
+	 * (R) How many neurons forward reports and what they are, for
+	 * records ("layers.1 after its ReLU"); 0 when the model has none.
+	 */
+	int (*neurons)(const struct model *m, const char **what);
+	/* (R) logits (B, p) of B <= maxb rows, and their neurons' activations (B, neurons) unless acts is NULL. */
+	void (*forward)(struct model_work *w, const float *theta, const int32_t *x, int B,
+	    float *logits, float *acts);
+	/*
+	 * (R) The embedding operand i (0: x, 1: y) is looked up in: E (d, ld),
+	 * residue r's vector in column col0 + r (a view into theta).  0, or
+	 * -1 when the model embeds no token (raw integer inputs).
+	 */
+	int (*embedding)(const struct model *m, const float *theta, int i, const float **E,
+	    int *d, int *ld, int *col0);
+	/*
+	 * (R, with embedding) For each of the nc classes cls[k] and each of B
+	 * rows: the gradient of logit cls[k] of the row with respect to the
+	 * embedding vectors its x and its y looked up (before positions are
+	 * added), into gx and gy (nc, B, d).  One forward pass and nc
+	 * backward passes.
+	 */
+	void (*embed_grad)(struct model_work *w, const float *theta, const int32_t *x, int B,
+	    const int *cls, int nc, float *gx, float *gy);
 };
 
 /* --- The family table --- */
@@ -305,6 +346,9 @@ void model_gram_free(struct model_gram *G);
 /* The generic route alone, whatever the family has (for tests and as the fallback). */
 void model_gram_generic(const struct model *m, const float *theta, const int32_t *x,
     const int32_t *y, long n, int g, size_t budget, double *out);
+
+/* The family's probes, or NULL. */
+const struct model_probes *model_probes(const struct model *m);
 
 struct model_diag *model_diag_new(const struct model *m);   /* NULL if the family has none */
 void model_diag_free(struct model_diag *d);
