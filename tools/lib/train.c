@@ -672,6 +672,7 @@ header(struct run *r, json_t *inputs, int argc, char **argv)
 	json_object_set_new(h, "inputs", inputs);
 	json_object_set_new(h, "data", json_pack("{s:O, s:i, s:i}", "metadata", r->d.meta,
 	    "n_train", r->d.n_train, "n_test", r->d.n_test));
+	json_object_set_new(h, "family", json_string(r->m->family->name));
 	json_object_set_new(h, "params", json_integer((json_int_t)r->m->nparams));
 	json_object_set_new(h, "run_id", json_string(r->run_id));
 	json_object_set_new(h, "blas", blas_json(r->cfg.threads));
