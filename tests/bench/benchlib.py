@@ -216,11 +216,6 @@ def table(title, head, rows, notes=()):
     print("\n".join(lines) + "\n", flush=True)
 
 
-def thread_modes(ctx):
-    """One thread each, then all cores each (skipped on a one-core machine)."""
-    return [1] + ([NCPU] if NCPU > 1 else [])
-
-
 def mode_name(threads):
     return "one thread each" if threads == 1 else f"all {threads} cores each"
 

@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import NCPU, last_record, ours_env  # noqa: E402
+from benchlib import NCPU, ours_env  # noqa: E402
 
 
 def cpu_model():
