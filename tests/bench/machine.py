@@ -53,7 +53,7 @@ def line(ours, peer_hello=None, defaults=None):
         b = peer_hello["blas"]
         parts.append(f"torch {peer_hello['torch']}: {b.get('library', '?')}, {b.get('core', '?')} kernels")
     if defaults:
-        parts.append(f"torch's defaults here: {defaults['intraop_threads']} intra-op threads, OpenBLAS "
+        parts.append(f"torch's defaults here: intra-op threads {defaults['intraop_threads']}, OpenBLAS threads "
                      f"{defaults['blas'].get('threads', '?')}")
     if env_core:
         parts.append(f"OPENBLAS_CORETYPE={env_core} set in the environment")
