@@ -212,13 +212,9 @@ def table(title, head, rows, notes=()):
     """A markdown table with a title line and notes under it."""
     lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    lines += [""] + [f"{n}" for n in notes] if notes else []
+    if notes:
+        lines += [""] + list(notes)
     print("\n".join(lines) + "\n", flush=True)
-
-
-def thread_modes(ctx):
-    """One thread each, then all cores each (skipped on a one-core machine)."""
-    return [1] + ([NCPU] if NCPU > 1 else [])
 
 
 def mode_name(threads):

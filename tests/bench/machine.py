@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import NCPU, last_record, ours_env  # noqa: E402
+from benchlib import NCPU, ours_env  # noqa: E402
 
 
 def cpu_model():
@@ -53,7 +53,7 @@ def line(ours, peer_hello=None, defaults=None):
         b = peer_hello["blas"]
         parts.append(f"torch {peer_hello['torch']}: {b.get('library', '?')}, {b.get('core', '?')} kernels")
     if defaults:
-        parts.append(f"torch's defaults here: {defaults['intraop_threads']} intra-op threads, OpenBLAS "
+        parts.append(f"torch's defaults here: intra-op threads {defaults['intraop_threads']}, OpenBLAS threads "
                      f"{defaults['blas'].get('threads', '?')}")
     if env_core:
         parts.append(f"OPENBLAS_CORETYPE={env_core} set in the environment")
