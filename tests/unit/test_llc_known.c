@@ -859,6 +859,23 @@ test_restrict(void)
 	    memcmp(a, b, 3000 * sizeof(double)) == 0),
 	    "restricted to all parameters: the unrestricted chain's draws exactly (plain and RMSprop); default method = sgld_run");
 
+	/* Determinism: RMSprop with MALA, restricted, is a function of (seed, chain) alone. */
+	{
+		struct sgld_health h1 = {0}, h2 = {0};
+		sgld_method_default(&m);
+		m.precond = SGLD_PRECOND_RMSPROP;
+		m.mala = 1;
+		m.moving = all + 1;
+		m.nmoving = 4;
+		sgld_run_method(&t, &sp, &m, wz, 4, 2, a, &ch, &h1);
+		sgld_run_method(&t, &sp, &m, wz, 4, 2, b, &ch, &h2);
+		same = memcmp(a, b, 3000 * sizeof(double)) == 0 && h1.mala_mean == h2.mala_mean;
+		sgld_run_method(&t, &sp, &m, wz, 4, 3, b, &ch, &h2);
+		ok(same && memcmp(a, b, 3000 * sizeof(double)) != 0,
+		    "RMSprop, MALA, restricted: the same seed and chain give the same draws and acceptance; another chain others");
+		sgld_method_default(&m);
+	}
+
 	/* Parameters held at w* do not move: curvature 1e12 there would show the slightest step. */
 	q.h[3] = q.h[4] = q.h[5] = 1e12;
 	m.moving = low;
