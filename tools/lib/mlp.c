@@ -528,11 +528,16 @@ mlp_point_mark_live(const struct mlp_point *pt, int *live)
 
 /*
  * hv += H v for the layout m (the model's, or a view's), from the kept
- * activations acts and deltas of the prepared rows.
+ * activations acts and deltas of the prepared rows.  With ggn, the
+ * Gauss-Newton product J^T H_out J v instead: the same R-forward and
+ * R{dlogits} = H_out R{z}, then the backward pass that is linear in
+ * R{dlogits} alone.  The terms dropped are exactly those with a delta d
+ * (the loss's gradient reaching a hidden layer times the network's second
+ * derivative): d^T R{a} in R{gW} and d V in R{d_prev}.
  */
 static void
 hvp_apply(const struct mlp *m, struct mlp_hvp *h, float *const *acts, float *const *deltas,
-    float *hv, const float *theta, const float *v, const int32_t *x, int B, float scale)
+    float *hv, const float *theta, const float *v, const int32_t *x, int B, float scale, int ggn)
 {
 	const float *rd;
 	int cur = 0;
@@ -555,11 +560,12 @@ hvp_apply(const struct mlp *m, struct mlp_hvp *h, float *const *acts, float *con
 			/* R{gW} = R{d}^T a + d^T R{a} */
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
 			    1.0f, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-			    1.0f, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin);
+			if (!ggn)
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
+				    1.0f, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin);
 			/* R{d_prev} = mask (d V + R{d} W) */
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-			    1.0f, d, nout, Vi, nin, 0.0f, rdprev, nin);
+			    ggn ? 0.0f : 1.0f, d, nout, Vi, nin, 0.0f, rdprev, nin);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
 			    1.0f, rd, nout, Wi, nin, 1.0f, rdprev, nin);
 			relu_backward(rdprev, a, (size_t)B * (size_t)nin);
@@ -575,7 +581,16 @@ mlp_point_apply(struct mlp_point *pt, float *hv, const float *v)
 	struct mlp_hvp *h = hvp_of(pt);
 
 	hvp_apply(pt->m, h, h->fw->acts, h->deltas, hv, pt->theta, v, pt->x, pt->base.rows,
-	    pt->base.scale);
+	    pt->base.scale, 0);
+}
+
+void
+mlp_point_ggn(struct mlp_point *pt, float *gv, const float *v)
+{
+	struct mlp_hvp *h = hvp_of(pt);
+
+	hvp_apply(pt->m, h, h->fw->acts, h->deltas, gv, pt->theta, v, pt->x, pt->base.rows,
+	    pt->base.scale, 1);
 }
 
 /* Hidden layer i's live units in the full model, or NULL for all (input and output side). */
@@ -696,7 +711,18 @@ mlp_view_apply(struct mlp_view *view, float *hv, const float *v)
 	if (!pt)
 		die("mlp_view_apply: the view's point was prepared again");
 	hvp_apply(&view->live, hvp_of(pt), view->acts, view->deltas, hv, view->ltheta, v, pt->x,
-	    pt->base.rows, pt->base.scale);
+	    pt->base.rows, pt->base.scale, 0);
+}
+
+void
+mlp_view_ggn(struct mlp_view *view, float *gv, const float *v)
+{
+	const struct mlp_point *pt = (const struct mlp_point *)view->base.pt;
+
+	if (!pt)
+		die("mlp_view_ggn: the view's point was prepared again");
+	hvp_apply(&view->live, hvp_of(pt), view->acts, view->deltas, gv, view->ltheta, v, pt->x,
+	    pt->base.rows, pt->base.scale, 1);
 }
 
 /* S (B, B) = X X^T for X (B, k) float, lower triangle, in double (tmp: B * k doubles). */
