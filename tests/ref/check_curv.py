@@ -16,6 +16,8 @@ forward-mode Jacobian-vector products, and LAPACK's eigenvalues of them.
   --precond    AdamW's lambda_max(P^-1 H), P from the checkpoint's optim.v,
                and its threshold 38/lr; SGD's 2/lr
 
+for MLPs (hessian and ggn), and for a transformer's Hessian (it has no GGN).
+
 usage: check_curv.py BINDIR WORKDIR    (prints TAP)"""
 
 import os
@@ -160,6 +162,56 @@ def hess_eig(bindir, data, path, matrix):
                            "--blocks", "--alignment", "--precond", "--probes", "400", path]))[1]
 
 
+def transformer_case(tap, bindir, work, data_path, data, p):
+    """The family-agnostic views (blocks, alignment, preconditioned sharpness) on a transformer's Hessian."""
+    import json
+    import struct
+    from check_transformer import Transformer, cross_entropy_high_precision
+    ck = os.path.join(work, "tck")
+    run([os.path.join(bindir, "train-transformer"), "--data", data_path, "--d-model", "8", "--heads", "2",
+         "--d-head", "4", "--d-mlp", "16", "--act", "gelu", "--steps", "60", "--log-every", "60",
+         "--ckpt-dir", ck, "--ckpt-optim", "--seed", "3", "--quiet"])
+    path = os.path.join(ck, "step-00000060.safetensors")
+    meta, st = load_st(path)
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__")
+    # theta's order is the file's data order
+    names = [k for k in sorted(header, key=lambda k: header[k]["data_offsets"][0]) if not k.startswith("optim.")]
+    c = json.loads(meta["config"])["model"]
+    model = Transformer(dict(c, alpha=c["attn_coeff"])).double()
+    model.load_state_dict({k: torch.tensor(np.array(st[k])) for k in names}, strict=False)
+    named = dict(model.named_parameters())
+    ps = [named[k] for k in names]
+    pairs = torch.tensor(np.array(data["train.x"]), dtype=torch.long)
+    tokens = torch.cat([pairs, torch.full((len(pairs), 1), p)], 1)
+    labels = torch.tensor(np.array(data["train.y"]), dtype=torch.long)
+    g = torch.autograd.grad(cross_entropy_high_precision(model(tokens)[:, -1], labels), ps, create_graph=True)
+    g = torch.cat([t.reshape(-1) for t in g])
+    H = torch.zeros(g.numel(), g.numel(), dtype=torch.float64)
+    for j in range(g.numel()):
+        H[j] = torch.cat([t.reshape(-1) for t in torch.autograd.grad(g[j], ps, retain_graph=True)])
+    H = (0.5 * (H + H.T)).numpy()
+    ranges, off = [], 0
+    for k in names:
+        group = k.split(".")[0] if not k.startswith("blocks.") else ".".join(k.split(".")[:3])
+        group = "embed" if group == "pos_embed" else group
+        if ranges and ranges[-1][0] == group:
+            ranges[-1] = (group, ranges[-1][1], off + st[k].size)
+        else:
+            ranges.append((group, off, off + st[k].size))
+        off += st[k].size
+    rec = hess_eig(bindir, data_path, path, "hessian")
+    name = "transformer (gelu, 1 block)"
+    theirs = top(H, 3)
+    rel = np.max(np.abs(np.array(rec["eigenvalues"]) - theirs) / abs(theirs[0]))
+    tap.ok(rel < EIG_RTOL, f"{name}: hessian top-3 {np.round(theirs, 8).tolist()}, max rel diff {rel:.1e}")
+    check_blocks(tap, name, rec, H, ranges, "hessian")
+    check_alignment(tap, name, rec, H, g.detach().numpy(), "hessian")
+    check_precond(tap, name, rec, H, meta, st)
+
+
 def main():
     bindir, work = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
@@ -202,6 +254,7 @@ def main():
             check_blocks(tap, name, rec, M, ranges, matrix)
             check_alignment(tap, name, rec, M, g, matrix)
             check_precond(tap, name, rec, M, meta, st)
+    transformer_case(tap, bindir, work, data_path, data, p)
     return tap.done()
 
 
