@@ -109,11 +109,18 @@ setup() {
 	assert_output --partial "optim_t = 0"
 }
 
-@test "hess-eig --matrix ggn on a family without it fails with a message" {
-	train-transformer --data d.st --steps 2 --log-every 2 --d-model 8 --heads 2 --d-head 4 --d-mlp 16 --ckpt-dir tck > tlog
-	run hess-eig --data d.st --matrix ggn --top 1 tck/step-00000002.safetensors
-	assert_failure 1
-	assert_output --partial "the transformer family has no --matrix ggn products"
+@test "hess-eig --matrix ggn on a transformer: positive semi-definite, four blocks, the Hessian's point untouched" {
+	train-transformer --data d.st --steps 20 --log-every 20 --d-model 8 --heads 2 --d-head 4 --d-mlp 16 --act gelu --ckpt-dir tck > tlog
+	run --separate-stderr hess-eig --data d.st --matrix ggn --top 2 --which both --blocks --probes 5 --tol 1e-6 --max-iter 300 tck/step-00000020.safetensors
+	assert_success
+	g=${lines[1]}
+	assert_equal "$(jq -c '[.blocks[].group]' <<<"$g")" '["embed","blocks.0.attn","blocks.0.mlp","unembed"]'
+	assert_jq '(.bottom_eigenvalues[0] | num) >= -1e-6 * .eigenvalues[0]' <<<"$g"
+	h=$(hess-eig --data d.st --top 2 tck/step-00000020.safetensors | tail -1)
+	# GELU's second derivative and attention's softmax: the GGN's top differs from the Hessian's
+	assert_jq -n --argjson g "$g" --argjson h "$h" '(($g.eigenvalues[0] | num) - $h.eigenvalues[0] | fabs) > 1e-6 * $h.eigenvalues[0]'
+	# the loss and gradient come from the same prepared point as before
+	assert_jq -n --argjson g "$g" --argjson h "$h" '$g.loss == $h.loss and $g.grad_norm == $h.grad_norm'
 }
 
 @test "hess-eig curvature flags: bad values and combinations are usage errors" {

@@ -16,7 +16,7 @@ forward-mode Jacobian-vector products, and LAPACK's eigenvalues of them.
   --precond    AdamW's lambda_max(P^-1 H), P from the checkpoint's optim.v,
                and its threshold 38/lr; SGD's 2/lr
 
-for MLPs (hessian and ggn), and for a transformer's Hessian (it has no GGN).
+for MLPs and for a transformer, each for its Hessian and its GGN.
 
 usage: check_curv.py BINDIR WORKDIR    (prints TAP)"""
 
@@ -163,7 +163,7 @@ def hess_eig(bindir, data, path, matrix):
 
 
 def transformer_case(tap, bindir, work, data_path, data, p):
-    """The family-agnostic views (blocks, alignment, preconditioned sharpness) on a transformer's Hessian."""
+    """Every view on a transformer: its Hessian and its GGN."""
     import json
     import struct
     from check_transformer import Transformer, cross_entropy_high_precision
@@ -202,14 +202,52 @@ def transformer_case(tap, bindir, work, data_path, data, p):
         else:
             ranges.append((group, off, off + st[k].size))
         off += st[k].size
-    rec = hess_eig(bindir, data_path, path, "hessian")
+    G = transformer_ggn(model, names, tokens, p)
     name = "transformer (gelu, 1 block)"
-    theirs = top(H, 3)
-    rel = np.max(np.abs(np.array(rec["eigenvalues"]) - theirs) / abs(theirs[0]))
-    tap.ok(rel < EIG_RTOL, f"{name}: hessian top-3 {np.round(theirs, 8).tolist()}, max rel diff {rel:.1e}")
-    check_blocks(tap, name, rec, H, ranges, "hessian")
-    check_alignment(tap, name, rec, H, g.detach().numpy(), "hessian")
-    check_precond(tap, name, rec, H, meta, st)
+    for matrix, M in (("hessian", H), ("ggn", G)):
+        rec = hess_eig(bindir, data_path, path, matrix)
+        theirs = top(M, 3)
+        rel = np.max(np.abs(np.array(rec["eigenvalues"]) - theirs) / abs(theirs[0]))
+        tap.ok(rec["matrix"] == matrix and rel < EIG_RTOL,
+               f"{name}: {matrix} top-3 {np.round(theirs, 8).tolist()}, max rel diff {rel:.1e}")
+        if matrix == "ggn":
+            low = min(rec["bottom_eigenvalues"])
+            tap.ok(low >= -1e-6 * rec["eigenvalues"][0] and np.linalg.eigvalsh(G)[0] >= -1e-12 * theirs[0],
+                   f"{name}: GGN positive semi-definite: smallest {low:.2e}, float64 {np.linalg.eigvalsh(G)[0]:.2e}")
+            lo, hi = ranges[-1][1], ranges[-1][2]
+            diff = np.max(np.abs(H[lo:hi, lo:hi] - G[lo:hi, lo:hi]))
+            tap.ok(ranges[-1][0] == "unembed" and diff < 1e-12 * np.max(np.abs(H)),
+                   f"{name}: the unembedding's block of H equals G's (the logits are linear in W_U; diff {diff:.1e})")
+        check_blocks(tap, name, rec, M, ranges, matrix)
+        check_alignment(tap, name, rec, M, g.detach().numpy(), matrix)
+        check_precond(tap, name, rec, M, meta, st)
+
+
+def transformer_ggn(model, names, tokens, p):
+    """J^T H_out J of the last position's mean cross-entropy, J by forward-mode JVPs."""
+    import torch.autograd.forward_ad as fwAD
+    from torch.nn.utils.stateless import functional_call
+    named = dict(model.named_parameters())
+    shapes = [named[k].shape for k in names]
+    sizes = [named[k].numel() for k in names]
+    flat = torch.cat([named[k].detach().reshape(-1) for k in names])
+
+    def logits(th):
+        d = {k: q.reshape(s) for k, q, s in zip(names, torch.split(th, sizes), shapes)}
+        return functional_call(model, d, (tokens,))[:, -1]
+
+    n, N = flat.numel(), tokens.shape[0]
+    J = torch.zeros(N * p, n, dtype=torch.float64)
+    for j in range(n):
+        e = torch.zeros(n, dtype=torch.float64)
+        e[j] = 1.0
+        with fwAD.dual_level():
+            J[:, j] = fwAD.unpack_dual(logits(fwAD.make_dual(flat, e))).tangent.reshape(-1)
+    with torch.no_grad():
+        P = torch.softmax(logits(flat), dim=1)
+    Hout = torch.block_diag(*[(torch.diag(P[b]) - torch.outer(P[b], P[b])) / N for b in range(N)])
+    G = J.T @ Hout @ J
+    return (0.5 * (G + G.T)).numpy()
 
 
 def main():
