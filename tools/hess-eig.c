@@ -6,6 +6,11 @@
  * reorthogonalisation over exact Hessian-vector products; optionally the
  * trace (Hutchinson) and the spectral density (stochastic Lanczos
  * quadrature).  One JSON-lines record per checkpoint, after a header.
+ * The curvature views: the same of the Gauss-Newton matrix (--matrix
+ * ggn), per tensor group (--blocks: each diagonal block's top eigenvalues
+ * and trace), the gradient's share in the top eigenvectors' span
+ * (--alignment) and the optimiser's stability threshold with the
+ * preconditioned sharpness it bounds (--precond).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
