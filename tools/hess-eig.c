@@ -473,10 +473,12 @@ eig_json(json_t *rec, const struct eig_result *res)
  * One diagonal block of the operator: the group's parameters [lo, lo + n)
  * alone, x zero elsewhere and the product read there only.  Every product
  * shares the point (or view) prepared once for the whole set: no forward
- * pass of its own.
+ * pass of its own; the family's block product when it has one (the MLP's
+ * passes start and stop at the block's layer), else the whole one.
  */
 struct block {
 	struct hess *h;
+	int g;
 	size_t lo, n;
 	double *x, *y;   /* (P) */
 };
@@ -485,12 +487,28 @@ static void
 block_apply(void *ctx, double *y, const double *x)
 {
 	struct block *b = ctx;
-	size_t P = b->h->m->nparams;
+	struct hess *h = b->h;
+	size_t P = h->m->nparams;
+	int prepared = 1;
 
-	memset(b->x, 0, P * sizeof *b->x);
-	memcpy(b->x + b->lo, x, b->n * sizeof *x);
-	hess_apply(b->h, b->y, b->x);
-	memcpy(y, b->y + b->lo, b->n * sizeof *y);
+	for (int s = 0; s < 2; s++)
+		prepared &= !h->h[s] || h->pt[s] != NULL;
+	if (!prepared) {   /* batches prepared one by one: the whole product, read on the block */
+		memset(b->x, 0, P * sizeof *b->x);
+		memcpy(b->x + b->lo, x, b->n * sizeof *x);
+		hess_apply(h, b->y, b->x);
+		memcpy(y, b->y + b->lo, b->n * sizeof *y);
+		return;
+	}
+	memset(h->vf, 0, P * sizeof *h->vf);
+	memset(h->hf + b->lo, 0, b->n * sizeof *h->hf);
+	for (size_t k = 0; k < b->n; k++)
+		h->vf[b->lo + k] = (float)x[k];
+	for (int s = 0; s < 2; s++)
+		if (h->h[s])
+			model_block_product(h->pt[s], h->view[s], h->mat, b->g, h->hf, h->vf, h->tmp);
+	for (size_t k = 0; k < b->n; k++)
+		y[k] = h->hf[b->lo + k];
 }
 
 /* The top eigenvalue(s) of one block, as its record; its products into *count. */
@@ -540,7 +558,7 @@ blocks_json(const struct config *c, struct hess *h, struct linop *A, struct rng 
 	for (int g = 0; g < ng; g++) {
 		size_t lo, hi;
 		model_group_range(m, g, &lo, &hi);
-		blk[g] = (struct block){h, lo, hi - lo, x, y};
+		blk[g] = (struct block){h, g, lo, hi - lo, x, y};
 		ops[g] = (struct linop){hi - lo, block_apply, &blk[g], 0};
 		pops[g] = &ops[g];
 		off[g] = lo;

@@ -225,6 +225,15 @@ int mlp_view_dropped(const struct mlp_view *view);
 void mlp_view_apply(struct mlp_view *view, float *hv, const float *v);
 /* gv += G v in the view's layout (G is zero on the dropped units too). */
 void mlp_view_ggn(struct mlp_view *view, float *gv, const float *v);
+/*
+ * Layer blk's diagonal block, H (or G, with ggn) restricted to layer
+ * blk's parameters: v must be zero outside them, and hv gets only their
+ * entries.  The R-forward starts at layer blk and the R-backward stops
+ * there, so a block costs about (L - blk) / L of a whole product.  At the
+ * point, or in a view's layout.
+ */
+void mlp_point_block(struct mlp_point *pt, int ggn, int blk, float *hv, const float *v);
+void mlp_view_block(struct mlp_view *view, int ggn, int blk, float *hv, const float *v);
 
 /*
  * The per-example gradient Gram term of layer i over the point's B rows

@@ -294,6 +294,33 @@ model_product_set(struct model_hvp *h, enum model_matrix mat, float *hv, const f
 	}
 }
 
+void
+model_block_product(struct model_point *pt, struct model_view *view, enum model_matrix mat,
+    int g, float *hv, const float *v, float *tmp)
+{
+	const struct model_family *f = pt->h->m->family;
+
+	if (!f->block_apply) {
+		if (view)
+			model_view_product_full(view, mat, hv, v, tmp);
+		else
+			model_point_product(pt, mat, hv, v);
+		return;
+	}
+	if (view) {
+		float *lv = tmp, *lhv = tmp + view->nparams;
+		for (size_t k = 0; k < view->nparams; k++) {
+			lv[k] = v[view->map[k]];
+			lhv[k] = 0.0f;
+		}
+		f->block_apply(pt, view, mat == MODEL_GGN, g, lhv, lv);
+		for (size_t k = 0; k < view->nparams; k++)
+			hv[view->map[k]] += lhv[k];
+	} else {
+		f->block_apply(pt, NULL, mat == MODEL_GGN, g, hv, v);
+	}
+}
+
 struct model_diag *
 model_diag_new(const struct model *m)
 {

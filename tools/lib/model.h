@@ -68,7 +68,8 @@
  *   2  probes (logits, neurons, embeddings, embedding gradients) for
  *      progress-measures.
  *   3  Gauss-Newton products at a prepared point (ggn_apply,
- *      view_ggn_apply), optional, for hess-eig --matrix ggn.
+ *      view_ggn_apply), optional, for hess-eig --matrix ggn; diagonal
+ *      block products (block_apply), optional, for hess-eig --blocks.
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -218,6 +219,16 @@ struct model_family {
 	void (*ggn_apply)(struct model_point *pt, float *gv, const float *v);
 	/* (O, with ggn_apply and restrict_view) gv (view->nparams) += G v in the view's layout. */
 	void (*view_ggn_apply)(struct model_view *view, float *gv, const float *v);
+	/*
+	 * (O) Group g's diagonal block of H (or G, with ggn; then only if the
+	 * family has ggn_apply): v (P, or view->nparams in the layout of view
+	 * when it is not NULL) is zero outside group g, and hv gets group g's
+	 * entries only, cheaper than a whole product (the MLP: the passes
+	 * start and stop at the group's layer).  NULL: the whole product,
+	 * masked (model_block_product).
+	 */
+	void (*block_apply)(struct model_point *pt, struct model_view *view, int ggn, int g,
+	    float *hv, const float *v);
 
 	/* --- per-example gradient Gram terms, per group --- */
 	/*
@@ -352,6 +363,15 @@ void model_view_product_full(struct model_view *view, enum model_matrix mat, flo
     const float *v, float *tmp);
 void model_product_set(struct model_hvp *h, enum model_matrix mat, float *hv, const float *theta,
     const float *v, const int32_t *x, const int32_t *y, long n, double scale, float *tmp);
+/*
+ * hv (P) += group g's diagonal block of mat times v (P, zero outside group
+ * g) at the point, through its view when view is not NULL (tmp: 2 *
+ * view->nparams floats): by the family's block_apply when it has one,
+ * else the whole product (whose entries outside group g the caller
+ * ignores).
+ */
+void model_block_product(struct model_point *pt, struct model_view *view, enum model_matrix mat,
+    int g, float *hv, const float *v, float *tmp);
 
 /*
  * Per-example gradient Gram terms of n rows at theta, per group: a
