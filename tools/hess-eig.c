@@ -6,6 +6,11 @@
  * reorthogonalisation over exact Hessian-vector products; optionally the
  * trace (Hutchinson) and the spectral density (stochastic Lanczos
  * quadrature).  One JSON-lines record per checkpoint, after a header.
+ * The curvature views: the same of the Gauss-Newton matrix (--matrix
+ * ggn), per tensor group (--blocks: each diagonal block's top eigenvalues
+ * and trace), the gradient's share in the top eigenvectors' span
+ * (--alignment) and the optimiser's stability threshold with the
+ * preconditioned sharpness it bounds (--precond).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
@@ -20,6 +25,8 @@
 #include "dataset.h"
 #include "jsonl.h"
 #include "linalg.h"
+#include "model.h"
+#include "optim.h"
 #include "opts.h"
 #include "rng.h"
 #include "st.h"
@@ -37,6 +44,8 @@ struct config {
 	enum eig_which which;
 	enum eig_converge converge;
 	int top, max_iter, probes, slq_iter, slq_probes, grid, threads, trace, density, any_data;
+	int blocks, block_top, alignment, precond;
+	enum model_matrix matrix;
 	long batch;
 	double tol, sigma2;
 	uint64_t seed;
@@ -59,6 +68,8 @@ struct hess {
 	long n;                      /* rows in the whole set */
 	const float *theta;
 	float *vf, *hf, *tmp;
+	double *grad;                /* (P) the set's mean gradient */
+	enum model_matrix mat;       /* the Hessian or the Gauss-Newton matrix */
 	int live;                    /* the part whose view the eigensolver uses, or -1 */
 };
 
@@ -76,12 +87,12 @@ hess_apply(void *ctx, double *y, const double *x)
 		if (!h->h[s])
 			continue;
 		if (h->view[s])
-			model_view_apply_full(h->view[s], h->hf, h->vf, h->tmp);
+			model_view_product_full(h->view[s], h->mat, h->hf, h->vf, h->tmp);
 		else if (h->pt[s])
-			model_point_apply(h->pt[s], h->hf, h->vf);
+			model_point_product(h->pt[s], h->mat, h->hf, h->vf);
 		else
-			model_hvp_set(h->h[s], h->hf, h->theta, h->vf, h->x[s], h->y[s], h->rows[s],
-			    1.0 / h->n, h->tmp);
+			model_product_set(h->h[s], h->mat, h->hf, h->theta, h->vf, h->x[s], h->y[s],
+			    h->rows[s], 1.0 / h->n, h->tmp);
 	}
 	for (size_t k = 0; k < P; k++)
 		y[k] = h->hf[k];
@@ -105,7 +116,7 @@ hess_apply_view(void *ctx, double *y, const double *x)
 		h->vf[k] = (float)x[k];
 		h->hf[k] = 0.0f;
 	}
-	model_view_apply(view, h->hf, h->vf);
+	model_view_product(view, h->mat, h->hf, h->vf);
 	for (size_t k = 0; k < n; k++)
 		y[k] = h->hf[k];
 }
@@ -130,10 +141,11 @@ hess_live(struct hess *h, int k, struct linop *A)
 
 static void
 hess_init(struct hess *h, const struct model *m, const struct dataset *d, enum dataset_set set,
-    const float *theta, long batch)
+    const float *theta, long batch, enum model_matrix mat)
 {
 	memset(h, 0, sizeof *h);
 	h->m = m;
+	h->mat = mat;
 	h->theta = theta;
 	h->x[0] = d->train_x;
 	h->y[0] = d->train_y;
@@ -148,6 +160,7 @@ hess_init(struct hess *h, const struct model *m, const struct dataset *d, enum d
 	h->vf = xmalloc(xmul(m->nparams, sizeof(float)));
 	h->hf = xmalloc(xmul(m->nparams, sizeof(float)));
 	h->tmp = xmalloc(xmul(2 * m->nparams, sizeof(float)));
+	h->grad = xcalloc(m->nparams, sizeof(double));
 }
 
 static void
@@ -158,6 +171,7 @@ hess_free(struct hess *h)
 	free(h->vf);
 	free(h->hf);
 	free(h->tmp);
+	free(h->grad);
 }
 
 /*
@@ -172,7 +186,7 @@ loss_and_grad_norm(struct hess *h, long batch, double *loss, double *gnorm, stru
 {
 	size_t P = h->m->nparams;
 	float *part = xmalloc(xmul(P, sizeof(float)));
-	double *grad = xcalloc(P, sizeof(double)), g2 = 0, share;
+	double *grad = h->grad, g2 = 0, share;
 	struct model_eval ev;
 
 	*loss = 0;
@@ -186,6 +200,9 @@ loss_and_grad_norm(struct hess *h, long batch, double *loss, double *gnorm, stru
 			    (float)(1.0 / h->n), diag);
 			model_point_grad(h->pt[s], part);
 			h->view[s] = model_point_restrict(h->pt[s]);
+			/* a family with a GGN but no view GGN: the whole point */
+			if (h->mat == MODEL_GGN && !h->m->family->view_ggn_apply)
+				h->view[s] = NULL;
 			ev = h->pt[s]->eval;
 			share = 1;
 		} else {
@@ -203,13 +220,13 @@ loss_and_grad_norm(struct hess *h, long batch, double *loss, double *gnorm, stru
 		g2 += grad[k] * grad[k];
 	*gnorm = sqrt(g2);
 	free(part);
-	free(grad);
 }
 
 static void
 usage(FILE *fp)
 {
 	fprintf(fp, "usage: hess-eig --data FILE [--set train|test|all] [--top K] [--which top|bottom|both]\n"
+	    "                [--matrix hessian|ggn] [--blocks] [--alignment] [--precond]\n"
 	    "                [--trace] [--density] [--eigvecs FILE] [options] [CKPT...]\n");
 }
 
@@ -243,6 +260,22 @@ help(void)
 "      --eigvecs FILE     write the top-K eigenvectors (safetensors, named like\n"
 "                         the parameters, leading dimension K); with several\n"
 "                         checkpoints FILE must contain {step}\n"
+"Curvature views\n"
+"      --matrix M         hessian (default) or ggn: the Gauss-Newton matrix\n"
+"                         J^T H_out J (positive semi-definite; the families\n"
+"                         that have it); every spectrum below is of M\n"
+"      --blocks           per tensor group (a layer, a block's component): the\n"
+"                         top eigenvalue(s) of M's diagonal block and its trace\n"
+"                         (Hutchinson, on the whole trace's probes; implies --trace)\n"
+"      --block-top K      eigenvalues per block, 1..100 (default 1)\n"
+"      --alignment        the fraction of |gradient|^2 in the span of the top\n"
+"                         1..K eigenvectors (needs --which top or both)\n"
+"      --precond          the stability threshold: for Adam(W) the largest\n"
+"                         eigenvalue of P^-1 M, P = (1 - b1^t) diag(sqrt(v^) + eps)\n"
+"                         from the checkpoint's optimiser state (train with\n"
+"                         --ckpt-optim), against (2 + 2 b1) / ((1 - b1) lr)\n"
+"                         (38/lr at b1 = 0.9); for SGD the top eigenvalue\n"
+"                         against (2 + 2 momentum) / lr\n"
 "Trace and density\n"
 "      --trace            Hutchinson estimate of the trace, with standard error\n"
 "      --probes N         its Rademacher probes, 1..100000 (default 100)\n"
@@ -270,7 +303,7 @@ parse_args(struct config *c, int argc, char **argv)
 	enum {
 		O_DATA = 256, O_SET, O_ANY, O_TOP, O_WHICH, O_METHOD, O_TOL, O_MAXIT, O_EIGVECS,
 		O_CONVERGE, O_TRACE, O_PROBES, O_DENSITY, O_SLQIT, O_SLQPR, O_GRID, O_SIGMA2, O_BATCH, O_SEED,
-		O_THREADS, O_VERSION,
+		O_THREADS, O_VERSION, O_MATRIX, O_BLOCKS, O_BLOCKTOP, O_ALIGN, O_PRECOND,
 	};
 	static const struct option longopts[] = {
 		{"data", required_argument, NULL, O_DATA},
@@ -284,6 +317,11 @@ parse_args(struct config *c, int argc, char **argv)
 		{"eigvecs", required_argument, NULL, O_EIGVECS},
 		{"converge", required_argument, NULL, O_CONVERGE},
 		{"trace", no_argument, NULL, O_TRACE},
+		{"matrix", required_argument, NULL, O_MATRIX},
+		{"blocks", no_argument, NULL, O_BLOCKS},
+		{"block-top", required_argument, NULL, O_BLOCKTOP},
+		{"alignment", no_argument, NULL, O_ALIGN},
+		{"precond", no_argument, NULL, O_PRECOND},
 		{"probes", required_argument, NULL, O_PROBES},
 		{"density", no_argument, NULL, O_DENSITY},
 		{"slq-iter", required_argument, NULL, O_SLQIT},
@@ -311,6 +349,7 @@ parse_args(struct config *c, int argc, char **argv)
 	c->sigma2 = 1e-5;
 	c->batch = 4096;
 	c->threads = 1;
+	c->block_top = -1;
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_DATA: c->data = optarg; break;
@@ -324,6 +363,11 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_EIGVECS: c->eigvecs = optarg; break;
 		case O_CONVERGE: c->converge = (enum eig_converge)opt_choice("--converge", optarg, eig_converge_names); break;
 		case O_TRACE: c->trace = 1; break;
+		case O_MATRIX: c->matrix = (enum model_matrix)opt_choice("--matrix", optarg, model_matrix_names); break;
+		case O_BLOCKS: c->blocks = 1; break;
+		case O_BLOCKTOP: c->block_top = (int)opt_int("--block-top", optarg, 1, 100); break;
+		case O_ALIGN: c->alignment = 1; break;
+		case O_PRECOND: c->precond = 1; break;
 		case O_PROBES: c->probes = (int)opt_int("--probes", optarg, 1, 100000); break;
 		case O_DENSITY: c->density = 1; break;
 		case O_SLQIT: c->slq_iter = (int)opt_int("--slq-iter", optarg, 2, 1000); break;
@@ -347,6 +391,16 @@ parse_args(struct config *c, int argc, char **argv)
 		    eig_which_names[c->which]);
 	if (c->eigvecs && c->which == EIG_BOTTOM)
 		usage_error("--eigvecs writes the top eigenvectors; it needs --which top or both");
+	if (c->alignment && c->which == EIG_BOTTOM)
+		usage_error("--alignment uses the top eigenvectors; it needs --which top or both");
+	if (c->precond && c->which == EIG_BOTTOM)
+		usage_error("--precond compares the top eigenvalue; it needs --which top or both");
+	if (c->block_top > 0 && !c->blocks)
+		usage_error("--block-top applies to --blocks");
+	if (c->block_top < 0)
+		c->block_top = 1;
+	if (c->blocks)
+		c->trace = 1;
 }
 
 static json_t *
@@ -392,8 +446,8 @@ eigs(const struct config *c, struct linop *E, struct rng *r, struct eig_result *
 {
 	if (c->method == METHOD_LANCZOS)
 		return lanczos_eigs(E, c->top, c->which, c->converge, c->tol, c->max_iter, r,
-		    c->eigvecs != NULL, res);
-	return power_eigs(E, c->top, c->tol, c->max_iter, r, c->eigvecs != NULL, res);
+		    c->eigvecs || c->alignment, res);
+	return power_eigs(E, c->top, c->tol, c->max_iter, r, c->eigvecs || c->alignment, res);
 }
 
 static void
@@ -411,6 +465,229 @@ eig_json(json_t *rec, const struct eig_result *res)
 	json_object_set_new(rec, "iterations", json_integer(res->iterations));
 }
 
+/* Streams of start vectors apart from the main solve's, so that its trace's probes stay the same. */
+#define STREAM_BLOCK 1          /* + the group */
+#define STREAM_PRECOND 1000000
+
+/*
+ * One diagonal block of the operator: the group's parameters [lo, lo + n)
+ * alone, x zero elsewhere and the product read there only.  Every product
+ * shares the point (or view) prepared once for the whole set: no forward
+ * pass of its own; the family's block product when it has one (the MLP's
+ * passes start and stop at the block's layer), else the whole one.
+ */
+struct block {
+	struct hess *h;
+	int g;
+	size_t lo, n;
+	double *x, *y;   /* (P) */
+};
+
+static void
+block_apply(void *ctx, double *y, const double *x)
+{
+	struct block *b = ctx;
+	struct hess *h = b->h;
+	size_t P = h->m->nparams;
+	int prepared = 1;
+
+	for (int s = 0; s < 2; s++)
+		prepared &= !h->h[s] || h->pt[s] != NULL;
+	if (!prepared) {   /* batches prepared one by one: the whole product, read on the block */
+		memset(b->x, 0, P * sizeof *b->x);
+		memcpy(b->x + b->lo, x, b->n * sizeof *x);
+		hess_apply(h, b->y, b->x);
+		memcpy(y, b->y + b->lo, b->n * sizeof *y);
+		return;
+	}
+	memset(h->vf, 0, P * sizeof *h->vf);
+	memset(h->hf + b->lo, 0, b->n * sizeof *h->hf);
+	for (size_t k = 0; k < b->n; k++)
+		h->vf[b->lo + k] = (float)x[k];
+	for (int s = 0; s < 2; s++)
+		if (h->h[s])
+			model_block_product(h->pt[s], h->view[s], h->mat, b->g, h->hf, h->vf, h->tmp);
+	for (size_t k = 0; k < b->n; k++)
+		y[k] = h->hf[b->lo + k];
+}
+
+/* The top eigenvalue(s) of one block, as its record; its products into *count. */
+static json_t *
+block_eigs(const struct config *c, struct linop *B, int g, const char *path, long *count)
+{
+	struct eig_result res;
+	struct rng r;
+	int k = (size_t)c->block_top < B->n ? c->block_top : (int)B->n;
+	json_t *o;
+
+	rng_init_part(&r, c->seed, RNG_SAMPLE, STREAM_BLOCK + (uint64_t)g);
+	if (lanczos_eigs(B, k, EIG_TOP, c->converge, c->tol, c->max_iter, &r, 0, &res) < 0)
+		die("%s: block %d: Lanczos failed", path, g);
+	if (!res.converged)
+		warn("%s: block %d not converged to --tol %g within --max-iter %d", path, g, c->tol,
+		    c->max_iter);
+	o = json_pack("{s:o, s:o, s:o, s:o, s:b, s:i}", "lambda_max", jnum(res.top[0]),
+	    "residual", jnum(res.top_res[0]), "eigenvalues", jarray(res.top, res.ntop),
+	    "residuals", jarray(res.top_res, res.ntop), "converged", res.converged,
+	    "iterations", res.iterations);
+	*count += B->count;
+	eig_result_free(&res);
+	return o;
+}
+
+/*
+ * --blocks: for each tensor group, its diagonal block's top eigenvalue(s)
+ * by Lanczos and its trace by Hutchinson on the whole trace's probes (r,
+ * as --trace alone would draw them), into rec ("blocks", "blocks_trace",
+ * "trace").  Returns the products taken.
+ */
+static long
+blocks_json(const struct config *c, struct hess *h, struct linop *A, struct rng *r,
+    const char *path, json_t *rec)
+{
+	const struct model *m = h->m;
+	int ng = m->ngroups;
+	struct block *blk = xcalloc((size_t)ng, sizeof *blk);
+	struct linop *ops = xcalloc((size_t)ng, sizeof *ops), **pops = xcalloc((size_t)ng, sizeof *pops);
+	size_t *off = xcalloc((size_t)ng, sizeof *off), P = m->nparams;
+	double *tm = xcalloc(2 * (size_t)ng, sizeof *tm), *ts = tm + ng, mean, se, smean, sse;
+	double *x = xmalloc(xmul(P, sizeof *x)), *y = xmalloc(xmul(P, sizeof *y));
+	json_t *arr = json_array();
+	long count = 0;
+
+	for (int g = 0; g < ng; g++) {
+		size_t lo, hi;
+		model_group_range(m, g, &lo, &hi);
+		blk[g] = (struct block){h, g, lo, hi - lo, x, y};
+		ops[g] = (struct linop){hi - lo, block_apply, &blk[g], 0};
+		pops[g] = &ops[g];
+		off[g] = lo;
+		json_array_append_new(arr, block_eigs(c, &ops[g], g, path, &count));
+		ops[g].count = 0;
+	}
+	hutchinson_blocks(A, pops, off, ng, c->probes, r, &mean, &se, tm, ts, &smean, &sse);
+	for (int g = 0; g < ng; g++) {
+		json_t *o = json_array_get(arr, (size_t)g);
+		json_object_set_new(o, "trace", jnum(tm[g]));
+		json_object_set_new(o, "stderr", jnum(ts[g]));
+		json_object_set_new(o, "group", json_string(m->group_names[g]));
+		json_object_set_new(o, "params", json_integer((json_int_t)ops[g].n));
+		count += ops[g].count;
+	}
+	json_object_set_new(rec, "blocks", arr);
+	json_object_set_new(rec, "blocks_trace", json_pack("{s:o, s:o}", "mean", jnum(smean),
+	    "stderr", jnum(sse)));
+	json_object_set_new(rec, "trace", json_pack("{s:o, s:o, s:i}", "mean", jnum(mean),
+	    "stderr", jnum(se), "probes", c->probes));
+	free(blk);
+	free(ops);
+	free(pops);
+	free(off);
+	free(tm);
+	free(x);
+	free(y);
+	return count;
+}
+
+/* y = S A S x, S = diag(s): the symmetric form of diag(s^2) A. */
+struct scaled {
+	struct linop *A;
+	const double *s;
+	double *t;
+};
+
+static void
+scaled_apply(void *ctx, double *y, const double *x)
+{
+	struct scaled *sc = ctx;
+	size_t n = sc->A->n;
+
+	for (size_t k = 0; k < n; k++)
+		sc->t[k] = sc->s[k] * x[k];
+	sc->A->apply(sc->A->ctx, y, sc->t);
+	for (size_t k = 0; k < n; k++)
+		y[k] *= sc->s[k];
+}
+
+/*
+ * Adam's P^-1 = diag(1 / ((1 - b1^t) (sqrt(v / (1 - b2^t)) + eps))), the
+ * step torch takes being theta -= lr P^-1 m_t, m_t the first moment
+ * without its bias correction (Cohen et al. 2022's P_t): s = its square
+ * root, in E's layout (map: the view's indices in the full layout, or
+ * NULL).
+ */
+static void
+precond_scale(const struct ckpt_optim *o, const size_t *map, size_t n, double *s)
+{
+	double c1 = 1 - pow(o->beta1, (double)o->t), c2 = 1 - pow(o->beta2, (double)o->t);
+
+	for (size_t k = 0; k < n; k++) {
+		double v = o->v[map ? map[k] : k];
+		s[k] = 1 / sqrt(c1 * (sqrt(v / c2) + o->eps));
+	}
+}
+
+/*
+ * --precond: the record's "precond": the sharpness the optimiser's
+ * stability depends on and its threshold.  SGD (heavy-ball momentum mu)
+ * is stable on a quadratic while lr lambda < 2 + 2 mu; Adam, as momentum
+ * over a fixed preconditioner P with an EMA (1 - b1) of the gradients,
+ * while lr lambda(P^-1 H) < (2 + 2 b1) / (1 - b1) (Cohen et al. 2022;
+ * 38 at b1 = 0.9): both thresholds are bounds on the sharpness of the
+ * record, so over lr.  top: the main solve's top eigenvalue
+ * (SGD's sharpness).  Returns the products taken.
+ */
+static long
+precond_json(const struct config *c, struct hess *h, struct linop *E, const char *path,
+    double top, json_t *rec)
+{
+	const struct model *m = h->m;
+	struct ckpt_optim o = {0};
+	char err[512];
+	json_t *out;
+	long count = 0;
+
+	o.v = xmalloc(xmul(m->nparams, sizeof(float)));
+	if (ckpt_optim_read(path, m, &o, err, sizeof err) < 0)
+		die("%s", err);
+	if (o.kind == OPT_SGD) {
+		double thr = (2 + 2 * o.momentum) / o.lr;
+		out = json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "optim", optim_names[o.kind],
+		    "lr", jnum(o.lr), "momentum", jnum(o.momentum), "t", (json_int_t)o.t,
+		    "lambda_max", jnum(top), "threshold", jnum(thr), "ratio", jnum(top / thr));
+	} else {
+		const size_t *map = h->live >= 0 ? h->view[h->live]->map : NULL;
+		double *s = xmalloc(xmul(E->n, sizeof *s)), thr = (2 + 2 * o.beta1) / ((1 - o.beta1) * o.lr);
+		struct scaled sc = {E, s, xmalloc(xmul(E->n, sizeof(double)))};
+		struct linop S = {E->n, scaled_apply, &sc, 0};
+		struct eig_result res;
+		struct rng r;
+		precond_scale(&o, map, E->n, s);
+		rng_init_part(&r, c->seed, RNG_SAMPLE, STREAM_PRECOND);
+		if (lanczos_eigs(&S, 1, EIG_TOP, c->converge, c->tol, c->max_iter, &r, 0, &res) < 0)
+			die("%s: --precond: Lanczos failed", path);
+		/* a view dropped parameters whose rows of H, so of P^-1 H, are zero */
+		if (map)
+			eig_result_embed(&res, map, E->n, m->nparams, 1);
+		if (!res.converged)
+			warn("%s: --precond not converged to --tol %g within --max-iter %d", path, c->tol,
+			    c->max_iter);
+		out = json_pack("{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:b, s:i, s:o, s:o}",
+		    "optim", optim_names[o.kind], "lr", jnum(o.lr), "t", (json_int_t)o.t,
+		    "beta1", jnum(o.beta1), "beta2", jnum(o.beta2), "eps", jnum(o.eps),
+		    "lambda_max", jnum(res.top[0]), "residual", jnum(res.top_res[0]),
+		    "converged", res.converged, "iterations", res.iterations,
+		    "threshold", jnum(thr), "ratio", jnum(res.top[0] / thr));
+		count = S.count;
+		eig_result_free(&res);
+		free(s);
+		free(sc.t);
+	}
+	json_object_set_new(rec, "precond", out);
+	free(o.v);
+	return count;
+}
+
 /* Everything about one checkpoint, as one record. */
 static void
 analyse(const struct config *c, const struct analysis *a, const char *path)
@@ -425,8 +702,13 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	int live;
 	json_t *rec;
 
+	long extra = 0;
+
 	analysis_open(a, path, c->data, c->any_data, &ck);
-	hess_init(&h, ck.m, &a->d, c->set, ck.theta, c->batch);
+	if (!model_has_matrix(ck.m, c->matrix))
+		die("%s: the %s family has no --matrix %s products", path, ck.m->family->name,
+		    model_matrix_names[c->matrix]);
+	hess_init(&h, ck.m, &a->d, c->set, ck.theta, c->batch, c->matrix);
 	if (h.n == 0)
 		die("%s: the %s set is empty", c->data, dataset_set_names[c->set]);
 	A = (struct linop){ck.m->nparams, hess_apply, &h, 0};
@@ -445,6 +727,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 		warn("%s: not converged to --tol %g within --max-iter %d", path, c->tol, c->max_iter);
 	rec = analysis_record("hessian", &ck);
 	json_object_set_new(rec, "set", json_string(dataset_set_names[c->set]));
+	json_object_set_new(rec, "matrix", json_string(model_matrix_names[c->matrix]));
 	json_object_set_new(rec, "n", json_integer((json_int_t)h.n));
 	json_object_set_new(rec, "loss", jnum(loss));
 	json_object_set_new(rec, "grad_norm", jnum(gnorm));
@@ -458,8 +741,18 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 		    ck.step, ck.digest);
 		free(vpath);
 	}
+	if (c->alignment && res.ntop) {
+		double *frac = xmalloc(xmul((size_t)res.ntop, sizeof *frac));
+		subspace_fraction(res.top_vecs, res.ntop, ck.m->nparams, h.grad, frac);
+		json_object_set_new(rec, "alignment", jarray(frac, res.ntop));
+		free(frac);
+	}
+	if (c->precond)
+		extra += precond_json(c, &h, E, path, res.ntop ? res.top[0] : NAN, rec);
 	eig_result_free(&res);
-	if (c->trace) {
+	if (c->blocks) {
+		extra += blocks_json(c, &h, &A, &r, path, rec);
+	} else if (c->trace) {
 		double mean, se;
 		hutchinson(&A, c->probes, &r, &mean, &se);
 		json_object_set_new(rec, "trace", json_pack("{s:o, s:o, s:i}", "mean", jnum(mean),
@@ -467,7 +760,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	}
 	if (c->density)
 		json_object_set_new(rec, "density", density_json(c, &A, ck.m->nparams, &r));
-	json_object_set_new(rec, "hvps", json_integer(A.count + (live ? L.count : 0)));
+	json_object_set_new(rec, "hvps", json_integer(A.count + (live ? L.count : 0) + extra));
 	analysis_record_emit(rec, &ck);
 	hess_free(&h);
 	analysis_close(&ck);
@@ -485,11 +778,13 @@ main(int argc, char **argv)
 	analysis_need_step(&a, "--eigvecs", c.eigvecs);
 	analysis_load(&a, c.data);
 	analysis_header(&a, "hess-eig", argc, argv, c.seed,
-	    json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I}",
+	    json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I, s:s, s:b, s:i, s:b, s:b}",
 	    "set", dataset_set_names[c.set], "method", method_names[c.method], "top", c.top,
 	    "which", eig_which_names[c.which], "converge", eig_converge_names[c.converge], "tol", jnum(c.tol), "max_iter", c.max_iter,
 	    "trace", c.trace, "probes", c.probes, "density", c.density, "slq_iter", c.slq_iter,
-	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch));
+	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch,
+	    "matrix", model_matrix_names[c.matrix], "blocks", c.blocks, "block_top", c.block_top,
+	    "alignment", c.alignment, "precond", c.precond));
 	for (size_t i = 0; i < a.n; i++)
 		analyse(&c, &a, a.paths[i]);
 	analysis_end(&a);

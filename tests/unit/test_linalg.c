@@ -573,11 +573,66 @@ hutchinson_exact(void)
 	ok(mean == 5 && se == 0, "Hutchinson on a diagonal matrix: every probe is the trace (%g +- %g)", mean, se);
 }
 
+/*
+ * hutchinson_blocks on a 3 x 3 with blocks {0} and {1, 2}: per probe the
+ * blocks' terms are 4 z0^2 = 4 and (3 + 2 + 2 z1 z2 * 0.5) written out;
+ * the whole trace's terms carry the off-diagonal 0.25 * 2 z0 z1 as well,
+ * and are hutchinson's own on the same generator state.
+ */
+static void
+hutchinson_blocks_exact(void)
+{
+	double a[9] = {4, 0.25, 0, 0.25, 3, 0.5, 0, 0.5, 2}, b0[1] = {4}, b1[4] = {3, 0.5, 0.5, 2};
+	double mean, se, ref_mean, ref_se, bm[2], bs[2], sm, ss, s1 = 0, s12 = 0;
+	struct dense d = {3, a}, d0 = {1, b0}, d1 = {2, b1};
+	struct linop A = {3, dense_apply, &d, 0}, B0 = {1, dense_apply, &d0, 0}, B1 = {2, dense_apply, &d1, 0};
+	struct linop *blocks[2] = {&B0, &B1};
+	size_t off[2] = {0, 1};
+	struct rng r, copy, copy2;
+	int np = 6;
+
+	rng_init(&r, 77, RNG_SAMPLE);
+	copy = copy2 = r;
+	for (int p = 0; p < np; p++) {
+		double z0 = rng_sign(&copy), z1 = rng_sign(&copy), z2 = rng_sign(&copy), t = 5 + z1 * z2;
+		(void)z0;
+		s1 += t;
+		s12 += t * t;
+	}
+	hutchinson(&A, np, &copy2, &ref_mean, &ref_se);
+	A.count = 0;
+	hutchinson_blocks(&A, blocks, off, 2, np, &r, &mean, &se, bm, bs, &sm, &ss);
+	ok(mean == ref_mean && se == ref_se, "hutchinson_blocks: the whole trace is hutchinson's on the same probes (%.15g +- %.3g)",
+	    mean, se);
+	ok(bm[0] == 4 && bs[0] == 0, "hutchinson_blocks: a 1 x 1 block's every probe is its trace (%g +- %g)", bm[0], bs[0]);
+	ok(fabs(bm[1] - s1 / np) < 1e-14 && fabs(bs[1] - sqrt((s12 - s1 * s1 / np) / (np - 1) / np)) < 1e-14,
+	    "hutchinson_blocks: block {1, 2} %.15f (written out %.15f)", bm[1], s1 / np);
+	ok(fabs(sm - (bm[0] + bm[1])) < 1e-14 && fabs(ss - bs[1]) < 1e-14,
+	    "hutchinson_blocks: the blocks' sum %.15f +- %.3g (4 exactly plus block {1, 2})", sm, ss);
+	ok(A.count == np && B0.count == np && B1.count == np, "hutchinson_blocks: one product of each per probe");
+}
+
+/* subspace_fraction against the squared coordinates of g in an orthonormal basis. */
+static void
+subspace_fraction_exact(void)
+{
+	double s = sqrt(0.5), vecs[6] = {s, s, 0, s, -s, 0}, g[3] = {1, 2, 2}, frac[2];
+
+	subspace_fraction(vecs, 2, 3, g, frac);
+	ok(fabs(frac[0] - 4.5 / 9) < 1e-15 && fabs(frac[1] - 5.0 / 9) < 1e-15,
+	    "subspace_fraction: %.15f %.15f (4.5/9, 5/9)", frac[0], frac[1]);
+	g[0] = g[1] = g[2] = 0;
+	subspace_fraction(vecs, 2, 3, g, frac);
+	ok(frac[0] == 0 && frac[1] == 0, "subspace_fraction of a zero gradient is 0");
+}
+
 int
 main(void)
 {
 	statistics();
 	hutchinson_exact();
+	hutchinson_blocks_exact();
+	subspace_fraction_exact();
 	known_rank();
 	known_spectrum();
 	orthogonality_kept();

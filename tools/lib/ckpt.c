@@ -1,10 +1,12 @@
 #include "ckpt.h"
 #include "jsonl.h"
+#include "optim.h"
 #include "opts.h"
 #include "sha256.h"
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,4 +321,90 @@ ckpt_state_read(const struct st_frame *f, const struct model *m, long n_train,
 bad:
 	snprintf(err, errlen, "%s: %s", name, e);
 	return -1;
+}
+
+/* A number in the config's optim object; 0, or -1 if absent or not finite. */
+static int
+optim_number(const json_t *opt, const char *key, double *out)
+{
+	const json_t *j = json_object_get(opt, key);
+
+	if (!json_is_number(j) || !isfinite(json_number_value(j)))
+		return -1;
+	*out = json_number_value(j);
+	return 0;
+}
+
+/* The optimiser's name and hyper-parameters from the config metadata; 0, or -1 with err. */
+static int
+optim_config_read(const struct st_frame *f, struct ckpt_optim *o, const char *name,
+    char *err, size_t errlen)
+{
+	const char *cfg = st_meta(f, "config");
+	json_t *root = cfg ? json_loads(cfg, 0, NULL) : NULL;
+	const json_t *opt = json_object_get(root, "optim"), *jn = json_object_get(opt, "name");
+	int ok = 0;
+
+	o->kind = -1;
+	for (int i = 0; json_is_string(jn) && optim_names[i]; i++)
+		if (strcmp(optim_names[i], json_string_value(jn)) == 0)
+			o->kind = i;
+	if (o->kind == OPT_SGD)
+		ok = optim_number(opt, "momentum", &o->momentum) == 0;
+	else if (o->kind >= 0)
+		ok = optim_number(opt, "beta1", &o->beta1) == 0 && optim_number(opt, "beta2", &o->beta2) == 0 &&
+		    optim_number(opt, "eps", &o->eps) == 0 && o->eps >= 0;
+	json_decref(root);
+	if (!ok)
+		snprintf(err, errlen, "%s: no optimiser settings in its config", name);
+	return ok ? 0 : -1;
+}
+
+int
+ckpt_optim_read(const char *path, const struct model *m, struct ckpt_optim *o,
+    char *err, size_t errlen)
+{
+	struct st_frame f;
+	const struct st_tensor *t;
+	const char *s;
+	char e[ST_ERRLEN], *end;
+	int64_t shp[1] = {(int64_t)m->nparams};
+	int rc = -1;
+
+	if (st_load(&f, path, err, errlen) != 0)
+		return -1;
+	if (optim_config_read(&f, o, path, err, errlen) < 0)
+		goto out;
+	if (!(s = st_meta(&f, "optim_lr"))) {
+		snprintf(err, errlen, "%s: no optimiser state (train with --ckpt-optim)", path);
+		goto out;
+	}
+	o->lr = strtod(s, &end);
+	if (end == s || *end || !isfinite(o->lr) || o->lr <= 0) {
+		snprintf(err, errlen, "%s: optim_lr '%s' is not a positive number", path, s);
+		goto out;
+	}
+	if (ckpt_meta_long(&f, "optim_t", 0, LLONG_MAX, &o->t, path, err, errlen) < 0)
+		goto out;
+	if (o->kind != OPT_SGD) {
+		if (o->t < 1) {
+			snprintf(err, errlen, "%s: optim_t = 0: Adam has no second moments before its first step", path);
+			goto out;
+		}
+		if (!(t = st_expect(&f, "optim.v", ST_F32, 1, shp, e, sizeof e))) {
+			snprintf(err, errlen, "%s: %s", path, e);
+			goto out;
+		}
+		memcpy(o->v, t->data, t->nbytes);
+		for (size_t k = 0; k < m->nparams; k++)
+			if (!isfinite(o->v[k]) || o->v[k] < 0) {
+				snprintf(err, errlen, "%s: optim.v[%zu] = %g is not a second moment", path, k,
+				    (double)o->v[k]);
+				goto out;
+			}
+	}
+	rc = 0;
+out:
+	st_free(&f);
+	return rc;
 }

@@ -106,6 +106,23 @@ int ckpt_state_read(const struct st_frame *f, const struct model *m, long n_trai
     long long max_step, long long max_optim_t, struct ckpt_state *s, const char *name,
     char *err, size_t errlen);
 
+/*
+ * The optimiser's state a checkpoint keeps when its trainer was asked to
+ * (--ckpt-optim): the optimiser and its hyper-parameters (from the
+ * config), the learning rate the schedule gave at that step (optim_lr),
+ * the step count t (optim_t, for Adam's bias corrections) and, for Adam
+ * and AdamW, the second moments optim.v (F32 [P], finite, >= 0, into v:
+ * P floats).  0, or -1 with err (a checkpoint without them says so).
+ */
+struct ckpt_optim {
+	int kind;                  /* enum optim_kind */
+	double lr, beta1, beta2, eps, momentum;
+	long long t;
+	float *v;                  /* the caller's (P), filled for Adam(W) */
+};
+int ckpt_optim_read(const char *path, const struct model *m, struct ckpt_optim *o,
+    char *err, size_t errlen);
+
 /* An integer metadata value in min..max; 0, or -1 with err. */
 int ckpt_meta_long(const struct st_frame *f, const char *key, long long min,
     long long max, long long *out, const char *name, char *err, size_t errlen);

@@ -432,6 +432,63 @@ hutchinson(struct linop *A, int probes, struct rng *r, double *mean, double *std
 	free(az);
 }
 
+/* The mean of n values from their sum and sum of squares, and its standard error. */
+static void
+mean_stderr(double s, double s2, int n, double *mean, double *se)
+{
+	*mean = s / n;
+	*se = n > 1 ? sqrt(fmax(0, (s2 - s * s / n) / (n - 1)) / n) : NAN;
+}
+
+void
+hutchinson_blocks(struct linop *A, struct linop *const *blocks, const size_t *off, int nb,
+    int probes, struct rng *r, double *mean, double *stderr, double *bmean, double *bstderr,
+    double *sum_mean, double *sum_stderr)
+{
+	size_t n = A->n;
+	double *z = xmalloc(xmul(n, sizeof *z)), *az = xmalloc(xmul(n, sizeof *az));
+	double *bs = xcalloc(xmul((size_t)nb, 2), sizeof *bs), s = 0, s2 = 0, ss = 0, ss2 = 0;
+
+	for (int p = 0; p < probes; p++) {
+		double t, tsum = 0;
+		for (size_t i = 0; i < n; i++)
+			z[i] = rng_sign(r);
+		apply(A, az, z);
+		t = dot(z, az, n);
+		s += t;
+		s2 += t * t;
+		for (int b = 0; b < nb; b++) {
+			size_t nbk = blocks[b]->n;
+			apply(blocks[b], az, z + off[b]);
+			t = dot(z + off[b], az, nbk);
+			bs[2 * b] += t;
+			bs[2 * b + 1] += t * t;
+			tsum += t;
+		}
+		ss += tsum;
+		ss2 += tsum * tsum;
+	}
+	mean_stderr(s, s2, probes, mean, stderr);
+	mean_stderr(ss, ss2, probes, sum_mean, sum_stderr);
+	for (int b = 0; b < nb; b++)
+		mean_stderr(bs[2 * b], bs[2 * b + 1], probes, bmean + b, bstderr + b);
+	free(z);
+	free(az);
+	free(bs);
+}
+
+void
+subspace_fraction(const double *vecs, int k, size_t n, const double *g, double *frac)
+{
+	double g2 = dot(g, g, n), acc = 0;
+
+	for (int j = 0; j < k; j++) {
+		double c = dot(vecs + (size_t)j * n, g, n);
+		acc += c * c;
+		frac[j] = g2 > 0 ? acc / g2 : 0;
+	}
+}
+
 int
 slq_probe(struct linop *A, const double *v0, int m, double *nodes, double *weights)
 {

@@ -82,6 +82,27 @@ void eig_result_free(struct eig_result *res);
 void hutchinson(struct linop *A, int probes, struct rng *r, double *mean, double *stderr);
 
 /*
+ * hutchinson's estimate of tr(A) and, on the same probes, of the traces
+ * of nb of A's diagonal blocks: block b is A restricted to coordinates
+ * off[b] .. off[b] + blocks[b]->n - 1, as an operator of its own, and
+ * gets z_b . A_bb z_b from each probe z's entries there.  Per probe the
+ * blocks' terms do not add up to z . A z (the off-diagonal blocks add
+ * z_b . A_bc z_c, zero only in expectation); when the blocks tile A their
+ * sum is the block-diagonal estimate of the same trace, returned in
+ * *sum_mean with its own standard error.  tr(A) (mean, stderr) and the
+ * probes drawn are exactly hutchinson's with the same r.
+ */
+void hutchinson_blocks(struct linop *A, struct linop *const *blocks, const size_t *off, int nb,
+    int probes, struct rng *r, double *mean, double *stderr, double *bmean, double *bstderr,
+    double *sum_mean, double *sum_stderr);
+/*
+ * frac[j], j < k: the fraction of |g|^2 in the span of the first j + 1
+ * of the orthonormal vectors vecs (k, n): sum_{i <= j} (v_i . g)^2 / |g|^2
+ * (0 when g = 0).
+ */
+void subspace_fraction(const double *vecs, int k, size_t n, const double *g, double *frac);
+
+/*
  * m Lanczos steps from v0 (normalised here): the Ritz values (nodes) and
  * the squared first components of their vectors (weights, summing to 1).
  * Returns the number of nodes (fewer than m on breakdown).

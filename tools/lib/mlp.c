@@ -416,28 +416,38 @@ mlp_hvp_free(struct mlp_hvp *h)
 	free(h);
 }
 
-/* R-forward: R{z} of every layer along v, given the forward pass's activations acts. */
+/*
+ * R-forward: R{z} of every layer along v, given the forward pass's
+ * activations acts.  With blk >= 0, v is zero outside layer blk: R{z} is
+ * zero below it, starts there as the forward pass with v's weights, and
+ * above it is R{a} W^T alone.
+ */
 static void
 rop_forward(const struct mlp *m, struct mlp_hvp *h, float *const *acts, const float *theta,
-    const float *v, const int32_t *x, int B)
+    const float *v, const int32_t *x, int B, int blk)
 {
-	int L = m->nlayers;
-	float *rz0 = L == 1 ? h->rlogits : h->racts[0];
+	int L = m->nlayers, g0 = blk < 0 ? 0 : blk;
+	float *rz0 = g0 == L - 1 ? h->rlogits : h->racts[g0];
 
 	/* Layer 0's input is data: R{z0} = V0 a0 + c0, the forward pass with v's weights. */
-	layer0_forward(m, h->fw, rz0, v, x, B);
-	if (L == 1)
+	if (g0 == 0)
+		layer0_forward(m, h->fw, rz0, v, x, B);
+	else
+		linear_forward(rz0, acts[g0 - 1], v + m->woff[g0], v + m->boff[g0], B, m->out[g0],
+		    m->in[g0]);
+	if (g0 == L - 1)
 		return;
-	relu_backward(rz0, acts[0], (size_t)B * (size_t)m->out[0]);
-	for (int i = 1; i < L; i++) {
+	relu_backward(rz0, acts[g0], (size_t)B * (size_t)m->out[g0]);
+	for (int i = g0 + 1; i < L; i++) {
 		const float *a = acts[i - 1], *ra = h->racts[i - 1];
 		const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i], *ci = v + m->boff[i];
 		int nout = m->out[i], nin = m->in[i];
 		float *rz = i == L - 1 ? h->rlogits : h->racts[i];
 		/* R{z} = a . V^T + c + R{a} . W^T */
-		linear_forward(rz, a, Vi, ci, B, nout, nin);
+		if (blk < 0)
+			linear_forward(rz, a, Vi, ci, B, nout, nin);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
-		    1.0f, ra, nin, Wi, nin, 1.0f, rz, nout);
+		    1.0f, ra, nin, Wi, nin, blk < 0 ? 1.0f : 0.0f, rz, nout);
 		if (i < L - 1)
 			relu_backward(rz, acts[i], (size_t)B * (size_t)nout);
 	}
@@ -528,21 +538,28 @@ mlp_point_mark_live(const struct mlp_point *pt, int *live)
 
 /*
  * hv += H v for the layout m (the model's, or a view's), from the kept
- * activations acts and deltas of the prepared rows.
+ * activations acts and deltas of the prepared rows.  With ggn, the
+ * Gauss-Newton product J^T H_out J v instead: the same R-forward and
+ * R{dlogits} = H_out R{z}, then the backward pass that is linear in
+ * R{dlogits} alone.  The terms dropped are exactly those with a delta d
+ * (the loss's gradient reaching a hidden layer times the network's second
+ * derivative): d^T R{a} in R{gW} and d V in R{d_prev}.
  */
 static void
 hvp_apply(const struct mlp *m, struct mlp_hvp *h, float *const *acts, float *const *deltas,
-    float *hv, const float *theta, const float *v, const int32_t *x, int B, float scale)
+    float *hv, const float *theta, const float *v, const int32_t *x, int B, float scale, int ggn,
+    int blk)
 {
 	const float *rd;
-	int cur = 0;
+	int cur = 0, lo = blk < 0 ? 0 : blk, dv = !ggn && blk < 0;
 
-	rop_forward(m, h, acts, theta, v, x, B);
+	rop_forward(m, h, acts, theta, v, x, B, blk);
 	rop_loss(m, h, B, scale);
 	rd = h->rdlogits;
-	for (int i = m->nlayers - 1; i >= 0; i--) {
-		int nout = m->out[i], nin = m->in[i];
-		add_rows(hv + m->boff[i], rd, B, nout);
+	for (int i = m->nlayers - 1; i >= lo; i--) {
+		int nout = m->out[i], nin = m->in[i], want = blk < 0 || i == blk;
+		if (want)
+			add_rows(hv + m->boff[i], rd, B, nout);
 		if (i == 0) {
 			/* R{gW0} = R{d0} a0^T: the input is data, R{a0} = 0 */
 			layer0_backward(m, h->fw, hv, rd, x, B);
@@ -552,16 +569,21 @@ hvp_apply(const struct mlp *m, struct mlp_hvp *h, float *const *acts, float *con
 			const float *a = acts[i - 1], *ra = h->racts[i - 1], *d = deltas[i];
 			const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i];
 			float *rdprev = h->rdbuf[cur];
-			/* R{gW} = R{d}^T a + d^T R{a} */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-			    1.0f, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-			    1.0f, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin);
-			/* R{d_prev} = mask (d V + R{d} W) */
+			/* R{gW} = R{d}^T a + d^T R{a} (R{a} = 0 below a block) */
+			if (want)
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
+				    1.0f, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin);
+			if (want && dv)
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
+				    1.0f, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin);
+			if (i == blk)
+				break;   /* nothing below a block is read */
+			/* R{d_prev} = mask (d V + R{d} W); V = 0 above a block */
+			if (dv)
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
+				    1.0f, d, nout, Vi, nin, 0.0f, rdprev, nin);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-			    1.0f, d, nout, Vi, nin, 0.0f, rdprev, nin);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-			    1.0f, rd, nout, Wi, nin, 1.0f, rdprev, nin);
+			    1.0f, rd, nout, Wi, nin, dv ? 1.0f : 0.0f, rdprev, nin);
 			relu_backward(rdprev, a, (size_t)B * (size_t)nin);
 			rd = rdprev;
 			cur ^= 1;
@@ -575,7 +597,16 @@ mlp_point_apply(struct mlp_point *pt, float *hv, const float *v)
 	struct mlp_hvp *h = hvp_of(pt);
 
 	hvp_apply(pt->m, h, h->fw->acts, h->deltas, hv, pt->theta, v, pt->x, pt->base.rows,
-	    pt->base.scale);
+	    pt->base.scale, 0, -1);
+}
+
+void
+mlp_point_ggn(struct mlp_point *pt, float *gv, const float *v)
+{
+	struct mlp_hvp *h = hvp_of(pt);
+
+	hvp_apply(pt->m, h, h->fw->acts, h->deltas, gv, pt->theta, v, pt->x, pt->base.rows,
+	    pt->base.scale, 1, -1);
 }
 
 /* Hidden layer i's live units in the full model, or NULL for all (input and output side). */
@@ -696,7 +727,18 @@ mlp_view_apply(struct mlp_view *view, float *hv, const float *v)
 	if (!pt)
 		die("mlp_view_apply: the view's point was prepared again");
 	hvp_apply(&view->live, hvp_of(pt), view->acts, view->deltas, hv, view->ltheta, v, pt->x,
-	    pt->base.rows, pt->base.scale);
+	    pt->base.rows, pt->base.scale, 0, -1);
+}
+
+void
+mlp_view_ggn(struct mlp_view *view, float *gv, const float *v)
+{
+	const struct mlp_point *pt = (const struct mlp_point *)view->base.pt;
+
+	if (!pt)
+		die("mlp_view_ggn: the view's point was prepared again");
+	hvp_apply(&view->live, hvp_of(pt), view->acts, view->deltas, gv, view->ltheta, v, pt->x,
+	    pt->base.rows, pt->base.scale, 1, -1);
 }
 
 /* S (B, B) = X X^T for X (B, k) float, lower triangle, in double (tmp: B * k doubles). */
@@ -869,4 +911,24 @@ mlp_ref_loss(const struct mlp *m, const double *theta, const int32_t *x,
 	free(delta);
 	free(dprev);
 	return total / B;
+}
+
+void
+mlp_point_block(struct mlp_point *pt, int ggn, int blk, float *hv, const float *v)
+{
+	struct mlp_hvp *h = hvp_of(pt);
+
+	hvp_apply(pt->m, h, h->fw->acts, h->deltas, hv, pt->theta, v, pt->x, pt->base.rows,
+	    pt->base.scale, ggn, blk);
+}
+
+void
+mlp_view_block(struct mlp_view *view, int ggn, int blk, float *hv, const float *v)
+{
+	const struct mlp_point *pt = (const struct mlp_point *)view->base.pt;
+
+	if (!pt)
+		die("mlp_view_block: the view's point was prepared again");
+	hvp_apply(&view->live, hvp_of(pt), view->acts, view->deltas, hv, view->ltheta, v, pt->x,
+	    pt->base.rows, pt->base.scale, ggn, blk);
 }

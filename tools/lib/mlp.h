@@ -199,6 +199,8 @@ void mlp_point_grad(const struct mlp_point *pt, float *grad);
  * the product is exact.  Six matrix products per layer.
  */
 void mlp_point_apply(struct mlp_point *pt, float *hv, const float *v);
+/* gv += G v, the Gauss-Newton matrix J^T H_out J of the prepared loss (scaled as it). */
+void mlp_point_ggn(struct mlp_point *pt, float *gv, const float *v);
 /* live (D, W) |= the hidden units positive on some prepared row. */
 void mlp_point_mark_live(const struct mlp_point *pt, int *live);
 /*
@@ -221,6 +223,17 @@ int mlp_view_dropped(const struct mlp_view *view);
  * eigensolver does, skips the gather and the scatter of every product.
  */
 void mlp_view_apply(struct mlp_view *view, float *hv, const float *v);
+/* gv += G v in the view's layout (G is zero on the dropped units too). */
+void mlp_view_ggn(struct mlp_view *view, float *gv, const float *v);
+/*
+ * Layer blk's diagonal block, H (or G, with ggn) restricted to layer
+ * blk's parameters: v must be zero outside them, and hv gets only their
+ * entries.  The R-forward starts at layer blk and the R-backward stops
+ * there, so a block costs about (L - blk) / L of a whole product.  At the
+ * point, or in a view's layout.
+ */
+void mlp_point_block(struct mlp_point *pt, int ggn, int blk, float *hv, const float *v);
+void mlp_view_block(struct mlp_view *view, int ggn, int blk, float *hv, const float *v);
 
 /*
  * The per-example gradient Gram term of layer i over the point's B rows

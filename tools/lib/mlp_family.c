@@ -272,6 +272,28 @@ apply(struct model_point *pt, float *hv, const float *v)
 }
 
 static void
+ggn_apply(struct model_point *pt, float *gv, const float *v)
+{
+	mlp_point_ggn((struct mlp_point *)pt, gv, v);
+}
+
+static void
+view_ggn_apply(struct model_view *view, float *gv, const float *v)
+{
+	mlp_view_ggn((struct mlp_view *)view, gv, v);
+}
+
+static void
+block_apply(struct model_point *pt, struct model_view *view, int ggn, int g, float *hv,
+    const float *v)
+{
+	if (view)
+		mlp_view_block((struct mlp_view *)view, ggn, g, hv, v);
+	else
+		mlp_point_block((struct mlp_point *)pt, ggn, g, hv, v);
+}
+
+static void
 grad(const struct model_point *pt, float *g)
 {
 	mlp_point_grad((const struct mlp_point *)pt, g);
@@ -368,6 +390,9 @@ const struct model_family mlp_family = {
 	.grad = grad,
 	.restrict_view = restrict_view,
 	.view_apply = view_apply,
+	.ggn_apply = ggn_apply,
+	.view_ggn_apply = view_ggn_apply,
+	.block_apply = block_apply,
 	.gram_group = gram_group,
 	.gram_scratch = gram_scratch,
 	.gram_combine = gram_combine,

@@ -231,6 +231,96 @@ model_hvp_set(struct model_hvp *h, float *hv, const float *theta, const float *v
 	}
 }
 
+const char *const model_matrix_names[] = {"hessian", "ggn", NULL};
+
+int
+model_has_matrix(const struct model *m, enum model_matrix mat)
+{
+	return mat == MODEL_HESSIAN || m->family->ggn_apply != NULL;
+}
+
+void
+model_point_product(struct model_point *pt, enum model_matrix mat, float *hv, const float *v)
+{
+	if (mat == MODEL_GGN)
+		pt->h->m->family->ggn_apply(pt, hv, v);
+	else
+		model_point_apply(pt, hv, v);
+}
+
+void
+model_view_product(struct model_view *view, enum model_matrix mat, float *hv, const float *v)
+{
+	if (mat == MODEL_GGN)
+		view->pt->h->m->family->view_ggn_apply(view, hv, v);
+	else
+		model_view_apply(view, hv, v);
+}
+
+void
+model_view_product_full(struct model_view *view, enum model_matrix mat, float *hv,
+    const float *v, float *tmp)
+{
+	float *lv = tmp, *lhv = tmp + view->nparams;
+
+	for (size_t k = 0; k < view->nparams; k++) {
+		lv[k] = v[view->map[k]];
+		lhv[k] = 0.0f;
+	}
+	model_view_product(view, mat, lhv, lv);
+	for (size_t k = 0; k < view->nparams; k++)
+		hv[view->map[k]] += lhv[k];
+}
+
+/*
+ * A family with a GGN but no view GGN cannot use its views for it: the
+ * whole point then (a view drops only parameters whose products are zero).
+ */
+void
+model_product_set(struct model_hvp *h, enum model_matrix mat, float *hv, const float *theta,
+    const float *v, const int32_t *x, const int32_t *y, long n, double scale, float *tmp)
+{
+	int views = mat == MODEL_HESSIAN || h->m->family->view_ggn_apply;
+
+	for (long off = 0; off < n; off += h->maxb) {
+		int B = (int)(n - off < h->maxb ? n - off : h->maxb);
+		struct model_point *pt = model_hvp_prepare(h, theta, x + 2 * off, y + off, B,
+		    (float)scale, NULL);
+		struct model_view *view = views ? model_point_restrict(pt) : NULL;
+		if (view)
+			model_view_product_full(view, mat, hv, v, tmp);
+		else
+			model_point_product(pt, mat, hv, v);
+	}
+}
+
+void
+model_block_product(struct model_point *pt, struct model_view *view, enum model_matrix mat,
+    int g, float *hv, const float *v, float *tmp)
+{
+	const struct model_family *f = pt->h->m->family;
+
+	if (!f->block_apply) {
+		if (view)
+			model_view_product_full(view, mat, hv, v, tmp);
+		else
+			model_point_product(pt, mat, hv, v);
+		return;
+	}
+	if (view) {
+		float *lv = tmp, *lhv = tmp + view->nparams;
+		for (size_t k = 0; k < view->nparams; k++) {
+			lv[k] = v[view->map[k]];
+			lhv[k] = 0.0f;
+		}
+		f->block_apply(pt, view, mat == MODEL_GGN, g, lhv, lv);
+		for (size_t k = 0; k < view->nparams; k++)
+			hv[view->map[k]] += lhv[k];
+	} else {
+		f->block_apply(pt, NULL, mat == MODEL_GGN, g, hv, v);
+	}
+}
+
 struct model_diag *
 model_diag_new(const struct model *m)
 {

@@ -67,6 +67,9 @@
  *      check_frame (messages and extra checks of a checkpoint frame).
  *   2  probes (logits, neurons, embeddings, embedding gradients) for
  *      progress-measures.
+ *   3  Gauss-Newton products at a prepared point (ggn_apply,
+ *      view_ggn_apply), optional, for hess-eig --matrix ggn; diagonal
+ *      block products (block_apply), optional, for hess-eig --blocks.
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -79,7 +82,7 @@
 #include "rng.h"
 #include "st.h"
 
-#define MODEL_FAMILY_VERSION 2
+#define MODEL_FAMILY_VERSION 3
 #define MODEL_NAME_MAX 64          /* tensor and group names, with the NUL */
 #define MODEL_MAX_DIMS 4
 
@@ -206,6 +209,26 @@ struct model_family {
 	struct model_view *(*restrict_view)(struct model_point *pt);
 	/* (O, with restrict_view) hv (view->nparams) += H v in the view's layout. */
 	void (*view_apply)(struct model_view *view, float *hv, const float *v);
+	/*
+	 * (O) gv (P) += G v, G = J^T H_out J the generalised Gauss-Newton
+	 * matrix of the prepared loss (J: the logits' Jacobian in theta;
+	 * H_out: the loss's Hessian in the logits, per row, scaled as
+	 * prepared), positive semi-definite for a convex loss: one R-forward
+	 * to the logits, H_out, one backward.  NULL: the family has no GGN.
+	 */
+	void (*ggn_apply)(struct model_point *pt, float *gv, const float *v);
+	/* (O, with ggn_apply and restrict_view) gv (view->nparams) += G v in the view's layout. */
+	void (*view_ggn_apply)(struct model_view *view, float *gv, const float *v);
+	/*
+	 * (O) Group g's diagonal block of H (or G, with ggn; then only if the
+	 * family has ggn_apply): v (P, or view->nparams in the layout of view
+	 * when it is not NULL) is zero outside group g, and hv gets group g's
+	 * entries only, cheaper than a whole product (the MLP: the passes
+	 * start and stop at the group's layer).  NULL: the whole product,
+	 * masked (model_block_product).
+	 */
+	void (*block_apply)(struct model_point *pt, struct model_view *view, int ggn, int g,
+	    float *hv, const float *v);
 
 	/* --- per-example gradient Gram terms, per group --- */
 	/*
@@ -324,6 +347,31 @@ void model_view_apply_full(struct model_view *view, float *hv, const float *v, f
  */
 void model_hvp_set(struct model_hvp *h, float *hv, const float *theta, const float *v,
     const int32_t *x, const int32_t *y, long n, double scale, float *tmp);
+
+/*
+ * Which curvature matrix a product is with: the Hessian, or the
+ * Gauss-Newton matrix J^T H_out J (families with ggn_apply).
+ */
+enum model_matrix { MODEL_HESSIAN, MODEL_GGN };
+extern const char *const model_matrix_names[];   /* "hessian", "ggn", NULL */
+/* Whether m's family computes products with mat. */
+int model_has_matrix(const struct model *m, enum model_matrix mat);
+/* As model_point_apply, model_view_apply, model_view_apply_full and model_hvp_set, with mat. */
+void model_point_product(struct model_point *pt, enum model_matrix mat, float *hv, const float *v);
+void model_view_product(struct model_view *view, enum model_matrix mat, float *hv, const float *v);
+void model_view_product_full(struct model_view *view, enum model_matrix mat, float *hv,
+    const float *v, float *tmp);
+void model_product_set(struct model_hvp *h, enum model_matrix mat, float *hv, const float *theta,
+    const float *v, const int32_t *x, const int32_t *y, long n, double scale, float *tmp);
+/*
+ * hv (P) += group g's diagonal block of mat times v (P, zero outside group
+ * g) at the point, through its view when view is not NULL (tmp: 2 *
+ * view->nparams floats): by the family's block_apply when it has one,
+ * else the whole product (whose entries outside group g the caller
+ * ignores).
+ */
+void model_block_product(struct model_point *pt, struct model_view *view, enum model_matrix mat,
+    int g, float *hv, const float *v, float *tmp);
 
 /*
  * Per-example gradient Gram terms of n rows at theta, per group: a

@@ -54,7 +54,7 @@ on_signal(int sig)
 enum {
 	O_OPTIM = TRAIN_OPT_BASE, O_LR, O_B1, O_B2, O_EPS, O_WD, O_MOM, O_NEST, O_WARM, O_BATCH,
 	O_STEPS, O_EPOCHS, O_SEED, O_LOGEVERY, O_LOGPTS, O_CKDIR, O_CKEVERY, O_CKPOINTS, O_OUT,
-	O_STATE, O_RESUME, O_THREADS, O_QUIET, O_TAG, O_DATA, O_INIT,
+	O_STATE, O_RESUME, O_THREADS, O_QUIET, O_TAG, O_DATA, O_INIT, O_CKOPTIM,
 };
 
 const struct option train_options[] = {
@@ -78,6 +78,7 @@ const struct option train_options[] = {
 	{"ckpt-dir", required_argument, NULL, O_CKDIR},
 	{"ckpt-every", required_argument, NULL, O_CKEVERY},
 	{"ckpt-points", required_argument, NULL, O_CKPOINTS},
+	{"ckpt-optim", no_argument, NULL, O_CKOPTIM},
 	{"out", required_argument, NULL, O_OUT},
 	{"state", required_argument, NULL, O_STATE},
 	{"resume", required_argument, NULL, O_RESUME},
@@ -112,7 +113,9 @@ const char train_help_output[] =
 "      --ckpt-every K     ... or every K steps instead (and the last)\n"
 "      --ckpt-points N    ... or at N logarithmically spaced log points\n"
 "                         (with step 0 and the last), 2..100000\n"
-"      --out FILE         write the final parameters\n"
+"      --ckpt-optim       keep the optimiser's state in each checkpoint: its\n"
+"                         step count, next learning rate and (Adam, AdamW)\n"
+"                         second moments, for hess-eig --precond\n""      --out FILE         write the final parameters\n"
 "      --state FILE       keep the full training state in FILE (at every log\n"
 "                         point, on SIGINT/SIGTERM and at the end)\n"
 "      --resume FILE      continue from a state: the same options, or a larger\n"
@@ -179,6 +182,7 @@ train_option(struct train_config *c, int code, const char *arg)
 	case O_CKDIR: c->ckpt_dir = arg; break;
 	case O_CKEVERY: c->ckpt_every = (long)opt_int("--ckpt-every", arg, 1, TRAIN_MAX_STEPS); break;
 	case O_CKPOINTS: c->ckpt_points = (long)opt_int("--ckpt-points", arg, 2, 100000); break;
+	case O_CKOPTIM: c->ckpt_optim = 1; break;
 	case O_OUT: c->out = arg; break;
 	case O_STATE: c->state = arg; break;
 	case O_RESUME: c->resume = arg; break;
@@ -209,6 +213,8 @@ train_check(const struct train_config *c)
 		usage_error("--log-every and --log-points exclude each other");
 	if ((c->ckpt_every || c->ckpt_points) && !c->ckpt_dir)
 		usage_error("--ckpt-every and --ckpt-points need --ckpt-dir DIR");
+	if (c->ckpt_optim && !c->ckpt_dir)
+		usage_error("--ckpt-optim needs --ckpt-dir DIR");
 	if (c->ckpt_every && c->ckpt_points)
 		usage_error("--ckpt-every and --ckpt-points exclude each other");
 	if (c->init && c->resume)
@@ -356,8 +362,30 @@ norm2(const float *v, size_t n)
 	return s;
 }
 
+/*
+ * --ckpt-optim: what the preconditioned sharpness needs, beside the
+ * parameters: the optimiser's step count (Adam's bias corrections), the
+ * learning rate of the step the next update takes from these weights,
+ * and Adam's second moments.  Not a training state: no first moments,
+ * no minibatch order.
+ */
 static void
-write_params_file(struct run *r, const char *path, int state)
+add_optim_state(struct run *r, struct st_writer *w)
+{
+	int64_t shp[1] = {(int64_t)r->m->nparams};
+	char buf[32];
+
+	snprintf(buf, sizeof buf, "%ld", r->opt.t);
+	st_writer_meta(w, "optim_t", buf);
+	format_real(buf, sizeof buf, lr_at(&r->cfg, r->step + 1));
+	st_writer_meta(w, "optim_lr", buf);
+	if (r->cfg.opt.kind != OPT_SGD)
+		st_writer_add(w, "optim.v", ST_F32, 1, shp, r->opt.v);
+}
+
+/* The parameters, with the training state (state) or the optimiser's (optim), or alone. */
+static void
+write_params_file(struct run *r, const char *path, int state, int optim)
 {
 	struct st_writer w;
 	int64_t shp[1];
@@ -384,6 +412,8 @@ write_params_file(struct run *r, const char *path, int state)
 		st_writer_meta(&w, "batch_pos", buf);
 		format_real(buf, sizeof buf, r->elapsed0 + now_seconds() - r->t0);
 		st_writer_meta(&w, "elapsed", buf);
+	} else if (optim) {
+		add_optim_state(r, &w);
 	}
 	if (ckpt_write_file(&w, path) < 0)
 		die("error writing %s:", path);
@@ -397,7 +427,7 @@ write_checkpoint(struct run *r)
 	char *path = xmalloc(n);
 
 	snprintf(path, n, "%s/step-%08ld.safetensors", r->cfg.ckpt_dir, r->step);
-	write_params_file(r, path, 0);
+	write_params_file(r, path, 0, r->cfg.ckpt_optim);
 	free(path);
 }
 
@@ -775,7 +805,7 @@ train_loop(struct run *r)
 			if (is_ckpt_point(r, r->step))
 				write_checkpoint(r);
 			if (r->cfg.state)
-				write_params_file(r, r->cfg.state, 1);
+				write_params_file(r, r->cfg.state, 1, 0);
 		} else if (is_ckpt_point(r, r->step)) {
 			write_checkpoint(r);
 		}
@@ -814,14 +844,14 @@ train_run(const struct train_config *c, const char *tool, const char *family,
 		final_record(&r, "diverged");
 	} else if (stop_signal) {
 		if (r.cfg.state)
-			write_params_file(&r, r.cfg.state, 1);
+			write_params_file(&r, r.cfg.state, 1, 0);
 		final_record(&r, "interrupted");
 		rc = 128 + stop_signal;
 	} else {
 		if (r.cfg.state)
-			write_params_file(&r, r.cfg.state, 1);
+			write_params_file(&r, r.cfg.state, 1, 0);
 		if (r.cfg.out)
-			write_params_file(&r, r.cfg.out, 0);
+			write_params_file(&r, r.cfg.out, 0, 0);
 		final_record(&r, "ok");
 	}
 	teardown(&r);

@@ -30,6 +30,7 @@ struct train_config {
 	int steps_given, set_beta, set_mom;
 	uint64_t seed;
 	int threads, quiet;
+	int ckpt_optim;                /* --ckpt-optim: the optimiser's state in checkpoints */
 	const char *data, *init, *ckpt_dir, *out, *state, *resume, *tag;
 };
 

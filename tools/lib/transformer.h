@@ -139,6 +139,12 @@ struct tfm_prepared;
 struct tfm_prepared *tfm_hvp_prepare(const struct tfm *m, struct tfm_work *w,
     const float *theta, const int32_t *x, const int32_t *y, int B, float scale);
 void tfm_hvp_apply(struct tfm_prepared *s, float *hv, const float *v);
+/*
+ * gv (P) += G v, the Gauss-Newton matrix J^T H_out J at s's point: the
+ * R-forward on s's work, the backward pass on gw, a work (no HVP needed)
+ * whose last forward was at s's point (s's theta and rows).
+ */
+void tfm_ggn_apply(struct tfm_prepared *s, struct tfm_work *gw, float *gv, const float *v);
 /* The prepared rows' loss sums, and their gradient (scaled as prepared) added into grad. */
 struct tfm_eval tfm_hvp_eval(const struct tfm_prepared *s);
 void tfm_hvp_grad(struct tfm_prepared *s, float *grad);
@@ -163,6 +169,7 @@ struct tfm64_prepared;
 struct tfm64_prepared *tfm64_hvp_prepare(const struct tfm *m, struct tfm64_work *w,
     const double *theta, const int32_t *x, const int32_t *y, int B, double scale);
 void tfm64_hvp_apply(struct tfm64_prepared *s, double *hv, const double *v);
+void tfm64_ggn_apply(struct tfm64_prepared *s, struct tfm64_work *gw, double *gv, const double *v);
 struct tfm_eval tfm64_hvp_eval(const struct tfm64_prepared *s);
 void tfm64_hvp_grad(struct tfm64_prepared *s, double *grad);
 void tfm64_attn_entropy(const struct tfm *m, const struct tfm64_work *w, int B, double *sum);

@@ -50,6 +50,15 @@ struct tfm_mhvp {
 	struct model_hvp base;
 	struct tfm_work *w;
 	struct tfm_mpoint pt;
+	/*
+	 * The GGN's backward pass runs on a work of its own (a plain one),
+	 * forwarded at the point on its first GGN product, so the point's
+	 * deltas stay for its Hessian products and gradient.
+	 */
+	struct tfm_work *gw;
+	const float *theta;
+	const int32_t *x;
+	int gw_ready;
 };
 
 const struct tfm *
@@ -365,7 +374,8 @@ hvp_new(const struct model *m, int maxb)
 
 	h->base.m = m;
 	h->base.maxb = maxb;
-	h->w = tfm_work_new(tfm_of(m), maxb, 1);
+	h->w = tfm_work_new(tfm_of(m), maxb, TFM_WORK_HVP);
+	h->gw = tfm_work_new(tfm_of(m), maxb, 0);
 	return &h->base;
 }
 
@@ -377,6 +387,7 @@ hvp_free(struct model_hvp *mh)
 	if (!h)
 		return;
 	tfm_work_free(h->w);
+	tfm_work_free(h->gw);
 	free(h);
 }
 
@@ -388,6 +399,9 @@ prepare(struct model_hvp *mh, const float *theta, const int32_t *x, const int32_
 	struct tfm_eval e;
 
 	h->pt.s = tfm_hvp_prepare(tfm_of(mh->m), h->w, theta, x, y, B, scale);
+	h->theta = theta;
+	h->x = x;
+	h->gw_ready = 0;
 	if (diag) {
 		tfm_attn_entropy(tfm_of(mh->m), h->w, B, ((struct tfm_diag *)diag)->sum);
 		((struct tfm_diag *)diag)->rows += B;
@@ -402,6 +416,18 @@ static void
 apply(struct model_point *pt, float *hv, const float *v)
 {
 	tfm_hvp_apply(((struct tfm_mpoint *)pt)->s, hv, v);
+}
+
+static void
+ggn_apply(struct model_point *pt, float *gv, const float *v)
+{
+	struct tfm_mhvp *h = (struct tfm_mhvp *)pt->h;
+
+	if (!h->gw_ready) {
+		tfm_forward(tfm_of(pt->h->m), h->gw, h->theta, h->x, pt->rows);
+		h->gw_ready = 1;
+	}
+	tfm_ggn_apply(((struct tfm_mpoint *)pt)->s, h->gw, gv, v);
 }
 
 static void
@@ -458,6 +484,7 @@ const struct model_family transformer_family = {
 	.hvp_free = hvp_free,
 	.prepare = prepare,
 	.apply = apply,
+	.ggn_apply = ggn_apply,
 	.grad = grad,
 	.diag_new = diag_new,
 	.diag_free = diag_free,

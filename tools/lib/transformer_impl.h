@@ -1040,6 +1040,23 @@ FN(unembed_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL 
 	    1, w->rdres + last, r * D);
 }
 
+/* The R-forward pass along v to R{logits}, and R{dlogits} = H_out R{logits}. */
+static void
+FN(rforward)(struct FN(prepared) *s, const REAL *v)
+{
+	const struct tfm *m = s->m;
+	struct FN(work) *w = s->w;
+	int B = s->B, L = m->c.layers;
+
+	if (w->naive)
+		FN(embed)(m, w->rx[0], v, w->tok, B);
+	else
+		FN(embed_table)(m, w->tb.rx, v);
+	for (int l = 0; l < L; l++)
+		FN(block_rforward)(m, w, l, s->theta, v, B);
+	FN(rlogits)(m, w, s->theta, v, B, s->scale);
+}
+
 void
 FN(hvp_apply)(struct FN(prepared) *s, REAL *hv, const REAL *v)
 {
@@ -1048,13 +1065,7 @@ FN(hvp_apply)(struct FN(prepared) *s, REAL *hv, const REAL *v)
 	const REAL *theta = s->theta;
 	int B = s->B, L = m->c.layers;
 
-	if (w->naive)
-		FN(embed)(m, w->rx[0], v, w->tok, B);
-	else
-		FN(embed_table)(m, w->tb.rx, v);
-	for (int l = 0; l < L; l++)
-		FN(block_rforward)(m, w, l, theta, v, B);
-	FN(rlogits)(m, w, theta, v, B, s->scale);
+	FN(rforward)(s, v);
 	FN(unembed_rback)(m, w, hv, theta, v, B);
 	for (int l = L - 1; l >= 0; l--) {
 		FN(mlp_rback)(m, w, l, hv, theta, v, B);
@@ -1064,6 +1075,23 @@ FN(hvp_apply)(struct FN(prepared) *s, REAL *hv, const REAL *v)
 		FN(embed_back)(m, hv, w->rdres, w->tok, B * m->n_ctx);
 	else
 		FN(embed_table_back)(m, hv, w->tb.rdx);
+}
+
+/*
+ * G v = J^T H_out J v: R{dlogits} = H_out J v from the R-forward on s's
+ * work, then the plain backward pass of it as if it were dlogits, on gw:
+ * a work whose last forward ran at s's point, so that s's own deltas
+ * stay as prepared (gw's are overwritten).
+ */
+void
+FN(ggn_apply)(struct FN(prepared) *s, struct FN(work) *gw, REAL *gv, const REAL *v)
+{
+	const struct tfm *m = s->m;
+
+	FN(rforward)(s, v);
+	memcpy(gw->dlogits, s->w->rdlogits, (size_t)s->B * (size_t)m->c.p * sizeof(REAL));
+	FN(deltas)(m, gw, s->theta, s->B);
+	FN(param_grads)(m, gw, gv, s->B);
 }
 
 struct tfm_eval
