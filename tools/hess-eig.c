@@ -297,6 +297,8 @@ CKPT_LIMITS_HELP
 "Exit status: 0 success, 1 runtime or data error, 2 usage error.\n");
 }
 
+static void check_args(struct config *c);
+
 static void
 parse_args(struct config *c, int argc, char **argv)
 {
@@ -382,6 +384,13 @@ parse_args(struct config *c, int argc, char **argv)
 		default: fprintf(stderr, "Try 'hess-eig --help' for more information.\n"); exit(EXIT_USAGE);
 		}
 	}
+	check_args(c);
+}
+
+/* The combinations of options that make no sense, and what follows from the others. */
+static void
+check_args(struct config *c)
+{
 	if (!c->data)
 		usage_error("--data FILE is required (the data set the checkpoints were trained on)");
 	if (c->method == METHOD_POWER && c->converge != CONVERGE_RESIDUAL)
