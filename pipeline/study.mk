@@ -41,13 +41,14 @@ CKPT_POINTS_full := 30
 
 # The transformers.  Full: the papers' configurations, 20,000 steps (Nanda
 # reports the clean-up by step 13,000 at p = 113).  Small: the same recipes
-# at p = 23 and 3,000 steps, one seed, 8 checkpoints -- a transformer step
-# at p = 113 costs what the whole MLP study's steps cost, so the small study
-# shrinks these (README "The study" gives the measurements).
-NANDA_P_small := 23
+# at p = 31 (nanda on half of the pairs, as the small MLPs), 5,000 steps,
+# one seed, 8 checkpoints: a transformer step at p = 113 costs some 40 MLP
+# steps at p = 59, so the small study shrinks these (README "The study"
+# gives the measurements).
+NANDA_P_small := 31
 NANDA_FRAC_small := 0.5
-PIZZA_P_small := 23
-TFM_STEPS_small := 3000
+PIZZA_P_small := 31
+TFM_STEPS_small := 5000
 TFM_SEEDS_small := 0
 TFM_CKPT_POINTS_small := 8
 NANDA_P_full := 113
@@ -82,6 +83,9 @@ LLC_RECIPES ?= grok nanda pizza
 # pizza join PM_RECIPES when it does.
 PM_RECIPES ?= grok seed
 LLC_FLAGS ?= --chains 4 --draws 200 --burn-in 200
+# The transformers' chains leave the basin at the default step size 1e-3
+# (and 1e-4, 3e-5) on a nanda checkpoint at p = 31; at 1e-5 they stay.
+TFM_LLC_FLAGS ?= $(LLC_FLAGS) --epsilon 1e-5
 LLC_CAL_EPS ?= 1e-5 3e-5 1e-4 3e-4 1e-3 3e-3
 LLC_CAL_DEPTH ?= 2
 
@@ -137,6 +141,8 @@ pizza-a$(1)_DEPTHS := 1
 endef
 $(foreach a,$(PIZZA_ALPHAS),$(eval $(call pizza_recipe,$(a))))
 nanda_DEPTHS := $(LAYERS)
+family_of = $(if $(filter $(TFM_RECIPES),$1),tfm,mlp)
+llc_flags_of = $(if $(filter $(TFM_RECIPES),$1),$(TFM_LLC_FLAGS),$(LLC_FLAGS))
 tool_of = $(if $(filter $(TFM_RECIPES),$1),train-transformer,train-mlp)
 depth_flag = $(if $(filter $(TFM_RECIPES),$1),--layers,--depth)
 depths_of = $(if $(filter $(TFM_RECIPES),$1),$($1_DEPTHS),$(DEPTHS))
@@ -210,8 +216,10 @@ $(STAMP)/hess: FORCE
 	$(call stamp,$(HESS_FLAGS))
 $(STAMP)/gop: FORCE
 	$(call stamp,$(GOP_FLAGS))
-$(STAMP)/llc: FORCE
+$(STAMP)/llc-mlp: FORCE
 	$(call stamp,$(LLC_FLAGS))
+$(STAMP)/llc-tfm: FORCE
+	$(call stamp,$(TFM_LLC_FLAGS))
 $(STAMP)/pm: FORCE
 	$(call stamp,$(PM_FLAGS))
 $(STAMP)/llc-cal: FORCE
@@ -250,9 +258,9 @@ $(R)/%/gop.jsonl: $(R)/%/log.jsonl $(STAMP)/gop $(O)/bin/gop-spectrum
 	    --spectrum $(@D)/spectrum/step-{step}.safetensors > $@+
 	@mv -f $@+ $@
 
-$(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc $(O)/bin/llc-estimate
+$(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc-$$(call family_of,$$(firstword $$(subst /, ,$$*))) $(O)/bin/llc-estimate
 	$(Q)ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/llc-estimate \
-	    --data $(R)/data/$(call data_of,$*).safetensors $(LLC_FLAGS) > $@+
+	    --data $(R)/data/$(call data_of,$*).safetensors $(call llc_flags_of,$(call recipe_of,$*)) > $@+
 	@mv -f $@+ $@
 
 # LLC against the step size on one checkpoint: where it plateaus is the

@@ -655,8 +655,6 @@ static const struct group_metric group_metrics[] = {
 	{"llc", "at_generalisation", "llc_at_generalisation", 0},
 	{"llc", "final", "llc_final", 0},
 	{"llc", "final", "llc_final_unflagged", 1},
-	{"progress", "restricted_step", "restricted_step", 0},
-	{"progress", "at_generalisation", "excluded_at_generalisation", 0},
 	{NULL, NULL, NULL, 0},
 };
 
@@ -681,6 +679,26 @@ field(json_t *rec, const struct group_metric *m)
 		v = json_is_number(at) ? at : progress_field(m, at);
 	}
 	return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* The progress measures' group metrics (their TSV columns come after all the others). */
+static const struct group_metric progress_metrics[] = {
+	{"progress", "restricted_step", "restricted_step", 0},
+	{"progress", "at_generalisation", "excluded_at_generalisation", 0},
+	{NULL, NULL, NULL, 0},
+};
+
+/* Group g's statistics of each metric of table over its m members in recs. */
+static void
+group_stats(json_t *g, json_t *recs, const size_t *members, size_t m, const struct group_metric *table)
+{
+	for (const struct group_metric *q = table; q->a; q++) {
+		double *v = xmalloc(xmul(m + 1, sizeof *v));
+		for (size_t j = 0; j < m; j++)
+			v[j] = field(json_array_get(recs, members[j]), q);
+		json_object_set_new(g, q->name, stats(v, (int)m));
+		free(v);
+	}
 }
 
 /* Runs whose LLC at the last checkpoint is flagged (some chain left the basin). */
@@ -739,6 +757,7 @@ groups(json_t *recs, char *const *keys, int nkeys)
 			json_object_set_new(g, q->name, stats(v, (int)m));
 			free(v);
 		}
+		group_stats(g, recs, members, m, progress_metrics);
 		json_array_append_new(out, g);
 		free(members);
 	}
@@ -825,6 +844,22 @@ tsv_runs(json_t *recs)
 	}
 }
 
+/* The mean, std, min and max columns of table's metrics: their heads, or group g's values. */
+static void
+tsv_group_stats(json_t *g, const struct group_metric *table)
+{
+	static const char *const part[] = {"mean", "std", "min", "max"};
+
+	for (const struct group_metric *q = table; q->a; q++)
+		for (int p = 0; p < 4; p++) {
+			putchar('\t');
+			if (g)
+				tsv_value(json_object_get(json_object_get(g, q->name), part[p]));
+			else
+				printf("%s_%s", q->name, part[p]);
+		}
+}
+
 static void
 tsv_groups(json_t *gs, char *const *keys, int nkeys)
 {
@@ -837,7 +872,9 @@ tsv_groups(json_t *gs, char *const *keys, int nkeys)
 	for (const struct group_metric *q = group_metrics; q->a; q++)
 		printf("\t%s_mean\t%s_std\t%s_min\t%s_max", q->name, q->name, q->name, q->name);
 	/* last, so that the columns before keep their numbers */
-	printf("\tllc_final_flagged\n");
+	printf("\tllc_final_flagged");
+	tsv_group_stats(NULL, progress_metrics);
+	putchar('\n');
 	json_array_foreach(gs, i, g) {
 		for (int k = 0; k < nkeys; k++) {
 			tsv_value(json_object_get(g, keys[k]));
@@ -857,6 +894,7 @@ tsv_groups(json_t *gs, char *const *keys, int nkeys)
 		}
 		putchar('\t');
 		tsv_value(json_object_get(g, "llc_final_flagged"));
+		tsv_group_stats(g, progress_metrics);
 		putchar('\n');
 	}
 }
