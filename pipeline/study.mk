@@ -191,7 +191,7 @@ study: $(DATA) $(LOGS) $(TSVS) $(LLC_CAL) $(R)/runs.jsonl $(R)/runs.tsv $(R)/by-
 	$(if $(filter nanda,$(RECIPE_LIST)),@echo 'nanda: p = $(NANDA_P)$(comma) $(TFM_STEPS) steps$(comma) layers $(LAYERS)$(comma) seeds $(TFM_SEEDS).')
 	$(if $(filter $(PIZZA_RECIPES),$(RECIPE_LIST)),@echo 'pizza: p = $(PIZZA_P)$(comma) $(TFM_STEPS) steps$(comma) one layer$(comma) alpha $(PIZZA_ALPHAS)$(comma) seeds $(TFM_SEEDS).')
 	@echo 'Memorised, generalised: seeds whose train, resp. test, accuracy reached 0.99.'
-	$(if $(filter $(TFM_RECIPES),$(RECIPE_LIST)),@echo 'Depth: hidden layers of an MLP, blocks of a transformer.')
+	$(if $(filter $(TFM_RECIPES),$(RECIPE_LIST)),@echo 'Depth: hidden layers of an MLP$(comma) blocks of a transformer.')
 	@echo
 	@cat $(R)/by-depth.txt
 	@echo
@@ -316,12 +316,12 @@ $(R)/%/spectra.tsv: $(R)/%/gop.jsonl $(R)/%/log.jsonl pipeline/spectra pipeline/
 	$(Q)pipeline/spectra $(@D) > $@+ && mv -f $@+ $@
 
 # gnuplot warns of every curve without a point (a depth that never
-# generalised has no generalisation marker): expected here, so quiet
-# unless V=1.
+# generalised has no generalisation marker) and of an axis over one value
+# (a recipe with one seed at one depth): expected here, so quiet unless V=1.
 ifeq ($(V),1)
 PLOT_QUIET :=
 else
-PLOT_QUIET := 2> >(grep -v 'warning: Skipping data file with no valid points' >&2)
+PLOT_QUIET := 2> >(grep -vE 'warning: Skipping data file with no valid points|Warning: empty [xy]2? range' >&2)
 endif
 
 # A recipe's plots draw its first seed at every depth (blocks, for the
