@@ -30,7 +30,7 @@ dx(i) = (i - (nrec + 1) / 2.0) * 0.22
 is(r) = strcol("recipe") eq r
 set xrange [dmin - 0.6 : dmax + 0.6]
 set xtics 1
-set xlabel "depth (hidden layers)"
+set xlabel "depth (hidden layers of an MLP, blocks of a transformer)"
 set key inside top left samplen 1.5
 set bars small
 set pointsize 1.3

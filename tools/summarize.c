@@ -1,6 +1,6 @@
 /*
- * summarize: grokking steps and tables from train-mlp, hess-eig,
- * gop-spectrum and llc-estimate logs.
+ * summarize: grokking steps and tables from train-mlp, train-transformer,
+ * hess-eig, gop-spectrum, llc-estimate and progress-measures logs.
  *
  * Records are joined by run_id (train-mlp names every run by a hash of its
  * configuration and data, and the analyses copy it from the checkpoints).
@@ -98,11 +98,10 @@ help(void)
 	usage(stdout);
 	printf(
 "\n"
-"Read train-mlp, hess-eig, gop-spectrum and llc-estimate JSON-lines logs (the\n"
-"arguments, or their paths one per line on standard input), join them by\n"
-"run_id, and "
-"write one record per run (or per group with --group-by) after a\n"
-"header.\n"
+"Read train-mlp, train-transformer, hess-eig, gop-spectrum, llc-estimate and\n"
+"progress-measures JSON-lines logs (the arguments, or their paths one per\n"
+"line on standard input), join them by run_id, and write one record per\n"
+"run (or per group with --group-by) after a header.\n"
 "\n"
 "      --threshold T      accuracy that counts as memorised (train) and\n"
 "                         generalised (test), 0 < T <= 1 (default 0.99)\n"
