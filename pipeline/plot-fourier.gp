@@ -20,6 +20,8 @@ do for [i = 1:n] {
 	d = word(depths, i)
 	f = run(d)."/fourier.tsv"
 	when = system("head -1 '".f."' | tr '\\t' '\\n' | tail -n +2 | cut -d' ' -f1 | tr '\\n' ' '")
+	stats f skip 1 using 1 nooutput
+	if (STATS_max <= 20) { set xtics 1 } else { set xtics 5 }   # whole frequencies only
 	set title sprintf("%s %s", unit, d)
 	plot for [j = 1:words(when)] f using 1:(column(j + 1)) lw 2 pt 7 ps 0.5 lc rgb colour(word(when, j)) title columnheader(j + 1)
 }
