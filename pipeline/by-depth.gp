@@ -28,7 +28,8 @@ any_llc = STATS_max > 0
 # one seed has no standard deviation (NaN): its point is drawn without a bar
 nz(x) = x == x ? x : 0
 # recipe r's points sit side by side around each depth
-dx(i) = (i - (nrec + 1) / 2.0) * 0.22
+step = nrec > 4 ? 0.88 / nrec : 0.22
+dx(i) = (i - (nrec + 1) / 2.0) * step
 is(r) = strcol("recipe") eq r
 set xrange [dmin - 0.6 : dmax + 0.6]
 set xtics 1
@@ -58,7 +59,7 @@ set title "seeds that memorised (open) and generalised (filled)"
 set ylabel "fraction of seeds"
 set yrange [0:1.1]
 set style fill solid 0.7 border
-set boxwidth 0.2
+set boxwidth 0.9 * step
 plot for [i=1:nrec] tsv using (is(word(recipes, i)) ? column("depth") + dx(i) : NaN):(column("memorised") / column("runs")) \
          with boxes lt i fs empty notitle, \
      for [i=1:nrec] tsv using (is(word(recipes, i)) ? column("depth") + dx(i) : NaN):(column("generalised") / column("runs")) \

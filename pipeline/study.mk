@@ -42,9 +42,8 @@ CKPT_POINTS_full := 30
 # The transformers.  Full: the papers' configurations, 20,000 steps (Nanda
 # reports the clean-up by step 13,000 at p = 113).  Small: the same recipes
 # at p = 31 (nanda on half of the pairs, as the small MLPs), 5,000 steps,
-# one seed, 8 checkpoints: a transformer step at p = 113 costs some 40 MLP
-# steps at p = 59, so the small study shrinks these (README "The study"
-# gives the measurements).
+# one seed, 8 checkpoints, so that the study stays near 30 minutes on 2
+# cores (README "The study" gives the measurements behind this).
 NANDA_P_small := 31
 NANDA_FRAC_small := 0.5
 PIZZA_P_small := 31
