@@ -7,7 +7,7 @@
 # averaged in.
 include "format";
 
-def row: [(.[0] | rpad(6)), (.[1] | lpad(5)), (.[2] | lpad(9)), (.[3] | lpad(11)),
+def row: [(.[0] | rpad(10)), (.[1] | lpad(5)), (.[2] | lpad(9)), (.[3] | lpad(11)),
           (.[4] | lpad(16)), (.[5] | lpad(12)), (.[6] | lpad(18)), "  " + .[7]] | join("  ");
 
 def llc:

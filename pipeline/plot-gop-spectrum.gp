@@ -1,4 +1,4 @@
-# The whole GOP spectrum of one run (depth 2, the plotted seed) at the
+# The whole GOP spectrum of one run (depth sdepth: 2, or the one depth; the plotted seed) at the
 # checkpoints nearest initialisation, memorisation, generalisation (those
 # reached) and the end: pipeline/spectra's columns, headed by the moment and its step.
 load "pipeline/style.gp"
@@ -8,8 +8,9 @@ set format y "10^{%L}"
 set xlabel "eigenvalue index (largest first)"
 set ylabel "eigenvalue of G"
 set key inside top right
-set title sprintf("GOP spectrum through training: %s recipe, depth 2, seed %s", recipe, seed)
-f = run("2")."/spectra.tsv"
+if (!exists("sdepth")) sdepth = "2"
+set title sprintf("GOP spectrum through training: %s recipe, %s %s, seed %s", recipe, unit, sdepth, seed)
+f = run(sdepth)."/spectra.tsv"
 # the moments, as the header names them (one colour each, not a depth's)
 when = system("head -1 '".f."' | tr '\\t' '\\n' | cut -d' ' -f1 | tr '\\n' ' '")
 n = words(when)

@@ -15,6 +15,15 @@
 #         (one-hot, AdamW lr 1e-3, wd 2, full batch) on FRAC of the pairs
 #   seed  the seed study's literal configuration, the control: raw integer
 #         inputs, Adam lr 1e-3, no weight decay, SEED_FRAC of the pairs
+#   nanda the transformer of Nanda et al. (progress measures): train-transformer's
+#         defaults (AdamW lr 1e-3, wd 1, betas (0.9, 0.98), warm-up 10, full
+#         batch, '=' token, causal attention) at p = NANDA_P on NANDA_FRAC of
+#         the pairs, LAYERS blocks (the depth axis of the transformers)
+#   pizza Zhong et al.'s training script: one block, no '=' token, full
+#         attention, AdamW wd 2, p = PIZZA_P, PIZZA_FRAC of the pairs; one
+#         recipe pizza-a<alpha> per attention coefficient in PIZZA_ALPHAS
+#         (0: constant attention)
+# progress-measures runs on the checkpoints of every PM_RECIPES run.
 
 STUDY ?= small
 
@@ -30,6 +39,24 @@ STEPS_full := 30000
 SEEDS_full := 0 1 2 3 4
 CKPT_POINTS_full := 30
 
+# The transformers.  Full: the papers' configurations, 20,000 steps (Nanda
+# reports the clean-up by step 13,000 at p = 113).  Small: the same recipes
+# at p = 31 (nanda on half of the pairs, as the small MLPs), 5,000 steps,
+# one seed, 8 checkpoints, so that the study stays near 30 minutes on 2
+# cores (README "The study" gives the measurements behind this).
+NANDA_P_small := 31
+NANDA_FRAC_small := 0.5
+PIZZA_P_small := 31
+TFM_STEPS_small := 5000
+TFM_SEEDS_small := 0
+TFM_CKPT_POINTS_small := 8
+NANDA_P_full := 113
+NANDA_FRAC_full := 0.3
+PIZZA_P_full := 59
+TFM_STEPS_full := 20000
+TFM_SEEDS_full := $(SEEDS_full)
+TFM_CKPT_POINTS_full := 30
+
 P ?= $(P_$(STUDY))
 FRAC ?= $(FRAC_$(STUDY))
 SEED_FRAC ?= 0.1
@@ -37,11 +64,27 @@ STEPS ?= $(STEPS_$(STUDY))
 SEEDS ?= $(SEEDS_$(STUDY))
 DEPTHS ?= 1 2 3 4 5 6 7
 CKPT_POINTS ?= $(CKPT_POINTS_$(STUDY))
-RECIPES ?= grok seed
+RECIPES ?= grok seed nanda pizza
+NANDA_P ?= $(NANDA_P_$(STUDY))
+NANDA_FRAC ?= $(NANDA_FRAC_$(STUDY))
+PIZZA_P ?= $(PIZZA_P_$(STUDY))
+PIZZA_FRAC ?= 0.8
+PIZZA_ALPHAS ?= 0 0.5 1
+LAYERS ?= 1 2 3
+TFM_STEPS ?= $(TFM_STEPS_$(STUDY))
+TFM_SEEDS ?= $(TFM_SEEDS_$(STUDY))
+TFM_CKPT_POINTS ?= $(TFM_CKPT_POINTS_$(STUDY))
+PM_FLAGS ?=
 HESS_FLAGS ?= --top 3 --converge value
 GOP_FLAGS ?= --top 10
-LLC_RECIPES ?= grok
+LLC_RECIPES ?= grok nanda pizza
+# The transformer family has no progress-measures probes yet: nanda and
+# pizza join PM_RECIPES when it does.
+PM_RECIPES ?= grok seed
 LLC_FLAGS ?= --chains 4 --draws 200 --burn-in 200
+# The transformers' chains leave the basin at the default step size 1e-3
+# (and 1e-4, 3e-5) on a nanda checkpoint at p = 31; at 1e-5 they stay.
+TFM_LLC_FLAGS ?= $(LLC_FLAGS) --epsilon 1e-5
 LLC_CAL_EPS ?= 1e-5 3e-5 1e-4 3e-4 1e-3 3e-3
 LLC_CAL_DEPTH ?= 2
 
@@ -71,26 +114,65 @@ seed_of = $(patsubst s%,%,$(lastword $(subst -, ,$(firstword $(call run_parts,$1
 wd_of = $(patsubst wd%,%,$(filter wd%,$(call run_parts,$1)))
 frac_of = $(patsubst f%,%,$(filter f%,$(call run_parts,$1)))
 # The data set of a run: its recipe's, at its fraction when FRACS sweeps it.
-data_of = $(call recipe_of,$1)$(if $(call frac_of,$1),_f$(call frac_of,$1))
+data_of = $(call stem_of,$(call recipe_of,$1))$(if $(call frac_of,$1),_f$(call frac_of,$1))
 
+# Per recipe: the training tool and its flags, the depths (transformer
+# blocks for the transformers), seeds, steps and checkpoints; per data set
+# stem (grok, seed, nanda, pizza): p and the training fraction.
+PIZZA_RECIPES := $(PIZZA_ALPHAS:%=pizza-a%)
+RECIPE_LIST := $(patsubst pizza,$(PIZZA_RECIPES),$(RECIPES))
+TFM_RECIPES := nanda $(PIZZA_RECIPES)
+grok_P := $(P)
 grok_FRAC := $(FRAC)
 grok_TRAIN := --tag grok
+seed_P := $(P)
 seed_FRAC := $(SEED_FRAC)
 seed_TRAIN := --tag seed --encoding int --optim adam --wd 0
-# gen-modadd's flags for data/<stem>.safetensors, stem <recipe>[_f<frac>].
-data_flags = -p $(P) --frac $(or $(patsubst f%,%,$(filter f%,$(subst _, ,$1))),$($(firstword $(subst _, ,$1))_FRAC))
+nanda_P := $(NANDA_P)
+nanda_FRAC := $(NANDA_FRAC)
+nanda_TRAIN := --tag nanda
+pizza_P := $(PIZZA_P)
+pizza_FRAC := $(PIZZA_FRAC)
+define pizza_recipe
+pizza-a$(1)_TRAIN := --tag pizza-a$(1) --no-eq-token --attention full --wd 2 --attn-coeff $(1)
+pizza-a$(1)_DATA := pizza
+pizza-a$(1)_DEPTHS := 1
+endef
+$(foreach a,$(PIZZA_ALPHAS),$(eval $(call pizza_recipe,$(a))))
+nanda_DEPTHS := $(LAYERS)
+family_of = $(if $(filter $(TFM_RECIPES),$1),tfm,mlp)
+llc_flags_of = $(if $(filter $(TFM_RECIPES),$1),$(TFM_LLC_FLAGS),$(LLC_FLAGS))
+tool_of = $(if $(filter $(TFM_RECIPES),$1),train-transformer,train-mlp)
+depth_flag = $(if $(filter $(TFM_RECIPES),$1),--layers,--depth)
+depths_of = $(if $(filter $(TFM_RECIPES),$1),$($1_DEPTHS),$(DEPTHS))
+seeds_of = $(if $(filter $(TFM_RECIPES),$1),$(TFM_SEEDS),$(SEEDS))
+steps_of = $(if $(filter $(TFM_RECIPES),$1),$(TFM_STEPS),$(STEPS))
+ckpts_of = $(if $(filter $(TFM_RECIPES),$1),$(TFM_CKPT_POINTS),$(CKPT_POINTS))
+stem_of = $(or $($1_DATA),$1)
+# gen-modadd's flags for data/<stem>.safetensors, stem <recipe's stem>[_f<frac>].
+data_flags = -p $($(firstword $(subst _, ,$1))_P) --frac $(or $(patsubst f%,%,$(filter f%,$(subst _, ,$1))),$($(firstword $(subst _, ,$1))_FRAC))
 
-RUNDIRS := $(foreach r,$(RECIPES),$(foreach d,$(DEPTHS),$(foreach s,$(SEEDS),$(foreach v,$(VARIANTS),$(R)/$(r)/d$(d)-s$(s)$(call variant,$(v))))))
+RUNDIRS := $(foreach r,$(RECIPE_LIST),$(foreach d,$(call depths_of,$(r)),$(foreach s,$(call seeds_of,$(r)),$(foreach v,$(VARIANTS),$(R)/$(r)/d$(d)-s$(s)$(call variant,$(v))))))
 LOGS := $(RUNDIRS:%=%/log.jsonl)
 HESS := $(RUNDIRS:%=%/hessian.jsonl)
 GOPS := $(RUNDIRS:%=%/gop.jsonl)
-LLC_RUNDIRS := $(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(filter $(R)/$(r)/%,$(RUNDIRS)))
+# (pizza in LLC_RECIPES or PM_RECIPES names every pizza-a<alpha>.)
+LLC_LIST := $(filter $(RECIPE_LIST),$(patsubst pizza,$(PIZZA_RECIPES),$(LLC_RECIPES)))
+PM_LIST := $(filter $(RECIPE_LIST),$(patsubst pizza,$(PIZZA_RECIPES),$(PM_RECIPES)))
+LLC_RUNDIRS := $(foreach r,$(LLC_LIST),$(filter $(R)/$(r)/%,$(RUNDIRS)))
+PM_RUNDIRS := $(foreach r,$(PM_LIST),$(filter $(R)/$(r)/%,$(RUNDIRS)))
+PMS := $(PM_RUNDIRS:%=%/progress.jsonl)
+# The seed recipe's integer inputs have no embedding to take the spectrum of.
+FOURIER_LIST := $(filter-out seed,$(PM_LIST))
 LLCS := $(LLC_RUNDIRS:%=%/llc.jsonl)
-TSVS := $(foreach d,$(RUNDIRS),$(d)/curves.tsv $(d)/hessian.tsv $(d)/gop.tsv) $(LLC_RUNDIRS:%=%/llc.tsv)
-LLC_CAL_RUN := $(R)/$(firstword $(filter $(RECIPES),$(LLC_RECIPES)))/d$(LLC_CAL_DEPTH)-s$(firstword $(SEEDS))$(FIRST_VARIANT)
+TSVS := $(foreach d,$(RUNDIRS),$(d)/curves.tsv $(d)/hessian.tsv $(d)/gop.tsv) $(LLC_RUNDIRS:%=%/llc.tsv) $(PM_RUNDIRS:%=%/progress.tsv)
+LLC_CAL_RUN := $(R)/$(firstword $(LLC_LIST))/d$(LLC_CAL_DEPTH)-s$(firstword $(SEEDS))$(FIRST_VARIANT)
 LLC_CAL := $(if $(LLCS),$(R)/llc-calibration.tsv)
-PLOTS := $(foreach r,$(RECIPES),$(foreach k,accuracy loss sharpness dead-units grad-norm gop-spectral gop-rank gop-spectrum,$(PL)/$(r)-$(k).png)) \
-         $(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(PL)/$(r)-llc.png) \
+# Dead units are the MLP's (ReLU units of the hidden layers).
+plot_kinds = accuracy loss sharpness $(if $(filter $(TFM_RECIPES),$1),,dead-units) grad-norm gop-spectral gop-rank gop-spectrum
+PLOTS := $(foreach r,$(RECIPE_LIST),$(foreach k,$(call plot_kinds,$(r)),$(PL)/$(r)-$(k).png)) \
+         $(foreach r,$(LLC_LIST),$(PL)/$(r)-llc.png) \
+         $(foreach r,$(PM_LIST),$(PL)/$(r)-progress.png) $(foreach r,$(FOURIER_LIST),$(PL)/$(r)-fourier.png) \
          $(if $(LLCS),$(PL)/llc-calibration.png) $(PL)/by-depth.png
 
 DATA := $(sort $(foreach d,$(RUNDIRS),$(R)/data/$(call data_of,$(d:$(R)/%=%)).safetensors))
@@ -105,7 +187,10 @@ study: $(DATA) $(LOGS) $(TSVS) $(LLC_CAL) $(R)/runs.jsonl $(R)/runs.tsv $(R)/by-
     $(BY_GROUP) $(PLOTS) $(R)/by-depth.txt
 	@echo
 	@echo 'The study in $(R): p = $(P), $(STEPS) steps, depths $(DEPTHS), seeds $(SEEDS).'
+	$(if $(filter nanda,$(RECIPE_LIST)),@echo 'nanda: p = $(NANDA_P)$(comma) $(TFM_STEPS) steps$(comma) layers $(LAYERS)$(comma) seeds $(TFM_SEEDS).')
+	$(if $(filter $(PIZZA_RECIPES),$(RECIPE_LIST)),@echo 'pizza: p = $(PIZZA_P)$(comma) $(TFM_STEPS) steps$(comma) one layer$(comma) alpha $(PIZZA_ALPHAS)$(comma) seeds $(TFM_SEEDS).')
 	@echo 'Memorised, generalised: seeds whose train, resp. test, accuracy reached 0.99.'
+	$(if $(filter $(TFM_RECIPES),$(RECIPE_LIST)),@echo 'Depth: hidden layers of an MLP$(comma) blocks of a transformer.')
 	@echo
 	@cat $(R)/by-depth.txt
 	@echo
@@ -123,19 +208,23 @@ $(STAMP)/data-%: FORCE
 	$(call stamp,$(call data_flags,$*))
 define recipe_stamps
 $(STAMP)/train-$(1): FORCE
-	$$(call stamp,$$($(1)_TRAIN) --steps $$(STEPS) --ckpt-points $$(CKPT_POINTS))
+	$$(call stamp,$(call tool_of,$(1)) $$($(1)_TRAIN) --steps $(call steps_of,$(1)) --ckpt-points $(call ckpts_of,$(1)))
 endef
-$(foreach r,$(RECIPES),$(eval $(call recipe_stamps,$(r))))
+$(foreach r,$(RECIPE_LIST),$(eval $(call recipe_stamps,$(r))))
 $(STAMP)/hess: FORCE
 	$(call stamp,$(HESS_FLAGS))
 $(STAMP)/gop: FORCE
 	$(call stamp,$(GOP_FLAGS))
-$(STAMP)/llc: FORCE
+$(STAMP)/llc-mlp: FORCE
 	$(call stamp,$(LLC_FLAGS))
+$(STAMP)/llc-tfm: FORCE
+	$(call stamp,$(TFM_LLC_FLAGS))
+$(STAMP)/pm: FORCE
+	$(call stamp,$(PM_FLAGS))
 $(STAMP)/llc-cal: FORCE
 	$(call stamp,$(LLC_FLAGS) $(LLC_CAL_EPS) $(LLC_CAL_RUN))
 $(STAMP)/plots: FORCE
-	$(call stamp,$(DEPTHS) $(RECIPES) $(FIRST_VARIANT))
+	$(call stamp,$(DEPTHS) $(LAYERS) $(RECIPE_LIST) $(FIRST_VARIANT))
 
 $(R)/data/%.safetensors: $(STAMP)/data-% $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
@@ -146,13 +235,14 @@ $(R)/data/%.safetensors: $(STAMP)/data-% $(O)/bin/gen-modadd
 # ([k/N] name, memorised and generalised steps, final test accuracy, time).
 .SECONDEXPANSION:
 $(R)/%/log.jsonl: $(R)/data/$$(call data_of,$$*).safetensors \
-    $(STAMP)/train-$$(firstword $$(subst /, ,$$*)) $(O)/bin/train-mlp | $(O)/.study-deps
+    $(STAMP)/train-$$(firstword $$(subst /, ,$$*)) $(O)/bin/$$(call tool_of,$$(firstword $$(subst /, ,$$*))) | $(O)/.study-deps
 	@rm -rf $(@D)/ckpt
 	@mkdir -p $(@D)
-	$(Q)$(RUN) $(O)/bin/train-mlp --data $< --depth $(call depth_of,$*) --seed $(call seed_of,$*) \
-	    --steps $(STEPS) --ckpt-dir $(@D)/ckpt --ckpt-points $(CKPT_POINTS) --quiet \
+	$(Q)$(RUN) $(O)/bin/$(call tool_of,$(call recipe_of,$*)) --data $< $(call depth_flag,$(call recipe_of,$*)) $(call depth_of,$*) \
+	    --seed $(call seed_of,$*) --steps $(call steps_of,$(call recipe_of,$*)) --ckpt-dir $(@D)/ckpt \
+	    --ckpt-points $(call ckpts_of,$(call recipe_of,$*)) --quiet \
 	    $($(call recipe_of,$*)_TRAIN) $(if $(call wd_of,$*),--wd $(call wd_of,$*)) > $@+ || [ $$? -eq 3 ]
-	@pipeline/run-line $@+ $@ '$(subst /, ,$(subst -, ,$(subst _, ,$*)))' $(LOGS)
+	@pipeline/run-line $@+ $@ '$(call recipe_of,$*) $(subst -, ,$(subst _, ,$(notdir $*)))' $(LOGS)
 
 $(R)/%/hessian.jsonl: $(R)/%/log.jsonl $(STAMP)/hess $(O)/bin/hess-eig
 	$(Q)ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/hess-eig \
@@ -167,9 +257,9 @@ $(R)/%/gop.jsonl: $(R)/%/log.jsonl $(STAMP)/gop $(O)/bin/gop-spectrum
 	    --spectrum $(@D)/spectrum/step-{step}.safetensors > $@+
 	@mv -f $@+ $@
 
-$(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc $(O)/bin/llc-estimate
+$(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc-$$(call family_of,$$(firstword $$(subst /, ,$$*))) $(O)/bin/llc-estimate
 	$(Q)ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/llc-estimate \
-	    --data $(R)/data/$(call data_of,$*).safetensors $(LLC_FLAGS) > $@+
+	    --data $(R)/data/$(call data_of,$*).safetensors $(call llc_flags_of,$(call recipe_of,$*)) > $@+
 	@mv -f $@+ $@
 
 # LLC against the step size on one checkpoint: where it plateaus is the
@@ -182,6 +272,19 @@ $(R)/llc-calibration.tsv: $(LLC_CAL_RUN)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc
 	done | awk 'NR == 1 || !/^epsilon/' > $@+
 	@mv -f $@+ $@
 
+# The mechanistic measures (restricted and excluded loss, key frequencies,
+# the embedding's Fourier spectrum, the pizza measures) per checkpoint.
+$(R)/%/progress.jsonl: $(R)/%/log.jsonl $(STAMP)/pm $(O)/bin/progress-measures
+	$(Q)ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/progress-measures \
+	    --data $(R)/data/$(call data_of,$*).safetensors $(PM_FLAGS) > $@+
+	@mv -f $@+ $@
+
+$(R)/%/progress.tsv: $(R)/%/progress.jsonl pipeline/progress.jq
+	$(Q)jq -nr -f pipeline/progress.jq $< > $@+ && mv -f $@+ $@
+# The embedding's spectrum at the first, memorisation and last checkpoints.
+$(R)/%/fourier.tsv: $(R)/%/progress.jsonl $(R)/%/log.jsonl pipeline/fourier.jq
+	$(Q)jq -nr --slurpfile log $(@D)/log.jsonl -f pipeline/fourier.jq $< > $@+ && mv -f $@+ $@
+
 $(R)/%/curves.tsv: $(R)/%/log.jsonl pipeline/curves.jq
 	$(Q)jq -nr -f pipeline/curves.jq $< > $@+ && mv -f $@+ $@
 $(R)/%/hessian.tsv: $(R)/%/hessian.jsonl pipeline/hessian.jq
@@ -191,7 +294,7 @@ $(R)/%/gop.tsv: $(R)/%/gop.jsonl pipeline/gop.jq
 $(R)/%/llc.tsv: $(R)/%/llc.jsonl pipeline/llc.jq
 	$(Q)jq -nr --arg e '' -f pipeline/llc.jq $< > $@+ && mv -f $@+ $@
 
-SUMMARY_INPUTS := $(LOGS) $(HESS) $(GOPS) $(LLCS)
+SUMMARY_INPUTS := $(LOGS) $(HESS) $(GOPS) $(LLCS) $(PMS)
 
 $(R)/runs.jsonl: $(SUMMARY_INPUTS) $(O)/bin/summarize
 	$(Q)$(O)/bin/summarize $(SUMMARY_INPUTS) > $@+ && mv -f $@+ $@
@@ -212,34 +315,62 @@ $(R)/%/spectra.tsv: $(R)/%/gop.jsonl $(R)/%/log.jsonl pipeline/spectra pipeline/
 	$(Q)pipeline/spectra $(@D) > $@+ && mv -f $@+ $@
 
 # gnuplot warns of every curve without a point (a depth that never
-# generalised has no generalisation marker): expected here, so quiet
-# unless V=1.
+# generalised has no generalisation marker) and of an axis over one value
+# (a recipe with one seed at one depth): expected here, so quiet unless V=1.
 ifeq ($(V),1)
 PLOT_QUIET :=
 else
-PLOT_QUIET := 2> >(grep -v 'warning: Skipping data file with no valid points' >&2)
+PLOT_QUIET := 2> >(grep -vE 'warning: Skipping data file with no valid points|Warning: empty [xy]2? range' >&2)
 endif
+
+# A recipe's plots draw its first seed at every depth (blocks, for the
+# transformers); the GOP spectrum plot draws depth 2 (or the one depth).
+seed1 = $(firstword $(call seeds_of,$1))
+spec_depth = $(if $(filter 2,$(call depths_of,$1)),2,$(firstword $(call depths_of,$1)))
+unit_of = $(if $(filter $(TFM_RECIPES),$1),layers,depth)
+plot_vars = dir='$(R)/$(1)'; seed='$(call seed1,$(1))'; suffix='$(FIRST_VARIANT)'; depths='$(call depths_of,$(1))'; \
+    recipe='$(1)'; unit='$(call unit_of,$(1))'; sdepth='$(call spec_depth,$(1))'
+run1 = $(R)/$(1)/d$(2)-s$(call seed1,$(1))$(FIRST_VARIANT)
 
 define plot_rule
 $(PL)/$(1)-%.png: pipeline/plot-%.gp pipeline/style.gp $(STAMP)/plots \
-    $(foreach d,$(DEPTHS),$(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/curves.tsv \
-    $(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/hessian.tsv $(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/gop.tsv) \
-    $(R)/$(1)/d2-s$(firstword $(SEEDS))$(FIRST_VARIANT)/spectra.tsv $(R)/runs.tsv | $(O)/.study-deps
+    $(foreach d,$(call depths_of,$(1)),$(call run1,$(1),$(d))/curves.tsv \
+    $(call run1,$(1),$(d))/hessian.tsv $(call run1,$(1),$(d))/gop.tsv) \
+    $(call run1,$(1),$(call spec_depth,$(1)))/spectra.tsv $(R)/runs.tsv | $(O)/.study-deps
 	@mkdir -p $$(@D)
-	$(Q)gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; suffix='$(FIRST_VARIANT)'; depths='$(DEPTHS)'; recipe='$(1)'; runs='$(R)/runs.tsv'; out='$$@+'" \
+	$(Q)gnuplot -e "$(call plot_vars,$(1)); runs='$(R)/runs.tsv'; out='$$@+'" \
 	    pipeline/plot-$$*.gp $(PLOT_QUIET) && mv -f $$@+ $$@
 endef
-$(foreach r,$(RECIPES),$(eval $(call plot_rule,$(r))))
+$(foreach r,$(RECIPE_LIST),$(eval $(call plot_rule,$(r))))
 
-# (Explicit targets: the plot_rule pattern above would match <recipe>-llc.png too.)
+# (Explicit targets: the plot_rule pattern above would match these too.)
 define llc_plot_rule
 $(PL)/$(1)-llc.png: pipeline/plot-llc.gp pipeline/style.gp $(STAMP)/plots \
-    $(foreach d,$(DEPTHS),$(R)/$(1)/d$(d)-s$(firstword $(SEEDS))$(FIRST_VARIANT)/llc.tsv) | $(O)/.study-deps
+    $(foreach d,$(call depths_of,$(1)),$(call run1,$(1),$(d))/llc.tsv) | $(O)/.study-deps
 	@mkdir -p $$(@D)
-	$(Q)gnuplot -e "dir='$(R)/$(1)'; seed='$(firstword $(SEEDS))'; suffix='$(FIRST_VARIANT)'; depths='$(DEPTHS)'; recipe='$(1)'; out='$$@+'" \
+	$(Q)gnuplot -e "$(call plot_vars,$(1)); out='$$@+'" \
 	    pipeline/plot-llc.gp $(PLOT_QUIET) && mv -f $$@+ $$@
 endef
-$(foreach r,$(filter $(RECIPES),$(LLC_RECIPES)),$(eval $(call llc_plot_rule,$(r))))
+$(foreach r,$(LLC_LIST),$(eval $(call llc_plot_rule,$(r))))
+
+# Nanda's figure with our curvature on it, and the embedding's spectrum.
+define pm_plot_rule
+$(PL)/$(1)-progress.png: pipeline/plot-progress.gp pipeline/style.gp $(STAMP)/plots \
+    $(foreach d,$(call depths_of,$(1)),$(call run1,$(1),$(d))/curves.tsv $(call run1,$(1),$(d))/progress.tsv \
+    $(call run1,$(1),$(d))/hessian.tsv $(if $(filter $(1),$(LLC_LIST)),$(call run1,$(1),$(d))/llc.tsv)) | $(O)/.study-deps
+	@mkdir -p $$(@D)
+	$(Q)gnuplot -e "$(call plot_vars,$(1)); llc=$(if $(filter $(1),$(LLC_LIST)),1,0); out='$$@+'" \
+	    pipeline/plot-progress.gp $(PLOT_QUIET) && mv -f $$@+ $$@
+endef
+define fourier_plot_rule
+$(PL)/$(1)-fourier.png: pipeline/plot-fourier.gp pipeline/style.gp $(STAMP)/plots \
+    $(foreach d,$(call depths_of,$(1)),$(call run1,$(1),$(d))/fourier.tsv) | $(O)/.study-deps
+	@mkdir -p $$(@D)
+	$(Q)gnuplot -e "$(call plot_vars,$(1)); out='$$@+'" \
+	    pipeline/plot-fourier.gp $(PLOT_QUIET) && mv -f $$@+ $$@
+endef
+$(foreach r,$(PM_LIST),$(eval $(call pm_plot_rule,$(r))))
+$(foreach r,$(FOURIER_LIST),$(eval $(call fourier_plot_rule,$(r))))
 
 $(PL)/llc-calibration.png: pipeline/plot-llc-calibration.gp pipeline/style.gp $(R)/llc-calibration.tsv | $(O)/.study-deps
 	@mkdir -p $(@D)
@@ -251,9 +382,10 @@ $(R)/by-depth.txt: $(R)/by-depth.jsonl pipeline/by-depth-table.jq pipeline/forma
 
 $(PL)/by-depth.png: pipeline/by-depth.gp pipeline/style.gp $(R)/by-depth.tsv | $(O)/.study-deps
 	@mkdir -p $(@D)
-	$(Q)gnuplot -e "tsv='$(R)/by-depth.tsv'; recipes='$(RECIPES)'; out='$@+'" pipeline/by-depth.gp $(PLOT_QUIET) && mv -f $@+ $@
+	$(Q)gnuplot -e "tsv='$(R)/by-depth.tsv'; recipes='$(RECIPE_LIST)'; out='$@+'" pipeline/by-depth.gp $(PLOT_QUIET) && mv -f $@+ $@
 
 # Files only pattern rules name are intermediate to make, which would delete
 # them after use and remake them next time: keep them.
 .SECONDARY: $(patsubst $(R)/data/%.safetensors,$(STAMP)/data-%,$(DATA)) \
-    $(foreach r,$(RECIPES),$(R)/$(r)/d2-s$(firstword $(SEEDS))$(FIRST_VARIANT)/spectra.tsv)
+    $(foreach r,$(RECIPE_LIST),$(call run1,$(r),$(call spec_depth,$(r)))/spectra.tsv) \
+    $(foreach r,$(FOURIER_LIST),$(foreach d,$(call depths_of,$(r)),$(call run1,$(r),$(d))/fourier.tsv))

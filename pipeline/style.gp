@@ -18,3 +18,5 @@ if (!exists("suffix")) suffix = ""
 run(d) = sprintf("%s/d%s-s%s%s", dir, d, seed, suffix)
 # memorisation (triangle) and generalisation (circle) steps of the plotted seed
 ismine(r, s) = (r eq recipe && s == seed + 0)
+# unit: what the lines are, "depth" (an MLP's hidden layers) or "layers" (transformer blocks)
+if (!exists("unit")) unit = "depth"

@@ -13,26 +13,30 @@ setup() {
 	O=$(cd "$GROK_BIN/.." && pwd)
 	SAN=
 	[[ $O == */asan ]] && SAN=address,undefined
-	ARGS=(-C "$ROOT" O="$O" SAN="$SAN" P=7 FRAC=0.5 STEPS=40 DEPTHS="1 2" SEEDS="0 1" CKPT_POINTS=3
-	      LLC_FLAGS="--chains 2 --draws 20 --batch 8" R="$BATS_TEST_TMPDIR/results" PL="$BATS_TEST_TMPDIR/plots")
+	# the MLPs at two depths and two seeds, and one tiny transformer (nanda, one layer, one seed)
+	TINY=(P=11 FRAC=0.5 STEPS=40 DEPTHS="1 2" SEEDS="0 1" CKPT_POINTS=3 LLC_FLAGS="--chains 2 --draws 20 --batch 8"
+	      RECIPES="grok seed nanda" NANDA_P=11 LAYERS=1 TFM_STEPS=40 TFM_SEEDS=0 TFM_CKPT_POINTS=3)
+	ARGS=(-C "$ROOT" O="$O" SAN="$SAN" "${TINY[@]}" R="$BATS_TEST_TMPDIR/results" PL="$BATS_TEST_TMPDIR/plots")
 }
 
 # The tool invocations a make printed (with V=1), counted by tool.
 invocations() {
-	grep -oE 'bin/(gen-modadd|train-mlp|hess-eig|gop-spectrum|llc-estimate|summarize)|gnuplot -e' | sort | uniq -c |
+	grep -oE 'bin/(gen-modadd|train-mlp|train-transformer|hess-eig|gop-spectrum|llc-estimate|progress-measures|summarize)|gnuplot -e' | sort | uniq -c |
 		sed -E 's/^ *([0-9]+) (.*)$/\2=\1/' | tr '\n' ' '
 }
 
 @test "study: a tiny make all makes every file, then nothing, then only what a parameter touches" {
 	run make -j2 all "${ARGS[@]}"
 	assert_success
-	# quiet: a line per finished run, counted 1 to 8 however they finish, then the table
+	# quiet: a line per finished run, counted 1 to 9 however they finish, then the table
 	assert_equal "$(invocations <<<"$output")" ""
-	runs=$(grep -E '^\[ *[0-9]+/8\] (grok|seed) d[12] s[01] +memorised +([0-9]+|—)  generalised ([0-9]+|—) +final test [01]\.[0-9]{2}  \([0-9]+ s\)$' <<<"$output")
-	assert_equal "$(wc -l <<<"$runs")" 8
-	assert_equal "$(sed -E 's/^\[ *([0-9]+).*/\1/' <<<"$runs" | sort -n | tr '\n' ' ')" "1 2 3 4 5 6 7 8 "
-	assert_equal "$(grep -c '^\[' <<<"$output")" 8
-	assert_line "The study in $BATS_TEST_TMPDIR/results: p = 7, 40 steps, depths 1 2, seeds 0 1."
+	runs=$(grep -E '^\[ *[0-9]+/9\] ((grok|seed) d[12] s[01]|nanda d1 s0) +memorised +([0-9]+|—)  generalised ([0-9]+|—) +final test [01]\.[0-9]{2}  \([0-9]+ s\)$' <<<"$output")
+	assert_equal "$(wc -l <<<"$runs")" 9
+	assert_equal "$(sed -E 's/^\[ *([0-9]+).*/\1/' <<<"$runs" | sort -n | tr '\n' ' ')" "1 2 3 4 5 6 7 8 9 "
+	assert_equal "$(grep -c '^\[' <<<"$output")" 9
+	assert_line "The study in $BATS_TEST_TMPDIR/results: p = 11, 40 steps, depths 1 2, seeds 0 1."
+	assert_line "nanda: p = 11, 40 steps, layers 1, seeds 0."
+	assert_line "Depth: hidden layers of an MLP, blocks of a transformer."
 	assert_line --regexp '^recipe +depth +memorised +generalised +generalised at +final test +peak sharpness λ₁ +LLC at the end$'
 	for r in grok seed; do
 		for d in 1 2; do
@@ -40,11 +44,13 @@ invocations() {
 		done
 	done
 	assert_line --regexp '^seed +2 .* —$'   # no LLC for the control
-	assert_line "Plots: $BATS_TEST_TMPDIR/plots/ (19 files; plots/README.md says what each shows)."
+	assert_line --regexp '^nanda +1 +[01]/1 +[01]/1 +.* [01]\.[0-9]{2} +'   # one seed: no ± 
+	assert_line "Plots: $BATS_TEST_TMPDIR/plots/ (30 files; plots/README.md says what each shows)."
 	assert_equal "$(grep -v '^make' <<<"$output" | tail -1)" "Tables: $BATS_TEST_TMPDIR/results/runs.tsv (per run), $BATS_TEST_TMPDIR/results/by-depth.tsv (per recipe and depth)."
 	for f in results/data/grok.safetensors results/data/seed.safetensors results/runs.jsonl results/runs.tsv \
 	    results/by-depth.jsonl results/by-depth.tsv plots/by-depth.png results/llc-calibration.tsv \
-	    plots/llc-calibration.png plots/grok-llc.png; do
+	    plots/llc-calibration.png plots/grok-llc.png results/data/nanda.safetensors plots/nanda-llc.png \
+	    plots/grok-progress.png plots/seed-progress.png plots/grok-fourier.png; do
 		assert_file_exist "$f"
 	done
 	for r in grok seed; do
@@ -64,8 +70,32 @@ invocations() {
 		for k in accuracy loss sharpness dead-units grad-norm gop-spectral gop-rank gop-spectrum; do
 			assert_file_exist "plots/$r-$k.png"
 		done
+		for s in 0 1; do   # progress-measures on every MLP run (PM_RECIPES)
+			[ "$(jq -s 'map(select(.record == "progress")) | length' results/$r/d1-s$s/progress.jsonl)" -eq 4 ]
+		done
 	done
-	[ "$(jq -s 'map(select(.record == "run")) | length' results/runs.jsonl)" -eq 8 ]
+	# the transformer: trained by train-transformer, analysed as the MLPs, plotted without dead units
+	[ "$(head -1 results/nanda/d1-s0/log.jsonl | jq -r '.tool + " " + (.config.model.layers | tostring) + " " + .config.tag')" = "train-transformer 1 nanda" ]
+	for f in hessian gop llc; do
+		[ "$(jq -s "map(select(.record == \"$f\")) | length" results/nanda/d1-s0/$f.jsonl)" -eq 4 ]
+	done
+	for k in accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum llc; do
+		assert_file_exist "plots/nanda-$k.png"
+	done
+	assert_file_not_exist plots/nanda-dead-units.png
+	assert_file_not_exist plots/seed-fourier.png   # integer inputs: no embedding
+	# the new tables' headers
+	assert_equal "$(head -1 results/grok/d2-s0/progress.tsv)" \
+		"$(printf 'step\tloss_all\tloss_train\trestricted_loss\texcluded_loss\tkey_var_frac\tkeys\tembed_gini\tdistance_irrelevance\tgradient_symmetricity')"
+	[ "$(wc -l < results/grok/d2-s0/progress.tsv)" -eq 5 ]
+	assert_equal "$(head -1 results/grok/d2-s0/fourier.tsv | cut -f1,2)" "$(printf 'k\tfirst (step 0)')"
+	assert_equal "$(head -1 results/grok/d2-s0/fourier.tsv | awk -F'\t' '{ print $NF }')" "last (step 40)"
+	[ "$(wc -l < results/grok/d2-s0/fourier.tsv)" -eq 6 ]   # k = 1..5 at p = 11
+	assert_equal "$(head -1 results/runs.tsv | cut -f18-)" \
+		"$(printf 'restricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs')"
+	assert_equal "$(head -1 results/by-depth.tsv | awk -F'\t' '{ print $(NF - 7) }')" restricted_step_mean
+	[ "$(jq -s 'map(select(.record == "run" and .recipe == "nanda")) | .[0] | [.depth, (.progress | type)] | tostring' -r results/runs.jsonl)" = '[1,"null"]' ]
+	[ "$(jq -s 'map(select(.record == "run")) | length' results/runs.jsonl)" -eq 9 ]
 	[ "$(jq -s 'map(select(.recipe == "grok") | .llc.final.step) | unique' -c results/runs.jsonl)" = "[40]" ]
 	# every table: its header once, then one row per record (4 checkpoints; log points of 40 steps)
 	for f in hessian gop llc; do
@@ -80,20 +110,20 @@ invocations() {
 	run make -j2 all "${ARGS[@]}" V=1
 	assert_success
 	assert_equal "$(invocations <<<"$output")" ""
-	refute_line --regexp '^\[[0-9]+/8\]'   # no run redone
+	refute_line --regexp '^\[[0-9]+/9\]'   # no run redone
 	assert_line --regexp '^grok +2 '   # the table, again
 
 	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4"
 	assert_success
-	assert_equal "$(invocations <<<"$output")" "bin/gop-spectrum=8 bin/summarize=4 gnuplot -e=17 "
+	assert_equal "$(invocations <<<"$output")" "bin/gop-spectrum=9 bin/summarize=4 gnuplot -e=24 "
 
 	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2"
 	assert_success
-	assert_equal "$(invocations <<<"$output")" "bin/hess-eig=8 bin/summarize=4 gnuplot -e=17 "
+	assert_equal "$(invocations <<<"$output")" "bin/hess-eig=9 bin/summarize=4 gnuplot -e=26 "
 
 	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2" LLC_FLAGS="--chains 2 --draws 21 --batch 8"
 	assert_success
-	assert_equal "$(invocations <<<"$output")" "bin/llc-estimate=5 bin/summarize=4 gnuplot -e=19 "
+	assert_equal "$(invocations <<<"$output")" "bin/llc-estimate=6 bin/summarize=4 gnuplot -e=28 "
 }
 
 @test "study: interrupted by SIGINT and made again, it finishes without redoing finished work" {
@@ -132,7 +162,7 @@ invocations() {
 	# apt-get, dpkg-query and dpkg stand-ins: every package missing until "installed",
 	# one install at a time or the stand-in fails (and records a collision)
 	standins_install "$BATS_TEST_TMPDIR"
-	T=(P=7 FRAC=0.5 STEPS=40 DEPTHS="1 2" SEEDS="0 1" CKPT_POINTS=3 LLC_FLAGS="--chains 2 --draws 20 --batch 8")
+	T=("${TINY[@]}")
 	run make -C clone -j2 all "${T[@]}"
 	assert_success
 	assert_file_not_exist "$FAKE/collisions"
@@ -140,7 +170,7 @@ invocations() {
 	assert_line --partial "ensure-deps: installing: build-essential"
 	assert_line --regexp '^    CC tools/train-mlp\.c$'   # quiet build lines, not compiler commands
 	refute_line --regexp '^(cc|gcc|clang) '
-	assert_line "Plots: plots/small/ (19 files; plots/README.md says what each shows)."
+	assert_line "Plots: plots/small/ (30 files; plots/README.md says what each shows)."
 	assert_file_exist clone/plots/small/by-depth.png
 	# and a second make all, with every command shown, runs nothing
 	run make -C clone all V=1 "${T[@]}"

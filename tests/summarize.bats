@@ -184,3 +184,94 @@ setup() {
 	assert_equal "$(head -1 <<<"$output" | cut -f51,55,59)" "$(printf 'llc_final_mean\tllc_final_unflagged_mean\tllc_final_flagged')"
 	assert_equal "$(sed -n 2p <<<"$output" | cut -f51,55,59)" "$(printf '22.5\t5.0\t1')"
 }
+
+# progress_log ID "step restricted excluded keys" ... : a progress-measures log by hand.
+progress_log() {
+	local id=$1
+	shift
+	printf '{"record":"header","tool":"progress-measures"}\n'
+	for pt in "$@"; do
+		set -- $pt
+		printf '{"record":"progress","run_id":"%s","step":%d,"restricted_loss":%s,"excluded_loss":%s,"key_var_frac":0.5,"key_freqs":[%s]}\n' \
+			"$id" "$1" "$2" "$3" "${4:-}"
+	done
+}
+
+@test "summarize: progress records join their run: restricted-loss step, excluded loss at generalisation, final keys" {
+	# out of step order on purpose; run aaaa generalises at 1000; null restricted loss never counts
+	progress_log aaaa "2000 0.01 5.0 4,9" "0 null 2.0" "100 0.5 3.0 4" "1000 0.05 4.0 4,9" "10 3.0 2.5" > pa.jsonl
+	run summarize a.jsonl pa.jsonl
+	assert_success
+	assert_equal "$(jq -c '.progress | [.restricted_below, .restricted_reached, .restricted_step]' <<<"${lines[1]}")" '[0.1,true,1000]'
+	assert_equal "$(jq -c '.progress.at_generalisation | [.step, .excluded_loss, .restricted_loss]' <<<"${lines[1]}")" '[1000,4,0.05]'
+	assert_equal "$(jq -c '.progress.final | [.step, .key_freqs, .excluded_loss, .key_var_frac]' <<<"${lines[1]}")" '[2000,[4,9],5,0.5]'
+	run summarize --restricted-below 0.6 a.jsonl pa.jsonl
+	assert_success
+	assert_equal "$(jq '.progress.restricted_step' <<<"${lines[1]}")" 100
+	assert_equal "$(jq '.config.restricted_below' <<<"${lines[0]}")" 0.6
+	run summarize --restricted-below 0.001 a.jsonl pa.jsonl
+	assert_equal "$(jq -c '.progress | [.restricted_reached, .restricted_step]' <<<"${lines[1]}")" '[false,null]'
+}
+
+@test "summarize: without progress records progress is null; never generalised, no excluded loss at generalisation" {
+	progress_log cccc "50 0.02 1.5 3" > pc.jsonl
+	run summarize a.jsonl c.jsonl pc.jsonl
+	assert_success
+	assert_equal "$(jq -c '.progress' <<<"${lines[1]}")" null
+	assert_equal "$(jq -c '.progress | [.restricted_step, .at_generalisation, .final.key_freqs]' <<<"${lines[2]}")" '[50,null,[3]]'
+}
+
+@test "summarize --tsv: the progress columns come last, runs and groups" {
+	progress_log aaaa "100 0.5 3.0 4" "1000 0.05 4.0 4,9" "2000 0.01 5.0 4,9" > pa.jsonl
+	progress_log bbbb "200 0.08 2.0" "3000 0.02 6.0" > pb.jsonl
+	run summarize --tsv a.jsonl b.jsonl c.jsonl pa.jsonl pb.jsonl
+	assert_success
+	assert_equal "$(head -1 <<<"$output" | cut -f14-)" \
+		"$(printf 'peak_sharpness\tpeak_sharpness_step\tsharpness_at_memorisation\tsharpness_at_generalisation\trestricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs')"
+	assert_equal "$(sed -n 2p <<<"$output" | cut -f18-)" "$(printf '1000\t4.0\t0.01\t5.0\t4,9')"
+	assert_equal "$(sed -n 3p <<<"$output" | cut -f18-)" "$(printf '200\t6.0\t0.02\t6.0\t-')"   # analysed, no key frequency
+	assert_equal "$(sed -n 4p <<<"$output" | cut -f18-)" "$(printf 'NaN\tNaN\tNaN\tNaN\tNaN')"
+	run summarize --group-by recipe --tsv a.jsonl b.jsonl c.jsonl pa.jsonl pb.jsonl
+	assert_success
+	# llc_final_flagged keeps its column; the progress statistics follow it
+	assert_equal "$(head -1 <<<"$output" | awk -F'\t' '{ print $(NF - 8), $(NF - 7), $(NF - 3) }')" \
+		"llc_final_flagged restricted_step_mean excluded_at_generalisation_mean"
+	assert_equal "$(sed -n 2p <<<"$output" | awk -F'\t' '{ print $(NF - 7), $(NF - 6), $(NF - 3), $(NF - 2) }')" "600.0 565.685424949238 5.0 1.4142135623730951"
+	run summarize --group-by recipe a.jsonl b.jsonl c.jsonl pa.jsonl pb.jsonl
+	assert_equal "$(jq -c '[.restricted_step.n, .restricted_step.min, .restricted_step.max, .excluded_at_generalisation.mean]' <<<"${lines[1]}")" '[2,200,1000,5]'
+}
+
+@test "summarize: a train-transformer log is a run, its layers the depth" {
+	{ printf '{"record":"header","tool":"train-transformer","run_id":"tttt","config":{"model":{"p":7,"layers":3,"d_model":16},"optim":{"name":"adamw","lr":0.001,"wd":1.0},"seed":4,"tag":"nanda"},"data":{"metadata":{"frac":"0.3"}}}\n'
+	  printf '{"record":"metrics","step":%d,"train_acc":%s,"test_acc":%s}\n' 0 0.1 0.0 30 1.0 0.3 90 1.0 1.0
+	  echo '{"record":"final","steps":90,"status":"ok"}'; } > t.jsonl
+	progress_log tttt "30 0.7 1.0 2" "90 0.05 3.5 2,3" > pt.jsonl
+	run summarize t.jsonl pt.jsonl
+	assert_success
+	assert_equal "$(jq -c '[.recipe, .depth, .width, .seed, .memorisation_step, .generalisation_step, .progress.restricted_step, .progress.at_generalisation.excluded_loss]' <<<"${lines[1]}")" \
+		'["nanda",3,null,4,30,90,90,3.5]'
+	run summarize --group-by recipe,depth t.jsonl pt.jsonl
+	assert_success
+	assert_equal "$(jq -c '[.recipe, .depth, .runs, .generalised]' <<<"${lines[1]}")" '["nanda",3,1,1]'
+}
+
+@test "summarize --restricted-below: out of range or not a number is a usage error" {
+	for v in 0 -1 101 abc nan; do
+		run summarize --restricted-below "$v" a.jsonl
+		assert_failure 2
+		assert_output --partial "summarize: --restricted-below"
+	done
+}
+
+@test "summarize on real logs: progress-measures of a run joins it by run_id" {
+	gen-modadd -p 11 --frac 0.5 -o d.st
+	train-mlp --data d.st --steps 60 --log-every 20 --width 12 --tag t --ckpt-dir ck > log.jsonl
+	progress-measures --data d.st ck/*.safetensors > p.jsonl
+	run summarize log.jsonl p.jsonl
+	assert_success
+	assert_equal "$(jq -c '.progress.final.step' <<<"${lines[1]}")" 60
+	assert_equal "$(jq -c '.progress.final.key_freqs' <<<"${lines[1]}")" "$(tail -1 p.jsonl | jq -c .key_freqs)"
+	assert_equal "$(jq '.progress.final.excluded_loss' <<<"${lines[1]}")" "$(tail -1 p.jsonl | jq .excluded_loss)"
+	want=$(jq -s 'map(select(.record == "progress" and .restricted_loss < 0.1)) | min_by(.step) | .step' p.jsonl)
+	assert_equal "$(jq '.progress.restricted_step' <<<"${lines[1]}")" "$want"
+}

@@ -1,6 +1,6 @@
 /*
- * summarize: grokking steps and tables from train-mlp, hess-eig,
- * gop-spectrum and llc-estimate logs.
+ * summarize: grokking steps and tables from train-mlp, train-transformer,
+ * hess-eig, gop-spectrum, llc-estimate and progress-measures logs.
  *
  * Records are joined by run_id (train-mlp names every run by a hash of its
  * configuration and data, and the analyses copy it from the checkpoints).
@@ -52,6 +52,13 @@ struct lpoint {
 	int flagged;   /* some chain left the basin */
 };
 
+/* A progress-measures record (the mechanistic measures at a checkpoint). */
+struct ppoint {
+	long step;
+	double restricted, excluded, key_var_frac;
+	json_t *keys;   /* key_freqs, an array of frequencies */
+};
+
 struct run {
 	char id[17];
 	const char *file;
@@ -65,10 +72,15 @@ struct run {
 	size_t ng, cg;
 	struct lpoint *l;
 	size_t nl, cl;
+	struct ppoint *pg;
+	size_t npg, cpg;
 };
 
 static struct run *runs;
 static size_t nruns, cruns;
+
+/* --restricted-below: the restricted loss (nats) that counts as the circuit formed. */
+static double restricted_below = 0.1;
 
 static const char *const group_keys[] = {
 	"recipe", "depth", "width", "seed", "wd", "lr", "optim", "frac", "p", "encoding", "loss", NULL,
@@ -86,21 +98,28 @@ help(void)
 	usage(stdout);
 	printf(
 "\n"
-"Read train-mlp, hess-eig, gop-spectrum and llc-estimate JSON-lines logs (the\n"
-"arguments, or their paths one per line on standard input), join them by\n"
-"run_id, and "
-"write one record per run (or per group with --group-by) after a\n"
-"header.\n"
+"Read train-mlp, train-transformer, hess-eig, gop-spectrum, llc-estimate and\n"
+"progress-measures JSON-lines logs (the arguments, or their paths one per\n"
+"line on standard input), join them by run_id, and write one record per\n"
+"run (or per group with --group-by) after a header.\n"
 "\n"
 "      --threshold T      accuracy that counts as memorised (train) and\n"
 "                         generalised (test), 0 < T <= 1 (default 0.99)\n"
 "      --group-by KEYS    comma-separated: recipe, depth, width, seed, wd, lr,\n"
 "                         optim, frac, p, encoding, loss; mean, std, min, max\n"
 "                         over each group's runs\n"
+"      --restricted-below L  restricted loss (nats) below which the Fourier\n"
+"                         circuit counts as formed, 0 < L <= 100 (default 0.1:\n"
+"                         a geometric-mean probability of 0.9 on the answer)\n"
 "      --tsv              a tab-separated table with a header line instead\n"
 "                         (NaN where a value does not exist), for gnuplot\n"
 "  -h, --help             show this help and exit\n"
 "      --version          show the version and exit\n"
+"\n"
+"With progress-measures logs, each run also gets: the first analysed\n"
+"checkpoint whose restricted loss is below --restricted-below (checkpoints\n"
+"are log-spaced: the first past the crossing), the excluded loss at the\n"
+"checkpoint nearest generalisation, and the key frequencies at the last.\n"
 "\n"
 "A log that ends early (an interrupted run) counts up to its last whole\n"
 "record; its status is 'incomplete' if it has no final record.\n"
@@ -158,6 +177,24 @@ step_of(json_t *rec, long *step)
 	return 0;
 }
 
+/* A log of training runs (its header names the run), not of an analysis. */
+static int
+is_training_tool(const char *tool)
+{
+	return strcmp(tool, "train-mlp") == 0 || strcmp(tool, "train-transformer") == 0;
+}
+
+/* A progress-measures record: the measures summarize reports, at its step. */
+static void
+take_progress(struct run *r, long step, json_t *rec)
+{
+	json_t *k = json_object_get(rec, "key_freqs");
+	struct ppoint p = {step, num(rec, "restricted_loss"), num(rec, "excluded_loss"),
+	    num(rec, "key_var_frac"), json_is_array(k) ? json_incref(k) : json_array()};
+
+	PUSH(r->pg, r->npg, r->cpg, p);
+}
+
 /* One record of a log whose header named tool; 0, or -1 with err. */
 static int
 take(const char *file, long line, const char *tool, json_t *rec, const char **run_id,
@@ -173,11 +210,11 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 		return -1;
 	}
 	if ((strcmp(kind, "metrics") == 0 || strcmp(kind, "hessian") == 0 || strcmp(kind, "gop") == 0 ||
-	    strcmp(kind, "llc") == 0) && step_of(rec, &step) < 0) {
+	    strcmp(kind, "llc") == 0 || strcmp(kind, "progress") == 0) && step_of(rec, &step) < 0) {
 		snprintf(err, errlen, "%s:%ld: a %s record without a whole, non-negative step", file, line, kind);
 		return -1;
 	}
-	if (strcmp(tool, "train-mlp") == 0) {
+	if (is_training_tool(tool)) {
 		r = find_run(*run_id);
 		if (strcmp(kind, "metrics") == 0) {
 			struct point p = {step, num(rec, "train_acc"), num(rec, "test_acc")};
@@ -205,6 +242,8 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 		struct lpoint l = {step, num(rec, "llc_mean"), num(rec, "llc_std"),
 		    num(rec, "chains_flagged") > 0};
 		PUSH(r->l, r->nl, r->cl, l);
+	} else if (strcmp(kind, "progress") == 0) {
+		take_progress(r, step, rec);
 	}
 	return 0;
 }
@@ -254,11 +293,11 @@ read_log_fp(FILE *fp, const char *file, json_t *inputs, char *err, size_t errlen
 			const char *t = json_string_value(json_object_get(rec, "tool"));
 			const char *k = json_string_value(json_object_get(rec, "record"));
 			if (!k || strcmp(k, "header") != 0 || !t ||
-			    (strcmp(t, "train-mlp") && strcmp(t, "hess-eig") && strcmp(t, "gop-spectrum") &&
-			    strcmp(t, "llc-estimate")))
+			    (!is_training_tool(t) && strcmp(t, "hess-eig") && strcmp(t, "gop-spectrum") &&
+			    strcmp(t, "llc-estimate") && strcmp(t, "progress-measures")))
 				FAIL("%s: not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate (no such header)", file);
 			snprintf(tool, sizeof tool, "%s", t);
-			if (strcmp(t, "train-mlp") == 0) {
+			if (is_training_tool(t)) {
 				struct run *r;
 				json_t *md;
 				const char *fr;
@@ -324,6 +363,14 @@ read_log(const char *file, json_t *inputs)
 }
 
 static void
+free_progress(struct run *r)
+{
+	for (size_t i = 0; i < r->npg; i++)
+		json_decref(r->pg[i].keys);
+	free(r->pg);
+}
+
+static void
 free_runs(void)
 {
 	for (size_t i = 0; i < nruns; i++) {
@@ -333,6 +380,7 @@ free_runs(void)
 		free(runs[i].h);
 		free(runs[i].g);
 		free(runs[i].l);
+		free_progress(&runs[i]);
 	}
 	free(runs);
 	runs = NULL;
@@ -347,9 +395,11 @@ attribute(const struct run *r, const char *key)
 
 	if (strcmp(key, "recipe") == 0)
 		return json_object_get(r->config, "tag");
+	if (strcmp(key, "depth") == 0 && !json_object_get(model, "depth") && json_object_get(model, "layers"))
+		return json_object_get(model, "layers");   /* a transformer's blocks */
 	if (strcmp(key, "depth") == 0 || strcmp(key, "width") == 0 || strcmp(key, "p") == 0 ||
 	    strcmp(key, "encoding") == 0 || strcmp(key, "loss") == 0)
-		return json_object_get(model, key);
+		return json_object_get(model, key) ? json_object_get(model, key) : json_null();
 	if (strcmp(key, "seed") == 0)
 		return json_object_get(r->config, "seed");
 	if (strcmp(key, "wd") == 0 || strcmp(key, "lr") == 0)
@@ -432,6 +482,43 @@ step_or_null(long s)
 	return s < 0 ? json_null() : json_integer(s);
 }
 
+static json_t *
+ppoint_json(const struct ppoint *p)
+{
+	return json_pack("{s:I, s:o, s:o, s:o, s:O}", "step", (json_int_t)p->step,
+	    "restricted_loss", jnum(p->restricted), "excluded_loss", jnum(p->excluded),
+	    "key_var_frac", jnum(p->key_var_frac), "key_freqs", p->keys);
+}
+
+/*
+ * The progress measures of a run (null without progress records): the
+ * first analysed checkpoint whose restricted loss is below
+ * restricted_below (the circuit has formed; checkpoints are log-spaced, so
+ * this is the first checkpoint past the crossing, not the crossing), the
+ * measures at the checkpoint nearest generalisation step gen (excluded
+ * loss there: how much of the fit the Fourier directions carry) and at the
+ * last checkpoint (the final key frequencies).
+ */
+static json_t *
+progress_json(const struct run *r, long gen)
+{
+	long first = -1, last = 0, at;
+
+	if (r->npg == 0)
+		return json_null();
+	for (size_t i = 0; i < r->npg; i++) {
+		if (r->pg[i].restricted < restricted_below && (first < 0 || r->pg[i].step < first))
+			first = r->pg[i].step;
+		if (r->pg[i].step > r->pg[last].step)
+			last = (long)i;
+	}
+	at = gen < 0 ? -1 : nearest(r->pg, r->npg, sizeof *r->pg, gen);
+	return json_pack("{s:o, s:b, s:o, s:o, s:o}", "restricted_below", jnum(restricted_below),
+	    "restricted_reached", first >= 0, "restricted_step", step_or_null(first),
+	    "at_generalisation", at < 0 ? json_null() : ppoint_json(&r->pg[at]),
+	    "final", ppoint_json(&r->pg[last]));
+}
+
 /* The per-run summary record. */
 static json_t *
 summarise(const struct run *r, double t)
@@ -493,6 +580,7 @@ summarise(const struct run *r, double t)
 	} else {
 		json_object_set_new(rec, "llc", json_null());
 	}
+	json_object_set_new(rec, "progress", progress_json(r, gen));
 	return rec;
 }
 
@@ -569,6 +657,15 @@ static const struct group_metric group_metrics[] = {
 	{NULL, NULL, NULL, 0},
 };
 
+/* The value of a record's member at (a step's summary) that metric m summarises. */
+static json_t *
+progress_field(const struct group_metric *m, json_t *at)
+{
+	if (strcmp(m->a, "progress") == 0)
+		return json_object_get(at, "excluded_loss");
+	return json_object_get(at, strcmp(m->a, "llc") == 0 ? "llc" : "top");
+}
+
 static double
 field(json_t *rec, const struct group_metric *m)
 {
@@ -578,9 +675,29 @@ field(json_t *rec, const struct group_metric *m)
 		json_t *at = json_object_get(v, m->b);
 		if (m->unflagged && json_is_true(json_object_get(at, "flagged")))
 			return NAN;
-		v = json_object_get(at, strcmp(m->a, "llc") == 0 ? "llc" : "top");
+		v = json_is_number(at) ? at : progress_field(m, at);
 	}
 	return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* The progress measures' group metrics (their TSV columns come after all the others). */
+static const struct group_metric progress_metrics[] = {
+	{"progress", "restricted_step", "restricted_step", 0},
+	{"progress", "at_generalisation", "excluded_at_generalisation", 0},
+	{NULL, NULL, NULL, 0},
+};
+
+/* Group g's statistics of each metric of table over its m members in recs. */
+static void
+group_stats(json_t *g, json_t *recs, const size_t *members, size_t m, const struct group_metric *table)
+{
+	for (const struct group_metric *q = table; q->a; q++) {
+		double *v = xmalloc(xmul(m + 1, sizeof *v));
+		for (size_t j = 0; j < m; j++)
+			v[j] = field(json_array_get(recs, members[j]), q);
+		json_object_set_new(g, q->name, stats(v, (int)m));
+		free(v);
+	}
 }
 
 /* Runs whose LLC at the last checkpoint is flagged (some chain left the basin). */
@@ -639,6 +756,7 @@ groups(json_t *recs, char *const *keys, int nkeys)
 			json_object_set_new(g, q->name, stats(v, (int)m));
 			free(v);
 		}
+		group_stats(g, recs, members, m, progress_metrics);
 		json_array_append_new(out, g);
 		free(members);
 	}
@@ -664,6 +782,33 @@ tsv_value(json_t *v)
 		fputs("NaN", stdout);
 }
 
+/* A run's progress columns (last, so that the columns before keep their numbers). */
+static const char tsv_progress_head[] =
+	"restricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs";
+
+static void
+tsv_progress(json_t *pg)
+{
+	json_t *fin = json_object_get(pg, "final"), *k;
+	size_t i;
+
+	putchar('\t');
+	tsv_value(json_object_get(pg, "restricted_step"));
+	putchar('\t');
+	tsv_value(json_object_get(json_object_get(pg, "at_generalisation"), "excluded_loss"));
+	putchar('\t');
+	tsv_value(json_object_get(fin, "restricted_loss"));
+	putchar('\t');
+	tsv_value(json_object_get(fin, "excluded_loss"));
+	putchar('\t');
+	if (!fin)
+		fputs("NaN", stdout);
+	else if (json_array_size(json_object_get(fin, "key_freqs")) == 0)
+		putchar('-');   /* analysed, no key frequency */
+	json_array_foreach(json_object_get(fin, "key_freqs"), i, k)
+		printf("%s%lld", i ? "," : "", (long long)json_integer_value(k));
+}
+
 static void
 tsv_runs(json_t *recs)
 {
@@ -676,7 +821,8 @@ tsv_runs(json_t *recs)
 
 	for (int c = 0; cols[c]; c++)
 		printf("%s%s", c ? "\t" : "", cols[c]);
-	printf("\tpeak_sharpness\tpeak_sharpness_step\tsharpness_at_memorisation\tsharpness_at_generalisation\n");
+	printf("\tpeak_sharpness\tpeak_sharpness_step\tsharpness_at_memorisation\tsharpness_at_generalisation");
+	printf("\t%s\n", tsv_progress_head);
 	json_array_foreach(recs, i, r) {
 		json_t *h = json_object_get(r, "hessian");
 		for (int c = 0; cols[c]; c++) {
@@ -692,8 +838,25 @@ tsv_runs(json_t *recs)
 		tsv_value(json_object_get(json_object_get(h, "at_memorisation"), "top"));
 		putchar('\t');
 		tsv_value(json_object_get(json_object_get(h, "at_generalisation"), "top"));
+		tsv_progress(json_object_get(r, "progress"));
 		putchar('\n');
 	}
+}
+
+/* The mean, std, min and max columns of table's metrics: their heads, or group g's values. */
+static void
+tsv_group_stats(json_t *g, const struct group_metric *table)
+{
+	static const char *const part[] = {"mean", "std", "min", "max"};
+
+	for (const struct group_metric *q = table; q->a; q++)
+		for (int p = 0; p < 4; p++) {
+			putchar('\t');
+			if (g)
+				tsv_value(json_object_get(json_object_get(g, q->name), part[p]));
+			else
+				printf("%s_%s", q->name, part[p]);
+		}
 }
 
 static void
@@ -708,7 +871,9 @@ tsv_groups(json_t *gs, char *const *keys, int nkeys)
 	for (const struct group_metric *q = group_metrics; q->a; q++)
 		printf("\t%s_mean\t%s_std\t%s_min\t%s_max", q->name, q->name, q->name, q->name);
 	/* last, so that the columns before keep their numbers */
-	printf("\tllc_final_flagged\n");
+	printf("\tllc_final_flagged");
+	tsv_group_stats(NULL, progress_metrics);
+	putchar('\n');
 	json_array_foreach(gs, i, g) {
 		for (int k = 0; k < nkeys; k++) {
 			tsv_value(json_object_get(g, keys[k]));
@@ -728,6 +893,7 @@ tsv_groups(json_t *gs, char *const *keys, int nkeys)
 		}
 		putchar('\t');
 		tsv_value(json_object_get(g, "llc_final_flagged"));
+		tsv_group_stats(g, progress_metrics);
 		putchar('\n');
 	}
 }
@@ -761,11 +927,12 @@ parse_group_by(struct options *o, const char *arg)
 static int
 parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_THRESHOLD = 256, O_GROUPBY, O_TSV, O_VERSION };
+	enum { O_THRESHOLD = 256, O_GROUPBY, O_TSV, O_VERSION, O_RESTRICTED };
 	static const struct option longopts[] = {
 		{"threshold", required_argument, NULL, O_THRESHOLD},
 		{"group-by", required_argument, NULL, O_GROUPBY},
 		{"tsv", no_argument, NULL, O_TSV},
+		{"restricted-below", required_argument, NULL, O_RESTRICTED},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -777,6 +944,7 @@ parse_options(int argc, char **argv, struct options *o)
 		case O_THRESHOLD: o->threshold = opt_real("--threshold", optarg, 1e-9, 1); break;
 		case O_GROUPBY: parse_group_by(o, optarg); break;
 		case O_TSV: o->tsv = 1; break;
+		case O_RESTRICTED: restricted_below = opt_real("--restricted-below", optarg, 1e-12, 100); break;
 		case 'h': help(); finish_stdout(); return 0;
 		case O_VERSION: printf("summarize %s\n", GROK_VERSION); finish_stdout(); return 0;
 		default: fprintf(stderr, "Try 'summarize --help' for more information.\n"); return EXIT_USAGE;
@@ -854,7 +1022,8 @@ main(int argc, char **argv)
 	gkeys = json_array();
 	for (int k = 0; k < o.nkeys; k++)
 		json_array_append_new(gkeys, json_string(o.keys[k]));
-	config = json_pack("{s:o, s:o, s:b}", "threshold", jnum(o.threshold), "group_by", gkeys, "tsv", o.tsv);
+	config = json_pack("{s:o, s:o, s:b, s:o}", "threshold", jnum(o.threshold), "group_by", gkeys, "tsv", o.tsv,
+	    "restricted_below", jnum(restricted_below));
 	header = jsonl_header("summarize", argc, argv, 0, config);
 	json_object_set_new(header, "inputs", inputs);
 	emit(header, recs, &o);
