@@ -210,13 +210,13 @@ static void
 logits(void)
 {
 	static const struct { int p; const char *op; } cases[] = {
-		{11, "add"}, {13, "sub"}, {11, "mul"}, {13, "div"},
+		{11, "add"}, {13, "sub"}, {11, "mul"}, {13, "div"}, {7, "add"},
 	};
 
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
 		struct fourier_group g;
 		fourier_group_init(&g, cases[c].p, cases[c].op);
-		int p = g.p, keys[2] = {2, 5}, other = 3, *labels = xmalloc(sizeof(int) * p * p);
+		int p = g.p, keys[2] = {2, g.nfreq < 5 ? g.nfreq : 5}, other = g.nfreq < 5 ? 1 : 3, *labels = xmalloc(sizeof(int) * p * p);
 		double amp[2] = {6, 3}, v0, v1;
 		unsigned char *train = xmalloc((size_t)p * p);
 		float *L = fourier_logits(&g, keys, amp, 2, labels, train);
@@ -241,6 +241,14 @@ logits(void)
 		ok(fabs(m.key_var_frac - v0 / (v0 + v1)) < 1e-6,
 		    "p = %d, %s: frequency %d alone explains %.6f of it (%.9f)", p, cases[c].op,
 		    keys[0], v0 / (v0 + v1), m.key_var_frac);
+		/* Every frequency a key: the largest scratch logit_measures asks for. */
+		int *all = xmalloc(g.nfreq * sizeof *all);
+		for (int k = 0; k < g.nfreq; k++)
+			all[k] = k + 1;
+		logit_measures(&g, L, p, labels, train, all, g.nfreq, &m, scratch);
+		ok(fabs(m.key_var_frac - 1) < 1e-6 && fabs(m.restricted - m.loss_all) < 1e-6,
+		    "p = %d, %s: every frequency a key: all the variance, restricted = loss", p, cases[c].op);
+		free(all);
 		logit_measures(&g, L, p, labels, train, &other, 1, &m, scratch);
 		ok(fabs(m.restricted - log(p)) < 1e-6 && fabs(m.excluded - m.loss_train) < 1e-6 &&
 		    fabs(m.key_var_frac) < 1e-6,

@@ -266,7 +266,8 @@ xent(const double *z, int p, int y)
 size_t
 logit_measures_scratch(const struct fourier_group *g)
 {
-	return (size_t)g->p * (3 + 2 * (size_t)g->nfreq) + 2 * (size_t)g->nfreq;
+	/* Class means, coefficients, three rows of logits (restricted, excluded, own), directions. */
+	return (size_t)g->p * (4 + 2 * (size_t)g->nfreq) + 2 * (size_t)g->nfreq;
 }
 
 /* The unit key directions at the pair (u, v): dir[2i] cos, dir[2i+1] sin (0 at n/2). */
