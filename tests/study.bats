@@ -59,9 +59,9 @@ invocations() {
 				for f in log.jsonl hessian.jsonl gop.jsonl curves.tsv hessian.tsv gop.tsv; do
 					assert_file_exist "results/$r/d$d-s$s/$f"
 				done
-				[ "$(ls results/$r/d$d-s$s/ckpt | wc -l)" -eq 4 ]   # steps 0, 3, 12 (rounded), 40
+				assert_equal "$(ls results/$r/d$d-s$s/ckpt | wc -l)" 4   # steps 0, 3, 12 (rounded), 40
 				if [ $r = grok ]; then
-					[ "$(jq -s 'map(select(.record == "llc")) | length' results/$r/d$d-s$s/llc.jsonl)" -eq 4 ]
+					assert_equal "$(jq -s 'map(select(.record == "llc")) | length' results/$r/d$d-s$s/llc.jsonl)" 4
 				else
 					assert_file_not_exist "results/$r/d$d-s$s/llc.jsonl"   # LLC_RECIPES = grok
 				fi
@@ -71,13 +71,13 @@ invocations() {
 			assert_file_exist "plots/$r-$k.png"
 		done
 		for s in 0 1; do   # progress-measures on every MLP run (PM_RECIPES)
-			[ "$(jq -s 'map(select(.record == "progress")) | length' results/$r/d1-s$s/progress.jsonl)" -eq 4 ]
+			assert_equal "$(jq -s 'map(select(.record == "progress")) | length' results/$r/d1-s$s/progress.jsonl)" 4
 		done
 	done
 	# the transformer: trained by train-transformer, analysed as the MLPs, plotted without dead units
-	[ "$(head -1 results/nanda/d1-s0/log.jsonl | jq -r '.tool + " " + (.config.model.layers | tostring) + " " + .config.tag')" = "train-transformer 1 nanda" ]
+	assert_equal "$(head -1 results/nanda/d1-s0/log.jsonl | jq -r '.tool + " " + (.config.model.layers | tostring) + " " + .config.tag')" "train-transformer 1 nanda"
 	for f in hessian gop llc; do
-		[ "$(jq -s "map(select(.record == \"$f\")) | length" results/nanda/d1-s0/$f.jsonl)" -eq 4 ]
+		assert_equal "$(jq -s "map(select(.record == \"$f\")) | length" results/nanda/d1-s0/$f.jsonl)" 4
 	done
 	for k in accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum llc; do
 		assert_file_exist "plots/nanda-$k.png"
@@ -87,25 +87,26 @@ invocations() {
 	# the new tables' headers
 	assert_equal "$(head -1 results/grok/d2-s0/progress.tsv)" \
 		"$(printf 'step\tloss_all\tloss_train\trestricted_loss\texcluded_loss\tkey_var_frac\tkeys\tembed_gini\tdistance_irrelevance\tgradient_symmetricity')"
-	[ "$(wc -l < results/grok/d2-s0/progress.tsv)" -eq 5 ]
+	assert_equal "$(wc -l < results/grok/d2-s0/progress.tsv)" 5
 	assert_equal "$(head -1 results/grok/d2-s0/fourier.tsv | cut -f1,2)" "$(printf 'k\tfirst (step 0)')"
 	assert_equal "$(head -1 results/grok/d2-s0/fourier.tsv | awk -F'\t' '{ print $NF }')" "last (step 40)"
-	[ "$(wc -l < results/grok/d2-s0/fourier.tsv)" -eq 6 ]   # k = 1..5 at p = 11
+	assert_equal "$(wc -l < results/grok/d2-s0/fourier.tsv)" 6   # k = 1..5 at p = 11
 	assert_equal "$(head -1 results/runs.tsv | cut -f18-)" \
-		"$(printf 'restricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs')"
-	assert_equal "$(head -1 results/by-depth.tsv | awk -F'\t' '{ print $(NF - 7) }')" restricted_step_mean
-	[ "$(jq -s 'map(select(.record == "run" and .recipe == "nanda")) | .[0] | [.depth, (.progress | type)] | tostring' -r results/runs.jsonl)" = '[1,"null"]' ]
-	[ "$(jq -s 'map(select(.record == "run")) | length' results/runs.jsonl)" -eq 9 ]
-	[ "$(jq -s 'map(select(.recipe == "grok") | .llc.final.step) | unique' -c results/runs.jsonl)" = "[40]" ]
+		"$(printf 'restricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs\tblas_core')"
+	assert_equal "$(head -1 results/by-depth.tsv | awk -F'\t' '{ print $(NF - 8) }')" restricted_step_mean
+	assert_equal "$(jq -s 'map(select(.record == "run" and .recipe == "nanda")) | .[0] | [.depth, (.progress | type)] | tostring' -r results/runs.jsonl)" '[1,"null"]'
+	assert_equal "$(jq -s 'map(select(.record == "run")) | length' results/runs.jsonl)" 9
+	assert_equal "$(jq -s 'map(select(.recipe == "grok") | .llc.final.step) | unique' -c results/runs.jsonl)" "[40]"
 	# every table: its header once, then one row per record (4 checkpoints; log points of 40 steps)
 	for f in hessian gop llc; do
-		[ "$(grep -c '^step' results/grok/d2-s0/$f.tsv)" -eq 1 ] && [ "$(wc -l < results/grok/d2-s0/$f.tsv)" -eq 5 ]
+		assert_equal "$(grep -c '^step' results/grok/d2-s0/$f.tsv)" 1
+		assert_equal "$(wc -l < results/grok/d2-s0/$f.tsv)" 5
 	done
-	[ "$(grep -c '^step' results/grok/d2-s0/curves.tsv)" -eq 1 ]
-	[ "$(head -1 results/grok/d2-s0/hessian.tsv | cut -f5)" = dead_frac ]
+	assert_equal "$(grep -c '^step' results/grok/d2-s0/curves.tsv)" 1
+	assert_equal "$(head -1 results/grok/d2-s0/hessian.tsv | cut -f5)" dead_frac
 	# the calibration: one row per step size, on the last checkpoint of depth 2, seed 0
-	[ "$(cut -f1 results/llc-calibration.tsv | tr '\n' ' ')" = "epsilon 1e-05 3e-05 0.0001 0.0003 0.001 0.003 " ]
-	[ -z "$(find results plots -name '*+' -o -name '.*.tmp.*')" ]
+	assert_equal "$(cut -f1 results/llc-calibration.tsv | tr '\n' ' ')" "epsilon 1e-05 3e-05 0.0001 0.0003 0.001 0.003 "
+	assert_equal "$(find results plots -name '*+' -o -name '.*.tmp.*')" ""
 
 	run make -j2 all "${ARGS[@]}" V=1
 	assert_success
@@ -145,7 +146,7 @@ invocations() {
 	assert_success
 	stat -c '%n %.9Y' $done_before | diff before -   # not one of them made again
 	for f in $done_before; do
-		[ "$(tail -c 1 "$f" | od -An -c | tr -d ' ')" = '\n' ]   # whole, not cut off
+		assert_equal "$(tail -c 1 "$f" | od -An -c | tr -d ' ')" '\n'   # whole, not cut off
 	done
 	# And the results equal those of a run never interrupted.
 	run make -j2 all "${A[@]}" R="$BATS_TEST_TMPDIR/whole" PL="$BATS_TEST_TMPDIR/wplots"

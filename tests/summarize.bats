@@ -227,16 +227,16 @@ progress_log() {
 	run summarize --tsv a.jsonl b.jsonl c.jsonl pa.jsonl pb.jsonl
 	assert_success
 	assert_equal "$(head -1 <<<"$output" | cut -f14-)" \
-		"$(printf 'peak_sharpness\tpeak_sharpness_step\tsharpness_at_memorisation\tsharpness_at_generalisation\trestricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs')"
-	assert_equal "$(sed -n 2p <<<"$output" | cut -f18-)" "$(printf '1000\t4.0\t0.01\t5.0\t4,9')"
-	assert_equal "$(sed -n 3p <<<"$output" | cut -f18-)" "$(printf '200\t6.0\t0.02\t6.0\t-')"   # analysed, no key frequency
-	assert_equal "$(sed -n 4p <<<"$output" | cut -f18-)" "$(printf 'NaN\tNaN\tNaN\tNaN\tNaN')"
+		"$(printf 'peak_sharpness\tpeak_sharpness_step\tsharpness_at_memorisation\tsharpness_at_generalisation\trestricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs\tblas_core')"
+	assert_equal "$(sed -n 2p <<<"$output" | cut -f18-22)" "$(printf '1000\t4.0\t0.01\t5.0\t4,9')"
+	assert_equal "$(sed -n 3p <<<"$output" | cut -f18-22)" "$(printf '200\t6.0\t0.02\t6.0\t-')"   # analysed, no key frequency
+	assert_equal "$(sed -n 4p <<<"$output" | cut -f18-22)" "$(printf 'NaN\tNaN\tNaN\tNaN\tNaN')"
 	run summarize --group-by recipe --tsv a.jsonl b.jsonl c.jsonl pa.jsonl pb.jsonl
 	assert_success
-	# llc_final_flagged keeps its column; the progress statistics follow it
-	assert_equal "$(head -1 <<<"$output" | awk -F'\t' '{ print $(NF - 8), $(NF - 7), $(NF - 3) }')" \
-		"llc_final_flagged restricted_step_mean excluded_at_generalisation_mean"
-	assert_equal "$(sed -n 2p <<<"$output" | awk -F'\t' '{ print $(NF - 7), $(NF - 6), $(NF - 3), $(NF - 2) }')" "600.0 565.685424949238 5.0 1.4142135623730951"
+	# llc_final_flagged keeps its column; the progress statistics follow it, then the kernel families
+	assert_equal "$(head -1 <<<"$output" | awk -F'\t' '{ print $(NF - 9), $(NF - 8), $(NF - 4), $NF }')" \
+		"llc_final_flagged restricted_step_mean excluded_at_generalisation_mean blas_cores"
+	assert_equal "$(sed -n 2p <<<"$output" | awk -F'\t' '{ print $(NF - 8), $(NF - 7), $(NF - 4), $(NF - 3) }')" "600.0 565.685424949238 5.0 1.4142135623730951"
 	run summarize --group-by recipe a.jsonl b.jsonl c.jsonl pa.jsonl pb.jsonl
 	assert_equal "$(jq -c '[.restricted_step.n, .restricted_step.min, .restricted_step.max, .excluded_at_generalisation.mean]' <<<"${lines[1]}")" '[2,200,1000,5]'
 }
@@ -274,4 +274,16 @@ progress_log() {
 	assert_equal "$(jq '.progress.final.excluded_loss' <<<"${lines[1]}")" "$(tail -1 p.jsonl | jq .excluded_loss)"
 	want=$(jq -s 'map(select(.record == "progress" and .restricted_loss < 0.1)) | min_by(.step) | .step' p.jsonl)
 	assert_equal "$(jq '.progress.restricted_step' <<<"${lines[1]}")" "$want"
+}
+
+@test "summarize: each run names the OpenBLAS kernel family it trained on, each group the families it mixes" {
+	gen-modadd -p 11 -o d.st
+	train-mlp --data d.st --depth 1 --width 8 --steps 5 --tag k > a.jsonl
+	core=$(jq -r 'select(.record == "header") | .blas.core' a.jsonl)
+	run -0 summarize a.jsonl
+	assert_equal "$(jq -r 'select(.record == "run") | .blas_core' <<<"$output")" "$core"
+	run -0 summarize --group-by recipe a.jsonl
+	assert_equal "$(jq -c 'select(.record == "group") | .blas_cores' <<<"$output")" "[\"$core\"]"
+	run -0 summarize --tsv a.jsonl
+	assert_equal "$(sed -n 2p <<<"$output" | awk -F'\t' '{ print $NF }')" "$core"
 }

@@ -63,6 +63,7 @@ struct run {
 	char id[17];
 	const char *file;
 	json_t *config, *data;      /* train-mlp header's config and data metadata */
+	char blas_core[32];         /* the OpenBLAS kernel family it trained on ("" if unknown) */
 	char status[16];
 	struct point *pts;
 	size_t npts, cpts;
@@ -315,6 +316,9 @@ read_log_fp(FILE *fp, const char *file, json_t *inputs, char *err, size_t errlen
 				md = json_object_get(json_object_get(rec, "data"), "metadata");
 				fr = json_string_value(json_object_get(md, "frac"));
 				r->data = json_pack("{s:o}", "frac", fr ? jnum(strtod(fr, NULL)) : json_null());
+				/* Results are reproducible within one kernel family (docs/design.md). */
+				fr = json_string_value(json_object_get(json_object_get(rec, "blas"), "core"));
+				snprintf(r->blas_core, sizeof r->blas_core, "%s", fr ? fr : "");
 				header = rec;   /* rid points into it: keep it to the end of the file */
 				rec = NULL;
 				continue;
@@ -547,6 +551,7 @@ summarise(const struct run *r, double t)
 	    "p", attribute(r, "p"), "frac", attribute(r, "frac") ? attribute(r, "frac") : json_null(),
 	    "optim", attribute(r, "optim"), "lr", attribute(r, "lr"), "wd", attribute(r, "wd"),
 	    "encoding", attribute(r, "encoding"));
+	json_object_set_new(rec, "blas_core", *r->blas_core ? json_string(r->blas_core) : json_null());
 	json_object_set_new(rec, "status", json_string(r->status));
 	json_object_set_new(rec, "diverged", json_boolean(strcmp(r->status, "diverged") == 0));
 	json_object_set_new(rec, "last_step", r->npts ? json_integer(r->pts[r->npts - 1].step) : json_null());
@@ -708,6 +713,26 @@ llc_final_flagged(json_t *rec)
 }
 
 /* Group summaries over the run records, by the listed keys. */
+/* The distinct kernel families the members trained on: a group mixing them mixes roundings. */
+static json_t *
+blas_cores(json_t *recs, const size_t *members, size_t m)
+{
+	json_t *out = json_array();
+
+	for (size_t j = 0; j < m; j++) {
+		json_t *c = json_object_get(json_array_get(recs, members[j]), "blas_core"), *x;
+		size_t k;
+		int seen = 0;
+		if (!json_is_string(c))
+			continue;
+		json_array_foreach(out, k, x)
+			seen |= json_equal(x, c);
+		if (!seen)
+			json_array_append(out, c);
+	}
+	return out;
+}
+
 static json_t *
 groups(json_t *recs, char *const *keys, int nkeys)
 {
@@ -749,6 +774,7 @@ groups(json_t *recs, char *const *keys, int nkeys)
 		json_object_set_new(g, "generalised", json_integer(gen));
 		json_object_set_new(g, "diverged", json_integer(div));
 		json_object_set_new(g, "llc_final_flagged", json_integer(flagged));
+		json_object_set_new(g, "blas_cores", blas_cores(recs, members, m));
 		for (const struct group_metric *q = group_metrics; q->a; q++) {
 			double *v = xmalloc(xmul(m + 1, sizeof *v));
 			for (size_t j = 0; j < m; j++)
@@ -822,7 +848,7 @@ tsv_runs(json_t *recs)
 	for (int c = 0; cols[c]; c++)
 		printf("%s%s", c ? "\t" : "", cols[c]);
 	printf("\tpeak_sharpness\tpeak_sharpness_step\tsharpness_at_memorisation\tsharpness_at_generalisation");
-	printf("\t%s\n", tsv_progress_head);
+	printf("\t%s\tblas_core\n", tsv_progress_head);
 	json_array_foreach(recs, i, r) {
 		json_t *h = json_object_get(r, "hessian");
 		for (int c = 0; cols[c]; c++) {
@@ -839,6 +865,8 @@ tsv_runs(json_t *recs)
 		putchar('\t');
 		tsv_value(json_object_get(json_object_get(h, "at_generalisation"), "top"));
 		tsv_progress(json_object_get(r, "progress"));
+		putchar('\t');
+		tsv_value(json_object_get(r, "blas_core"));
 		putchar('\n');
 	}
 }
@@ -873,7 +901,7 @@ tsv_groups(json_t *gs, char *const *keys, int nkeys)
 	/* last, so that the columns before keep their numbers */
 	printf("\tllc_final_flagged");
 	tsv_group_stats(NULL, progress_metrics);
-	putchar('\n');
+	printf("\tblas_cores\n");
 	json_array_foreach(gs, i, g) {
 		for (int k = 0; k < nkeys; k++) {
 			tsv_value(json_object_get(g, keys[k]));
@@ -894,6 +922,13 @@ tsv_groups(json_t *gs, char *const *keys, int nkeys)
 		putchar('\t');
 		tsv_value(json_object_get(g, "llc_final_flagged"));
 		tsv_group_stats(g, progress_metrics);
+		putchar('\t');
+		{
+			size_t k;
+			json_t *x;
+			json_array_foreach(json_object_get(g, "blas_cores"), k, x)
+				printf("%s%s", k ? "," : "", json_string_value(x));
+		}
 		putchar('\n');
 	}
 }
