@@ -619,3 +619,177 @@ spectrum_stats(const double *ev, int n, double rank_rtol, struct spectrum_stats 
 	s->effective_rank = pos > 0 ? exp(ent) : 0;
 	s->stable_rank = ev[0] > 0 ? sq / (ev[0] * ev[0]) : 0;
 }
+
+/*
+ * Exact statistics of an explicit symmetric matrix without its spectrum
+ * (gop-spectrum's cheap routes; see linalg.h).
+ */
+
+void
+sym_trace_frob(const double *A, int n, double *trace, double *frob)
+{
+	double t = 0, diag = 0, off = 0;
+
+	for (int i = 0; i < n; i++) {
+		const double *row = A + (size_t)i * n;
+		for (int j = 0; j < i; j++)
+			off += row[j] * row[j];
+		t += row[i];
+		diag += row[i] * row[i];
+	}
+	*trace = t;
+	*frob = sqrt(diag + 2 * off);
+}
+
+struct dense_sym {
+	const double *A;
+	int n;
+};
+
+/* y = A x from A's lower triangle: one pass over n^2 / 2 doubles. */
+static void
+dense_sym_apply(void *ctx, double *y, const double *x)
+{
+	const struct dense_sym *d = ctx;
+
+	cblas_dsymv(CblasRowMajor, CblasLower, d->n, 1.0, d->A, d->n, x, 1, 0.0, y, 1);
+}
+
+int
+sym_top_lanczos(const double *A, int n, int k, double tol, int maxiter, double *ev, int *iters)
+{
+	struct dense_sym d = {A, n};
+	struct linop op = {(size_t)n, dense_sym_apply, &d, 0};
+	struct eig_result res;
+	struct rng r;
+	int ok;
+
+	/* Fixed start (stream RNG_SAMPLE of seed 0): the record stays deterministic. */
+	rng_init(&r, 0, RNG_SAMPLE);
+	if (lanczos_eigs(&op, k, EIG_TOP, CONVERGE_VALUE, tol, maxiter, &r, 0, &res) < 0)
+		return -1;
+	/*
+	 * Fewer than k Ritz values means the Krylov space closed (rank below
+	 * k); the rest are zeros the dense route resolves to rounding level.
+	 */
+	ok = res.converged && res.ntop == k;
+	for (int i = 0; ok && i < k; i++)
+		ev[i] = res.top[i];
+	*iters = res.iterations;
+	eig_result_free(&res);
+	return ok ? 0 : -1;
+}
+
+/* Row-major lower triangle of A (minus shift on the diagonal) into W; -1 if an entry is not finite. */
+static int
+copy_lower(const double *A, int n, double shift, double *W)
+{
+	int bad = 0;
+
+	for (int i = 0; i < n; i++) {
+		const double *row = A + (size_t)i * n;
+		double *w = W + (size_t)i * n;
+		for (int j = 0; j <= i; j++) {
+			bad |= !isfinite(row[j]);
+			w[j] = row[j];
+		}
+		w[i] -= shift;
+	}
+	return bad ? -1 : 0;
+}
+
+/*
+ * Positive eigenvalues of the block diagonal D of a Bunch-Kaufman LDL^T
+ * (upper form, column-major; W row-major lower is that).  A 2 x 2 block
+ * is marked by two equal negative pivots.
+ */
+static int
+positive_inertia(const double *W, int n, const lapack_int *ipiv)
+{
+	int pos = 0;
+
+	for (int k = 0; k < n; k++) {
+		double d11 = W[(size_t)k * n + k];
+		if (ipiv[k] > 0 || k + 1 == n) {
+			pos += d11 > 0;
+			continue;
+		}
+		double d22 = W[(size_t)(k + 1) * n + k + 1], d12 = W[(size_t)(k + 1) * n + k];
+		double det = d11 * d22 - d12 * d12;
+		pos += det < 0 ? 1 : det > 0 ? 2 * (d11 + d22 > 0) : (d11 + d22 > 0);
+		k++;
+	}
+	return pos;
+}
+
+int
+sym_count_above(const double *A, int n, double tau, double *W)
+{
+	lapack_int nn = n, lwork = -1, info = 0, *ipiv;
+	double q = 0, *work;
+	int pos;
+
+	if (n == 0)
+		return 0;
+	if (copy_lower(A, n, tau, W) < 0)
+		return -1;
+	ipiv = xmalloc(xmul((size_t)n, sizeof *ipiv));
+	LAPACK_dsytrf("U", &nn, W, &nn, ipiv, &q, &lwork, &info);
+	lwork = info == 0 ? (lapack_int)q : 1;
+	work = xmalloc(xmul((size_t)lwork, sizeof *work));
+	/* info > 0 is an exactly zero pivot: an eigenvalue at tau, not above it. */
+	LAPACK_dsytrf("U", &nn, W, &nn, ipiv, work, &lwork, &info);
+	pos = info < 0 ? -1 : positive_inertia(W, n, ipiv);
+	free(work);
+	free(ipiv);
+	return pos;
+}
+
+int
+sym_cholesky(const double *A, int n, double *W, double *logdet)
+{
+	lapack_int nn = n, info = 0;
+	double s = 0;
+
+	if (copy_lower(A, n, 0.0, W) < 0)
+		return -1;
+	/* Upper, column-major: W's row-major lower triangle becomes L, A = L L^T. */
+	LAPACK_dpotrf("U", &nn, W, &nn, &info);
+	if (info != 0)
+		return -1;
+	for (int i = 0; i < n; i++)
+		s += log(W[(size_t)i * n + i]);
+	*logdet = 2 * s;
+	return 0;
+}
+
+/* y = A^-1 x = L^-T L^-1 x. */
+static void
+chol_inverse_apply(void *ctx, double *y, const double *x)
+{
+	const struct dense_sym *d = ctx;
+
+	memcpy(y, x, (size_t)d->n * sizeof *y);
+	cblas_dtrsv(CblasRowMajor, CblasLower, CblasNoTrans, CblasNonUnit, d->n, d->A, d->n, y, 1);
+	cblas_dtrsv(CblasRowMajor, CblasLower, CblasTrans, CblasNonUnit, d->n, d->A, d->n, y, 1);
+}
+
+int
+sym_bottom_chol(const double *L, int n, double tol, int maxiter, double *lmin, int *iters)
+{
+	struct dense_sym d = {L, n};
+	struct linop op = {(size_t)n, chol_inverse_apply, &d, 0};
+	struct eig_result res;
+	struct rng r;
+	int ok;
+
+	rng_init(&r, 0, RNG_SAMPLE);
+	if (lanczos_eigs(&op, 1, EIG_TOP, CONVERGE_VALUE, tol, maxiter, &r, 0, &res) < 0)
+		return -1;
+	ok = res.converged && res.ntop == 1 && res.top[0] > 0;
+	if (ok)
+		*lmin = 1 / res.top[0];
+	*iters = res.iterations;
+	eig_result_free(&res);
+	return ok ? 0 : -1;
+}

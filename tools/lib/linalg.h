@@ -121,4 +121,31 @@ struct spectrum_stats {
 /* ev descending; rank_rtol relative to the largest. */
 void spectrum_stats(const double *ev, int n, double rank_rtol, struct spectrum_stats *s);
 
+
+/*
+ * Exact statistics of an explicit symmetric matrix without its whole
+ * spectrum (gop-spectrum's cheap routes).  A is n x n row-major with its
+ * lower triangle read; none of these writes A.
+ *
+ *   sym_trace_frob   trace and Frobenius norm from the entries
+ *   sym_top_lanczos  the k largest eigenvalues by Lanczos on y = A x
+ *                    (dsymv), each eigenvalue's error bound under tol
+ *                    relative (CONVERGE_VALUE)
+ *   sym_count_above  how many eigenvalues exceed tau: the inertia of
+ *                    A - tau I from its LDL^T factorisation (Sylvester's
+ *                    law), exact up to the factorisation's backward error
+ *   sym_cholesky     A = L L^T and log det A, if A is positive definite
+ *   sym_bottom_chol  the smallest eigenvalue from that factor, by Lanczos
+ *                    on A^-1 (two triangular solves a product)
+ */
+void sym_trace_frob(const double *A, int n, double *trace, double *frob);
+/* ev (k) descending; *iters the products taken.  0, or -1 when not converged in maxiter. */
+int sym_top_lanczos(const double *A, int n, int k, double tol, int maxiter, double *ev, int *iters);
+/* W is n x n scratch.  Returns the count, or -1 if LAPACK fails or an entry is not finite. */
+int sym_count_above(const double *A, int n, double tau, double *W);
+/* L into W's lower triangle (n x n).  0, or -1 if A is not (numerically) positive definite. */
+int sym_cholesky(const double *A, int n, double *W, double *logdet);
+/* 1 / (A^-1's largest) from sym_cholesky's L; tol as sym_top_lanczos's.  0, or -1 if not converged. */
+int sym_bottom_chol(const double *L, int n, double tol, int maxiter, double *lmin, int *iters);
+
 #endif
