@@ -216,8 +216,9 @@ struct low_end {
  * tolerance tol.  M = L L^T by Cholesky and the smallest eigenvalue by
  * Lanczos on M^-1 through L: if it is above tol, every eigenvalue counts,
  * and the log-determinant is L's.  Otherwise (or if M is not definite)
- * the rank is the inertia of M - tol I, and the smallest counted
- * eigenvalue and the log-determinant over them need the spectrum.
+ * the rank is the inertia of M - tol I, and the smallest eigenvalue,
+ * the smallest counted one and the log-determinant over them need the
+ * spectrum.
  */
 static void
 low_end(const double *M, double *W, long n, double tol, struct low_end *le, const char *what)
@@ -225,15 +226,13 @@ low_end(const double *M, double *W, long n, double tol, struct low_end *le, cons
 	double logdet = 0, lmin = 0;
 
 	*le = (struct low_end){0, NAN, NAN, NULL, NULL, NULL, 0};
+	/* Above tol the inverse is conditioned to 1 / rank_rtol at worst: its Ritz value is exact. */
 	if (n > 0 && tol > 0 && sym_cholesky(M, (int)n, W, &logdet) == 0
-	    && sym_bottom_chol(W, (int)n, LANCZOS_TOL, LANCZOS_MAXIT, &lmin, &le->products) == 0) {
-		le->smallest = lmin;
-		le->small_route = "lanczos-inverse";
-		if (lmin > tol) {
-			*le = (struct low_end){(int)n, lmin, logdet, "lanczos-inverse", "lanczos-inverse",
-			    "cholesky", le->products};
-			return;
-		}
+	    && sym_bottom_chol(W, (int)n, LANCZOS_TOL, LANCZOS_MAXIT, &lmin, &le->products) == 0
+	    && lmin > tol) {
+		*le = (struct low_end){(int)n, lmin, logdet, "lanczos-inverse", "lanczos-inverse",
+		    "cholesky", le->products};
+		return;
 	}
 	if ((le->rank = sym_count_above(M, (int)n, tol, W)) < 0)
 		die("%s: LAPACK dsytrf failed", what);
@@ -402,6 +401,37 @@ struct spectra {
 	json_t *layers;         /* each group's statistics, with --per-layer */
 };
 
+/*
+ * The centred covariance's statistics.  Its Gram H K H has the ones
+ * vector as an exact null vector, which would make every cheap route of
+ * the low end see a rank-deficient matrix; the cheap route works instead
+ * on K on the complement of the ones vector (sym_deflate_ones, (n-1)^2
+ * into T), whose spectrum is H K H's less that zero.  So its smallest
+ * eigenvalue (that zero, at rounding level on the full route) is null;
+ * with --top n or more the zero ends the list.  The full route (--full)
+ * takes H K H's spectrum, built into T by centre().
+ */
+static json_t *
+centred_stats(const struct config *c, double *K, double *T, double *W, long n, double rtol,
+    double **spec, const char *what)
+{
+	json_t *s, *routes;
+
+	if (c->full || n < 2) {
+		centre(K, T, n, 0);
+		return stats_of(c, T, W, n, rtol, spec, what);
+	}
+	sym_deflate_ones(K, (int)n, T, W);
+	s = stats_cheap(T, W, n - 1, rtol, c->top, what);
+	if (c->top >= n)
+		json_array_append_new(json_object_get(s, "top"), json_real(0.0));
+	routes = json_object_get(s, "routes");
+	json_object_set_new(s, "smallest", json_null());
+	json_object_set_new(routes, "smallest", json_null());
+	json_object_set_new(routes, "centring", json_string("householder"));
+	return s;
+}
+
 /* The top k eigenpairs of K (destroyed) for --eigvecs, by dsyevr. */
 static void
 eigvecs_of(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G, double *K, long n)
@@ -431,9 +461,9 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
 	sp->gspec = xcalloc((size_t)ck->m->ngroups, sizeof *sp->gspec);
 	sp->layers = c->per_layer ? json_array() : NULL;
 	gram_sum(c, ck, G, n, rtol, K, T, W, sp->gspec, sp->layers);
-	sp->gbar2 = centre(K, T, n, c->no_centred);
+	sp->gbar2 = centre(K, T, n, 1);
 	snprintf(what, sizeof what, "%s: the centred Gram matrix", ck->path);
-	sp->centred = c->no_centred ? json_null() : stats_of(c, T, W, n, rtol, &sp->evc, what);
+	sp->centred = c->no_centred ? json_null() : centred_stats(c, K, T, W, n, rtol, &sp->evc, what);
 	if (c->eigvecs) {
 		memcpy(T, K, nn);
 		eigvecs_of(c, ck, G, T, n);

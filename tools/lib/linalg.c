@@ -793,3 +793,36 @@ sym_bottom_chol(const double *L, int n, double tol, int maxiter, double *lmin, i
 	eig_result_free(&res);
 	return ok ? 0 : -1;
 }
+
+void
+sym_deflate_ones(const double *A, int n, double *C, double *w)
+{
+	/* u = e_1 - s 1, s = 1/sqrt(n): u_0 = 1 - s, u_i = -s past it; u^T u = 2 - 2 s. */
+	double s = 1 / sqrt((double)n), beta = 2 / (2 - 2 * s), gamma, corner;
+	int m = n - 1;
+
+	/* w = A u = A e_1 - s A 1, from the lower triangle. */
+	for (int i = 0; i < n; i++)
+		w[i] = 0;
+	for (int i = 0; i < n; i++) {
+		const double *row = A + (size_t)i * n;
+		for (int j = 0; j < i; j++) {
+			w[i] += row[j];
+			w[j] += row[j];
+		}
+		w[i] += row[i];
+	}
+	for (int i = 0; i < n; i++)
+		w[i] = A[(size_t)i * n] - s * w[i];
+	gamma = (1 - s) * w[0];
+	for (int i = 1; i < n; i++)
+		gamma -= s * w[i];
+	/* P A P = A - beta (u w^T + w u^T) + beta^2 (u^T w) u u^T, rows and columns 1.. of it. */
+	corner = beta * beta * gamma * s * s;
+	for (int i = 1; i < n; i++) {
+		const double *row = A + (size_t)i * n;
+		double *c = C + (size_t)(i - 1) * m, bw = beta * s * w[i];
+		for (int j = 1; j <= i; j++)
+			c[j - 1] = row[j] + bw + beta * s * w[j] + corner;
+	}
+}

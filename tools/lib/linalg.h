@@ -137,6 +137,9 @@ void spectrum_stats(const double *ev, int n, double rank_rtol, struct spectrum_s
  *   sym_cholesky     A = L L^T and log det A, if A is positive definite
  *   sym_bottom_chol  the smallest eigenvalue from that factor, by Lanczos
  *                    on A^-1 (two triangular solves a product)
+ *   sym_deflate_ones A on the complement of the ones vector: the
+ *                    spectrum of H A H, H = I - 11^T/n, less the zero
+ *                    that H gives the ones vector exactly
  */
 void sym_trace_frob(const double *A, int n, double *trace, double *frob);
 /* ev (k) descending; *iters the products taken.  0, or -1 when not converged in maxiter. */
@@ -147,5 +150,12 @@ int sym_count_above(const double *A, int n, double tau, double *W);
 int sym_cholesky(const double *A, int n, double *W, double *logdet);
 /* 1 / (A^-1's largest) from sym_cholesky's L; tol as sym_top_lanczos's.  0, or -1 if not converged. */
 int sym_bottom_chol(const double *L, int n, double tol, int maxiter, double *lmin, int *iters);
+/*
+ * C ((n-1) x (n-1), row-major lower, leading dimension n-1) = the
+ * trailing block of P A P, P = I - 2 u u^T / u^T u the Householder
+ * reflector with P e_1 = 1 / sqrt(n): P H A H P = diag(0, C).  w is n
+ * doubles of scratch.  n >= 2.
+ */
+void sym_deflate_ones(const double *A, int n, double *C, double *w);
 
 #endif
