@@ -162,7 +162,7 @@ parse_args(struct config *c, int argc, char **argv)
  */
 #define LANCZOS_TOL 1e-12
 #define LANCZOS_MAXIT 600
-#define LANCZOS_KFRAC 8
+#define LANCZOS_KFRAC 4
 
 /* Every statistic from the whole spectrum ev (descending): the full route. */
 static json_t *
