@@ -211,6 +211,17 @@ struct low_end {
 	int products;                      /* Lanczos products on M^-1 */
 };
 
+/* The smallest squared diagonal entry of the Cholesky factor L (row-major lower, in W). */
+static double
+min_pivot(const double *W, long n)
+{
+	double m = HUGE_VAL;
+
+	for (long i = 0; i < n; i++)
+		m = fmin(m, W[i * n + i] * W[i * n + i]);
+	return m;
+}
+
 /*
  * Rank, smallest eigenvalue and log-determinant of M for the rank
  * tolerance tol.  M = L L^T by Cholesky and the smallest eigenvalue by
@@ -226,8 +237,13 @@ low_end(const double *M, double *W, long n, double tol, struct low_end *le, cons
 	double logdet = 0, lmin = 0;
 
 	*le = (struct low_end){0, NAN, NAN, NULL, NULL, NULL, 0};
-	/* Above tol the inverse is conditioned to 1 / rank_rtol at worst: its Ritz value is exact. */
-	if (n > 0 && tol > 0 && sym_cholesky(M, (int)n, W, &logdet) == 0
+	/*
+	 * Above tol the inverse is conditioned to 1 / rank_rtol at worst: its
+	 * Ritz value is exact.  Each pivot L_ii^2 is a Schur complement's,
+	 * at least the smallest eigenvalue: one at or below tol proves the
+	 * rank short of n without the products on the inverse.
+	 */
+	if (n > 0 && tol > 0 && sym_cholesky(M, (int)n, W, &logdet) == 0 && min_pivot(W, n) > tol
 	    && sym_bottom_chol(W, (int)n, LANCZOS_TOL, LANCZOS_MAXIT, &lmin, &le->products) == 0
 	    && lmin > tol) {
 		*le = (struct low_end){(int)n, lmin, logdet, "lanczos-inverse", "lanczos-inverse",
