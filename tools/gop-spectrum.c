@@ -229,14 +229,26 @@ min_pivot(const double *W, long n)
  * and the log-determinant is L's.  Otherwise (or if M is not definite)
  * the rank is the inertia of M - tol I, and the smallest eigenvalue,
  * the smallest counted one and the log-determinant over them need the
- * spectrum.
+ * spectrum.  With deficient (a guess: the answer does not depend on it)
+ * the inertia comes first.
  */
 static void
-low_end(const double *M, double *W, long n, double tol, struct low_end *le, const char *what)
+low_end(const double *M, double *W, long n, double tol, int deficient, struct low_end *le, const char *what)
 {
 	double logdet = 0, lmin = 0;
 
 	*le = (struct low_end){0, NAN, NAN, NULL, NULL, NULL, 0};
+	/* Expected short of full rank: the inertia first, which settles it with one factorisation. */
+	if (deficient) {
+		if ((le->rank = sym_count_above(M, (int)n, tol, W)) < 0)
+			die("%s: LAPACK dsytrf failed", what);
+		le->rank_route = "inertia";
+		if (le->rank < n) {
+			le->logdet = le->rank == 0 ? 0 : NAN;
+			le->logdet_route = le->rank == 0 ? "inertia" : NULL;
+			return;
+		}
+	}
 	/*
 	 * Above tol the inverse is conditioned to 1 / rank_rtol at worst: its
 	 * Ritz value is exact.  Each pivot L_ii^2 is a Schur complement's,
@@ -250,6 +262,8 @@ low_end(const double *M, double *W, long n, double tol, struct low_end *le, cons
 		    "cholesky", le->products};
 		return;
 	}
+	if (deficient)
+		return;                 /* rank n by inertia, yet the smallest not certified above tol */
 	if ((le->rank = sym_count_above(M, (int)n, tol, W)) < 0)
 		die("%s: LAPACK dsytrf failed", what);
 	le->rank_route = "inertia";
@@ -265,20 +279,25 @@ low_end(const double *M, double *W, long n, double tol, struct low_end *le, cons
  * from the entries, the top k by Lanczos, the low end by low_end.  What
  * no cheap route gives exactly (the entropy effective rank always; the
  * condition number and log-determinant of a rank-deficient M) is null,
- * with route null: --full computes it.  W is n x n scratch.
+ * with route null: --full computes it.  W is n x n scratch; deficient as
+ * low_end's.
  */
 static json_t *
-stats_cheap(const double *M, double *W, long n, double rank_rtol, int top, const char *what)
+stats_cheap(const double *M, double *W, long n, double rank_rtol, int top, int deficient, const char *what)
 {
 	int k = top < n ? top : (int)n, iters;
 	double *ev = xmalloc(xmul((size_t)k, sizeof(double))), tr, fro, tol;
-	const char *troute = top_eigs(M, W, n, k, ev, &iters, what), *croute = NULL;
+	const char *troute, *croute = NULL;
 	struct low_end le;
 	json_t *t = json_array(), *r, *s;
 
+	/* A non-finite entry makes one of these non-finite (as dsyevd's check on the full route). */
 	sym_trace_frob(M, (int)n, &tr, &fro);
+	if (!isfinite(tr) || !isfinite(fro))
+		die("%s: an entry is not finite", what);
+	troute = top_eigs(M, W, n, k, ev, &iters, what);
 	tol = rank_rtol * fmax(ev[0], 0.0);
-	low_end(M, W, n, tol, &le, what);
+	low_end(M, W, n, tol, deficient, &le, what);
 	if (le.rank == n && le.logdet_route)
 		croute = "lanczos/lanczos-inverse";
 	for (int i = 0; i < k; i++)
@@ -307,7 +326,7 @@ static json_t *
 stats_of(const struct config *c, double *M, double *W, long n, double rtol, double **spec, const char *what)
 {
 	if (!c->full)
-		return stats_cheap(M, W, n, rtol, c->top, what);
+		return stats_cheap(M, W, n, rtol, c->top, 0, what);
 	*spec = xmalloc(xmul((size_t)n, sizeof(double)));
 	if (sym_eigvals(M, (int)n, 0, *spec, NULL) < 0)
 		die("%s: LAPACK dsyevd failed", what);
@@ -424,12 +443,16 @@ struct spectra {
  * on K on the complement of the ones vector (sym_deflate_ones, (n-1)^2
  * into T), whose spectrum is H K H's less that zero.  So its smallest
  * eigenvalue (that zero, at rounding level on the full route) is null;
- * with --top n or more the zero ends the list.  The full route (--full)
- * takes H K H's spectrum, built into T by centre().
+ * with --top n or more the zero ends the list.  By interlacing its
+ * eigenvalues are at most K's, so when K's rank was short of n
+ * (deficient) this one's likely is too; only likely, since its tolerance
+ * is lower when the mean gradient dominates K, and the answer does not
+ * depend on the guess.  The full route (--full) takes H K H's spectrum,
+ * built into T by centre().
  */
 static json_t *
 centred_stats(const struct config *c, double *K, double *T, double *W, long n, double rtol,
-    double **spec, const char *what)
+    double **spec, int deficient, const char *what)
 {
 	json_t *s, *routes;
 
@@ -438,7 +461,7 @@ centred_stats(const struct config *c, double *K, double *T, double *W, long n, d
 		return stats_of(c, T, W, n, rtol, spec, what);
 	}
 	sym_deflate_ones(K, (int)n, T, W);
-	s = stats_cheap(T, W, n - 1, rtol, c->top, what);
+	s = stats_cheap(T, W, n - 1, rtol, c->top, deficient, what);
 	if (c->top >= n)
 		json_array_append_new(json_object_get(s, "top"), json_real(0.0));
 	routes = json_object_get(s, "routes");
@@ -471,6 +494,7 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
 	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
 	double *K = xmalloc_big(nn), *T = xmalloc_big(nn), *W = xmalloc_big(nn);
 	char what[512];
+	int deficient;
 
 	memset(K, 0, nn);
 	memset(sp, 0, sizeof *sp);
@@ -478,14 +502,20 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
 	sp->layers = c->per_layer ? json_array() : NULL;
 	gram_sum(c, ck, G, n, rtol, K, T, W, sp->gspec, sp->layers);
 	sp->gbar2 = centre(K, T, n, 1);
+	snprintf(what, sizeof what, "%s: the Gram matrix", ck->path);
+	/* The cheap route keeps K; the full one destroys it, so comes last. */
+	if (!c->full)
+		sp->gop = stats_cheap(K, W, n, rtol, c->top, 0, what);
+	deficient = sp->gop && json_integer_value(json_object_get(sp->gop, "rank")) < n;
 	snprintf(what, sizeof what, "%s: the centred Gram matrix", ck->path);
-	sp->centred = c->no_centred ? json_null() : centred_stats(c, K, T, W, n, rtol, &sp->evc, what);
+	sp->centred = c->no_centred ? json_null() : centred_stats(c, K, T, W, n, rtol, &sp->evc, deficient, what);
 	if (c->eigvecs) {
 		memcpy(T, K, nn);
 		eigvecs_of(c, ck, G, T, n);
 	}
 	snprintf(what, sizeof what, "%s: the Gram matrix", ck->path);
-	sp->gop = stats_of(c, K, W, n, rtol, &sp->ev, what);
+	if (c->full)
+		sp->gop = stats_of(c, K, W, n, rtol, &sp->ev, what);
 	free(K);
 	free(T);
 	free(W);
