@@ -89,7 +89,7 @@ help(void)
 "inertia of K - tol I (LDL^T), the log-determinant by Cholesky when K has\n"
 "full rank; each statistics object's \"routes\" names them.\n"
 "\n"
-"Memory is O(n^2) doubles (three n x n matrices), never O(P^2); at most\n"
+"Memory is O(n^2) doubles (two n x n matrices), never O(P^2); at most\n"
 "%d rows.\n"
 CKPT_LIMITS_HELP
 "\n"
@@ -161,7 +161,7 @@ parse_args(struct config *c, int argc, char **argv)
  * route is the cheaper one.
  */
 #define LANCZOS_TOL 1e-12
-#define LANCZOS_MAXIT 600
+#define LANCZOS_MAXIT 300
 #define LANCZOS_KFRAC 4
 
 /* Every statistic from the whole spectrum ev (descending): the full route. */
@@ -189,17 +189,22 @@ stats_full(const double *ev, int n, double rank_rtol, int top)
 
 /*
  * The top k eigenvalues into ev: Lanczos on M, or where it does not pay
- * or does not converge, dsyevr on a copy in W.  Returns the route's name.
+ * or does not converge, dsyevr on a copy.  Returns the route's name.
  */
 static const char *
-top_eigs(const double *M, double *W, long n, int k, double *ev, int *iters, const char *what)
+top_eigs(const double *M, long n, int k, double *ev, int *iters, const char *what)
 {
+	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
+	double *W;
+
 	*iters = 0;
 	if ((long)k * LANCZOS_KFRAC <= n && sym_top_lanczos(M, (int)n, k, LANCZOS_TOL, LANCZOS_MAXIT, ev, iters) == 0)
 		return "lanczos";
-	memcpy(W, M, xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
+	W = xmalloc_big(nn);
+	memcpy(W, M, nn);
 	if (sym_eigvals(W, (int)n, k, ev, NULL) != k)
 		die("%s: LAPACK dsyevr failed", what);
+	free(W);
 	return "dsyevr";
 }
 
@@ -211,14 +216,14 @@ struct low_end {
 	int products;                      /* Lanczos products on M^-1 */
 };
 
-/* The smallest squared diagonal entry of the Cholesky factor L (row-major lower, in W). */
+/* The smallest squared diagonal entry of the Cholesky factor in M's diagonal. */
 static double
-min_pivot(const double *W, long n)
+min_pivot(const double *M, long n)
 {
 	double m = HUGE_VAL;
 
 	for (long i = 0; i < n; i++)
-		m = fmin(m, W[i * n + i] * W[i * n + i]);
+		m = fmin(m, M[i * n + i] * M[i * n + i]);
 	return m;
 }
 
@@ -233,14 +238,15 @@ min_pivot(const double *W, long n)
  * the inertia comes first.
  */
 static void
-low_end(const double *M, double *W, long n, double tol, int deficient, struct low_end *le, const char *what)
+low_end(double *M, double *d, long n, double tol, int deficient, struct low_end *le, const char *what)
 {
 	double logdet = 0, lmin = 0;
+	int full;
 
 	*le = (struct low_end){0, NAN, NAN, NULL, NULL, NULL, 0};
 	/* Expected short of full rank: the inertia first, which settles it with one factorisation. */
 	if (deficient) {
-		if ((le->rank = sym_count_above(M, (int)n, tol, W)) < 0)
+		if ((le->rank = sym_count_above(M, (int)n, tol, d)) < 0)
 			die("%s: LAPACK dsytrf failed", what);
 		le->rank_route = "inertia";
 		if (le->rank < n) {
@@ -255,16 +261,19 @@ low_end(const double *M, double *W, long n, double tol, int deficient, struct lo
 	 * at least the smallest eigenvalue: one at or below tol proves the
 	 * rank short of n without the products on the inverse.
 	 */
-	if (n > 0 && tol > 0 && sym_cholesky(M, (int)n, W, &logdet) == 0 && min_pivot(W, n) > tol
-	    && sym_bottom_chol(W, (int)n, LANCZOS_TOL, LANCZOS_MAXIT, &lmin, &le->products) == 0
-	    && lmin > tol) {
+	full = n > 0 && tol > 0 && sym_cholesky(M, (int)n, d, &logdet) == 0 && min_pivot(M, n) > tol
+	    && sym_bottom_chol(M, (int)n, LANCZOS_TOL, LANCZOS_MAXIT, &lmin, &le->products) == 0
+	    && lmin > tol;
+	if (n > 0 && tol > 0)
+		sym_restore_diag(M, (int)n, d);
+	if (full) {
 		*le = (struct low_end){(int)n, lmin, logdet, "lanczos-inverse", "lanczos-inverse",
 		    "cholesky", le->products};
 		return;
 	}
 	if (deficient)
 		return;                 /* rank n by inertia, yet the smallest not certified above tol */
-	if ((le->rank = sym_count_above(M, (int)n, tol, W)) < 0)
+	if ((le->rank = sym_count_above(M, (int)n, tol, d)) < 0)
 		die("%s: LAPACK dsytrf failed", what);
 	le->rank_route = "inertia";
 	if (le->rank == 0) {
@@ -274,16 +283,17 @@ low_end(const double *M, double *W, long n, double tol, int deficient, struct lo
 }
 
 /*
- * The statistics of M (lower triangle, kept) without its spectrum, each
+ * The statistics of M (lower triangle) without its spectrum, each
  * by its cheapest exact route (docs/design.md): trace and Frobenius norm
  * from the entries, the top k by Lanczos, the low end by low_end.  What
  * no cheap route gives exactly (the entropy effective rank always; the
  * condition number and log-determinant of a rank-deficient M) is null,
- * with route null: --full computes it.  W is n x n scratch; deficient as
- * low_end's.
+ * with route null: --full computes it.  The factorisations overwrite M's
+ * upper triangle (its lower triangle and diagonal are kept); d is n
+ * doubles of scratch; deficient as low_end's.
  */
 static json_t *
-stats_cheap(const double *M, double *W, long n, double rank_rtol, int top, int deficient, const char *what)
+stats_cheap(double *M, double *d, long n, double rank_rtol, int top, int deficient, const char *what)
 {
 	int k = top < n ? top : (int)n, iters;
 	double *ev = xmalloc(xmul((size_t)k, sizeof(double))), tr, fro, tol;
@@ -295,9 +305,9 @@ stats_cheap(const double *M, double *W, long n, double rank_rtol, int top, int d
 	sym_trace_frob(M, (int)n, &tr, &fro);
 	if (!isfinite(tr) || !isfinite(fro))
 		die("%s: an entry is not finite", what);
-	troute = top_eigs(M, W, n, k, ev, &iters, what);
+	troute = top_eigs(M, n, k, ev, &iters, what);
 	tol = rank_rtol * fmax(ev[0], 0.0);
-	low_end(M, W, n, tol, deficient, &le, what);
+	low_end(M, d, n, tol, deficient, &le, what);
 	if (le.rank == n && le.logdet_route)
 		croute = "lanczos/lanczos-inverse";
 	for (int i = 0; i < k; i++)
@@ -323,10 +333,10 @@ stats_cheap(const double *M, double *W, long n, double rank_rtol, int top, int d
  * whole spectrum, kept in *spec (malloc'd), when c->full, else cheap.
  */
 static json_t *
-stats_of(const struct config *c, double *M, double *W, long n, double rtol, double **spec, const char *what)
+stats_of(const struct config *c, double *M, double *d, long n, double rtol, double **spec, const char *what)
 {
 	if (!c->full)
-		return stats_cheap(M, W, n, rtol, c->top, 0, what);
+		return stats_cheap(M, d, n, rtol, c->top, 0, what);
 	*spec = xmalloc(xmul((size_t)n, sizeof(double)));
 	if (sym_eigvals(M, (int)n, 0, *spec, NULL) < 0)
 		die("%s: LAPACK dsyevd failed", what);
@@ -377,12 +387,12 @@ write_spectrum(const struct config *c, const struct analysis_ckpt *ck, long n, c
 
 /*
  * K = (1/n) sum over the model's groups of each group's Gram term (T is
- * scratch, W the factorisations').  With --per-layer, each group's
+ * scratch, d n doubles of it).  With --per-layer, each group's
  * statistics (into layers) and with --full its spectrum (gspec[g]).
  */
 static void
 gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G, long n,
-    double rtol, double *K, double *T, double *W, double **gspec, json_t *layers)
+    double rtol, double *K, double *T, double *d, double **gspec, json_t *layers)
 {
 	for (int g = 0; g < ck->m->ngroups; g++) {
 		char what[512];
@@ -395,7 +405,7 @@ gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gr
 		if (!c->per_layer)
 			continue;
 		snprintf(what, sizeof what, "%s: group %s", ck->path, ck->m->group_names[g]);
-		json_array_append_new(layers, stats_of(c, T, W, n, rtol, &gspec[g], what));
+		json_array_append_new(layers, stats_of(c, T, d, n, rtol, &gspec[g], what));
 	}
 }
 
@@ -451,17 +461,17 @@ struct spectra {
  * built into T by centre().
  */
 static json_t *
-centred_stats(const struct config *c, double *K, double *T, double *W, long n, double rtol,
+centred_stats(const struct config *c, double *K, double *T, double *d, long n, double rtol,
     double **spec, int deficient, const char *what)
 {
 	json_t *s, *routes;
 
 	if (c->full || n < 2) {
 		centre(K, T, n, 0);
-		return stats_of(c, T, W, n, rtol, spec, what);
+		return stats_of(c, T, d, n, rtol, spec, what);
 	}
-	sym_deflate_ones(K, (int)n, T, W);
-	s = stats_cheap(T, W, n - 1, rtol, c->top, deficient, what);
+	sym_deflate_ones(K, (int)n, T, d);
+	s = stats_cheap(T, d, n - 1, rtol, c->top, deficient, what);
 	if (c->top >= n)
 		json_array_append_new(json_object_get(s, "top"), json_real(0.0));
 	routes = json_object_get(s, "routes");
@@ -492,7 +502,7 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
     double rtol, struct spectra *sp)
 {
 	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
-	double *K = xmalloc_big(nn), *T = xmalloc_big(nn), *W = xmalloc_big(nn);
+	double *K = xmalloc_big(nn), *T = xmalloc_big(nn), *d = xmalloc(xmul((size_t)n, sizeof(double)));
 	char what[512];
 	int deficient;
 
@@ -500,25 +510,25 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
 	memset(sp, 0, sizeof *sp);
 	sp->gspec = xcalloc((size_t)ck->m->ngroups, sizeof *sp->gspec);
 	sp->layers = c->per_layer ? json_array() : NULL;
-	gram_sum(c, ck, G, n, rtol, K, T, W, sp->gspec, sp->layers);
+	gram_sum(c, ck, G, n, rtol, K, T, d, sp->gspec, sp->layers);
 	sp->gbar2 = centre(K, T, n, 1);
 	snprintf(what, sizeof what, "%s: the Gram matrix", ck->path);
 	/* The cheap route keeps K; the full one destroys it, so comes last. */
 	if (!c->full)
-		sp->gop = stats_cheap(K, W, n, rtol, c->top, 0, what);
+		sp->gop = stats_cheap(K, d, n, rtol, c->top, 0, what);
 	deficient = sp->gop && json_integer_value(json_object_get(sp->gop, "rank")) < n;
 	snprintf(what, sizeof what, "%s: the centred Gram matrix", ck->path);
-	sp->centred = c->no_centred ? json_null() : centred_stats(c, K, T, W, n, rtol, &sp->evc, deficient, what);
+	sp->centred = c->no_centred ? json_null() : centred_stats(c, K, T, d, n, rtol, &sp->evc, deficient, what);
 	if (c->eigvecs) {
 		memcpy(T, K, nn);
 		eigvecs_of(c, ck, G, T, n);
 	}
 	snprintf(what, sizeof what, "%s: the Gram matrix", ck->path);
 	if (c->full)
-		sp->gop = stats_of(c, K, W, n, rtol, &sp->ev, what);
+		sp->gop = stats_of(c, K, d, n, rtol, &sp->ev, what);
 	free(K);
 	free(T);
-	free(W);
+	free(d);
 }
 
 static void

@@ -680,41 +680,61 @@ sym_top_lanczos(const double *A, int n, int k, double tol, int maxiter, double *
 	return ok ? 0 : -1;
 }
 
-/* Row-major lower triangle of A (minus shift on the diagonal) into W; -1 if an entry is not finite. */
+/*
+ * The factorisations work in A's own upper triangle, so that no n x n copy
+ * is touched: the strict lower triangle (the matrix) is mirrored into the
+ * upper one, the diagonal (minus shift) saved in d, and LAPACK called with
+ * uplo 'L' on the column-major view, which is the row-major upper
+ * triangle.  The strict lower triangle is never written; sym_restore_diag
+ * puts the diagonal back.  -1 if an entry is not finite.
+ */
 static int
-copy_lower(const double *A, int n, double shift, double *W)
+mirror_upper(double *A, int n, double shift, double *d)
 {
+	enum { TILE = 64 };
 	int bad = 0;
 
 	for (int i = 0; i < n; i++) {
-		const double *row = A + (size_t)i * n;
-		double *w = W + (size_t)i * n;
-		for (int j = 0; j <= i; j++) {
-			bad |= !isfinite(row[j]);
-			w[j] = row[j];
-		}
-		w[i] -= shift;
+		d[i] = A[(size_t)i * n + i];
+		bad |= !isfinite(d[i]);
+		A[(size_t)i * n + i] = d[i] - shift;
 	}
+	for (int ib = 0; ib < n; ib += TILE)
+		for (int jb = 0; jb <= ib; jb += TILE)
+			for (int i = ib; i < n && i < ib + TILE; i++)
+				for (int j = jb; j < i && j < jb + TILE; j++) {
+					double v = A[(size_t)i * n + j];
+					bad |= !isfinite(v);
+					A[(size_t)j * n + i] = v;
+				}
 	return bad ? -1 : 0;
+}
+
+void
+sym_restore_diag(double *A, int n, const double *d)
+{
+	for (int i = 0; i < n; i++)
+		A[(size_t)i * n + i] = d[i];
 }
 
 /*
  * Positive eigenvalues of the block diagonal D of a Bunch-Kaufman LDL^T
- * (upper form, column-major; W row-major lower is that).  A 2 x 2 block
- * is marked by two equal negative pivots.
+ * (lower form, column-major: D's off-diagonal entry of a 2 x 2 block at
+ * column-major (k+1, k), row-major (k, k+1)).  A 2 x 2 block is marked by
+ * two equal negative pivots.
  */
 static int
-positive_inertia(const double *W, int n, const lapack_int *ipiv)
+positive_inertia(const double *A, int n, const lapack_int *ipiv)
 {
 	int pos = 0;
 
 	for (int k = 0; k < n; k++) {
-		double d11 = W[(size_t)k * n + k];
+		double d11 = A[(size_t)k * n + k];
 		if (ipiv[k] > 0 || k + 1 == n) {
 			pos += d11 > 0;
 			continue;
 		}
-		double d22 = W[(size_t)(k + 1) * n + k + 1], d12 = W[(size_t)(k + 1) * n + k];
+		double d22 = A[(size_t)(k + 1) * n + k + 1], d12 = A[(size_t)k * n + k + 1];
 		double det = d11 * d22 - d12 * d12;
 		pos += det < 0 ? 1 : det > 0 ? 2 * (d11 + d22 > 0) : (d11 + d22 > 0);
 		k++;
@@ -723,7 +743,7 @@ positive_inertia(const double *W, int n, const lapack_int *ipiv)
 }
 
 int
-sym_count_above(const double *A, int n, double tau, double *W)
+sym_count_above(double *A, int n, double tau, double *d)
 {
 	lapack_int nn = n, lwork = -1, info = 0, *ipiv;
 	double q = 0, *work;
@@ -731,53 +751,56 @@ sym_count_above(const double *A, int n, double tau, double *W)
 
 	if (n == 0)
 		return 0;
-	if (copy_lower(A, n, tau, W) < 0)
+	if (mirror_upper(A, n, tau, d) < 0) {
+		sym_restore_diag(A, n, d);
 		return -1;
+	}
 	ipiv = xmalloc(xmul((size_t)n, sizeof *ipiv));
-	LAPACK_dsytrf("U", &nn, W, &nn, ipiv, &q, &lwork, &info);
+	LAPACK_dsytrf("L", &nn, A, &nn, ipiv, &q, &lwork, &info);
 	lwork = info == 0 ? (lapack_int)q : 1;
 	work = xmalloc(xmul((size_t)lwork, sizeof *work));
 	/* info > 0 is an exactly zero pivot: an eigenvalue at tau, not above it. */
-	LAPACK_dsytrf("U", &nn, W, &nn, ipiv, work, &lwork, &info);
-	pos = info < 0 ? -1 : positive_inertia(W, n, ipiv);
+	LAPACK_dsytrf("L", &nn, A, &nn, ipiv, work, &lwork, &info);
+	pos = info < 0 ? -1 : positive_inertia(A, n, ipiv);
+	sym_restore_diag(A, n, d);
 	free(work);
 	free(ipiv);
 	return pos;
 }
 
 int
-sym_cholesky(const double *A, int n, double *W, double *logdet)
+sym_cholesky(double *A, int n, double *d, double *logdet)
 {
 	lapack_int nn = n, info = 0;
 	double s = 0;
 
-	if (copy_lower(A, n, 0.0, W) < 0)
+	if (mirror_upper(A, n, 0.0, d) < 0)
 		return -1;
-	/* Upper, column-major: W's row-major lower triangle becomes L, A = L L^T. */
-	LAPACK_dpotrf("U", &nn, W, &nn, &info);
+	/* Column-major lower = row-major upper: A = U^T U, U row-major upper. */
+	LAPACK_dpotrf("L", &nn, A, &nn, &info);
 	if (info != 0)
 		return -1;
 	for (int i = 0; i < n; i++)
-		s += log(W[(size_t)i * n + i]);
+		s += log(A[(size_t)i * n + i]);
 	*logdet = 2 * s;
 	return 0;
 }
 
-/* y = A^-1 x = L^-T L^-1 x. */
+/* y = A^-1 x = U^-1 U^-T x. */
 static void
 chol_inverse_apply(void *ctx, double *y, const double *x)
 {
 	const struct dense_sym *d = ctx;
 
 	memcpy(y, x, (size_t)d->n * sizeof *y);
-	cblas_dtrsv(CblasRowMajor, CblasLower, CblasNoTrans, CblasNonUnit, d->n, d->A, d->n, y, 1);
-	cblas_dtrsv(CblasRowMajor, CblasLower, CblasTrans, CblasNonUnit, d->n, d->A, d->n, y, 1);
+	cblas_dtrsv(CblasRowMajor, CblasUpper, CblasTrans, CblasNonUnit, d->n, d->A, d->n, y, 1);
+	cblas_dtrsv(CblasRowMajor, CblasUpper, CblasNoTrans, CblasNonUnit, d->n, d->A, d->n, y, 1);
 }
 
 int
-sym_bottom_chol(const double *L, int n, double tol, int maxiter, double *lmin, int *iters)
+sym_bottom_chol(const double *U, int n, double tol, int maxiter, double *lmin, int *iters)
 {
-	struct dense_sym d = {L, n};
+	struct dense_sym d = {U, n};
 	struct linop op = {(size_t)n, chol_inverse_apply, &d, 0};
 	struct eig_result res;
 	struct rng r;
