@@ -18,13 +18,13 @@ setup() {
 	assert_output --regexp '^gop-spectrum [0-9]+\.[0-9]+\.[0-9]+$'
 }
 
-@test "gop-spectrum: one record per checkpoint with every statistic" {
-	run gop-spectrum --data d.st ck/step-00000020.safetensors ck/step-00000040.safetensors
+@test "gop-spectrum --full: one record per checkpoint with every statistic" {
+	run gop-spectrum --data d.st --full ck/step-00000020.safetensors ck/step-00000040.safetensors
 	assert_success
 	assert_equal "${#lines[@]}" 3
 	l=${lines[2]}
 	assert_equal "$(jq -r '.record + " " + .set + " " + (.n | tostring) + " " + (.step | tostring)' <<<"$l")" "gop train 61 40"
-	assert_equal "$(jq -r '.gop | keys | join(",")' <<<"$l")" "condition,effective_rank,frobenius,logdet,rank,rank_tol,smallest,spectral,stable_rank,top,trace"
+	assert_equal "$(jq -r '.gop | keys | join(",")' <<<"$l")" "condition,effective_rank,frobenius,logdet,participation_ratio,rank,rank_tol,routes,smallest,spectral,stable_rank,top,trace"
 	assert_equal "$(jq '.gop.top | length' <<<"$l")" 10
 	assert_jq '.gop.top == (.gop.top | map(num) | sort | reverse) and .gop.top[0] == .gop.spectral' <<<"$l"
 	# trace(G) = trace(C) + |mean gradient|^2

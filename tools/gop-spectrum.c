@@ -36,6 +36,7 @@ struct config {
 	const char *data, *spectrum, *eigvecs;
 	enum dataset_set set;
 	int top, per_layer, any_data, threads, neigvecs, no_centred;
+	int full;                /* every statistic from the whole spectrum (--full, --spectrum) */
 	double rank_rtol;        /* < 0: n * 2^-23 (numpy's matrix_rank rule for float32) */
 };
 
@@ -43,7 +44,7 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp, "usage: gop-spectrum --data FILE [--set train|test|all] [--top K] [--per-layer]\n"
-	    "                    [--spectrum FILE] [--eigvecs K FILE] [options] [CKPT...]\n");
+	    "                    [--full] [--spectrum FILE] [--eigvecs K FILE] [options] [CKPT...]\n");
 }
 
 static void
@@ -67,17 +68,29 @@ help(void)
 "      --per-layer        each layer's own Gram matrix and statistics too\n"
 "      --rank-tol R       numerical rank counts eigenvalues above R times the\n"
 "                         largest (default n * 2^-23: gradients are float32)\n"
+"      --full             every statistic from the whole spectrum (LAPACK's\n"
+"                         dsyevd): adds the entropy effective rank and, for\n"
+"                         a G short of full rank, the smallest eigenvalue,\n"
+"                         condition number and log-determinant, which are\n"
+"                         null without it\n"
 "      --spectrum FILE    write every eigenvalue (safetensors, F64); with\n"
-"                         several checkpoints FILE must contain {step}\n"
+"                         several checkpoints FILE must contain {step};\n"
+"                         implies --full\n"
 "      --eigvecs K FILE   write the top K eigenvectors of G in parameter space\n"
 "                         (J^T u / sqrt(n lambda)), named like the parameters\n"
-"      --no-centred       skip the centred covariance (its spectrum costs a\n"
-"                         second n x n eigendecomposition)\n"
+"      --no-centred       skip the centred covariance (its statistics cost a\n"
+"                         second pass of every route)\n"
 "      --threads N        BLAS threads, 1..256 (default 1)\n"
 "  -h, --help             show this help and exit\n"
 "      --version          show the version and exit\n"
 "\n"
-"Memory is O(n^2) doubles (three n x n matrices), never O(P^2); at most\n"
+"Without --full each statistic takes its cheapest exact route: trace and\n"
+"Frobenius norm from K's entries, the top K by Lanczos, the smallest by\n"
+"Lanczos on K^-1 (Cholesky), the rank as the inertia of K - tol I (LDL^T)\n"
+"unless every eigenvalue is above tol, the log-determinant by Cholesky when\n"
+"K has full rank; each statistics object's \"routes\" names them.\n"
+"\n"
+"Memory is O(n^2) doubles (two n x n matrices), never O(P^2); at most\n"
 "%d rows.\n"
 CKPT_LIMITS_HELP
 "\n"
@@ -89,7 +102,7 @@ static void
 parse_args(struct config *c, int argc, char **argv)
 {
 	enum { O_DATA = 256, O_SET, O_ANY, O_TOP, O_PERLAYER, O_RANKTOL, O_SPECTRUM, O_EIGVECS,
-		O_THREADS, O_NOCENTRED, O_VERSION };
+		O_THREADS, O_NOCENTRED, O_FULL, O_VERSION };
 	static const struct option longopts[] = {
 		{"data", required_argument, NULL, O_DATA},
 		{"set", required_argument, NULL, O_SET},
@@ -101,6 +114,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"eigvecs", required_argument, NULL, O_EIGVECS},
 		{"threads", required_argument, NULL, O_THREADS},
 		{"no-centred", no_argument, NULL, O_NOCENTRED},
+		{"full", no_argument, NULL, O_FULL},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -128,6 +142,7 @@ parse_args(struct config *c, int argc, char **argv)
 			break;
 		case O_THREADS: c->threads = (int)opt_int("--threads", optarg, 1, 256); break;
 		case O_NOCENTRED: c->no_centred = 1; break;
+		case O_FULL: c->full = 1; break;
 		case 'h': help(); finish_stdout(); exit(0);
 		case O_VERSION: printf("gop-spectrum %s\n", GROK_VERSION); finish_stdout(); exit(0);
 		default: fprintf(stderr, "Try 'gop-spectrum --help' for more information.\n"); exit(EXIT_USAGE);
@@ -135,22 +150,198 @@ parse_args(struct config *c, int argc, char **argv)
 	}
 	if (!c->data)
 		usage_error("--data FILE is required (the data set the checkpoints were trained on)");
+	if (c->spectrum)
+		c->full = 1;
 }
 
+/*
+ * Lanczos stops when each of the top k eigenvalues' error bound is under
+ * LANCZOS_TOL relative (Kato-Temple, CONVERGE_VALUE): well inside the
+ * 1e-10 to which they must agree with the dense solver.  Past
+ * LANCZOS_MAXIT products, or for k above n / LANCZOS_KFRAC, the dense
+ * route is the cheaper one.
+ */
+#define LANCZOS_TOL 1e-12
+#define LANCZOS_MAXIT 300
+#define LANCZOS_KFRAC 4
+
+/* Every statistic from the whole spectrum ev (descending): the full route. */
 static json_t *
-stats_json(const double *ev, int n, double rank_rtol, int top)
+stats_full(const double *ev, int n, double rank_rtol, int top)
 {
 	struct spectrum_stats s;
-	json_t *t = json_array();
+	json_t *t = json_array(), *routes = json_object();
+	const char *const names[] = {"trace", "frobenius", "spectral", "smallest", "rank", "condition",
+	    "logdet", "effective_rank", "participation_ratio", "stable_rank", "top", NULL};
 
 	spectrum_stats(ev, n, rank_rtol, &s);
 	for (int i = 0; i < top && i < n; i++)
 		json_array_append_new(t, jnum(ev[i]));
-	return json_pack("{s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o}",
+	for (int i = 0; names[i]; i++)
+		json_object_set_new(routes, names[i], json_string("spectrum"));
+	return json_pack("{s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 	    "trace", jnum(s.trace), "frobenius", jnum(s.frobenius), "spectral", jnum(s.spectral),
 	    "smallest", jnum(s.smallest), "rank", s.rank, "rank_tol", jnum(s.rank_tol),
 	    "condition", jnum(s.condition), "logdet", jnum(s.logdet),
-	    "effective_rank", jnum(s.effective_rank), "stable_rank", jnum(s.stable_rank), "top", t);
+	    "effective_rank", jnum(s.effective_rank),
+	    "participation_ratio", jnum(s.frobenius > 0 ? s.trace * s.trace / (s.frobenius * s.frobenius) : 0),
+	    "stable_rank", jnum(s.stable_rank), "top", t, "routes", routes);
+}
+
+/*
+ * The top k eigenvalues into ev: Lanczos on M, or where it does not pay
+ * or does not converge, dsyevr on a copy.  Returns the route's name.
+ */
+static const char *
+top_eigs(const double *M, long n, int k, double *ev, int *iters, const char *what)
+{
+	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
+	double *W;
+
+	*iters = 0;
+	if ((long)k * LANCZOS_KFRAC <= n && sym_top_lanczos(M, (int)n, k, LANCZOS_TOL, LANCZOS_MAXIT, ev, iters) == 0)
+		return "lanczos";
+	W = xmalloc_big(nn);
+	memcpy(W, M, nn);
+	if (sym_eigvals(W, (int)n, k, ev, NULL) != k)
+		die("%s: LAPACK dsyevr failed", what);
+	free(W);
+	return "dsyevr";
+}
+
+/* What the cheap route found beyond the entries and the top k. */
+struct low_end {
+	int rank;
+	double smallest, logdet;           /* NAN when no exact cheap route gives them */
+	const char *rank_route, *small_route, *logdet_route;
+	int products;                      /* Lanczos products on M^-1 */
+};
+
+/* The smallest squared diagonal entry of the Cholesky factor in M's diagonal. */
+static double
+min_pivot(const double *M, long n)
+{
+	double m = HUGE_VAL;
+
+	for (long i = 0; i < n; i++)
+		m = fmin(m, M[i * n + i] * M[i * n + i]);
+	return m;
+}
+
+/*
+ * Rank, smallest eigenvalue and log-determinant of M for the rank
+ * tolerance tol.  M = L L^T by Cholesky and the smallest eigenvalue by
+ * Lanczos on M^-1 through L: if it is above tol, every eigenvalue counts,
+ * and the log-determinant is L's.  Otherwise (or if M is not definite)
+ * the rank is the inertia of M - tol I, and the smallest eigenvalue,
+ * the smallest counted one and the log-determinant over them need the
+ * spectrum.  With deficient (a guess: the answer does not depend on it)
+ * the inertia comes first.
+ */
+static void
+low_end(double *M, double *d, long n, double tol, int deficient, struct low_end *le, const char *what)
+{
+	double logdet = 0, lmin = 0;
+	int full;
+
+	*le = (struct low_end){0, NAN, NAN, NULL, NULL, NULL, 0};
+	/* Expected short of full rank: the inertia first, which settles it with one factorisation. */
+	if (deficient) {
+		if ((le->rank = sym_count_above(M, (int)n, tol, d)) < 0)
+			die("%s: LAPACK dsytrf failed", what);
+		le->rank_route = "inertia";
+		if (le->rank < n) {
+			le->logdet = le->rank == 0 ? 0 : NAN;
+			le->logdet_route = le->rank == 0 ? "inertia" : NULL;
+			return;
+		}
+	}
+	/*
+	 * Above tol the inverse is conditioned to 1 / rank_rtol at worst: its
+	 * Ritz value is exact.  Each pivot L_ii^2 is a Schur complement's,
+	 * at least the smallest eigenvalue: one at or below tol proves the
+	 * rank short of n without the products on the inverse.
+	 */
+	full = n > 0 && tol > 0 && sym_cholesky(M, (int)n, d, &logdet) == 0 && min_pivot(M, n) > tol
+	    && sym_bottom_chol(M, (int)n, LANCZOS_TOL, LANCZOS_MAXIT, &lmin, &le->products) == 0
+	    && lmin > tol;
+	if (n > 0 && tol > 0)
+		sym_restore_diag(M, (int)n, d);
+	if (full) {
+		*le = (struct low_end){(int)n, lmin, logdet, "lanczos-inverse", "lanczos-inverse",
+		    "cholesky", le->products};
+		return;
+	}
+	if (deficient)
+		return;                 /* rank n by inertia, yet the smallest not certified above tol */
+	if ((le->rank = sym_count_above(M, (int)n, tol, d)) < 0)
+		die("%s: LAPACK dsytrf failed", what);
+	le->rank_route = "inertia";
+	if (le->rank == 0) {
+		le->logdet = 0;         /* the empty sum */
+		le->logdet_route = "inertia";
+	}
+}
+
+/*
+ * The statistics of M (lower triangle) without its spectrum, each
+ * by its cheapest exact route (docs/design.md): trace and Frobenius norm
+ * from the entries, the top k by Lanczos, the low end by low_end.  What
+ * no cheap route gives exactly (the entropy effective rank always; the
+ * condition number and log-determinant of a rank-deficient M) is null,
+ * with route null: --full computes it.  The factorisations overwrite M's
+ * upper triangle (its lower triangle and diagonal are kept); d is n
+ * doubles of scratch; deficient as low_end's.
+ */
+static json_t *
+stats_cheap(double *M, double *d, long n, double rank_rtol, int top, int deficient, const char *what)
+{
+	int k = top < n ? top : (int)n, iters;
+	double *ev = xmalloc(xmul((size_t)k, sizeof(double))), tr, fro, tol;
+	const char *troute, *croute = NULL;
+	struct low_end le;
+	json_t *t = json_array(), *r, *s;
+
+	/* A non-finite entry makes one of these non-finite (as dsyevd's check on the full route). */
+	sym_trace_frob(M, (int)n, &tr, &fro);
+	if (!isfinite(tr) || !isfinite(fro))
+		die("%s: an entry is not finite", what);
+	troute = top_eigs(M, n, k, ev, &iters, what);
+	tol = rank_rtol * fmax(ev[0], 0.0);
+	low_end(M, d, n, tol, deficient, &le, what);
+	if (le.rank == n && le.logdet_route)
+		croute = "lanczos/lanczos-inverse";
+	for (int i = 0; i < k; i++)
+		json_array_append_new(t, jnum(ev[i]));
+	r = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:n, s:s, s:s, s:s, s:i, s:i}",
+	    "trace", "matrix", "frobenius", "matrix", "spectral", troute, "smallest", le.small_route,
+	    "rank", le.rank_route, "condition", croute, "logdet", le.logdet_route, "effective_rank",
+	    "participation_ratio", "matrix", "stable_rank", troute, "top", troute,
+	    "lanczos_products", iters, "inverse_products", le.products);
+	s = json_pack("{s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:n, s:o, s:o, s:o, s:o}",
+	    "trace", jnum(tr), "frobenius", jnum(fro), "spectral", jnum(ev[0]),
+	    "smallest", le.small_route ? jnum(le.smallest) : json_null(), "rank", le.rank,
+	    "rank_tol", jnum(tol), "condition", croute ? jnum(ev[0] / le.smallest) : json_null(),
+	    "logdet", le.logdet_route ? jnum(le.logdet) : json_null(), "effective_rank",
+	    "participation_ratio", jnum(fro > 0 ? tr * tr / (fro * fro) : 0),
+	    "stable_rank", jnum(ev[0] > 0 ? fro * fro / (ev[0] * ev[0]) : 0), "top", t, "routes", r);
+	free(ev);
+	return s;
+}
+
+/*
+ * M's statistics (lower triangle; destroyed on the full route): from its
+ * whole spectrum, kept in *spec (malloc'd), when c->full, else cheap.
+ */
+static json_t *
+stats_of(const struct config *c, double *M, double *d, long n, double rtol, double **spec, const char *what)
+{
+	if (!c->full)
+		return stats_cheap(M, d, n, rtol, c->top, 0, what);
+	*spec = xmalloc(xmul((size_t)n, sizeof(double)));
+	if (sym_eigvals(M, (int)n, 0, *spec, NULL) < 0)
+		die("%s: LAPACK dsyevd failed", what);
+	return stats_full(*spec, (int)n, rtol, c->top);
 }
 
 /* The top k eigenvectors of G in parameter space, J^T u / sqrt(n lambda). */
@@ -197,14 +388,15 @@ write_spectrum(const struct config *c, const struct analysis_ckpt *ck, long n, c
 
 /*
  * K = (1/n) sum over the model's groups of each group's Gram term (T is
- * scratch).  With --per-layer, each group's own spectrum (gspec[g],
- * malloc'd) and statistics (into layers).
+ * scratch, d n doubles of it).  With --per-layer, each group's
+ * statistics (into layers) and with --full its spectrum (gspec[g]).
  */
 static void
 gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G, long n,
-    double rtol, double *K, double *T, double **gspec, json_t *layers)
+    double rtol, double *K, double *T, double *d, double **gspec, json_t *layers)
 {
 	for (int g = 0; g < ck->m->ngroups; g++) {
+		char what[512];
 		model_gram_group(G, g, T);
 		for (long b = 0; b < n; b++)
 			for (long q = 0; q <= b; q++) {
@@ -213,10 +405,8 @@ gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gr
 			}
 		if (!c->per_layer)
 			continue;
-		gspec[g] = xmalloc(xmul((size_t)n, sizeof(double)));
-		if (sym_eigvals(T, (int)n, 0, gspec[g], NULL) < 0)
-			die("%s: LAPACK dsyevd failed on group %s", ck->path, ck->m->group_names[g]);
-		json_array_append_new(layers, stats_json(gspec[g], (int)n, rtol, c->top));
+		snprintf(what, sizeof what, "%s: group %s", ck->path, ck->m->group_names[g]);
+		json_array_append_new(layers, stats_of(c, T, d, n, rtol, &gspec[g], what));
 	}
 }
 
@@ -248,45 +438,98 @@ centre(const double *K, double *T, long n, int no_centred)
 	return gbar2;
 }
 
-/* The spectra of one checkpoint's Gram matrices. */
+/* The statistics of one checkpoint's Gram matrices, and with --full their spectra. */
 struct spectra {
-	double *ev, *evc;       /* (n) G's and the centred covariance's, descending */
-	double **gspec;         /* (ngroups) each group's, with --per-layer */
+	double *ev, *evc;       /* (n) G's and the centred covariance's, descending (--full) */
+	double **gspec;         /* (ngroups) each group's, with --per-layer and --full */
 	double gbar2;           /* |mean gradient|^2 */
+	json_t *gop, *centred;  /* the statistics of G and of the centred covariance */
 	json_t *layers;         /* each group's statistics, with --per-layer */
 };
 
-/* Everything but the record: the Gram matrices, their spectra, the eigenvectors. */
+/*
+ * The centred covariance's statistics.  Its Gram H K H has the ones
+ * vector as an exact null vector, which would make every cheap route of
+ * the low end see a rank-deficient matrix; the cheap route works instead
+ * on K on the complement of the ones vector (sym_deflate_ones, (n-1)^2
+ * into T), whose spectrum is H K H's less that zero.  So its smallest
+ * eigenvalue (that zero, at rounding level on the full route) is null;
+ * with --top n or more the zero ends the list.  By interlacing its
+ * eigenvalues are at most K's, so when K's rank was short of n
+ * (deficient) this one's likely is too; only likely, since its tolerance
+ * is lower when the mean gradient dominates K, and the answer does not
+ * depend on the guess.  The full route (--full) takes H K H's spectrum,
+ * built into T by centre().
+ */
+static json_t *
+centred_stats(const struct config *c, double *K, double *T, double *d, long n, double rtol,
+    double **spec, int deficient, const char *what)
+{
+	json_t *s, *routes;
+
+	if (c->full || n < 2) {
+		centre(K, T, n, 0);
+		return stats_of(c, T, d, n, rtol, spec, what);
+	}
+	sym_deflate_ones(K, (int)n, T, d);
+	s = stats_cheap(T, d, n - 1, rtol, c->top, deficient, what);
+	if (c->top >= n)
+		json_array_append_new(json_object_get(s, "top"), json_real(0.0));
+	routes = json_object_get(s, "routes");
+	json_object_set_new(s, "smallest", json_null());
+	json_object_set_new(routes, "smallest", json_null());
+	json_object_set_new(routes, "centring", json_string("householder"));
+	return s;
+}
+
+/* The top k eigenpairs of K (destroyed) for --eigvecs, by dsyevr. */
+static void
+eigvecs_of(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G, double *K, long n)
+{
+	int k = c->neigvecs < n ? c->neigvecs : (int)n;
+	double *vecs = xmalloc(xmul(xmul((size_t)n, (size_t)k), sizeof(double)));
+	double *ev = xmalloc(xmul((size_t)n, sizeof(double)));
+
+	if (sym_eigvals(K, (int)n, k, ev, vecs) < 0)
+		die("%s: LAPACK failed on the Gram matrix", ck->path);
+	write_eigvecs(c, ck, G, ev, vecs, k, n);
+	free(vecs);
+	free(ev);
+}
+
+/* Everything but the record: the Gram matrices, their statistics, the eigenvectors. */
 static void
 spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G, long n,
     double rtol, struct spectra *sp)
 {
 	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
-	double *K = xmalloc_big(nn), *T = xmalloc_big(nn);
+	double *K = xmalloc_big(nn), *T = xmalloc_big(nn), *d = xmalloc(xmul((size_t)n, sizeof(double)));
+	char what[512];
+	int deficient;
 
 	memset(K, 0, nn);
-	sp->ev = xmalloc(xmul((size_t)n, sizeof(double)));
-	sp->evc = xmalloc(xmul((size_t)n, sizeof(double)));
+	memset(sp, 0, sizeof *sp);
 	sp->gspec = xcalloc((size_t)ck->m->ngroups, sizeof *sp->gspec);
 	sp->layers = c->per_layer ? json_array() : NULL;
-	gram_sum(c, ck, G, n, rtol, K, T, sp->gspec, sp->layers);
-	sp->gbar2 = centre(K, T, n, c->no_centred);
-	if (!c->no_centred && sym_eigvals(T, (int)n, 0, sp->evc, NULL) < 0)
-		die("%s: LAPACK dsyevd failed on the centred Gram matrix", ck->path);
-	/* The full spectrum for the statistics; dsyevd keeps the vectors when asked. */
+	gram_sum(c, ck, G, n, rtol, K, T, d, sp->gspec, sp->layers);
+	sp->gbar2 = centre(K, T, n, 1);
+	snprintf(what, sizeof what, "%s: the Gram matrix", ck->path);
+	/* The cheap route keeps K; the full one destroys it, so comes last. */
+	if (!c->full)
+		sp->gop = stats_cheap(K, d, n, rtol, c->top, 0, what);
+	deficient = sp->gop && json_integer_value(json_object_get(sp->gop, "rank")) < n;
+	snprintf(what, sizeof what, "%s: the centred Gram matrix", ck->path);
+	sp->centred = c->no_centred ? json_null() : centred_stats(c, K, T, d, n, rtol, &sp->evc, deficient, what);
 	if (c->eigvecs) {
-		int k = c->neigvecs < n ? c->neigvecs : (int)n;
-		double *vecs = xmalloc(xmul(xmul((size_t)n, (size_t)k), sizeof(double)));
 		memcpy(T, K, nn);
-		if (sym_eigvals(T, (int)n, k, sp->ev, vecs) < 0)
-			die("%s: LAPACK failed on the Gram matrix", ck->path);
-		write_eigvecs(c, ck, G, sp->ev, vecs, k, n);
-		free(vecs);
+		eigvecs_of(c, ck, G, T, n);
 	}
-	if (sym_eigvals(K, (int)n, 0, sp->ev, NULL) < 0)
-		die("%s: LAPACK dsyevd failed on the Gram matrix", ck->path);
+	snprintf(what, sizeof what, "%s: the Gram matrix", ck->path);
+	if (c->full)
+		sp->gop = stats_of(c, K, d, n, rtol, &sp->ev, what);
 	free(K);
 	free(T);
+	free(d);
 }
 
 static void
@@ -320,9 +563,9 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	json_object_set_new(rec, "set", json_string(dataset_set_names[c->set]));
 	json_object_set_new(rec, "n", json_integer((json_int_t)n));
 	json_object_set_new(rec, "loss", jnum(e.loss_sum / n));
-	json_object_set_new(rec, "gop", stats_json(sp.ev, (int)n, rtol, c->top));
+	json_object_set_new(rec, "gop", sp.gop);
 	json_object_set_new(rec, "mean_grad_sq", jnum(sp.gbar2));
-	json_object_set_new(rec, "centred", c->no_centred ? json_null() : stats_json(sp.evc, (int)n, rtol, c->top));
+	json_object_set_new(rec, "centred", sp.centred);
 	model_diag_json(diag, rec);
 	if (sp.layers)
 		json_object_set_new(rec, "layers", sp.layers);
@@ -358,8 +601,8 @@ main(int argc, char **argv)
 	analysis_need_step(&a, opt, c.eigvecs);
 	analysis_load(&a, c.data);
 	analysis_header(&a, "gop-spectrum", argc, argv, 0,
-	    json_pack("{s:s, s:i, s:b, s:b, s:o, s:o, s:o}", "set", dataset_set_names[c.set],
-	    "top", c.top, "per_layer", c.per_layer, "centred", !c.no_centred,
+	    json_pack("{s:s, s:i, s:b, s:b, s:b, s:o, s:o, s:o}", "set", dataset_set_names[c.set],
+	    "top", c.top, "per_layer", c.per_layer, "centred", !c.no_centred, "full", c.full,
 	    "rank_tol", c.rank_rtol >= 0 ? jnum(c.rank_rtol) : json_string("n * 2^-23"),
 	    "spectrum", c.spectrum ? json_string(c.spectrum) : json_null(),
 	    "eigvecs", c.eigvecs ? json_pack("{s:i, s:s}", "k", c.neigvecs, "file", c.eigvecs) : json_null()));

@@ -51,7 +51,9 @@ def main():
         run([os.path.join(bindir, "train-mlp"), "--data", data_path, "--width", "24", "--steps", "150",
              "--log-every", "150", "--ckpt-dir", ck, "--seed", str(k), "--quiet"] + args)
         path = os.path.join(ck, "step-00000150.safetensors")
-        rec = read_jsonl(run([os.path.join(bindir, "gop-spectrum"), "--data", data_path, "--per-layer", path]))[1]
+        rec = read_jsonl(run([os.path.join(bindir, "gop-spectrum"), "--data", data_path, "--per-layer", "--full",
+                              path]))[1]
+        cheap = read_jsonl(run([os.path.join(bindir, "gop-spectrum"), "--data", data_path, path]))[1]
         meta, params = load_st(path)
         depth, enc, loss = int(meta["depth"]), meta["encoding"], meta["loss"]
         model = model_from(params, depth).double()
@@ -90,6 +92,7 @@ def main():
             worst = max(worst, abs(rec["layers"][i]["trace"] - tri) / tri)
         tap.ok(worst < TRACE_RTOL * 10, f"{name}: each layer's trace, max relative diff {worst:.2e}")
         band_total += check_stats(tap, name, rec["gop"], ev, n)
+        check_cheap(tap, name, cheap["gop"], ev, n)
     tap.ok(band_total > 0, f"{band_total} eigenvalues over the cases lie between tol / n and tol "
            "(the rank check tells the tolerance rule apart)")
     return tap.done()
@@ -121,6 +124,24 @@ def check_stats(tap, name, ours, ev, n):
     tap.ok(abs(ours["effective_rank"] - eff) <= STAT_RTOL * eff,
            f"{name}: effective rank {ours['effective_rank']:.8f} vs numpy {eff:.8f}")
     return band
+
+
+def check_cheap(tap, name, ours, ev, n):
+    """The default record (no spectrum: Lanczos, inertia, Cholesky) against
+    numpy on the reference eigenvalues: the top 10, the rank in the same
+    band as the full route's, and the log-determinant where its route
+    gives one (every eigenvalue counted)."""
+    tol = n * 2.0**-23 * ev[0]
+    lo, hi = int(np.sum(ev > tol * (1 + RANK_BAND))), int(np.sum(ev > tol * (1 - RANK_BAND)))
+    rel = np.max(np.abs(np.array(ours["top"]) - ev[:10]) / ev[:10])
+    ok = rel < EIG_RTOL and lo <= ours["rank"] <= hi and ours["routes"]["top"] == "lanczos"
+    detail = f"top-10 max relative diff {rel:.2e}, rank {ours['rank']} in {lo}..{hi}"
+    if ours["routes"]["logdet"] is not None:
+        ld = float(np.sum(np.log(ev[:ours["rank"]])))
+        ld_tol = 1e-3 + float(np.sum(1e-7 * ev[0] / ev[:ours["rank"]]))
+        ok = ok and ours["rank"] == n and abs(ours["logdet"] - ld) <= ld_tol
+        detail += f", log-determinant ({ours['routes']['logdet']}) {ours['logdet']:.6f} vs {ld:.6f}"
+    tap.ok(ok, f"{name}: default record (routes {ours['routes']['top']}, {ours['routes']['rank']}): {detail}")
 
 
 if __name__ == "__main__":

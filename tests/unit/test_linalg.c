@@ -626,6 +626,157 @@ subspace_fraction_exact(void)
 	ok(frac[0] == 0 && frac[1] == 0, "subspace_fraction of a zero gradient is 0");
 }
 
+/*
+ * gop-spectrum's cheap routes against the whole spectrum (dsyevd) on the
+ * same matrix: trace and Frobenius norm from the entries, the top 10 by
+ * Lanczos (to 1e-10 relative), the rank as the inertia of A - tol I, the
+ * log-determinant by Cholesky and the smallest eigenvalue by Lanczos on
+ * the inverse (where every eigenvalue counts), and the deflation of the
+ * ones vector against H A H's spectrum.
+ */
+struct routes_case {
+	const char *name;
+	int n;
+	double *a;
+};
+
+/* A copy of a's lower triangle's spectrum, descending, and its statistics at n 2^-23. */
+static void
+full_route(const struct routes_case *c, double *ev, struct spectrum_stats *s)
+{
+	double *w = malloc((size_t)c->n * c->n * sizeof *w);
+
+	memcpy(w, c->a, (size_t)c->n * c->n * sizeof *w);
+	ok(sym_eigvals(w, c->n, 0, ev, NULL) == c->n, "%s: dsyevd", c->name);
+	spectrum_stats(ev, c->n, c->n * 0x1p-23, s);
+	free(w);
+}
+
+static void
+routes_compare(const struct routes_case *c, int want_rank)
+{
+	int n = c->n, k = 10, iters, rank;
+	double *ev = malloc((size_t)n * sizeof *ev), *w = malloc((size_t)n * n * sizeof *w);
+	double *dg = malloc((size_t)n * sizeof *dg), top[10], tr, fro, worst = 0, logdet, lmin;
+	int kept = 1;
+	struct spectrum_stats s;
+
+	full_route(c, ev, &s);
+	sym_trace_frob(c->a, n, &tr, &fro);
+	ok(fabs(tr - s.trace) <= 1e-12 * s.trace && fabs(fro - s.frobenius) <= 1e-12 * s.frobenius,
+	    "%s: trace %.15g (%.15g), Frobenius %.15g (%.15g) from the entries", c->name, tr, s.trace, fro, s.frobenius);
+	int conv = sym_top_lanczos(c->a, n, k, 1e-12, 600, top, &iters);
+	ok(conv == 0, "%s: Lanczos converged, %d products", c->name, iters);
+	for (int i = 0; i < k; i++)
+		worst = fmax(worst, fabs(top[i] - ev[i]) / ev[i]);
+	ok(worst <= 1e-10, "%s: top 10 by Lanczos within %.1e of dsyevd's (<= 1e-10)", c->name, worst);
+	memcpy(w, c->a, (size_t)n * n * sizeof *w);
+	rank = sym_count_above(w, n, s.rank_tol, dg);
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j <= i; j++)
+			kept &= w[i * n + j] == c->a[i * n + j];
+	ok(rank == s.rank && rank == want_rank && kept, "%s: rank by inertia %d, from the spectrum %d (%d); lower "
+	    "triangle and diagonal kept: %d", c->name, rank, s.rank, want_rank, kept);
+	if (want_rank == n) {
+		int chol = sym_cholesky(w, n, dg, &logdet), bot;
+		ok(chol == 0 && fabs(logdet - s.logdet) <= 1e-10 * fabs(s.logdet),
+		    "%s: log-determinant by Cholesky %.12f (%.12f)", c->name, logdet, s.logdet);
+		lmin = NAN;
+		bot = sym_bottom_chol(w, n, 1e-12, 600, &lmin, &iters);
+		ok(bot == 0 && fabs(lmin - s.smallest) <= 1e-10 * s.smallest,
+		    "%s: smallest by Lanczos on the inverse %.15g (%.15g), %d products", c->name, lmin, s.smallest, iters);
+	} else {
+		int chol = sym_cholesky(w, n, dg, &logdet), bot = -1;
+		lmin = NAN;
+		if (chol == 0)
+			bot = sym_bottom_chol(w, n, 1e-12, 600, &lmin, &iters);
+		ok(chol < 0 || bot < 0 || lmin <= s.rank_tol,
+		    "%s: rank-deficient: Cholesky %s, smallest by the inverse %g (tol %g)", c->name,
+		    chol < 0 ? "fails" : "succeeds", lmin, s.rank_tol);
+	}
+	free(ev);
+	free(w);
+	free(dg);
+}
+
+/* H A H's spectrum is that of sym_deflate_ones's (n-1) block plus the ones vector's zero. */
+static void
+deflate_compare(const struct routes_case *c)
+{
+	int n = c->n, m = n - 1;
+	double *h = malloc((size_t)n * n * sizeof *h), *cm = malloc((size_t)m * m * sizeof *cm);
+	double *ev = malloc((size_t)n * sizeof *ev), *evd = malloc((size_t)m * sizeof *evd), *rm = calloc((size_t)n, sizeof *rm);
+	double all = 0, worst = 0;
+
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++)
+			rm[i] += c->a[i * n + j] / n;
+	for (int i = 0; i < n; i++)
+		all += rm[i] / n;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++)
+			h[i * n + j] = c->a[i * n + j] - rm[i] - rm[j] + all;
+	sym_deflate_ones(c->a, n, cm, ev);
+	ok(sym_eigvals(h, n, 0, ev, NULL) == n && sym_eigvals(cm, m, 0, evd, NULL) == m, "%s: H A H and its deflation",
+	    c->name);
+	/* drop H A H's eigenvalue nearest zero (the ones vector's), compare the rest in order */
+	int z = 0;
+	for (int i = 1; i < n; i++)
+		if (fabs(ev[i]) < fabs(ev[z]))
+			z = i;
+	for (int i = 0, j = 0; i < n; i++)
+		if (i != z)
+			worst = fmax(worst, fabs(ev[i] - evd[j++]) / ev[0]);
+	ok(worst <= 1e-12, "%s: deflated spectrum within %.1e of H A H's, relative to the largest (<= 1e-12)", c->name,
+	    worst);
+	free(h);
+	free(cm);
+	free(ev);
+	free(evd);
+	free(rm);
+}
+
+static void
+cheap_routes(void)
+{
+	enum { N = 200, NR = 150, BASE = 50, P = 80, NK = 60 };
+	double *a = malloc((size_t)N * N * sizeof *a), *g = malloc((size_t)BASE * P * sizeof *g);
+	double lambda[N], kl[NK] = {0}, tol = NK * 0x1p-23 * 10;
+	const double big[7] = {10, 3, 1, 0.3, 1e-2, 1e-3, 1e-4};
+	struct dense d = {N, a};
+	struct rng r;
+	struct routes_case c;
+
+	rng_init(&r, 41, RNG_SAMPLE);
+	/* well conditioned: eigenvalues 1..10, condition 10 */
+	for (int i = 0; i < N; i++)
+		lambda[i] = 10 - 9.0 * i / (N - 1);
+	make_matrix(&d, lambda, &r);
+	c = (struct routes_case){"well-conditioned 200 x 200", N, a};
+	routes_compare(&c, N);
+	deflate_compare(&c);
+	/* a Gram matrix whose rows repeat: 150 examples, three copies of 50 gradients (rank 50) */
+	for (int i = 0; i < BASE * P; i++)
+		g[i] = rng_normal(&r);
+	for (int i = 0; i < NR; i++)
+		for (int j = 0; j < NR; j++)
+			a[i * NR + j] = cblas_ddot(P, g + (i % BASE) * P, 1, g + (j % BASE) * P, 1) / NR;
+	c = (struct routes_case){"Gram of repeated rows, 150 x 150 of rank 50", NR, a};
+	routes_compare(&c, BASE);
+	deflate_compare(&c);
+	/* known_rank's spectrum: three eigenvalues at 0.3 tol, between the counted and the zeros */
+	for (int i = 0; i < 7; i++)
+		kl[i] = big[i];
+	for (int i = 7; i < 10; i++)
+		kl[i] = 0.3 * tol;
+	d.n = NK;
+	make_matrix(&d, kl, &r);
+	c = (struct routes_case){"known rank 7 of 60, three at 0.3 tol", NK, a};
+	routes_compare(&c, 7);
+	free(a);
+	free(g);
+}
+
 int
 main(void)
 {
@@ -638,5 +789,6 @@ main(void)
 	orthogonality_kept();
 	embedded();
 	model_hessian();
+	cheap_routes();
 	return tap_done();
 }

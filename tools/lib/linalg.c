@@ -676,3 +676,233 @@ spectrum_stats(const double *ev, int n, double rank_rtol, struct spectrum_stats 
 	s->effective_rank = pos > 0 ? exp(ent) : 0;
 	s->stable_rank = ev[0] > 0 ? sq / (ev[0] * ev[0]) : 0;
 }
+
+/*
+ * Exact statistics of an explicit symmetric matrix without its spectrum
+ * (gop-spectrum's cheap routes; see linalg.h).
+ */
+
+void
+sym_trace_frob(const double *A, int n, double *trace, double *frob)
+{
+	double t = 0, diag = 0, off = 0;
+
+	for (int i = 0; i < n; i++) {
+		const double *row = A + (size_t)i * n;
+		for (int j = 0; j < i; j++)
+			off += row[j] * row[j];
+		t += row[i];
+		diag += row[i] * row[i];
+	}
+	*trace = t;
+	*frob = sqrt(diag + 2 * off);
+}
+
+struct dense_sym {
+	const double *A;
+	int n;
+};
+
+/* y = A x from A's lower triangle: one pass over n^2 / 2 doubles. */
+static void
+dense_sym_apply(void *ctx, double *y, const double *x)
+{
+	const struct dense_sym *d = ctx;
+
+	cblas_dsymv(CblasRowMajor, CblasLower, d->n, 1.0, d->A, d->n, x, 1, 0.0, y, 1);
+}
+
+int
+sym_top_lanczos(const double *A, int n, int k, double tol, int maxiter, double *ev, int *iters)
+{
+	struct dense_sym d = {A, n};
+	struct linop op = {(size_t)n, dense_sym_apply, &d, 0};
+	struct eig_result res;
+	struct rng r;
+	int ok;
+
+	/* Fixed start (stream RNG_SAMPLE of seed 0): the record stays deterministic. */
+	rng_init(&r, 0, RNG_SAMPLE);
+	if (lanczos_eigs(&op, k, EIG_TOP, CONVERGE_VALUE, tol, maxiter, &r, 0, &res) < 0)
+		return -1;
+	/*
+	 * Fewer than k Ritz values means the Krylov space closed (rank below
+	 * k); the rest are zeros the dense route resolves to rounding level.
+	 */
+	ok = res.converged && res.ntop == k;
+	for (int i = 0; ok && i < k; i++)
+		ev[i] = res.top[i];
+	*iters = res.iterations;
+	eig_result_free(&res);
+	return ok ? 0 : -1;
+}
+
+/*
+ * The factorisations work in A's own upper triangle, so that no n x n copy
+ * is touched: the strict lower triangle (the matrix) is mirrored into the
+ * upper one, the diagonal (minus shift) saved in d, and LAPACK called with
+ * uplo 'L' on the column-major view, which is the row-major upper
+ * triangle.  The strict lower triangle is never written; sym_restore_diag
+ * puts the diagonal back.  -1 if an entry is not finite.
+ */
+static int
+mirror_upper(double *A, int n, double shift, double *d)
+{
+	enum { TILE = 64 };
+	int bad = 0;
+
+	for (int i = 0; i < n; i++) {
+		d[i] = A[(size_t)i * n + i];
+		bad |= !isfinite(d[i]);
+		A[(size_t)i * n + i] = d[i] - shift;
+	}
+	for (int ib = 0; ib < n; ib += TILE)
+		for (int jb = 0; jb <= ib; jb += TILE)
+			for (int i = ib; i < n && i < ib + TILE; i++)
+				for (int j = jb; j < i && j < jb + TILE; j++) {
+					double v = A[(size_t)i * n + j];
+					bad |= !isfinite(v);
+					A[(size_t)j * n + i] = v;
+				}
+	return bad ? -1 : 0;
+}
+
+void
+sym_restore_diag(double *A, int n, const double *d)
+{
+	for (int i = 0; i < n; i++)
+		A[(size_t)i * n + i] = d[i];
+}
+
+/*
+ * Positive eigenvalues of the block diagonal D of a Bunch-Kaufman LDL^T
+ * (lower form, column-major: D's off-diagonal entry of a 2 x 2 block at
+ * column-major (k+1, k), row-major (k, k+1)).  A 2 x 2 block is marked by
+ * two equal negative pivots.
+ */
+static int
+positive_inertia(const double *A, int n, const lapack_int *ipiv)
+{
+	int pos = 0;
+
+	for (int k = 0; k < n; k++) {
+		double d11 = A[(size_t)k * n + k];
+		if (ipiv[k] > 0 || k + 1 == n) {
+			pos += d11 > 0;
+			continue;
+		}
+		double d22 = A[(size_t)(k + 1) * n + k + 1], d12 = A[(size_t)k * n + k + 1];
+		double det = d11 * d22 - d12 * d12;
+		pos += det < 0 ? 1 : det > 0 ? 2 * (d11 + d22 > 0) : (d11 + d22 > 0);
+		k++;
+	}
+	return pos;
+}
+
+int
+sym_count_above(double *A, int n, double tau, double *d)
+{
+	lapack_int nn = n, lwork = -1, info = 0, *ipiv;
+	double q = 0, *work;
+	int pos;
+
+	if (n == 0)
+		return 0;
+	if (mirror_upper(A, n, tau, d) < 0) {
+		sym_restore_diag(A, n, d);
+		return -1;
+	}
+	ipiv = xmalloc(xmul((size_t)n, sizeof *ipiv));
+	LAPACK_dsytrf("L", &nn, A, &nn, ipiv, &q, &lwork, &info);
+	lwork = info == 0 ? (lapack_int)q : 1;
+	work = xmalloc(xmul((size_t)lwork, sizeof *work));
+	/* info > 0 is an exactly zero pivot: an eigenvalue at tau, not above it. */
+	LAPACK_dsytrf("L", &nn, A, &nn, ipiv, work, &lwork, &info);
+	pos = info < 0 ? -1 : positive_inertia(A, n, ipiv);
+	sym_restore_diag(A, n, d);
+	free(work);
+	free(ipiv);
+	return pos;
+}
+
+int
+sym_cholesky(double *A, int n, double *d, double *logdet)
+{
+	lapack_int nn = n, info = 0;
+	double s = 0;
+
+	if (mirror_upper(A, n, 0.0, d) < 0)
+		return -1;
+	/* Column-major lower = row-major upper: A = U^T U, U row-major upper. */
+	LAPACK_dpotrf("L", &nn, A, &nn, &info);
+	if (info != 0)
+		return -1;
+	for (int i = 0; i < n; i++)
+		s += log(A[(size_t)i * n + i]);
+	*logdet = 2 * s;
+	return 0;
+}
+
+/* y = A^-1 x = U^-1 U^-T x. */
+static void
+chol_inverse_apply(void *ctx, double *y, const double *x)
+{
+	const struct dense_sym *d = ctx;
+
+	memcpy(y, x, (size_t)d->n * sizeof *y);
+	cblas_dtrsv(CblasRowMajor, CblasUpper, CblasTrans, CblasNonUnit, d->n, d->A, d->n, y, 1);
+	cblas_dtrsv(CblasRowMajor, CblasUpper, CblasNoTrans, CblasNonUnit, d->n, d->A, d->n, y, 1);
+}
+
+int
+sym_bottom_chol(const double *U, int n, double tol, int maxiter, double *lmin, int *iters)
+{
+	struct dense_sym d = {U, n};
+	struct linop op = {(size_t)n, chol_inverse_apply, &d, 0};
+	struct eig_result res;
+	struct rng r;
+	int ok;
+
+	rng_init(&r, 0, RNG_SAMPLE);
+	if (lanczos_eigs(&op, 1, EIG_TOP, CONVERGE_VALUE, tol, maxiter, &r, 0, &res) < 0)
+		return -1;
+	ok = res.converged && res.ntop == 1 && res.top[0] > 0;
+	if (ok)
+		*lmin = 1 / res.top[0];
+	*iters = res.iterations;
+	eig_result_free(&res);
+	return ok ? 0 : -1;
+}
+
+void
+sym_deflate_ones(const double *A, int n, double *C, double *w)
+{
+	/* u = e_1 - s 1, s = 1/sqrt(n): u_0 = 1 - s, u_i = -s past it; u^T u = 2 - 2 s. */
+	double s = 1 / sqrt((double)n), beta = 2 / (2 - 2 * s), gamma, corner;
+	int m = n - 1;
+
+	/* w = A u = A e_1 - s A 1, from the lower triangle. */
+	for (int i = 0; i < n; i++)
+		w[i] = 0;
+	for (int i = 0; i < n; i++) {
+		const double *row = A + (size_t)i * n;
+		for (int j = 0; j < i; j++) {
+			w[i] += row[j];
+			w[j] += row[j];
+		}
+		w[i] += row[i];
+	}
+	for (int i = 0; i < n; i++)
+		w[i] = A[(size_t)i * n] - s * w[i];
+	gamma = (1 - s) * w[0];
+	for (int i = 1; i < n; i++)
+		gamma -= s * w[i];
+	/* P A P = A - beta (u w^T + w u^T) + beta^2 (u^T w) u u^T, rows and columns 1.. of it. */
+	corner = beta * beta * gamma * s * s;
+	for (int i = 1; i < n; i++) {
+		const double *row = A + (size_t)i * n;
+		double *c = C + (size_t)(i - 1) * m, bw = beta * s * w[i];
+		for (int j = 1; j <= i; j++)
+			c[j - 1] = row[j] + bw + beta * s * w[j] + corner;
+	}
+}

@@ -142,4 +142,48 @@ struct spectrum_stats {
 /* ev descending; rank_rtol relative to the largest. */
 void spectrum_stats(const double *ev, int n, double rank_rtol, struct spectrum_stats *s);
 
+
+/*
+ * Exact statistics of an explicit symmetric matrix without its whole
+ * spectrum (gop-spectrum's cheap routes).  A is n x n row-major with the
+ * matrix in its lower triangle.  The factorisations work in A's upper
+ * triangle and diagonal (no n x n copy); the strict lower triangle is
+ * never written, and d (n doubles) keeps the diagonal.
+ *
+ *   sym_trace_frob   trace and Frobenius norm from the entries
+ *   sym_top_lanczos  the k largest eigenvalues by Lanczos on y = A x
+ *                    (dsymv), each eigenvalue's error bound under tol
+ *                    relative (CONVERGE_VALUE)
+ *   sym_count_above  how many eigenvalues exceed tau: the inertia of
+ *                    A - tau I from its LDL^T factorisation (Sylvester's
+ *                    law), exact up to the factorisation's backward error
+ *   sym_cholesky     A = U^T U and log det A, if A is positive definite
+ *   sym_bottom_chol  the smallest eigenvalue from that factor, by Lanczos
+ *                    on A^-1 (two triangular solves a product)
+ *   sym_deflate_ones A on the complement of the ones vector: the
+ *                    spectrum of H A H, H = I - 11^T/n, less the zero
+ *                    that H gives the ones vector exactly
+ */
+void sym_trace_frob(const double *A, int n, double *trace, double *frob);
+/* ev (k) descending; *iters the products taken.  0, or -1 when not converged in maxiter. */
+int sym_top_lanczos(const double *A, int n, int k, double tol, int maxiter, double *ev, int *iters);
+/* The count, or -1 if LAPACK fails or an entry is not finite; A's diagonal restored. */
+int sym_count_above(double *A, int n, double tau, double *d);
+/*
+ * U into A's upper triangle and diagonal (the diagonal saved in d): 0, or
+ * -1 if A is not (numerically) positive definite or an entry is not
+ * finite.  Either way sym_restore_diag(A, n, d) afterwards.
+ */
+int sym_cholesky(double *A, int n, double *d, double *logdet);
+/* 1 / (A^-1's largest) from sym_cholesky's U; tol as sym_top_lanczos's.  0, or -1 if not converged. */
+int sym_bottom_chol(const double *U, int n, double tol, int maxiter, double *lmin, int *iters);
+void sym_restore_diag(double *A, int n, const double *d);
+/*
+ * C ((n-1) x (n-1), row-major lower, leading dimension n-1) = the
+ * trailing block of P A P, P = I - 2 u u^T / u^T u the Householder
+ * reflector with P e_1 = 1 / sqrt(n): P H A H P = diag(0, C).  w is n
+ * doubles of scratch.  n >= 2.
+ */
+void sym_deflate_ones(const double *A, int n, double *C, double *w);
+
 #endif
