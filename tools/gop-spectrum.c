@@ -23,13 +23,14 @@
 #include "dataset.h"
 #include "jsonl.h"
 #include "linalg.h"
-#include "mlp.h"
 #include "opts.h"
 #include "st.h"
 #include "util.h"
 
 #define MAX_CKPTS 100000
 #define MAX_ROWS 30000       /* K is n x n doubles: 7 GB at this bound */
+/* Per-example gradients held at once by a family without a closed-form Gram (bytes). */
+#define GRAM_BUDGET ((size_t)256 << 20)
 
 struct config {
 	const char *data, *spectrum, *eigvecs;
@@ -154,12 +155,11 @@ stats_json(const double *ev, int n, double rank_rtol, int top)
 
 /* The top k eigenvectors of G in parameter space, J^T u / sqrt(n lambda). */
 static void
-write_eigvecs(const struct config *c, const struct mlp *m, struct mlp_work *w,
-    const double *ev, const double *vecs, int k, long n, const int32_t *x,
-    long long step, const char *digest)
+write_eigvecs(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G,
+    const double *ev, const double *vecs, int k, long n)
 {
-	size_t P = m->nparams;
-	char *path = ckpt_step_path(c->eigvecs, step);
+	size_t P = ck->m->nparams;
+	char *path = ckpt_step_path(c->eigvecs, ck->step);
 	double *u = xmalloc(xmul((size_t)n, sizeof(double)));
 	double *pv = xcalloc(xmul(P, (size_t)k), sizeof(double));
 
@@ -168,182 +168,175 @@ write_eigvecs(const struct config *c, const struct mlp *m, struct mlp_work *w,
 		double scale = ev[e] > 0 ? 1.0 / sqrt((double)n * ev[e]) : 0.0;
 		for (long b = 0; b < n; b++)
 			u[b] = vecs[(size_t)b * k + e];
-		mlp_gram_combine(m, w, pv + (size_t)e * P, u, x, (int)n);
+		model_gram_combine(G, pv + (size_t)e * P, u);
 		for (size_t q = 0; q < P; q++)
 			pv[(size_t)e * P + q] *= scale;
 	}
-	ckpt_write_eigvecs(path, m, pv, ev, k, "gop-spectrum " GROK_VERSION, step, digest);
+	ckpt_write_eigvecs(path, ck->m, pv, ev, k, "gop-spectrum " GROK_VERSION, ck->step, ck->digest);
 	free(u);
 	free(pv);
 	free(path);
 }
 
+/* Every spectrum the record summarises, for --spectrum: G's, the centred one, each group's. */
 static void
-write_spectrum(const struct config *c, long long step, const char *digest, long n,
-    double *const *spectra, const char *const *names, int count)
+write_spectrum(const struct config *c, const struct analysis_ckpt *ck, long n, const double *ev,
+    const double *evc, double *const *gspec)
 {
-	char *path = ckpt_step_path(c->spectrum, step), buf[32];
 	struct st_writer sw;
 	int64_t shape[1] = {n};
 
 	st_writer_init(&sw);
-	for (int i = 0; i < count; i++)
-		st_writer_add(&sw, names[i], ST_F64, 1, shape, spectra[i]);
-	st_writer_meta(&sw, "format", "grokkit-spectrum-v1");
-	st_writer_meta(&sw, "tool", "gop-spectrum " GROK_VERSION);
-	snprintf(buf, sizeof buf, "%lld", step);
-	st_writer_meta(&sw, "step", buf);
-	st_writer_meta(&sw, "checkpoint_sha256", digest);
-	if (ckpt_write_file(&sw, path) < 0)
-		die("error writing %s:", path);
-	st_writer_free(&sw);
-	free(path);
+	st_writer_add(&sw, "gop", ST_F64, 1, shape, ev);
+	if (!c->no_centred)
+		st_writer_add(&sw, "centred", ST_F64, 1, shape, evc);
+	for (int g = 0; c->per_layer && g < ck->m->ngroups; g++)
+		st_writer_add(&sw, ck->m->group_names[g], ST_F64, 1, shape, gspec[g]);
+	analysis_side_file(c->spectrum, ck, "grokkit-spectrum-v1", "gop-spectrum " GROK_VERSION, &sw);
+}
+
+/*
+ * K = (1/n) sum over the model's groups of each group's Gram term (T is
+ * scratch).  With --per-layer, each group's own spectrum (gspec[g],
+ * malloc'd) and statistics (into layers).
+ */
+static void
+gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G, long n,
+    double rtol, double *K, double *T, double **gspec, json_t *layers)
+{
+	for (int g = 0; g < ck->m->ngroups; g++) {
+		model_gram_group(G, g, T);
+		for (long b = 0; b < n; b++)
+			for (long q = 0; q <= b; q++) {
+				T[b * n + q] /= (double)n;
+				K[b * n + q] += T[b * n + q];
+			}
+		if (!c->per_layer)
+			continue;
+		gspec[g] = xmalloc(xmul((size_t)n, sizeof(double)));
+		if (sym_eigvals(T, (int)n, 0, gspec[g], NULL) < 0)
+			die("%s: LAPACK dsyevd failed on group %s", ck->path, ck->m->group_names[g]);
+		json_array_append_new(layers, stats_json(gspec[g], (int)n, rtol, c->top));
+	}
+}
+
+/*
+ * |mean gradient|^2 = 1^T K 1 / n, returned, and the centred Gram H K H
+ * into T (unless no_centred), from K's lower triangle.
+ */
+static double
+centre(const double *K, double *T, long n, int no_centred)
+{
+	double *rowmean = xcalloc((size_t)n, sizeof(double)), all = 0, gbar2;
+
+	for (long b = 0; b < n; b++)
+		for (long q = 0; q <= b; q++) {
+			rowmean[b] += K[b * n + q];
+			if (q < b)
+				rowmean[q] += K[b * n + q];
+		}
+	for (long b = 0; b < n; b++) {
+		all += rowmean[b];
+		rowmean[b] /= (double)n;
+	}
+	gbar2 = all / (double)n;
+	all /= (double)n * (double)n;
+	for (long b = 0; b < n && !no_centred; b++)
+		for (long q = 0; q <= b; q++)
+			T[b * n + q] = K[b * n + q] - rowmean[b] - rowmean[q] + all;
+	free(rowmean);
+	return gbar2;
+}
+
+/* The spectra of one checkpoint's Gram matrices. */
+struct spectra {
+	double *ev, *evc;       /* (n) G's and the centred covariance's, descending */
+	double **gspec;         /* (ngroups) each group's, with --per-layer */
+	double gbar2;           /* |mean gradient|^2 */
+	json_t *layers;         /* each group's statistics, with --per-layer */
+};
+
+/* Everything but the record: the Gram matrices, their spectra, the eigenvectors. */
+static void
+spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G, long n,
+    double rtol, struct spectra *sp)
+{
+	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
+	double *K = xmalloc_big(nn), *T = xmalloc_big(nn);
+
+	memset(K, 0, nn);
+	sp->ev = xmalloc(xmul((size_t)n, sizeof(double)));
+	sp->evc = xmalloc(xmul((size_t)n, sizeof(double)));
+	sp->gspec = xcalloc((size_t)ck->m->ngroups, sizeof *sp->gspec);
+	sp->layers = c->per_layer ? json_array() : NULL;
+	gram_sum(c, ck, G, n, rtol, K, T, sp->gspec, sp->layers);
+	sp->gbar2 = centre(K, T, n, c->no_centred);
+	if (!c->no_centred && sym_eigvals(T, (int)n, 0, sp->evc, NULL) < 0)
+		die("%s: LAPACK dsyevd failed on the centred Gram matrix", ck->path);
+	/* The full spectrum for the statistics; dsyevd keeps the vectors when asked. */
+	if (c->eigvecs) {
+		int k = c->neigvecs < n ? c->neigvecs : (int)n;
+		double *vecs = xmalloc(xmul(xmul((size_t)n, (size_t)k), sizeof(double)));
+		memcpy(T, K, nn);
+		if (sym_eigvals(T, (int)n, k, sp->ev, vecs) < 0)
+			die("%s: LAPACK failed on the Gram matrix", ck->path);
+		write_eigvecs(c, ck, G, sp->ev, vecs, k, n);
+		free(vecs);
+	}
+	if (sym_eigvals(K, (int)n, 0, sp->ev, NULL) < 0)
+		die("%s: LAPACK dsyevd failed on the Gram matrix", ck->path);
+	free(K);
+	free(T);
 }
 
 static void
-analyse(const struct config *c, const struct dataset *d, const char *path)
+analyse(const struct config *c, const struct analysis *a, const char *path)
 {
-	struct mlp m;
-	struct mlp_work *w;
-	char err[ST_ERRLEN], hex[65], run_id[17];
+	struct analysis_ckpt ck;
+	struct model_gram *G;
+	struct model_diag *diag;
+	struct model_eval e;
+	struct spectra sp;
 	const int32_t *x, *y;
-	long long step;
 	long n;
-	int owned, nspec = 0;
-	float *theta;
-	double t0 = now_seconds(), rtol, *K, *T, *scratch, *ev, *evc, *vecs = NULL, gbar2 = 0;
-	double *spectra[2 + MLP_MAX_DEPTH + 1], *lspec[MLP_MAX_DEPTH + 1];
-	const char *snames[2 + MLP_MAX_DEPTH + 1];
-	char lnames[MLP_MAX_DEPTH + 1][32];
-	json_t *rec, *layers = NULL;
-	struct mlp_eval e;
-	int *units;
+	int owned;
+	double rtol;
+	json_t *rec;
 
-	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, run_id, err, sizeof err) < 0)
-		die("%s", err);
-	dataset_rows(d, c->set, &x, &y, &n, &owned);
+	analysis_open(a, path, c->data, c->any_data, &ck);
+	dataset_rows(&a->d, c->set, &x, &y, &n, &owned);
 	if (n == 0)
 		die("%s: the %s set is empty", c->data, dataset_set_names[c->set]);
 	if (n > MAX_ROWS)
 		die("%s: %ld rows in the %s set; at most %d fit (K is n x n doubles)",
 		    c->data, n, dataset_set_names[c->set], MAX_ROWS);
 	rtol = c->rank_rtol >= 0 ? c->rank_rtol : (double)n * 0x1p-23;
-	w = mlp_work_new(&m, (int)n, 1);
-	K = xmalloc_big(xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
-	T = xmalloc_big(xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
-	scratch = xmalloc_big(xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
-	memset(K, 0, xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
-	ev = xmalloc(xmul((size_t)n, sizeof(double)));
-	evc = xmalloc(xmul((size_t)n, sizeof(double)));
+	diag = model_diag_new(ck.m);
+	G = model_gram_new(ck.m, ck.theta, x, y, n, GRAM_BUDGET, diag);
+	e = model_gram_eval(G);
+	spectra_of(c, &ck, G, n, rtol, &sp);
 
-	/*
-	 * K = (1/n) sum over layers of each layer's Gram term, from one
-	 * forward and backward pass (which gives the loss too), with the units
-	 * dead on every row dropped: their columns add nothing to any dot
-	 * product, and the Gram products shrink.
-	 */
-	mlp_hvp_prepare(&m, w, theta, x, y, (int)n, 1.0f);
-	e = w->prepared;
-	units = xcalloc(xmul((size_t)m.c.depth + 1, (size_t)m.c.width), sizeof *units);
-	mlp_mark_live(&m, w, (int)n, units);
-	mlp_hvp_compact(&m, w, theta);
-	if (c->per_layer)
-		layers = json_array();
-	for (int i = 0; i < m.nlayers; i++) {
-		mlp_gram_layer(&m, w, i, T, x, (int)n, scratch);
-		for (long b = 0; b < n; b++)
-			for (long q = 0; q <= b; q++) {
-				T[b * n + q] /= (double)n;
-				K[b * n + q] += T[b * n + q];
-			}
-		if (c->per_layer) {
-			double *lev = xmalloc(xmul((size_t)n, sizeof(double)));
-			if (sym_eigvals(T, (int)n, 0, lev, NULL) < 0)
-				die("%s: LAPACK dsyevd failed on layer %d", path, i);
-			json_array_append_new(layers, stats_json(lev, (int)n, rtol, c->top));
-			snprintf(lnames[i], sizeof lnames[i], "layers.%d", i);
-			lspec[i] = lev;
-		}
-	}
-	/* |mean gradient|^2 = 1^T K 1 / n, and the centred Gram H K H, from K's lower triangle */
-	{
-		double *rowmean = xcalloc((size_t)n, sizeof(double)), all = 0;
-		for (long b = 0; b < n; b++)
-			for (long q = 0; q <= b; q++) {
-				rowmean[b] += K[b * n + q];
-				if (q < b)
-					rowmean[q] += K[b * n + q];
-			}
-		for (long b = 0; b < n; b++) {
-			all += rowmean[b];
-			rowmean[b] /= (double)n;
-		}
-		gbar2 = all / (double)n;
-		all /= (double)n * (double)n;
-		for (long b = 0; b < n && !c->no_centred; b++)
-			for (long q = 0; q <= b; q++)
-				T[b * n + q] = K[b * n + q] - rowmean[b] - rowmean[q] + all;
-		free(rowmean);
-	}
-	if (c->eigvecs)
-		vecs = xmalloc(xmul(xmul((size_t)n, (size_t)(c->neigvecs < n ? c->neigvecs : n)), sizeof(double)));
-	if (!c->no_centred && sym_eigvals(T, (int)n, 0, evc, NULL) < 0)
-		die("%s: LAPACK dsyevd failed on the centred Gram matrix", path);
-	/* The full spectrum for the statistics; dsyevd keeps the vectors when asked. */
-	if (c->eigvecs) {
-		int k = c->neigvecs < n ? c->neigvecs : (int)n;
-		memcpy(T, K, xmul(xmul((size_t)n, (size_t)n), sizeof(double)));
-		if (sym_eigvals(T, (int)n, k, ev, vecs) < 0)
-			die("%s: LAPACK failed on the Gram matrix", path);
-		/* J^T u needs the full layout: prepare again, without compacting */
-		mlp_hvp_prepare(&m, w, theta, x, y, (int)n, 1.0f);
-		write_eigvecs(c, &m, w, ev, vecs, k, n, x, step, hex);
-	}
-	if (sym_eigvals(K, (int)n, 0, ev, NULL) < 0)
-		die("%s: LAPACK dsyevd failed on the Gram matrix", path);
-
-	rec = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:s, s:I, s:o, s:o, s:o, s:o}",
-	    "record", "gop", "checkpoint", path, "checkpoint_sha256", hex, "step", (json_int_t)step,
-	    "depth", m.c.depth, "width", m.c.width, "params", (json_int_t)m.nparams,
-	    "set", dataset_set_names[c->set], "n", (json_int_t)n, "loss", jnum(e.loss_sum / n),
-	    "gop", stats_json(ev, (int)n, rtol, c->top),
-	    "mean_grad_sq", jnum(gbar2),
-	    "centred", c->no_centred ? json_null() : stats_json(evc, (int)n, rtol, c->top));
-	json_object_set_new(rec, "dead_units", analysis_dead_units(&m, units));
-	free(units);
-	if (layers)
-		json_object_set_new(rec, "layers", layers);
-	json_object_set_new(rec, "run_id", run_id[0] ? json_string(run_id) : json_null());
-	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
-	json_object_set_new(rec, "peak_rss_mib", peak_rss_mib() < 0 ? json_null() : jnum(peak_rss_mib()));
-	jsonl_emit(stdout, rec);
-	if (c->spectrum) {
-		spectra[0] = ev;
-		snames[0] = "gop";
-		nspec = 1;
-		if (!c->no_centred) {
-			spectra[nspec] = evc;
-			snames[nspec++] = "centred";
-		}
-		if (c->per_layer) {
-			for (int i = 0; i < m.nlayers; i++) {
-				spectra[nspec] = lspec[i];
-				snames[nspec++] = lnames[i];
-			}
-		}
-		write_spectrum(c, step, hex, n, spectra, snames, nspec);
-	}
-	if (c->per_layer)
-		for (int i = 0; i < m.nlayers; i++)
-			free(lspec[i]);
-	free(K);
-	free(T);
-	free(scratch);
-	free(ev);
-	free(evc);
-	free(vecs);
-	free(theta);
-	mlp_work_free(w);
+	rec = analysis_record("gop", &ck);
+	json_object_set_new(rec, "set", json_string(dataset_set_names[c->set]));
+	json_object_set_new(rec, "n", json_integer((json_int_t)n));
+	json_object_set_new(rec, "loss", jnum(e.loss_sum / n));
+	json_object_set_new(rec, "gop", stats_json(sp.ev, (int)n, rtol, c->top));
+	json_object_set_new(rec, "mean_grad_sq", jnum(sp.gbar2));
+	json_object_set_new(rec, "centred", c->no_centred ? json_null() : stats_json(sp.evc, (int)n, rtol, c->top));
+	model_diag_json(diag, rec);
+	if (sp.layers)
+		json_object_set_new(rec, "layers", sp.layers);
+	analysis_record_emit(rec, &ck);
+	if (c->spectrum)
+		write_spectrum(c, &ck, n, sp.ev, sp.evc, sp.gspec);
+	for (int g = 0; g < ck.m->ngroups; g++)
+		free(sp.gspec[g]);
+	free(sp.gspec);
+	free(sp.ev);
+	free(sp.evc);
+	model_diag_free(diag);
+	model_gram_free(G);
+	analysis_close(&ck);
 	if (owned) {
 		free((void *)x);
 		free((void *)y);
@@ -371,7 +364,7 @@ main(int argc, char **argv)
 	    "spectrum", c.spectrum ? json_string(c.spectrum) : json_null(),
 	    "eigvecs", c.eigvecs ? json_pack("{s:i, s:s}", "k", c.neigvecs, "file", c.eigvecs) : json_null()));
 	for (size_t i = 0; i < a.n; i++)
-		analyse(&c, &a.d, a.paths[i]);
+		analyse(&c, &a, a.paths[i]);
 	analysis_end(&a);
 	return 0;
 }

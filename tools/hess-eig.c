@@ -1,7 +1,7 @@
 /*
  * hess-eig: the Hessian spectrum of train-mlp checkpoints.
  *
- * For each checkpoint, the extreme eigenvalues of the Hessian of the mean
+ * For each checkpoint (of any model family), the extreme eigenvalues of the Hessian of the mean
  * training (or test, or all) loss, by Lanczos with full
  * reorthogonalisation over exact Hessian-vector products; optionally the
  * trace (Hutchinson) and the spectral density (stochastic Lanczos
@@ -20,10 +20,8 @@
 #include "dataset.h"
 #include "jsonl.h"
 #include "linalg.h"
-#include "mlp.h"
 #include "opts.h"
 #include "rng.h"
-#include "sha256.h"
 #include "st.h"
 #include "util.h"
 
@@ -46,20 +44,22 @@ struct config {
 
 /*
  * The operator y = H x for one checkpoint.  Each part of the set (train,
- * test) has its own work; a part that fits one batch is prepared once
- * (forward pass and deltas kept, units dead on every row dropped) and
- * each product then only runs the R-passes on what is left.
+ * test) has its own HVP session; a part that fits one batch is prepared
+ * once (and restricted to the parameters that matter there, when the
+ * model has such a view) and each product then only runs the R-passes on
+ * what is left.
  */
 struct hess {
-	const struct mlp *m;
-	struct mlp_work *w[2];
+	const struct model *m;
+	struct model_hvp *h[2];
+	struct model_point *pt[2];   /* the part prepared once, or NULL */
+	struct model_view *view[2];  /* its restriction, or NULL */
 	const int32_t *x[2], *y[2];
 	long rows[2];
-	int once[2];                 /* the part fits one batch: prepared once */
 	long n;                      /* rows in the whole set */
 	const float *theta;
-	float *vf, *hf;
-	int live;                    /* the part whose live view the eigensolver uses, or -1 */
+	float *vf, *hf, *tmp;
+	int live;                    /* the part whose view the eigensolver uses, or -1 */
 };
 
 static void
@@ -73,63 +73,63 @@ hess_apply(void *ctx, double *y, const double *x)
 		h->hf[k] = 0.0f;
 	}
 	for (int s = 0; s < 2; s++) {
-		if (!h->w[s])
+		if (!h->h[s])
 			continue;
-		if (h->once[s])
-			mlp_hvp_apply(h->m, h->w[s], h->hf, h->theta, h->vf, h->x[s], (int)h->rows[s],
-			    (float)(1.0 / h->n));
+		if (h->view[s])
+			model_view_apply_full(h->view[s], h->hf, h->vf, h->tmp);
+		else if (h->pt[s])
+			model_point_apply(h->pt[s], h->hf, h->vf);
 		else
-			mlp_hvp_set(h->m, h->w[s], h->hf, h->theta, h->vf, h->x[s], h->y[s], h->rows[s],
-			    1.0 / h->n);
+			model_hvp_set(h->h[s], h->hf, h->theta, h->vf, h->x[s], h->y[s], h->rows[s],
+			    1.0 / h->n, h->tmp);
 	}
 	for (size_t k = 0; k < P; k++)
 		y[k] = h->hf[k];
 }
 
 /*
- * y = H x on the live parameters only: one part, prepared once, with dead
- * units dropped (hess_live).  H is exactly zero on every other
- * parameter's row and column, so its spectrum there is that of the full
- * Hessian less P - n exact zeros; the eigensolver's vectors are shorter,
- * and its reorthogonalisation reads less.
+ * y = H x in the view's layout: one part, prepared once, restricted.  H
+ * is exactly zero on every other parameter's row and column, so its
+ * spectrum there is that of the full Hessian less P - n exact zeros; the
+ * eigensolver's vectors are shorter, and its reorthogonalisation reads
+ * less.
  */
 static void
-hess_apply_live(void *ctx, double *y, const double *x)
+hess_apply_view(void *ctx, double *y, const double *x)
 {
 	struct hess *h = ctx;
-	struct mlp_work *w = h->w[h->live];
-	size_t n = w->live.nparams;
+	struct model_view *view = h->view[h->live];
+	size_t n = view->nparams;
 
 	for (size_t k = 0; k < n; k++) {
 		h->vf[k] = (float)x[k];
 		h->hf[k] = 0.0f;
 	}
-	mlp_hvp_apply_live(h->m, w, h->hf, h->theta, h->vf, h->x[h->live], (int)h->rows[h->live],
-	    (float)(1.0 / h->n));
+	model_view_apply(view, h->hf, h->vf);
 	for (size_t k = 0; k < n; k++)
 		y[k] = h->hf[k];
 }
 
 /*
  * After loss_and_grad_norm: the operator the eigensolver can use on the
- * live parameters alone, if the set is one part prepared once that lost
- * units and at least k parameters are left; 0 if not.
+ * view alone, if the set is one part prepared once that has a view with
+ * at least k parameters; 0 if not.
  */
 static int
 hess_live(struct hess *h, int k, struct linop *A)
 {
-	int s = h->w[0] ? 0 : 1;
+	int s = h->h[0] ? 0 : 1;
 
 	h->live = -1;
-	if ((h->w[0] && h->w[1]) || !h->once[s] || !h->w[s]->live_on || h->w[s]->live.nparams < (size_t)k)
+	if ((h->h[0] && h->h[1]) || !h->view[s] || h->view[s]->nparams < (size_t)k)
 		return 0;
 	h->live = s;
-	*A = (struct linop){h->w[s]->live.nparams, hess_apply_live, h, 0};
+	*A = (struct linop){h->view[s]->nparams, hess_apply_view, h, 0};
 	return 1;
 }
 
 static void
-hess_init(struct hess *h, const struct mlp *m, const struct dataset *d, enum dataset_set set,
+hess_init(struct hess *h, const struct model *m, const struct dataset *d, enum dataset_set set,
     const float *theta, long batch)
 {
 	memset(h, 0, sizeof *h);
@@ -142,58 +142,57 @@ hess_init(struct hess *h, const struct mlp *m, const struct dataset *d, enum dat
 	h->y[1] = d->test_y;
 	h->rows[1] = set != SET_TRAIN ? d->n_test : 0;
 	h->n = h->rows[0] + h->rows[1];
-	for (int s = 0; s < 2; s++) {
-		if (h->rows[s] == 0)
-			continue;
-		h->w[s] = mlp_work_new(m, (int)(h->rows[s] < batch ? h->rows[s] : batch), 1);
-		h->once[s] = h->rows[s] <= batch;
-	}
+	for (int s = 0; s < 2; s++)
+		if (h->rows[s] > 0)
+			h->h[s] = model_hvp_new(m, (int)(h->rows[s] < batch ? h->rows[s] : batch));
 	h->vf = xmalloc(xmul(m->nparams, sizeof(float)));
 	h->hf = xmalloc(xmul(m->nparams, sizeof(float)));
+	h->tmp = xmalloc(xmul(2 * m->nparams, sizeof(float)));
 }
 
 static void
 hess_free(struct hess *h)
 {
-	mlp_work_free(h->w[0]);
-	mlp_work_free(h->w[1]);
+	model_hvp_free(h->h[0]);
+	model_hvp_free(h->h[1]);
 	free(h->vf);
 	free(h->hf);
+	free(h->tmp);
 }
 
 /*
  * The mean loss over the set and the norm of its gradient, at the
- * checkpoint, and which hidden units are live on the set (live, (D, W),
- * zeroed by the caller).  It runs before any product.  A part that fits
- * one batch is prepared here, and its loss and gradient come from that
- * same forward pass and its deltas; a larger part is evaluated batch by
- * batch (mlp_eval_set uses the work's buffers, so that comes first).
+ * checkpoint, and the family's diagnostics over the set.  It runs before
+ * any product.  A part that fits one batch is prepared here, and its loss
+ * and gradient come from that same forward pass; a larger part is
+ * evaluated batch by batch with a work of its own.
  */
 static void
-loss_and_grad_norm(struct hess *h, double *loss, double *gnorm, int *live)
+loss_and_grad_norm(struct hess *h, long batch, double *loss, double *gnorm, struct model_diag *diag)
 {
 	size_t P = h->m->nparams;
 	float *part = xmalloc(xmul(P, sizeof(float)));
 	double *grad = xcalloc(P, sizeof(double)), g2 = 0, share;
-	struct mlp_eval ev;
+	struct model_eval ev;
 
 	*loss = 0;
 	for (int s = 0; s < 2; s++) {
-		if (!h->w[s])
+		if (!h->h[s])
 			continue;
 		memset(part, 0, P * sizeof(float));
-		if (h->once[s]) {
+		if (h->rows[s] <= batch) {
 			/* scaled by 1/n of the whole set: this part's share already */
-			mlp_hvp_prepare(h->m, h->w[s], h->theta, h->x[s], h->y[s], (int)h->rows[s],
-			    (float)(1.0 / h->n));
-			mlp_hvp_grad(h->m, h->w[s], part, h->x[s]);
-			mlp_mark_live(h->m, h->w[s], (int)h->rows[s], live);
-			mlp_hvp_compact(h->m, h->w[s], h->theta);
-			ev = h->w[s]->prepared;
+			h->pt[s] = model_hvp_prepare(h->h[s], h->theta, h->x[s], h->y[s], (int)h->rows[s],
+			    (float)(1.0 / h->n), diag);
+			model_point_grad(h->pt[s], part);
+			h->view[s] = model_point_restrict(h->pt[s]);
+			ev = h->pt[s]->eval;
 			share = 1;
 		} else {
 			/* this part's mean, weighted by its share of the set */
-			mlp_eval_set(h->m, h->w[s], &ev, part, h->theta, h->x[s], h->y[s], h->rows[s], live);
+			struct model_work *w = model_work_new(h->m, (int)batch);
+			model_eval_set(w, &ev, part, h->theta, h->x[s], h->y[s], h->rows[s], diag);
+			model_work_free(w);
 			share = (double)h->rows[s] / h->n;
 		}
 		*loss += ev.loss_sum / h->n;
@@ -351,16 +350,6 @@ parse_args(struct config *c, int argc, char **argv)
 }
 
 static json_t *
-jarray(const double *v, int n)
-{
-	json_t *a = json_array();
-
-	for (int i = 0; i < n; i++)
-		json_array_append_new(a, jnum(v[i]));
-	return a;
-}
-
-static json_t *
 density_json(const struct config *c, struct linop *A, size_t P, struct rng *r)
 {
 	int m = c->slq_iter < (int)P ? c->slq_iter : (int)P, count = 0;
@@ -398,63 +387,75 @@ density_json(const struct config *c, struct linop *A, size_t P, struct rng *r)
 	return out;
 }
 
+static int
+eigs(const struct config *c, struct linop *E, struct rng *r, struct eig_result *res)
+{
+	if (c->method == METHOD_LANCZOS)
+		return lanczos_eigs(E, c->top, c->which, c->converge, c->tol, c->max_iter, r,
+		    c->eigvecs != NULL, res);
+	return power_eigs(E, c->top, c->tol, c->max_iter, r, c->eigvecs != NULL, res);
+}
+
+static void
+eig_json(json_t *rec, const struct eig_result *res)
+{
+	if (res->ntop) {
+		json_object_set_new(rec, "eigenvalues", jarray(res->top, res->ntop));
+		json_object_set_new(rec, "residuals", jarray(res->top_res, res->ntop));
+	}
+	if (res->nbottom) {
+		json_object_set_new(rec, "bottom_eigenvalues", jarray(res->bottom, res->nbottom));
+		json_object_set_new(rec, "bottom_residuals", jarray(res->bottom_res, res->nbottom));
+	}
+	json_object_set_new(rec, "converged", json_boolean(res->converged));
+	json_object_set_new(rec, "iterations", json_integer(res->iterations));
+}
+
 /* Everything about one checkpoint, as one record. */
 static void
-analyse(const struct config *c, const struct dataset *d, const char *path)
+analyse(const struct config *c, const struct analysis *a, const char *path)
 {
-	struct mlp m;
+	struct analysis_ckpt ck;
 	struct hess h;
 	struct linop A, L, *E;
 	struct eig_result res;
+	struct model_diag *diag;
 	struct rng r;
-	char err[ST_ERRLEN], hex[65], run_id[17];
-	long long step;
-	float *theta;
-	double t0 = now_seconds(), loss, gnorm;
-	int live, *units;
+	double loss, gnorm;
+	int live;
 	json_t *rec;
 
-	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, run_id, err, sizeof err) < 0)
-		die("%s", err);
-	hess_init(&h, &m, d, c->set, theta, c->batch);
+	analysis_open(a, path, c->data, c->any_data, &ck);
+	hess_init(&h, ck.m, &a->d, c->set, ck.theta, c->batch);
 	if (h.n == 0)
 		die("%s: the %s set is empty", c->data, dataset_set_names[c->set]);
-	A = (struct linop){m.nparams, hess_apply, &h, 0};
-	units = xcalloc(xmul((size_t)m.c.depth + 1, (size_t)m.c.width), sizeof *units);
-	loss_and_grad_norm(&h, &loss, &gnorm, units);
+	A = (struct linop){ck.m->nparams, hess_apply, &h, 0};
+	diag = model_diag_new(ck.m);
+	loss_and_grad_norm(&h, c->batch, &loss, &gnorm, diag);
 	live = hess_live(&h, c->top, &L);
 	E = live ? &L : &A;
 
 	rng_init(&r, c->seed, RNG_SAMPLE);
-	if ((c->method == METHOD_LANCZOS ?
-	    lanczos_eigs(E, c->top, c->which, c->converge, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res) :
-	    power_eigs(E, c->top, c->tol, c->max_iter, &r, c->eigvecs != NULL, &res)) < 0)
-		die("%s: --top %d is more than the %zu parameters", path, c->top, m.nparams);
+	if (eigs(c, E, &r, &res) < 0)
+		die("%s: --top %d is more than the %zu parameters", path, c->top, ck.m->nparams);
 	/* back to the full layout; Lanczos orders algebraically, so the zeros can rank */
 	if (live)
-		eig_result_embed(&res, h.w[h.live]->live_map, L.n, m.nparams, c->method == METHOD_LANCZOS);
+		eig_result_embed(&res, h.view[h.live]->map, L.n, ck.m->nparams, c->method == METHOD_LANCZOS);
 	if (!res.converged)
 		warn("%s: not converged to --tol %g within --max-iter %d", path, c->tol, c->max_iter);
-	rec = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:s, s:I, s:o, s:o, s:s}",
-	    "record", "hessian", "checkpoint", path, "checkpoint_sha256", hex, "step", (json_int_t)step,
-	    "depth", m.c.depth, "width", m.c.width, "params", (json_int_t)m.nparams,
-	    "set", dataset_set_names[c->set], "n", (json_int_t)h.n, "loss", jnum(loss), "grad_norm", jnum(gnorm),
-	    "method", method_names[c->method]);
-	json_object_set_new(rec, "dead_units", analysis_dead_units(&m, units));
-	free(units);
-	if (res.ntop) {
-		json_object_set_new(rec, "eigenvalues", jarray(res.top, res.ntop));
-		json_object_set_new(rec, "residuals", jarray(res.top_res, res.ntop));
-	}
-	if (res.nbottom) {
-		json_object_set_new(rec, "bottom_eigenvalues", jarray(res.bottom, res.nbottom));
-		json_object_set_new(rec, "bottom_residuals", jarray(res.bottom_res, res.nbottom));
-	}
-	json_object_set_new(rec, "converged", json_boolean(res.converged));
-	json_object_set_new(rec, "iterations", json_integer(res.iterations));
+	rec = analysis_record("hessian", &ck);
+	json_object_set_new(rec, "set", json_string(dataset_set_names[c->set]));
+	json_object_set_new(rec, "n", json_integer((json_int_t)h.n));
+	json_object_set_new(rec, "loss", jnum(loss));
+	json_object_set_new(rec, "grad_norm", jnum(gnorm));
+	json_object_set_new(rec, "method", json_string(method_names[c->method]));
+	model_diag_json(diag, rec);
+	model_diag_free(diag);
+	eig_json(rec, &res);
 	if (c->eigvecs && res.ntop) {
-		char *vpath = ckpt_step_path(c->eigvecs, step);
-		ckpt_write_eigvecs(vpath, &m, res.top_vecs, res.top, res.ntop, "hess-eig " GROK_VERSION, step, hex);
+		char *vpath = ckpt_step_path(c->eigvecs, ck.step);
+		ckpt_write_eigvecs(vpath, ck.m, res.top_vecs, res.top, res.ntop, "hess-eig " GROK_VERSION,
+		    ck.step, ck.digest);
 		free(vpath);
 	}
 	eig_result_free(&res);
@@ -465,14 +466,11 @@ analyse(const struct config *c, const struct dataset *d, const char *path)
 		    "stderr", jnum(se), "probes", c->probes));
 	}
 	if (c->density)
-		json_object_set_new(rec, "density", density_json(c, &A, m.nparams, &r));
+		json_object_set_new(rec, "density", density_json(c, &A, ck.m->nparams, &r));
 	json_object_set_new(rec, "hvps", json_integer(A.count + (live ? L.count : 0)));
-	json_object_set_new(rec, "run_id", run_id[0] ? json_string(run_id) : json_null());
-	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
-	json_object_set_new(rec, "peak_rss_mib", peak_rss_mib() < 0 ? json_null() : jnum(peak_rss_mib()));
-	jsonl_emit(stdout, rec);
+	analysis_record_emit(rec, &ck);
 	hess_free(&h);
-	free(theta);
+	analysis_close(&ck);
 }
 
 int
@@ -493,7 +491,7 @@ main(int argc, char **argv)
 	    "trace", c.trace, "probes", c.probes, "density", c.density, "slq_iter", c.slq_iter,
 	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch));
 	for (size_t i = 0; i < a.n; i++)
-		analyse(&c, &a.d, a.paths[i]);
+		analyse(&c, &a, a.paths[i]);
 	analysis_end(&a);
 	return 0;
 }

@@ -20,7 +20,6 @@
 #include "ckpt.h"
 #include "dataset.h"
 #include "jsonl.h"
-#include "mlp.h"
 #include "opts.h"
 #include "sgld.h"
 #include "st.h"
@@ -40,8 +39,7 @@ struct config {
 
 /* The training loss of a minibatch, as the sampler's callback sees it. */
 struct target {
-	const struct mlp *m;
-	struct mlp_work *w;
+	struct model_work *w;
 	const struct dataset *d;
 	int32_t *bx, *by;
 };
@@ -50,17 +48,10 @@ static double
 batch_loss_grad(void *ctx, float *grad, const float *theta, const int32_t *idx, int B)
 {
 	struct target *t = ctx;
-	struct mlp_eval ev = {0};
+	struct model_eval ev = {0};
 
-	for (int i = 0; i < B; i++) {
-		int32_t r = idx[i];
-		t->bx[2 * i] = t->d->train_x[2 * r];
-		t->bx[2 * i + 1] = t->d->train_x[2 * r + 1];
-		t->by[i] = t->d->train_y[r];
-	}
-	mlp_forward(t->m, t->w, theta, t->bx, B);
-	mlp_loss(t->m, t->w, &ev, t->by, B, 1.0f / (float)B);
-	mlp_backward(t->m, t->w, grad, theta, t->bx, B);
+	dataset_gather(t->d, idx, B, t->bx, t->by);
+	model_loss_grad(t->w, &ev, grad, theta, t->bx, t->by, B, 1.0f / (float)B, NULL);
 	return ev.loss_sum / B;
 }
 
@@ -199,16 +190,6 @@ parse_args(struct config *c, int argc, char **argv)
 		    "(it needs epsilon * gamma < 4)", c->sp.epsilon, c->sp.gamma);
 }
 
-static json_t *
-jarray(const double *v, long n)
-{
-	json_t *a = json_array();
-
-	for (long i = 0; i < n; i++)
-		json_array_append_new(a, jnum(v[i]));
-	return a;
-}
-
 /* The loss trace of one chain in a few numbers: is it stationary, did it leave? */
 static json_t *
 chain_json(const struct config *c, const struct sgld_chain *ch, const double *loss, double llc)
@@ -240,124 +221,125 @@ chain_json(const struct config *c, const struct sgld_chain *ch, const double *lo
 }
 
 static void
-write_trace(const struct config *c, const double *loss, long long step, const char *digest,
+write_trace(const struct config *c, const struct analysis_ckpt *ck, const double *loss,
     double init_loss)
 {
-	char *path = ckpt_step_path(c->trace, step), buf[64];
 	int64_t shape[2] = {c->chains, c->sp.draws};
 	struct st_writer w;
+	char buf[64];
 
 	st_writer_init(&w);
 	st_writer_add(&w, "loss", ST_F64, 2, shape, loss);
-	st_writer_meta(&w, "format", "grokkit-llc-trace-v1");
-	st_writer_meta(&w, "tool", "llc-estimate " GROK_VERSION);
-	snprintf(buf, sizeof buf, "%lld", step);
-	st_writer_meta(&w, "step", buf);
-	st_writer_meta(&w, "checkpoint_sha256", digest);
 	format_real(buf, sizeof buf, init_loss);
 	st_writer_meta(&w, "init_loss", buf);
 	format_real(buf, sizeof buf, c->sp.nbeta);
 	st_writer_meta(&w, "nbeta", buf);
-	if (ckpt_write_file(&w, path) < 0)
-		die("error writing %s:", path);
-	st_writer_free(&w);
-	free(path);
+	analysis_side_file(c->trace, ck, "grokkit-llc-trace-v1", "llc-estimate " GROK_VERSION, &w);
+}
+
+/* The chains' estimates and how many finished or were flagged. */
+struct chains_summary {
+	double *llc;            /* (chains) */
+	double *loss;           /* (chains, draws) every draw's loss */
+	long ok, flagged, steps;
+	double sum, ss;         /* over the finite estimates: sum, squared deviations */
+	json_t *per_chain;
+};
+
+static void
+run_chains(const struct config *c, const struct sgld_target *st, const struct sgld_params *sp,
+    const float *theta, double init_loss, struct chains_summary *s)
+{
+	struct sgld_chain *chains = xcalloc((size_t)c->chains, sizeof *chains);
+
+	memset(s, 0, sizeof *s);
+	s->llc = xmalloc(xmul((size_t)c->chains, sizeof(double)));
+	s->loss = xmalloc(xmul(xmul((size_t)c->chains, (size_t)sp->draws), sizeof(double)));
+	s->per_chain = json_array();
+	for (int k = 0; k < c->chains; k++) {
+		double *lk = s->loss + (size_t)k * (size_t)sp->draws;
+		sgld_run(st, sp, theta, c->seed, k, lk, &chains[k]);
+		s->llc[k] = sp->nbeta * (chains[k].loss_mean - init_loss);
+		s->steps += chains[k].steps;
+		if (chains[k].nonfinite || chains[k].exploded)
+			s->flagged++;
+		if (isfinite(s->llc[k])) {
+			s->ok++;
+			s->sum += s->llc[k];
+		}
+		json_array_append_new(s->per_chain, chain_json(c, &chains[k], lk, s->llc[k]));
+	}
+	if (s->ok) {
+		double mean = s->sum / s->ok;
+		for (int k = 0; k < c->chains; k++)
+			if (isfinite(s->llc[k]))
+				s->ss += (s->llc[k] - mean) * (s->llc[k] - mean);
+	}
+	free(chains);
 }
 
 static void
-analyse(const struct config *c, const struct dataset *d, const char *path)
+analyse(const struct config *c, const struct analysis *a, const char *path)
 {
-	struct mlp m;
+	const struct dataset *d = &a->d;
+	struct analysis_ckpt ck;
 	struct target tg;
 	struct sgld_target st;
 	struct sgld_params sp = c->sp;
-	struct mlp_eval ev = {0};
-	struct sgld_chain *chains = xcalloc((size_t)c->chains, sizeof *chains);
-	char err[ST_ERRLEN], hex[65], run_id[17];
-	long long step;
-	float *theta;
-	double t0 = now_seconds(), init_loss, margin, sum = 0, ss = 0, *llc, *loss;
-	long ok = 0, steps = 0, flagged = 0;
+	struct model_eval ev = {0};
+	struct chains_summary s;
+	double init_loss, margin;
 	int rows;
-	json_t *rec, *jc = json_array();
+	json_t *rec;
 
-	if (ckpt_open(path, d, c->data, c->any_data, &m, &theta, &step, hex, run_id, err, sizeof err) < 0)
-		die("%s", err);
+	analysis_open(a, path, c->data, c->any_data, &ck);
 	if (c->sp.batch > d->n_train)
 		die("--batch %d is more than the %d training rows of %s", c->sp.batch, d->n_train, c->data);
-	/*
-	 * A chain has left w*'s basin when a draw is worse than w* by a whole
-	 * know-nothing model's loss: uniform logits (ln p) for ce, zero
-	 * outputs (1/p) for mse.
-	 */
-	margin = c->explode_set ? c->explode : m.c.loss == MLP_CE ? log((double)m.c.p) : 1.0 / m.c.p;
+	/* A chain has left w*'s basin when a draw is worse than w* by a whole know-nothing model's loss. */
+	margin = c->explode_set ? c->explode : model_chance_loss(ck.m);
 
 	/* One work for the minibatches and for L(w*) over the training set in batches of up to 4096 rows. */
 	rows = d->n_train < 4096 ? d->n_train : 4096;
-	tg = (struct target){&m, mlp_work_new(&m, c->sp.batch > rows ? c->sp.batch : rows, 0), d, NULL, NULL};
+	tg = (struct target){model_work_new(ck.m, c->sp.batch > rows ? c->sp.batch : rows), d, NULL, NULL};
 	tg.bx = xmalloc(xmul((size_t)c->sp.batch, 2 * sizeof(int32_t)));
 	tg.by = xmalloc(xmul((size_t)c->sp.batch, sizeof(int32_t)));
-	mlp_eval_set(&m, tg.w, &ev, NULL, theta, d->train_x, d->train_y, d->n_train, NULL);
+	model_eval_set(tg.w, &ev, NULL, ck.theta, d->train_x, d->train_y, d->n_train, NULL);
 	init_loss = ev.loss_sum / d->n_train;
 	sp.explode = init_loss + margin;
 
-	st = (struct sgld_target){m.nparams, d->n_train, batch_loss_grad, &tg};
-	llc = xmalloc(xmul((size_t)c->chains, sizeof(double)));
-	loss = xmalloc(xmul(xmul((size_t)c->chains, (size_t)c->sp.draws), sizeof(double)));
-	for (int k = 0; k < c->chains; k++) {
-		sgld_run(&st, &sp, theta, c->seed, k, loss + (size_t)k * (size_t)sp.draws, &chains[k]);
-		llc[k] = sp.nbeta * (chains[k].loss_mean - init_loss);
-		steps += chains[k].steps;
-		if (chains[k].nonfinite || chains[k].exploded)
-			flagged++;
-		if (isfinite(llc[k])) {
-			ok++;
-			sum += llc[k];
-		}
-		json_array_append_new(jc, chain_json(c, &chains[k], loss + (size_t)k * (size_t)sp.draws, llc[k]));
-	}
-	if (ok) {
-		double mean = sum / ok;
-		for (int k = 0; k < c->chains; k++)
-			if (isfinite(llc[k]))
-				ss += (llc[k] - mean) * (llc[k] - mean);
-	}
-	if (flagged)
+	st = (struct sgld_target){ck.m->nparams, d->n_train, batch_loss_grad, &tg};
+	run_chains(c, &st, &sp, ck.theta, init_loss, &s);
+	if (s.flagged)
 		warn("%s: %ld of %d chains left the basin (a NaN or exploded loss); "
-		    "a smaller --epsilon or a larger --gamma keeps them local", path, flagged, c->chains);
+		    "a smaller --epsilon or a larger --gamma keeps them local", path, s.flagged, c->chains);
 
-	rec = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:o}",
-	    "record", "llc", "checkpoint", path, "checkpoint_sha256", hex, "step", (json_int_t)step,
-	    "depth", m.c.depth, "width", m.c.width, "params", (json_int_t)m.nparams,
-	    "n", (json_int_t)d->n_train, "init_loss", jnum(init_loss));
-	json_object_set_new(rec, "llc_mean", jnum(ok ? sum / ok : NAN));
+	rec = analysis_record("llc", &ck);
+	json_object_set_new(rec, "n", json_integer((json_int_t)d->n_train));
+	json_object_set_new(rec, "init_loss", jnum(init_loss));
+	json_object_set_new(rec, "llc_mean", jnum(s.ok ? s.sum / s.ok : NAN));
 	/* Sample standard deviation over chains, as devinterp (torch's std). */
-	json_object_set_new(rec, "llc_std", jnum(ok > 1 ? sqrt(ss / (ok - 1)) : NAN));
-	json_object_set_new(rec, "llc_stderr", jnum(ok > 1 ? sqrt(ss / (ok - 1) / ok) : NAN));
-	json_object_set_new(rec, "llc_per_chain", jarray(llc, c->chains));
-	json_object_set_new(rec, "chains_ok", json_integer(ok));
-	json_object_set_new(rec, "chains_flagged", json_integer(flagged));
-	json_object_set_new(rec, "chains", jc);
+	json_object_set_new(rec, "llc_std", jnum(s.ok > 1 ? sqrt(s.ss / (s.ok - 1)) : NAN));
+	json_object_set_new(rec, "llc_stderr", jnum(s.ok > 1 ? sqrt(s.ss / (s.ok - 1) / s.ok) : NAN));
+	json_object_set_new(rec, "llc_per_chain", jarray(s.llc, c->chains));
+	json_object_set_new(rec, "chains_ok", json_integer(s.ok));
+	json_object_set_new(rec, "chains_flagged", json_integer(s.flagged));
+	json_object_set_new(rec, "chains", s.per_chain);
 	json_object_set_new(rec, "settings", json_pack("{s:o, s:o, s:o, s:i, s:I, s:I, s:I, s:i, s:o}",
 	    "epsilon", jnum(sp.epsilon), "gamma", jnum(sp.gamma), "nbeta", jnum(sp.nbeta),
 	    "batch", sp.batch, "draws", (json_int_t)sp.draws, "burn_in", (json_int_t)sp.burnin,
 	    "thin", (json_int_t)sp.thin, "chains", c->chains, "explode", jnum(margin)));
 	json_object_set_new(rec, "explode_at", jnum(sp.explode));
 	if (c->trace)
-		write_trace(c, loss, step, hex, init_loss);
-	json_object_set_new(rec, "steps", json_integer(steps));
-	json_object_set_new(rec, "run_id", run_id[0] ? json_string(run_id) : json_null());
-	json_object_set_new(rec, "seconds", jnum(now_seconds() - t0));
-	json_object_set_new(rec, "steps_per_second", jnum(steps / fmax(now_seconds() - t0, 1e-9)));
-	json_object_set_new(rec, "peak_rss_mib", peak_rss_mib() < 0 ? json_null() : jnum(peak_rss_mib()));
-	jsonl_emit(stdout, rec);
-	mlp_work_free(tg.w);
+		write_trace(c, &ck, s.loss, init_loss);
+	json_object_set_new(rec, "steps", json_integer(s.steps));
+	json_object_set_new(rec, "steps_per_second", jnum(s.steps / fmax(now_seconds() - ck.t0, 1e-9)));
+	analysis_record_emit(rec, &ck);
+	model_work_free(tg.w);
 	free(tg.bx);
 	free(tg.by);
-	free(llc);
-	free(loss);
-	free(chains);
-	free(theta);
+	free(s.llc);
+	free(s.loss);
+	analysis_close(&ck);
 }
 
 int
@@ -378,7 +360,7 @@ main(int argc, char **argv)
 	    "gamma", jnum(c.sp.gamma), "nbeta", jnum(c.sp.nbeta),
 	    "explode", c.explode_set ? jnum(c.explode) : json_null()));
 	for (size_t i = 0; i < a.n; i++)
-		analyse(&c, &a.d, a.paths[i]);
+		analyse(&c, &a, a.paths[i]);
 	analysis_end(&a);
 	return 0;
 }

@@ -72,12 +72,15 @@ main(int argc, char **argv)
 	struct optim_config oc = {OPT_ADAMW, 1e-3, 0.9, 0.999, 1e-8, 1.0, 0, 0};
 	struct mlp m;
 	struct mlp_work *w;
+	struct model *mm;
 	struct optim o;
 	struct rng r;
 	char err[ST_ERRLEN];
-	float *theta, *grad, *a, *b, *cc, *v, *hv;
+	float *theta, *grad, *a, *b, *cc, *v, *hv, *tmp;
 	double *t_step, *t_gemm, *t_hvp, flops, gemm_flops = 0;
-	struct mlp_work *wh;
+	struct model_hvp *wh;
+	struct model_point *pt;
+	struct model_view *view;
 	int reps, B, dropped;
 
 	setprogname(argv[0]);
@@ -98,7 +101,8 @@ main(int argc, char **argv)
 	grad = xcalloc(m.nparams, sizeof *grad);
 	rng_init(&r, 0, RNG_INIT);
 	mlp_init_params(&m, theta, &r);
-	w = mlp_work_new(&m, B, 0);
+	w = mlp_work_new(&m, B);
+	mm = mlp_model_new(&c);
 	optim_init(&o, &oc, m.nparams);
 	t_step = xcalloc((size_t)reps, sizeof *t_step);
 	t_gemm = xcalloc((size_t)reps, sizeof *t_gemm);
@@ -106,7 +110,7 @@ main(int argc, char **argv)
 	b = xcalloc(4096 * 4096, sizeof *b);
 	cc = xcalloc((size_t)B * 4096, sizeof *cc);
 	for (int k = 0; k < reps + 3; k++) {
-		struct mlp_eval ev = {0};
+		struct model_eval ev = {0};
 		double t = now_seconds();
 		memset(grad, 0, m.nparams * sizeof *grad);
 		mlp_forward(&m, w, theta, d.train_x, B);
@@ -119,9 +123,10 @@ main(int argc, char **argv)
 			t_gemm[k - 3] = sgemm_seconds(&m, B, a, b, cc);
 		}
 	}
-	wh = mlp_work_new(&m, B, 1);
+	wh = model_hvp_new(mm, B);
 	v = xcalloc(m.nparams, sizeof *v);
 	hv = xcalloc(m.nparams, sizeof *hv);
+	tmp = xcalloc(2 * m.nparams, sizeof *tmp);
 	t_hvp = xcalloc((size_t)reps, sizeof *t_hvp);
 	for (size_t k = 0; k < m.nparams; k++)
 		v[k] = (float)rng_normal(&r);
@@ -130,12 +135,16 @@ main(int argc, char **argv)
 	 * a few steps from the initialisation, next to no unit is dead yet, so
 	 * this is the product's cost without that help), then applied per vector.
 	 */
-	mlp_hvp_prepare(&m, wh, theta, d.train_x, d.train_y, B, 1.0f / B);
-	dropped = mlp_hvp_compact(&m, wh, theta);
+	pt = model_hvp_prepare(wh, theta, d.train_x, d.train_y, B, 1.0f / B, NULL);
+	view = model_point_restrict(pt);
+	dropped = view ? mlp_view_dropped((struct mlp_view *)view) : 0;
 	for (int k = 0; k < reps + 2; k++) {
 		double t = now_seconds();
 		memset(hv, 0, m.nparams * sizeof *hv);
-		mlp_hvp_apply(&m, wh, hv, theta, v, d.train_x, B, 1.0f / B);
+		if (view)
+			model_view_apply_full(view, hv, v, tmp);
+		else
+			model_point_apply(pt, hv, v);
 		if (k >= 2)
 			t_hvp[k - 2] = now_seconds() - t;
 	}
@@ -151,8 +160,9 @@ main(int argc, char **argv)
 	}
 	finish_stdout();
 	free(a); free(b); free(cc); free(t_step); free(t_gemm); free(theta); free(grad);
-	free(v); free(hv); free(t_hvp);
-	mlp_work_free(wh);
+	free(v); free(hv); free(t_hvp); free(tmp);
+	model_hvp_free(wh);
+	model_free(mm);
 	optim_free(&o);
 	mlp_work_free(w);
 	dataset_free(&d);

@@ -7,7 +7,7 @@
 
 #include "ckpt.h"
 #include "dataset.h"
-#include "mlp.h"
+#include "model.h"
 #include "st.h"
 
 int
@@ -15,7 +15,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct st_frame f;
 	struct dataset d;
-	struct mlp m;
+	struct model *m;
 	char err[ST_ERRLEN];
 	FILE *fp;
 
@@ -27,11 +27,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (st_read(&f, fp, "fuzz", err, sizeof err) == 0) {
 		if (dataset_from_frame(&d, &f, "fuzz", err, sizeof err) == 0)
 			dataset_free(&d);
-		if (ckpt_model(&f, &m, "fuzz", err, sizeof err) == 0 && m.nparams < (1u << 22)) {
-			float *theta = malloc(m.nparams * sizeof *theta + 1);
-			ckpt_params(&f, &m, theta, "fuzz", err, sizeof err);
+		if ((m = ckpt_model(&f, "fuzz", err, sizeof err)) && m->nparams < (1u << 22)) {
+			float *theta = malloc(m->nparams * sizeof *theta + 1);
+			ckpt_params(&f, m, theta, "fuzz", err, sizeof err);
 			free(theta);
 		}
+		model_free(m);
 		st_free(&f);
 	}
 	fclose(fp);

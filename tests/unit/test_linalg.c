@@ -255,9 +255,9 @@ known_spectrum(void)
 
 /* The Hessian of a small model, through its HVPs, against the dense Hessian. */
 struct model_op {
-	struct mlp *m;
-	struct mlp_work *w;
-	float *theta, *vf, *hf;
+	struct model *m;
+	struct model_hvp *w;
+	float *theta, *vf, *hf, *tmp;
 	const int32_t *x, *y;
 	int B;
 };
@@ -271,7 +271,7 @@ model_apply(void *ctx, double *out, const double *in)
 		o->vf[k] = (float)in[k];
 		o->hf[k] = 0;
 	}
-	mlp_hvp_set(o->m, o->w, o->hf, o->theta, o->vf, o->x, o->y, o->B, 1.0 / o->B);
+	model_hvp_set(o->w, o->hf, o->theta, o->vf, o->x, o->y, o->B, 1.0 / o->B, o->tmp);
 	for (size_t k = 0; k < o->m->nparams; k++)
 		out[k] = o->hf[k];
 }
@@ -347,8 +347,9 @@ model_hessian(void)
 	mlp_layout(&m, &c);
 	P = m.nparams;
 	rng_init(&r, 5, RNG_INIT);
-	o.m = &m;
-	o.w = mlp_work_new(&m, 7, 1);
+	o.m = mlp_model_new(&c);
+	o.w = model_hvp_new(o.m, 7);
+	o.tmp = calloc(2 * P, sizeof(float));
 	o.theta = calloc(P, sizeof(float));
 	o.vf = calloc(P, sizeof(float));
 	o.hf = calloc(P, sizeof(float));
@@ -425,7 +426,9 @@ model_hessian(void)
 	}
 	free(H); free(e); free(col); free(unit);
 	free(o.theta); free(o.vf); free(o.hf);
-	mlp_work_free(o.w);
+	free(o.tmp);
+	model_hvp_free(o.w);
+	model_free(o.m);
 }
 
 static void

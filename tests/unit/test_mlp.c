@@ -29,7 +29,7 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 	struct mlp_config c = {p, depth, width, enc, loss};
 	struct mlp m;
 	struct mlp_work *w;
-	struct mlp_eval ev = {0};
+	struct model_eval ev = {0};
 	struct rng r;
 	int32_t x[2 * B], y[B];
 	float *theta, *grad;
@@ -56,7 +56,7 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 		y[b] = (x[2 * b] + x[2 * b + 1]) % p;
 	}
 
-	w = mlp_work_new(&m, B, 0);
+	w = mlp_work_new(&m, B);
 	mlp_forward(&m, w, theta, x, B);
 	mlp_loss(&m, w, &ev, y, B, 1.0f / B);
 	mlp_backward(&m, w, grad, theta, x, B);
@@ -89,8 +89,8 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 
 	/* Batching: the same set in chunks of 5 gives the same mean loss and gradient. */
 	{
-		struct mlp_work *w5 = mlp_work_new(&m, 5, 0);
-		struct mlp_eval e5, e12;
+		struct mlp_work *w5 = mlp_work_new(&m, 5);
+		struct model_eval e5, e12;
 		float *g5 = calloc(P, sizeof *g5), *g12 = calloc(P, sizeof *g12);
 		double d = 0;
 		mlp_eval_set(&m, w5, &e5, g5, theta, x, y, B, NULL);
@@ -105,21 +105,24 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 	}
 	/* The loss and gradient a prepare leaves behind = the plain evaluation's (same kernels). */
 	{
-		struct mlp_work *wp = mlp_work_new(&m, B, 1);
+		struct mlp_hvp *hp = mlp_hvp_new(&m, B);
+		struct mlp_point *pt;
 		float *gp = calloc(P, sizeof *gp);
 		double d = 0;
-		mlp_hvp_prepare(&m, wp, theta, x, y, B, 1.0f / B);
-		mlp_hvp_grad(&m, wp, gp, x);
+		pt = mlp_hvp_prepare(hp, theta, x, y, B, 1.0f / B);
+		mlp_point_grad(pt, gp);
 		for (size_t k = 0; k < P; k++)
 			d = fmax(d, fabs((double)gp[k] - grad[k]));
-		ok(wp->prepared.loss_sum == ev.loss_sum && wp->prepared.correct == ev.correct && d == 0 && gscale > 0,
-		    "%s: prepare's loss and mlp_hvp_grad = forward and backward, exactly (max diff %.2e)", what, d);
+		ok(pt->base.eval.loss_sum == ev.loss_sum && pt->base.eval.correct == ev.correct && d == 0 && gscale > 0,
+		    "%s: prepare's loss and mlp_point_grad = forward and backward, exactly (max diff %.2e)", what, d);
 		free(gp);
-		mlp_work_free(wp);
+		mlp_hvp_free(hp);
 	}
 	/* Hessian-vector products against central differences of the double gradient. */
 	{
-		struct mlp_work *wh = mlp_work_new(&m, 5, 1);
+		struct model *mm = mlp_model_new(&c);
+		struct model_hvp *wh = model_hvp_new(mm, 5);
+		float *tmp = calloc(2 * P, sizeof *tmp);
 		float *v = calloc(P, sizeof *v), *u = calloc(P, sizeof *u);
 		float *hv = calloc(P, sizeof *hv), *hu = calloc(P, sizeof *hu);
 		double *gp = calloc(P, sizeof *gp), *gm = calloc(P, sizeof *gm);
@@ -128,8 +131,8 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 			v[k] = (float)rng_normal(&r);
 			u[k] = (float)rng_normal(&r);
 		}
-		mlp_hvp_set(&m, wh, hv, theta, v, x, y, B, 1.0 / B);
-		mlp_hvp_set(&m, wh, hu, theta, u, x, y, B, 1.0 / B);
+		model_hvp_set(wh, hv, theta, v, x, y, B, 1.0 / B, tmp);
+		model_hvp_set(wh, hu, theta, u, x, y, B, 1.0 / B, tmp);
 		for (size_t k = 0; k < P; k++)
 			th[k] = theta[k] + h * v[k];
 		mlp_ref_loss(&m, th, x, y, B, gp, NULL);
@@ -148,17 +151,25 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 		ok(fabs(uhv - vhu) < 1e-5 * fmax(fabs(uhv), 1e-3), "%s: u.Hv = v.Hu (%.8f, %.8f)", what, uhv, vhu);
 		for (size_t k = 0; k < P; k++)
 			th[k] = theta[k];
-		free(v); free(u); free(hv); free(hu); free(gp); free(gm);
-		mlp_work_free(wh);
+		free(v); free(u); free(hv); free(hu); free(gp); free(gm); free(tmp);
+		model_hvp_free(wh);
+		model_free(mm);
 	}
-	/* The per-example gradient Gram matrix against J J^T from one backward per row. */
+	/*
+	 * The per-example gradient Gram matrix against J J^T from one backward
+	 * per row; the closed form (the MLP's fast path) against the generic
+	 * route (per-example gradients in chunks of 3 parameters, dsyrk).
+	 */
 	{
-		struct mlp_work *wg = mlp_work_new(&m, B, 1), *w1 = mlp_work_new(&m, 1, 0);
+		struct model *mm = mlp_model_new(&c);
+		struct model_gram *G = model_gram_new(mm, theta, x, y, B, 0, NULL);
+		struct mlp_work *w1 = mlp_work_new(&m, 1);
 		double *J = calloc((size_t)B * P, sizeof *J), *K = calloc(B * B, sizeof *K);
-		double *scratch = calloc(2 * B * B, sizeof *scratch), *term = calloc(B * B, sizeof *term);
+		double *term = calloc(B * B, sizeof *term), *gen = calloc(B * B, sizeof *gen);
 		double *u = calloc(B, sizeof *u), *jtu = calloc(P, sizeof *jtu), kerr = 0, kmax = 0, lerr = 0, cerr = 0;
+		double generr = 0;
 		float *g1 = calloc(P, sizeof *g1);
-		struct mlp_eval e1;
+		struct model_eval e1;
 		for (int b = 0; b < B; b++) {
 			memset(g1, 0, P * sizeof *g1);
 			mlp_eval_set(&m, w1, &e1, g1, theta, x + 2 * b, y + b, 1, NULL);
@@ -166,7 +177,20 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 				J[(size_t)b * P + k] = g1[k];
 			u[b] = rng_normal(&r);
 		}
-		mlp_gram(&m, wg, K, theta, x, y, B, scratch);
+		for (int i = 0; i < m.nlayers; i++) {
+			size_t lo = m.woff[i], hi = m.boff[i] + (size_t)m.out[i];
+			model_gram_group(G, i, term);
+			model_gram_generic(mm, theta, x, y, B, i, 3 * B * sizeof(double), gen);
+			for (int b = 0; b < B; b++)
+				for (int c = 0; c <= b; c++) {
+					double e = 0;
+					for (size_t k = lo; k < hi; k++)
+						e += J[(size_t)b * P + k] * J[(size_t)c * P + k];
+					lerr = fmax(lerr, fabs(e - term[b * B + c]));
+					generr = fmax(generr, fabs(gen[b * B + c] - term[b * B + c]));
+					K[b * B + c] += term[b * B + c];
+				}
+		}
 		for (int b = 0; b < B; b++)
 			for (int c = 0; c <= b; c++) {
 				double e = 0;
@@ -177,19 +201,10 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 			}
 		ok(kerr < 1e-5 * kmax, "%s: per-example gradient Gram = J J^T from %d backward passes, max diff %.2e (max %.2e)",
 		    what, B, kerr, kmax);
-		for (int i = 0; i < m.nlayers; i++) {
-			size_t lo = m.woff[i], hi = m.boff[i] + (size_t)m.out[i];
-			mlp_gram_layer(&m, wg, i, term, x, B, scratch);
-			for (int b = 0; b < B; b++)
-				for (int c = 0; c <= b; c++) {
-					double e = 0;
-					for (size_t k = lo; k < hi; k++)
-						e += J[(size_t)b * P + k] * J[(size_t)c * P + k];
-					lerr = fmax(lerr, fabs(e - term[b * B + c]));
-				}
-		}
 		ok(lerr < 1e-5 * kmax, "%s: each layer's Gram term = its block of J J^T, max diff %.2e", what, lerr);
-		mlp_gram_combine(&m, wg, jtu, u, x, B);
+		ok(generr < 1e-5 * kmax && kmax > 0, "%s: closed-form Gram terms = the generic route's "
+		    "(chunks of 3 parameters), max diff %.2e", what, generr);
+		model_gram_combine(G, jtu, u);
 		for (size_t k = 0; k < P; k++) {
 			double e = 0;
 			for (int b = 0; b < B; b++)
@@ -197,9 +212,10 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 			cerr = fmax(cerr, fabs(e - jtu[k]));
 		}
 		ok(cerr < 1e-5 * sqrt(kmax), "%s: J^T u without J, max diff %.2e", what, cerr);
-		free(J); free(K); free(scratch); free(term); free(u); free(jtu); free(g1);
-		mlp_work_free(wg);
+		free(J); free(K); free(term); free(gen); free(u); free(jtu); free(g1);
+		model_gram_free(G);
 		mlp_work_free(w1);
+		model_free(mm);
 	}
 	mlp_work_free(w);
 	free(theta);
@@ -301,7 +317,7 @@ optimisers(void)
 }
 
 /*
- * The live view (mlp_hvp_compact) on a net with units made dead on every
+ * The live view (mlp_point_restrict) on a net with units made dead on every
  * row (bias -1e3): unit 1 of each hidden layer, and with whole_layer all
  * of hidden layer 2.  Its products must equal the full model's, be zero
  * on the dead units' parameters, and match central differences of the
@@ -313,10 +329,13 @@ compact_view(enum mlp_encoding enc, enum mlp_loss loss, int whole_layer)
 	enum { B = 12, D = 4, WIDTH = 8, P7 = 7 };
 	struct mlp_config c = {P7, D, WIDTH, enc, loss};
 	struct mlp m;
-	struct mlp_work *wf, *wl;
+	struct model *mm = mlp_model_new(&c);
+	struct model_hvp *wf, *wl;
+	struct model_point *pf, *pl;
+	struct model_view *view;
 	struct rng r;
 	int32_t x[2 * B], y[B];
-	float *theta, *v, *u, *hf, *hl, *hl2;
+	float *theta, *v, *u, *hf, *hl, *hl2, *tmp;
 	double *th, *gp, *gm, h = 1e-5, eq = 0, fd = 0, scale = 0, dead = 0, again = 0;
 	int killed = 0, dropped;
 	size_t P;
@@ -352,16 +371,23 @@ compact_view(enum mlp_encoding enc, enum mlp_loss loss, int whole_layer)
 		v[k] = (float)rng_normal(&r);
 		u[k] = (float)rng_normal(&r);
 	}
-	wf = mlp_work_new(&m, B, 1);
-	wl = mlp_work_new(&m, B, 1);
-	mlp_hvp_prepare(&m, wf, theta, x, y, B, 1.0f / B);
-	mlp_hvp_apply(&m, wf, hf, theta, v, x, B, 1.0f / B);
-	mlp_hvp_prepare(&m, wl, theta, x, y, B, 1.0f / B);
-	dropped = mlp_hvp_compact(&m, wl, theta);
-	mlp_hvp_apply(&m, wl, hl, theta, v, x, B, 1.0f / B);
-	mlp_hvp_apply(&m, wl, hl2, theta, u, x, B, 1.0f / B);
+	tmp = calloc(2 * P, sizeof *tmp);
+	wf = model_hvp_new(mm, B);
+	wl = model_hvp_new(mm, B);
+	pf = model_hvp_prepare(wf, theta, x, y, B, 1.0f / B, NULL);
+	model_point_apply(pf, hf, v);
+	pl = model_hvp_prepare(wl, theta, x, y, B, 1.0f / B, NULL);
+	view = model_point_restrict(pl);
+	dropped = view ? mlp_view_dropped((struct mlp_view *)view) : 0;
+	ok(view != NULL, "%s: the point has a view (units were made dead)", what);
+	if (!view) {
+		printf("Bail out! no view to test\n");
+		exit(1);
+	}
+	model_view_apply_full(view, hl, v, tmp);
+	model_view_apply_full(view, hl2, u, tmp);
 	memset(hl2, 0, P * sizeof *hl2);
-	mlp_hvp_apply(&m, wl, hl2, theta, v, x, B, 1.0f / B);
+	model_view_apply_full(view, hl2, v, tmp);
 	for (size_t k = 0; k < P; k++)
 		th[k] = theta[k] + h * v[k];
 	mlp_ref_loss(&m, th, x, y, B, gp, NULL);
@@ -385,45 +411,55 @@ compact_view(enum mlp_encoding enc, enum mlp_loss loss, int whole_layer)
 					dead = fmax(dead, fabs(hl[m.woff[i + 1] + (size_t)k * m.in[i + 1] + j]));
 			}
 	{
-		/* Each layer's Gram term on the compacted work = on the full one (scale-1 prepares). */
-		double *tf = calloc(B * B, sizeof *tf), *tl = calloc(B * B, sizeof *tl), *s = calloc(B * B, sizeof *s);
-		double gd = 0, gmax = 0, lv = 0;
-		struct mlp_work *gf = mlp_work_new(&m, B, 1), *gl = mlp_work_new(&m, B, 1);
+		/*
+		 * Each layer's Gram term from the view's packed rows = from the
+		 * point's full rows (a scale-1 prepare), the point still whole
+		 * beside its view; and its gradient = an unrestricted point's.
+		 */
+		struct mlp_hvp *gh = mlp_hvp_new(&m, B);
+		struct mlp_point *gp1 = mlp_hvp_prepare(gh, theta, x, y, B, 1.0f);
+		struct mlp_view *gv = mlp_point_restrict(gp1);
+		double *tf = calloc(B * B, sizeof *tf), *tl = calloc(B * B, sizeof *tl);
+		double *s = calloc(mlp_gram_scratch(&m, B), sizeof *s);
+		double gd = 0, gmax = 0, lv = 0, gg = 0;
 		float *vl = calloc(P, sizeof *vl), *hvl = calloc(P, sizeof *hvl);
-		mlp_hvp_prepare(&m, gf, theta, x, y, B, 1.0f);
-		mlp_hvp_prepare(&m, gl, theta, x, y, B, 1.0f);
-		mlp_hvp_compact(&m, gl, theta);
+		float *g1 = calloc(P, sizeof *g1), *g2 = calloc(P, sizeof *g2);
 		for (int i = 0; i < m.nlayers; i++) {
-			mlp_gram_layer(&m, gf, i, tf, x, B, s);
-			mlp_gram_layer(&m, gl, i, tl, x, B, s);
+			mlp_gram_layer(gp1, NULL, i, tf, s);
+			mlp_gram_layer(gp1, gv, i, tl, s);
 			for (int b = 0; b < B; b++)
 				for (int q = 0; q <= b; q++) {
 					gd = fmax(gd, fabs(tl[b * B + q] - tf[b * B + q]));
 					gmax = fmax(gmax, fabs(tf[b * B + q]));
 				}
 		}
-		ok(gd <= 1e-12 * gmax && gmax > 0, "%s: Gram terms on the compacted work = the full work's, "
+		ok(gd <= 1e-12 * gmax && gmax > 0, "%s: Gram terms from the view = from its point, "
 		    "max diff %.2e (max %.2e)", what, gd, gmax);
+		model_point_grad(pl, g1);
+		model_point_grad(pf, g2);
+		for (size_t k = 0; k < P; k++)
+			gg = fmax(gg, fabs((double)g1[k] - g2[k]));
+		ok(gg == 0, "%s: a restricted point's gradient = an unrestricted one's, max diff %.2e", what, gg);
 		/* The product in the live layout itself, scattered, = the full-layout call's. */
-		for (size_t k = 0; k < wl->live.nparams; k++)
-			vl[k] = v[wl->live_map[k]];
-		mlp_hvp_apply_live(&m, wl, hvl, theta, vl, x, B, 1.0f / B);
-		for (size_t k = 0; k < wl->live.nparams; k++)
-			lv = fmax(lv, fabs((double)hvl[k] - hl[wl->live_map[k]]));
-		ok(lv == 0, "%s: mlp_hvp_apply_live in the live layout = mlp_hvp_apply, max diff %.2e", what, lv);
-		free(tf); free(tl); free(s); free(vl); free(hvl);
-		mlp_work_free(gf);
-		mlp_work_free(gl);
+		for (size_t k = 0; k < view->nparams; k++)
+			vl[k] = v[view->map[k]];
+		model_view_apply(view, hvl, vl);
+		for (size_t k = 0; k < view->nparams; k++)
+			lv = fmax(lv, fabs((double)hvl[k] - hl[view->map[k]]));
+		ok(lv == 0, "%s: the product in the view's layout = through the full layout, max diff %.2e", what, lv);
+		free(tf); free(tl); free(s); free(vl); free(hvl); free(g1); free(g2);
+		mlp_hvp_free(gh);
 	}
-	ok(dropped >= killed - (whole_layer ? 1 : 0) && wl->live_on,
+	ok(dropped >= killed - (whole_layer ? 1 : 0) && view->nparams < P,
 	    "%s: %d units dropped (%d made dead)", what, dropped, killed);
 	ok(eq <= 1e-6 * scale, "%s: product = the full model's, max diff %.2e (max |Hv| %.2e)", what, eq, scale);
 	ok(dead == 0, "%s: zero on every dead unit's parameters", what);
 	ok(fd < 1e-4 * scale, "%s: product = central differences of the double gradient, max diff %.2e", what, fd);
 	ok(again == 0, "%s: a later product of the same v is the same", what);
-	mlp_work_free(wf);
-	mlp_work_free(wl);
-	free(theta); free(v); free(u); free(hf); free(hl); free(hl2); free(th); free(gp); free(gm);
+	model_hvp_free(wf);
+	model_hvp_free(wl);
+	model_free(mm);
+	free(theta); free(v); free(u); free(hf); free(hl); free(hl2); free(th); free(gp); free(gm); free(tmp);
 }
 
 int

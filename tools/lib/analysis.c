@@ -1,5 +1,6 @@
 #include "analysis.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "blas.h"
@@ -55,16 +56,56 @@ analysis_end(struct analysis *a)
 	finish_stdout();
 }
 
-json_t *
-analysis_dead_units(const struct mlp *m, const int *live)
+void
+analysis_open(const struct analysis *a, const char *path, const char *data_name, int any_data,
+    struct analysis_ckpt *c)
 {
-	json_t *dead = json_array();
+	char err[ST_ERRLEN];
 
-	for (int i = 0; i < m->c.depth; i++) {
-		int count = 0;
-		for (int j = 0; j < m->c.width; j++)
-			count += !live[(size_t)i * (size_t)m->c.width + j];
-		json_array_append_new(dead, json_integer(count));
-	}
-	return dead;
+	memset(c, 0, sizeof *c);
+	c->path = path;
+	c->t0 = now_seconds();
+	if (ckpt_open(path, &a->d, data_name, any_data, &c->m, &c->theta, &c->step, c->digest,
+	    c->run_id, err, sizeof err) < 0)
+		die("%s", err);
+}
+
+void
+analysis_close(struct analysis_ckpt *c)
+{
+	model_free(c->m);
+	free(c->theta);
+	memset(c, 0, sizeof *c);
+}
+
+json_t *
+analysis_record(const char *kind, const struct analysis_ckpt *c)
+{
+	json_t *rec = json_pack("{s:s, s:s, s:s, s:I}", "record", kind, "checkpoint", c->path,
+	    "checkpoint_sha256", c->digest, "step", (json_int_t)c->step);
+
+	model_describe(c->m, rec);
+	json_object_set_new(rec, "params", json_integer((json_int_t)c->m->nparams));
+	return rec;
+}
+
+void
+analysis_record_emit(json_t *rec, const struct analysis_ckpt *c)
+{
+	double rss = peak_rss_mib();
+
+	json_object_set_new(rec, "run_id", c->run_id[0] ? json_string(c->run_id) : json_null());
+	json_object_set_new(rec, "seconds", jnum(now_seconds() - c->t0));
+	json_object_set_new(rec, "peak_rss_mib", rss < 0 ? json_null() : jnum(rss));
+	jsonl_emit(stdout, rec);
+}
+
+void
+analysis_side_file(const char *pattern, const struct analysis_ckpt *c, const char *format,
+    const char *tool, struct st_writer *w)
+{
+	char *path = ckpt_step_path(pattern, c->step);
+
+	ckpt_write_side(w, path, format, tool, c->step, c->digest);
+	free(path);
 }

@@ -12,37 +12,26 @@
 #include <unistd.h>
 
 void
-ckpt_add_params(struct st_writer *w, const struct mlp *m, const float *theta)
+ckpt_add_params(struct st_writer *w, const struct model *m, const float *theta)
 {
-	char name[64];
-	int64_t shape[2];
-	int ndim;
-
-	for (int k = 0; k < 2 * m->nlayers; k++) {
-		size_t off = mlp_tensor_info(m, k, &ndim, shape);
-		mlp_tensor_name(k, name, sizeof name);
-		st_writer_add(w, name, ST_F32, ndim, shape, theta + off);
+	for (int k = 0; k < m->ntensors; k++) {
+		const struct model_tensor *t = &m->tensors[k];
+		st_writer_add(w, t->name, ST_F32, t->ndim, t->shape, theta + t->offset);
 	}
 }
 
 void
-ckpt_add_meta(struct st_writer *w, const struct mlp *m, long step,
+ckpt_add_meta(struct st_writer *w, const struct model *m, const char *tool, long step,
     const char *data_digest, const char *config_json)
 {
 	char buf[64];
 
 	st_writer_meta(w, "format", "grokkit-ckpt-v1");
-	st_writer_meta(w, "tool", "train-mlp " GROK_VERSION);
+	st_writer_meta(w, "tool", tool);
 	snprintf(buf, sizeof buf, "%ld", step);
 	st_writer_meta(w, "step", buf);
-	snprintf(buf, sizeof buf, "%d", m->c.p);
-	st_writer_meta(w, "p", buf);
-	snprintf(buf, sizeof buf, "%d", m->c.depth);
-	st_writer_meta(w, "depth", buf);
-	snprintf(buf, sizeof buf, "%d", m->c.width);
-	st_writer_meta(w, "width", buf);
-	st_writer_meta(w, "encoding", mlp_encoding_names[m->c.encoding]);
-	st_writer_meta(w, "loss", mlp_loss_names[m->c.loss]);
+	st_writer_meta(w, "family", m->family->name);
+	m->family->to_meta(m, w);
 	st_writer_meta(w, "data_sha256", data_digest);
 	st_writer_meta(w, "config", config_json);
 }
@@ -61,6 +50,22 @@ ckpt_write_file(const struct st_writer *w, const char *path)
 		return -1;
 	}
 	return afile_commit(&af);
+}
+
+void
+ckpt_write_side(struct st_writer *w, const char *path, const char *format, const char *tool,
+    long long step, const char *digest)
+{
+	char buf[32];
+
+	st_writer_meta(w, "format", format);
+	st_writer_meta(w, "tool", tool);
+	snprintf(buf, sizeof buf, "%lld", step);
+	st_writer_meta(w, "step", buf);
+	st_writer_meta(w, "checkpoint_sha256", digest);
+	if (ckpt_write_file(w, path) < 0)
+		die("error writing %s:", path);
+	st_writer_free(w);
 }
 
 int
@@ -84,8 +89,8 @@ ckpt_meta_long(const struct st_frame *f, const char *key, long long min,
 	return 0;
 }
 
-static int
-meta_choice(const struct st_frame *f, const char *key, const char *const *names,
+int
+ckpt_meta_choice(const struct st_frame *f, const char *key, const char *const *names,
     int *out, const char *name, char *err, size_t errlen)
 {
 	const char *s = st_meta(f, key);
@@ -103,69 +108,53 @@ meta_choice(const struct st_frame *f, const char *key, const char *const *names,
 	return -1;
 }
 
-int
-ckpt_model(const struct st_frame *f, struct mlp *m, const char *name,
-    char *err, size_t errlen)
+struct model *
+ckpt_model(const struct st_frame *f, const char *name, char *err, size_t errlen)
 {
-	struct mlp_config c;
-	long long p, depth, width;
-	int enc, loss;
+	const char *fam = st_meta(f, "family");
+	const struct model_family *family = model_family_find(fam ? fam : "mlp");
+	struct model *m;
 
-	if (ckpt_meta_long(f, "p", 2, 4096, &p, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "depth", 0, MLP_MAX_DEPTH, &depth, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "width", 1, MLP_MAX_WIDTH, &width, name, err, errlen) < 0 ||
-	    meta_choice(f, "encoding", mlp_encoding_names, &enc, name, err, errlen) < 0 ||
-	    meta_choice(f, "loss", mlp_loss_names, &loss, name, err, errlen) < 0)
-		return -1;
-	c.p = (int)p;
-	c.depth = (int)depth;
-	c.width = (int)width;
-	c.encoding = (enum mlp_encoding)enc;
-	c.loss = (enum mlp_loss)loss;
-	if (mlp_layout(m, &c) < 0) {
-		snprintf(err, errlen, "%s: the metadata describe no model this suite builds", name);
-		return -1;
+	if (!family) {
+		snprintf(err, errlen, "%s: metadata family = '%s' is unknown", name, fam);
+		return NULL;
 	}
+	if (!(m = family->from_meta(f, name, err, errlen)))
+		return NULL;
 	/*
-	 * The parameters must be in the file: a hostile header claiming depth
-	 * 16 and width 8192 must not make anyone allocate 4 GiB for them.
+	 * The parameters must be in the file: a hostile header claiming a
+	 * huge model must not make anyone allocate gigabytes for it.
 	 */
 	if (m->nparams > f->nbuf / sizeof(float)) {
 		snprintf(err, errlen, "%s: a model of %zu parameters, but the file holds only %zu bytes of tensor data",
 		    name, m->nparams, f->nbuf);
-		return -1;
+		model_free(m);
+		return NULL;
 	}
-	return 0;
+	return m;
 }
 
 int
-ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
+ckpt_params(const struct st_frame *f, const struct model *m, float *theta,
     const char *name, char *err, size_t errlen)
 {
-	char tname[64], e[ST_ERRLEN];
-	int64_t shape[2];
-	int ndim;
+	char e[ST_ERRLEN], what[128];
 
-	/* A tensor of another depth (layers.{D+1}.weight) means a different model. */
-	mlp_tensor_name(2 * m->nlayers, tname, sizeof tname);
-	if (st_find(f, tname)) {
-		snprintf(err, errlen, "%s: has '%s', so more layers than depth %d", name, tname, m->c.depth);
+	if (m->family->check_frame && m->family->check_frame(m, f, name, err, errlen) < 0)
 		return -1;
-	}
-	for (int k = 0; k < 2 * m->nlayers; k++) {
-		size_t off = mlp_tensor_info(m, k, &ndim, shape);
+	for (int k = 0; k < m->ntensors; k++) {
+		const struct model_tensor *mt = &m->tensors[k];
 		const struct st_tensor *t;
-		mlp_tensor_name(k, tname, sizeof tname);
-		if (!(t = st_expect(f, tname, ST_F32, ndim, shape, e, sizeof e))) {
-			snprintf(err, errlen, "%s: %s (model: p=%d depth=%d width=%d %s)", name, e,
-			    m->c.p, m->c.depth, m->c.width, mlp_encoding_names[m->c.encoding]);
+		if (!(t = st_expect(f, mt->name, ST_F32, mt->ndim, mt->shape, e, sizeof e))) {
+			model_summary(m, what, sizeof what);
+			snprintf(err, errlen, "%s: %s (model: %s)", name, e, what);
 			return -1;
 		}
-		memcpy(theta + off, t->data, t->nbytes);
+		memcpy(theta + mt->offset, t->data, t->nbytes);
 		for (size_t i = 0; i < t->numel; i++)
-			if (!isfinite(theta[off + i])) {
+			if (!isfinite(theta[mt->offset + i])) {
 				snprintf(err, errlen, "%s: tensor '%s' holds a non-finite value at index %zu",
-				    name, tname, i);
+				    name, mt->name, i);
 				return -1;
 			}
 	}
@@ -174,9 +163,10 @@ ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
 
 int
 ckpt_open(const char *path, const struct dataset *d, const char *data_name,
-    int any_data, struct mlp *m, float **theta, long long *step, char digest[65],
+    int any_data, struct model **mp, float **theta, long long *step, char digest[65],
     char run_id[17], char *err, size_t errlen)
 {
+	struct model *m = NULL;
 	struct st_frame f;
 	const char *ds, *rid;
 	int rc = -1;
@@ -184,10 +174,10 @@ ckpt_open(const char *path, const struct dataset *d, const char *data_name,
 	*theta = NULL;
 	if (st_load(&f, path, err, errlen) < 0)
 		return -1;
-	if (ckpt_model(&f, m, path, err, errlen) < 0)
+	if (!(m = ckpt_model(&f, path, err, errlen)))
 		goto out;
-	if (m->c.p != d->p) {
-		snprintf(err, errlen, "%s: a model for p = %d, but the data set has p = %d", path, m->c.p, d->p);
+	if (m->p != d->p) {
+		snprintf(err, errlen, "%s: a model for p = %d, but the data set has p = %d", path, m->p, d->p);
 		goto out;
 	}
 	if (!any_data && (ds = st_meta(&f, "data_sha256")) && strcmp(ds, d->digest) != 0) {
@@ -209,6 +199,10 @@ ckpt_open(const char *path, const struct dataset *d, const char *data_name,
 	rc = 0;
 out:
 	st_free(&f);
+	if (rc < 0)
+		model_free(m);
+	else
+		*mp = m;
 	return rc;
 }
 
@@ -246,49 +240,40 @@ ckpt_step_path(const char *pattern, long long step)
 }
 
 void
-ckpt_write_eigvecs(const char *path, const struct mlp *m, const double *vecs,
+ckpt_write_eigvecs(const char *path, const struct model *m, const double *vecs,
     const double *eigenvalues, int k, const char *tool, long long step, const char *digest)
 {
 	size_t P = m->nparams;
 	float *buf = xmalloc(xmul(xmul(P, (size_t)k), sizeof(float)));
 	struct st_writer w;
 	json_t *ev = json_array();
-	char name[64], *vals;
+	char *vals;
 
 	st_writer_init(&w);
-	for (int t = 0; t < 2 * m->nlayers; t++) {
-		int64_t shape[3], s2[2];
-		int ndim;
-		size_t off = mlp_tensor_info(m, t, &ndim, s2), len = (size_t)s2[0] * (ndim == 2 ? (size_t)s2[1] : 1);
+	for (int t = 0; t < m->ntensors; t++) {
+		const struct model_tensor *mt = &m->tensors[t];
+		int64_t shape[MODEL_MAX_DIMS + 1];
+		size_t off = mt->offset, len = mt->numel;
 		float *dst = buf + (size_t)k * off;
 		for (int e = 0; e < k; e++)
 			for (size_t q = 0; q < len; q++)
 				dst[(size_t)e * len + q] = (float)vecs[(size_t)e * P + off + q];
 		shape[0] = k;
-		shape[1] = s2[0];
-		shape[2] = s2[1];
-		mlp_tensor_name(t, name, sizeof name);
-		st_writer_add(&w, name, ST_F32, ndim + 1, shape, dst);
+		memcpy(shape + 1, mt->shape, (size_t)mt->ndim * sizeof *shape);
+		st_writer_add(&w, mt->name, ST_F32, mt->ndim + 1, shape, dst);
 	}
 	for (int e = 0; e < k; e++)
 		json_array_append_new(ev, jnum(eigenvalues[e]));
 	vals = jsonl_string(ev);
-	st_writer_meta(&w, "format", "grokkit-eigvecs-v1");
-	st_writer_meta(&w, "tool", tool);
 	st_writer_meta(&w, "eigenvalues", vals);
-	snprintf(name, sizeof name, "%lld", step);
-	st_writer_meta(&w, "step", name);
-	st_writer_meta(&w, "checkpoint_sha256", digest);
-	if (ckpt_write_file(&w, path) < 0)
-		die("error writing %s:", path);
-	st_writer_free(&w);
+	ckpt_write_side(&w, path, "grokkit-eigvecs-v1", tool, step, digest);
 	json_decref(ev);
 	free(vals);
 	free(buf);
 }
 
 int
-ckpt_state_read(const struct st_frame *f, const struct mlp *m, long n_train,
+ckpt_state_read(const struct st_frame *f, const struct model *m, long n_train,
     long long max_step, long long max_optim_t, struct ckpt_state *s, const char *name,
     char *err, size_t errlen)
 {

@@ -1,10 +1,13 @@
 /*
  * ckpt: model checkpoints and training states, as safetensors frames.
  *
- * A checkpoint holds the parameters as PyTorch names them
- * (layers.{i}.weight (out, in), layers.{i}.bias (out), F32) and metadata:
- *   format "grokkit-ckpt-v1", tool, step, p, depth, width, encoding, loss,
- *   data_sha256, config (the writer's full configuration as JSON).
+ * A checkpoint holds the parameters as PyTorch names them (the model's
+ * tensors, F32; the MLP's layers.{i}.weight (out, in), layers.{i}.bias
+ * (out)) and metadata: format "grokkit-ckpt-v1", tool, step, family, the
+ * family's hyper-parameters (the MLP's p, depth, width, encoding, loss),
+ * data_sha256, config (the writer's full configuration as JSON).  A file
+ * without "family" is an MLP's: every checkpoint written before families
+ * existed loads as it did.
  * A training state ("grokkit-state-v1") adds the optimiser's moments
  * (optim.m, optim.v: F32 [P]), the minibatch order (train.perm: I32 [n])
  * and, in metadata, optim_t, rng_state, rng_inc, batch_pos, elapsed.
@@ -17,7 +20,7 @@
 #include <jansson.h>
 
 #include "dataset.h"
-#include "mlp.h"
+#include "model.h"
 #include "st.h"
 
 /*
@@ -29,34 +32,41 @@
 "file's tensor data, safetensors headers <= 100 MB and data <= 64 GiB, at\n" \
 "most 100000 checkpoints per call.\n"
 
-/* Writer side: the parameter tensors and the checkpoint metadata. */
-void ckpt_add_params(struct st_writer *w, const struct mlp *m, const float *theta);
-void ckpt_add_meta(struct st_writer *w, const struct mlp *m, long step,
+/* Writer side: the parameter tensors and the checkpoint metadata (tool: "train-mlp 0.1.0"). */
+void ckpt_add_params(struct st_writer *w, const struct model *m, const float *theta);
+void ckpt_add_meta(struct st_writer *w, const struct model *m, const char *tool, long step,
     const char *data_digest, const char *config_json);
 /* Write the frame to path atomically; 0, or -1 with errno. */
 int ckpt_write_file(const struct st_writer *w, const char *path);
+/*
+ * A file derived from a checkpoint (eigenvectors, spectra, traces): w's
+ * tensors and metadata, plus format, tool, step and checkpoint_sha256,
+ * written atomically to path.  Dies on a write error; frees w.
+ */
+void ckpt_write_side(struct st_writer *w, const char *path, const char *format, const char *tool,
+    long long step, const char *digest);
 
 /*
- * The model a checkpoint's metadata describes (p, depth, width, encoding,
- * loss).  0, or -1 with a message in err.
+ * The model a checkpoint's metadata describes: its family ("family"; mlp
+ * when absent) and that family's hyper-parameters, no larger than the
+ * file's tensor data.  NULL with a message in err.
  */
-int ckpt_model(const struct st_frame *f, struct mlp *m, const char *name,
-    char *err, size_t errlen);
+struct model *ckpt_model(const struct st_frame *f, const char *name, char *err, size_t errlen);
 /*
  * Copy the parameters of model m out of the frame, checking names, dtypes,
  * shapes and that every value is finite.  0, or -1 with err.
  */
-int ckpt_params(const struct st_frame *f, const struct mlp *m, float *theta,
+int ckpt_params(const struct st_frame *f, const struct model *m, float *theta,
     const char *name, char *err, size_t errlen);
 /*
  * A checkpoint to analyse on data set d (named data_name in messages): its
- * model, parameters (malloc'd into *theta), step, SHA-256 and run id (the
- * train-mlp run that wrote it; empty if the file does not say).  The model
- * must be for d's p, and unless any_data the checkpoint must have been
- * trained on d itself.  0, or -1 with err.
+ * model (*m, model_free it), parameters (malloc'd into *theta), step,
+ * SHA-256 and run id (the run that wrote it; empty if the file does not
+ * say).  The model must be for d's p, and unless any_data the checkpoint
+ * must have been trained on d itself.  0, or -1 with err.
  */
 int ckpt_open(const char *path, const struct dataset *d, const char *data_name,
-    int any_data, struct mlp *m, float **theta, long long *step, char digest[65],
+    int any_data, struct model **m, float **theta, long long *step, char digest[65],
     char run_id[17], char *err, size_t errlen);
 /*
  * The checkpoints an analysis tool was given: argv[first..argc-1], or paths
@@ -74,7 +84,7 @@ char *ckpt_step_path(const char *pattern, long long step);
  * metadata with the step, the checkpoint's digest and the tool.  Dies on a
  * write error.
  */
-void ckpt_write_eigvecs(const char *path, const struct mlp *m, const double *vecs,
+void ckpt_write_eigvecs(const char *path, const struct model *m, const double *vecs,
     const double *eigenvalues, int k, const char *tool, long long step, const char *digest);
 /*
  * A training state's resumable parts, checked against the model m and
@@ -92,12 +102,15 @@ struct ckpt_state {
 	uint64_t rng_state, rng_inc;
 	double elapsed;
 };
-int ckpt_state_read(const struct st_frame *f, const struct mlp *m, long n_train,
+int ckpt_state_read(const struct st_frame *f, const struct model *m, long n_train,
     long long max_step, long long max_optim_t, struct ckpt_state *s, const char *name,
     char *err, size_t errlen);
 
-/* An integer metadata value, or -1 with err. */
+/* An integer metadata value in min..max; 0, or -1 with err. */
 int ckpt_meta_long(const struct st_frame *f, const char *key, long long min,
     long long max, long long *out, const char *name, char *err, size_t errlen);
+/* A metadata value that is one of names (NULL-terminated), as its index; 0, or -1 with err. */
+int ckpt_meta_choice(const struct st_frame *f, const char *key, const char *const *names,
+    int *out, const char *name, char *err, size_t errlen);
 
 #endif

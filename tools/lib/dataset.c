@@ -130,3 +130,14 @@ dataset_free(struct dataset *d)
 	json_decref(d->meta);
 	memset(d, 0, sizeof *d);
 }
+
+void
+dataset_gather(const struct dataset *d, const int32_t *idx, int B, int32_t *bx, int32_t *by)
+{
+	for (int i = 0; i < B; i++) {
+		int32_t r = idx[i];
+		bx[2 * i] = d->train_x[2 * r];
+		bx[2 * i + 1] = d->train_x[2 * r + 1];
+		by[i] = d->train_y[r];
+	}
+}

@@ -39,6 +39,12 @@ extern const char *const dataset_set_names[];   /* "train", "test", "all", NULL 
 void dataset_rows(const struct dataset *d, enum dataset_set s, const int32_t **x,
     const int32_t **y, long *n, int *owned);
 
+/*
+ * The training rows idx[0..B-1] gathered into bx (B, 2) and by (B): a
+ * minibatch, for the trainer and the sampler alike.
+ */
+void dataset_gather(const struct dataset *d, const int32_t *idx, int B, int32_t *bx, int32_t *by);
+
 /* Load and validate; path "-" reads standard input.  0, or -1 with err. */
 int dataset_load(struct dataset *d, const char *path, char *err, size_t errlen);
 /* Validate a frame already read (name labels it in messages). */

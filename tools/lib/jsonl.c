@@ -116,3 +116,13 @@ jsonl_header(const char *tool, int argc, char **argv, uint64_t seed, json_t *con
 	    "argv", a, "seed", (json_int_t)seed, "config", config,
 	    "inputs", json_object());
 }
+
+json_t *
+jarray(const double *v, long n)
+{
+	json_t *a = json_array();
+
+	for (long i = 0; i < n; i++)
+		json_array_append_new(a, jnum(v[i]));
+	return a;
+}

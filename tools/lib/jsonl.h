@@ -17,6 +17,8 @@
 
 /* A real, or null when not finite. */
 json_t *jnum(double v);
+/* The n values of v as a JSON array of reals (null where not finite). */
+json_t *jarray(const double *v, long n);
 /* Write rec as one line and flush; 0, or -1 with errno set. */
 int jsonl_write(FILE *fp, json_t *rec);
 /* As jsonl_write, dying with a message on error; consumes rec. */

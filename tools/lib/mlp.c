@@ -75,17 +75,16 @@ mlp_init_params(const struct mlp *m, float *theta, struct rng *r)
 }
 
 struct mlp_work *
-mlp_work_new(const struct mlp *m, int maxb, int hvp)
+mlp_work_new(const struct mlp *m, int maxb)
 {
 	struct mlp_work *w = xcalloc(1, sizeof *w);
 	size_t B = (size_t)maxb, W = (size_t)m->c.width, V = (size_t)m->c.p;
 	size_t wide = W > V ? W : V, n, off = 0, acts = xmul(B, W) * (size_t)m->c.depth;
 	size_t scatter = (size_t)m->in[0] * (size_t)m->out[0];
 
-	w->maxb = maxb;
+	w->base.maxb = maxb;
+	w->m = m;
 	n = acts + 3 * xmul(B, V) + 2 * xmul(B, wide) + scatter;
-	if (hvp)   /* R-activations, R-logits, R-dlogits, R-ping-pong; deltas, probabilities */
-		n += acts + 2 * xmul(B, V) + 2 * xmul(B, wide) + acts + 2 * xmul(B, V);
 	w->mem = xmalloc(xmul(n, sizeof(float)));
 	for (int i = 0; i < m->c.depth; i++, off += B * W)
 		w->acts[i] = w->mem + off;
@@ -100,29 +99,6 @@ mlp_work_new(const struct mlp *m, int maxb, int hvp)
 	w->dbuf[1] = w->mem + off;
 	off += B * wide;
 	w->scatter = w->mem + off;
-	off += scatter;
-	if (hvp) {
-		for (int i = 0; i < m->c.depth; i++, off += B * W)
-			w->racts[i] = w->mem + off;
-		w->rlogits = w->mem + off;
-		off += B * V;
-		w->rdlogits = w->mem + off;
-		off += B * V;
-		w->rdbuf[0] = w->mem + off;
-		off += B * wide;
-		w->rdbuf[1] = w->mem + off;
-		off += B * wide;
-		for (int i = 0; i < m->c.depth; i++, off += B * W)
-			w->deltas[i] = w->mem + off;
-		w->deltas[m->c.depth] = w->mem + off;
-		off += B * V;
-		w->probs = w->mem + off;
-		w->live_idx = xmalloc(xmul(xmul((size_t)m->c.depth, W) + 1, sizeof(int)));
-		w->ltheta = xmalloc(xmul(3, xmul(m->nparams, sizeof(float))));
-		w->lv = w->ltheta + m->nparams;
-		w->lhv = w->lv + m->nparams;
-		w->live_map = xmalloc(xmul(m->nparams, sizeof *w->live_map));
-	}
 	return w;
 }
 
@@ -132,9 +108,6 @@ mlp_work_free(struct mlp_work *w)
 	if (!w)
 		return;
 	free(w->mem);
-	free(w->live_idx);
-	free(w->ltheta);
-	free(w->live_map);
 	free(w);
 }
 
@@ -228,9 +201,14 @@ mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
 	}
 }
 
-void
-mlp_loss(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
-    const int32_t *y, int B, float scale)
+/*
+ * mlp_loss, and the float32 softmax into probs (B, V) unless it is NULL:
+ * the Hessian-vector products need the probabilities themselves, and
+ * they come from the same exponentials and sum.
+ */
+static void
+loss_rows(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
+    const int32_t *y, int B, float scale, float *probs)
 {
 	int V = m->c.p;
 
@@ -257,6 +235,9 @@ mlp_loss(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
 			s += e;
 			fsum += e;
 		}
+		if (probs)
+			for (int j = 0; j < V; j++)
+				probs[(size_t)b * V + j] = (float)(dz[j] / s);
 		ev->correct += arg == label;
 		ev->collapsed += 1.0f / fsum == 1.0f;
 		if (m->c.loss == MLP_CE) {
@@ -276,6 +257,13 @@ mlp_loss(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
 			ev->loss_sum += sq / V;
 		}
 	}
+}
+
+void
+mlp_loss(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
+    const int32_t *y, int B, float scale)
+{
+	loss_rows(m, w, ev, y, B, scale, NULL);
 }
 
 /* The first layer's weight and bias gradients from dz (B, nout). */
@@ -343,14 +331,14 @@ mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 }
 
 void
-mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
+mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
     float *grad, const float *theta, const int32_t *x, const int32_t *y, long n, int *live)
 {
 	float scale = n > 0 ? (float)(1.0 / (double)n) : 0.0f;
 
 	memset(ev, 0, sizeof *ev);
-	for (long off = 0; off < n; off += w->maxb) {
-		int B = (int)(n - off < w->maxb ? n - off : w->maxb);
+	for (long off = 0; off < n; off += w->base.maxb) {
+		int B = (int)(n - off < w->base.maxb ? n - off : w->base.maxb);
 		mlp_forward(m, w, theta, x + 2 * off, B);
 		if (live)
 			mlp_mark_live(m, w, B, live);
@@ -360,42 +348,110 @@ mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
 	}
 }
 
-/* R-forward: R{z} of every layer along v, given the forward pass's activations. */
+void
+mlp_mark_live(const struct mlp *m, const struct mlp_work *w, int B, int *live)
+{
+	int W = m->c.width;
+
+	for (int i = 0; i < m->nlayers - 1; i++) {
+		int *f = live + (size_t)i * (size_t)W;
+		const float *a = w->acts[i];
+		for (int b = 0; b < B; b++)
+			for (int j = 0; j < W; j++)
+				f[j] |= a[(size_t)b * W + j] > 0.0f;
+	}
+}
+
+struct mlp_hvp *
+mlp_hvp_new(const struct mlp *m, int maxb)
+{
+	struct mlp_hvp *h = xcalloc(1, sizeof *h);
+	struct mlp_view *vw = &h->view;
+	size_t B = (size_t)maxb, W = (size_t)m->c.width, V = (size_t)m->c.p, D = (size_t)m->c.depth;
+	size_t wide = W > V ? W : V, off = 0, acts = xmul(B, W) * D;
+
+	h->base.maxb = maxb;
+	h->m = m;
+	h->fw = mlp_work_new(m, maxb);
+	/* R-activations, R-logits, R-dlogits, R-ping-pong; deltas, probabilities */
+	h->mem = xmalloc(xmul(acts + 2 * xmul(B, V) + 2 * xmul(B, wide) + acts + 2 * xmul(B, V),
+	    sizeof(float)));
+	for (size_t i = 0; i < D; i++, off += B * W)
+		h->racts[i] = h->mem + off;
+	h->rlogits = h->mem + off;
+	off += B * V;
+	h->rdlogits = h->mem + off;
+	off += B * V;
+	h->rdbuf[0] = h->mem + off;
+	off += B * wide;
+	h->rdbuf[1] = h->mem + off;
+	off += B * wide;
+	for (size_t i = 0; i < D; i++, off += B * W)
+		h->deltas[i] = h->mem + off;
+	h->deltas[D] = h->mem + off;
+	off += B * V;
+	h->probs = h->mem + off;
+	/* The view's packed activations and deltas, its parameters and its map. */
+	vw->mem = xmalloc(xmul(2 * acts + m->nparams, sizeof(float)));
+	for (size_t i = 0; i < D; i++) {
+		vw->acts[i] = vw->mem + i * B * W;
+		vw->deltas[i] = vw->mem + acts + i * B * W;
+	}
+	vw->ltheta = vw->mem + 2 * acts;
+	vw->live_idx = xmalloc(xmul(xmul(D, W) + 1, sizeof(int)));
+	vw->live_map = xmalloc(xmul(m->nparams, sizeof *vw->live_map));
+	return h;
+}
+
+void
+mlp_hvp_free(struct mlp_hvp *h)
+{
+	if (!h)
+		return;
+	mlp_work_free(h->fw);
+	free(h->mem);
+	free(h->view.mem);
+	free(h->view.live_idx);
+	free(h->view.live_map);
+	free(h);
+}
+
+/* R-forward: R{z} of every layer along v, given the forward pass's activations acts. */
 static void
-rop_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
+rop_forward(const struct mlp *m, struct mlp_hvp *h, float *const *acts, const float *theta,
     const float *v, const int32_t *x, int B)
 {
 	int L = m->nlayers;
-	float *rz0 = L == 1 ? w->rlogits : w->racts[0];
+	float *rz0 = L == 1 ? h->rlogits : h->racts[0];
 
 	/* Layer 0's input is data: R{z0} = V0 a0 + c0, the forward pass with v's weights. */
-	layer0_forward(m, w, rz0, v, x, B);
+	layer0_forward(m, h->fw, rz0, v, x, B);
 	if (L == 1)
 		return;
-	relu_backward(rz0, w->acts[0], (size_t)B * (size_t)m->out[0]);
+	relu_backward(rz0, acts[0], (size_t)B * (size_t)m->out[0]);
 	for (int i = 1; i < L; i++) {
-		const float *a = w->acts[i - 1], *ra = w->racts[i - 1];
+		const float *a = acts[i - 1], *ra = h->racts[i - 1];
 		const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i], *ci = v + m->boff[i];
 		int nout = m->out[i], nin = m->in[i];
-		float *rz = i == L - 1 ? w->rlogits : w->racts[i];
+		float *rz = i == L - 1 ? h->rlogits : h->racts[i];
 		/* R{z} = a . V^T + c + R{a} . W^T */
 		linear_forward(rz, a, Vi, ci, B, nout, nin);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
 		    1.0f, ra, nin, Wi, nin, 1.0f, rz, nout);
 		if (i < L - 1)
-			relu_backward(rz, w->acts[i], (size_t)B * (size_t)nout);
+			relu_backward(rz, acts[i], (size_t)B * (size_t)nout);
 	}
 }
 
 /* R{d loss / d logits}: ce, scale (s * Rz - s (s . Rz)); mse, scale 2 Rz / V. */
 static void
-rop_loss(const struct mlp *m, struct mlp_work *w, int B, float scale)
+rop_loss(const struct mlp *m, struct mlp_hvp *h, int B, float scale)
 {
 	int V = m->c.p;
 
 	for (int b = 0; b < B; b++) {
-		const float *s = w->probs + (size_t)b * V, *rz = w->rlogits + (size_t)b * V;
-		float *rd = w->rdlogits + (size_t)b * V;
+		const float *s = h->probs + (size_t)b * V, *rz = h->rlogits + (size_t)b * V;
+		float *rd = h->rdlogits + (size_t)b * V;
 		double srz = 0.0;
 		if (m->c.loss == MLP_MSE) {
 			for (int j = 0; j < V; j++)
@@ -409,218 +465,93 @@ rop_loss(const struct mlp *m, struct mlp_work *w, int B, float scale)
 	}
 }
 
-void
-mlp_hvp_prepare(const struct mlp *m, struct mlp_work *w, const float *theta,
-    const int32_t *x, const int32_t *y, int B, float scale)
+struct mlp_point *
+mlp_hvp_prepare(struct mlp_hvp *h, const float *theta, const int32_t *x, const int32_t *y,
+    int B, float scale)
 {
+	const struct mlp *m = h->m;
+	struct mlp_work *w = h->fw;
+	struct mlp_point *pt = &h->pt;
 	int L = m->nlayers, V = m->c.p;
 
-	memset(&w->prepared, 0, sizeof w->prepared);
+	memset(pt, 0, sizeof *pt);
+	pt->base.h = &h->base;
+	pt->base.rows = B;
+	pt->base.scale = scale;
+	pt->m = m;
+	pt->theta = theta;
+	pt->x = x;
+	pt->y = y;
 	mlp_forward(m, w, theta, x, B);
-	mlp_loss(m, w, &w->prepared, y, B, scale);
-	for (int b = 0; b < B; b++) {
-		const float *z = w->logits + (size_t)b * V;
-		float *s = w->probs + (size_t)b * V, mx = z[0];
-		double sum = 0.0;
-		for (int j = 1; j < V; j++)
-			mx = z[j] > mx ? z[j] : mx;
-		for (int j = 0; j < V; j++) {
-			s[j] = expf(z[j] - mx);
-			sum += s[j];
-		}
-		for (int j = 0; j < V; j++)
-			s[j] = (float)(s[j] / sum);
-	}
+	loss_rows(m, w, &pt->base.eval, y, B, scale, h->probs);
 	/* The backward pass's deltas do not depend on v: keep them all. */
-	memcpy(w->deltas[L - 1], w->dlogits, (size_t)B * (size_t)V * sizeof(float));
+	memcpy(h->deltas[L - 1], w->dlogits, (size_t)B * (size_t)V * sizeof(float));
 	for (int i = L - 1; i >= 1; i--) {
 		int nout = m->out[i], nin = m->in[i];
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-		    1.0f, w->deltas[i], nout, theta + m->woff[i], nin, 0.0f, w->deltas[i - 1], nin);
-		relu_backward(w->deltas[i - 1], w->acts[i - 1], (size_t)B * (size_t)nin);
+		    1.0f, h->deltas[i], nout, theta + m->woff[i], nin, 0.0f, h->deltas[i - 1], nin);
+		relu_backward(h->deltas[i - 1], w->acts[i - 1], (size_t)B * (size_t)nin);
 	}
-	w->prepared_rows = B;
-	w->live_on = 0;
+	h->view.base.pt = NULL;   /* a view of the last point is gone */
+	return pt;
+}
+
+static struct mlp_hvp *
+hvp_of(const struct mlp_point *pt)
+{
+	return (struct mlp_hvp *)pt->base.h;
 }
 
 void
-mlp_hvp_grad(const struct mlp *m, struct mlp_work *w, float *grad, const int32_t *x)
+mlp_point_grad(const struct mlp_point *pt, float *grad)
 {
-	int B = w->prepared_rows;
+	const struct mlp *m = pt->m;
+	struct mlp_hvp *h = hvp_of(pt);
+	int B = pt->base.rows;
 
-	if (w->live_on)
-		die("mlp_hvp_grad after mlp_hvp_compact: the kept deltas are packed");
 	for (int i = m->nlayers - 1; i >= 0; i--) {
 		int nout = m->out[i], nin = m->in[i];
-		add_rows(grad + m->boff[i], w->deltas[i], B, nout);
+		add_rows(grad + m->boff[i], h->deltas[i], B, nout);
 		if (i == 0)
-			layer0_backward(m, w, grad, w->deltas[0], x, B);
+			layer0_backward(m, h->fw, grad, h->deltas[0], pt->x, B);
 		else   /* gW (nout, nin) += d^T (nout, B) . a (B, nin) */
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-			    1.0f, w->deltas[i], nout, w->acts[i - 1], nin, 1.0f, grad + m->woff[i], nin);
+			    1.0f, h->deltas[i], nout, h->fw->acts[i - 1], nin, 1.0f, grad + m->woff[i], nin);
 	}
 }
 
-/* Hidden layer i's live units in the full model, or NULL for all (input and output side). */
-static const int *
-live_units(const struct mlp *m, const struct mlp_work *w, int i)
+void
+mlp_point_mark_live(const struct mlp_point *pt, int *live)
 {
-	return i >= 0 && i < m->nlayers - 1 ? w->live_idx + (size_t)i * (size_t)m->c.width : NULL;
+	mlp_mark_live(pt->m, hvp_of(pt)->fw, pt->base.rows, live);
 }
 
 /*
- * w->live_map[k]: where parameter k of the live view sits in the full
- * layout, so that moving a vector between the layouts is one indexed pass.
+ * hv += H v for the layout m (the model's, or a view's), from the kept
+ * activations acts and deltas of the prepared rows.
  */
 static void
-live_map_build(const struct mlp *m, struct mlp_work *w)
-{
-	const struct mlp *l = &w->live;
-
-	for (int i = 0; i < m->nlayers; i++) {
-		const int *rows = live_units(m, w, i), *cols = live_units(m, w, i - 1);
-		for (int r = 0; r < l->out[i]; r++) {
-			int fr = rows ? rows[r] : r;
-			size_t full = m->woff[i] + (size_t)fr * (size_t)m->in[i];
-			size_t live = l->woff[i] + (size_t)r * (size_t)l->in[i];
-			for (int c = 0; c < l->in[i]; c++)
-				w->live_map[live + c] = full + (size_t)(cols ? cols[c] : c);
-			w->live_map[l->boff[i] + r] = m->boff[i] + (size_t)fr;
-		}
-	}
-}
-
-/* Keep columns idx (k of them) of each of the B rows of X (B, n), packed to (B, k) in place. */
-static void
-pack_columns(float *X, int B, int n, const int *idx, int k)
-{
-	/* Row b's k outputs end before its n inputs start being read: safe in place. */
-	for (int b = 0; b < B; b++) {
-		const float *src = X + (size_t)b * (size_t)n;
-		float *dst = X + (size_t)b * (size_t)k;
-		for (int j = 0; j < k; j++)
-			dst[j] = src[idx[j]];
-	}
-}
-
-void
-mlp_mark_live(const struct mlp *m, const struct mlp_work *w, int B, int *live)
-{
-	int W = m->c.width;
-
-	if (w->live_on)
-		die("mlp_mark_live after mlp_hvp_compact: the kept activations are packed");
-	for (int i = 0; i < m->nlayers - 1; i++) {
-		int *f = live + (size_t)i * (size_t)W;
-		const float *a = w->acts[i];
-		for (int b = 0; b < B; b++)
-			for (int j = 0; j < W; j++)
-				f[j] |= a[(size_t)b * W + j] > 0.0f;
-	}
-}
-
-int
-mlp_hvp_compact(const struct mlp *m, struct mlp_work *w, const float *theta)
-{
-	int L = m->nlayers, W = m->c.width, B = w->prepared_rows, dropped = 0;
-	int live[MLP_MAX_DEPTH];
-	struct mlp *l = &w->live;
-	size_t off = 0;
-
-	w->live_on = 0;
-	if (B <= 0)
-		return 0;
-	memset(w->live_idx, 0, (size_t)(L - 1) * (size_t)W * sizeof *w->live_idx);
-	mlp_mark_live(m, w, B, w->live_idx);
-	for (int i = 0; i < L - 1; i++) {
-		int *idx = w->live_idx + (size_t)i * (size_t)W, k = 0;
-		/* flags to indices, in place: index k is written after flag k is read */
-		for (int j = 0; j < W; j++)
-			if (idx[j])
-				idx[k++] = j;
-		/* A layer of dead units still passes zeros on: keep one, so no matrix is empty. */
-		if (k == 0)
-			idx[k++] = 0;
-		live[i] = k;
-		dropped += W - k;
-	}
-	if (dropped == 0)
-		return 0;
-	l->c = m->c;
-	l->nlayers = L;
-	for (int i = 0; i < L; i++) {
-		l->in[i] = i == 0 ? m->in[0] : live[i - 1];
-		l->out[i] = i == L - 1 ? m->out[i] : live[i];
-		l->woff[i] = off;
-		off += (size_t)l->in[i] * (size_t)l->out[i];
-		l->boff[i] = off;
-		off += (size_t)l->out[i];
-	}
-	l->nparams = off;
-	for (int i = 0; i < L - 1; i++) {
-		pack_columns(w->acts[i], B, W, live_units(m, w, i), live[i]);
-		pack_columns(w->deltas[i], B, W, live_units(m, w, i), live[i]);
-	}
-	live_map_build(m, w);
-	for (size_t k = 0; k < l->nparams; k++)
-		w->ltheta[k] = theta[w->live_map[k]];
-	w->live_on = 1;
-	return dropped;
-}
-
-static void hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, int B, float scale);
-
-void
-mlp_hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, int B, float scale)
-{
-	if (!w->live_on) {
-		hvp_apply(m, w, hv, theta, v, x, B, scale);
-		return;
-	}
-	for (size_t k = 0; k < w->live.nparams; k++) {
-		w->lv[k] = v[w->live_map[k]];
-		w->lhv[k] = 0.0f;
-	}
-	hvp_apply(&w->live, w, w->lhv, w->ltheta, w->lv, x, B, scale);
-	/* the dead units' entries get nothing: their products are zero */
-	for (size_t k = 0; k < w->live.nparams; k++)
-		hv[w->live_map[k]] += w->lhv[k];
-}
-
-void
-mlp_hvp_apply_live(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, int B, float scale)
-{
-	if (w->live_on)
-		hvp_apply(&w->live, w, hv, w->ltheta, v, x, B, scale);
-	else
-		hvp_apply(m, w, hv, theta, v, x, B, scale);
-}
-
-static void
-hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, int B, float scale)
+hvp_apply(const struct mlp *m, struct mlp_hvp *h, float *const *acts, float *const *deltas,
+    float *hv, const float *theta, const float *v, const int32_t *x, int B, float scale)
 {
 	const float *rd;
 	int cur = 0;
 
-	rop_forward(m, w, theta, v, x, B);
-	rop_loss(m, w, B, scale);
-	rd = w->rdlogits;
+	rop_forward(m, h, acts, theta, v, x, B);
+	rop_loss(m, h, B, scale);
+	rd = h->rdlogits;
 	for (int i = m->nlayers - 1; i >= 0; i--) {
 		int nout = m->out[i], nin = m->in[i];
 		add_rows(hv + m->boff[i], rd, B, nout);
 		if (i == 0) {
 			/* R{gW0} = R{d0} a0^T: the input is data, R{a0} = 0 */
-			layer0_backward(m, w, hv, rd, x, B);
+			layer0_backward(m, h->fw, hv, rd, x, B);
 			break;
 		}
 		{
-			const float *a = w->acts[i - 1], *ra = w->racts[i - 1], *d = w->deltas[i];
+			const float *a = acts[i - 1], *ra = h->racts[i - 1], *d = deltas[i];
 			const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i];
-			float *rdprev = w->rdbuf[cur];
+			float *rdprev = h->rdbuf[cur];
 			/* R{gW} = R{d}^T a + d^T R{a} */
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
 			    1.0f, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin);
@@ -639,25 +570,136 @@ hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta
 }
 
 void
-mlp_hvp(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, const int32_t *y, int B, float scale)
+mlp_point_apply(struct mlp_point *pt, float *hv, const float *v)
 {
-	mlp_hvp_prepare(m, w, theta, x, y, B, scale);
-	mlp_hvp_compact(m, w, theta);
-	mlp_hvp_apply(m, w, hv, theta, v, x, B, scale);
+	struct mlp_hvp *h = hvp_of(pt);
+
+	hvp_apply(pt->m, h, h->fw->acts, h->deltas, hv, pt->theta, v, pt->x, pt->base.rows,
+	    pt->base.scale);
 }
 
-void
-mlp_hvp_set(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, const int32_t *y, long n, double scale)
+/* Hidden layer i's live units in the full model, or NULL for all (input and output side). */
+static const int *
+live_units(const struct mlp *m, const struct mlp_view *vw, int i)
 {
-	for (long off = 0; off < n; off += w->maxb) {
-		int B = (int)(n - off < w->maxb ? n - off : w->maxb);
-		mlp_hvp(m, w, hv, theta, v, x + 2 * off, y + off, B, (float)scale);
+	return i >= 0 && i < m->nlayers - 1 ? vw->live_idx + (size_t)i * (size_t)m->c.width : NULL;
+}
+
+/*
+ * live_map[k]: where parameter k of the live view sits in the full
+ * layout, so that moving a vector between the layouts is one indexed pass.
+ */
+static void
+live_map_build(const struct mlp *m, struct mlp_view *vw)
+{
+	const struct mlp *l = &vw->live;
+
+	for (int i = 0; i < m->nlayers; i++) {
+		const int *rows = live_units(m, vw, i), *cols = live_units(m, vw, i - 1);
+		for (int r = 0; r < l->out[i]; r++) {
+			int fr = rows ? rows[r] : r;
+			size_t full = m->woff[i] + (size_t)fr * (size_t)m->in[i];
+			size_t live = l->woff[i] + (size_t)r * (size_t)l->in[i];
+			for (int c = 0; c < l->in[i]; c++)
+				vw->live_map[live + c] = full + (size_t)(cols ? cols[c] : c);
+			vw->live_map[l->boff[i] + r] = m->boff[i] + (size_t)fr;
+		}
 	}
 }
 
-/* S (B, B) = X X^T for X (B, k) float, lower triangle, in double. */
+/* dst (B, k) = columns idx (k of them) of each of the B rows of src (B, n). */
+static void
+pack_columns(float *dst, const float *src, int B, int n, const int *idx, int k)
+{
+	for (int b = 0; b < B; b++)
+		for (int j = 0; j < k; j++)
+			dst[(size_t)b * (size_t)k + j] = src[(size_t)b * (size_t)n + idx[j]];
+}
+
+/* The live units of each hidden layer into vw->live_idx (ascending); how many in live[]. */
+static int
+find_live(const struct mlp_point *pt, struct mlp_view *vw, int *live)
+{
+	const struct mlp *m = pt->m;
+	int W = m->c.width, dropped = 0;
+
+	memset(vw->live_idx, 0, (size_t)(m->nlayers - 1) * (size_t)W * sizeof *vw->live_idx);
+	mlp_point_mark_live(pt, vw->live_idx);
+	for (int i = 0; i < m->nlayers - 1; i++) {
+		int *idx = vw->live_idx + (size_t)i * (size_t)W, k = 0;
+		/* flags to indices, in place: index k is written after flag k is read */
+		for (int j = 0; j < W; j++)
+			if (idx[j])
+				idx[k++] = j;
+		if (k == 0)
+			idx[k++] = 0;
+		live[i] = k;
+		dropped += W - k;
+	}
+	return dropped;
+}
+
+struct mlp_view *
+mlp_point_restrict(struct mlp_point *pt)
+{
+	const struct mlp *m = pt->m;
+	struct mlp_hvp *h = hvp_of(pt);
+	struct mlp_view *vw = &h->view;
+	struct mlp *l = &vw->live;
+	int L = m->nlayers, W = m->c.width, B = pt->base.rows, live[MLP_MAX_DEPTH];
+	size_t off = 0;
+
+	vw->base.pt = NULL;
+	if (B <= 0 || find_live(pt, vw, live) == 0)
+		return NULL;
+	l->c = m->c;
+	l->nlayers = L;
+	for (int i = 0; i < L; i++) {
+		l->in[i] = i == 0 ? m->in[0] : live[i - 1];
+		l->out[i] = i == L - 1 ? m->out[i] : live[i];
+		l->woff[i] = off;
+		off += (size_t)l->in[i] * (size_t)l->out[i];
+		l->boff[i] = off;
+		off += (size_t)l->out[i];
+	}
+	l->nparams = off;
+	for (int i = 0; i < L - 1; i++) {
+		pack_columns(vw->acts[i], h->fw->acts[i], B, W, live_units(m, vw, i), live[i]);
+		pack_columns(vw->deltas[i], h->deltas[i], B, W, live_units(m, vw, i), live[i]);
+	}
+	vw->deltas[L - 1] = h->deltas[L - 1];
+	live_map_build(m, vw);
+	for (size_t k = 0; k < l->nparams; k++)
+		vw->ltheta[k] = pt->theta[vw->live_map[k]];
+	vw->base.pt = &pt->base;
+	vw->base.nparams = l->nparams;
+	vw->base.map = vw->live_map;
+	return vw;
+}
+
+int
+mlp_view_dropped(const struct mlp_view *view)
+{
+	const struct mlp *l = &view->live;
+	int n = 0;
+
+	for (int i = 0; i < l->nlayers - 1; i++)
+		n += l->c.width - l->out[i];
+	return n;
+}
+
+void
+mlp_view_apply(struct mlp_view *view, float *hv, const float *v)
+{
+	const struct mlp_point *pt = (const struct mlp_point *)view->base.pt;
+
+	if (!pt)
+		die("mlp_view_apply: the view's point was prepared again");
+	hvp_apply(&view->live, hvp_of(pt), view->acts, view->deltas, hv, view->ltheta, v, pt->x,
+	    pt->base.rows, pt->base.scale);
+}
+
+/* S (B, B) = X X^T for X (B, k) float, lower triangle, in double (tmp: B * k doubles). */
 static void
 gram_rows(double *S, const float *X, int B, int k, double *tmp)
 {
@@ -666,20 +708,32 @@ gram_rows(double *S, const float *X, int B, int k, double *tmp)
 	cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, B, k, 1.0, tmp, k, 0.0, S, B);
 }
 
-void
-mlp_gram_layer(const struct mlp *m, struct mlp_work *w, int i, double *out,
-    const int32_t *x, int B, double *scratch)
+size_t
+mlp_gram_scratch(const struct mlp *m, int B)
 {
-	double *aa = scratch, *tmp;
-	int wide = m->c.width > m->c.p ? m->c.width : m->c.p;
-	/* compacted: rows packed to the live widths (the dropped columns were zero) */
-	const struct mlp *k = w->live_on ? &w->live : m;
+	size_t wide = (size_t)(m->c.width > m->c.p ? m->c.width : m->c.p);
 
-	tmp = xmalloc(xmul(xmul((size_t)B, (size_t)(wide > 2 ? wide : 2)), sizeof(double)));
-	gram_rows(out, w->deltas[i], B, k->out[i], tmp);
+	return xmul((size_t)B, (size_t)B) + xmul((size_t)B, wide > 2 ? wide : 2);
+}
+
+void
+mlp_gram_layer(const struct mlp_point *pt, const struct mlp_view *view, int i,
+    double *out, double *scratch)
+{
+	const struct mlp *m = pt->m;
+	const struct mlp_hvp *h = hvp_of(pt);
+	/* a view: rows packed to the live widths (the dropped columns were zero) */
+	const struct mlp *k = view ? &view->live : m;
+	float *const *acts = view ? view->acts : h->fw->acts;
+	float *const *deltas = view ? view->deltas : h->deltas;
+	const int32_t *x = pt->x;
+	int B = pt->base.rows;
+	double *aa = scratch, *tmp = scratch + (size_t)B * (size_t)B;
+
+	gram_rows(out, deltas[i], B, k->out[i], tmp);
 	/* a_b . a_c of the layer's inputs, plus 1 for the bias */
 	if (i > 0) {
-		gram_rows(aa, w->acts[i - 1], B, k->in[i], tmp);
+		gram_rows(aa, acts[i - 1], B, k->in[i], tmp);
 	} else {
 		for (int b = 0; b < B; b++)
 			for (int c = 0; c <= b; c++) {
@@ -691,40 +745,22 @@ mlp_gram_layer(const struct mlp *m, struct mlp_work *w, int i, double *out,
 	}
 	for (int b = 0; b < B; b++)
 		for (int c = 0; c <= b; c++) {
-			size_t k = (size_t)b * B + c;
-			out[k] *= aa[k] + 1.0;
+			size_t q = (size_t)b * B + c;
+			out[q] *= aa[q] + 1.0;
 		}
-	free(tmp);
 }
 
 void
-mlp_gram(const struct mlp *m, struct mlp_work *w, double *K, const float *theta,
-    const int32_t *x, const int32_t *y, int B, double *scratch)
+mlp_gram_combine(const struct mlp_point *pt, double *out, const double *u)
 {
-	size_t BB = (size_t)B * (size_t)B;
-	double *term = scratch + BB;
+	const struct mlp *m = pt->m;
+	const struct mlp_hvp *h = hvp_of(pt);
+	const int32_t *x = pt->x;
+	int p = m->c.p, B = pt->base.rows;
 
-	mlp_hvp_prepare(m, w, theta, x, y, B, 1.0f);
-	memset(K, 0, BB * sizeof(double));
-	for (int i = 0; i < m->nlayers; i++) {
-		mlp_gram_layer(m, w, i, term, x, B, scratch);
-		for (int b = 0; b < B; b++)
-			for (int c = 0; c <= b; c++)
-				K[(size_t)b * B + c] += term[(size_t)b * B + c];
-	}
-}
-
-void
-mlp_gram_combine(const struct mlp *m, struct mlp_work *w, double *out,
-    const double *u, const int32_t *x, int B)
-{
-	int p = m->c.p;
-
-	if (w->live_on)
-		die("mlp_gram_combine: the work holds a compacted view; prepare it again");
 	for (int i = 0; i < m->nlayers; i++) {
 		int nout = m->out[i], nin = m->in[i];
-		const float *d = w->deltas[i];
+		const float *d = h->deltas[i];
 		double *gW = out + m->woff[i], *gb = out + m->boff[i];
 		for (int b = 0; b < B; b++) {
 			const float *db = d + (size_t)b * nout;
@@ -732,9 +768,9 @@ mlp_gram_combine(const struct mlp *m, struct mlp_work *w, double *out,
 				double s = u[b] * db[j];
 				gb[j] += s;
 				if (i > 0) {
-					const float *a = w->acts[i - 1] + (size_t)b * nin;
-					for (int k = 0; k < nin; k++)
-						gW[(size_t)j * nin + k] += s * a[k];
+					const float *a = h->fw->acts[i - 1] + (size_t)b * nin;
+					for (int q = 0; q < nin; q++)
+						gW[(size_t)j * nin + q] += s * a[q];
 				} else if (m->c.encoding == MLP_ONEHOT) {
 					gW[(size_t)j * nin + x[2 * b]] += s;
 					gW[(size_t)j * nin + p + x[2 * b + 1]] += s;

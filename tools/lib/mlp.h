@@ -20,7 +20,11 @@
  * Forward and backward are a pair with llm.c's conventions: outputs first,
  * const inputs after; backward *adds* into the gradient, so zeroing every
  * gradient is one memset of P floats.  Kernels never allocate: all
- * scratch lives in a struct mlp_work made once for a largest batch.
+ * scratch lives in a struct mlp_work (forward and backward) or a struct
+ * mlp_hvp (Hessian-vector products), each made once for a largest batch.
+ *
+ * The MLP is also the first model family behind model.h (mlp_family):
+ * the tools reach it only through that interface.
  */
 #ifndef MLP_H
 #define MLP_H
@@ -28,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model.h"
 #include "rng.h"
 
 #define MLP_MAX_DEPTH 16
@@ -57,38 +62,71 @@ struct mlp {
 	size_t nparams;                     /* P */
 };
 
-/* Evaluation of a batch: sums over its rows. */
-struct mlp_eval {
-	double loss_sum;     /* sum of per-example losses */
-	long correct;        /* argmax == label */
-	long collapsed;      /* float32 softmax max probability == 1 exactly */
-};
-
-/* Per-batch scratch: activations kept for backward, and gradient buffers. */
+/*
+ * Forward/backward scratch for batches of up to maxb rows: the activations
+ * backward needs, and gradient buffers.  The model interface's
+ * struct model_work is its first member (base.m is the family's model).
+ */
 struct mlp_work {
-	int maxb;
+	struct model_work base;
+	const struct mlp *m;
 	float *acts[MLP_MAX_DEPTH];  /* (B, W) post-ReLU output of hidden layer i */
 	float *logits;               /* (B, V) */
 	float *dlogits;              /* (B, V) d loss / d logits, scaled */
 	float *dbuf[2];              /* (B, max(W, V)) ping-pong activation gradients */
 	float *xin;                  /* (B, 2) raw integers as floats (int encoding) */
 	float *scatter;              /* (I, W) transposed layer-0 weight gradient (one-hot) */
-	/* Hessian-vector products only (mlp_work_new(..., 1)): R{.} = d/dt .(theta + t v) */
+	float *mem;
+};
+
+/*
+ * Hessian-vector products: three objects, each only obtainable from the
+ * one before, so that no call can come in the wrong order.
+ *
+ *   struct mlp_hvp    scratch for batches of up to maxb rows (mlp_hvp_new)
+ *   struct mlp_point  a prepared point (only from mlp_hvp_prepare): the
+ *                     forward pass, the softmax and every layer's
+ *                     backward delta, none of which depends on v; its
+ *                     loss, gradient, products and Gram terms
+ *   struct mlp_view   the point without the hidden units dead on every
+ *                     prepared row (only from mlp_point_restrict), with
+ *                     its own packed copies of the activations and
+ *                     deltas: the point stays whole beside it
+ *
+ * A new prepare on the same mlp_hvp replaces the point and its view.
+ */
+struct mlp_point {
+	struct model_point base;     /* base.h: the mlp_hvp; base.rows, scale, eval */
+	const struct mlp *m;
+	const float *theta;
+	const int32_t *x, *y;
+};
+
+struct mlp_view {
+	struct model_view base;      /* base.nparams, base.map: live_map */
+	struct mlp live;             /* the model without its dead hidden units */
+	int *live_idx;               /* (D, W) each hidden layer's live units, ascending */
+	float *acts[MLP_MAX_DEPTH];  /* (B, live_i) the point's activations, packed */
+	float *deltas[MLP_MAX_DEPTH + 1]; /* (B, live_i) its deltas packed; the last is the point's */
+	float *ltheta;               /* (P) the parameters in the live layout */
+	size_t *live_map;            /* (P) each live parameter's index in the full layout */
+	float *mem;
+};
+
+struct mlp_hvp {
+	struct model_hvp base;
+	const struct mlp *m;
+	struct mlp_work *fw;         /* the prepared forward pass */
+	/* R{.} = d/dt .(theta + t v) */
 	float *racts[MLP_MAX_DEPTH]; /* (B, W) R{hidden activations} */
 	float *rlogits;              /* (B, V) */
 	float *rdlogits;             /* (B, V) R{d loss / d logits} */
 	float *rdbuf[2];             /* (B, max(W, V)) R{activation gradients} */
-	float *deltas[MLP_MAX_DEPTH + 1]; /* (B, out_i) d loss / d z_i, kept by mlp_hvp_prepare */
+	float *deltas[MLP_MAX_DEPTH + 1]; /* (B, out_i) d loss / d z_i of the prepared rows */
 	float *probs;                /* (B, V) softmax of the logits */
-	int prepared_rows;           /* rows mlp_hvp_prepare last kept */
-	struct mlp_eval prepared;    /* their loss and counts, from the same forward pass */
-	/* The live view of the prepared rows (mlp_hvp_compact) */
-	struct mlp live;             /* the model without its dead hidden units */
-	int live_on;                 /* mlp_hvp_apply runs on the live view */
-	int *live_idx;               /* (D, W) each hidden layer's live units, ascending */
-	float *ltheta, *lv, *lhv;    /* (P) parameters, direction, product: live layout */
-	size_t *live_map;            /* (P) each live parameter's index in the full layout */
 	float *mem;
+	struct mlp_point pt;
+	struct mlp_view view;
 };
 
 /* Layout of the model; 0, or -1 if the configuration is out of range. */
@@ -101,8 +139,14 @@ size_t mlp_tensor_info(const struct mlp *m, int k, int *ndim, int64_t shape[2]);
 /* PyTorch's default nn.Linear init: weight and bias uniform in +-1/sqrt(fan_in). */
 void mlp_init_params(const struct mlp *m, float *theta, struct rng *r);
 
-/* Scratch for batches of up to maxb rows; hvp != 0 adds what mlp_hvp needs. */
-struct mlp_work *mlp_work_new(const struct mlp *m, int maxb, int hvp);
+/* The MLP as a model family (model.h): "mlp". */
+extern const struct model_family mlp_family;
+/* The model of configuration c (a struct model of family mlp), or NULL if out of range. */
+struct model *mlp_model_new(const struct mlp_config *c);
+/* The layout of a model of family mlp. */
+const struct mlp *mlp_of(const struct model *m);
+
+struct mlp_work *mlp_work_new(const struct mlp *m, int maxb);
 void mlp_work_free(struct mlp_work *w);
 
 /* logits and activations of B rows; x is (B, 2). */
@@ -114,11 +158,17 @@ void mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
  * Per-example loss: ce, -log softmax(z)_y (log-sum-exp in double); mse,
  * mean over the V outputs of (z - onehot(y))^2, as torch's MSELoss.
  */
-void mlp_loss(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
+void mlp_loss(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
     const int32_t *y, int B, float scale);
 /* Adds d(loss)/d(theta) for the last forward/loss pair into grad. */
 void mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
     const float *theta, const int32_t *x, int B);
+/*
+ * live (D, W) |= whether each hidden unit's ReLU output is positive on
+ * some of the B rows of the work's last forward pass.  A unit still 0
+ * after every batch of a set is dead on that set.
+ */
+void mlp_mark_live(const struct mlp *m, const struct mlp_work *w, int B, int *live);
 
 /*
  * Mean loss and accuracy over n rows, in batches of the work's size; adds
@@ -126,93 +176,65 @@ void mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
  * units live on some row into live (D, W) as mlp_mark_live does if live
  * is not NULL.
  */
-void mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct mlp_eval *ev,
+void mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
     float *grad, const float *theta, const int32_t *x, const int32_t *y, long n, int *live);
 
+struct mlp_hvp *mlp_hvp_new(const struct mlp *m, int maxb);
+void mlp_hvp_free(struct mlp_hvp *h);
 /*
- * Hessian-vector product: adds H v, the Hessian of the loss of the last
- * forward/loss pair (scaled as mlp_loss's scale) times v, into hv.
- * Pearlmutter's R-operator: a forward pass of directional derivatives,
- * then a backward pass of theirs; ReLU's second derivative is zero almost
- * everywhere, so the product is exact.  About three gradients' work.
+ * Prepare the point theta for the loss of B rows scaled by scale (as
+ * mlp_loss's): forward pass, loss (pt->base.eval), softmax and every
+ * layer's delta.  theta, x and y are kept by pointer.
  */
-void mlp_hvp(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, const int32_t *y, int B, float scale);
-/*
- * mlp_hvp in two halves.  prepare runs everything that does not depend on
- * v (forward pass, softmax, backward deltas) and keeps it in the work;
- * apply then costs six of mlp_hvp's eight matrix products per layer.  A
- * caller taking many products at one point over rows that fit one batch
- * prepares once and applies for each v.  prepare also leaves the rows'
- * loss in w->prepared, and mlp_hvp_grad adds their gradient (scaled as
- * prepared) from the kept deltas, one matrix product per layer: a caller
- * that wants the loss and gradient too needs no forward pass of its own.
- * mlp_hvp_grad must come before mlp_hvp_compact.
- */
-void mlp_hvp_prepare(const struct mlp *m, struct mlp_work *w, const float *theta,
+struct mlp_point *mlp_hvp_prepare(struct mlp_hvp *h, const float *theta,
     const int32_t *x, const int32_t *y, int B, float scale);
-void mlp_hvp_grad(const struct mlp *m, struct mlp_work *w, float *grad, const int32_t *x);
+/* grad += the point's gradient (scaled as prepared): one product per layer from the deltas. */
+void mlp_point_grad(const struct mlp_point *pt, float *grad);
 /*
- * After mlp_hvp_prepare (same theta): drop the hidden units that are dead (ReLU output
- * zero) on every prepared row, so that mlp_hvp_apply multiplies smaller
- * matrices.  Exact, not an approximation: a dead unit's ReLU mask is zero
- * on every row, so the Hessian's rows and columns for its incoming
- * weights, its bias and its outgoing weights are all zero, and the
- * product there is zero, as without the view.  Deep ReLU nets lose many
- * units this way (a third of a depth-7 net's within 300 steps), and the
- * matrix products shrink with the square of the live fraction.  Returns
- * the number of units dropped; with none, nothing changes.  The prepared
- * activations and deltas are then kept packed: mlp_gram_layer reads them
- * so (a dead unit adds zero to every dot product, so its Gram term is
- * unchanged, with smaller products), but mlp_gram_combine, which writes
- * the full layout, needs a prepare of its own.
+ * hv += H v, the Hessian of the prepared loss times v.  Pearlmutter's
+ * R-operator: a forward pass of directional derivatives, then a backward
+ * pass of theirs; ReLU's second derivative is zero almost everywhere, so
+ * the product is exact.  Six matrix products per layer.
  */
-int mlp_hvp_compact(const struct mlp *m, struct mlp_work *w, const float *theta);
+void mlp_point_apply(struct mlp_point *pt, float *hv, const float *v);
+/* live (D, W) |= the hidden units positive on some prepared row. */
+void mlp_point_mark_live(const struct mlp_point *pt, int *live);
 /*
- * live (D, W) |= whether each hidden unit's ReLU output is positive on
- * some of the B rows whose forward pass the work holds (mlp_forward or
- * mlp_hvp_prepare, before mlp_hvp_compact).  A unit still 0 after every
- * batch of a set is dead on that set.
+ * The point without the hidden units that are dead (ReLU output zero) on
+ * every prepared row, or NULL when none is.  Exact, not an approximation:
+ * a dead unit's ReLU mask is zero on every row, so the Hessian's rows and
+ * columns for its incoming weights, its bias and its outgoing weights are
+ * all zero.  Deep ReLU nets lose many units this way (a third of a
+ * depth-7 net's within 300 steps), and the matrix products shrink with
+ * the square of the live fraction.  A hidden layer with no live unit
+ * keeps one, so that no matrix is empty.
  */
-void mlp_mark_live(const struct mlp *m, const struct mlp_work *w, int B, int *live);
-void mlp_hvp_apply(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, int B, float scale);
+struct mlp_view *mlp_point_restrict(struct mlp_point *pt);
+/* Units the view dropped. */
+int mlp_view_dropped(const struct mlp_view *view);
 /*
- * mlp_hvp_apply with v and hv in the live view's own layout (w->live,
- * w->live.nparams long; w->live_map[k] is entry k's place in the full
- * layout), or in the full layout when nothing was dropped (!w->live_on).
+ * hv += H v with v and hv in the view's own layout (view->live,
+ * base.nparams long; live_map[k] is entry k's place in the full layout).
  * A caller that works in the live layout throughout, as hess-eig's
  * eigensolver does, skips the gather and the scatter of every product.
  */
-void mlp_hvp_apply_live(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, int B, float scale);
-/* H v of the mean loss over n rows, in batches of the work's size (each compacted), added into hv. */
-void mlp_hvp_set(const struct mlp *m, struct mlp_work *w, float *hv, const float *theta,
-    const float *v, const int32_t *x, const int32_t *y, long n, double scale);
+void mlp_view_apply(struct mlp_view *view, float *hv, const float *v);
 
 /*
- * The per-example gradient Gram matrix K = J J^T of B rows, J's row b the
- * gradient of row b's own loss (unscaled), without forming J: for a linear
- * layer the gradient of row b is d_b a_b^T (plus d_b for the bias), so
- * <g_b, g_c> = (d_b . d_c)(a_b . a_c + 1), summed over layers; for the
- * one-hot first layer a_b . a_c counts the equal input digits.  Matrices
- * are (B, B) row-major with the lower triangle and diagonal filled.  The
- * work must hold all B rows (mlp_work_new(m, B, 1)).
- *
- * mlp_gram: the whole K; scratch is two B x B doubles.
- * mlp_gram_layer: layer i's own term, after mlp_hvp_prepare(..., scale 1)
- * of the same rows, compacted or not; scratch is one B x B double.
+ * The per-example gradient Gram term of layer i over the point's B rows
+ * (prepared with scale 1): out (B, B), lower triangle and diagonal, =
+ * <g_b, g_c> restricted to layer i, g_b the gradient of row b's own loss,
+ * without forming J: for a linear layer the gradient of row b is d_b a_b^T
+ * (plus d_b for the bias), so the term is (d_b . d_c)(a_b . a_c + 1); for
+ * the one-hot first layer a_b . a_c counts the equal input digits.  With a
+ * view, from its packed rows (a dead unit adds zero to every dot product:
+ * the same term from smaller products).  scratch: mlp_gram_scratch doubles.
  */
-void mlp_gram(const struct mlp *m, struct mlp_work *w, double *K, const float *theta,
-    const int32_t *x, const int32_t *y, int B, double *scratch);
-void mlp_gram_layer(const struct mlp *m, struct mlp_work *w, int i, double *out,
-    const int32_t *x, int B, double *scratch);
-/*
- * J^T u for the rows of the last mlp_gram: sum over rows of u_b times row
- * b's gradient, added into out (P), in the parameter layout.
- */
-void mlp_gram_combine(const struct mlp *m, struct mlp_work *w, double *out,
-    const double *u, const int32_t *x, int B);
+void mlp_gram_layer(const struct mlp_point *pt, const struct mlp_view *view, int i,
+    double *out, double *scratch);
+size_t mlp_gram_scratch(const struct mlp *m, int B);
+/* out (P) += J^T u = sum over the point's rows of u_b times row b's gradient (scale 1). */
+void mlp_gram_combine(const struct mlp_point *pt, double *out, const double *u);
 
 /*
  * Reference model in double precision: naive loops, the first layer as a

@@ -1,0 +1,377 @@
+/*
+ * The MLP as a model family (model.h): the glue between the interface and
+ * mlp.c's kernels.  Tensors "layers.{i}.weight" (out, in) and
+ * "layers.{i}.bias" (out); groups "layers.{i}", one per linear layer.
+ * Hyper-parameters p, depth, width, encoding, loss; its diagnostics are
+ * the hidden units dead on every row of a set ("dead_units": per hidden
+ * layer, how many units never had a positive ReLU output).
+ */
+#include "mlp.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "util.h"
+
+struct mlp_model {
+	struct model base;
+	struct mlp l;
+	struct model_tensor tensors[2 * (MLP_MAX_DEPTH + 1)];
+	char gnames[MLP_MAX_DEPTH + 1][24];
+	const char *gptr[MLP_MAX_DEPTH + 1];
+};
+
+struct mlp_diag {
+	struct model_diag base;
+	int *live;                   /* (D, W) */
+};
+
+const struct mlp *
+mlp_of(const struct model *m)
+{
+	if (m->family != &mlp_family)
+		die("mlp_of: a model of family '%s', not mlp", m->family->name);
+	return &((const struct mlp_model *)m)->l;
+}
+
+struct model *
+mlp_model_new(const struct mlp_config *c)
+{
+	struct mlp_model *mm = xcalloc(1, sizeof *mm);
+
+	if (mlp_layout(&mm->l, c) < 0) {
+		free(mm);
+		return NULL;
+	}
+	mm->base.family = &mlp_family;
+	mm->base.p = c->p;
+	mm->base.nparams = mm->l.nparams;
+	mm->base.ntensors = 2 * mm->l.nlayers;
+	mm->base.ngroups = mm->l.nlayers;
+	for (int k = 0; k < 2 * mm->l.nlayers; k++) {
+		struct model_tensor *t = &mm->tensors[k];
+		int64_t shape[2];
+		t->offset = mlp_tensor_info(&mm->l, k, &t->ndim, shape);
+		t->shape[0] = shape[0];
+		t->shape[1] = t->ndim == 2 ? shape[1] : 0;
+		t->numel = (size_t)shape[0] * (t->ndim == 2 ? (size_t)shape[1] : 1);
+		t->group = k / 2;
+		mlp_tensor_name(k, t->name, sizeof t->name);
+	}
+	for (int i = 0; i < mm->l.nlayers; i++) {
+		snprintf(mm->gnames[i], sizeof mm->gnames[i], "layers.%d", i);
+		mm->gptr[i] = mm->gnames[i];
+	}
+	mm->base.tensors = mm->tensors;
+	mm->base.group_names = mm->gptr;
+	return &mm->base;
+}
+
+static void
+model_free_mlp(struct model *m)
+{
+	free(m);
+}
+
+static json_t *
+hparams_json(const struct model *m)
+{
+	const struct mlp *l = mlp_of(m);
+
+	return json_pack("{s:i, s:i, s:i, s:s, s:s}", "p", l->c.p, "depth", l->c.depth,
+	    "width", l->c.width, "encoding", mlp_encoding_names[l->c.encoding],
+	    "loss", mlp_loss_names[l->c.loss]);
+}
+
+static int
+choice(const char *s, const char *const *names)
+{
+	for (int i = 0; s && names[i]; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static struct model *
+from_json(const json_t *hp, int p, char *err, size_t errlen)
+{
+	struct mlp_config c = {p, 0, 0, MLP_ONEHOT, MLP_CE};
+	json_t *d = json_object_get(hp, "depth"), *w = json_object_get(hp, "width");
+	int enc = choice(json_string_value(json_object_get(hp, "encoding")), mlp_encoding_names);
+	int loss = choice(json_string_value(json_object_get(hp, "loss")), mlp_loss_names);
+	struct model *m;
+
+	if (!json_is_integer(d) || !json_is_integer(w) || enc < 0 || loss < 0) {
+		snprintf(err, errlen, "mlp: hyper-parameters need integer depth and width, "
+		    "encoding onehot|int and loss ce|mse");
+		return NULL;
+	}
+	c.depth = json_integer_value(d) < 0 || json_integer_value(d) > MLP_MAX_DEPTH ? -1 :
+	    (int)json_integer_value(d);
+	c.width = json_integer_value(w) < 1 || json_integer_value(w) > MLP_MAX_WIDTH ? -1 :
+	    (int)json_integer_value(w);
+	c.encoding = (enum mlp_encoding)enc;
+	c.loss = (enum mlp_loss)loss;
+	if (!(m = mlp_model_new(&c)))
+		snprintf(err, errlen, "mlp: depth 0..%d and width 1..%d", MLP_MAX_DEPTH, MLP_MAX_WIDTH);
+	return m;
+}
+
+static struct model *
+from_meta(const struct st_frame *f, const char *name, char *err, size_t errlen)
+{
+	struct mlp_config c;
+	struct model *m;
+	long long p, depth, width;
+	int enc, loss;
+
+	if (ckpt_meta_long(f, "p", 2, 4096, &p, name, err, errlen) < 0 ||
+	    ckpt_meta_long(f, "depth", 0, MLP_MAX_DEPTH, &depth, name, err, errlen) < 0 ||
+	    ckpt_meta_long(f, "width", 1, MLP_MAX_WIDTH, &width, name, err, errlen) < 0 ||
+	    ckpt_meta_choice(f, "encoding", mlp_encoding_names, &enc, name, err, errlen) < 0 ||
+	    ckpt_meta_choice(f, "loss", mlp_loss_names, &loss, name, err, errlen) < 0)
+		return NULL;
+	c.p = (int)p;
+	c.depth = (int)depth;
+	c.width = (int)width;
+	c.encoding = (enum mlp_encoding)enc;
+	c.loss = (enum mlp_loss)loss;
+	if (!(m = mlp_model_new(&c)))
+		snprintf(err, errlen, "%s: the metadata describe no model this suite builds", name);
+	return m;
+}
+
+static void
+to_meta(const struct model *m, struct st_writer *w)
+{
+	const struct mlp *l = mlp_of(m);
+	char buf[32];
+
+	snprintf(buf, sizeof buf, "%d", l->c.p);
+	st_writer_meta(w, "p", buf);
+	snprintf(buf, sizeof buf, "%d", l->c.depth);
+	st_writer_meta(w, "depth", buf);
+	snprintf(buf, sizeof buf, "%d", l->c.width);
+	st_writer_meta(w, "width", buf);
+	st_writer_meta(w, "encoding", mlp_encoding_names[l->c.encoding]);
+	st_writer_meta(w, "loss", mlp_loss_names[l->c.loss]);
+}
+
+/* Records keep depth and width at the top level: summarize and the plots read them there. */
+static void
+describe(const struct model *m, json_t *rec)
+{
+	const struct mlp *l = mlp_of(m);
+
+	json_object_set_new(rec, "depth", json_integer(l->c.depth));
+	json_object_set_new(rec, "width", json_integer(l->c.width));
+}
+
+static void
+summary(const struct model *m, char *buf, size_t n)
+{
+	const struct mlp *l = mlp_of(m);
+
+	snprintf(buf, n, "p=%d depth=%d width=%d %s", l->c.p, l->c.depth, l->c.width,
+	    mlp_encoding_names[l->c.encoding]);
+}
+
+/* A tensor of another depth (layers.{D+1}.weight) means a different model. */
+static int
+check_frame(const struct model *m, const struct st_frame *f, const char *name, char *err,
+    size_t errlen)
+{
+	const struct mlp *l = mlp_of(m);
+	char tname[64];
+
+	mlp_tensor_name(2 * l->nlayers, tname, sizeof tname);
+	if (st_find(f, tname)) {
+		snprintf(err, errlen, "%s: has '%s', so more layers than depth %d", name, tname, l->c.depth);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+init(const struct model *m, float *theta, struct rng *r)
+{
+	mlp_init_params(mlp_of(m), theta, r);
+}
+
+/* Uniform logits for ce (ln p); zero outputs for mse (mean of one 1 over p outputs). */
+static double
+chance_loss(const struct model *m)
+{
+	const struct mlp *l = mlp_of(m);
+
+	return l->c.loss == MLP_CE ? log((double)l->c.p) : 1.0 / l->c.p;
+}
+
+static struct model_work *
+work_new(const struct model *m, int maxb)
+{
+	struct mlp_work *w = mlp_work_new(mlp_of(m), maxb);
+
+	w->base.m = m;
+	return &w->base;
+}
+
+static void
+work_free(struct model_work *w)
+{
+	mlp_work_free((struct mlp_work *)w);
+}
+
+static void
+loss_grad(struct model_work *mw, struct model_eval *ev, float *grad, const float *theta,
+    const int32_t *x, const int32_t *y, int B, float scale, struct model_diag *diag)
+{
+	struct mlp_work *w = (struct mlp_work *)mw;
+
+	mlp_forward(w->m, w, theta, x, B);
+	if (diag)
+		mlp_mark_live(w->m, w, B, ((struct mlp_diag *)diag)->live);
+	mlp_loss(w->m, w, ev, y, B, scale);
+	if (grad)
+		mlp_backward(w->m, w, grad, theta, x, B);
+}
+
+static struct model_hvp *
+hvp_new(const struct model *m, int maxb)
+{
+	struct mlp_hvp *h = mlp_hvp_new(mlp_of(m), maxb);
+
+	h->base.m = m;
+	return &h->base;
+}
+
+static void
+hvp_free(struct model_hvp *h)
+{
+	mlp_hvp_free((struct mlp_hvp *)h);
+}
+
+static struct model_point *
+prepare(struct model_hvp *h, const float *theta, const int32_t *x, const int32_t *y, int B,
+    float scale, struct model_diag *diag)
+{
+	struct mlp_point *pt = mlp_hvp_prepare((struct mlp_hvp *)h, theta, x, y, B, scale);
+
+	if (diag)
+		mlp_point_mark_live(pt, ((struct mlp_diag *)diag)->live);
+	return &pt->base;
+}
+
+static void
+apply(struct model_point *pt, float *hv, const float *v)
+{
+	mlp_point_apply((struct mlp_point *)pt, hv, v);
+}
+
+static void
+grad(const struct model_point *pt, float *g)
+{
+	mlp_point_grad((const struct mlp_point *)pt, g);
+}
+
+static struct model_view *
+restrict_view(struct model_point *pt)
+{
+	struct mlp_view *v = mlp_point_restrict((struct mlp_point *)pt);
+
+	return v ? &v->base : NULL;
+}
+
+static void
+view_apply(struct model_view *view, float *hv, const float *v)
+{
+	mlp_view_apply((struct mlp_view *)view, hv, v);
+}
+
+static void
+gram_group(const struct model_point *pt, const struct model_view *view, int g, double *out,
+    double *scratch)
+{
+	mlp_gram_layer((const struct mlp_point *)pt, (const struct mlp_view *)view, g, out, scratch);
+}
+
+static size_t
+gram_scratch(const struct model *m, int B)
+{
+	return mlp_gram_scratch(mlp_of(m), B);
+}
+
+static void
+gram_combine(const struct model_point *pt, double *out, const double *u)
+{
+	mlp_gram_combine((const struct mlp_point *)pt, out, u);
+}
+
+static struct model_diag *
+diag_new(const struct model *m)
+{
+	const struct mlp *l = mlp_of(m);
+	struct mlp_diag *d = xcalloc(1, sizeof *d);
+
+	d->base.m = m;
+	d->live = xcalloc(xmul((size_t)l->c.depth + 1, (size_t)l->c.width), sizeof *d->live);
+	return &d->base;
+}
+
+static void
+diag_free(struct model_diag *d)
+{
+	free(((struct mlp_diag *)d)->live);
+	free(d);
+}
+
+/* dead_units: per hidden layer, how many units no row made positive. */
+static void
+diag_json(const struct model_diag *d, json_t *rec)
+{
+	const struct mlp *l = mlp_of(d->m);
+	const int *live = ((const struct mlp_diag *)d)->live;
+	json_t *dead = json_array();
+
+	for (int i = 0; i < l->c.depth; i++) {
+		int count = 0;
+		for (int j = 0; j < l->c.width; j++)
+			count += !live[(size_t)i * (size_t)l->c.width + j];
+		json_array_append_new(dead, json_integer(count));
+	}
+	json_object_set_new(rec, "dead_units", dead);
+}
+
+const struct model_family mlp_family = {
+	.version = MODEL_FAMILY_VERSION,
+	.name = "mlp",
+	.from_json = from_json,
+	.hparams_json = hparams_json,
+	.from_meta = from_meta,
+	.to_meta = to_meta,
+	.describe = describe,
+	.summary = summary,
+	.check_frame = check_frame,
+	.free = model_free_mlp,
+	.init = init,
+	.chance_loss = chance_loss,
+	.work_new = work_new,
+	.work_free = work_free,
+	.loss_grad = loss_grad,
+	.hvp_new = hvp_new,
+	.hvp_free = hvp_free,
+	.prepare = prepare,
+	.apply = apply,
+	.grad = grad,
+	.restrict_view = restrict_view,
+	.view_apply = view_apply,
+	.gram_group = gram_group,
+	.gram_scratch = gram_scratch,
+	.gram_combine = gram_combine,
+	.diag_new = diag_new,
+	.diag_free = diag_free,
+	.diag_json = diag_json,
+};
