@@ -17,9 +17,12 @@
 #include <string.h>
 
 #include "analysis.h"
+#include "chains.h"
 #include "ckpt.h"
 #include "dataset.h"
 #include "jsonl.h"
+#include "linalg.h"
+#include "model.h"
 #include "opts.h"
 #include "sgld.h"
 #include "st.h"
@@ -32,6 +35,10 @@
 struct config {
 	const char *data, *trace;
 	struct sgld_params sp;
+	struct sgld_method meth;     /* preconditioner and its settings; moving set per checkpoint */
+	const char *restrict_names;  /* --restrict: tensor or group names, comma-separated */
+	int eps_auto, lanczos_steps;
+	double margin;
 	double explode;   /* margin over L(w*) */
 	int chains, threads, any_data, nbeta_set, explode_set;
 	uint64_t seed;
@@ -87,9 +94,22 @@ help(void)
 "      --burn-in B        steps before the first draw, 0.. (default 0)\n"
 "      --thin K           steps between draws, 1.. (default 1)\n"
 "      --batch M          minibatch rows, 1..n_train (default 32)\n"
-"      --epsilon E        step size, (0, 1] (default 1e-3)\n"
+"      --epsilon E|auto   step size, (0, 1] (default 1e-3); auto: from the\n"
+"                         Hessian's top eigenvalue lambda on the moving\n"
+"                         parameters (Lanczos), E = 4 / (margin (NB lambda + G)),\n"
+"                         times --rms-delta with --precond rmsprop\n"
+"      --margin M         auto's stability margin, > 0 (default 20)\n"
+"      --lanczos-steps K  auto's Lanczos steps, 2..1000 (default 20)\n"
 "      --gamma G          localisation strength, 0..1e12 (default 100)\n"
 "      --nbeta NB         inverse temperature n*beta, > 0 (default M / ln M)\n"
+"      --precond P        none (plain SGLD) or rmsprop (devinterp's rmsprop_sgld:\n"
+"                         steps scaled by 1 / (sqrt(v) + delta), v the running\n"
+"                         mean of the squared gradient) (default none)\n"
+"      --rms-alpha A      rmsprop: v's decay, [0, 1) (default 0.99)\n"
+"      --rms-delta D      rmsprop: delta, > 0 (default 0.1)\n"
+"      --freeze           rmsprop: adapt v during the burn-in only, then hold it\n"
+"      --restrict NAMES   move only these tensors or layers (comma-separated,\n"
+"                         e.g. layers.0.weight or layers.1), the rest held at w*\n"
 "      --explode D        a draw whose loss exceeds L(w*) + D counts as\n"
 "                         exploded (default: the loss of a model that knows\n"
 "                         nothing, ln p for ce and 1/p for mse)\n"
@@ -109,6 +129,36 @@ help(void)
 CKPT_LIMITS_HELP
 "\n"
 "Exit status: 0 success, 1 runtime or data error, 2 usage error.\n");
+}
+
+/* The sampler's method options (their codes follow parse_args's own). */
+enum { O_PRECOND = 512, O_ALPHA, O_DELTA, O_FREEZE, O_RESTRICT, O_MARGIN, O_LANCZOS, O_EPSILON };
+
+static void
+sampler_option(struct config *c, int ch, const char *arg)
+{
+	static const char *const precond_names[] = {"none", "rmsprop", NULL};
+
+	switch (ch) {
+	case O_EPSILON:
+		c->eps_auto = strcmp(arg, "auto") == 0;
+		if (c->eps_auto)
+			break;
+		c->sp.epsilon = opt_real("--epsilon", arg, 0, 1);
+		if (c->sp.epsilon <= 0)
+			usage_error("--epsilon: %s is not in (0, 1]", arg);
+		break;
+	case O_PRECOND: c->meth.precond = (enum sgld_precond)opt_choice("--precond", arg, precond_names); break;
+	case O_ALPHA: c->meth.alpha = opt_real("--rms-alpha", arg, 0, 1);
+		if (c->meth.alpha >= 1)
+			usage_error("--rms-alpha: %s is not in [0, 1)", arg);
+		break;
+	case O_DELTA: c->meth.delta = opt_real_open("--rms-delta", arg, 0, 1e6); break;
+	case O_FREEZE: c->meth.freeze = 1; break;
+	case O_RESTRICT: c->restrict_names = arg; break;
+	case O_MARGIN: c->margin = opt_real_open("--margin", arg, 0, 1e6); break;
+	case O_LANCZOS: c->lanczos_steps = (int)opt_int("--lanczos-steps", arg, 2, 1000); break;
+	}
 }
 
 static void
@@ -133,6 +183,13 @@ parse_args(struct config *c, int argc, char **argv)
 		{"trace", required_argument, NULL, O_TRACE},
 		{"seed", required_argument, NULL, O_SEED},
 		{"threads", required_argument, NULL, O_THREADS},
+		{"precond", required_argument, NULL, O_PRECOND},
+		{"rms-alpha", required_argument, NULL, O_ALPHA},
+		{"rms-delta", required_argument, NULL, O_DELTA},
+		{"freeze", no_argument, NULL, O_FREEZE},
+		{"restrict", required_argument, NULL, O_RESTRICT},
+		{"margin", required_argument, NULL, O_MARGIN},
+		{"lanczos-steps", required_argument, NULL, O_LANCZOS},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -147,6 +204,9 @@ parse_args(struct config *c, int argc, char **argv)
 	c->sp.epsilon = 1e-3;
 	c->sp.gamma = 100;
 	c->threads = 1;
+	sgld_method_default(&c->meth);
+	c->margin = SGLD_EPS_MARGIN;
+	c->lanczos_steps = 20;
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_DATA: c->data = optarg; break;
@@ -156,10 +216,9 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_BURN: c->sp.burnin = (long)opt_int("--burn-in", optarg, 0, SGLD_MAX_STEPS); break;
 		case O_THIN: c->sp.thin = (long)opt_int("--thin", optarg, 1, SGLD_MAX_STEPS); break;
 		case O_BATCH: c->sp.batch = (int)opt_int("--batch", optarg, 1, 1L << 24); break;
-		case O_EPS: c->sp.epsilon = opt_real("--epsilon", optarg, 0, 1);
-			if (c->sp.epsilon <= 0)
-				usage_error("--epsilon: %s is not in (0, 1]", optarg);
-			break;
+		case O_EPS: sampler_option(c, O_EPSILON, optarg); break;
+		case O_PRECOND: case O_ALPHA: case O_DELTA: case O_FREEZE: case O_RESTRICT: case O_MARGIN:
+		case O_LANCZOS: sampler_option(c, ch, optarg); break;
 		case O_GAMMA: c->sp.gamma = opt_real("--gamma", optarg, 0, 1e12); break;
 		case O_NBETA: c->sp.nbeta = opt_real_open("--nbeta", optarg, 0, 1e12); c->nbeta_set = 1; break;
 		case O_EXPLODE: c->explode = opt_real_open("--explode", optarg, 0, 1e300); c->explode_set = 1; break;
@@ -185,7 +244,9 @@ parse_args(struct config *c, int argc, char **argv)
 	 * The update is stable only while every step moves less than the
 	 * localisation pulls back: eps * gamma / 2 < 2.
 	 */
-	if (c->sp.epsilon * c->sp.gamma >= 4)
+	if (c->meth.freeze && c->meth.precond != SGLD_PRECOND_RMSPROP)
+		usage_error("--freeze holds RMSprop's preconditioner: it needs --precond rmsprop");
+	if (!c->eps_auto && c->sp.epsilon * c->sp.gamma >= 4)
 		usage_error("--epsilon %g with --gamma %g: the localisation alone diverges "
 		    "(it needs epsilon * gamma < 4)", c->sp.epsilon, c->sp.gamma);
 }
@@ -237,6 +298,21 @@ write_trace(const struct config *c, const struct analysis_ckpt *ck, const double
 	analysis_side_file(c->trace, ck, "grokkit-llc-trace-v1", "llc-estimate " GROK_VERSION, &w);
 }
 
+/* The chain's own health: MALA acceptance, drift between its halves, ESS, the preconditioner's range. */
+static void
+chain_health_json(json_t *o, const struct sgld_health *h, const double *loss, long n)
+{
+	struct chain_drift dr;
+
+	chain_half_drift(loss, n, &dr);
+	json_object_set_new(o, "mala_mean", jnum(h->mala_mean));
+	json_object_set_new(o, "mala_min", jnum(h->mala_min));
+	json_object_set_new(o, "drift_z", jnum(dr.z));
+	json_object_set_new(o, "ess", jnum(chain_ess(loss, n)));
+	json_object_set_new(o, "precond_min", jnum(h->precond_min));
+	json_object_set_new(o, "precond_max", jnum(h->precond_max));
+}
+
 /* The chains' estimates and how many finished or were flagged. */
 struct chains_summary {
 	double *llc;            /* (chains) */
@@ -248,7 +324,7 @@ struct chains_summary {
 
 static void
 run_chains(const struct config *c, const struct sgld_target *st, const struct sgld_params *sp,
-    const float *theta, double init_loss, struct chains_summary *s)
+    const struct sgld_method *meth, const float *theta, double init_loss, struct chains_summary *s)
 {
 	struct sgld_chain *chains = xcalloc((size_t)c->chains, sizeof *chains);
 
@@ -258,7 +334,8 @@ run_chains(const struct config *c, const struct sgld_target *st, const struct sg
 	s->per_chain = json_array();
 	for (int k = 0; k < c->chains; k++) {
 		double *lk = s->loss + (size_t)k * (size_t)sp->draws;
-		sgld_run(st, sp, theta, c->seed, k, lk, &chains[k]);
+		struct sgld_health h = {0};
+		sgld_run_method(st, sp, meth, theta, c->seed, k, lk, &chains[k], &h);
 		s->llc[k] = sp->nbeta * (chains[k].loss_mean - init_loss);
 		s->steps += chains[k].steps;
 		if (chains[k].nonfinite || chains[k].exploded)
@@ -268,6 +345,7 @@ run_chains(const struct config *c, const struct sgld_target *st, const struct sg
 			s->sum += s->llc[k];
 		}
 		json_array_append_new(s->per_chain, chain_json(c, &chains[k], lk, s->llc[k]));
+		chain_health_json(json_array_get(s->per_chain, (size_t)k), &h, lk, sp->draws);
 	}
 	if (s->ok) {
 		double mean = s->sum / s->ok;
@@ -276,6 +354,148 @@ run_chains(const struct config *c, const struct sgld_target *st, const struct sg
 				s->ss += (s->llc[k] - mean) * (s->llc[k] - mean);
 	}
 	free(chains);
+}
+
+/*
+ * --restrict: the parameters of the named tensors or groups (layers), as
+ * the sampler's moving list; dies naming what the checkpoint lacks.
+ */
+static size_t *
+restrict_moving(const struct model *m, const char *names, const char *path, size_t *count)
+{
+	char *list = xstrdup(names), *save = NULL;
+	size_t *lo = xmalloc(xmul(strlen(names) + 1, sizeof(size_t)));
+	size_t *hi = xmalloc(xmul(strlen(names) + 1, sizeof(size_t))), *moving;
+	int n = 0;
+
+	for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save), n++) {
+		const struct model_tensor *t = model_tensor_find(m, name);
+		int g;
+		if (t) {
+			lo[n] = t->offset;
+			hi[n] = t->offset + t->numel;
+			continue;
+		}
+		for (g = 0; g < m->ngroups && strcmp(m->group_names[g], name) != 0; g++)
+			;
+		if (g == m->ngroups)
+			die("--restrict: %s has no tensor or group called '%s'", path, name);
+		model_group_range(m, g, &lo[n], &hi[n]);
+	}
+	moving = sgld_moving_from_ranges(lo, hi, n, m->nparams, count);
+	if (!moving)
+		die("--restrict %s: no parameters of %s", names, path);
+	free(list);
+	free(lo);
+	free(hi);
+	return moving;
+}
+
+/* The Hessian of the mean training loss at theta, on the moving parameters, as a linear operator. */
+struct curvature {
+	struct model_hvp *h;
+	const struct dataset *d;
+	const float *theta;
+	const size_t *moving;   /* NULL: all */
+	size_t nm, P;
+	float *v, *hv, *tmp;    /* (P), (P), (2 P) */
+};
+
+static void
+curvature_apply(void *ctx, double *y, const double *x)
+{
+	struct curvature *cv = ctx;
+
+	memset(cv->v, 0, cv->P * sizeof(float));
+	memset(cv->hv, 0, cv->P * sizeof(float));
+	for (size_t j = 0; j < cv->nm; j++)
+		cv->v[cv->moving ? cv->moving[j] : j] = (float)x[j];
+	model_hvp_set(cv->h, cv->hv, cv->theta, cv->v, cv->d->train_x, cv->d->train_y, cv->d->n_train,
+	    1.0 / cv->d->n_train, cv->tmp);
+	for (size_t j = 0; j < cv->nm; j++)
+		y[j] = cv->hv[cv->moving ? cv->moving[j] : j];
+}
+
+/*
+ * --epsilon auto: the largest eigenvalue of the training loss's Hessian
+ * on the moving parameters by a few Lanczos steps (start vector from the
+ * seed's sample stream), and the products it took.
+ */
+static double
+top_curvature(const struct config *c, const struct analysis_ckpt *ck, const struct dataset *d,
+    const size_t *moving, size_t nm, long *products)
+{
+	struct curvature cv = {model_hvp_new(ck->m, d->n_train < c->sp.batch * 32 ? d->n_train : c->sp.batch * 32),
+	    d, ck->theta, moving, nm, ck->m->nparams, NULL, NULL, NULL};
+	struct linop A = {nm, curvature_apply, &cv, 0};
+	struct eig_result res = {0};
+	struct rng r;
+	double top = NAN;
+	int steps = c->lanczos_steps < (int)nm ? c->lanczos_steps : (int)nm;
+
+	cv.v = xmalloc(xmul(cv.P, sizeof(float)));
+	cv.hv = xmalloc(xmul(cv.P, sizeof(float)));
+	cv.tmp = xmalloc(xmul(2 * cv.P, sizeof(float)));
+	rng_init(&r, c->seed, RNG_SAMPLE);
+	if (lanczos_eigs(&A, 1, EIG_TOP, CONVERGE_VALUE, 1e-3, steps, &r, 0, &res) == 0 && res.ntop > 0)
+		top = res.top[0];
+	*products = A.count;
+	eig_result_free(&res);
+	model_hvp_free(cv.h);
+	free(cv.v);
+	free(cv.hv);
+	free(cv.tmp);
+	return top;
+}
+
+/*
+ * --epsilon auto: eps_auto on the top curvature at the margin; for
+ * RMSprop, times delta, since G <= 1/delta bounds the preconditioned
+ * curvature by the plain one over delta whatever G becomes.
+ */
+static void
+auto_epsilon(const struct config *c, const struct analysis_ckpt *ck, const struct dataset *d,
+    const struct sgld_method *meth, struct sgld_params *sp, double *lmax, long *products)
+{
+	*lmax = top_curvature(c, ck, d, meth->moving, meth->moving ? meth->nmoving : ck->m->nparams, products);
+	if (!isfinite(*lmax))
+		die("%s: --epsilon auto: the Lanczos steps gave no curvature", ck->path);
+	sp->epsilon = sgld_eps_auto(fmax(*lmax, 0), sp->nbeta, sp->gamma, c->margin);
+	if (meth->precond == SGLD_PRECOND_RMSPROP)
+		sp->epsilon *= meth->delta;
+	if (!(sp->epsilon > 0 && sp->epsilon * sp->gamma < 4))
+		die("%s: --epsilon auto: no stable step (nbeta lambda_max + gamma = %g)", ck->path,
+		    sp->nbeta * fmax(*lmax, 0) + sp->gamma);
+}
+
+/*
+ * The sampler and its health in the record: the method, the moving
+ * parameters, the chosen epsilon's curvature, and across the chains
+ * R-hat, the bulk ESS of the draws, the ESS of lambda-hat and its Monte
+ * Carlo standard error (NaN, written null, when a chain stopped).
+ */
+static void
+record_sampler(json_t *rec, const struct config *c, const struct sgld_method *meth,
+    const struct sgld_params *sp, const struct chains_summary *s, double lmax, long products)
+{
+	static const char *const names[] = {"none", "rmsprop"};
+	json_t *set = json_object_get(rec, "settings");
+	long n = sp->draws;
+
+	json_object_set_new(set, "precond", json_string(names[meth->precond]));
+	if (meth->precond == SGLD_PRECOND_RMSPROP)
+		json_object_set_new(set, "rmsprop", json_pack("{s:o, s:o, s:b}", "alpha", jnum(meth->alpha),
+		    "delta", jnum(meth->delta), "freeze", meth->freeze));
+	json_object_set_new(set, "restrict", c->restrict_names ? json_string(c->restrict_names) : json_null());
+	json_object_set_new(set, "moving_params", json_integer((json_int_t)(meth->moving ? meth->nmoving :
+	    (size_t)json_integer_value(json_object_get(rec, "params")))));
+	if (c->eps_auto)
+		json_object_set_new(set, "epsilon_auto", json_pack("{s:o, s:o, s:i, s:I}", "lambda_max", jnum(lmax),
+		    "margin", jnum(c->margin), "lanczos_steps", c->lanczos_steps, "products", (json_int_t)products));
+	json_object_set_new(rec, "rhat", jnum(chains_rhat(s->loss, c->chains, n)));
+	json_object_set_new(rec, "ess_bulk", jnum(chains_ess_bulk(s->loss, c->chains, n)));
+	json_object_set_new(rec, "ess_llc", jnum(chains_ess_mean(s->loss, c->chains, n)));
+	json_object_set_new(rec, "llc_mcse", jnum(sp->nbeta * chains_mcse_mean(s->loss, c->chains, n)));
 }
 
 static void
@@ -288,7 +508,10 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	struct sgld_params sp = c->sp;
 	struct model_eval ev = {0};
 	struct chains_summary s;
-	double init_loss, margin;
+	struct sgld_method meth;
+	size_t *moving = NULL;
+	double init_loss, margin, lmax = NAN;
+	long products = 0;
 	int rows;
 	json_t *rec;
 
@@ -308,7 +531,13 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	sp.explode = init_loss + margin;
 
 	st = (struct sgld_target){ck.m->nparams, d->n_train, batch_loss_grad, &tg};
-	run_chains(c, &st, &sp, ck.theta, init_loss, &s);
+	meth = c->meth;
+	meth.mala = 1;
+	if (c->restrict_names)
+		meth.moving = moving = restrict_moving(ck.m, c->restrict_names, path, &meth.nmoving);
+	if (c->eps_auto)
+		auto_epsilon(c, &ck, d, &meth, &sp, &lmax, &products);
+	run_chains(c, &st, &sp, &meth, ck.theta, init_loss, &s);
 	if (s.flagged)
 		warn("%s: %ld of %d chains left the basin (a NaN or exploded loss); "
 		    "a smaller --epsilon or a larger --gamma keeps them local", path, s.flagged, c->chains);
@@ -329,6 +558,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	    "batch", sp.batch, "draws", (json_int_t)sp.draws, "burn_in", (json_int_t)sp.burnin,
 	    "thin", (json_int_t)sp.thin, "chains", c->chains, "explode", jnum(margin)));
 	json_object_set_new(rec, "explode_at", jnum(sp.explode));
+	record_sampler(rec, c, &meth, &sp, &s, lmax, products);
 	if (c->trace)
 		write_trace(c, &ck, s.loss, init_loss);
 	json_object_set_new(rec, "steps", json_integer(s.steps));
@@ -339,6 +569,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	free(tg.by);
 	free(s.llc);
 	free(s.loss);
+	free(moving);
 	analysis_close(&ck);
 }
 

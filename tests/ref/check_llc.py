@@ -11,7 +11,8 @@
    standard errors of the closed form, which itself is close to d/2.
 2. A real MLP (depth 2, one-hot, cross-entropy): the same SGLD loop
    written in PyTorch (devinterp's update, torch's own noise and minibatch
-   order) must give the same LLC within the two runs' error bars.
+   order) must give the same LLC within the two runs' error bars; and
+   likewise devinterp's rmsprop_sgld against llc-estimate --precond rmsprop.
 
 usage: check_llc.py BINDIR WORKDIR    (prints TAP)"""
 
@@ -74,9 +75,15 @@ def quadratic_case(tap, bindir, work):
     tap.ok(rec["chains_ok"] == 8 and rec["chains_flagged"] == 0, "no chain flagged")
 
 
-def torch_sgld(model, X, Y, p, loss, w_star, eps, gamma, nbeta, batch, chains, draws, seed):
-    """devinterp's SGLD loop: the loss at w before each step is the draw."""
-    init = float(loss_fn(model(X), Y, p, loss))
+def torch_sgld(model, X, Y, p, loss, w_star, eps, gamma, nbeta, batch, chains, draws, seed, rms=None):
+    """devinterp's SGLD loop: the loss at w before each step is the draw.
+    rms = (alpha, delta): devinterp's rmsprop_sgld, v <- alpha v + (1 - alpha) g^2 from
+    the raw gradient, G = 1 / (sqrt(v) + delta) scaling drift, localisation and (as
+    sqrt(G)) the noise."""
+    with torch.no_grad():
+        for q, s in zip(model.parameters(), w_star):
+            q.copy_(s)
+    init = float(loss_fn(model(X), Y, p, loss))   # L(w*), whatever a previous run left in model
     gen = torch.Generator().manual_seed(seed)
     llcs = []
     for _ in range(chains):
@@ -84,6 +91,7 @@ def torch_sgld(model, X, Y, p, loss, w_star, eps, gamma, nbeta, batch, chains, d
             for q, s in zip(model.parameters(), w_star):
                 q.copy_(s)
         losses = []
+        v = [torch.zeros_like(q) for q in model.parameters()]
         order = torch.randperm(len(Y), generator=gen)
         pos = 0
         for _ in range(draws):
@@ -97,10 +105,15 @@ def torch_sgld(model, X, Y, p, loss, w_star, eps, gamma, nbeta, batch, chains, d
             lb.backward()
             losses.append(float(lb))
             with torch.no_grad():
-                for q, s in zip(model.parameters(), w_star):
-                    dw = nbeta * q.grad + gamma * (q - s)
+                for q, s, vq in zip(model.parameters(), w_star, v):
+                    G = 1.0
+                    if rms:
+                        vq.mul_(rms[0]).addcmul_(q.grad, q.grad, value=1 - rms[0])
+                        G = 1.0 / (vq.sqrt() + rms[1])
+                    dw = G * (nbeta * q.grad) + G * (gamma * (q - s))
                     q.add_(dw, alpha=-0.5 * eps)
-                    q.add_(torch.normal(0.0, 1.0, q.shape, generator=gen), alpha=eps ** 0.5)
+                    noise = torch.normal(0.0, 1.0, q.shape, generator=gen)
+                    q.add_((G ** 0.5) * noise if rms else noise, alpha=eps ** 0.5)
         llcs.append(nbeta * (np.mean(losses) - init))
     llcs = np.array(llcs)
     return llcs.mean(), llcs.std(ddof=1) / np.sqrt(chains)
@@ -129,6 +142,16 @@ def mlp_case(tap, bindir, work):
     tol = 4 * np.hypot(se, tse)
     tap.ok(abs(m - tm) < tol, f"depth 2, one-hot, ce: llc-estimate {m:.3f} +- {se:.3f}, "
            f"PyTorch's SGLD loop {tm:.3f} +- {tse:.3f} (|diff| < {tol:.3f})")
+    # devinterp's rmsprop_sgld against llc-estimate --precond rmsprop (a larger step: G ~ 1 / (|g| + 0.1)).
+    rec = llc_run(bindir, data_path, path, ["--batch", "16", "--chains", "16", "--draws", "300", "--precond", "rmsprop",
+                                            "--epsilon", "1e-4"])
+    tm, tse = torch_sgld(model, X, Y, p, "ce", w_star, 1e-4, settings["gamma"], settings["nbeta"],
+                         settings["batch"], settings["chains"], settings["draws"], 1, rms=(0.99, 0.1))
+    m, se = rec["llc_mean"], rec["llc_stderr"]
+    tol = 4 * np.hypot(se, tse)
+    tap.ok(abs(m - tm) < tol and rec["settings"]["precond"] == "rmsprop",
+           f"RMSprop-SGLD: llc-estimate {m:.3f} +- {se:.3f}, PyTorch's devinterp loop {tm:.3f} +- {tse:.3f} "
+           f"(|diff| < {tol:.3f})")
     tap.ok(abs(rec["init_loss"] - ref) < 1e-5 * max(1.0, ref),
            f"L(w*) {rec['init_loss']:.8g} agrees with PyTorch's float64 {ref:.8g}")
 

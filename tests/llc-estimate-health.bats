@@ -1,0 +1,80 @@
+#!/usr/bin/env bats
+# llc-estimate: the preconditioned and restricted samplers, --epsilon auto,
+# and each record's chain health (MALA acceptance, drift, ESS, R-hat).
+
+load test_helper
+bats_require_minimum_version 1.5.0
+
+setup() {
+	cd "$BATS_TEST_TMPDIR" || exit 1
+	gen-modadd -p 11 --frac 0.5 -o d.st
+	train-mlp --data d.st --steps 40 --log-every 40 --width 12 --ckpt-dir ck > log
+	ck=ck/step-00000040.safetensors
+}
+
+@test "llc-estimate: every record carries the chains' health" {
+	run llc-estimate --data d.st --chains 4 --draws 40 "$ck"
+	assert_success
+	l=${lines[1]}
+	assert_equal "$(jq '[.rhat, .ess_bulk, .ess_llc, .llc_mcse] | map(type == "number" and . > 0) | all' <<<"$l")" true
+	assert_equal "$(jq '.rhat < 2 and .ess_llc <= 160 * (160 | log10)' <<<"$l")" true
+	assert_equal "$(jq '[.chains[] | .mala_mean >= 0 and .mala_mean <= 1 and .mala_min <= .mala_mean] | all' <<<"$l")" true
+	assert_equal "$(jq '[.chains[] | (.drift_z | type) == "number" and .ess > 0] | all' <<<"$l")" true
+	assert_equal "$(jq '[.chains[] | .precond_min == 1 and .precond_max == 1] | all' <<<"$l")" true
+	assert_equal "$(jq -c '.settings | [.precond, .restrict, .moving_params == 0]' <<<"$l")" '["none",null,false]'
+	assert_equal "$(jq '.settings.moving_params == .params' <<<"$l")" true
+}
+
+@test "llc-estimate: --precond none is the default sampler, rmsprop another, each fixed by its seed" {
+	a=$(llc-estimate --data d.st --chains 3 --draws 20 "$ck" | tail -1 | jq -c .llc_per_chain)
+	b=$(llc-estimate --data d.st --chains 3 --draws 20 --precond none "$ck" | tail -1 | jq -c .llc_per_chain)
+	c=$(llc-estimate --data d.st --chains 3 --draws 20 --precond rmsprop "$ck" | tail -1 | jq -c .llc_per_chain)
+	d=$(llc-estimate --data d.st --chains 3 --draws 20 --precond rmsprop "$ck" | tail -1 | jq -c .llc_per_chain)
+	e=$(llc-estimate --data d.st --chains 3 --draws 20 --precond rmsprop --freeze --burn-in 5 "$ck" | tail -1)
+	assert_equal "$a" "$b"
+	assert_equal "$c" "$d"
+	[ "$a" != "$c" ]
+	assert_equal "$(jq -c .settings.rmsprop <<<"$e")" '{"alpha":0.99,"delta":0.1,"freeze":true}'
+	# G = 1 / (sqrt(v) + delta) is at most 1 / delta.
+	assert_equal "$(jq '[.chains[] | .precond_max <= 10 and .precond_min > 0] | all' <<<"$e")" true
+}
+
+@test "llc-estimate --epsilon auto: lambda_max is hess-eig's top eigenvalue, epsilon 4 / (margin (nbeta lambda + gamma))" {
+	top=$(hess-eig --data d.st --top 1 "$ck" | tail -1 | jq '.eigenvalues[0]')
+	l=$(llc-estimate --data d.st --chains 2 --draws 10 --epsilon auto "$ck" | tail -1)
+	assert_equal "$(jq --argjson t "$top" '(.settings.epsilon_auto.lambda_max - $t) / $t | fabs < 1e-3' <<<"$l")" true
+	assert_equal "$(jq '.settings | .epsilon - 4 / (20 * (.nbeta * .epsilon_auto.lambda_max + .gamma)) | fabs < 1e-15' <<<"$l")" true
+	l=$(llc-estimate --data d.st --chains 2 --draws 10 --epsilon auto --margin 5 --precond rmsprop --rms-delta 0.5 "$ck" | tail -1)
+	assert_equal "$(jq '.settings | .epsilon - 0.5 * 4 / (5 * (.nbeta * .epsilon_auto.lambda_max + .gamma)) | fabs < 1e-15' <<<"$l")" true
+}
+
+@test "llc-estimate --restrict: the moving set is a tensor's or a layer's parameters; an unknown name is an error" {
+	w0=$(st_header "$ck" | jq '.["layers.0.weight"].shape | .[0] * .[1]')
+	l1=$(st_header "$ck" | jq '(.["layers.1.weight"].shape | .[0] * .[1]) + .["layers.1.bias"].shape[0]')
+	l=$(llc-estimate --data d.st --chains 2 --draws 10 --restrict layers.0.weight "$ck" | tail -1)
+	assert_equal "$(jq .settings.moving_params <<<"$l")" "$w0"
+	assert_equal "$(jq -r .settings.restrict <<<"$l")" layers.0.weight
+	l=$(llc-estimate --data d.st --chains 2 --draws 10 --restrict layers.1,layers.1.bias "$ck" | tail -1)
+	assert_equal "$(jq .settings.moving_params <<<"$l")" "$l1"
+	run llc-estimate --data d.st --chains 2 --draws 10 --restrict layers.9 "$ck"
+	assert_failure 1
+	assert_output --partial "llc-estimate: --restrict: $ck has no tensor or group called 'layers.9'"
+}
+
+@test "llc-estimate: the new options' bad values are usage errors" {
+	run llc-estimate --data d.st --precond adam "$ck"
+	assert_failure 2
+	assert_output --partial "--precond"
+	run llc-estimate --data d.st --precond rmsprop --rms-alpha 1 "$ck"
+	assert_failure 2
+	assert_output --partial "--rms-alpha: 1 is not in [0, 1)"
+	run llc-estimate --data d.st --freeze "$ck"
+	assert_failure 2
+	assert_output --partial "--freeze holds RMSprop's preconditioner: it needs --precond rmsprop"
+	run llc-estimate --data d.st --epsilon auto --margin 0 "$ck"
+	assert_failure 2
+	run llc-estimate --data d.st --epsilon fast "$ck"
+	assert_failure 2
+	run llc-estimate --data d.st --epsilon auto --lanczos-steps 1 "$ck"
+	assert_failure 2
+}
