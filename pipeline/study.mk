@@ -76,7 +76,8 @@ TFM_SEEDS ?= $(TFM_SEEDS_$(STUDY))
 TFM_CKPT_POINTS ?= $(TFM_CKPT_POINTS_$(STUDY))
 PM_FLAGS ?=
 HESS_FLAGS ?= --top 3 --converge value
-GOP_FLAGS ?= --top 10
+# --full: the entropy effective rank the GOP plots draw needs the whole spectrum.
+GOP_FLAGS ?= --top 10 --full
 LLC_RECIPES ?= grok nanda pizza
 # The transformer family has no progress-measures probes yet: nanda and
 # pizza join PM_RECIPES when it does.
