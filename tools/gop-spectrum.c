@@ -94,7 +94,11 @@ help(void)
 "%d rows.\n"
 CKPT_LIMITS_HELP
 "\n"
-"Exit status: 0 success, 1 runtime or data error, 2 usage error.\n",
+"Exit status: 0 success, 1 runtime or data error, 2 usage error.\n"
+"\n"
+"Examples:\n"
+"  gop-spectrum --data data.safetensors ckpt/step-*.safetensors > gop.jsonl\n"
+"  gop-spectrum --data data.safetensors --spectrum 'spectrum-{step}.st' --per-layer ckpt/*.safetensors\n",
 	    MAX_ROWS);
 }
 

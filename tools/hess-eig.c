@@ -294,7 +294,11 @@ help(void)
 "\n"
 CKPT_LIMITS_HELP
 "\n"
-"Exit status: 0 success, 1 runtime or data error, 2 usage error.\n");
+"Exit status: 0 success, 1 runtime or data error, 2 usage error.\n"
+"\n"
+"Examples:\n"
+"  hess-eig --data data.safetensors ckpt/step-*.safetensors > hessian.jsonl\n"
+"  ls ckpt/*.safetensors | hess-eig --data data.safetensors --which both --trace --blocks > hessian.jsonl\n");
 }
 
 static void check_args(struct config *c);

@@ -128,7 +128,11 @@ help(void)
 "\n"
 CKPT_LIMITS_HELP
 "\n"
-"Exit status: 0 success, 1 runtime or data error, 2 usage error.\n");
+"Exit status: 0 success, 1 runtime or data error, 2 usage error.\n"
+"\n"
+"Examples:\n"
+"  llc-estimate --data data.safetensors ckpt/step-*.safetensors > llc.jsonl\n"
+"  llc-estimate --data data.safetensors --epsilon auto --precond rmsprop --trace 'trace-{step}.st' ckpt/*.safetensors\n");
 }
 
 /* The sampler's method options (their codes follow parse_args's own). */

@@ -58,7 +58,12 @@ help(void)
 "\n"
 "Exit status: 0 success, 1 runtime or data error, 2 usage error,\n"
 "3 diverged (NaN or infinite loss; the last good checkpoint is kept),\n"
-"130/143 interrupted by SIGINT/SIGTERM (the state is written first).\n",
+"130/143 interrupted by SIGINT/SIGTERM (the state is written first).\n"
+"\n"
+"Examples:\n"
+"  gen-modadd -p 97 | train-mlp --depth 3 --ckpt-dir ck > log.jsonl\n"
+"  train-mlp --data d.st --depth 3 --steps 20000 --state s.st > log.jsonl\n"
+"  train-mlp --data d.st --depth 3 --steps 50000 --state s.st --resume s.st >> log.jsonl\n",
 	    MLP_MAX_DEPTH, MLP_MAX_WIDTH, train_help_optim, train_help_output);
 }
 
