@@ -234,8 +234,37 @@ def sgld_draws(data, ckpt, depth, chains, draws, batch, epsilon, gamma):
     return {"draws_per_second": chains * draws / (time.perf_counter() - t)}
 
 
+def progress_numpy(data, ckpt, depth, op, threshold):
+    """progress-measures' full set on one MLP checkpoint, as the numpy
+    float64 reference of tests/ref/check_progress.py computes it (Nanda's
+    helpers and the pizza notebook; symmetricity by autograd): seconds."""
+    import check_progress as cp
+    t = time.perf_counter()
+    meta, d = load_st(data)
+    p = int(meta["p"])
+    params = load_st(ckpt)[1]
+    from_embedded, ex, ey = cp.mlp_forward64(params, depth, p)
+    with torch.no_grad():
+        logits, acts = from_embedded(ex, ey)
+    labels = np.full(p * p, -1, dtype=np.int32)
+    train = np.zeros(p * p, dtype=np.int32)
+    for split, flag in (("train", 1), ("test", 0)):
+        x, y = np.array(d[f"{split}.x"]), np.array(d[f"{split}.y"])
+        labels[x[:, 0] * p + x[:, 1]] = y
+        train[x[:, 0] * p + x[:, 1]] = flag
+    arr = {"logits": logits.numpy(), "labels": labels, "train": train}
+    if acts is not None:
+        arr["neurons"] = acts.numpy()
+    ref, res = cp.reference(arr, p, op, threshold)
+    W0 = np.array(params["layers.0.weight"])
+    for i in range(2):
+        cp.embed_spectrum(W0, p, res, len(res), i * p)
+    sym = cp.symmetricity64(from_embedded, ex, ey, labels, p)
+    return {"seconds": time.perf_counter() - t, "restricted_loss": ref["restricted_loss"], "symmetricity": sym[0]}
+
+
 JOBS = {f.__name__: f for f in (describe, train_step, train_peak, hvp_time, power_top1, gop_closed_form,
-                                  gop_vmap, sgld_draws)}
+                                  gop_vmap, sgld_draws, progress_numpy)}
 
 
 def answer(line):
