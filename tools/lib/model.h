@@ -67,6 +67,8 @@
  *      check_frame (messages and extra checks of a checkpoint frame).
  *   2  probes (logits, neurons, embeddings, embedding gradients) for
  *      progress-measures.
+ *   3  log_json: a family's own fields in the training log's metrics
+ *      records (the transformer: its attention entropies).
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -79,7 +81,7 @@
 #include "rng.h"
 #include "st.h"
 
-#define MODEL_FAMILY_VERSION 2
+#define MODEL_FAMILY_VERSION 3
 #define MODEL_NAME_MAX 64          /* tensor and group names, with the NUL */
 #define MODEL_MAX_DIMS 4
 
@@ -234,6 +236,15 @@ struct model_family {
 	/* --- probes for the mechanistic measures (progress-measures) --- */
 	/* (O) NULL: the family cannot be probed. */
 	const struct model_probes *probes;
+
+	/* --- the training log (version 3) --- */
+	/*
+	 * (O) The family's own fields of a training log's metrics record.  d
+	 * holds the diagnostics (diag_new's) of that point's evaluation of
+	 * the training set, or is NULL when the family has none.  NULL: no
+	 * fields of its own (then the loop runs no diagnostics for the log).
+	 */
+	void (*log_json)(const struct model *m, const struct model_diag *d, json_t *rec);
 };
 
 /*

@@ -33,6 +33,7 @@ struct tfm_model {
 struct tfm_mwork {
 	struct model_work base;
 	struct tfm_work *w;
+	struct tfm_work *naive;   /* the probes' per-row gradients (transformer_probes.c), made on first use */
 };
 
 struct tfm_mpoint {
@@ -51,6 +52,20 @@ struct tfm_mhvp {
 	struct tfm_work *w;
 	struct tfm_mpoint pt;
 };
+
+/* A transformer work's float32 kernels' work, and (made on first call) its naive one. */
+struct tfm_work *
+tfm_work_of(struct model_work *mw, int naive)
+{
+	struct tfm_mwork *w = (struct tfm_mwork *)mw;
+
+	tfm_of(mw->m);
+	if (!naive)
+		return w->w;
+	if (!w->naive)
+		w->naive = tfm_work_new(tfm_of(mw->m), mw->maxb, TFM_WORK_NAIVE);
+	return w->naive;
+}
 
 const struct tfm *
 tfm_of(const struct model *m)
@@ -328,6 +343,8 @@ work_free(struct model_work *mw)
 	if (!w)
 		return;
 	tfm_work_free(w->w);
+	if (w->naive)
+		tfm_work_free(w->naive);
 	free(w);
 }
 
@@ -439,6 +456,15 @@ diag_json(const struct model_diag *md, json_t *rec)
 	json_object_set_new(rec, "attn_entropy", a);
 }
 
+/* The training log's attention entropies: the diagnostics of the training set's pass. */
+static void
+log_json(const struct model *m, const struct model_diag *d, json_t *rec)
+{
+	(void)m;
+	if (d)
+		diag_json(d, rec);
+}
+
 const struct model_family transformer_family = {
 	.version = MODEL_FAMILY_VERSION,
 	.name = "transformer",
@@ -462,4 +488,6 @@ const struct model_family transformer_family = {
 	.diag_new = diag_new,
 	.diag_free = diag_free,
 	.diag_json = diag_json,
+	.probes = &tfm_probes,
+	.log_json = log_json,
 };

@@ -1100,3 +1100,41 @@ FN(attn_entropy)(const struct tfm *m, const struct FN(work) *w, int B, double *s
 		sum[l] += e;
 	}
 }
+
+/* acts (B, M) = the last block's MLP activations at the last position, from the last forward. */
+void
+FN(mlp_acts)(const struct tfm *m, const struct FN(work) *w, int B, REAL *acts)
+{
+	const struct FN(layer) *y = &w->ly[m->c.layers - 1];
+	int M = m->c.d_mlp, nqp = m->n_ctx - y->q0;
+
+	for (int b = 0; b < B; b++)
+		memcpy(acts + (size_t)b * M, y->post + ((size_t)b * nqp + (size_t)(nqp - 1)) * M,
+		    (size_t)M * sizeof(REAL));
+}
+
+/*
+ * gx, gy (B, D) = the gradient of logit c of each of the last forward's
+ * rows with respect to its input rows at positions 0 and 1 (the embedding
+ * vectors of x and y; W_pos is added to them, so this is also d logit /
+ * d W_pos[t] of the row alone).  The deltas of every position are per
+ * row only without the tables, which merge the rows that share a token:
+ * the work must be naive.
+ */
+void
+FN(logit_input_grad)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B, int c,
+    REAL *gx, REAL *gy)
+{
+	int C = m->c.p, D = m->c.d_model, T = m->n_ctx;
+
+	if (!w->naive)
+		die("transformer: logit_input_grad needs a naive work");
+	memset(w->dlogits, 0, (size_t)B * C * sizeof(REAL));
+	for (int b = 0; b < B; b++)
+		w->dlogits[(size_t)b * C + c] = 1;
+	FN(deltas)(m, w, theta, B);
+	for (int b = 0; b < B; b++) {
+		memcpy(gx + (size_t)b * D, w->dres[0] + (size_t)b * T * D, (size_t)D * sizeof(REAL));
+		memcpy(gy + (size_t)b * D, w->dres[0] + ((size_t)b * T + 1) * D, (size_t)D * sizeof(REAL));
+	}
+}
