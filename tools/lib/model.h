@@ -68,7 +68,8 @@
  *   2  probes (logits, neurons, embeddings, embedding gradients) for
  *      progress-measures.
  *   3  log_json: a family's own fields in the training log's metrics
- *      records (the transformer: its attention entropies).
+ *      records (the transformer: per-tensor sums of squares, attention
+ *      entropies).
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -239,12 +240,14 @@ struct model_family {
 
 	/* --- the training log (version 3) --- */
 	/*
-	 * (O) The family's own fields of a training log's metrics record.  d
-	 * holds the diagnostics (diag_new's) of that point's evaluation of
-	 * the training set, or is NULL when the family has none.  NULL: no
-	 * fields of its own (then the loop runs no diagnostics for the log).
+	 * (O) The family's own fields of a training log's metrics record, for
+	 * the parameters theta (P).  d holds the diagnostics (diag_new's) of
+	 * that point's evaluation of the training set, or is NULL when the
+	 * family has none.  NULL: no fields of its own (then the loop runs no
+	 * diagnostics for the log).
 	 */
-	void (*log_json)(const struct model *m, const struct model_diag *d, json_t *rec);
+	void (*log_json)(const struct model *m, const float *theta, const struct model_diag *d,
+	    json_t *rec);
 };
 
 /*

@@ -418,18 +418,6 @@ write_checkpoint(struct run *r)
 	free(path);
 }
 
-/* Every tensor's sum of squared entries by its name (Nanda et al.'s per-parameter weight norms). */
-static json_t *
-tensor_sq_norms(const struct model *m, const float *theta)
-{
-	json_t *o = json_object();
-
-	for (int k = 0; k < m->ntensors; k++)
-		json_object_set_new(o, m->tensors[k].name,
-		    jnum(norm2(theta + m->tensors[k].offset, m->tensors[k].numel)));
-	return o;
-}
-
 /* One metrics record for the parameters after r->step updates; -1 if they diverged. */
 static int
 log_metrics(struct run *r, double lr, double update_norm)
@@ -468,9 +456,8 @@ log_metrics(struct run *r, double lr, double update_norm)
 	    "update_norm", r->step ? jnum(update_norm) : json_null(),
 	    "softmax_collapse", jnum((double)tr.collapsed / d->n_train),
 	    "elapsed", jnum(r->elapsed0 + now_seconds() - r->t0));
-	json_object_set_new(rec, "weight_sq_norms", tensor_sq_norms(r->m, r->theta));
 	if (r->m->family->log_json)
-		r->m->family->log_json(r->m, dg, rec);
+		r->m->family->log_json(r->m, r->theta, dg, rec);
 	model_diag_free(dg);
 	jsonl_emit(stdout, rec);
 	return isfinite(train_loss) ? 0 : -1;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "jsonl.h"
 #include "model.h"
 #include "util.h"
 
@@ -456,11 +457,24 @@ diag_json(const struct model_diag *md, json_t *rec)
 	json_object_set_new(rec, "attn_entropy", a);
 }
 
-/* The training log's attention entropies: the diagnostics of the training set's pass. */
+/*
+ * The training log's fields of the transformer literature: every tensor's
+ * sum of squared entries by name (Nanda et al.'s per-parameter weight
+ * norms), and the attention entropies of the training set's pass.
+ */
 static void
-log_json(const struct model *m, const struct model_diag *d, json_t *rec)
+log_json(const struct model *m, const float *theta, const struct model_diag *d, json_t *rec)
 {
-	(void)m;
+	json_t *o = json_object();
+
+	for (int k = 0; k < m->ntensors; k++) {
+		const float *t = theta + m->tensors[k].offset;
+		double s = 0;
+		for (size_t i = 0; i < m->tensors[k].numel; i++)
+			s += (double)t[i] * (double)t[i];
+		json_object_set_new(o, m->tensors[k].name, jnum(s));
+	}
+	json_object_set_new(rec, "weight_sq_norms", o);
 	if (d)
 		diag_json(d, rec);
 }
