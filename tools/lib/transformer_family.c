@@ -60,7 +60,7 @@ tfm_work_of(struct model_work *mw, int naive)
 {
 	struct tfm_mwork *w = (struct tfm_mwork *)mw;
 
-	tfm_of(mw->m);
+	tfm_of(mw->m);   /* dies unless mw is a transformer's */
 	if (!naive)
 		return w->w;
 	if (!w->naive)
@@ -344,8 +344,7 @@ work_free(struct model_work *mw)
 	if (!w)
 		return;
 	tfm_work_free(w->w);
-	if (w->naive)
-		tfm_work_free(w->naive);
+	tfm_work_free(w->naive);
 	free(w);
 }
 
