@@ -678,16 +678,20 @@ FN(act_fwd)(enum tfm_act a, REAL *post, const REAL *pre, size_t n)
 }
 
 /*
- * out (n) = d (n) act'(pre), out == d allowed.  ReLU's product is d or
- * d * 0 (a zero of d's sign, NaN for NaN), as the product with act_d's
- * 0 or 1 in double rounds to.
+ * out (n) = d (n) act'(pre), out == d allowed.  ReLU's is PyTorch's
+ * threshold_backward: d where pre > 0, else +0 (a NaN or infinite d of a
+ * unit that is off does not pass).  A select, not d times 0 or 1: the
+ * product's exceptions keep the compiler from if-converting it, and the
+ * branch it leaves is mispredicted on half the units.
  */
 static void
 FN(act_back)(enum tfm_act a, REAL *out, const REAL *d, const REAL *pre, size_t n)
 {
 	if (a == TFM_RELU) {
-		for (size_t i = 0; i < n; i++)
-			out[i] = pre[i] > 0 ? d[i] : d[i] * (REAL)0;
+		for (size_t i = 0; i < n; i++) {
+			REAL g = d[i];   /* loaded on both arms, so the select needs no branch */
+			out[i] = pre[i] > 0 ? g : 0;
+		}
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
