@@ -164,8 +164,6 @@ BENCH_FLAGS ?=
 bench: tools $(O)/bench/bench_step $(O)/bench/bench_eig $(BENCH_DATA)
 	tools/ensure-deps ref
 	$(PYTHON) tests/bench/run.py $(BENCH_FLAGS) $(O)/bin $(O)/bench $(BENCH_DATA) $(O)/bench/bench.jsonl
-	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
-	$(PYTHON) tests/bench/bench_transformer.py $(O)/bin "$$d"
 
 # Fuzzing (clang's libFuzzer with ASan and UBSan): every reader of outside
 # data.  `make fuzz` runs each target FUZZ_SECONDS; `make test` runs them

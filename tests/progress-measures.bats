@@ -145,3 +145,36 @@ for u in range(p * p):
 	run -1 progress-measures --data d.st missing.safetensors
 	assert_output --partial "missing.safetensors"
 }
+
+@test "progress-measures: a transformer's record, neurons and W_E as both operands' embedding" {
+	gen-modadd -p 11 --frac 0.5 -o d.st
+	train-transformer --data d.st --d-model 8 --heads 2 --d-mlp 20 --steps 1 --ckpt-dir ck > log
+	# W_E's residue columns cos(2 pi 3 r / 11 + i); the '=' column (r = p) is no operand.
+	set_weights ck/step-00000000.safetensors '
+d, v = S["embed.W_E"]
+for i in range(d):
+    for r in range(v):
+        W["embed.W_E"][i * v + r] = math.cos(2 * math.pi * 3 * r / p + i) if r < p else 5.0
+W["unembed.W_U"] = [0.01 * (k % 5) for k in range(len(W["unembed.W_U"]))]'
+	run -0 progress-measures --data d.st --arrays a.st ck/step-00000000.safetensors
+	r=$(jq -c 'select(.record == "progress")' <<<"$output")
+	assert_jq '.family == "transformer" and .depth == 1 and .neurons.count == 20' <<<"$r"
+	assert_jq '.embedding.x.top_freq == 3 and .embedding.y.top_freq == 3' <<<"$r"
+	assert_jq '[.embedding[].freq_frac[2] | num] | all(. - 1 | fabs < 1e-6)' <<<"$r"
+	assert_jq '.logits.shape == [121, 11] and .neurons.shape == [121, 20]' < <(st_header a.st)
+}
+
+@test "progress-measures: a transformer's gradient symmetricity is 1 under constant full attention, not otherwise" {
+	gen-modadd -p 11 --frac 0.5 -o d.st
+	# alpha 0 and full attention: the '=' position reads the sum of every
+	# position's value, so x's and y's vectors enter the logits alike.
+	train-transformer --data d.st --d-model 8 --heads 2 --d-mlp 16 --attention full --attn-coeff 0 \
+		--steps 20 --log-every 20 --ckpt-dir c0 > log
+	run -0 progress-measures --data d.st c0/step-00000020.safetensors
+	assert_jq 'select(.record == "progress") | (.gradient_symmetricity | num) - 1 | fabs < 1e-6' <<<"$output"
+	assert_jq 'select(.record == "progress") | (.gradient_symmetricity_correct | num) - 1 | fabs < 1e-6' <<<"$output"
+	# Causal softmax attention weighs x and y by their own scores.
+	train-transformer --data d.st --d-model 8 --heads 2 --d-mlp 16 --steps 20 --log-every 20 --ckpt-dir c1 > log
+	run -0 progress-measures --data d.st c1/step-00000020.safetensors
+	assert_jq 'select(.record == "progress") | .gradient_symmetricity | num < 0.999' <<<"$output"
+}

@@ -92,8 +92,8 @@ invocations() {
 	assert_equal "$(head -1 results/grok/d2-s0/fourier.tsv | awk -F'\t' '{ print $NF }')" "last (step 40)"
 	assert_equal "$(wc -l < results/grok/d2-s0/fourier.tsv)" 6   # k = 1..5 at p = 11
 	assert_equal "$(head -1 results/runs.tsv | cut -f18-)" \
-		"$(printf 'restricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs\tblas_core')"
-	assert_equal "$(head -1 results/by-depth.tsv | awk -F'\t' '{ print $(NF - 8) }')" restricted_step_mean
+		"$(printf 'restricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs\tblas_core\tfamily')"
+	assert_equal "$(head -1 results/by-depth.tsv | awk -F'\t' '{ print $(NF - 9) }')" restricted_step_mean
 	assert_equal "$(jq -s 'map(select(.record == "run" and .recipe == "nanda")) | .[0] | [.depth, (.progress | type)] | tostring' -r results/runs.jsonl)" '[1,"null"]'
 	assert_equal "$(jq -s 'map(select(.record == "run")) | length' results/runs.jsonl)" 9
 	assert_equal "$(jq -s 'map(select(.recipe == "grok") | .llc.final.step) | unique' -c results/runs.jsonl)" "[40]"

@@ -227,16 +227,16 @@ progress_log() {
 	run summarize --tsv a.jsonl b.jsonl c.jsonl pa.jsonl pb.jsonl
 	assert_success
 	assert_equal "$(head -1 <<<"$output" | cut -f14-)" \
-		"$(printf 'peak_sharpness\tpeak_sharpness_step\tsharpness_at_memorisation\tsharpness_at_generalisation\trestricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs\tblas_core')"
+		"$(printf 'peak_sharpness\tpeak_sharpness_step\tsharpness_at_memorisation\tsharpness_at_generalisation\trestricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs\tblas_core\tfamily')"
 	assert_equal "$(sed -n 2p <<<"$output" | cut -f18-22)" "$(printf '1000\t4.0\t0.01\t5.0\t4,9')"
 	assert_equal "$(sed -n 3p <<<"$output" | cut -f18-22)" "$(printf '200\t6.0\t0.02\t6.0\t-')"   # analysed, no key frequency
 	assert_equal "$(sed -n 4p <<<"$output" | cut -f18-22)" "$(printf 'NaN\tNaN\tNaN\tNaN\tNaN')"
 	run summarize --group-by recipe --tsv a.jsonl b.jsonl c.jsonl pa.jsonl pb.jsonl
 	assert_success
 	# llc_final_flagged keeps its column; the progress statistics follow it, then the kernel families
-	assert_equal "$(head -1 <<<"$output" | awk -F'\t' '{ print $(NF - 9), $(NF - 8), $(NF - 4), $NF }')" \
-		"llc_final_flagged restricted_step_mean excluded_at_generalisation_mean blas_cores"
-	assert_equal "$(sed -n 2p <<<"$output" | awk -F'\t' '{ print $(NF - 8), $(NF - 7), $(NF - 4), $(NF - 3) }')" "600.0 565.685424949238 5.0 1.4142135623730951"
+	assert_equal "$(head -1 <<<"$output" | awk -F'\t' '{ print $(NF - 10), $(NF - 9), $(NF - 5), $(NF - 1), $NF }')" \
+		"llc_final_flagged restricted_step_mean excluded_at_generalisation_mean blas_cores family"
+	assert_equal "$(sed -n 2p <<<"$output" | awk -F'\t' '{ print $(NF - 9), $(NF - 8), $(NF - 5), $(NF - 4) }')" "600.0 565.685424949238 5.0 1.4142135623730951"
 	run summarize --group-by recipe a.jsonl b.jsonl c.jsonl pa.jsonl pb.jsonl
 	assert_equal "$(jq -c '[.restricted_step.n, .restricted_step.min, .restricted_step.max, .excluded_at_generalisation.mean]' <<<"${lines[1]}")" '[2,200,1000,5]'
 }
@@ -285,5 +285,72 @@ progress_log() {
 	run -0 summarize --group-by recipe a.jsonl
 	assert_equal "$(jq -c 'select(.record == "group") | .blas_cores' <<<"$output")" "[\"$core\"]"
 	run -0 summarize --tsv a.jsonl
-	assert_equal "$(sed -n 2p <<<"$output" | awk -F'\t' '{ print $NF }')" "$core"
+	assert_equal "$(sed -n 2p <<<"$output" | awk -F'\t' '{ print $(NF - 1) }')" "$core"   # family is last
+}
+
+# tfm_log ID LAYERS SEED TAG [FAMILY] "step train test" ... : a train-transformer log by hand
+# (FAMILY "-": a header from before the family field).
+tfm_log() {
+	local id=$1 layers=$2 seed=$3 tag=$4 fam=$5 famfield=''
+	shift 5
+	[ "$fam" = - ] || famfield="\"family\":\"$fam\","
+	printf '{"record":"header","tool":"train-transformer",%s"run_id":"%s","config":{"model":{"p":7,"layers":%d,"d_model":32,"heads":4,"d_head":8,"d_mlp":128,"attention":"causal","attn_coeff":0.5,"act":"relu","eq_token":true},"optim":{"name":"adamw","lr":0.001,"wd":1.0},"seed":%d,"tag":"%s"},"data":{"metadata":{"frac":"0.3","p":"7"}}}\n' "$famfield" "$id" "$layers" "$seed" "$tag"
+	for pt in "$@"; do
+		set -- $pt
+		printf '{"record":"metrics","step":%d,"train_acc":%s,"test_acc":%s}\n' "$1" "$2" "$3"
+	done
+	echo '{"record":"final","status":"ok"}'
+}
+
+@test "summarize: a transformer run has its family, model, depth = layers and no width, after the MLPs" {
+	tfm_log t1t1 2 0 grok transformer "0 0.1 0.0" "40 1.0 0.1" "400 1.0 1.0" > t.jsonl
+	run summarize t.jsonl a.jsonl
+	assert_success
+	assert_equal "${#lines[@]}" 3
+	assert_jq '.family == "mlp" and .run_id == "aaaa" and .model.width == 8' <<<"${lines[1]}"
+	r=${lines[2]}
+	assert_equal "$(jq -c '[.run_id, .family, .recipe, .depth, .width, .encoding, .model.layers, .model.attn_coeff]' <<<"$r")" \
+	    '["t1t1","transformer","grok",2,null,null,2,0.5]'
+	assert_equal "$(jq -c '[.memorisation_step, .generalisation_step, .grokking_delay, .status]' <<<"$r")" '[40,400,360,"ok"]'
+}
+
+@test "summarize: a transformer log from before the header's family is the trainer's family" {
+	tfm_log t0t0 1 0 nanda - "0 0.1 0.0" "10 1.0 1.0" > t.jsonl
+	run summarize t.jsonl
+	assert_success
+	assert_jq '.family == "transformer" and .depth == 1' <<<"${lines[1]}"
+}
+
+@test "summarize --group-by: runs of two families never share a group, even of one recipe and depth" {
+	tfm_log t1t1 2 0 grok transformer "0 0.1 0.0" "40 1.0 0.1" "400 1.0 1.0" > t1.jsonl
+	tfm_log t2t2 2 1 grok transformer "0 0.1 0.0" "60 1.0 0.1" "600 1.0 1.0" > t2.jsonl
+	run summarize --group-by recipe,depth a.jsonl b.jsonl t1.jsonl t2.jsonl
+	assert_success
+	assert_equal "${#lines[@]}" 3
+	assert_equal "$(jq -c '[.family, .recipe, .depth, .runs]' <<<"${lines[1]}")" '["mlp","grok",2,2]'
+	assert_equal "$(jq -c '[.family, .recipe, .depth, .runs, .generalisation_step.mean]' <<<"${lines[2]}")" \
+	    '["transformer","grok",2,2,500]'
+	# The tables: family in the last column, the columns before where they were.
+	run summarize --group-by recipe,depth --tsv a.jsonl b.jsonl t1.jsonl t2.jsonl
+	assert_success
+	assert_equal "$(head -1 <<<"$output" | awk -F'\t' '{ print $1, $2, $3, $NF }')" 'recipe depth runs family'
+	assert_equal "$(sed -n 3p <<<"$output" | awk -F'\t' '{ print $1, $2, $3, $NF }')" 'grok 2 2 transformer'
+	run summarize --tsv a.jsonl t1.jsonl
+	assert_success
+	assert_equal "$(cut -f1,2,3,7,8 <<<"${lines[0]}")" "$(printf 'recipe\tdepth\tseed\tmemorisation_step\tgeneralisation_step')"
+	assert_equal "$(awk -F'\t' '{ print $2, $7, $NF }' <<<"${lines[2]}")" '2 40 transformer'
+}
+
+@test "summarize on real logs: train-transformer and hess-eig of one run" {
+	gen-modadd -p 11 --frac 0.5 -o d.st
+	train-transformer --data d.st --d-model 8 --heads 2 --d-mlp 16 --layers 2 --steps 20 --log-every 10 \
+		--tag nanda --ckpt-dir ck > log.jsonl
+	hess-eig --data d.st --top 1 ck/*.safetensors > h.jsonl
+	run summarize log.jsonl h.jsonl
+	assert_success
+	assert_equal "${#lines[@]}" 2
+	assert_equal "$(jq -c '[.family, .recipe, .depth, .width, .last_step, .model.d_model, (.hessian.peak | type)]' <<<"${lines[1]}")" \
+	    '["transformer","nanda",2,null,20,8,"object"]'
+	assert_equal "$(jq '.hessian.peak.top' <<<"${lines[1]}")" \
+	    "$(jq -s 'map(select(.record == "hessian") | .eigenvalues[0]) | max' h.jsonl)"
 }

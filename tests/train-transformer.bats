@@ -5,6 +5,7 @@
 # tests/ref/check_transformer.py.)
 
 load test_helper
+bats_require_minimum_version 1.5.0
 
 setup() {
 	cd "$BATS_TEST_TMPDIR" || exit 1
@@ -113,4 +114,41 @@ setup() {
 	run hess-eig --data d13.st t.st
 	assert_failure 1
 	assert_output --partial "a model for p = 11, but the data set has p = 13"
+}
+
+@test "train-transformer: warm-up as LambdaLR(lambda s: min(s / 10, 1)): the first update at lr 0 changes nothing" {
+	lr_units='[.[] | select(.record == "metrics") | .lr | if . == null then . else . * 1e4 | round end]'
+	run -0 train-transformer --data d11.st --d-model 8 --heads 2 --d-mlp 16 --steps 12 --log-every 1 --ckpt-dir ck
+	# lr in units of 1e-4 after each step: 0, 1, ..., 10 (step 0 has none)
+	assert_equal "$(jq -sc "$lr_units" <<<"$output")" '[null,0,1,2,3,4,5,6,7,8,9,10,10]'
+	assert_jq '.config.warmup_origin == 0' <<<"${lines[0]}"
+	# AdamW at lr 0 moves nothing, not even by weight decay.
+	assert_equal "$(st_values ck/step-00000001.safetensors embed.W_E f4 | md5sum)" \
+	    "$(st_values ck/step-00000000.safetensors embed.W_E f4 | md5sum)"
+	assert_files_differ <(st_values ck/step-00000002.safetensors embed.W_E f4) \
+	    <(st_values ck/step-00000001.safetensors embed.W_E f4)
+	# --warmup-origin 1 is the shared loop's older form: the first update at lr / 10.
+	run -0 train-transformer --data d11.st --d-model 8 --heads 2 --d-mlp 16 --steps 2 --log-every 1 --warmup-origin 1
+	assert_equal "$(jq -sc "$lr_units" <<<"$output")" '[null,1,2]'
+	assert_jq '.config | has("warmup_origin") | not' <<<"${lines[0]}"
+	run -2 train-transformer --data d11.st --warmup-origin 2
+	assert_output --partial "--warmup-origin"
+}
+
+@test "train-transformer: the log has the family, every tensor's sum of squares and each block's attention entropy" {
+	run -0 train-transformer --data d11.st --layers 2 --d-model 8 --heads 2 --d-mlp 16 --steps 3 --log-every 3 --ckpt-dir ck
+	assert_jq '.family == "transformer"' <<<"${lines[0]}"
+	m=$(jq -c 'select(.record == "metrics" and .step == 3)' <<<"$output")
+	assert_equal "$(jq -c '.weight_sq_norms | keys_unsorted' <<<"$m")" \
+	    "$(st_header ck/step-00000003.safetensors | jq -c 'del(.__metadata__) | keys_unsorted')"
+	# The sums of squares of the checkpoint's own values.
+	for t in embed.W_E blocks.1.mlp.W_in unembed.W_U; do
+		want=$(st_values ck/step-00000003.safetensors "$t" f4 | awk '{ s += $1 * $1 } END { printf "%.10g", s }')
+		got=$(jq -r --arg t "$t" '.weight_sq_norms[$t]' <<<"$m")
+		assert_between "$(awk -v a="$got" -v b="$want" 'BEGIN { d = a - b; print (d < 0 ? -d : d) / b }')" 0 1e-6
+	done
+	# Two blocks' entropies, each between 0 and ln 3 (causal: the last position sees all three).
+	assert_jq '.attn_entropy | length == 2' <<<"$m"
+	assert_between "$(jq -r '.attn_entropy[0]' <<<"$m")" 0 1.0986123
+	assert_between "$(jq -r '.attn_entropy[1]' <<<"$m")" 0 1.0986123
 }

@@ -2,8 +2,12 @@
  * summarize: grokking steps and tables from train-mlp, train-transformer,
  * hess-eig, gop-spectrum, llc-estimate and progress-measures logs.
  *
- * Records are joined by run_id (train-mlp names every run by a hash of its
- * configuration and data, and the analyses copy it from the checkpoints).
+ * Records are joined by run_id (the trainers name every run by a hash of
+ * its configuration and data, and the analyses copy it from the
+ * checkpoints).  A run's model family (its log header's, or its trainer's)
+ * comes first in the order of runs and always splits groups: a mean over
+ * MLPs and transformers together is no statistic of either.  A
+ * transformer's depth is its layers; it has no width.
  * Per run: the memorisation and generalisation steps (first log point at
  * or above the threshold), the delay between them, final and best
  * accuracies, the top Hessian eigenvalue at those steps and at its peak,
@@ -62,7 +66,8 @@ struct ppoint {
 struct run {
 	char id[17];
 	const char *file;
-	json_t *config, *data;      /* train-mlp header's config and data metadata */
+	json_t *config, *data;      /* the trainer's header's config and data metadata */
+	json_t *family;             /* "mlp" or "transformer" (a string) */
 	char blas_core[32];         /* the OpenBLAS kernel family it trained on ("" if unknown) */
 	char status[16];
 	struct point *pts;
@@ -87,6 +92,13 @@ static const char *const group_keys[] = {
 	"recipe", "depth", "width", "seed", "wd", "lr", "optim", "frac", "p", "encoding", "loss", NULL,
 };
 
+/* The tools whose logs define runs. */
+static int
+is_trainer(const char *tool)
+{
+	return strcmp(tool, "train-mlp") == 0 || strcmp(tool, "train-transformer") == 0;
+}
+
 static void
 usage(FILE *fp)
 {
@@ -102,7 +114,9 @@ help(void)
 "Read train-mlp, train-transformer, hess-eig, gop-spectrum, llc-estimate and\n"
 "progress-measures JSON-lines logs (the arguments, or their paths one per\n"
 "line on standard input), join them by run_id, and write one record per\n"
-"run (or per group with --group-by) after a header.\n"
+"run (or per group with --group-by) after a header.  Runs of different\n"
+"model families never share a group; a transformer's depth is its number\n"
+"of layers.\n"
 "\n"
 "      --threshold T      accuracy that counts as memorised (train) and\n"
 "                         generalised (test), 0 < T <= 1 (default 0.99)\n"
@@ -178,13 +192,6 @@ step_of(json_t *rec, long *step)
 	return 0;
 }
 
-/* A log of training runs (its header names the run), not of an analysis. */
-static int
-is_training_tool(const char *tool)
-{
-	return strcmp(tool, "train-mlp") == 0 || strcmp(tool, "train-transformer") == 0;
-}
-
 /* A progress-measures record: the measures summarize reports, at its step. */
 static void
 take_progress(struct run *r, long step, json_t *rec)
@@ -215,7 +222,7 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 		snprintf(err, errlen, "%s:%ld: a %s record without a whole, non-negative step", file, line, kind);
 		return -1;
 	}
-	if (is_training_tool(tool)) {
+	if (is_trainer(tool)) {
 		r = find_run(*run_id);
 		if (strcmp(kind, "metrics") == 0) {
 			struct point p = {step, num(rec, "train_acc"), num(rec, "test_acc")};
@@ -294,24 +301,26 @@ read_log_fp(FILE *fp, const char *file, json_t *inputs, char *err, size_t errlen
 			const char *t = json_string_value(json_object_get(rec, "tool"));
 			const char *k = json_string_value(json_object_get(rec, "record"));
 			if (!k || strcmp(k, "header") != 0 || !t ||
-			    (!is_training_tool(t) && strcmp(t, "hess-eig") && strcmp(t, "gop-spectrum") &&
+			    (!is_trainer(t) && strcmp(t, "hess-eig") && strcmp(t, "gop-spectrum") &&
 			    strcmp(t, "llc-estimate") && strcmp(t, "progress-measures")))
 				FAIL("%s: not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate (no such header)", file);
 			snprintf(tool, sizeof tool, "%s", t);
-			if (is_training_tool(t)) {
+			if (is_trainer(t)) {
 				struct run *r;
 				json_t *md;
-				const char *fr;
+				const char *fr, *fam = json_string_value(json_object_get(rec, "family"));
 				rid = json_string_value(json_object_get(rec, "run_id"));
 				if (!rid)
-					FAIL("%s: a train-mlp log without a run_id (from an older version?)", file);
+					FAIL("%s: a %s log without a run_id (from an older version?)", file, t);
 				if (!json_is_object(json_object_get(rec, "config")))
-					FAIL("%s: a train-mlp header without its config", file);
+					FAIL("%s: a %s header without its config", file, t);
 				r = find_run(rid);
 				if (r->config)
 					FAIL("%s: run %s already read from %s", file, rid, r->file);
 				r->file = file;
 				r->config = json_incref(json_object_get(rec, "config"));
+				/* headers before the family field: the trainer says it */
+				r->family = json_string(fam ? fam : strcmp(t, "train-mlp") == 0 ? "mlp" : "transformer");
 				/* data set metadata are strings; the fraction is a number here */
 				md = json_object_get(json_object_get(rec, "data"), "metadata");
 				fr = json_string_value(json_object_get(md, "frac"));
@@ -380,6 +389,7 @@ free_runs(void)
 	for (size_t i = 0; i < nruns; i++) {
 		json_decref(runs[i].config);
 		json_decref(runs[i].data);
+		json_decref(runs[i].family);
 		free(runs[i].pts);
 		free(runs[i].h);
 		free(runs[i].g);
@@ -391,16 +401,19 @@ free_runs(void)
 	nruns = cruns = 0;
 }
 
-/* Run attributes that groups and tables use. */
+/* Run attributes that groups and tables use; NULL where the run has none (a transformer's width). */
 static json_t *
 attribute(const struct run *r, const char *key)
 {
 	json_t *model = json_object_get(r->config, "model"), *opt = json_object_get(r->config, "optim");
 
+	if (strcmp(key, "family") == 0)
+		return r->family;
 	if (strcmp(key, "recipe") == 0)
 		return json_object_get(r->config, "tag");
-	if (strcmp(key, "depth") == 0 && !json_object_get(model, "depth") && json_object_get(model, "layers"))
-		return json_object_get(model, "layers");   /* a transformer's blocks */
+	/* the study's depth question spans both families: a transformer's depth is its blocks */
+	if (strcmp(key, "depth") == 0 && !json_object_get(model, "depth"))
+		return json_object_get(model, "layers");
 	if (strcmp(key, "depth") == 0 || strcmp(key, "width") == 0 || strcmp(key, "p") == 0 ||
 	    strcmp(key, "encoding") == 0 || strcmp(key, "loss") == 0)
 		return json_object_get(model, key) ? json_object_get(model, key) : json_null();
@@ -413,6 +426,15 @@ attribute(const struct run *r, const char *key)
 	if (strcmp(key, "frac") == 0)
 		return json_object_get(r->data, "frac");
 	return NULL;
+}
+
+/* attribute's value, or JSON null (borrowed either way, for json_pack's O). */
+static json_t *
+attr_or_null(const struct run *r, const char *key)
+{
+	json_t *v = attribute(r, key);
+
+	return v ? v : json_null();
 }
 
 static long
@@ -546,11 +568,13 @@ summarise(const struct run *r, double t)
 			peak = (long)i;
 	rec = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}",
 	    "record", "run", "run_id", r->id, "log", r->file,
-	    "recipe", attribute(r, "recipe") ? attribute(r, "recipe") : json_null(),
-	    "depth", attribute(r, "depth"), "width", attribute(r, "width"), "seed", attribute(r, "seed"),
-	    "p", attribute(r, "p"), "frac", attribute(r, "frac") ? attribute(r, "frac") : json_null(),
-	    "optim", attribute(r, "optim"), "lr", attribute(r, "lr"), "wd", attribute(r, "wd"),
-	    "encoding", attribute(r, "encoding"));
+	    "recipe", attr_or_null(r, "recipe"), "depth", attr_or_null(r, "depth"),
+	    "width", attr_or_null(r, "width"), "seed", attr_or_null(r, "seed"), "p", attr_or_null(r, "p"),
+	    "frac", attr_or_null(r, "frac"), "optim", attr_or_null(r, "optim"), "lr", attr_or_null(r, "lr"),
+	    "wd", attr_or_null(r, "wd"), "encoding", attr_or_null(r, "encoding"));
+	json_object_set(rec, "family", attr_or_null(r, "family"));
+	json_object_set(rec, "model", json_object_get(r->config, "model") ?
+	    json_object_get(r->config, "model") : json_null());
 	json_object_set_new(rec, "blas_core", *r->blas_core ? json_string(r->blas_core) : json_null());
 	json_object_set_new(rec, "status", json_string(r->status));
 	json_object_set_new(rec, "diverged", json_boolean(strcmp(r->status, "diverged") == 0));
@@ -593,7 +617,7 @@ static int
 cmp_runs(const void *a, const void *b)
 {
 	const struct run *x = a, *y = b;
-	static const char *const order[] = {"recipe", "depth", "seed", "wd", "frac", NULL};
+	static const char *const order[] = {"family", "recipe", "depth", "seed", "wd", "frac", NULL};
 
 	for (int i = 0; order[i]; i++) {
 		json_t *u = attribute(x, order[i]), *v = attribute(y, order[i]);
@@ -748,7 +772,8 @@ groups(json_t *recs, char *const *keys, int nkeys)
 			continue;
 		members = xmalloc(xmul(n, sizeof *members));
 		for (size_t j = i; j < n; j++) {
-			int same = 1;
+			int same = json_equal(json_object_get(first, "family"),
+			    json_object_get(json_array_get(recs, j), "family"));
 			for (int k = 0; k < nkeys && same; k++)
 				same = json_equal(json_object_get(first, keys[k]),
 				    json_object_get(json_array_get(recs, j), keys[k])) ||
@@ -760,6 +785,7 @@ groups(json_t *recs, char *const *keys, int nkeys)
 		}
 		g = json_object();
 		json_object_set_new(g, "record", json_string("group"));
+		json_object_set(g, "family", json_object_get(first, "family"));
 		for (int k = 0; k < nkeys; k++)
 			json_object_set(g, keys[k], json_object_get(first, keys[k]) ? json_object_get(first, keys[k]) : json_null());
 		for (size_t j = 0; j < m; j++) {
@@ -848,7 +874,8 @@ tsv_runs(json_t *recs)
 	for (int c = 0; cols[c]; c++)
 		printf("%s%s", c ? "\t" : "", cols[c]);
 	printf("\tpeak_sharpness\tpeak_sharpness_step\tsharpness_at_memorisation\tsharpness_at_generalisation");
-	printf("\t%s\tblas_core\n", tsv_progress_head);
+	/* new columns last, so that the columns before keep their numbers */
+	printf("\t%s\tblas_core\tfamily\n", tsv_progress_head);
 	json_array_foreach(recs, i, r) {
 		json_t *h = json_object_get(r, "hessian");
 		for (int c = 0; cols[c]; c++) {
@@ -867,6 +894,8 @@ tsv_runs(json_t *recs)
 		tsv_progress(json_object_get(r, "progress"));
 		putchar('\t');
 		tsv_value(json_object_get(r, "blas_core"));
+		putchar('\t');
+		tsv_value(json_object_get(r, "family"));
 		putchar('\n');
 	}
 }
@@ -901,7 +930,7 @@ tsv_groups(json_t *gs, char *const *keys, int nkeys)
 	/* last, so that the columns before keep their numbers */
 	printf("\tllc_final_flagged");
 	tsv_group_stats(NULL, progress_metrics);
-	printf("\tblas_cores\n");
+	printf("\tblas_cores\tfamily\n");
 	json_array_foreach(gs, i, g) {
 		for (int k = 0; k < nkeys; k++) {
 			tsv_value(json_object_get(g, keys[k]));
@@ -929,6 +958,8 @@ tsv_groups(json_t *gs, char *const *keys, int nkeys)
 			json_array_foreach(json_object_get(g, "blas_cores"), k, x)
 				printf("%s%s", k ? "," : "", json_string_value(x));
 		}
+		putchar('\t');
+		tsv_value(json_object_get(g, "family"));
 		putchar('\n');
 	}
 }
@@ -988,7 +1019,7 @@ parse_options(int argc, char **argv, struct options *o)
 	return -1;
 }
 
-/* The run records, in order of recipe, depth, seed, wd and frac. */
+/* The run records, in order of family, recipe, depth, seed, wd and frac. */
 static json_t *
 run_records(double threshold)
 {
@@ -997,7 +1028,7 @@ run_records(double threshold)
 	qsort(runs, nruns, sizeof *runs, cmp_runs);
 	for (size_t i = 0; i < nruns; i++) {
 		if (!runs[i].config) {
-			warn("run %s: analyses but no train-mlp log; left out", runs[i].id);
+			warn("run %s: analyses but no train-mlp or train-transformer log; left out", runs[i].id);
 			continue;
 		}
 		json_array_append_new(recs, summarise(&runs[i], threshold));

@@ -5,7 +5,8 @@
  * and resumable states every trainer shares (train.h).  Checkpoints hold
  * the papers' state_dict() names and shapes.  The defaults are Nanda's:
  * one layer, d_model 128, 4 heads, d_mlp 512, '=' token, AdamW lr 1e-3,
- * weight decay 1, betas (0.9, 0.98), 10 steps of linear warm-up, full batch.
+ * weight decay 1, betas (0.9, 0.98), 10 steps of linear warm-up from 0 as
+ * their LambdaLR, full batch.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
@@ -58,7 +59,8 @@ help(void)
 "      --version          show the version and exit\n"
 "\n"
 "This tool's optimisation defaults are Nanda's, not the shared ones above:\n"
-"--wd 1 --beta2 0.98 --warmup 10.\n"
+"--wd 1 --beta2 0.98 --warmup 10 --warmup-origin 0 (the first update at\n"
+"learning rate 0, as the papers' LambdaLR).\n"
 "\n"
 "Exit status: 0 success, 1 runtime or data error, 2 usage error,\n"
 "3 diverged (NaN or infinite loss; the last good checkpoint is kept),\n"
@@ -133,6 +135,7 @@ parse_args(struct tfm_config *m, struct train_config *c, int argc, char **argv)
 	c->opt.wd = 1;
 	c->opt.beta2 = 0.98;
 	c->warmup = 10;
+	c->warmup_origin = 0;   /* LambdaLR(lambda s: min(s / 10, 1)): step 0 at lr 0 */
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		if (model_option(m, ch, optarg) || train_option(c, ch, optarg))
 			continue;

@@ -1,172 +1,122 @@
-#!/usr/bin/env python3
 """make bench, transformer part: train-transformer's full-batch step and
 hess-eig's Hessian-vector product on a transformer, against PyTorch running
-the papers' module (tests/ref/check_transformer.py's, float32, one thread
-each), in the same run, at Nanda's configuration (p = 113, 30% of the
-pairs: 3,830 training rows, d_model 128, 4 heads, d_mlp 512, '=') for each
-number of layers; and the peak memory of a short training run of each.
+the papers' module as written (peers_transformer.py: check_transformer.py's
+Transformer, float32, every position through every layer), one thread each,
+at Nanda et al.'s configuration (p = 113, 30% of the pairs: 3,830 training
+rows, d_model 128, 4 heads, d_mlp 512, '=') for one and two layers; then the
+peak memory of a 20-step training run of each.  Issue 17's targets: step
+<= 0.33x PyTorch's, product <= 0.5x, peak memory <= 1/5.
 
 Our step is timed without start-up or evaluation: two runs of S1 and S2
-steps, each logging only at its start and end, and (t2 - t1) / (S2 - S1)
-from their own wall_seconds.  Our product likewise: hess-eig with K1 and
-K2 Lanczos steps (a tolerance never met), (t2 - t1) / (K2 - K1).  The two
-sides take turns ROUNDS times and each side's median is reported.
+steps, each logging only at its start and end, (t2 - t1) / (S2 - S1) of
+their own wall_seconds.  Our product likewise: hess-eig with K1 and K2
+Lanczos steps (a tolerance never met), (t2 - t1) / (hvps2 - hvps1).
+PyTorch's product is one backward through the first-order graph, built
+beforehand (PyHessian's way), as hess-eig prepares its point once.  Each
+repetition measures ours then theirs, back to back; a ratio is the median
+over the repetitions of ours / theirs, with its range.
 
-usage: bench_transformer.py BINDIR WORKDIR [LAYERS [P]]"""
+Run alone: run.py --only transformer.  BENCH_TRANSFORMER_P and
+BENCH_TRANSFORMER_LAYERS (e.g. 23 and 1) shrink it to check that it works;
+the table says so."""
 
 import json
 import os
-import subprocess
-import sys
-import time
 
-import numpy as np
-import torch
+from benchlib import Peer, Series, last_record, peer_once, ratios, record, run_ours, table
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
-from check_transformer import Transformer, cross_entropy_high_precision  # noqa: E402
-from refcommon import load_st, read_jsonl, run  # noqa: E402
-
-ROUNDS = 3
-REPS = 10
-S1, S2 = 5, 25
-K1, K2 = 10, 40
+S1, S2 = 5, 25           # our step: two runs' lengths
+K1, K2 = 10, 40          # our product: two runs' Lanczos steps
+STEPS = 10               # torch's step: a repetition's median of this many
+PRODUCTS = 10            # torch's product: likewise
+PEAK_STEPS = 20
+SCRIPT = "peers_transformer.py"
 
 
-def config(p, layers):
-    return {"p": p, "layers": layers, "d_model": 128, "heads": 4, "d_head": 32, "d_mlp": 512,
-            "attention": "causal", "alpha": 1.0, "act": "relu", "eq_token": True}
+def sizes():
+    p = int(os.environ.get("BENCH_TRANSFORMER_P", "113"))
+    layers = [int(x) for x in os.environ.get("BENCH_TRANSFORMER_LAYERS", "1,2").split(",")]
+    return p, layers
 
 
-def torch_setup(c, data, params=None):
-    torch.manual_seed(0)
-    model = Transformer(c)
-    if params is not None:
-        model.load_state_dict({n: torch.tensor(np.array(t)) for n, t in params.items()}, strict=False)
-    pairs = torch.tensor(np.array(data["train.x"]), dtype=torch.long)
-    tokens = torch.cat([pairs, torch.full((len(pairs), 1), c["p"])], 1)
-    return model, tokens, torch.tensor(np.array(data["train.y"]), dtype=torch.long)
+def data_set(ctx, p):
+    path = os.path.join(ctx.work, f"transformer-p{p}.safetensors")
+    run_ours([os.path.join(ctx.bindir, "gen-modadd"), "-p", str(p), "--frac", "0.3", "-o", path], 1)
+    return path
 
 
-def torch_step_ms(c, data):
-    """Median ms of zero_grad, forward, high-precision cross-entropy, backward, AdamW step."""
-    model, tokens, labels = torch_setup(c, data)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
-    times = []
-    for k in range(REPS + 2):
-        t = time.perf_counter()
-        opt.zero_grad()
-        cross_entropy_high_precision(model(tokens)[:, -1], labels).backward()
-        opt.step()
-        if k >= 2:
-            times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
-
-
-def torch_hvp_ms(c, data, params):
-    """Median ms of one double-backward Hessian-vector product over the training set."""
-    model, tokens, labels = torch_setup(c, data, params)
-    ps = list(model.parameters())
-    v = [torch.randn_like(q) for q in ps]
-    times = []
-    for k in range(REPS + 2):
-        t = time.perf_counter()
-        g = torch.autograd.grad(cross_entropy_high_precision(model(tokens)[:, -1], labels), ps, create_graph=True)
-        torch.autograd.grad(g, ps, grad_outputs=v)
-        if k >= 2:
-            times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
-
-
-def ours_step_ms(bindir, data_path, layers):
+def our_step_ms(ctx, data, layers):
     def wall(steps):
-        out = run([os.path.join(bindir, "train-transformer"), "--data", data_path, "--layers", str(layers),
-                   "--steps", str(steps), "--log-every", str(steps), "--quiet"])
-        return json.loads(out.splitlines()[-1])["wall_seconds"]
-    return 1e3 * (wall(S2) - wall(S1)) / (S2 - S1)
+        out, thr = run_ours([os.path.join(ctx.bindir, "train-transformer"), "--data", data, "--layers", str(layers),
+                             "--steps", str(steps), "--log-every", str(steps), "--quiet", "--threads", "1"], 1)
+        return last_record(out)["wall_seconds"], thr
+    (t1, _), (t2, thr) = wall(S1), wall(S2)
+    return 1e3 * (t2 - t1) / (S2 - S1), thr
 
 
-def ours_hvp_ms(bindir, data_path, ckpt):
+def our_hvp_ms(ctx, data, ckpt):
     def secs(k):
-        rec = read_jsonl(run([os.path.join(bindir, "hess-eig"), "--data", data_path, "--top", "1",
-                              "--tol", "1e-300", "--max-iter", str(k), ckpt]))[1]
-        return rec["seconds"], rec["hvps"]
-    (t1, n1), (t2, n2) = secs(K1), secs(K2)
-    return 1e3 * (t2 - t1) / (n2 - n1)
+        out, thr = run_ours([os.path.join(ctx.bindir, "hess-eig"), "--data", data, "--top", "1", "--tol", "1e-300",
+                             "--max-iter", str(k), "--threads", "1", ckpt], 1)
+        rec = [r for r in map(json.loads, out.splitlines()) if r.get("record") == "hessian"][0]
+        return rec["seconds"], rec["hvps"], thr
+    (t1, n1, _), (t2, n2, thr) = secs(K1), secs(K2)
+    return 1e3 * (t2 - t1) / (n2 - n1), thr
 
 
-PEAK = """
-def PEAK():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return float(line.split()[1]) / 1024
-"""
-
-TORCH_RUN = """
-import sys, torch, numpy as np
-sys.path.insert(0, {ref!r})
-from check_transformer import Transformer, cross_entropy_high_precision
-from refcommon import load_st
-torch.set_num_threads(1); torch.set_flush_denormal(True)
-_, d = load_st({data!r})
-m = Transformer({c!r})
-opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
-x = torch.tensor(np.array(d["train.x"]), dtype=torch.long)
-x = torch.cat([x, torch.full((len(x), 1), {p})], 1); y = torch.tensor(np.array(d["train.y"]), dtype=torch.long)
-for s in range(20):
-    opt.zero_grad(); cross_entropy_high_precision(m(x)[:, -1], y).backward(); opt.step()
-print(PEAK())
-"""
-
-
-def peaks(bindir, data_path, c, layers):
-    ref = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "ref"))
-    out = run([os.path.join(bindir, "train-transformer"), "--data", data_path, "--layers", str(layers),
-               "--steps", "20", "--log-every", "20", "--quiet"])
-    ours = json.loads(out.splitlines()[-1])["peak_rss_mib"]
-    code = PEAK + TORCH_RUN.format(ref=ref, data=data_path, c=c, p=c["p"])
-    theirs = float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                  text=True).stdout.split()[-1])
+def memory(ctx, data, layers):
+    out, _ = run_ours([os.path.join(ctx.bindir, "train-transformer"), "--data", data, "--layers", str(layers),
+                       "--steps", str(PEAK_STEPS), "--log-every", str(PEAK_STEPS), "--quiet"], 1)
+    ours = last_record(out)["peak_rss_mib"]
+    theirs = peer_once(1, ctx.coretype, "tfm_train_peak", script=SCRIPT, data=data, layers=layers,
+                       steps=PEAK_STEPS)["peak_mib"]
     return ours, theirs
 
 
-def main():
-    bindir, work = sys.argv[1], sys.argv[2]
-    layer_list = [int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "1,2").split(",")]
-    p = int(sys.argv[4]) if len(sys.argv) > 4 else 113
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    data_path = os.path.join(work, f"tbench-p{p}.safetensors")
-    run([os.path.join(bindir, "gen-modadd"), "-p", str(p), "--frac", "0.3", "-o", data_path])
-    _, data = load_st(data_path)
-    print(f"# transformer, p={p}, n_train={len(data['train.y'])}, d_model 128, 4 heads, d_mlp 512, '=', "
-          f"one thread each; torch {torch.__version__}; medians of {ROUNDS} rounds")
-    print(f"{'layers':>6} {'step ms':>8} {'torch':>8} {'ratio':>6} {'hvp ms':>8} {'torch':>8} {'ratio':>6} "
-          f"{'MiB':>7} {'torch':>7} {'ratio':>6}")
-    for layers in layer_list:
-        c = config(p, layers)
-        ckpt = os.path.join(work, f"tbench-L{layers}.safetensors")
-        run([os.path.join(bindir, "train-transformer"), "--data", data_path, "--layers", str(layers),
-             "--steps", "50", "--log-every", "50", "--out", ckpt, "--quiet"])
-        params = load_st(ckpt)[1]
-        s_ours, s_torch, h_ours, h_torch = [], [], [], []
-        for _ in range(ROUNDS):
-            s_ours.append(ours_step_ms(bindir, data_path, layers))
-            s_torch.append(torch_step_ms(c, data))
-            h_ours.append(ours_hvp_ms(bindir, data_path, ckpt))
-            h_torch.append(torch_hvp_ms(c, data, params))
-        m_ours, m_torch = peaks(bindir, data_path, c, layers)
-        row = dict(layers=layers, step_ms=float(np.median(s_ours)), torch_step_ms=float(np.median(s_torch)),
-                   hvp_ms=float(np.median(h_ours)), torch_hvp_ms=float(np.median(h_torch)),
-                   mib=m_ours, torch_mib=m_torch)
-        row.update(step_ratio=row["step_ms"] / row["torch_step_ms"], hvp_ratio=row["hvp_ms"] / row["torch_hvp_ms"],
-                   mem_ratio=m_ours / m_torch)
-        print(f"{layers:>6} {row['step_ms']:>8.2f} {row['torch_step_ms']:>8.2f} {row['step_ratio']:>6.2f} "
-              f"{row['hvp_ms']:>8.2f} {row['torch_hvp_ms']:>8.2f} {row['hvp_ratio']:>6.2f} "
-              f"{m_ours:>7.1f} {m_torch:>7.1f} {row['mem_ratio']:>6.2f}", flush=True)
-        print(json.dumps({"record": "bench", "bench": "transformer", **row}))
-    print("# targets: step ratio <= 0.33, HVP ratio <= 0.5, memory ratio <= 0.2")
+def measure(ctx, peer, data, layers, ckpt):
+    s_ours, s_theirs, h_ours, h_theirs, thr = Series(), Series(), Series(), Series(), {}
+    for _ in range(ctx.reps):
+        ms, thr["ours"] = our_step_ms(ctx, data, layers)
+        s_ours.add(ms)
+        ans = peer.call("tfm_train_step", data=data, layers=layers, reps=STEPS)
+        s_theirs.add(1e3 * ans["seconds"])
+        ms, _ = our_hvp_ms(ctx, data, ckpt)
+        h_ours.add(ms)
+        ans = peer.call("tfm_hvp_time", data=data, ckpt=ckpt, layers=layers, reps=PRODUCTS)
+        h_theirs.add(1e3 * ans["seconds"])
+        thr["torch"] = ans["os_threads"]
+    return s_ours, s_theirs, h_ours, h_theirs, thr
 
 
-if __name__ == "__main__":
-    main()
+def bench(ctx):
+    p, layer_list = sizes()
+    data = data_set(ctx, p)
+    peer = Peer(1, ctx.coretype, script=SCRIPT)
+    rows = []
+    try:
+        for layers in layer_list:
+            ckpt = os.path.join(ctx.work, f"transformer-L{layers}.safetensors")
+            run_ours([os.path.join(ctx.bindir, "train-transformer"), "--data", data, "--layers", str(layers),
+                      "--steps", "50", "--log-every", "50", "--out", ckpt, "--quiet"], 1)
+            s_o, s_t, h_o, h_t, thr = measure(ctx, peer, data, layers, ckpt)
+            sr, hr = ratios(s_o, s_t), ratios(h_o, h_t)
+            mo, mt = memory(ctx, data, layers)
+            rows.append([layers, s_o.fmt(), s_t.fmt(), sr.fmt(spread=True), h_o.fmt(), h_t.fmt(),
+                         hr.fmt(spread=True), f"{mo:.1f}", f"{mt:.1f}", f"{mo / mt:.3f}",
+                         f"{thr['ours']} / {thr['torch']}"])
+            record(ctx, bench="transformer", threads=1, p=p, layers=layers, step_ms=s_o.values,
+                   torch_step_ms=s_t.values, step_ratio=sr.median, step_ratio_range=[min(sr.values), max(sr.values)],
+                   hvp_ms=h_o.values, torch_hvp_ms=h_t.values, hvp_ratio=hr.median,
+                   hvp_ratio_range=[min(hr.values), max(hr.values)], ours_mib=mo, torch_mib=mt, os_threads=thr)
+    finally:
+        peer.close()
+    size = "Nanda's configuration" if p == 113 else f"p = {p}, NOT Nanda's p = 113 (a check that the bench works)"
+    table("train-transformer and hess-eig on the papers' transformer, one thread each",
+          ["layers", "step ms", "torch ms", "ratio (range)", "H v ms", "torch ms", "ratio (range)", "ours MiB",
+           "torch MiB", "memory ratio", "threads ours / torch"], rows,
+          [f"{size}: 30% of the pairs as training rows, d_model 128, 4 heads, d_mlp 512, '='; full batch. "
+           f"Ours: differences of runs of {S1} and {S2} steps, and of hess-eig with {K1} and {K2} Lanczos steps; "
+           f"torch: the papers' module as written, a repetition's median of {STEPS} steps and of {PRODUCTS} "
+           f"products through a first-order graph built beforehand; medians of {ctx.reps} interleaved "
+           f"repetitions, ratio = ours / torch with its range. Memory: peak RSS (VmHWM) of a {PEAK_STEPS}-step "
+           f"run of each, torch's import included. Targets (issue 17): step <= 0.33, H v <= 0.5, memory <= 0.2."])

@@ -123,9 +123,9 @@ class Peer:
     thread count is watched from here while it runs, and in the one-thread
     peer must be exactly one."""
 
-    def __init__(self, threads, coretype):
+    def __init__(self, threads, coretype, script="peers.py"):
         self.threads = threads
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "peers.py")], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, script)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=peer_env(threads, coretype))
         self.buf = b""
         self.hello = self._answer(ThreadWatch(self.proc.pid))
@@ -164,10 +164,10 @@ class Peer:
         self.proc.wait()
 
 
-def peer_once(threads, coretype, job, **args):
+def peer_once(threads, coretype, job, script="peers.py", **args):
     """One job in a fresh peer process (for peak memory, which must not
-    include an earlier job's)."""
-    out = subprocess.run([sys.executable, os.path.join(HERE, "peers.py"), "--once",
+    include an earlier job's); script: a peer that adds jobs to peers.py's."""
+    out = subprocess.run([sys.executable, os.path.join(HERE, script), "--once",
                           json.dumps({"job": job, "args": args})], env=peer_env(threads, coretype),
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.splitlines()[-1])

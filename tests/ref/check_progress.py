@@ -14,6 +14,13 @@ Two independent checks per case:
   tables re-indexed by discrete logarithms.  Gradient symmetricity over all
   p^3 triples by autograd in float64, to 1e-6.
 
+The MLP cases train with train-mlp; the transformer cases with
+train-transformer, checked against the papers' module in float64
+(check_transformer.py's): neurons are the last block's MLP activations at
+the last position, both operands embed through W_E, and the gradients are
+taken with respect to the looked-up vectors W_E[:, x] and W_E[:, y] before
+the positional embedding is added.
+
 usage: check_progress.py BINDIR WORKDIR    (prints TAP)"""
 
 import math
@@ -29,12 +36,18 @@ RTOL = 1e-9
 LOGIT_RTOL = 1e-5
 SYM_TOL = 1e-6
 
-# (name, p, op, train-mlp arguments)
+# (name, p, op, trainer, its arguments)
 CASES = [
-    ("add, depth 1, grokking", 23, "add", ["--depth", "1", "--width", "48", "--steps", "3000"]),
-    ("sub, depth 2", 19, "sub", ["--depth", "2", "--width", "32", "--steps", "1500"]),
-    ("mul (discrete logarithms), depth 1", 23, "mul", ["--depth", "1", "--width", "48", "--steps", "2000"]),
-    ("add, depth 0 (logits as neurons)", 17, "add", ["--depth", "0", "--steps", "800"]),
+    ("add, depth 1, grokking", 23, "add", "train-mlp", ["--depth", "1", "--width", "48", "--steps", "3000"]),
+    ("sub, depth 2", 19, "sub", "train-mlp", ["--depth", "2", "--width", "32", "--steps", "1500"]),
+    ("mul (discrete logarithms), depth 1", 23, "mul", "train-mlp",
+     ["--depth", "1", "--width", "48", "--steps", "2000"]),
+    ("add, depth 0 (logits as neurons)", 17, "add", "train-mlp", ["--depth", "0", "--steps", "800"]),
+    ("add, transformer, one layer with '='", 23, "add", "train-transformer",
+     ["--d-model", "32", "--d-mlp", "64", "--steps", "400"]),
+    ("sub, transformer, two layers, full attention, alpha 0.5, no '='", 19, "sub", "train-transformer",
+     ["--layers", "2", "--d-model", "24", "--heads", "3", "--d-mlp", "48", "--attention", "full",
+      "--attn-coeff", "0.5", "--no-eq-token", "--act", "gelu", "--steps", "300"]),
 ]
 
 
@@ -151,6 +164,35 @@ def mlp_forward64(params, depth, p):
     return from_embedded, ex, ey
 
 
+def transformer_forward64(params, meta, p):
+    """As mlp_forward64 for the papers' module (check_transformer.py's) in float64: the
+    embedded x and y are the vectors W_E[:, x], W_E[:, y] before W_pos is added, and the
+    neurons the last block's MLP activations at the last position."""
+    from check_transformer import Transformer
+    c = {"p": p, "layers": int(meta["layers"]), "d_model": int(meta["d_model"]), "heads": int(meta["heads"]),
+         "d_head": int(meta["d_head"]), "d_mlp": int(meta["d_mlp"]), "attention": meta["attention"],
+         "alpha": float(meta["attn_coeff"]), "act": meta["act"], "eq_token": bool(int(meta["eq_token"]))}
+    model = Transformer(c).double()
+    model.load_state_dict({n: torch.tensor(np.array(t), dtype=torch.float64) for n, t in params.items()},
+                          strict=False)
+    W_E = model.embed.W_E.detach()
+
+    def from_embedded(ex, ey):
+        cols = [ex, ey] + ([W_E[:, p].expand_as(ex)] if c["eq_token"] else [])
+        x = model.pos_embed(torch.stack(cols, dim=1))
+        for block in model.blocks[:-1]:
+            x = block(x)
+        last = model.blocks[-1]
+        x = x + last.attn(x)
+        h = torch.einsum("md,bpd->bpm", last.mlp.W_in, x) + last.mlp.b_in
+        h = torch.relu(h) if c["act"] == "relu" else torch.nn.functional.gelu(h)
+        x = x + torch.einsum("dm,bpm->bpd", last.mlp.W_out, h) + last.mlp.b_out
+        return model.unembed(x)[:, -1], h[:, -1]
+
+    x, y = np.divmod(np.arange(p * p), p)
+    return from_embedded, W_E[:, x].T, W_E[:, y].T
+
+
 def symmetricity64(from_embedded, ex, ey, labels, p):
     """The mean cosine over all (x, y, c) between d logit_c / d e_x and / d e_y, and over the labels."""
     ex, ey = ex.clone().requires_grad_(True), ey.clone().requires_grad_(True)
@@ -172,23 +214,25 @@ def close(a, b, tol):
     return a is not None and b is not None and math.isfinite(a) and abs(a - b) <= tol * max(1.0, abs(b))
 
 
-def check_case(tap, bindir, work, k, name, p, op, args):
+def check_case(tap, bindir, work, k, name, p, op, trainer, args):
     data = os.path.join(work, f"pdata{k}.safetensors")
     run([os.path.join(bindir, "gen-modadd"), "-p", str(p), "--op", op, "--frac", "0.5", "--seed", str(k),
          "-o", data])
     ck = os.path.join(work, f"pck{k}")
     steps = args[args.index("--steps") + 1]
-    run([os.path.join(bindir, "train-mlp"), "--data", data, "--ckpt-dir", ck, "--log-every", steps,
+    run([os.path.join(bindir, trainer), "--data", data, "--ckpt-dir", ck, "--log-every", steps,
          "--seed", str(k), "--quiet"] + args)
     path = os.path.join(ck, f"step-{int(steps):08d}.safetensors")
     arrays = os.path.join(work, f"parr{k}.safetensors")
     rec = [r for r in read_jsonl(run([os.path.join(bindir, "progress-measures"), "--data", data,
                                       "--arrays", arrays, path])) if r["record"] == "progress"][0]
     _, arr = load_st(arrays)
-    _, params = load_st(path)
-    depth = rec["depth"]
-
-    from_embedded, ex, ey = mlp_forward64(params, depth, p)
+    meta, params = load_st(path)
+    tfm = trainer == "train-transformer"
+    if tfm:
+        from_embedded, ex, ey = transformer_forward64(params, meta, p)
+    else:
+        from_embedded, ex, ey = mlp_forward64(params, rec["depth"], p)
     with torch.no_grad():
         logits64, acts64 = from_embedded(ex, ey)
     scale = float(logits64.abs().max())
@@ -217,10 +261,11 @@ def check_case(tap, bindir, work, k, name, p, op, args):
     else:
         tap.ok(close(di, ref["distance_irrelevance"], RTOL),
                f"{name}: distance irrelevance {di} against {ref['distance_irrelevance']} (< {RTOL:g})")
-    W0 = np.array(params["layers.0.weight"])
+    # The MLP's one-hot first layer: x in columns 0..p-1, y in p..2p-1; the transformer's W_E for both.
+    W0 = np.array(params["embed.W_E" if tfm else "layers.0.weight"])
     worst = 0.0
     for i, side in enumerate(("x", "y")):
-        want = embed_spectrum(W0, p, res, n, i * p)
+        want = embed_spectrum(W0, p, res, n, 0 if tfm else i * p)
         worst = max(worst, float(np.abs(np.array(rec["embedding"][side]["freq_frac"]) - want).max()))
     tap.ok(worst < RTOL, f"{name}: embedding spectra of x and y, max diff {worst:.1e} (< {RTOL:g})")
     # The projections with several key frequencies, whatever the training found.
@@ -247,8 +292,8 @@ def main():
     torch.set_num_threads(1)
     tap = Tap()
     keys_seen = 0
-    for k, (name, p, op, args) in enumerate(CASES):
-        ref = check_case(tap, bindir, work, k, name, p, op, args)
+    for k, (name, p, op, trainer, args) in enumerate(CASES):
+        ref = check_case(tap, bindir, work, k, name, p, op, trainer, args)
         keys_seen += len(ref["key_freqs"])
     # The restricted and excluded losses are only tested where there are key frequencies.
     tap.ok(keys_seen > 0, f"the cases have key frequencies to restrict to ({keys_seen} in all)")

@@ -239,17 +239,21 @@ def torch_setup(config, params, data):
     pairs = torch.tensor(np.array(data["train.x"]), dtype=torch.long)
     p = m["p"]
     tokens = torch.cat([pairs, torch.full((len(pairs), 1), p)], 1) if m["eq_token"] else pairs
-    return model, opt, tokens, torch.tensor(np.array(data["train.y"]), dtype=torch.long)
+    # The papers' schedule as they write it: LambdaLR stepped after every update,
+    # so the first update runs at learning rate 0 (train-transformer's default).
+    warmup = config["warmup"]
+    assert warmup == 10 and config.get("warmup_origin", 1) == 0, "not the papers' warm-up"
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(s / warmup, 1))
+    return model, (opt, sched), tokens, torch.tensor(np.array(data["train.y"]), dtype=torch.long)
 
 
 def torch_step(config, model, opt, tokens, labels, s):
-    """Update s (1-based) at the learning rate train-transformer's schedule gives it."""
-    lr, warmup = config["optim"]["lr"], config["warmup"]
-    for g in opt.param_groups:
-        g["lr"] = lr * min(s / warmup, 1) if warmup else lr
+    """One update (the s-th, from 1) and the schedule's step after it."""
+    opt, sched = opt
     opt.zero_grad()
     cross_entropy_high_precision(model(tokens)[:, -1], labels).backward()
     opt.step()
+    sched.step()
     with torch.no_grad():
         return float(cross_entropy_high_precision(model(tokens)[:, -1], labels))
 

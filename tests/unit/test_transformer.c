@@ -4,7 +4,8 @@
  * the Hessian-vector products (R-operator) against central differences of
  * the reference gradient, for one and two layers, causal and full
  * attention, alpha in {0, 0.3, 1}, with and without '=', ReLU and GELU;
- * layout and initialisation.
+ * layout and initialisation; the probes' logit gradients with respect to
+ * the embedding vectors against central differences.
  *
  * With --ref IN OUT it is the C side of tests/ref/check_transformer.py
  * instead: it reads a configuration (metadata), weights by their
@@ -541,6 +542,70 @@ check_entropy(struct fixture *f)
 	tfm_work_free(wn);
 }
 
+/*
+ * The probes' gradients of a logit with respect to the x and y embedding
+ * vectors: the double kernel against central differences of the
+ * reference's logit in W_pos[0] and W_pos[1] for one row at a time (they
+ * are added to exactly those vectors, and only that row sees them), and
+ * the float32 probes through the interface against the double kernel.
+ */
+static void
+check_probes(struct fixture *f)
+{
+	const struct tfm *m = &f->m;
+	int B = f->B, D = m->c.d_model, C = m->c.p, M = m->c.d_mlp, cls[2] = {0, C - 1};
+	struct tfm64_work *w = tfm64_work_new(m, B, TFM_WORK_NAIVE);
+	struct model *mm = tfm_model_new(&m->c);
+	struct model_work *mw = model_work_new(mm, B);
+	const struct model_probes *pr = model_probes(mm);
+	double *g = calloc(2 * (size_t)B * D, sizeof *g), *lg = calloc((size_t)C, sizeof *lg);
+	double *acts = calloc((size_t)B * M, sizeof *acts), *th = malloc(m->nparams * sizeof *th);
+	float *gf = calloc(4 * (size_t)B * D, sizeof *gf), *lf = calloc((size_t)B * C, sizeof *lf);
+	float *af = calloc((size_t)B * M, sizeof *af);
+	double fd = 0, scale = 0, df = 0, dl = 0, da = 0, h = 1e-5;
+	const float *E;
+	int d, ld, col0;
+
+	memcpy(th, f->th, m->nparams * sizeof *th);
+	tfm64_forward(m, w, th, f->x, B);
+	tfm64_mlp_acts(m, w, B, acts);
+	pr->forward(mw, f->theta, f->x, B, lf, af);
+	dl = max_diff_f(lf, tfm64_logits(w), (size_t)B * C);
+	da = max_diff_f(af, acts, (size_t)B * M);
+	pr->embed_grad(mw, f->theta, f->x, B, cls, 2, gf, gf + 2 * (size_t)B * D);
+	for (int k = 0; k < 2; k++) {
+		tfm64_logit_input_grad(m, w, th, B, cls[k], g, g + (size_t)B * D);
+		scale = fmax(scale, max_abs(g, 2 * (size_t)B * D));
+		df = fmax(df, max_diff_f(gf + (size_t)k * B * D, g, (size_t)B * D));
+		df = fmax(df, max_diff_f(gf + (size_t)(2 + k) * B * D, g + (size_t)B * D, (size_t)B * D));
+		for (int b = 0; b < B; b++)
+			for (int t = 0; t < 2; t++)
+				for (int e = 0; e < D; e++) {
+					double *q = th + m->W_pos + (size_t)t * D + e, q0 = *q, up, dn;
+					*q = q0 + h;
+					tfm_ref_loss(m, th, f->x + 2 * b, f->y + b, 1, NULL, lg);
+					up = lg[cls[k]];
+					*q = q0 - h;
+					tfm_ref_loss(m, th, f->x + 2 * b, f->y + b, 1, NULL, lg);
+					dn = lg[cls[k]];
+					*q = q0;
+					fd = fmax(fd, fabs((up - dn) / (2 * h) - g[((size_t)t * B + b) * D + e]));
+				}
+	}
+	ok(fd < 1e-7 * fmax(1, scale) && scale > 0, "%s: d logit / d (x, y embedding vectors) = central differences "
+	    "of the reference's logits, max diff %.2e (scale %.2f)", f->what, fd, scale);
+	ok(df < 1e-5 * fmax(1, scale) && dl < 1e-5 && da < 1e-5 && pr->neurons(mm, &(const char *){0}) == M,
+	    "%s: float32 probes = double kernels: embedding gradients %.1e, logits %.1e, %d neurons %.1e", f->what,
+	    df, dl, M, da);
+	ok(pr->embedding(mm, f->theta, 1, &E, &d, &ld, &col0) == 0 && E == f->theta + m->W_E && d == D &&
+	    ld == m->d_vocab && col0 == 0, "%s: both operands' embedding is W_E (%d x %d), residue r in column r",
+	    f->what, D, m->d_vocab);
+	free(g); free(lg); free(acts); free(th); free(gf); free(lf); free(af);
+	model_work_free(mw);
+	model_free(mm);
+	tfm64_work_free(w);
+}
+
 static void
 tests(void)
 {
@@ -563,6 +628,7 @@ tests(void)
 						check_rows(&f);
 						check_shortcuts(&f);
 						check_entropy(&f);
+						check_probes(&f);
 						if (a == 1 && act == 1)
 							check_family_passes(&f);
 						fixture_free(&f);

@@ -70,6 +70,9 @@
  *   3  Gauss-Newton products at a prepared point (ggn_apply,
  *      view_ggn_apply), optional, for hess-eig --matrix ggn; diagonal
  *      block products (block_apply), optional, for hess-eig --blocks.
+ *   4  log_json: a family's own fields in the training log's metrics
+ *      records (the transformer: per-tensor sums of squares, attention
+ *      entropies).
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -82,7 +85,7 @@
 #include "rng.h"
 #include "st.h"
 
-#define MODEL_FAMILY_VERSION 3
+#define MODEL_FAMILY_VERSION 4
 #define MODEL_NAME_MAX 64          /* tensor and group names, with the NUL */
 #define MODEL_MAX_DIMS 4
 
@@ -257,6 +260,17 @@ struct model_family {
 	/* --- probes for the mechanistic measures (progress-measures) --- */
 	/* (O) NULL: the family cannot be probed. */
 	const struct model_probes *probes;
+
+	/* --- the training log (version 3) --- */
+	/*
+	 * (O) The family's own fields of a training log's metrics record, for
+	 * the parameters theta (P).  d holds the diagnostics (diag_new's) of
+	 * that point's evaluation of the training set, or is NULL when the
+	 * family has none.  NULL: no fields of its own (then the loop runs no
+	 * diagnostics for the log).
+	 */
+	void (*log_json)(const struct model *m, const float *theta, const struct model_diag *d,
+	    json_t *rec);
 };
 
 /*

@@ -54,7 +54,7 @@ on_signal(int sig)
 enum {
 	O_OPTIM = TRAIN_OPT_BASE, O_LR, O_B1, O_B2, O_EPS, O_WD, O_MOM, O_NEST, O_WARM, O_BATCH,
 	O_STEPS, O_EPOCHS, O_SEED, O_LOGEVERY, O_LOGPTS, O_CKDIR, O_CKEVERY, O_CKPOINTS, O_OUT,
-	O_STATE, O_RESUME, O_THREADS, O_QUIET, O_TAG, O_DATA, O_INIT, O_CKOPTIM,
+	O_STATE, O_RESUME, O_THREADS, O_QUIET, O_TAG, O_DATA, O_INIT, O_CKOPTIM, O_WORIGIN,
 };
 
 const struct option train_options[] = {
@@ -69,6 +69,7 @@ const struct option train_options[] = {
 	{"momentum", required_argument, NULL, O_MOM},
 	{"nesterov", no_argument, NULL, O_NEST},
 	{"warmup", required_argument, NULL, O_WARM},
+	{"warmup-origin", required_argument, NULL, O_WORIGIN},
 	{"batch", required_argument, NULL, O_BATCH},
 	{"steps", required_argument, NULL, O_STEPS},
 	{"epochs", required_argument, NULL, O_EPOCHS},
@@ -99,6 +100,9 @@ const char train_help_optim[] =
 "      --momentum MU      SGD momentum, 0..1 exclusive (default 0)\n"
 "      --nesterov         SGD Nesterov momentum (needs --momentum)\n"
 "      --warmup N         linear learning-rate warm-up over N steps (default 0)\n"
+"      --warmup-origin O  0 or 1: update k (from 1) runs at lr min((k-1+O)/N, 1);\n"
+"                         1 starts at lr/N (default), 0 is PyTorch's\n"
+"                         LambdaLR(lambda s: min(s / N, 1)): the first at 0\n"
 "      --batch B|full     minibatch size, or the full training set (default)\n"
 "      --steps N          optimisation steps, 1..1000000000 (default 20000)\n"
 "      --epochs N         passes over the training set instead of --steps\n"
@@ -139,6 +143,7 @@ train_defaults(struct train_config *c)
 	c->opt.wd = 2.0;
 	c->steps = TRAIN_DEFAULT_STEPS;
 	c->log_points = TRAIN_DEFAULT_LOG_POINTS;
+	c->warmup_origin = 1;
 	c->threads = 1;
 	c->data = "-";
 }
@@ -157,6 +162,7 @@ optim_option(struct train_config *c, int code, const char *arg)
 	case O_MOM: c->opt.momentum = opt_real("--momentum", arg, 0, 0.999999999); c->set_mom = 1; break;
 	case O_NEST: c->opt.nesterov = 1; break;
 	case O_WARM: c->warmup = (long)opt_int("--warmup", arg, 0, TRAIN_MAX_STEPS); break;
+	case O_WORIGIN: c->warmup_origin = (int)opt_int("--warmup-origin", arg, 0, 1); break;
 	default: return 0;
 	}
 	return 1;
@@ -340,15 +346,26 @@ config_json(const struct run *r, const char *init_digest)
 	    c->ckpt_points ? json_pack("{s:I}", "log_points", (json_int_t)c->ckpt_points) : json_null(),
 	    "seed", (json_int_t)c->seed,
 	    "init_sha256", init_digest ? json_string(init_digest) : json_null());
+	/* only where it is not the first form, so that older configurations read the same */
+	if (c->warmup_origin != 1)
+		json_object_set_new(cfg, "warmup_origin", json_integer(c->warmup_origin));
 	json_object_set_new(cfg, "tag", c->tag ? json_string(c->tag) : json_null());
 	return cfg;
 }
 
+/*
+ * The learning rate of update s (1, 2, ...): the warm-up's factor is (s -
+ * 1 + origin) / warmup until it reaches 1.  Origin 0 is PyTorch's
+ * LambdaLR(lambda k: min(k / warmup, 1)) stepped after each update, which
+ * gives update s the factor of k = s - 1 (the first update runs at 0).
+ */
 static double
 lr_at(const struct train_config *c, long s)
 {
-	if (c->warmup && s < c->warmup)
-		return c->opt.lr * (double)s / (double)c->warmup;
+	long k = s - 1 + c->warmup_origin;
+
+	if (c->warmup && k < c->warmup)
+		return c->opt.lr * (double)k / (double)c->warmup;
 	return c->opt.lr;
 }
 
@@ -440,8 +457,11 @@ log_metrics(struct run *r, double lr, double update_norm)
 	json_t *layers = json_array(), *rec;
 	double train_loss;
 
+	/* the family's own fields, if it has any, come from the training set's pass */
+	struct model_diag *dg = r->m->family->log_json ? model_diag_new(r->m) : NULL;
+
 	memset(r->gfull, 0, r->m->nparams * sizeof(float));
-	model_eval_set(r->w, &tr, r->gfull, r->theta, d->train_x, d->train_y, d->n_train, NULL);
+	model_eval_set(r->w, &tr, r->gfull, r->theta, d->train_x, d->train_y, d->n_train, dg);
 	model_eval_set(r->w, &te, NULL, r->theta, d->test_x, d->test_y, d->n_test, NULL);
 	train_loss = tr.loss_sum / d->n_train;
 	/* each group's matrices (the MLP: each layer's weight; biases left out) */
@@ -466,6 +486,9 @@ log_metrics(struct run *r, double lr, double update_norm)
 	    "update_norm", r->step ? jnum(update_norm) : json_null(),
 	    "softmax_collapse", jnum((double)tr.collapsed / d->n_train),
 	    "elapsed", jnum(r->elapsed0 + now_seconds() - r->t0));
+	if (r->m->family->log_json)
+		r->m->family->log_json(r->m, r->theta, dg, rec);
+	model_diag_free(dg);
 	jsonl_emit(stdout, rec);
 	return isfinite(train_loss) ? 0 : -1;
 }

@@ -28,6 +28,7 @@ struct train_config {
 	struct optim_config opt;
 	long steps, epochs, batch, warmup, log_every, log_points, ckpt_every, ckpt_points;
 	int steps_given, set_beta, set_mom;
+	int warmup_origin;            /* 1: the first update at lr / warmup; 0: LambdaLR's, at 0 */
 	uint64_t seed;
 	int threads, quiet;
 	int ckpt_optim;                /* --ckpt-optim: the optimiser's state in checkpoints */

@@ -156,6 +156,18 @@ void tfm_hvp_grad(struct tfm_prepared *s, float *grad);
  */
 void tfm_attn_entropy(const struct tfm *m, const struct tfm_work *w, int B, double *sum);
 
+/* acts (B, M) = the last block's MLP activations (after act) at the last position, of the last forward. */
+void tfm_mlp_acts(const struct tfm *m, const struct tfm_work *w, int B, float *acts);
+/*
+ * gx, gy (B, D) = d logit c / d (the input rows at positions 0 and 1) of
+ * each row of the last forward: the gradients with respect to the
+ * embedding vectors x and y looked up, before W_pos is added.  Only a
+ * TFM_WORK_NAIVE work keeps per-row deltas at every position (block 0's
+ * tables merge rows that share a token); overwrites the work's dlogits.
+ */
+void tfm_logit_input_grad(const struct tfm *m, struct tfm_work *w, const float *theta, int B, int c,
+    float *gx, float *gy);
+
 /* The same kernels in double precision. */
 struct tfm64_work *tfm64_work_new(const struct tfm *m, int maxb, int flags);
 void tfm64_work_free(struct tfm64_work *w);
@@ -173,6 +185,9 @@ void tfm64_ggn_apply(struct tfm64_prepared *s, struct tfm64_work *gw, double *gv
 struct tfm_eval tfm64_hvp_eval(const struct tfm64_prepared *s);
 void tfm64_hvp_grad(struct tfm64_prepared *s, double *grad);
 void tfm64_attn_entropy(const struct tfm *m, const struct tfm64_work *w, int B, double *sum);
+void tfm64_mlp_acts(const struct tfm *m, const struct tfm64_work *w, int B, double *acts);
+void tfm64_logit_input_grad(const struct tfm *m, struct tfm64_work *w, const double *theta, int B,
+    int c, double *gx, double *gy);
 
 /*
  * The transformer as a model family (model.h), in transformer_family.c:
@@ -185,9 +200,19 @@ void tfm64_attn_entropy(const struct tfm *m, const struct tfm64_work *w, int B, 
  * model's layout.
  */
 struct model;
+struct model_probes;
 extern const struct model_family transformer_family;
+/* Its probes for progress-measures (transformer_probes.c). */
+extern const struct model_probes tfm_probes;
 struct model *tfm_model_new(const struct tfm_config *c);
 const struct tfm *tfm_of(const struct model *m);
+/*
+ * The kernels' work inside a transformer's model work; with naive, a
+ * TFM_WORK_NAIVE one of the same size, made on the first such call and
+ * freed with the model work (only the probes want one).
+ */
+struct model_work;
+struct tfm_work *tfm_work_of(struct model_work *mw, int naive);
 
 /*
  * Reference model in double precision: naive loops over one example at a

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "jsonl.h"
 #include "model.h"
 #include "util.h"
 
@@ -33,6 +34,7 @@ struct tfm_model {
 struct tfm_mwork {
 	struct model_work base;
 	struct tfm_work *w;
+	struct tfm_work *naive;   /* the probes' per-row gradients (transformer_probes.c), made on first use */
 };
 
 struct tfm_mpoint {
@@ -60,6 +62,20 @@ struct tfm_mhvp {
 	const int32_t *x;
 	int gw_ready;
 };
+
+/* A transformer work's float32 kernels' work, and (made on first call) its naive one. */
+struct tfm_work *
+tfm_work_of(struct model_work *mw, int naive)
+{
+	struct tfm_mwork *w = (struct tfm_mwork *)mw;
+
+	tfm_of(mw->m);   /* dies unless mw is a transformer's */
+	if (!naive)
+		return w->w;
+	if (!w->naive)
+		w->naive = tfm_work_new(tfm_of(mw->m), mw->maxb, TFM_WORK_NAIVE);
+	return w->naive;
+}
 
 const struct tfm *
 tfm_of(const struct model *m)
@@ -337,6 +353,7 @@ work_free(struct model_work *mw)
 	if (!w)
 		return;
 	tfm_work_free(w->w);
+	tfm_work_free(w->naive);
 	free(w);
 }
 
@@ -465,6 +482,28 @@ diag_json(const struct model_diag *md, json_t *rec)
 	json_object_set_new(rec, "attn_entropy", a);
 }
 
+/*
+ * The training log's fields of the transformer literature: every tensor's
+ * sum of squared entries by name (Nanda et al.'s per-parameter weight
+ * norms), and the attention entropies of the training set's pass.
+ */
+static void
+log_json(const struct model *m, const float *theta, const struct model_diag *d, json_t *rec)
+{
+	json_t *o = json_object();
+
+	for (int k = 0; k < m->ntensors; k++) {
+		const float *t = theta + m->tensors[k].offset;
+		double s = 0;
+		for (size_t i = 0; i < m->tensors[k].numel; i++)
+			s += (double)t[i] * (double)t[i];
+		json_object_set_new(o, m->tensors[k].name, jnum(s));
+	}
+	json_object_set_new(rec, "weight_sq_norms", o);
+	if (d)
+		diag_json(d, rec);
+}
+
 const struct model_family transformer_family = {
 	.version = MODEL_FAMILY_VERSION,
 	.name = "transformer",
@@ -489,4 +528,6 @@ const struct model_family transformer_family = {
 	.diag_new = diag_new,
 	.diag_free = diag_free,
 	.diag_json = diag_json,
+	.probes = &tfm_probes,
+	.log_json = log_json,
 };

@@ -659,6 +659,45 @@ FN(project)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, i
 	FN(lin)(y->v, w->x[l], theta + m->blk[l][TFM_WV], N, F, D, 0);
 }
 
+/*
+ * post (n) = act(pre).  ReLU gets a loop of its own: with the choice
+ * (and GELU's call to erfc) inside the loop, the compiler neither
+ * vectorises it nor keeps the pointers in registers, and at two layers it
+ * cost a seventh of a training step.  The values are act_f's exactly.
+ */
+static void
+FN(act_fwd)(enum tfm_act a, REAL *post, const REAL *pre, size_t n)
+{
+	if (a == TFM_RELU) {
+		for (size_t i = 0; i < n; i++)
+			post[i] = pre[i] > 0 ? pre[i] : 0;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		post[i] = (REAL)act_f(a, pre[i]);
+}
+
+/*
+ * out (n) = d (n) act'(pre), out == d allowed.  ReLU's is PyTorch's
+ * threshold_backward: d where pre > 0, else +0 (a NaN or infinite d of a
+ * unit that is off does not pass).  A select, not d times 0 or 1: the
+ * product's exceptions keep the compiler from if-converting it, and the
+ * branch it leaves is mispredicted on half the units.
+ */
+static void
+FN(act_back)(enum tfm_act a, REAL *out, const REAL *d, const REAL *pre, size_t n)
+{
+	if (a == TFM_RELU) {
+		for (size_t i = 0; i < n; i++) {
+			REAL g = d[i];   /* loaded on both arms, so the select needs no branch */
+			out[i] = pre[i] > 0 ? g : 0;
+		}
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = (REAL)(d[i] * act_d(a, pre[i]));
+}
+
 static void
 FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
 {
@@ -677,8 +716,7 @@ FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *th
 	FN(lin)(y->x1, y->z, theta + o[TFM_WO], nq, D, F, 1);
 	FN(lin)(y->pre, y->x1, theta + o[TFM_WIN], nq, M, D, 0);
 	FN(addbias)(y->pre, theta + o[TFM_BIN], nq, M);
-	for (size_t i = 0; i < nM; i++)
-		y->post[i] = (REAL)act_f(m->c.act, y->pre[i]);
+	FN(act_fwd)(m->c.act, y->post, y->pre, nM);
 	memcpy(w->x[l + 1], y->x1, (size_t)nq * D * sizeof(REAL));
 	FN(lin)(w->x[l + 1], y->post, theta + o[TFM_WOUT], nq, D, M, 1);
 	FN(addbias)(w->x[l + 1], theta + o[TFM_BOUT], nq, D);
@@ -772,8 +810,7 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 	size_t nM = (size_t)nq * M;
 
 	FN(lin_back)(y->dpost, dout, theta + o[TFM_WOUT], nq, D, M, 0);
-	for (size_t i = 0; i < nM; i++)
-		y->dpre[i] = (REAL)(y->dpost[i] * act_d(m->c.act, y->pre[i]));
+	FN(act_back)(m->c.act, y->dpre, y->dpost, y->pre, nM);
 	memcpy(y->dx1, dout, (size_t)nq * D * sizeof(REAL));
 	FN(lin_back)(y->dx1, y->dpre, theta + o[TFM_WIN], nq, M, D, 1);
 	FN(lin_back)(y->dz, y->dx1, theta + o[TFM_WO], nq, D, F, 0);
@@ -893,8 +930,7 @@ FN(block_rforward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *t
 	FN(lin)(y->rpre, y->rx1, theta + o[TFM_WIN], nq, M, D, 0);
 	FN(lin)(y->rpre, y->x1, v + o[TFM_WIN], nq, M, D, 1);
 	FN(addbias)(y->rpre, v + o[TFM_BIN], nq, M);
-	for (size_t i = 0; i < nM; i++)
-		y->rpost[i] = (REAL)(act_d(m->c.act, y->pre[i]) * y->rpre[i]);
+	FN(act_back)(m->c.act, y->rpost, y->rpre, y->pre, nM);   /* products commute exactly */
 	memcpy(w->rx[l + 1], y->rx1, (size_t)nq * D * sizeof(REAL));
 	FN(lin)(w->rx[l + 1], y->rpost, theta + o[TFM_WOUT], nq, D, M, 1);
 	FN(lin)(w->rx[l + 1], y->post, v + o[TFM_WOUT], nq, D, M, 1);
@@ -1126,5 +1162,43 @@ FN(attn_entropy)(const struct tfm *m, const struct FN(work) *w, int B, double *s
 					e -= p[j] > 0 ? p[j] * log((double)p[j]) : 0;
 			}
 		sum[l] += e;
+	}
+}
+
+/* acts (B, M) = the last block's MLP activations at the last position, from the last forward. */
+void
+FN(mlp_acts)(const struct tfm *m, const struct FN(work) *w, int B, REAL *acts)
+{
+	const struct FN(layer) *y = &w->ly[m->c.layers - 1];
+	int M = m->c.d_mlp, nqp = m->n_ctx - y->q0;
+
+	for (int b = 0; b < B; b++)
+		memcpy(acts + (size_t)b * M, y->post + ((size_t)b * nqp + (size_t)(nqp - 1)) * M,
+		    (size_t)M * sizeof(REAL));
+}
+
+/*
+ * gx, gy (B, D) = the gradient of logit c of each of the last forward's
+ * rows with respect to its input rows at positions 0 and 1 (the embedding
+ * vectors of x and y; W_pos is added to them, so this is also d logit /
+ * d W_pos[t] of the row alone).  The deltas of every position are per
+ * row only without the tables, which merge the rows that share a token:
+ * the work must be naive.
+ */
+void
+FN(logit_input_grad)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B, int c,
+    REAL *gx, REAL *gy)
+{
+	int C = m->c.p, D = m->c.d_model, T = m->n_ctx;
+
+	if (!w->naive)
+		die("transformer: logit_input_grad needs a naive work");
+	memset(w->dlogits, 0, (size_t)B * C * sizeof(REAL));
+	for (int b = 0; b < B; b++)
+		w->dlogits[(size_t)b * C + c] = 1;
+	FN(deltas)(m, w, theta, B);
+	for (int b = 0; b < B; b++) {
+		memcpy(gx + (size_t)b * D, w->dres[0] + (size_t)b * T * D, (size_t)D * sizeof(REAL));
+		memcpy(gy + (size_t)b * D, w->dres[0] + ((size_t)b * T + 1) * D, (size_t)D * sizeof(REAL));
 	}
 }
