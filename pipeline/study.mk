@@ -79,9 +79,7 @@ HESS_FLAGS ?= --top 3 --converge value
 # --full: the entropy effective rank the GOP plots draw needs the whole spectrum.
 GOP_FLAGS ?= --top 10 --full
 LLC_RECIPES ?= grok nanda pizza
-# The transformer family has no progress-measures probes yet: nanda and
-# pizza join PM_RECIPES when it does.
-PM_RECIPES ?= grok seed
+PM_RECIPES ?= grok seed nanda pizza
 LLC_FLAGS ?= --chains 4 --draws 200 --burn-in 200
 # The transformers' chains leave the basin at the default step size 1e-3
 # (and 1e-4, 3e-5) on a nanda checkpoint at p = 31; at 1e-5 they stay.

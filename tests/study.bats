@@ -76,10 +76,10 @@ invocations() {
 	done
 	# the transformer: trained by train-transformer, analysed as the MLPs, plotted without dead units
 	assert_equal "$(head -1 results/nanda/d1-s0/log.jsonl | jq -r '.tool + " " + (.config.model.layers | tostring) + " " + .config.tag')" "train-transformer 1 nanda"
-	for f in hessian gop llc; do
+	for f in hessian gop llc progress; do
 		assert_equal "$(jq -s "map(select(.record == \"$f\")) | length" results/nanda/d1-s0/$f.jsonl)" 4
 	done
-	for k in accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum llc; do
+	for k in accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum llc progress fourier; do
 		assert_file_exist "plots/nanda-$k.png"
 	done
 	assert_file_not_exist plots/nanda-dead-units.png
@@ -94,7 +94,7 @@ invocations() {
 	assert_equal "$(head -1 results/runs.tsv | cut -f18-)" \
 		"$(printf 'restricted_step\texcluded_at_generalisation\tfinal_restricted_loss\tfinal_excluded_loss\tfinal_key_freqs\tblas_core\tfamily')"
 	assert_equal "$(head -1 results/by-depth.tsv | awk -F'\t' '{ print $(NF - 9) }')" restricted_step_mean
-	assert_equal "$(jq -s 'map(select(.record == "run" and .recipe == "nanda")) | .[0] | [.depth, (.progress | type)] | tostring' -r results/runs.jsonl)" '[1,"null"]'
+	assert_equal "$(jq -s 'map(select(.record == "run" and .recipe == "nanda")) | .[0] | [.depth, (.progress | type)] | tostring' -r results/runs.jsonl)" '[1,"object"]'
 	assert_equal "$(jq -s 'map(select(.record == "run")) | length' results/runs.jsonl)" 9
 	assert_equal "$(jq -s 'map(select(.recipe == "grok") | .llc.final.step) | unique' -c results/runs.jsonl)" "[40]"
 	# every table: its header once, then one row per record (4 checkpoints; log points of 40 steps)

@@ -354,6 +354,21 @@ symmetricity(const struct pairs *s, const struct model_probes *pr, const struct 
 	free(gy);
 }
 
+/*
+ * A family whose x and y gradients are one vector by construction (the
+ * one-hot MLP) has symmetricity 1 over every triple with a non-zero
+ * gradient: said, not computed (p backward passes over all pairs would
+ * only confirm it; check_progress does, by autograd).
+ */
+static void
+tied_symmetricity(json_t *rec)
+{
+	json_object_set_new(rec, "gradient_symmetricity", json_real(1));
+	json_object_set_new(rec, "gradient_symmetricity_correct", json_real(1));
+	json_object_set_new(rec, "gradient_symmetricity_undefined", json_null());
+	json_object_set_new(rec, "gradient_symmetricity_tied", json_true());
+}
+
 /* The arrays behind the record, as a side file. */
 static void
 write_arrays(const struct config *c, const struct analysis_ckpt *ck, const struct pairs *s,
@@ -472,7 +487,9 @@ analyse(const struct config *c, const struct analysis *a, const struct run *run,
 			keys[i] = (int)run->fixed[i];
 	}
 	logits_json(g, run->has_group, &s, keys, nkeys, rec);
-	if (c->symmetricity && !json_is_null(ex))
+	if (c->symmetricity && !json_is_null(ex) && pr->tied_grads)
+		tied_symmetricity(rec);
+	else if (c->symmetricity && !json_is_null(ex))
 		symmetricity(&s, pr, ck.m, w, ck.theta, chunk, rec);
 	else
 		json_object_set_new(rec, "gradient_symmetricity", json_null());

@@ -83,8 +83,12 @@ logit_delta(const struct mlp *l, struct mlp_work *w, const float *theta, int B, 
 		int nin = l->in[L - 1];
 		const float *row = theta + l->woff[L - 1] + (size_t)c * nin, *a = w->acts[L - 2];
 		dz = w->dbuf[cur];
-		for (size_t k = 0; k < (size_t)B * nin; k++)
-			dz[k] = a[k] > 0.0f ? row[k % nin] : 0.0f;
+		for (int b = 0; b < B; b++) {
+			const float *ab = a + (size_t)b * nin;
+			float *db = dz + (size_t)b * nin;
+			for (int j = 0; j < nin; j++)
+				db[j] = ab[j] > 0.0f ? row[j] : 0.0f;
+		}
 		cur ^= 1;
 	}
 	for (int i = L - 2; i >= 1; i--) {
@@ -114,7 +118,8 @@ embed_grad(struct model_work *mw, const float *theta, const int32_t *x, int B, c
 		float *d;
 		logit_delta(l, w, theta, B, cls[k], &d);
 		memcpy(gx + (size_t)k * n, d, n * sizeof(float));
-		memcpy(gy + (size_t)k * n, d, n * sizeof(float));
+		if (gy)
+			memcpy(gy + (size_t)k * n, d, n * sizeof(float));
 	}
 }
 
@@ -123,4 +128,5 @@ const struct model_probes mlp_probes = {
 	.forward = forward,
 	.embedding = embedding,
 	.embed_grad = embed_grad,
+	.tied_grads = 1,
 };

@@ -305,6 +305,13 @@ struct model_probes {
 	 */
 	void (*embed_grad)(struct model_work *w, const float *theta, const int32_t *x, int B,
 	    const int *cls, int nc, float *gx, float *gy);
+	/*
+	 * (O) Nonzero when x's and y's gradients are one vector by
+	 * construction (the one-hot MLP: both columns enter the first
+	 * pre-activation as a sum): embed_grad then writes gx alone (gy may
+	 * be NULL), and the cosine of a non-zero gradient is 1.
+	 */
+	int tied_grads;
 };
 
 /* --- The family table --- */
