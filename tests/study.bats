@@ -45,7 +45,7 @@ invocations() {
 	done
 	assert_line --regexp '^seed +2 .* —$'   # no LLC for the control
 	assert_line --regexp '^nanda +1 +[01]/1 +[01]/1 +.* [01]\.[0-9]{2} +'   # one seed: no ± 
-	assert_line "Plots: $BATS_TEST_TMPDIR/plots/ (30 files; plots/README.md says what each shows)."
+	assert_line "Plots: $BATS_TEST_TMPDIR/plots/ (32 files; plots/README.md says what each shows)."
 	assert_equal "$(grep -v '^make' <<<"$output" | tail -1)" "Tables: $BATS_TEST_TMPDIR/results/runs.tsv (per run), $BATS_TEST_TMPDIR/results/by-depth.tsv (per recipe and depth)."
 	for f in results/data/grok.safetensors results/data/seed.safetensors results/runs.jsonl results/runs.tsv \
 	    results/by-depth.jsonl results/by-depth.tsv plots/by-depth.png results/llc-calibration.tsv \
@@ -120,11 +120,11 @@ invocations() {
 
 	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2"
 	assert_success
-	assert_equal "$(invocations <<<"$output")" "bin/hess-eig=9 bin/summarize=4 gnuplot -e=26 "
+	assert_equal "$(invocations <<<"$output")" "bin/hess-eig=9 bin/summarize=4 gnuplot -e=27 "
 
 	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2" LLC_FLAGS="--chains 2 --draws 21 --batch 8"
 	assert_success
-	assert_equal "$(invocations <<<"$output")" "bin/llc-estimate=6 bin/summarize=4 gnuplot -e=28 "
+	assert_equal "$(invocations <<<"$output")" "bin/llc-estimate=6 bin/summarize=4 gnuplot -e=29 "
 }
 
 @test "study: interrupted by SIGINT and made again, it finishes without redoing finished work" {
@@ -171,7 +171,7 @@ invocations() {
 	assert_line --partial "ensure-deps: installing: build-essential"
 	assert_line --regexp '^    CC tools/train-mlp\.c$'   # quiet build lines, not compiler commands
 	refute_line --regexp '^(cc|gcc|clang) '
-	assert_line "Plots: plots/small/ (30 files; plots/README.md says what each shows)."
+	assert_line "Plots: plots/small/ (32 files; plots/README.md says what each shows)."
 	assert_file_exist clone/plots/small/by-depth.png
 	# and a second make all, with every command shown, runs nothing
 	run make -C clone all V=1 "${T[@]}"
