@@ -64,7 +64,12 @@ help(void)
 "\n"
 "Exit status: 0 success, 1 runtime or data error, 2 usage error,\n"
 "3 diverged (NaN or infinite loss; the last good checkpoint is kept),\n"
-"130/143 interrupted by SIGINT/SIGTERM (the state is written first).\n",
+"130/143 interrupted by SIGINT/SIGTERM (the state is written first).\n"
+"\n"
+"Examples:\n"
+"  gen-modadd -p 113 --frac 0.3 | train-transformer --ckpt-dir ck > log.jsonl\n"
+"  gen-modadd -p 59 --frac 0.8 -o d.st && train-transformer --data d.st --no-eq-token \\\n"
+"      --attention full --attn-coeff 0 --wd 2 --tag pizza-a0 > log.jsonl\n",
 	    TFM_MAX_LAYERS, TFM_MAX_DIM, train_help_optim, train_help_output);
 }
 
