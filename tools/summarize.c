@@ -256,6 +256,46 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 	return 0;
 }
 
+/*
+ * A trainer's header opens its run: the config, family, data fraction and
+ * BLAS kernels; *rid points into rec.  0, or -1 with err.
+ */
+static int
+run_from_header(json_t *rec, const char *file, const char *t, const char **rid, char *err,
+    size_t errlen)
+{
+	struct run *r;
+	json_t *md;
+	const char *fr, *fam = json_string_value(json_object_get(rec, "family"));
+
+	*rid = json_string_value(json_object_get(rec, "run_id"));
+	if (!*rid) {
+		snprintf(err, errlen, "%s: a %s log without a run_id (from an older version?)", file, t);
+		return -1;
+	}
+	if (!json_is_object(json_object_get(rec, "config"))) {
+		snprintf(err, errlen, "%s: a %s header without its config", file, t);
+		return -1;
+	}
+	r = find_run(*rid);
+	if (r->config) {
+		snprintf(err, errlen, "%s: run %s already read from %s", file, *rid, r->file);
+		return -1;
+	}
+	r->file = file;
+	r->config = json_incref(json_object_get(rec, "config"));
+	/* headers before the family field: the trainer says it */
+	r->family = json_string(fam ? fam : strcmp(t, "train-mlp") == 0 ? "mlp" : "transformer");
+	/* data set metadata are strings; the fraction is a number here */
+	md = json_object_get(json_object_get(rec, "data"), "metadata");
+	fr = json_string_value(json_object_get(md, "frac"));
+	r->data = json_pack("{s:o}", "frac", fr ? jnum(strtod(fr, NULL)) : json_null());
+	/* Results are reproducible within one kernel family (docs/design.md). */
+	fr = json_string_value(json_object_get(json_object_get(rec, "blas"), "core"));
+	snprintf(r->blas_core, sizeof r->blas_core, "%s", fr ? fr : "");
+	return 0;
+}
+
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); goto fail; } while (0)
 
 /*
@@ -306,28 +346,8 @@ read_log_fp(FILE *fp, const char *file, json_t *inputs, char *err, size_t errlen
 				FAIL("%s: not a log of train-mlp, hess-eig, gop-spectrum or llc-estimate (no such header)", file);
 			snprintf(tool, sizeof tool, "%s", t);
 			if (is_trainer(t)) {
-				struct run *r;
-				json_t *md;
-				const char *fr, *fam = json_string_value(json_object_get(rec, "family"));
-				rid = json_string_value(json_object_get(rec, "run_id"));
-				if (!rid)
-					FAIL("%s: a %s log without a run_id (from an older version?)", file, t);
-				if (!json_is_object(json_object_get(rec, "config")))
-					FAIL("%s: a %s header without its config", file, t);
-				r = find_run(rid);
-				if (r->config)
-					FAIL("%s: run %s already read from %s", file, rid, r->file);
-				r->file = file;
-				r->config = json_incref(json_object_get(rec, "config"));
-				/* headers before the family field: the trainer says it */
-				r->family = json_string(fam ? fam : strcmp(t, "train-mlp") == 0 ? "mlp" : "transformer");
-				/* data set metadata are strings; the fraction is a number here */
-				md = json_object_get(json_object_get(rec, "data"), "metadata");
-				fr = json_string_value(json_object_get(md, "frac"));
-				r->data = json_pack("{s:o}", "frac", fr ? jnum(strtod(fr, NULL)) : json_null());
-				/* Results are reproducible within one kernel family (docs/design.md). */
-				fr = json_string_value(json_object_get(json_object_get(rec, "blas"), "core"));
-				snprintf(r->blas_core, sizeof r->blas_core, "%s", fr ? fr : "");
+				if (run_from_header(rec, file, t, &rid, err, errlen) < 0)
+					goto fail;
 				header = rec;   /* rid points into it: keep it to the end of the file */
 				rec = NULL;
 				continue;
