@@ -19,9 +19,10 @@ setup() {
 	ARGS=(-C "$ROOT" O="$O" SAN="$SAN" "${TINY[@]}" R="$BATS_TEST_TMPDIR/results" PL="$BATS_TEST_TMPDIR/plots")
 }
 
-# The tool invocations a make printed (with V=1), counted by tool.
+# The tool invocations a make printed (with V=1), counted by tool; the quiet
+# build's own lines (a tool relinked: "LINK .../bin/hess-eig") are not runs.
 invocations() {
-	grep -oE 'bin/(gen-modadd|train-mlp|train-transformer|hess-eig|gop-spectrum|llc-estimate|progress-measures|summarize)|gnuplot -e' | sort | uniq -c |
+	grep -vE '^ +(CC|AR|LINK|GEN) ' | grep -oE 'bin/(gen-modadd|train-mlp|train-transformer|hess-eig|gop-spectrum|llc-estimate|progress-measures|summarize)|gnuplot -e' | sort | uniq -c |
 		sed -E 's/^ *([0-9]+) (.*)$/\2=\1/' | tr '\n' ' '
 }
 
