@@ -234,7 +234,7 @@ def sgld_draws(data, ckpt, depth, chains, draws, batch, epsilon, gamma):
     return {"draws_per_second": chains * draws / (time.perf_counter() - t)}
 
 
-def progress_numpy(data, ckpt, depth, op, threshold):
+def progress_numpy(data, ckpt, depth, op, threshold, symmetricity=True):
     """progress-measures' full set on one MLP checkpoint, as the numpy
     float64 reference of tests/ref/check_progress.py computes it (Nanda's
     helpers and the pizza notebook; symmetricity by autograd): seconds."""
@@ -259,7 +259,7 @@ def progress_numpy(data, ckpt, depth, op, threshold):
     W0 = np.array(params["layers.0.weight"])
     for i in range(2):
         cp.embed_spectrum(W0, p, res, len(res), i * p)
-    sym = cp.symmetricity64(from_embedded, ex, ey, labels, p)
+    sym = cp.symmetricity64(from_embedded, ex, ey, labels, p) if symmetricity else (None, None)
     return {"seconds": time.perf_counter() - t, "restricted_loss": ref["restricted_loss"], "symmetricity": sym[0]}
 
 
