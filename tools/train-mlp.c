@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "mlp.h"
 #include "opts.h"
@@ -110,12 +109,7 @@ parse_args(struct mlp_config *m, struct train_config *c, int argc, char **argv)
 		exit(EXIT_USAGE);
 	}
 	free(longopts);
-	if (optind < argc)
-		usage_error("unexpected argument '%s' (the data set is read from --data FILE or standard input)",
-		    argv[optind]);
-	train_check(c);
-	if (strcmp(c->data, "-") == 0 && isatty(STDIN_FILENO))
-		usage_error("no data: pipe gen-modadd into train-mlp or give --data FILE");
+	train_check(c, argc, argv, optind, "train-mlp");
 }
 
 int

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "opts.h"
 #include "train.h"
@@ -148,13 +147,8 @@ parse_args(struct tfm_config *m, struct train_config *c, int argc, char **argv)
 		exit(EXIT_USAGE);
 	}
 	free(longopts);
-	if (optind < argc)
-		usage_error("unexpected argument '%s' (the data set is read from --data FILE or standard input)",
-		    argv[optind]);
 	derive(m);
-	train_check(c);
-	if (strcmp(c->data, "-") == 0 && isatty(STDIN_FILENO))
-		usage_error("no data: pipe gen-modadd into train-transformer or give --data FILE");
+	train_check(c, argc, argv, optind, "train-transformer");
 }
 
 int

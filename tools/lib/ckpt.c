@@ -101,11 +101,8 @@ ckpt_meta_choice(const struct st_frame *f, const char *key, const char *const *n
 		snprintf(err, errlen, "%s: no '%s' in the metadata (not a train-mlp checkpoint?)", name, key);
 		return -1;
 	}
-	for (int i = 0; names[i]; i++)
-		if (strcmp(s, names[i]) == 0) {
-			*out = i;
-			return 0;
-		}
+	if ((*out = name_index(names, s)) >= 0)
+		return 0;
 	snprintf(err, errlen, "%s: metadata %s = '%s' is unknown", name, key, s);
 	return -1;
 }
@@ -345,10 +342,7 @@ optim_config_read(const struct st_frame *f, struct ckpt_optim *o, const char *na
 	const json_t *opt = json_object_get(root, "optim"), *jn = json_object_get(opt, "name");
 	int ok = 0;
 
-	o->kind = -1;
-	for (int i = 0; json_is_string(jn) && optim_names[i]; i++)
-		if (strcmp(optim_names[i], json_string_value(jn)) == 0)
-			o->kind = i;
+	o->kind = name_index(optim_names, json_string_value(jn));
 	if (o->kind == OPT_SGD)
 		ok = optim_number(opt, "momentum", &o->momentum) == 0;
 	else if (o->kind >= 0)

@@ -86,22 +86,13 @@ hparams_json(const struct model *m)
 	    "loss", mlp_loss_names[l->c.loss]);
 }
 
-static int
-choice(const char *s, const char *const *names)
-{
-	for (int i = 0; s && names[i]; i++)
-		if (strcmp(s, names[i]) == 0)
-			return i;
-	return -1;
-}
-
 static struct model *
 from_json(const json_t *hp, int p, char *err, size_t errlen)
 {
 	struct mlp_config c = {p, 0, 0, MLP_ONEHOT, MLP_CE};
 	json_t *d = json_object_get(hp, "depth"), *w = json_object_get(hp, "width");
-	int enc = choice(json_string_value(json_object_get(hp, "encoding")), mlp_encoding_names);
-	int loss = choice(json_string_value(json_object_get(hp, "loss")), mlp_loss_names);
+	int enc = name_index(mlp_encoding_names, json_string_value(json_object_get(hp, "encoding")));
+	int loss = name_index(mlp_loss_names, json_string_value(json_object_get(hp, "loss")));
 	struct model *m;
 
 	if (!json_is_integer(d) || !json_is_integer(w) || enc < 0 || loss < 0) {

@@ -87,10 +87,10 @@ int
 opt_choice(const char *opt, const char *s, const char *const *names)
 {
 	char list[512] = "";
+	int k = name_index(names, s);
 
-	for (int i = 0; names[i]; i++)
-		if (strcmp(s, names[i]) == 0)
-			return i;
+	if (k >= 0)
+		return k;
 	for (int i = 0; names[i]; i++) {
 		if (i)
 			strncat(list, ", ", sizeof list - strlen(list) - 1);

@@ -205,8 +205,11 @@ train_option(struct train_config *c, int code, const char *arg)
 }
 
 void
-train_check(const struct train_config *c)
+train_check(const struct train_config *c, int argc, char **argv, int first, const char *tool)
 {
+	if (first < argc)
+		usage_error("unexpected argument '%s' (the data set is read from --data FILE or standard input)",
+		    argv[first]);
 	if (c->steps_given && c->epochs)
 		usage_error("--steps and --epochs exclude each other");
 	if (c->opt.kind == OPT_SGD && c->set_beta)
@@ -225,6 +228,8 @@ train_check(const struct train_config *c)
 		usage_error("--ckpt-every and --ckpt-points exclude each other");
 	if (c->init && c->resume)
 		usage_error("--init and --resume exclude each other (a state holds its parameters)");
+	if (strcmp(c->data, "-") == 0 && isatty(STDIN_FILENO))
+		usage_error("no data: pipe gen-modadd into %s or give --data FILE", tool);
 }
 
 struct option *

@@ -46,8 +46,12 @@ extern const char train_help_optim[], train_help_output[];
 void train_defaults(struct train_config *c);
 /* Apply a shared option (code from train_options); 0 if code is not one of them. */
 int train_option(struct train_config *c, int code, const char *arg);
-/* The checks between shared options (usage errors); after parsing. */
-void train_check(const struct train_config *c);
+/*
+ * After parsing argv up to first (getopt's optind): no argument left over,
+ * the checks between shared options, and data to read (usage errors that
+ * name tool).
+ */
+void train_check(const struct train_config *c, int argc, char **argv, int first, const char *tool);
 /*
  * Concatenate a tool's own long options with train_options (malloc'd,
  * NULL-terminated).

@@ -189,10 +189,7 @@ json_choice_field(const json_t *hp, const char *key, const char *const *names, i
 
 	if (!v)
 		return 0;
-	for (int i = 0; json_is_string(v) && names[i]; i++)
-		if (strcmp(json_string_value(v), names[i]) == 0)
-			return *out = i, 0;
-	return -1;
+	return (*out = name_index(names, json_string_value(v))) < 0 ? -1 : 0;
 }
 
 static struct model *

@@ -158,6 +158,15 @@ xrealloc(void *p, size_t n)
 	return q;
 }
 
+int
+name_index(const char *const *names, const char *s)
+{
+	for (int i = 0; s && names[i]; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
 char *
 xstrdup(const char *s)
 {

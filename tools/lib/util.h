@@ -39,6 +39,8 @@ void *xcalloc(size_t n, size_t size);
 void *xmalloc_big(size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* The index of s in a NULL-terminated list of names, or -1 (also for s NULL). */
+int name_index(const char *const *names, const char *s);
 /* n * size, dying on overflow. */
 size_t xmul(size_t n, size_t size);
 
