@@ -174,6 +174,7 @@ check_hvp(struct fixture *f)
 	double *fd = calloc(P, sizeof *fd), *g1 = calloc(P, sizeof *g1), *g2 = calloc(P, sizeof *g2);
 	double *th = calloc(P, sizeof *th), h = 1e-5, uhv = 0, vhu = 0, scale;
 	float *vf = calloc(P, sizeof *vf), *hvf = calloc(P, sizeof *hvf);
+	int first;
 
 	rng_init(&r, 99, RNG_SAMPLE);
 	for (size_t k = 0; k < P; k++) {
@@ -209,8 +210,16 @@ check_hvp(struct fixture *f)
 	tfm64_backward(m, wg, g1, f->th, B);
 	tfm64_hvp_grad(s64, g2);
 	pe = tfm64_hvp_eval(s64);
-	ok(max_diff(g1, g2, P) == 0 && pe.loss_sum == ev.loss_sum && pe.correct == ev.correct,
-	    "%s: prepare's loss and gradient = forward and backward, exactly (max diff %.2e)", f->what, max_diff(g1, g2, P));
+	/*
+	 * Exactly, unless the plain work has the first shortcut (causal, two or
+	 * more blocks), which sums block 0's position-0 gradients per token
+	 * before the products: the same sums in another order.
+	 */
+	first = m->c.attention == TFM_CAUSAL && m->c.layers > 1;
+	ok(first ? max_diff(g1, g2, P) < 1e-14 * max_abs(g2, P) && fabs(pe.loss_sum - ev.loss_sum) < 1e-14 * ev.loss_sum
+	    : max_diff(g1, g2, P) == 0 && pe.loss_sum == ev.loss_sum && pe.correct == ev.correct,
+	    "%s: prepare's loss and gradient = forward and backward, %s (max diff %.2e)", f->what,
+	    first ? "to 1e-14" : "exactly", max_diff(g1, g2, P));
 	free(v); free(u); free(hv); free(hu); free(gp); free(gm); free(fd); free(g1); free(g2); free(th);
 	free(vf); free(hvf);
 	tfm64_work_free(w64);

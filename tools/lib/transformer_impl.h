@@ -27,6 +27,17 @@
  *   rows are gathered, and their gradients scattered back.  Block 0 then
  *   has no (N, .) buffer of inputs, keys or values, and with one layer no
  *   matrix product runs over all N token rows.
+ * - Position 0 of block 0 (causal attention, two or more blocks, works
+ *   without the R-operator).  Query 0 attends to key 0 alone (weight
+ *   alpha + (1 - alpha) = 1), so block 0's output there is a function of
+ *   the token alone: V rows (struct first) computed once per pass instead
+ *   of B, gathered into x[1] and their deltas summed back per token.
+ *   Block 0's query rows then start at q0 = 1, and its output rows go
+ *   through a buffer of their own (out) into x[1].
+ *
+ * With ReLU the pre-activation is not kept: the activation overwrites it
+ * (pre == post), since pre > 0 exactly where post > 0 and ReLU's second
+ * derivative is zero, so every use of pre reads the same mask from post.
  */
 
 /* What a layer keeps: its forward values, its backward deltas, their R-values. */
@@ -40,13 +51,20 @@ struct FN(layer) {
 	REAL *att;              /* (B, H, T-q0, T) alpha * pat + (1 - alpha), 0 where masked */
 	REAL *z;                /* (nq, F) att v per head, heads side by side */
 	REAL *x1;               /* (nq, D) residual after attention */
-	REAL *pre, *post;       /* (nq, M) MLP pre-activation and activation */
+	REAL *pre, *post;       /* (nq, M) MLP pre-activation and activation (the same with ReLU) */
+	REAL *out, *dout;       /* (nq, D) the block's output and d/d it: x[l+1], dres[l+1], or own (block 0, first) */
 	REAL *dx1, *dpost, *dpre, *dz, *dq;   /* d loss / d (same shapes) */
 	REAL *dk, *dv;          /* (nk, F) */
 	REAL *dA, *dS;          /* (B, H, T-q0, T) d loss / d att, d loss / d scaled scores */
 	/* R-forward values (hvp works only) */
 	REAL *rq, *rk, *rv, *rpat, *ratt, *rz, *rx1, *rpre, *rpost;
 	REAL *rdk, *rdv;        /* (nk, F) where the R-backward puts R{dk}, R{dv} */
+};
+
+/* Block 0 at position 0 (V rows, row = token), the first shortcut: out doubles as d/d out. */
+struct FN(first) {
+	REAL *x1, *z, *dx1, *dz, *out;          /* (V, D), (V, F) */
+	REAL *pre, *post, *dpre;                /* (V, M); pre == post with ReLU */
 };
 
 /* Block 0's tables (T V rows): inputs, projections, their deltas and R-values. */
@@ -66,6 +84,7 @@ struct FN(prepared) {
 
 struct FN(work) {
 	int maxb, hvp, naive;
+	int first;                             /* block 0's position 0 on its own V-row table */
 	int32_t *tok;                          /* (N) token ids */
 	int32_t *trow;                         /* (N) block 0's table row of each token row */
 	REAL *x[TFM_MAX_LAYERS + 1];           /* (N, D) residual into block l; x[L] the output (nq rows) */
@@ -73,6 +92,7 @@ struct FN(work) {
 	REAL *rx[TFM_MAX_LAYERS + 1];          /* R{x[l]} */
 	struct FN(layer) ly[TFM_MAX_LAYERS];
 	struct FN(tables) tb;
+	struct FN(first) f0;
 	REAL *logits, *dlogits, *probs;        /* (B, C) */
 	REAL *rlogits, *rdlogits;              /* (B, C) */
 	/* R-backward scratch, one layer at a time */
@@ -93,24 +113,61 @@ FN(carve)(REAL **cur, size_t n)
 	return p;
 }
 
-/* Positions block l queries per example: T, or 1 in the last block with the shortcut. */
+/* Whether a work computes block 0's position 0 on its own table (the first shortcut). */
 static int
-FN(layer_nqp)(const struct tfm *m, int naive, int l)
+FN(first_on)(const struct tfm *m, int hvp, int naive)
 {
-	return !naive && l == m->c.layers - 1 ? 1 : m->n_ctx;
+	return !hvp && !naive && m->c.attention == TFM_CAUSAL && m->c.layers > 1;
 }
 
-/* Floats block l keeps: query-row buffers for nqp positions, key rows for all T. */
+/* Block l's first query position: 0; T-1 in the last block, 1 in block 0 with the first shortcut. */
+static int
+FN(layer_q0)(const struct tfm *m, int hvp, int naive, int l)
+{
+	if (naive)
+		return 0;
+	if (l == m->c.layers - 1)
+		return m->n_ctx - 1;
+	return l == 0 && FN(first_on)(m, hvp, naive);
+}
+
+/* Rows per example of x[l], block l's input: T, or 1 for the output x[L] with the shortcuts. */
+static int
+FN(x_rows)(const struct tfm *m, int naive, int l)
+{
+	return !naive && l == m->c.layers ? 1 : m->n_ctx;
+}
+
+/* Pre-activation floats per activation float: ReLU's is overwritten by the activation. */
 static size_t
-FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table)
+FN(npre)(const struct tfm *m)
+{
+	return m->c.act == TFM_RELU ? 0 : 1;
+}
+
+/* Floats block l keeps: query-row buffers for nqp positions, key rows for all T, own output rows. */
+static size_t
+FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table, int own)
 {
 	size_t T = (size_t)m->n_ctx, N = table ? 0 : B * T, nq = B * nqp, D = (size_t)m->c.d_model;
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
 	size_t S = B * (size_t)m->c.heads * nqp * T;   /* N: per-row keys and values, none on tables */
-	size_t fwd = nq * F + 2 * N * F + nq * F + 2 * S + nq * D + 2 * nq * M;
+	size_t fwd = nq * F + 2 * N * F + nq * F + 2 * S + nq * D + (1 + FN(npre)(m)) * nq * M;
 	size_t bwd = nq * D + (hvp ? 2 : 1) * nq * M + 2 * nq * F + 2 * N * F + 2 * S;
 
-	return fwd + bwd + (hvp ? fwd : 0);
+	size_t rvals = fwd + (1 - FN(npre)(m)) * nq * M;   /* R{pre} is kept beside R{post} */
+
+	return fwd + bwd + (hvp ? rvals : 0) + (own ? nq * D : 0);
+}
+
+/* Floats of the first shortcut's table. */
+static size_t
+FN(first_size)(const struct tfm *m)
+{
+	size_t V = (size_t)m->d_vocab, D = (size_t)m->c.d_model;
+	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
+
+	return V * (3 * D + 2 * F + (2 + FN(npre)(m)) * M);
 }
 
 /* Floats the work needs; must carve exactly what FN(work_carve) does. */
@@ -123,9 +180,13 @@ FN(work_size)(const struct tfm *m, size_t B, int hvp, int naive)
 	size_t TV = T * (size_t)m->d_vocab, n = 3 * B * C + 2 * TV * D + 6 * TV * F;
 
 	for (int l = !naive; l <= m->c.layers; l++)   /* x, dres, rx: block l's input rows */
-		n += (hvp ? 3 : 2) * B * (size_t)(l ? FN(layer_nqp)(m, naive, l - 1) : (int)T) * D;
-	for (int l = 0; l < m->c.layers; l++)
-		n += FN(layer_size)(m, B, (size_t)FN(layer_nqp)(m, naive, l), hvp, l == 0 && !naive);
+		n += (hvp ? 3 : 2) * B * (size_t)FN(x_rows)(m, naive, l) * D;
+	for (int l = 0; l < m->c.layers; l++) {
+		int q0 = FN(layer_q0)(m, hvp, naive, l);
+		n += FN(layer_size)(m, B, T - (size_t)q0, hvp, l == 0 && !naive, q0 && l < m->c.layers - 1);
+	}
+	if (FN(first_on)(m, hvp, naive))
+		n += FN(first_size)(m);
 	if (hvp)
 		n += 2 * B * C + 2 * N * D + 2 * N * M + 4 * N * F + 2 * S + 2 * TV * D + 6 * TV * F;
 	return n;
@@ -155,7 +216,7 @@ FN(tables_carve)(const struct tfm *m, struct FN(work) *w, REAL **cur)
 }
 
 static void
-FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int table, REAL **cur)
+FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int table, int own, REAL **cur)
 {
 	size_t T = (size_t)m->n_ctx, N = B * T, nq = B * (T - (size_t)y->q0), D = (size_t)m->c.d_model;
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
@@ -174,12 +235,32 @@ FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int
 		*kf[i] = FN(carve)(cur, N * F);
 	for (size_t i = 0; i < 6 - r; i++)
 		*ns[i] = FN(carve)(cur, S);
-	for (size_t i = 0; i < 6 - (hvp ? 0 : 3); i++)
+	for (size_t i = FN(npre)(m) ? 0 : 1; i < 6 - (hvp ? 0 : 3); i++)
 		*nm[i] = FN(carve)(cur, nq * M);
+	if (!FN(npre)(m))
+		y->pre = y->post;
 	if (!hvp)   /* only the R-backward needs d/d post beside d/d pre: computed in place */
 		y->dpost = y->dpre;
 	for (size_t i = 0; i < 3 - r / 2; i++)
 		*nd[i] = FN(carve)(cur, nq * D);
+	if (own)   /* forward values, then (once copied into x[1]) d/d them */
+		y->out = y->dout = FN(carve)(cur, nq * D);
+}
+
+static void
+FN(first_carve)(const struct tfm *m, struct FN(first) *f, REAL **cur)
+{
+	size_t V = (size_t)m->d_vocab, D = (size_t)m->c.d_model;
+	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
+
+	f->x1 = FN(carve)(cur, V * D);
+	f->dx1 = FN(carve)(cur, V * D);
+	f->out = FN(carve)(cur, V * D);
+	f->z = FN(carve)(cur, V * F);
+	f->dz = FN(carve)(cur, V * F);
+	f->post = FN(carve)(cur, V * M);
+	f->dpre = FN(carve)(cur, V * M);
+	f->pre = FN(npre)(m) ? FN(carve)(cur, V * M) : f->post;
 }
 
 /* Where each layer's keys and values live: its own rows, or block 0's tables. */
@@ -211,16 +292,20 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 	REAL *cur = w->mem;
 
 	for (int l = !w->naive; l <= m->c.layers; l++) {   /* block 0's input: tables, unless naive */
-		size_t rows = B * (size_t)(l ? FN(layer_nqp)(m, w->naive, l - 1) : m->n_ctx);
+		size_t rows = B * (size_t)FN(x_rows)(m, w->naive, l);
 		w->x[l] = FN(carve)(&cur, rows * D);
 		w->dres[l] = FN(carve)(&cur, rows * D);
 		if (w->hvp)
 			w->rx[l] = FN(carve)(&cur, rows * D);
 	}
 	for (int l = 0; l < m->c.layers; l++) {
-		w->ly[l].q0 = m->n_ctx - FN(layer_nqp)(m, w->naive, l);
-		FN(layer_carve)(m, &w->ly[l], B, w->hvp, l == 0 && !w->naive, &cur);
+		struct FN(layer) *y = &w->ly[l];
+		y->q0 = FN(layer_q0)(m, w->hvp, w->naive, l);
+		y->out = w->x[l + 1], y->dout = w->dres[l + 1];
+		FN(layer_carve)(m, y, B, w->hvp, l == 0 && !w->naive, y->q0 && l < m->c.layers - 1, &cur);
 	}
+	if (w->first)
+		FN(first_carve)(m, &w->f0, &cur);
 	w->logits = FN(carve)(&cur, B * C);
 	w->dlogits = FN(carve)(&cur, B * C);
 	w->probs = FN(carve)(&cur, B * C);
@@ -254,6 +339,7 @@ FN(work_new)(const struct tfm *m, int maxb, int flags)
 	w->maxb = maxb;
 	w->hvp = !!(flags & TFM_WORK_HVP);
 	w->naive = !!(flags & TFM_WORK_NAIVE);
+	w->first = FN(first_on)(m, w->hvp, w->naive);
 	w->tok = xmalloc(xmul(N, sizeof *w->tok));
 	w->trow = xmalloc(xmul(N, sizeof *w->trow));
 	w->mem = xmalloc_big(xmul(FN(work_size)(m, (size_t)maxb, w->hvp, w->naive), sizeof(REAL)));
@@ -660,6 +746,21 @@ FN(project)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, i
 }
 
 /*
+ * Rows q0.. of each example: x (N, D) <- y's query rows src (nq, D), or
+ * back (src <- x) when gather.
+ */
+static void
+FN(move_rows)(const struct tfm *m, const struct FN(layer) *y, REAL *x, REAL *src, int B, int gather)
+{
+	int T = m->n_ctx, D = m->c.d_model, n = T - y->q0;
+
+	for (int b = 0; b < B; b++) {
+		REAL *xr = x + ((size_t)b * T + (size_t)y->q0) * D, *sr = src + (size_t)b * n * D;
+		memcpy(gather ? sr : xr, gather ? xr : sr, (size_t)n * D * sizeof(REAL));
+	}
+}
+
+/*
  * post (n) = act(pre).  ReLU gets a loop of its own: with the choice
  * (and GELU's call to erfc) inside the loop, the compiler neither
  * vectorises it nor keeps the pointers in registers, and at two layers it
@@ -717,9 +818,85 @@ FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *th
 	FN(lin)(y->pre, y->x1, theta + o[TFM_WIN], nq, M, D, 0);
 	FN(addbias)(y->pre, theta + o[TFM_BIN], nq, M);
 	FN(act_fwd)(m->c.act, y->post, y->pre, nM);
-	memcpy(w->x[l + 1], y->x1, (size_t)nq * D * sizeof(REAL));
-	FN(lin)(w->x[l + 1], y->post, theta + o[TFM_WOUT], nq, D, M, 1);
-	FN(addbias)(w->x[l + 1], theta + o[TFM_BOUT], nq, D);
+	memcpy(y->out, y->x1, (size_t)nq * D * sizeof(REAL));
+	FN(lin)(y->out, y->post, theta + o[TFM_WOUT], nq, D, M, 1);
+	FN(addbias)(y->out, theta + o[TFM_BOUT], nq, D);
+	if (y->out != w->x[l + 1])   /* block 0 with the first shortcut: rows 1.. of x[1] */
+		FN(move_rows)(m, y, w->x[l + 1], y->out, B, 0);
+}
+
+/*
+ * Block 0 at position 0 for each token (the first shortcut), from the
+ * tables: z = att v with att = alpha + (1 - alpha) as attn_core computes
+ * it for a lone key, then W_O, the MLP, and rows 0 of x[1] gathered.
+ */
+static void
+FN(first_forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B)
+{
+	int T = m->n_ctx, V = m->d_vocab, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	const size_t *o = m->blk[0];
+	struct FN(first) *f = &w->f0;
+	REAL att = (REAL)(m->c.alpha * 1.0 + (1 - m->c.alpha));
+
+	memset(f->z, 0, (size_t)V * F * sizeof(REAL));
+	for (int i = 0; i < V; i++)   /* table row i: token i at position 0 */
+		FN(axpy)(f->z + (size_t)i * F, att, w->tb.p[2] + (size_t)i * F, F);
+	memcpy(f->x1, w->tb.x, (size_t)V * D * sizeof(REAL));
+	FN(lin)(f->x1, f->z, theta + o[TFM_WO], V, D, F, 1);
+	FN(lin)(f->pre, f->x1, theta + o[TFM_WIN], V, M, D, 0);
+	FN(addbias)(f->pre, theta + o[TFM_BIN], V, M);
+	FN(act_fwd)(m->c.act, f->post, f->pre, (size_t)V * M);
+	memcpy(f->out, f->x1, (size_t)V * D * sizeof(REAL));
+	FN(lin)(f->out, f->post, theta + o[TFM_WOUT], V, D, M, 1);
+	FN(addbias)(f->out, theta + o[TFM_BOUT], V, D);
+	for (int b = 0; b < B; b++)
+		memcpy(w->x[1] + (size_t)b * T * D, f->out + (size_t)w->tok[(size_t)b * T] * D,
+		    (size_t)D * sizeof(REAL));
+}
+
+/*
+ * The first shortcut's deltas: d/d out per token (the sum of rows 0 of
+ * dres[1] over the rows with that token), back through the MLP and W_O
+ * to dz, whose share att dz goes to the token's value row; the share of
+ * the scores is zero (a lone key's softmax is constant).
+ */
+static void
+FN(first_deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B)
+{
+	int T = m->n_ctx, V = m->d_vocab, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	const size_t *o = m->blk[0];
+	struct FN(first) *f = &w->f0;
+	REAL att = (REAL)(m->c.alpha * 1.0 + (1 - m->c.alpha));
+
+	memset(f->out, 0, (size_t)V * D * sizeof(REAL));
+	for (int b = 0; b < B; b++) {
+		REAL *dst = f->out + (size_t)w->tok[(size_t)b * T] * D;
+		const REAL *src = w->dres[1] + (size_t)b * T * D;
+		for (int d = 0; d < D; d++)
+			dst[d] += src[d];
+	}
+	FN(lin_back)(f->dpre, f->out, theta + o[TFM_WOUT], V, D, M, 0);
+	FN(act_back)(m->c.act, f->dpre, f->dpre, f->pre, (size_t)V * M);
+	memcpy(f->dx1, f->out, (size_t)V * D * sizeof(REAL));
+	FN(lin_back)(f->dx1, f->dpre, theta + o[TFM_WIN], V, M, D, 1);
+	FN(lin_back)(f->dz, f->dx1, theta + o[TFM_WO], V, D, F, 0);
+	for (int i = 0; i < V; i++)
+		FN(axpy)(w->tb.dp[2] + (size_t)i * F, att, f->dz + (size_t)i * F, F);
+}
+
+/* grad += the first shortcut's share of block 0's W_O and MLP gradients. */
+static void
+FN(first_grads)(const struct tfm *m, struct FN(work) *w, REAL *grad)
+{
+	int V = m->d_vocab, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	const size_t *o = m->blk[0];
+	const struct FN(first) *f = &w->f0;
+
+	FN(colsum)(grad + o[TFM_BOUT], f->out, V, D);
+	FN(lin_wgrad)(grad + o[TFM_WOUT], f->out, f->post, V, D, M);
+	FN(colsum)(grad + o[TFM_BIN], f->dpre, V, M);
+	FN(lin_wgrad)(grad + o[TFM_WIN], f->dpre, f->x1, V, M, D);
+	FN(lin_wgrad)(grad + o[TFM_WO], f->dx1, f->z, V, D, F);
 }
 
 /* Rows per example in the output x[L] (1, or T without the query-row shortcut). */
@@ -746,8 +923,11 @@ FN(forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const in
 		FN(embed)(m, w->x[0], theta, w->tok, B);
 	else
 		FN(embed_table)(m, w->tb.x, theta);
-	for (int l = 0; l < L; l++)
+	for (int l = 0; l < L; l++) {
 		FN(block_forward)(m, w, l, theta, B);
+		if (l == 0 && w->first)
+			FN(first_forward)(m, w, theta, B);
+	}
 	/* The last position of each example: rows r-1, 2r-1, ... of x[L]. */
 	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + (size_t)(r - 1) * D,
 	    r * D, theta + m->W_U, C, 0, w->logits, C);
@@ -805,10 +985,12 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 	int TV = m->n_ctx * m->d_vocab;
 	const size_t *o = m->blk[l];
 	struct FN(layer) *y = &w->ly[l];
-	const REAL *dout = w->dres[l + 1];
+	const REAL *dout = y->dout;
 	int nq = FN(nq)(m, y, B);
 	size_t nM = (size_t)nq * M;
 
+	if (y->dout != w->dres[l + 1])   /* the first shortcut: rows 1.. of dres[1] */
+		FN(move_rows)(m, y, w->dres[l + 1], y->dout, B, 1);
 	FN(lin_back)(y->dpost, dout, theta + o[TFM_WOUT], nq, D, M, 0);
 	FN(act_back)(m->c.act, y->dpre, y->dpost, y->pre, nM);
 	memcpy(y->dx1, dout, (size_t)nq * D * sizeof(REAL));
@@ -816,10 +998,15 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 	FN(lin_back)(y->dz, y->dx1, theta + o[TFM_WO], nq, D, F, 0);
 	FN(attn_core_back)(m, y, B);
 	if (y->krow) {   /* dk, dv are on the tables already; dq and the residual's dx1 join them */
+		if (w->first)
+			FN(first_deltas)(m, w, theta, B);
 		FN(scatter)(m, w, y, w->tb.dp[0], y->dq, F, B);
 		for (int i = 0; i < 3; i++)
 			FN(lin_back)(w->tb.dx, w->tb.dp[i], theta + o[FN(qkv)[i]], TV, F, D, i ? 1 : 0);
 		FN(scatter_add)(m, w, y, w->tb.dx, y->dx1, D, B);
+		if (w->first)   /* the residual of position 0: table rows 0..V-1 */
+			for (size_t i = 0; i < (size_t)m->d_vocab * D; i++)
+				w->tb.dx[i] += w->f0.dx1[i];
 		return;
 	}
 	FN(place_rows)(m, y, w->dres[l], y->dx1, B);
@@ -854,14 +1041,16 @@ FN(param_grads)(const struct tfm *m, struct FN(work) *w, REAL *grad, int B)
 		const size_t *o = m->blk[l];
 		struct FN(layer) *y = &w->ly[l];
 		int nq = FN(nq)(m, y, B);
-		FN(colsum)(grad + o[TFM_BOUT], w->dres[l + 1], nq, D);
-		FN(lin_wgrad)(grad + o[TFM_WOUT], w->dres[l + 1], y->post, nq, D, M);
+		FN(colsum)(grad + o[TFM_BOUT], y->dout, nq, D);
+		FN(lin_wgrad)(grad + o[TFM_WOUT], y->dout, y->post, nq, D, M);
 		FN(colsum)(grad + o[TFM_BIN], y->dpre, nq, M);
 		FN(lin_wgrad)(grad + o[TFM_WIN], y->dpre, y->x1, nq, M, D);
 		FN(lin_wgrad)(grad + o[TFM_WO], y->dx1, y->z, nq, D, F);
 		if (l == 0 && !w->naive) {
 			for (int i = 0; i < 3; i++)
 				FN(lin_wgrad)(grad + o[FN(qkv)[i]], w->tb.dp[i], w->tb.x, TV, F, D);
+			if (w->first)
+				FN(first_grads)(m, w, grad);
 			continue;
 		}
 		FN(lin_wgrad_ld)(grad + o[TFM_WQ], y->dq, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, F, D);
