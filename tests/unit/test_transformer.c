@@ -302,6 +302,47 @@ check_rows(struct fixture *f)
 	tfm_work_free(w);
 }
 
+/*
+ * A plain work's backward (the MLP in chunks of rows, block 0's position 0
+ * on its table when causal with two or more blocks) on more rows than a
+ * chunk, with a remainder: its gradient against the naive reference's and
+ * an HVP work's (every row's MLP deltas kept), in double.
+ */
+static void
+check_chunks(void)
+{
+	for (int L = 1; L <= 3; L++)
+		for (int att = 0; att < 2; att++)
+			for (int act = 0; act < 2; act++) {
+				struct tfm_config c = {.p = 11, .layers = L, .d_model = 8, .heads = 2, .d_head = 3,
+				    .d_mlp = 12, .attention = att, .alpha = 0.3, .act = act, .eq_token = 1};
+				struct fixture f;
+				size_t P;
+				int B = 301;
+				struct tfm64_work *w, *wh;
+				struct tfm_eval ev = {0};
+				double *g, *gr, *gh, ref, scale;
+
+				fixture_make(&f, &c, B, (uint64_t)(900 + L * 4 + att * 2 + act));
+				P = f.m.nparams;
+				w = tfm64_work_new(&f.m, B, 0), wh = tfm64_work_new(&f.m, B, TFM_WORK_HVP);
+				g = calloc(P, sizeof *g), gr = calloc(P, sizeof *gr), gh = calloc(P, sizeof *gh);
+				tfm64_forward(&f.m, w, f.th, f.x, B);
+				tfm64_loss(&f.m, w, &ev, f.y, B, 1.0 / B);
+				tfm64_backward(&f.m, w, g, f.th, B);
+				tfm64_hvp_grad(tfm64_hvp_prepare(&f.m, wh, f.th, f.x, f.y, B, 1.0 / B), gh);
+				ref = tfm_ref_loss(&f.m, f.th, f.x, f.y, B, gr, NULL);
+				scale = max_abs(gr, P);
+				ok(max_diff(g, gr, P) < 1e-13 * scale && max_diff(g, gh, P) < 1e-13 * scale &&
+				    fabs(ev.loss_sum / B - ref) < 1e-13 * ref && scale > 0,
+				    "%s, %d rows: plain backward (MLP in chunks of rows) = reference gradient (max diff %.1e) "
+				    "= HVP work's (%.1e), of %.1e", f.what, B, max_diff(g, gr, P), max_diff(g, gh, P), scale);
+				free(g), free(gr), free(gh);
+				tfm64_work_free(w), tfm64_work_free(wh);
+				fixture_free(&f);
+			}
+}
+
 static void
 check_layout(void)
 {
@@ -622,6 +663,7 @@ tests(void)
 
 	check_layout();
 	check_family_layout();
+	check_chunks();
 	for (int L = 1; L <= 2; L++)
 		for (int att = 0; att < 2; att++)
 			for (int a = 0; a < 3; a++)

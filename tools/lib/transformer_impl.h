@@ -35,10 +35,19 @@
  *   Block 0's query rows then start at q0 = 1, and its output rows go
  *   through a buffer of their own (out) into x[1].
  *
+ * A plain work (no R-operator) keeps no MLP delta per row: its backward
+ * runs the MLP's in chunks of TFM_CHUNK rows, each adding its share of
+ * W_in's and b_in's gradient while its d/d pre is in a chunk-sized
+ * scratch (the R-backward needs every row's, so an HVP work keeps them).
+ *
  * With ReLU the pre-activation is not kept: the activation overwrites it
  * (pre == post), since pre > 0 exactly where post > 0 and ReLU's second
  * derivative is zero, so every use of pre reads the same mask from post.
  */
+
+#ifndef TFM_CHUNK   /* once for both precisions */
+#define TFM_CHUNK 256   /* rows of the plain backward's MLP chunk: d/d pre in 512 KiB at M = 512, float */
+#endif
 
 /* What a layer keeps: its forward values, its backward deltas, their R-values. */
 struct FN(layer) {
@@ -53,7 +62,7 @@ struct FN(layer) {
 	REAL *x1;               /* (nq, D) residual after attention */
 	REAL *pre, *post;       /* (nq, M) MLP pre-activation and activation (the same with ReLU) */
 	REAL *out, *dout;       /* (nq, D) the block's output and d/d it: x[l+1], dres[l+1], or own (block 0, first) */
-	REAL *dx1, *dpost, *dpre, *dz, *dq;   /* d loss / d (same shapes) */
+	REAL *dx1, *dpost, *dpre, *dz, *dq;   /* d loss / d (same shapes); no dpost, dpre in a plain work */
 	REAL *dk, *dv;          /* (nk, F) */
 	REAL *dA, *dS;          /* (B, H, T-q0, T) d loss / d att, d loss / d scaled scores */
 	/* R-forward values (hvp works only) */
@@ -85,6 +94,7 @@ struct FN(prepared) {
 struct FN(work) {
 	int maxb, hvp, naive;
 	int first;                             /* block 0's position 0 on its own V-row table */
+	REAL *dpre_chunk;                      /* (TFM_CHUNK, M) a plain work's MLP deltas */
 	int32_t *tok;                          /* (N) token ids */
 	int32_t *trow;                         /* (N) block 0's table row of each token row */
 	REAL *x[TFM_MAX_LAYERS + 1];           /* (N, D) residual into block l; x[L] the output (nq rows) */
@@ -153,7 +163,7 @@ FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table, in
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
 	size_t S = B * (size_t)m->c.heads * nqp * T;   /* N: per-row keys and values, none on tables */
 	size_t fwd = nq * F + 2 * N * F + nq * F + 2 * S + nq * D + (1 + FN(npre)(m)) * nq * M;
-	size_t bwd = nq * D + (hvp ? 2 : 1) * nq * M + 2 * nq * F + 2 * N * F + 2 * S;
+	size_t bwd = nq * D + (hvp ? 2 : 0) * nq * M + 2 * nq * F + 2 * N * F + 2 * S;
 
 	size_t rvals = fwd + (1 - FN(npre)(m)) * nq * M;   /* R{pre} is kept beside R{post} */
 
@@ -187,6 +197,8 @@ FN(work_size)(const struct tfm *m, size_t B, int hvp, int naive)
 	}
 	if (FN(first_on)(m, hvp, naive))
 		n += FN(first_size)(m);
+	if (!hvp)
+		n += (size_t)TFM_CHUNK * M;
 	if (hvp)
 		n += 2 * B * C + 2 * N * D + 2 * N * M + 4 * N * F + 2 * S + 2 * TV * D + 6 * TV * F;
 	return n;
@@ -235,12 +247,12 @@ FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int
 		*kf[i] = FN(carve)(cur, N * F);
 	for (size_t i = 0; i < 6 - r; i++)
 		*ns[i] = FN(carve)(cur, S);
-	for (size_t i = FN(npre)(m) ? 0 : 1; i < 6 - (hvp ? 0 : 3); i++)
+	for (size_t i = FN(npre)(m) ? 0 : 1; i < (hvp ? 6 : 2); i++)
 		*nm[i] = FN(carve)(cur, nq * M);
 	if (!FN(npre)(m))
 		y->pre = y->post;
-	if (!hvp)   /* only the R-backward needs d/d post beside d/d pre: computed in place */
-		y->dpost = y->dpre;
+	if (!hvp)   /* chunks in the work's scratch instead */
+		y->dpre = y->dpost = NULL;
 	for (size_t i = 0; i < 3 - r / 2; i++)
 		*nd[i] = FN(carve)(cur, nq * D);
 	if (own)   /* forward values, then (once copied into x[1]) d/d them */
@@ -306,6 +318,7 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 	}
 	if (w->first)
 		FN(first_carve)(m, &w->f0, &cur);
+	w->dpre_chunk = w->hvp ? NULL : FN(carve)(&cur, (size_t)TFM_CHUNK * M);
 	w->logits = FN(carve)(&cur, B * C);
 	w->dlogits = FN(carve)(&cur, B * C);
 	w->probs = FN(carve)(&cur, B * C);
@@ -977,24 +990,50 @@ FN(place_rows)(const struct tfm *m, const struct FN(layer) *y, REAL *dst, const 
 	FN(copy_rows)(dst + FN(qoff)(m, y), FN(qld)(m, y), src, D, FN(nq)(m, y, B), D);
 }
 
-/* Deltas of block l: from dres[l+1] (d/d its output) to dres[l] (d/d its input). */
+/*
+ * The MLP's deltas from d/d out to dx1 on rows r0..r0+n, with d/d pre in
+ * dpre (n, M); with grad, W_in's and b_in's gradient from them too.
+ */
 static void
-FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
+FN(mlp_deltas)(const struct tfm *m, struct FN(layer) *y, const size_t *o, const REAL *theta, REAL *grad,
+    REAL *dpost, REAL *dpre, int r0, int n)
 {
-	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	int D = m->c.d_model, M = m->c.d_mlp;
+	size_t rD = (size_t)r0 * D, rM = (size_t)r0 * M;
+
+	FN(lin_back)(dpost, y->dout + rD, theta + o[TFM_WOUT], n, D, M, 0);
+	FN(act_back)(m->c.act, dpre, dpost, y->pre + rM, (size_t)n * M);
+	memcpy(y->dx1 + rD, y->dout + rD, (size_t)n * D * sizeof(REAL));
+	FN(lin_back)(y->dx1 + rD, dpre, theta + o[TFM_WIN], n, M, D, 1);
+	if (!grad)
+		return;
+	FN(colsum)(grad + o[TFM_BIN], dpre, n, M);
+	FN(lin_wgrad)(grad + o[TFM_WIN], dpre, y->x1 + rD, n, M, D);
+}
+
+/*
+ * Deltas of block l: from dres[l+1] (d/d its output) to dres[l] (d/d its
+ * input).  A plain work's MLP runs in chunks and adds W_in's and b_in's
+ * gradient into grad (if not NULL) on the way; an HVP work keeps its.
+ */
+static void
+FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, REAL *grad, int B)
+{
+	int N = B * m->n_ctx, D = m->c.d_model, F = m->c.heads * m->c.d_head;
 	int TV = m->n_ctx * m->d_vocab;
 	const size_t *o = m->blk[l];
 	struct FN(layer) *y = &w->ly[l];
-	const REAL *dout = y->dout;
 	int nq = FN(nq)(m, y, B);
-	size_t nM = (size_t)nq * M;
 
 	if (y->dout != w->dres[l + 1])   /* the first shortcut: rows 1.. of dres[1] */
 		FN(move_rows)(m, y, w->dres[l + 1], y->dout, B, 1);
-	FN(lin_back)(y->dpost, dout, theta + o[TFM_WOUT], nq, D, M, 0);
-	FN(act_back)(m->c.act, y->dpre, y->dpost, y->pre, nM);
-	memcpy(y->dx1, dout, (size_t)nq * D * sizeof(REAL));
-	FN(lin_back)(y->dx1, y->dpre, theta + o[TFM_WIN], nq, M, D, 1);
+	if (w->hvp)
+		FN(mlp_deltas)(m, y, o, theta, NULL, y->dpost, y->dpre, 0, nq);
+	else
+		for (int r0 = 0; r0 < nq; r0 += TFM_CHUNK) {
+			int n = nq - r0 < TFM_CHUNK ? nq - r0 : TFM_CHUNK;
+			FN(mlp_deltas)(m, y, o, theta, grad, w->dpre_chunk, w->dpre_chunk, r0, n);
+		}
 	FN(lin_back)(y->dz, y->dx1, theta + o[TFM_WO], nq, D, F, 0);
 	FN(attn_core_back)(m, y, B);
 	if (y->krow) {   /* dk, dv are on the tables already; dq and the residual's dx1 join them */
@@ -1015,9 +1054,13 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 	FN(lin_back)(w->dres[l], y->dv, theta + o[TFM_WV], N, F, D, 1);
 }
 
-/* Every delta of the last forward/loss pair, kept in the work. */
+/*
+ * Every delta of the last forward/loss pair, kept in the work (but a
+ * plain work's MLP deltas, whose share of the gradient goes into grad if
+ * not NULL).
+ */
 static void
-FN(deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B)
+FN(deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, REAL *grad, int B)
 {
 	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 
@@ -1025,7 +1068,7 @@ FN(deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B)
 	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->dlogits, C, theta + m->W_U, C,
 	    0, w->dres[L] + (size_t)(r - 1) * D, r * D);
 	for (int l = L - 1; l >= 0; l--)
-		FN(block_deltas)(m, w, l, theta, B);
+		FN(block_deltas)(m, w, l, theta, grad, B);
 }
 
 /* grad += the parameter gradient from the kept activations and deltas. */
@@ -1043,8 +1086,10 @@ FN(param_grads)(const struct tfm *m, struct FN(work) *w, REAL *grad, int B)
 		int nq = FN(nq)(m, y, B);
 		FN(colsum)(grad + o[TFM_BOUT], y->dout, nq, D);
 		FN(lin_wgrad)(grad + o[TFM_WOUT], y->dout, y->post, nq, D, M);
-		FN(colsum)(grad + o[TFM_BIN], y->dpre, nq, M);
-		FN(lin_wgrad)(grad + o[TFM_WIN], y->dpre, y->x1, nq, M, D);
+		if (w->hvp) {   /* a plain work's deltas added these */
+			FN(colsum)(grad + o[TFM_BIN], y->dpre, nq, M);
+			FN(lin_wgrad)(grad + o[TFM_WIN], y->dpre, y->x1, nq, M, D);
+		}
 		FN(lin_wgrad)(grad + o[TFM_WO], y->dx1, y->z, nq, D, F);
 		if (l == 0 && !w->naive) {
 			for (int i = 0; i < 3; i++)
@@ -1066,7 +1111,7 @@ FN(param_grads)(const struct tfm *m, struct FN(work) *w, REAL *grad, int B)
 void
 FN(backward)(const struct tfm *m, struct FN(work) *w, REAL *grad, const REAL *theta, int B)
 {
-	FN(deltas)(m, w, theta, B);
+	FN(deltas)(m, w, theta, grad, B);
 	FN(param_grads)(m, w, grad, B);
 }
 
@@ -1218,7 +1263,7 @@ FN(hvp_prepare)(const struct tfm *m, struct FN(work) *w, const REAL *theta, cons
 	FN(forward)(m, w, theta, x, B);
 	s->ev = (struct tfm_eval){0};
 	FN(loss)(m, w, &s->ev, y, B, scale);
-	FN(deltas)(m, w, theta, B);
+	FN(deltas)(m, w, theta, NULL, B);
 	s->m = m;
 	s->theta = theta;
 	s->B = B;
@@ -1315,7 +1360,7 @@ FN(ggn_apply)(struct FN(prepared) *s, struct FN(work) *gw, REAL *gv, const REAL 
 
 	FN(rforward)(s, v);
 	memcpy(gw->dlogits, s->w->rdlogits, (size_t)s->B * (size_t)m->c.p * sizeof(REAL));
-	FN(deltas)(m, gw, s->theta, s->B);
+	FN(deltas)(m, gw, s->theta, gv, s->B);
 	FN(param_grads)(m, gw, gv, s->B);
 }
 
@@ -1385,7 +1430,7 @@ FN(logit_input_grad)(const struct tfm *m, struct FN(work) *w, const REAL *theta,
 	memset(w->dlogits, 0, (size_t)B * C * sizeof(REAL));
 	for (int b = 0; b < B; b++)
 		w->dlogits[(size_t)b * C + c] = 1;
-	FN(deltas)(m, w, theta, B);
+	FN(deltas)(m, w, theta, NULL, B);
 	for (int b = 0; b < B; b++) {
 		memcpy(gx + (size_t)b * D, w->dres[0] + (size_t)b * T * D, (size_t)D * sizeof(REAL));
 		memcpy(gy + (size_t)b * D, w->dres[0] + ((size_t)b * T + 1) * D, (size_t)D * sizeof(REAL));
