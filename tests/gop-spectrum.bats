@@ -117,7 +117,7 @@ bad() {
 @test "gop-spectrum: not a checkpoint" {
 	run --separate-stderr gop-spectrum --data d.st d.st
 	assert_failure 1
-	assert_stderr "gop-spectrum: d.st: no 'depth' in the metadata (not a train-mlp checkpoint?)"
+	assert_stderr "gop-spectrum: d.st: no 'depth' in the metadata (not a train-mlp or train-transformer checkpoint?)"
 }
 
 @test "gop-spectrum: a truncated checkpoint" {

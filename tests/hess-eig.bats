@@ -153,7 +153,7 @@ bad() {
 @test "hess-eig: not a checkpoint" {
 	run --separate-stderr hess-eig --data d.st d.st
 	assert_failure 1
-	assert_stderr "hess-eig: d.st: no 'depth' in the metadata (not a train-mlp checkpoint?)"
+	assert_stderr "hess-eig: d.st: no 'depth' in the metadata (not a train-mlp or train-transformer checkpoint?)"
 }
 
 @test "hess-eig: a truncated checkpoint" {

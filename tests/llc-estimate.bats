@@ -156,7 +156,7 @@ bad() {
 @test "llc-estimate: not a checkpoint, truncated, missing" {
 	run --separate-stderr llc-estimate --data d.st d.st
 	assert_failure 1
-	assert_stderr "llc-estimate: d.st: no 'depth' in the metadata (not a train-mlp checkpoint?)"
+	assert_stderr "llc-estimate: d.st: no 'depth' in the metadata (not a train-mlp or train-transformer checkpoint?)"
 	head -c $(( $(stat -c %s ck/step-00000040.safetensors) - 7 )) ck/step-00000040.safetensors > t.st
 	run --separate-stderr llc-estimate --data d.st t.st
 	assert_failure 1

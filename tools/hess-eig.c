@@ -236,10 +236,11 @@ help(void)
 	usage(stdout);
 	printf(
 "\n"
-"For each train-mlp checkpoint (the arguments, or paths one per line on\n"
-"standard input), the extreme eigenvalues of the Hessian of the mean loss\n"
-"over the chosen set, written as one JSON-lines record per checkpoint after\n"
-"a header.  Hessian-vector products are exact (Pearlmutter's R-operator).\n"
+"For each train-mlp or train-transformer checkpoint (the arguments, or\n"
+"paths one per line on standard input), the extreme eigenvalues of the\n"
+"Hessian of the mean loss over the chosen set, written as one JSON-lines\n"
+"record per checkpoint after a header.  Hessian-vector products are exact\n"
+"(Pearlmutter's R-operator).\n"
 "\n"
 "      --data FILE        the data set the checkpoints were trained on\n"
 "      --set S            train (default), test or all: whose mean loss\n"
@@ -291,7 +292,8 @@ help(void)
 "      --threads N        BLAS threads, 1..256 (default 1)\n"
 "  -h, --help             show this help and exit\n"
 "      --version          show the version and exit\n"
-"\n"
+"\n");
+	printf(   /* in two: one literal would pass C's 4095 characters */
 CKPT_LIMITS_HELP
 "\n"
 "Exit status: 0 success, 1 runtime or data error, 2 usage error.\n"

@@ -76,9 +76,10 @@ help(void)
 	usage(stdout);
 	printf(
 "\n"
-"For each train-mlp checkpoint (the arguments, or paths one per line on\n"
-"standard input), the local learning coefficient of the training loss at\n"
-"its parameters w*, estimated by SGLD chains as devinterp does:\n"
+"For each train-mlp or train-transformer checkpoint (the arguments, or\n"
+"paths one per line on standard input), the local learning coefficient of\n"
+"the training loss at its parameters w*, estimated by SGLD chains as\n"
+"devinterp does:\n"
 "\n"
 "  w <- w - (E/2) (NB grad L_batch(w) + G (w - w*)) + N(0, E)\n"
 "  llc = NB (mean over draws of L_batch(w) - L(w*))\n"

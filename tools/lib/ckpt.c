@@ -78,7 +78,7 @@ ckpt_meta_long(const struct st_frame *f, const char *key, long long min,
 	char *end;
 
 	if (!s) {
-		snprintf(err, errlen, "%s: no '%s' in the metadata (not a train-mlp checkpoint?)", name, key);
+		snprintf(err, errlen, "%s: no '%s' in the metadata (not a train-mlp or train-transformer checkpoint?)", name, key);
 		return -1;
 	}
 	errno = 0;
@@ -98,7 +98,7 @@ ckpt_meta_choice(const struct st_frame *f, const char *key, const char *const *n
 	const char *s = st_meta(f, key);
 
 	if (!s) {
-		snprintf(err, errlen, "%s: no '%s' in the metadata (not a train-mlp checkpoint?)", name, key);
+		snprintf(err, errlen, "%s: no '%s' in the metadata (not a train-mlp or train-transformer checkpoint?)", name, key);
 		return -1;
 	}
 	if ((*out = name_index(names, s)) >= 0)

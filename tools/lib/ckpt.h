@@ -28,9 +28,9 @@
  * --help (docs/formats.md lists every limit).
  */
 #define CKPT_LIMITS_HELP \
-"Limits: p <= 4096, depth <= 16, width <= 8192, parameters no more than the\n" \
-"file's tensor data, safetensors headers <= 100 MB and data <= 64 GiB, at\n" \
-"most 100000 checkpoints per call.\n"
+"Limits: p <= 4096, MLP depth <= 16 and width <= 8192, transformer layers\n" \
+"<= 8 and d_model <= 4096, parameters no more than the file's tensor data,\n" \
+"headers <= 100 MB and data <= 64 GiB, at most 100000 checkpoints per call.\n"
 
 /* Writer side: the parameter tensors and the checkpoint metadata (tool: "train-mlp 0.1.0"). */
 void ckpt_add_params(struct st_writer *w, const struct model *m, const float *theta);
