@@ -32,8 +32,9 @@
  *   alpha + (1 - alpha) = 1), so block 0's output there is a function of
  *   the token alone: V rows (struct first) computed once per pass instead
  *   of B, gathered into x[1] and their deltas summed back per token.
- *   Block 0's query rows then start at q0 = 1, and its output rows go
- *   through a buffer of their own (out) into x[1].
+ *   Block 0's query rows then start at q0 = 1; its output rows are
+ *   written packed at the head of x[1] and spread in place to their
+ *   positions, and its deltas packed in place at the head of dres[1].
  *
  * A plain work (no R-operator) keeps no MLP delta per row: its backward
  * runs the MLP's in chunks of TFM_CHUNK rows, each adding its share of
@@ -61,7 +62,7 @@ struct FN(layer) {
 	REAL *z;                /* (nq, F) att v per head, heads side by side */
 	REAL *x1;               /* (nq, D) residual after attention */
 	REAL *pre, *post;       /* (nq, M) MLP pre-activation and activation (the same with ReLU) */
-	REAL *out, *dout;       /* (nq, D) the block's output and d/d it: x[l+1], dres[l+1], or own (block 0, first) */
+	REAL *out, *dout;       /* (nq, D) the block's output and d/d it: x[l+1], dres[l+1] (packed: see above) */
 	REAL *dx1, *dpost, *dpre, *dz, *dq;   /* d loss / d (same shapes); no dpost, dpre in a plain work */
 	REAL *dk, *dv;          /* (nk, F) */
 	REAL *dA, *dS;          /* (B, H, T-q0, T) d loss / d att, d loss / d scaled scores */
@@ -155,9 +156,9 @@ FN(npre)(const struct tfm *m)
 	return m->c.act == TFM_RELU ? 0 : 1;
 }
 
-/* Floats block l keeps: query-row buffers for nqp positions, key rows for all T, own output rows. */
+/* Floats block l keeps: query-row buffers for nqp positions, key rows for all T. */
 static size_t
-FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table, int own)
+FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table)
 {
 	size_t T = (size_t)m->n_ctx, N = table ? 0 : B * T, nq = B * nqp, D = (size_t)m->c.d_model;
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
@@ -167,7 +168,7 @@ FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table, in
 
 	size_t rvals = fwd + (1 - FN(npre)(m)) * nq * M;   /* R{pre} is kept beside R{post} */
 
-	return fwd + bwd + (hvp ? rvals : 0) + (own ? nq * D : 0);
+	return fwd + bwd + (hvp ? rvals : 0);
 }
 
 /* Floats of the first shortcut's table. */
@@ -193,7 +194,7 @@ FN(work_size)(const struct tfm *m, size_t B, int hvp, int naive)
 		n += (hvp ? 3 : 2) * B * (size_t)FN(x_rows)(m, naive, l) * D;
 	for (int l = 0; l < m->c.layers; l++) {
 		int q0 = FN(layer_q0)(m, hvp, naive, l);
-		n += FN(layer_size)(m, B, T - (size_t)q0, hvp, l == 0 && !naive, q0 && l < m->c.layers - 1);
+		n += FN(layer_size)(m, B, T - (size_t)q0, hvp, l == 0 && !naive);
 	}
 	if (FN(first_on)(m, hvp, naive))
 		n += FN(first_size)(m);
@@ -228,7 +229,7 @@ FN(tables_carve)(const struct tfm *m, struct FN(work) *w, REAL **cur)
 }
 
 static void
-FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int table, int own, REAL **cur)
+FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int table, REAL **cur)
 {
 	size_t T = (size_t)m->n_ctx, N = B * T, nq = B * (T - (size_t)y->q0), D = (size_t)m->c.d_model;
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
@@ -255,8 +256,6 @@ FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int
 		y->dpre = y->dpost = NULL;
 	for (size_t i = 0; i < 3 - r / 2; i++)
 		*nd[i] = FN(carve)(cur, nq * D);
-	if (own)   /* forward values, then (once copied into x[1]) d/d them */
-		y->out = y->dout = FN(carve)(cur, nq * D);
 }
 
 static void
@@ -314,7 +313,7 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 		struct FN(layer) *y = &w->ly[l];
 		y->q0 = FN(layer_q0)(m, w->hvp, w->naive, l);
 		y->out = w->x[l + 1], y->dout = w->dres[l + 1];
-		FN(layer_carve)(m, y, B, w->hvp, l == 0 && !w->naive, y->q0 && l < m->c.layers - 1, &cur);
+		FN(layer_carve)(m, y, B, w->hvp, l == 0 && !w->naive, &cur);
 	}
 	if (w->first)
 		FN(first_carve)(m, &w->f0, &cur);
@@ -759,17 +758,22 @@ FN(project)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, i
 }
 
 /*
- * Rows q0.. of each example: x (N, D) <- y's query rows src (nq, D), or
- * back (src <- x) when gather.
+ * In place in x (N, D): spread the packed query rows at its head (nq rows,
+ * positions q0.. of each example) to their rows b T + t, or pack them
+ * back.  Each row moves to a later row (spread, from the last) or an
+ * earlier one (pack, from the first), so none is overwritten before it
+ * moves.
  */
 static void
-FN(move_rows)(const struct tfm *m, const struct FN(layer) *y, REAL *x, REAL *src, int B, int gather)
+FN(spread_rows)(const struct tfm *m, const struct FN(layer) *y, REAL *x, int B, int pack)
 {
 	int T = m->n_ctx, D = m->c.d_model, n = T - y->q0;
+	size_t sz = (size_t)D * sizeof(REAL);
 
-	for (int b = 0; b < B; b++) {
-		REAL *xr = x + ((size_t)b * T + (size_t)y->q0) * D, *sr = src + (size_t)b * n * D;
-		memcpy(gather ? sr : xr, gather ? xr : sr, (size_t)n * D * sizeof(REAL));
+	for (long k = 0; k < (long)B * n; k++) {
+		long r = pack ? k : (long)B * n - 1 - k, b = r / n, t = y->q0 + r % n;
+		REAL *packed = x + (size_t)r * D, *spread = x + ((size_t)b * T + (size_t)t) * D;
+		memmove(pack ? packed : spread, pack ? spread : packed, sz);
 	}
 }
 
@@ -834,8 +838,8 @@ FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *th
 	memcpy(y->out, y->x1, (size_t)nq * D * sizeof(REAL));
 	FN(lin)(y->out, y->post, theta + o[TFM_WOUT], nq, D, M, 1);
 	FN(addbias)(y->out, theta + o[TFM_BOUT], nq, D);
-	if (y->out != w->x[l + 1])   /* block 0 with the first shortcut: rows 1.. of x[1] */
-		FN(move_rows)(m, y, w->x[l + 1], y->out, B, 0);
+	if (l == 0 && w->first)   /* rows 1.. of x[1]; first_forward writes rows 0 */
+		FN(spread_rows)(m, y, w->x[1], B, 0);
 }
 
 /*
@@ -867,19 +871,12 @@ FN(first_forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, in
 		    (size_t)D * sizeof(REAL));
 }
 
-/*
- * The first shortcut's deltas: d/d out per token (the sum of rows 0 of
- * dres[1] over the rows with that token), back through the MLP and W_O
- * to dz, whose share att dz goes to the token's value row; the share of
- * the scores is zero (a lone key's softmax is constant).
- */
+/* The first shortcut's d/d out per token: the sum of rows 0 of dres[1] over the rows with that token. */
 static void
-FN(first_deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B)
+FN(first_dout)(const struct tfm *m, struct FN(work) *w, int B)
 {
-	int T = m->n_ctx, V = m->d_vocab, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
-	const size_t *o = m->blk[0];
+	int T = m->n_ctx, V = m->d_vocab, D = m->c.d_model;
 	struct FN(first) *f = &w->f0;
-	REAL att = (REAL)(m->c.alpha * 1.0 + (1 - m->c.alpha));
 
 	memset(f->out, 0, (size_t)V * D * sizeof(REAL));
 	for (int b = 0; b < B; b++) {
@@ -888,6 +885,21 @@ FN(first_deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int
 		for (int d = 0; d < D; d++)
 			dst[d] += src[d];
 	}
+}
+
+/*
+ * The first shortcut's deltas from first_dout's, back through the MLP
+ * and W_O to dz, whose share att dz goes to the token's value row; the
+ * share of the scores is zero (a lone key's softmax is constant).
+ */
+static void
+FN(first_deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta)
+{
+	int V = m->d_vocab, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	const size_t *o = m->blk[0];
+	struct FN(first) *f = &w->f0;
+	REAL att = (REAL)(m->c.alpha * 1.0 + (1 - m->c.alpha));
+
 	FN(lin_back)(f->dpre, f->out, theta + o[TFM_WOUT], V, D, M, 0);
 	FN(act_back)(m->c.act, f->dpre, f->dpre, f->pre, (size_t)V * M);
 	memcpy(f->dx1, f->out, (size_t)V * D * sizeof(REAL));
@@ -1025,8 +1037,10 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 	struct FN(layer) *y = &w->ly[l];
 	int nq = FN(nq)(m, y, B);
 
-	if (y->dout != w->dres[l + 1])   /* the first shortcut: rows 1.. of dres[1] */
-		FN(move_rows)(m, y, w->dres[l + 1], y->dout, B, 1);
+	if (l == 0 && w->first) {   /* rows 0 of dres[1] to the first shortcut, rows 1.. packed */
+		FN(first_dout)(m, w, B);
+		FN(spread_rows)(m, y, w->dres[1], B, 1);
+	}
 	if (w->hvp)
 		FN(mlp_deltas)(m, y, o, theta, NULL, y->dpost, y->dpre, 0, nq);
 	else
@@ -1038,7 +1052,7 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 	FN(attn_core_back)(m, y, B);
 	if (y->krow) {   /* dk, dv are on the tables already; dq and the residual's dx1 join them */
 		if (w->first)
-			FN(first_deltas)(m, w, theta, B);
+			FN(first_deltas)(m, w, theta);
 		FN(scatter)(m, w, y, w->tb.dp[0], y->dq, F, B);
 		for (int i = 0; i < 3; i++)
 			FN(lin_back)(w->tb.dx, w->tb.dp[i], theta + o[FN(qkv)[i]], TV, F, D, i ? 1 : 0);
