@@ -22,8 +22,8 @@
  * - Tables.  Block 0's input row is W_E[:, tok] + W_pos[t], one of T V
  *   values (table row t V + tok), so its queries, keys and values are
  *   rows of three T V x F tables computed once per pass.  Its attention
- *   reads keys and values from the tables through each token's table row
- *   (krow) and its backward adds dk, dv there; its queries and residual
+ *   reads queries, keys and values from the tables through each token's
+ *   table row (krow) and its backward adds dq, dk, dv there; its residual
  *   rows are gathered, and their gradients scattered back.  Block 0 then
  *   has no (N, .) buffer of inputs, keys or values, and with one layer no
  *   matrix product runs over all N token rows.
@@ -53,7 +53,7 @@
 /* What a layer keeps: its forward values, its backward deltas, their R-values. */
 struct FN(layer) {
 	int q0;                 /* first query position: 0, or T-1 */
-	REAL *q;                /* (nq, F) queries, all heads */
+	REAL *q;                /* (nq, F) queries, all heads; block 0's table rows (krow) */
 	REAL *k, *v;            /* (nk, F) keys, values: rows b T + t, or block 0's table rows */
 	const int32_t *krow;    /* (N) each token row's key row (block 0: its table row), or NULL */
 	size_t nk;              /* key rows: N, or T V */
@@ -68,7 +68,7 @@ struct FN(layer) {
 	REAL *dA, *dS;          /* (B, H, T-q0, T) d loss / d att, d loss / d scaled scores */
 	/* R-forward values (hvp works only) */
 	REAL *rq, *rk, *rv, *rpat, *ratt, *rz, *rx1, *rpre, *rpost;
-	REAL *rdk, *rdv;        /* (nk, F) where the R-backward puts R{dk}, R{dv} */
+	REAL *rdq, *rdk, *rdv;  /* where the R-backward puts R{dq} (as q), R{dk}, R{dv} (nk, F) */
 };
 
 /* Block 0 at position 0 (V rows, row = token), the first shortcut: out doubles as d/d out. */
@@ -163,8 +163,9 @@ FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table)
 	size_t T = (size_t)m->n_ctx, N = table ? 0 : B * T, nq = B * nqp, D = (size_t)m->c.d_model;
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
 	size_t S = B * (size_t)m->c.heads * nqp * T;   /* N: per-row keys and values, none on tables */
-	size_t fwd = nq * F + 2 * N * F + nq * F + 2 * S + nq * D + (1 + FN(npre)(m)) * nq * M;
-	size_t bwd = nq * D + (hvp ? 2 : 0) * nq * M + 2 * nq * F + 2 * N * F + 2 * S;
+	size_t Q = table ? 0 : nq * F;   /* queries and their deltas: per row, none on tables */
+	size_t fwd = Q + 2 * N * F + nq * F + 2 * S + nq * D + (1 + FN(npre)(m)) * nq * M;
+	size_t bwd = nq * D + (hvp ? 2 : 0) * nq * M + Q + nq * F + 2 * N * F + 2 * S;
 
 	size_t rvals = fwd + (1 - FN(npre)(m)) * nq * M;   /* R{pre} is kept beside R{post} */
 
@@ -241,8 +242,9 @@ FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int
 	REAL **nd[] = {&y->x1, &y->dx1, &y->rx1};
 	size_t r = hvp ? 0 : 2;   /* the R-values are the last of each list */
 
-	for (size_t i = 0; i < 6 - r; i++)
-		*nf[i] = FN(carve)(cur, nq * F);
+	for (size_t i = 0; i < 6 - r; i++)   /* on tables, no q, dq, rq */
+		if (!table || (i != 0 && i != 3 && i != 4))
+			*nf[i] = FN(carve)(cur, nq * F);
 	y->nk = N;
 	for (size_t i = 0; !table && i < 6 - r; i++)
 		*kf[i] = FN(carve)(cur, N * F);
@@ -282,11 +284,12 @@ FN(keys_on)(const struct tfm *m, struct FN(work) *w)
 		struct FN(layer) *y = &w->ly[l];
 		if (l > 0 || w->naive) {
 			y->krow = NULL;
-			y->rdk = w->rdk, y->rdv = w->rdv;
+			y->rdq = w->rdq, y->rdk = w->rdk, y->rdv = w->rdv;
 			continue;
 		}
 		y->krow = w->trow;
 		y->nk = (size_t)m->n_ctx * (size_t)m->d_vocab;
+		y->q = w->tb.p[0], y->dq = w->tb.dp[0], y->rq = w->tb.rp[0], y->rdq = w->tb.rdp[0];
 		y->k = w->tb.p[1], y->v = w->tb.p[2];
 		y->dk = w->tb.dp[1], y->dv = w->tb.dp[2];
 		y->rk = w->tb.rp[1], y->rv = w->tb.rp[2];
@@ -551,13 +554,6 @@ FN(scatter_add)(const struct tfm *m, const struct FN(work) *w, const struct FN(l
 		}
 }
 
-static void
-FN(scatter)(const struct tfm *m, const struct FN(work) *w, const struct FN(layer) *y, REAL *table,
-    const REAL *src, int n, int B)
-{
-	memset(table, 0, (size_t)m->n_ctx * m->d_vocab * n * sizeof(REAL));
-	FN(scatter_add)(m, w, y, table, src, n, B);
-}
 
 static double
 FN(dot)(const REAL *a, const REAL *b, int n)
@@ -587,6 +583,26 @@ FN(koff)(const struct tfm *m, const struct FN(layer) *y, int b, int j, int h)
 	    (size_t)h * m->c.d_head;
 }
 
+/* Offset of query i of example b, head h, in layer y's q, dq, rq, rdq: its query row, or its table row. */
+static size_t
+FN(qpos)(const struct tfm *m, const struct FN(layer) *y, int b, int i, int h)
+{
+	size_t F = (size_t)m->c.heads * m->c.d_head, nqp = (size_t)(m->n_ctx - y->q0);
+
+	if (y->krow)
+		return (size_t)y->krow[(size_t)b * m->n_ctx + i] * F + (size_t)h * m->c.d_head;
+	return ((size_t)b * nqp + (size_t)(i - y->q0)) * F + (size_t)h * m->c.d_head;
+}
+
+/* Floats of layer y's query buffers: nq rows, or block 0's table. */
+static size_t
+FN(qsize)(const struct tfm *m, const struct FN(layer) *y, int B)
+{
+	size_t F = (size_t)m->c.heads * m->c.d_head;
+
+	return (y->krow ? y->nk : (size_t)B * (size_t)(m->n_ctx - y->q0)) * F;
+}
+
 /*
  * Attention within each (example, head): T x T scores (queries from q0
  * on), masked softmax, alpha-mixing, and z = att v.  T <= 3, so plain
@@ -606,10 +622,11 @@ FN(attn_core)(const struct tfm *m, struct FN(layer) *y, int B)
 			for (int i = q0; i < T; i++) {
 				int nj = nallowed(m, i);
 				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t qp = FN(qpos)(m, y, b, i, h);
 				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
 				double sc[3], mx = -INFINITY, sum = 0;
 				for (int j = 0; j < nj; j++) {
-					sc[j] = scl * FN(dot)(y->q + qr, y->k + FN(koff)(m, y, b, j, h), E);
+					sc[j] = scl * FN(dot)(y->q + qp, y->k + FN(koff)(m, y, b, j, h), E);
 					mx = sc[j] > mx ? sc[j] : mx;
 				}
 				for (int j = 0; j < nj; j++)
@@ -638,12 +655,13 @@ FN(attn_core_back)(const struct tfm *m, struct FN(layer) *y, int B)
 
 	memset(y->dk, 0, y->nk * F * sizeof(REAL));
 	memset(y->dv, 0, y->nk * F * sizeof(REAL));
-	memset(y->dq, 0, (size_t)B * nqp * F * sizeof(REAL));
+	memset(y->dq, 0, FN(qsize)(m, y, B) * sizeof(REAL));
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < H; h++) {
 			for (int i = q0; i < T; i++) {
 				int nj = nallowed(m, i);
 				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t qp = FN(qpos)(m, y, b, i, h);
 				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
 				double r = 0;
 				for (int j = 0; j < T; j++) {
@@ -653,8 +671,8 @@ FN(attn_core_back)(const struct tfm *m, struct FN(layer) *y, int B)
 				}
 				for (int j = 0; j < T; j++) {
 					y->dS[s + j] = (REAL)(y->pat[s + j] * (alpha * y->dA[s + j] - r));
-					FN(axpy)(y->dq + qr, scl * y->dS[s + j], y->k + FN(koff)(m, y, b, j, h), E);
-					FN(axpy)(y->dk + FN(koff)(m, y, b, j, h), scl * y->dS[s + j], y->q + qr, E);
+					FN(axpy)(y->dq + qp, scl * y->dS[s + j], y->k + FN(koff)(m, y, b, j, h), E);
+					FN(axpy)(y->dk + FN(koff)(m, y, b, j, h), scl * y->dS[s + j], y->q + qp, E);
 				}
 			}
 		}
@@ -675,11 +693,12 @@ FN(attn_core_r)(const struct tfm *m, struct FN(layer) *y, int B)
 			for (int i = q0; i < T; i++) {
 				int nj = nallowed(m, i);
 				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t qp = FN(qpos)(m, y, b, i, h);
 				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
 				double rs[3], mean = 0;
 				for (int j = 0; j < nj; j++) {
 					size_t kj = FN(koff)(m, y, b, j, h);
-					rs[j] = scl * (FN(dot)(y->rq + qr, y->k + kj, E) + FN(dot)(y->q + qr, y->rk + kj, E));
+					rs[j] = scl * (FN(dot)(y->rq + qp, y->k + kj, E) + FN(dot)(y->q + qp, y->rk + kj, E));
 					mean += y->pat[s + j] * rs[j];
 				}
 				memset(y->rz + qr, 0, (size_t)E * sizeof(REAL));
@@ -705,7 +724,7 @@ FN(attn_core_rback)(const struct tfm *m, struct FN(work) *w, const struct FN(lay
 	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
 	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
 
-	memset(w->rdq, 0, (size_t)B * nqp * F * sizeof(REAL));
+	memset(y->rdq, 0, FN(qsize)(m, y, B) * sizeof(REAL));
 	memset(y->rdk, 0, y->nk * F * sizeof(REAL));
 	memset(y->rdv, 0, y->nk * F * sizeof(REAL));
 	for (int b = 0; b < B; b++)
@@ -713,6 +732,7 @@ FN(attn_core_rback)(const struct tfm *m, struct FN(work) *w, const struct FN(lay
 			for (int i = q0; i < T; i++) {
 				int nj = nallowed(m, i);
 				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
+				size_t qp = FN(qpos)(m, y, b, i, h);
 				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
 				double rdA[3], r = 0, rr = 0;
 				for (int j = 0; j < nj; j++) {
@@ -727,10 +747,10 @@ FN(attn_core_rback)(const struct tfm *m, struct FN(work) *w, const struct FN(lay
 					size_t kj = FN(koff)(m, y, b, j, h);
 					double rdS = y->rpat[s + j] * (alpha * y->dA[s + j] - r) +
 					    y->pat[s + j] * (alpha * rdA[j] - rr);
-					FN(axpy)(w->rdq + qr, scl * rdS, y->k + kj, E);
-					FN(axpy)(w->rdq + qr, scl * y->dS[s + j], y->rk + kj, E);
-					FN(axpy)(y->rdk + kj, scl * rdS, y->q + qr, E);
-					FN(axpy)(y->rdk + kj, scl * y->dS[s + j], y->rq + qr, E);
+					FN(axpy)(y->rdq + qp, scl * rdS, y->k + kj, E);
+					FN(axpy)(y->rdq + qp, scl * y->dS[s + j], y->rk + kj, E);
+					FN(axpy)(y->rdk + kj, scl * rdS, y->q + qp, E);
+					FN(axpy)(y->rdk + kj, scl * y->dS[s + j], y->rq + qp, E);
 				}
 			}
 		}
@@ -748,7 +768,6 @@ FN(project)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, i
 	if (l == 0 && !w->naive) {   /* keys and values are read from the tables themselves */
 		for (int i = 0; i < 3; i++)
 			FN(lin)(w->tb.p[i], w->tb.x, theta + m->blk[0][FN(qkv)[i]], TV, F, D, 0);
-		FN(gather)(m, w, y, y->q, w->tb.p[0], F, B);
 		return;
 	}
 	FN(lin_ld)(y->q, F, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), theta + m->blk[l][TFM_WQ],
@@ -1053,7 +1072,6 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 	if (y->krow) {   /* dk, dv are on the tables already; dq and the residual's dx1 join them */
 		if (w->first)
 			FN(first_deltas)(m, w, theta);
-		FN(scatter)(m, w, y, w->tb.dp[0], y->dq, F, B);
 		for (int i = 0; i < 3; i++)
 			FN(lin_back)(w->tb.dx, w->tb.dp[i], theta + o[FN(qkv)[i]], TV, F, D, i ? 1 : 0);
 		FN(scatter_add)(m, w, y, w->tb.dx, y->dx1, D, B);
@@ -1144,8 +1162,6 @@ FN(rproject)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, 
 		if (l == 0 && !w->naive) {
 			FN(lin)(w->tb.rp[i], w->tb.rx, theta + o, TV, F, D, 0);
 			FN(lin)(w->tb.rp[i], w->tb.x, v + o, TV, F, D, 1);
-			if (i == 0)
-				FN(gather)(m, w, y, y->rq, w->tb.rp[0], F, B);
 		} else if (i == 0) {
 			FN(lin_ld)(dst[i], F, w->rx[l] + qoff, qld, theta + o, nq, F, D, 0);
 			FN(lin_ld)(dst[i], F, w->x[l] + qoff, qld, v + o, nq, F, D, 1);
@@ -1220,7 +1236,7 @@ FN(table_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL *t
 	int D = m->c.d_model, F = m->c.heads * m->c.d_head, TV = m->n_ctx * m->d_vocab;
 	struct FN(tables) *t = &w->tb;
 
-	FN(scatter)(m, w, &w->ly[0], t->rdp[0], w->rdq, F, B);   /* R{dk}, R{dv} are there already */
+	/* R{dq}, R{dk}, R{dv} are there already */
 	for (int i = 0; i < 3; i++) {
 		size_t o = m->blk[0][FN(qkv)[i]];
 		FN(lin_wgrad)(hv + o, t->rdp[i], t->x, TV, F, D);
