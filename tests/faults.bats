@@ -173,6 +173,6 @@ as_user() {
 @test "every analysis tool's --help states the limits" {
 	for t in hess-eig gop-spectrum llc-estimate; do
 		run $t --help
-		assert_output --partial "Limits: p <= 4096, depth <= 16, width <= 8192"
+		assert_output --partial "Limits: p <= 4096, MLP depth <= 16 and width <= 8192, transformer layers"
 	done
 }
