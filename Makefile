@@ -273,6 +273,7 @@ help:
 FORCE:
 
 include pipeline/study.mk
+include pipeline/replicate-gm.mk
 
 -include $(LIBOBJ:.o=.d) $(TOOLS:%=$(O)/obj/tools/%.d) $(UNITSRC:%.c=$(O)/obj/%.d) \
          $(O)/obj/tests/bench/bench_step.d $(O)/obj/tests/bench/bench_eig.d
