@@ -205,7 +205,7 @@ units: $(UNITS)
 
 # Cross-checks against PyTorch on the same files (Debian's python3-torch).
 PYTHON ?= /usr/bin/python3
-check-ref: tools $(O)/test/test_transformer
+check-ref: tools $(O)/test/test_transformer $(O)/test/test_mlp_embed
 	tools/ensure-deps ref
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	for t in tests/ref/check_*.py; do $(PYTHON) "$$t" $(O)/bin "$$d" || exit 1; done

@@ -5,6 +5,11 @@
  * differences of the reference gradient, the Gauss-Newton product's
  * symmetry and positivity, and the layout and initialisation the source
  * (enerrio/grokking-mlp, net.py) has.
+ *
+ * --ref IN OUT: for tests/ref/check_embed.py, the loss, gradient and
+ * H v of the rows and parameters in IN (tensors by their state_dict names,
+ * "v." + name, x, y; metadata p, embed, depth, width), from the double
+ * reference and from the float kernels (and G v), into OUT.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -13,8 +18,11 @@
 #include "mlp.h"
 #include "mlp_embed.h"
 #include "model.h"
+#include "opts.h"
 #include "rng.h"
+#include "st.h"
 #include "tap.h"
+#include "util.h"
 
 static double
 rel(const double *a, const double *b, size_t n)
@@ -104,6 +112,14 @@ check_config(int p, int E, int depth, int width)
 		a[k] = hv[k];
 	ok(rel(a, hfd, P) < 1e-4, "H v vs finite differences of the gradient, relative %.2e",
 	    rel(a, hfd, P));
+	for (size_t k = 0; k < P; k++) {
+		td[k] = th[k];
+		b[k] = v[k];
+		gp[k] = 0;
+	}
+	mlp_embed_ref_hvp(m, td, b, x, y, B, gp);
+	ok(rel(gp, hfd, P) < 1e-7, "reference H v (double R-operator) vs finite differences, "
+	    "relative %.2e", rel(gp, hfd, P));
 	memset(g, 0, P * sizeof *g);
 	model_point_grad(pt, g);
 	for (size_t k = 0; k < P; k++)
@@ -165,9 +181,127 @@ layout_and_init(void)
 	model_free(m);
 }
 
-int
-main(void)
+static const char *
+need_meta(const struct st_frame *f, const char *key)
 {
+	const char *s = st_meta(f, key);
+
+	if (!s)
+		die("input has no metadata '%s'", key);
+	return s;
+}
+
+/* The tensors prefix + name of every parameter, by name and shape, into the flat layout. */
+static void
+ref_read(const struct st_frame *f, const struct model *m, const char *prefix, double *out)
+{
+	char full[96], err[ST_ERRLEN];
+
+	for (int k = 0; k < m->ntensors; k++) {
+		const struct model_tensor *t = &m->tensors[k];
+		const struct st_tensor *s;
+		snprintf(full, sizeof full, "%s%s", prefix, t->name);
+		if (!(s = st_expect(f, full, ST_F64, t->ndim, t->shape, err, sizeof err)))
+			die("%s", err);
+		memcpy(out + t->offset, s->data, s->nbytes);
+	}
+}
+
+/* out[0] loss, out[1..P] gradient, then H v and G v: the float kernels, widened. */
+static void
+ref_run32(const struct model *m, const double *th, const double *v, const int32_t *x,
+    const int32_t *y, int B, double *out)
+{
+	size_t P = m->nparams;
+	float *t32 = calloc(P, sizeof *t32), *v32 = calloc(P, sizeof *v32), *o = calloc(3 * P, sizeof *o);
+	struct model_hvp *h = model_hvp_new(m, B);
+	struct model_point *pt;
+
+	for (size_t k = 0; k < P; k++) {
+		t32[k] = (float)th[k];
+		v32[k] = (float)v[k];
+	}
+	pt = model_hvp_prepare(h, t32, x, y, B, 1.0f / B, NULL);
+	model_point_grad(pt, o);
+	model_point_apply(pt, o + P, v32);
+	model_point_product(pt, MODEL_GGN, o + 2 * P, v32);
+	out[0] = pt->eval.loss_sum / B;
+	for (size_t k = 0; k < 3 * P; k++)
+		out[1 + k] = o[k];
+	model_hvp_free(h);
+	free(t32); free(v32); free(o);
+}
+
+static int
+ref_main(const char *in, const char *outpath)
+{
+	struct st_frame f;
+	struct st_writer wr;
+	struct mlp_embed_config c;
+	struct model *m;
+	char err[ST_ERRLEN];
+	const struct st_tensor *tx, *ty;
+	int64_t one = 1, np;
+	double *th, *v, *o32, *oref;
+	int32_t *x, *y;
+	int B;
+	size_t P;
+	FILE *fp;
+
+	if (st_load(&f, in, err, sizeof err) != 0)
+		die("%s", err);
+	c.p = (int)opt_int("p", need_meta(&f, "p"), 2, 4096);
+	c.embed = (int)opt_int("embed", need_meta(&f, "embed"), 1, MLP_EMBED_MAX);
+	c.depth = (int)opt_int("depth", need_meta(&f, "depth"), 0, MLP_MAX_DEPTH);
+	c.width = (int)opt_int("width", need_meta(&f, "width"), 1, MLP_MAX_WIDTH);
+	if (!(m = mlp_embed_model_new(&c)))
+		die("%s: configuration out of range", in);
+	P = m->nparams;
+	np = (int64_t)P;
+	if (!(tx = st_expect(&f, "x", ST_I32, 2, (int64_t[]){-1, 2}, err, sizeof err)) ||
+	    !(ty = st_expect(&f, "y", ST_I32, 1, (int64_t[]){tx->shape[0]}, err, sizeof err)))
+		die("%s", err);
+	B = (int)tx->shape[0];
+	x = calloc(2 * (size_t)B, sizeof *x), y = calloc((size_t)B, sizeof *y);
+	memcpy(x, tx->data, tx->nbytes);
+	memcpy(y, ty->data, ty->nbytes);
+	for (int b = 0; b < B; b++)
+		if (x[2 * b] < 0 || x[2 * b] >= c.p || x[2 * b + 1] < 0 || x[2 * b + 1] >= c.p ||
+		    y[b] < 0 || y[b] >= c.p)
+			die("%s: row %d out of range", in, b);
+	th = calloc(P, sizeof *th), v = calloc(P, sizeof *v);
+	o32 = calloc(3 * P + 1, sizeof *o32), oref = calloc(2 * P + 1, sizeof *oref);
+	ref_read(&f, m, "", th);
+	ref_read(&f, m, "v.", v);
+	oref[0] = mlp_embed_ref_loss(m, th, x, y, B, oref + 1);
+	mlp_embed_ref_hvp(m, th, v, x, y, B, oref + 1 + P);
+	ref_run32(m, th, v, x, y, B, o32);
+	st_writer_init(&wr);
+	st_writer_add(&wr, "ref.loss", ST_F64, 1, &one, oref);
+	st_writer_add(&wr, "ref.grad", ST_F64, 1, &np, oref + 1);
+	st_writer_add(&wr, "ref.hv", ST_F64, 1, &np, oref + 1 + P);
+	st_writer_add(&wr, "loss32", ST_F64, 1, &one, o32);
+	st_writer_add(&wr, "grad32", ST_F64, 1, &np, o32 + 1);
+	st_writer_add(&wr, "hv32", ST_F64, 1, &np, o32 + 1 + P);
+	st_writer_add(&wr, "gv32", ST_F64, 1, &np, o32 + 1 + 2 * P);
+	if (!(fp = fopen(outpath, "wb")) || st_write(&wr, fp) != 0 || fclose(fp) != 0)
+		die("%s:", outpath);
+	st_writer_free(&wr);
+	st_free(&f);
+	model_free(m);
+	free(x); free(y); free(th); free(v); free(o32); free(oref);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	setprogname(argv[0]);
+	if (argc == 4 && strcmp(argv[1], "--ref") == 0)
+		return ref_main(argv[2], argv[3]);
+	if (argc != 1)
+		usage_error("usage: test_mlp_embed [--ref IN.safetensors OUT.safetensors]");
+
 	check_config(5, 3, 1, 6);
 	check_config(5, 2, 2, 4);
 	check_config(7, 3, 0, 1);

@@ -528,6 +528,101 @@ mlp_embed_ref_loss(const struct model *m, const double *theta, const int32_t *x,
 	return total / B;
 }
 
+/*
+ * One row's R-forward in double: ra[0] the gathered v, ra[1 + i] R{layer
+ * i's output}, masked as the forward's a (ref_forward's).
+ */
+static void
+ref_rforward(const struct emb *e, const double *th, const double *v, const int32_t *x,
+    double **a, double **ra)
+{
+	int n = e->c.embed, tok[4] = {x[0], e->c.p, x[1], e->c.p + 1};
+
+	for (int k = 0; k < 4; k++)
+		for (int j = 0; j < n; j++)
+			ra[0][k * n + j] = v[(size_t)tok[k] * n + j];
+	for (int i = 0; i < e->L; i++)
+		for (int o = 0; o < e->out[i]; o++) {
+			double s = v[e->boff[i] + o];
+			for (int c = 0; c < e->in[i]; c++) {
+				size_t q = e->woff[i] + (size_t)o * e->in[i] + c;
+				s += th[q] * ra[i][c] + v[q] * a[i][c];
+			}
+			ra[i + 1][o] = i < e->L - 1 && a[i + 1][o] <= 0.0 ? 0.0 : s;
+		}
+}
+
+/* One row's R-backward in double from d = delta and rd = R{delta} at the logits (both overwritten). */
+static void
+ref_rbackward(const struct emb *e, const double *th, const double *v, const int32_t *x,
+    double **a, double **ra, double *d, double *rd, double *dp, double *rdp, double *hv, double scale)
+{
+	int n = e->c.embed, tok[4] = {x[0], e->c.p, x[1], e->c.p + 1};
+
+	for (int i = e->L - 1; i >= 0; i--) {
+		for (int c = 0; c < e->in[i]; c++)
+			dp[c] = rdp[c] = 0.0;
+		for (int o = 0; o < e->out[i]; o++) {
+			hv[e->boff[i] + o] += scale * rd[o];
+			for (int c = 0; c < e->in[i]; c++) {
+				size_t q = e->woff[i] + (size_t)o * e->in[i] + c;
+				hv[q] += scale * (rd[o] * a[i][c] + d[o] * ra[i][c]);
+				dp[c] += d[o] * th[q];
+				rdp[c] += rd[o] * th[q] + d[o] * v[q];
+			}
+		}
+		for (int c = 0; c < e->in[i]; c++) {
+			int dead = i > 0 && a[i][c] <= 0.0;
+			d[c] = dead ? 0.0 : dp[c];
+			rd[c] = dead ? 0.0 : rdp[c];
+		}
+	}
+	for (int k = 0; k < 4; k++)
+		for (int j = 0; j < n; j++)
+			hv[(size_t)tok[k] * n + j] += scale * rd[k * n + j];
+}
+
+void
+mlp_embed_ref_hvp(const struct model *m, const double *theta, const double *v,
+    const int32_t *x, const int32_t *y, int B, double *hv)
+{
+	const struct emb *e = emb_of(m);
+	size_t wide = widest(e) > 4 * (size_t)e->c.embed ? widest(e) : 4 * (size_t)e->c.embed;
+	double *a[MLP_MAX_DEPTH + 2], *ra[MLP_MAX_DEPTH + 2], *buf = xcalloc(4 * wide, sizeof *buf);
+	double *d = buf, *rd = buf + wide, *dp = buf + 2 * wide, *rdp = buf + 3 * wide;
+
+	for (int i = 0; i <= e->L; i++) {
+		a[i] = xcalloc(wide, sizeof(double));
+		ra[i] = xcalloc(wide, sizeof(double));
+	}
+	for (int b = 0; b < B; b++) {
+		const double *z, *rz;
+		double mx, s = 0.0, dot = 0.0;
+		ref_forward(e, theta, x + 2 * b, a);
+		ref_rforward(e, theta, v, x + 2 * b, a, ra);
+		z = a[e->L];
+		rz = ra[e->L];
+		mx = z[0];
+		for (int j = 1; j < e->V; j++)
+			mx = z[j] > mx ? z[j] : mx;
+		for (int j = 0; j < e->V; j++)
+			s += exp(z[j] - mx);
+		for (int j = 0; j < e->V; j++)
+			dot += exp(z[j] - mx) / s * rz[j];
+		for (int j = 0; j < e->V; j++) {
+			double q = exp(z[j] - mx) / s;
+			d[j] = q - (j == y[b]);
+			rd[j] = q * (rz[j] - dot);
+		}
+		ref_rbackward(e, theta, v, x + 2 * b, a, ra, d, rd, dp, rdp, hv, 1.0 / B);
+	}
+	for (int i = 0; i <= e->L; i++) {
+		free(a[i]);
+		free(ra[i]);
+	}
+	free(buf);
+}
+
 /* ---- the family's methods ---- */
 
 static json_t *

@@ -49,5 +49,8 @@ struct model *mlp_embed_model_new(const struct mlp_embed_config *c);
  */
 double mlp_embed_ref_loss(const struct model *m, const double *theta, const int32_t *x,
     const int32_t *y, int B, double *grad);
+/* hv += H v of the reference's mean loss, by the R-operator in double, row by row. */
+void mlp_embed_ref_hvp(const struct model *m, const double *theta, const double *v,
+    const int32_t *x, const int32_t *y, int B, double *hv);
 
 #endif
