@@ -130,7 +130,19 @@ def kernels_case(c, seed, work, tbin, tap):
     _, vj = torch.autograd.functional.vjp(logits_of, ps, hjv)
     gv = torch.cat([t.reshape(-1) for t in vj]).detach().numpy()
 
+    # progress-measures' probe: d logit 1 / d (x's and y's looked-up vectors), row by row
+    a = params["net.0.weight"].detach()[T].clone().requires_grad_(True)
+    h = a.reshape(T.shape[0], -1)
+    for i in range(1, len(ps), 2):
+        h = h @ ps[i].detach().T + ps[i + 1].detach()
+        if i + 2 < len(ps):
+            h = torch.relu(h)
+    (ga,) = torch.autograd.grad(h[:, 1].sum(), a)
+
     what = f"p={p} E={E} depth {depth} width {width}"
+    pr = max(rel(o["probe.gx"], ga[:, 0].numpy()), rel(o["probe.gy"], ga[:, 2].numpy()))
+    tap.ok(pr < 1e-5, f"{what}: the probes' gradients of logit 1 w.r.t. x's and y's embeddings, "
+           f"relative {pr:.1e} (< 1e-5)")
     L = float(loss)
     tap.ok(abs(o["ref.loss"][0] - L) < 1e-10 * L and rel(o["ref.grad"], g) < 1e-10,
            f"{what}: double reference loss {o['ref.loss'][0]:.12f} vs torch {L:.12f}, gradient "

@@ -232,6 +232,35 @@ ref_run32(const struct model *m, const double *th, const double *v, const int32_
 	free(t32); free(v32); free(o);
 }
 
+/*
+ * The probes' gradients of logit 1 with respect to each row's x and y
+ * embedding vectors, widened into gxy (2, B, E), added to wr as
+ * "probe.gx" and "probe.gy".
+ */
+static void
+ref_probes(const struct model *m, const double *th, const int32_t *x, int B,
+    struct st_writer *wr, double *gxy)
+{
+	const struct model_probes *pr = model_probes(m);
+	const struct model_tensor *t0 = model_tensor_find(m, "net.0.weight");
+	int cls = 1;
+	size_t n = (size_t)B * (size_t)t0->shape[1];
+	int64_t shape[2] = {B, t0->shape[1]};
+	float *t32 = calloc(m->nparams, sizeof *t32), *g = calloc(2 * n, sizeof *g);
+	struct model_work *w = model_work_new(m, B);
+
+	for (size_t k = 0; k < m->nparams; k++)
+		t32[k] = (float)th[k];
+	pr->embed_grad(w, t32, x, B, &cls, 1, g, g + n);
+	for (size_t k = 0; k < 2 * n; k++)
+		gxy[k] = g[k];
+	st_writer_add(wr, "probe.gx", ST_F64, 2, shape, gxy);
+	st_writer_add(wr, "probe.gy", ST_F64, 2, shape, gxy + n);
+	model_work_free(w);
+	free(t32);
+	free(g);
+}
+
 static int
 ref_main(const char *in, const char *outpath)
 {
@@ -242,7 +271,7 @@ ref_main(const char *in, const char *outpath)
 	char err[ST_ERRLEN];
 	const struct st_tensor *tx, *ty;
 	int64_t one = 1, np;
-	double *th, *v, *o32, *oref;
+	double *th, *v, *o32, *oref, *gxy;
 	int32_t *x, *y;
 	int B;
 	size_t P;
@@ -271,6 +300,7 @@ ref_main(const char *in, const char *outpath)
 			die("%s: row %d out of range", in, b);
 	th = calloc(P, sizeof *th), v = calloc(P, sizeof *v);
 	o32 = calloc(3 * P + 1, sizeof *o32), oref = calloc(2 * P + 1, sizeof *oref);
+	gxy = calloc(2 * (size_t)B * (size_t)c.embed, sizeof *gxy);
 	ref_read(&f, m, "", th);
 	ref_read(&f, m, "v.", v);
 	oref[0] = mlp_embed_ref_loss(m, th, x, y, B, oref + 1);
@@ -284,12 +314,13 @@ ref_main(const char *in, const char *outpath)
 	st_writer_add(&wr, "grad32", ST_F64, 1, &np, o32 + 1);
 	st_writer_add(&wr, "hv32", ST_F64, 1, &np, o32 + 1 + P);
 	st_writer_add(&wr, "gv32", ST_F64, 1, &np, o32 + 1 + 2 * P);
+	ref_probes(m, th, x, B, &wr, gxy);
 	if (!(fp = fopen(outpath, "wb")) || st_write(&wr, fp) != 0 || fclose(fp) != 0)
 		die("%s:", outpath);
 	st_writer_free(&wr);
 	st_free(&f);
 	model_free(m);
-	free(x); free(y); free(th); free(v); free(o32); free(oref);
+	free(x); free(y); free(th); free(v); free(o32); free(oref); free(gxy);
 	return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "mlp_embed.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ struct emb {
 	int in[MLP_MAX_DEPTH + 1], out[MLP_MAX_DEPTH + 1];
 	size_t woff[MLP_MAX_DEPTH + 1], boff[MLP_MAX_DEPTH + 1];
 	struct model_tensor tensors[1 + 2 * (MLP_MAX_DEPTH + 1)];
+	float *tbl;                           /* (E, V) the probes' transposed table (embedding) */
 	char gnames[MLP_MAX_DEPTH + 2][16];
 	const char *gptr[MLP_MAX_DEPTH + 2];
 };
@@ -732,6 +734,7 @@ check_frame(const struct model *m, const struct st_frame *f, const char *name, c
 static void
 model_free_emb(struct model *m)
 {
+	free(((struct emb *)m)->tbl);
 	free(m);
 }
 
@@ -889,6 +892,90 @@ log_json(const struct model *m, const float *theta, const struct model_diag *d, 
 	json_object_set_new(rec, "spectral_norms", arr);
 }
 
+/*
+ * Probes for the progress measures.  Neurons: the last hidden layer after
+ * its ReLU.  Embeddings: x and y are looked up in the same table, rows
+ * 0..p-1 of net.0.weight; the probes want each residue's vector as a
+ * column, so embedding() hands out a transposed copy held by the model
+ * (rewritten at every call: theta may change between calls).  The
+ * gradients of a logit with respect to x's and y's vectors are the input
+ * gradient's first and third E-wide pieces, which differ (the first
+ * layer weighs the two positions apart).
+ */
+static int
+probe_neurons(const struct model *m, const char **what)
+{
+	const struct emb *e = emb_of(m);
+
+	*what = e->c.depth > 0 ? "the last hidden layer after its ReLU" : "none";
+	return e->c.depth > 0 ? e->c.width : 0;
+}
+
+static void
+probe_forward(struct model_work *mw, const float *theta, const int32_t *x, int B,
+    float *logits, float *acts)
+{
+	struct emb_work *w = (struct emb_work *)mw;
+	const struct emb *e = w->m;
+	const float *z = w->acts[e->L - 1];
+
+	forward(e, w, theta, x, B);
+	/* the p residues' logits; the two operator tokens' are no class of the data */
+	for (int b = 0; b < B; b++)
+		memcpy(logits + (size_t)b * e->c.p, z + (size_t)b * e->V, (size_t)e->c.p * sizeof(float));
+	if (acts && e->c.depth > 0)
+		memcpy(acts, w->acts[e->L - 2], (size_t)B * (size_t)e->c.width * sizeof(float));
+}
+
+static int
+probe_embedding(const struct model *m, const float *theta, int i, const float **E, int *d,
+    int *ld, int *col0)
+{
+	struct emb *e = (struct emb *)(uintptr_t)emb_of(m);   /* the copy is the model's scratch */
+	int n = e->c.embed, V = e->V;
+
+	(void)i;
+	if (!e->tbl)
+		e->tbl = xmalloc(xmul((size_t)n * (size_t)V, sizeof *e->tbl));
+	for (int r = 0; r < V; r++)
+		for (int k = 0; k < n; k++)
+			e->tbl[(size_t)k * V + r] = theta[(size_t)r * n + k];
+	*E = e->tbl;
+	*d = n;
+	*ld = V;
+	*col0 = 0;
+	return 0;
+}
+
+static void
+probe_embed_grad(struct model_work *mw, const float *theta, const int32_t *x, int B,
+    const int *cls, int nc, float *gx, float *gy)
+{
+	struct emb_work *w = (struct emb_work *)mw;
+	const struct emb *e = w->m;
+	size_t n = (size_t)e->c.embed;
+
+	forward(e, w, theta, x, B);
+	for (int k = 0; k < nc; k++) {
+		memset(w->dlogits, 0, (size_t)B * (size_t)e->V * sizeof(float));
+		for (int b = 0; b < B; b++)
+			w->dlogits[(size_t)b * e->V + cls[k]] = 1.0f;
+		backward(e, w, NULL, NULL, theta, x, B);
+		for (int b = 0; b < B; b++) {
+			const float *din = w->din + (size_t)b * 4 * n;
+			memcpy(gx + ((size_t)k * B + b) * n, din, n * sizeof(float));
+			memcpy(gy + ((size_t)k * B + b) * n, din + 2 * n, n * sizeof(float));
+		}
+	}
+}
+
+static const struct model_probes emb_probes = {
+	.neurons = probe_neurons,
+	.forward = probe_forward,
+	.embedding = probe_embedding,
+	.embed_grad = probe_embed_grad,
+};
+
 const struct model_family mlp_embed_family = {
 	.version = MODEL_FAMILY_VERSION,
 	.name = "mlp-embed",
@@ -911,6 +998,6 @@ const struct model_family mlp_embed_family = {
 	.apply = apply,
 	.grad = grad,
 	.ggn_apply = ggn_apply,
-	.probes = NULL,
+	.probes = &emb_probes,
 	.log_json = log_json,
 };
