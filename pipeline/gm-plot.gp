@@ -1,6 +1,6 @@
 # replicate-gm's plots from one experiment's curves.tsv (gm-curves.jq).
 # The caller sets tsv, exp, what (loss, acc, specnorm, update), scale
-# (linear, log) and out.
+# (linear, log) and out; what=pca draws tsv as embed-pca's table instead.
 load "pipeline/style.gp"
 set output out
 set key inside right center
@@ -30,4 +30,14 @@ if (what eq "update") {
 	set ylabel "||theta_t - theta_{t-1}||_2"
 	set title sprintf("%s: update size (the step before each log point)", exp)
 	plot tsv skip 1 using ($1 > 0 ? $1 : NaN):8 with lines lt 4 title "update size"
+}
+if (what eq "pca") {
+	unset xlabel
+	set xlabel "first principal component"
+	set ylabel "second principal component"
+	set size ratio -1
+	set key off
+	set title sprintf("%s: the residues' embeddings (net.0.weight rows 0..p-1), 2-D PCA at the last checkpoint", exp)
+	plot tsv skip 2 using 2:3 with points pt 7 ps 0.8 lt 3, \
+	     tsv skip 2 using 2:3:1 with labels offset 0.6,0.6 font ",8"
 }

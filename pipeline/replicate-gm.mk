@@ -59,7 +59,7 @@ GM_CURVES := $(GM_RUNS:%=$(GM_R)/%/curves.tsv)
 GM_HESS := $(GM_RUNS:%=$(GM_R)/%/hessian.tsv)
 GM_LLCS := $(GM_RUNS:%=$(GM_R)/%/llc.tsv)
 GM_PLOT_KINDS := losslinear losslog acclinear acclog specnorm update
-GM_PLOTS := $(foreach r,$(GM_RUNS),$(foreach k,$(GM_PLOT_KINDS),$(GM_PL)/$(subst /,-,$(r))-$(k).png))
+GM_PLOTS := $(foreach r,$(GM_RUNS),$(foreach k,$(GM_PLOT_KINDS) pca,$(GM_PL)/$(subst /,-,$(r))-$(k).png))
 
 # Kept although only intermediate: the data sets, the stamps and the JSON-lines.
 .SECONDARY: $(sort $(foreach r,$(GM_RUNS),$(call gm_data_of,$(r)))) \
@@ -130,14 +130,25 @@ $(GM_R)/summary.tsv: $(GM_CURVES) $(GM_HESS) $(GM_LLCS) pipeline/gm-summary.awk
 	        $(GM_R)/$$r/hessian.tsv $(GM_R)/$$r/llc.tsv; \
 	done | awk 'NR == 1 || !/^run/' > $@+ && mv -f $@+ $@
 
-# Plots: <exp>-s<seed>-<kind>.png
-gm_kind_what = $(patsubst %linear,%,$(patsubst %log,%,$1))
-gm_kind_scale = $(if $(filter %log,$1),log,linear)
+# Plots: <exp>-s<seed>-<kind>.png, static pattern rules over the lists
+# (an implicit rule would let the curves' rule take the PCA's plots).
 gm_run_of_plot = $(word 1,$(subst -, ,$1))/$(word 2,$(subst -, ,$1))
-$(GM_PL)/%.png: $$(GM_R)/$$(call gm_run_of_plot,$$*)/curves.tsv pipeline/gm-plot.gp pipeline/style.gp
+gm_title = $(subst /s, seed ,$(call gm_run_of_plot,$1))
+GM_PCA_PLOTS := $(filter %-pca.png,$(GM_PLOTS))
+GM_CURVE_PLOTS := $(filter-out %-pca.png,$(GM_PLOTS))
+$(GM_CURVE_PLOTS): $(GM_PL)/%.png: $$(GM_R)/$$(call gm_run_of_plot,$$*)/curves.tsv pipeline/gm-plot.gp pipeline/style.gp
 	@mkdir -p $(@D)
 	$(Q)k=$(lastword $(subst -, ,$*)); \
 	case $$k in losslinear|losslog) w=loss;; acclinear|acclog) w=acc;; *) w=$$k;; esac; \
 	case $$k in *log) s=log;; *) s=linear;; esac; \
-	gnuplot -e "tsv='$<'; exp='$(subst -, seed ,$(basename $(subst -,.,$*)))'; what='$$w'; scale='$$s'; out='$@+'" \
+	gnuplot -e "tsv='$<'; exp='$(call gm_title,$*)'; what='$$w'; scale='$$s'; out='$@+'" \
+	    pipeline/gm-plot.gp && mv -f $@+ $@
+
+# The embedding's 2-D PCA at the last checkpoint (the source's
+# wts_dimred_embed.png): the circle a grokked embedding draws.
+$(GM_R)/%/pca.tsv: $(GM_R)/%/log.jsonl pipeline/embed-pca
+	$(Q)pipeline/embed-pca $$(ls $(@D)/ckpt/*.safetensors | tail -1) > $@+ && mv -f $@+ $@
+$(GM_PCA_PLOTS): $(GM_PL)/%-pca.png: $$(GM_R)/$$(call gm_run_of_plot,$$*)/pca.tsv pipeline/gm-plot.gp pipeline/style.gp
+	@mkdir -p $(@D)
+	$(Q)gnuplot -e "tsv='$<'; exp='$(call gm_title,$*)'; what='pca'; scale='linear'; out='$@+'" \
 	    pipeline/gm-plot.gp && mv -f $@+ $@

@@ -15,7 +15,8 @@ Then train-mlp --embed against torch.optim.AdamW (betas (0.9, 0.98), wd
 steps, the logits cast to float64 before the loss as the source does: the
 training loss after every step to 1e-5 relative and the final weights to
 1e-4.  Last, hess-eig's top eigenvalues on a trained checkpoint against
-Lanczos over torch's double-backward products.
+Lanczos over torch's double-backward products, and pipeline/embed-pca's
+2-D PCA of its embeddings against numpy's SVD.
 
 usage: check_embed.py BINDIR WORKDIR    (prints TAP)"""
 
@@ -222,6 +223,27 @@ def hess_case(bindir, data, path, tap):
            f"{theirs[0]:.8f}, top-3 max relative diff {r:.1e} (< {EIG_RTOL:g})")
 
 
+def pca_case(path, tap):
+    """pipeline/embed-pca (od and awk) against numpy's SVD of the centred residue embeddings."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pipeline", "embed-pca")
+    out = run([script, path]).splitlines()
+    shares = [float(t) for t in out[0].split()[-2:]]
+    ours = np.array([[float(t) for t in line.split("\t")[1:]] for line in out[2:]])
+    meta, params = load_st(path)
+    p = int(meta["p"])
+    X = np.array(params["net.0.weight"], dtype=np.float64)[:p]
+    X = X - X.mean(0)
+    U, S, _ = np.linalg.svd(X, full_matrices=False)
+    theirs = U[:, :2] * S[:2]
+    # the plane's coordinates up to a rotation (PCA's signs): compare the pairwise distances
+    dist = lambda Z: np.linalg.norm(Z[:, None, :] - Z[None, :, :], axis=-1)
+    r = rel(dist(ours), dist(theirs))
+    sr = rel(shares, S[:2] ** 2 / (S ** 2).sum())
+    tap.ok(len(ours) == p and r < 1e-5 and sr < 1e-5,
+           f"embed-pca: {p} residues' 2-D PCA vs numpy's SVD, pairwise distances relative {r:.1e}, "
+           f"variance shares {shares} relative {sr:.1e} (< 1e-5)")
+
+
 def main():
     bindir, work = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
@@ -231,6 +253,7 @@ def main():
         kernels_case(c, k, work, tbin, tap)
     data, path = adamw_case(bindir, work, tap)
     hess_case(bindir, data, path, tap)
+    pca_case(path, tap)
     return tap.done()
 
 
