@@ -195,6 +195,11 @@ def adamw_case(bindir, work, tap):
     sd = model.state_dict()
     wrel = max(rel(np.array(pN[k]), sd[k].numpy()) for k in pN)
     tap.ok(wrel < 1e-4, f"final weights after {STEPS} steps, worst tensor relative {wrel:.1e} (< 1e-4)")
+    last = [r for r in log if r.get("record") == "metrics"][-1]["spectral_norms"]
+    sv = [float(np.linalg.norm(np.array(pN[k], dtype=np.float64), 2)) for k in ("net.2.weight", "net.4.weight")]
+    srel = rel(last, sv)
+    tap.ok(len(last) == 2 and srel < 1e-12, f"the log's spectral norms {last} vs numpy's largest singular "
+           f"values of the final checkpoint's weights, relative {srel:.1e} (< 1e-12)")
     return data, os.path.join(ck, f"step-{STEPS:08d}.safetensors")
 
 
