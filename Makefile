@@ -242,6 +242,7 @@ help:
 	@echo '  tools (default)  build every tool into $(O)/bin'
 	@echo '  all              build the tools and reproduce the study (STUDY=small|full)'
 	@echo '  demo             one default run at p = 97, depth 2, that groks'
+	@echo '  replicate-gm     enerrio/grokking-mlp'"'"'s exp1-3 (GM_EPOCHS=$(GM_EPOCHS); 20000 is the source'"'"'s length)'
 	@echo '  clean-results    remove generated data, results and plots'
 	@echo 'Study parameters (make all NAME=value; a change redoes what depends on it):'
 	@echo '  STUDY=$(STUDY) P=$(P) FRAC=$(FRAC) SEED_FRAC=$(SEED_FRAC) STEPS=$(STEPS)'
