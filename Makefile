@@ -205,7 +205,7 @@ units: $(UNITS)
 
 # Cross-checks against PyTorch on the same files (Debian's python3-torch).
 PYTHON ?= /usr/bin/python3
-check-ref: tools $(O)/test/test_transformer
+check-ref: tools $(O)/test/test_transformer $(O)/test/test_mlp_embed
 	tools/ensure-deps ref
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	for t in tests/ref/check_*.py; do $(PYTHON) "$$t" $(O)/bin "$$d" || exit 1; done
@@ -242,6 +242,7 @@ help:
 	@echo '  tools (default)  build every tool into $(O)/bin'
 	@echo '  all              build the tools and reproduce the study (STUDY=small|full)'
 	@echo '  demo             one default run at p = 97, depth 2, that groks'
+	@echo '  replicate-gm     enerrio/grokking-mlp'"'"'s exp1-3 (GM_EPOCHS=$(GM_EPOCHS); 20000 is the source'"'"'s length)'
 	@echo '  clean-results    remove generated data, results and plots'
 	@echo 'Study parameters (make all NAME=value; a change redoes what depends on it):'
 	@echo '  STUDY=$(STUDY) P=$(P) FRAC=$(FRAC) SEED_FRAC=$(SEED_FRAC) STEPS=$(STEPS)'
@@ -273,6 +274,7 @@ help:
 FORCE:
 
 include pipeline/study.mk
+include pipeline/replicate-gm.mk
 
 -include $(LIBOBJ:.o=.d) $(TOOLS:%=$(O)/obj/tools/%.d) $(UNITSRC:%.c=$(O)/obj/%.d) \
          $(O)/obj/tests/bench/bench_step.d $(O)/obj/tests/bench/bench_eig.d

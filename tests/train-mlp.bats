@@ -315,3 +315,37 @@ bad() {
 	assert_failure 1
 	assert_output "train-mlp: --init: deep.st: tensor 'layers.0.weight' has shape [16, 22], expected [8, 22] (-1: any) (model: p=11 depth=3 width=8 onehot)"
 }
+
+@test "train-mlp --embed: the embedding MLP (mlp-embed), with net.py's tensor names; every analysis tool takes it" {
+	train-mlp --data d11.st --embed 8 --depth 1 --width 16 --steps 40 --log-every 20 --ckpt-dir ck > log
+	assert_equal "$(head -1 log | jq -c '[.family, .config.model.embed, .params]')" \
+	    "[\"mlp-embed\",8,$((13 * 8 + 32 * 16 + 16 + 16 * 13 + 13))]"
+	c=ck/step-00000040.safetensors
+	assert_equal "$(st_header "$c" | jq -c '[."net.0.weight".shape, ."net.2.weight".shape, ."net.4.bias".shape, (keys | length)]')" \
+	    '[[13,8],[16,32],[13],6]'
+	assert_equal "$(st_header "$c" | jq -r '.__metadata__ | [.family, .embed] | join(" ")')" "mlp-embed 8"
+	assert_jq '.spectral_norms | map(num) | length == 2' <(sed -n 2p log)
+	assert_jq '.eigenvalues | map(num) | length == 2' <(hess-eig --data d11.st --top 2 "$c" | tail -1)
+	assert_jq '.eigenvalues | map(num) | length == 1' <(hess-eig --data d11.st --top 1 --matrix ggn "$c" | tail -1)
+	assert_jq '[.blocks[].group] == ["net.0", "net.2", "net.4"]' <(hess-eig --data d11.st --top 1 --blocks "$c" | tail -1)
+	assert_jq '.params == 853' <(gop-spectrum --data d11.st "$c" | tail -1)
+	assert_jq '.chains_ok == 2' <(llc-estimate --data d11.st --draws 10 --chains 2 "$c" | tail -1)
+	assert_jq '.neurons.count == 16 and (.embedding.x.freq_frac | length == 5)' \
+	    <(progress-measures --data d11.st "$c" | tail -1)
+	assert_jq '.family == "mlp-embed" and .depth == 1' <(summarize log | tail -1)
+}
+
+@test "train-mlp --embed: out of range, with --encoding int or --loss mse: usage errors" {
+	run train-mlp --data d11.st --embed 0 --steps 1
+	assert_failure 2
+	assert_output --partial "train-mlp: --embed: 0 is out of range (allowed: 1..4096)"
+	run train-mlp --data d11.st --embed 4097 --steps 1
+	assert_failure 2
+	assert_output --partial "--embed: 4097 is out of range"
+	run train-mlp --data d11.st --embed 8 --encoding int --steps 1
+	assert_failure 2
+	assert_output --partial "train-mlp: --embed looks the tokens up in a table, so it takes no --encoding int"
+	run train-mlp --data d11.st --embed 8 --loss mse --steps 1
+	assert_failure 2
+	assert_output --partial "train-mlp: --embed trains with cross-entropy only, not --loss mse"
+}

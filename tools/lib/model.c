@@ -14,12 +14,14 @@
 #undef I   /* complex.h, through OpenBLAS's cblas.h */
 
 #include "mlp.h"
+#include "mlp_embed.h"
 #include "transformer.h"
 #include "util.h"
 
 /* The families, found by the name a checkpoint stores.  A new family adds itself here. */
 static const struct model_family *const families[] = {
 	&mlp_family,
+	&mlp_embed_family,
 	&transformer_family,
 	NULL,
 };
