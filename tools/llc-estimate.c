@@ -36,6 +36,7 @@
 #define LLC_MAX_DRIFT 4.0
 #define LLC_MIN_MALA 0.9
 #define LLC_MIN_ESS 100.0
+#define LLC_MALA_EVERY 10
 
 /*
  * When an estimate is healthy: every chain stayed finite and in the basin
@@ -138,7 +139,12 @@ help(void)
 "      --max-drift Z      drift: a chain's |drift z| between its halves above\n"
 "                         Z, > 0 (default 4)\n"
 "      --min-mala A       mala: a chain's mean MALA acceptance below A, [0, 1]\n"
-"                         (default 0.9, devinterp's lower end; 0: off)\n"
+"                         (default 0.9, devinterp's lower end; 0: off), on\n"
+"                         the proposal's own minibatch when measured\n"
+"      --mala-every K     measure that acceptance every K-th draw step, at\n"
+"                         the cost of one more evaluation; 0: only\n"
+"                         devinterp's, across consecutive minibatches, whose\n"
+"                         noise hides the step's error (default 10)\n"
 "      --min-ess E        ess: the ESS of the mean of all draws below E, >= 0\n"
 "                         (default 100; 0: off)\n"
 "                         and always: nonfinite (a NaN or infinite loss),\n"
@@ -168,7 +174,7 @@ CKPT_LIMITS_HELP
 /* The sampler's method options (their codes follow parse_args's own). */
 enum {
 	O_PRECOND = 512, O_ALPHA, O_DELTA, O_FREEZE, O_RESTRICT, O_MARGIN, O_LANCZOS, O_EPSILON,
-	O_MAX_RHAT, O_MAX_DRIFT, O_MIN_MALA, O_MIN_ESS,
+	O_MAX_RHAT, O_MAX_DRIFT, O_MIN_MALA, O_MIN_ESS, O_MALA_EVERY,
 };
 
 static void
@@ -199,6 +205,7 @@ sampler_option(struct config *c, int ch, const char *arg)
 	case O_MAX_DRIFT: c->rule.max_drift = opt_real_open("--max-drift", arg, 0, 1e12); break;
 	case O_MIN_MALA: c->rule.min_mala = opt_real("--min-mala", arg, 0, 1); break;
 	case O_MIN_ESS: c->rule.min_ess = opt_real("--min-ess", arg, 0, 1e12); break;
+	case O_MALA_EVERY: c->meth.mala_every = (long)opt_int("--mala-every", arg, 0, SGLD_MAX_STEPS); break;
 	}
 }
 
@@ -235,6 +242,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"max-drift", required_argument, NULL, O_MAX_DRIFT},
 		{"min-mala", required_argument, NULL, O_MIN_MALA},
 		{"min-ess", required_argument, NULL, O_MIN_ESS},
+		{"mala-every", required_argument, NULL, O_MALA_EVERY},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -250,6 +258,7 @@ parse_args(struct config *c, int argc, char **argv)
 	c->sp.gamma = 100;
 	c->threads = 1;
 	sgld_method_default(&c->meth);
+	c->meth.mala_every = LLC_MALA_EVERY;
 	c->margin = SGLD_EPS_MARGIN;
 	c->lanczos_steps = 20;
 	c->rule = (struct health_rule){LLC_MAX_RHAT, LLC_MAX_DRIFT, LLC_MIN_MALA, LLC_MIN_ESS};
@@ -264,7 +273,7 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_BATCH: c->sp.batch = (int)opt_int("--batch", optarg, 1, 1L << 24); break;
 		case O_EPS: sampler_option(c, O_EPSILON, optarg); break;
 		case O_PRECOND: case O_ALPHA: case O_DELTA: case O_FREEZE: case O_RESTRICT: case O_MARGIN:
-		case O_LANCZOS: case O_MAX_RHAT: case O_MAX_DRIFT: case O_MIN_MALA: case O_MIN_ESS:
+		case O_LANCZOS: case O_MAX_RHAT: case O_MAX_DRIFT: case O_MIN_MALA: case O_MIN_ESS: case O_MALA_EVERY:
 			sampler_option(c, ch, optarg);
 			break;
 		case O_GAMMA: c->sp.gamma = opt_real("--gamma", optarg, 0, 1e12); break;
@@ -395,9 +404,12 @@ chain_health_json(json_t *o, const struct health_rule *rule, const struct sgld_c
 	flags |= ch->nonfinite ? FLAG_NONFINITE : 0;
 	flags |= ch->exploded ? FLAG_EXPLODED : 0;
 	flags |= fails_above(fabs(dr.z), rule->max_drift) ? FLAG_DRIFT : 0;
-	flags |= fails_below(h->mala_mean, rule->min_mala) ? FLAG_MALA : 0;
+	flags |= fails_below(h->mala_batch_n ? h->mala_batch_mean : h->mala_mean, rule->min_mala) ? FLAG_MALA : 0;
 	json_object_set_new(o, "mala_mean", jnum(h->mala_mean));
 	json_object_set_new(o, "mala_min", jnum(h->mala_min));
+	json_object_set_new(o, "mala_batch_mean", jnum(h->mala_batch_mean));
+	json_object_set_new(o, "mala_batch_min", jnum(h->mala_batch_min));
+	json_object_set_new(o, "mala_batch_n", json_integer(h->mala_batch_n));
 	json_object_set_new(o, "drift_z", jnum(dr.z));
 	json_object_set_new(o, "ess", jnum(chain_ess(loss, n)));
 	json_object_set_new(o, "precond_min", jnum(h->precond_min));
@@ -601,7 +613,7 @@ record_sampler(json_t *rec, const struct config *c, const struct sgld_method *me
  * mean), the rule that gave them, and healthy when there are none.
  */
 static unsigned
-record_health(json_t *rec, const struct health_rule *rule, unsigned chain_flags)
+record_health(json_t *rec, const struct health_rule *rule, long mala_every, unsigned chain_flags)
 {
 	unsigned flags = chain_flags;
 
@@ -610,9 +622,9 @@ record_health(json_t *rec, const struct health_rule *rule, unsigned chain_flags)
 	/* A null (NaN) diagnostic reads as 0 above: null R-hat must flag too. */
 	if (json_is_null(json_object_get(rec, "rhat")) && isfinite(rule->max_rhat))
 		flags |= FLAG_RHAT;
-	json_object_set_new(json_object_get(rec, "settings"), "health", json_pack("{s:o, s:o, s:o, s:o}",
+	json_object_set_new(json_object_get(rec, "settings"), "health", json_pack("{s:o, s:o, s:o, s:o, s:I}",
 	    "max_rhat", jnum(rule->max_rhat), "max_drift", jnum(rule->max_drift),
-	    "min_mala", jnum(rule->min_mala), "min_ess", jnum(rule->min_ess)));
+	    "min_mala", jnum(rule->min_mala), "min_ess", jnum(rule->min_ess), "mala_every", (json_int_t)mala_every));
 	json_object_set_new(rec, "flags", flags_json(flags));
 	json_object_set_new(rec, "healthy", json_boolean(flags == 0));
 	return flags;
@@ -680,7 +692,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	    "thin", (json_int_t)sp.thin, "chains", c->chains, "explode", jnum(margin)));
 	json_object_set_new(rec, "explode_at", jnum(sp.explode));
 	record_sampler(rec, c, &meth, &sp, &s, lmax, products);
-	record_health(rec, &c->rule, s.flags);
+	record_health(rec, &c->rule, meth.mala_every, s.flags);
 	if (c->trace)
 		write_trace(c, &ck, s.loss, init_loss);
 	json_object_set_new(rec, "steps", json_integer(s.steps));
