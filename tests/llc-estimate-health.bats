@@ -84,12 +84,13 @@ rule_flags='[
 	(if [.chains[] | .nonfinite_fraction > 0] | any then "nonfinite" else empty end),
 	(if [.chains[] | .exploded_fraction > 0] | any then "exploded" else empty end),
 	(if [.chains[] | (.drift_z | fabs) > $s.max_drift] | any then "drift" else empty end),
-	(if $s.min_mala > 0 and ([.chains[] | .mala_mean < $s.min_mala] | any) then "mala" else empty end),
+	(if $s.min_mala > 0 and ([.chains[] | (if .mala_batch_n > 0 then .mala_batch_mean else .mala_mean end) < $s.min_mala] | any) then "mala" else empty end),
 	(if .rhat > $s.max_rhat then "rhat" else empty end),
 	(if $s.min_ess > 0 and .ess_llc < $s.min_ess then "ess" else empty end)]'
 
 @test "llc-estimate: the record's flags are its health rule applied to its own diagnostics" {
-	for args in "" "--max-rhat 1.001 --max-drift 0.5" "--min-mala 0 --min-ess 0 --max-drift 1e6 --max-rhat 1e6"; do
+	for args in "" "--max-rhat 1.001 --max-drift 0.5" "--min-mala 0 --min-ess 0 --max-drift 1e6 --max-rhat 1e6" \
+	    "--mala-every 0 --min-mala 0.6" "--mala-every 3 --min-mala 0.99" "--epsilon 1e-6 --min-mala 0.999"; do
 		l=$(llc-estimate --data d.st --chains 4 --draws 60 $args "$ck" | tail -1)
 		assert_equal "$(jq -c '.flags | type' <<<"$l")" '"array"'
 		assert_equal "$(jq -c '.settings.health as $s | '"$rule_flags" <<<"$l")" "$(jq -c .flags <<<"$l")"
@@ -97,7 +98,7 @@ rule_flags='[
 		assert_equal "$(jq '.chains_flagged == ([.chains[] | select(.flags != [])] | length)' <<<"$l")" true
 	done
 	assert_equal "$(jq -c .settings.health <<<"$(llc-estimate --data d.st --chains 2 --draws 10 "$ck" | tail -1)")" \
-	    '{"max_rhat":1.01,"max_drift":4,"min_mala":0.9,"min_ess":100}'
+	    '{"max_rhat":1.01,"max_drift":4,"min_mala":0.9,"min_ess":100,"mala_every":10}'
 }
 
 @test "llc-estimate: each health rule flags when its threshold is out of reach, and not when it is off" {
@@ -122,6 +123,18 @@ rule_flags='[
 	assert_equal "$(jq -c '[.flags[] | select(. == "nonfinite" or . == "exploded")] | length > 0' <<<"$l")" true
 	assert_equal "$(jq -c '[.chains[] | .left_basin == ((.flags | index("exploded")) != null or (.flags | index("nonfinite")) != null)] | all' <<<"$l")" true
 	assert_equal "$(jq -c 'if .rhat == null then (.flags | index("rhat")) != null else true end' <<<"$l")" true
+}
+
+@test "llc-estimate --mala-every: the same-minibatch acceptance every K-th draw step, and no draw changes" {
+	l=$(llc-estimate --data d.st --chains 2 --draws 30 --mala-every 3 "$ck" | tail -1)
+	assert_equal "$(jq -c '[.chains[].mala_batch_n]' <<<"$l")" '[10,10]'
+	assert_equal "$(jq '[.chains[] | .mala_batch_min <= .mala_batch_mean and .mala_batch_mean <= 1] | all' <<<"$l")" true
+	l0=$(llc-estimate --data d.st --chains 2 --draws 30 --mala-every 0 "$ck" | tail -1)
+	assert_equal "$(jq -c '[.chains[] | [.mala_batch_n, .mala_batch_mean]]' <<<"$l0")" '[[0,null],[0,null]]'
+	assert_equal "$(jq -c '[.llc_per_chain, [.chains[].mala_mean]]' <<<"$l0")" "$(jq -c '[.llc_per_chain, [.chains[].mala_mean]]' <<<"$l")"
+	run llc-estimate --data d.st --mala-every -1 "$ck"
+	assert_failure 2
+	assert_output --partial "--mala-every"
 }
 
 @test "llc-estimate: the health thresholds' bad values are usage errors" {
