@@ -97,7 +97,7 @@ TFM_LLC_FLAGS ?= --chains 4 --draws 200 --burn-in 200 --epsilon 1e-5
 # checkpoint's own stability limit: 1 is at it) times each nbeta (default:
 # llc-estimate's, batch / ln batch), shorter chains than the study's.  The
 # study's own point is LLC_FLAGS's margin at the default nbeta.
-LLC_CAL_MARGINS ?= 400 100 20 5
+LLC_CAL_MARGINS ?= 400 100 20
 LLC_CAL_NBETAS ?= default 100
 LLC_CAL_FLAGS ?= --chains 2 --draws 100 --burn-in 100
 LLC_CAL_DEPTHS ?= $(DEPTHS)
