@@ -68,7 +68,8 @@ def bench(ctx):
                 rate = ratios(ours, theirs)
                 rows.append([sampler, depth, f"{rec['params']:,}", ours.fmt(0), theirs.fmt(0), rate.fmt(spread=True),
                              r.fmt(spread=True), f"{thr['ours']} / {thr['torch']}", f"{rec['llc_mean']:.2f}"])
-                record(ctx, bench="llc", sampler=sampler, threads=threads, depth=depth, params=rec["params"],
+                # study_time.py reads bench "llc", the study's sampler (plain SGLD).
+                record(ctx, bench="llc" if sampler == "plain" else "llc-" + sampler, sampler=sampler, threads=threads, depth=depth, params=rec["params"],
                        ours_draws_per_second=ours.values, torch_draws_per_second=theirs.values, time_ratio=r.median,
                        time_ratio_range=[min(r.values), max(r.values)], rate_ratio=rate.median,
                        os_threads=thr, ours_llc=rec["llc_mean"])
