@@ -86,7 +86,8 @@ rule_flags='[
 	(if [.chains[] | (.drift_z | fabs) > $s.max_drift] | any then "drift" else empty end),
 	(if $s.min_mala > 0 and ([.chains[] | (if .mala_batch_n > 0 then .mala_batch_mean else .mala_mean end) < $s.min_mala] | any) then "mala" else empty end),
 	(if .rhat > $s.max_rhat then "rhat" else empty end),
-	(if $s.min_ess > 0 and .ess_llc < $s.min_ess then "ess" else empty end)]'
+	(if $s.min_ess > 0 and .ess_llc < $s.min_ess then "ess" else empty end),
+	(if .llc_mean < 0 then "negative" else empty end)]'
 
 @test "llc-estimate: the record's flags are its health rule applied to its own diagnostics" {
 	for args in "" "--max-rhat 1.001 --max-drift 0.5" "--min-mala 0 --min-ess 0 --max-drift 1e6 --max-rhat 1e6" \
@@ -135,6 +136,14 @@ rule_flags='[
 	run llc-estimate --data d.st --mala-every -1 "$ck"
 	assert_failure 2
 	assert_output --partial "--mala-every"
+}
+
+@test "llc-estimate: an estimate below 0 (chains that found a lower loss than w*'s) is flagged negative" {
+	# At initialisation w* is no minimum: a cold chain (large nbeta) runs downhill.
+	l=$(llc-estimate --data d.st --chains 2 --draws 40 --nbeta 10000 --epsilon 1e-5 ck/step-00000000.safetensors | tail -1)
+	assert_equal "$(jq -c '[.llc_mean < 0, .flags, .healthy]' <<<"$l")" '[true,["negative"],false]'
+	l=$(llc-estimate --data d.st --chains 2 --draws 40 --nbeta 100 --epsilon 1e-5 ck/step-00000000.safetensors | tail -1)
+	assert_equal "$(jq -c '[.llc_mean > 0, (.flags | index("negative"))]' <<<"$l")" '[true,null]'
 }
 
 @test "llc-estimate: the health thresholds' bad values are usage errors" {

@@ -133,6 +133,9 @@ help(void)
 "      --explode D        a draw whose loss exceeds L(w*) + D counts as\n"
 "                         exploded (default: the loss of a model that knows\n"
 "                         nothing, ln p for ce and 1/p for mse)\n"
+);
+	/* Two strings: one would pass the 4095 characters C99 promises to support. */
+	printf(
 "Health (an estimate is healthy when no rule flags it; the record lists them)\n"
 "      --max-rhat R       rhat: R-hat across chains above R, >= 1 (default\n"
 "                         1.01, Vehtari et al. 2021)\n"
@@ -148,7 +151,8 @@ help(void)
 "      --min-ess E        ess: the ESS of the mean of all draws below E, >= 0\n"
 "                         (default 100; 0: off)\n"
 "                         and always: nonfinite (a NaN or infinite loss),\n"
-"                         exploded (a draw past --explode)\n"
+"                         exploded (a draw past --explode), negative (the\n"
+"                         mean estimate below 0: w* is not a minimum)\n"
 "Output\n"
 "      --trace FILE       write every draw's loss (safetensors, F64 [C, N]);\n"
 "                         with several checkpoints FILE must contain {step}\n"
@@ -358,8 +362,9 @@ write_trace(const struct config *c, const struct analysis_ckpt *ck, const double
 /* The reasons an estimate is flagged, as bits, and their names in the record. */
 enum {
 	FLAG_NONFINITE = 1, FLAG_EXPLODED = 2, FLAG_DRIFT = 4, FLAG_MALA = 8, FLAG_RHAT = 16, FLAG_ESS = 32,
+	FLAG_NEGATIVE = 64,
 };
-static const char *const flag_names[] = {"nonfinite", "exploded", "drift", "mala", "rhat", "ess", NULL};
+static const char *const flag_names[] = {"nonfinite", "exploded", "drift", "mala", "rhat", "ess", "negative", NULL};
 
 static json_t *
 flags_json(unsigned flags)
@@ -619,6 +624,8 @@ record_health(json_t *rec, const struct health_rule *rule, long mala_every, unsi
 
 	flags |= fails_above(json_number_value(json_object_get(rec, "rhat")), rule->max_rhat) ? FLAG_RHAT : 0;
 	flags |= fails_below(json_number_value(json_object_get(rec, "ess_llc")), rule->min_ess) ? FLAG_ESS : 0;
+	/* The chains found lower loss than L(w*): w* is no minimum, and lambda-hat no LLC. */
+	flags |= json_number_value(json_object_get(rec, "llc_mean")) < 0 ? FLAG_NEGATIVE : 0;
 	/* A null (NaN) diagnostic reads as 0 above: null R-hat must flag too. */
 	if (json_is_null(json_object_get(rec, "rhat")) && isfinite(rule->max_rhat))
 		flags |= FLAG_RHAT;
