@@ -288,11 +288,11 @@ $(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc-$$(call family_of,$$(firstword $
 # epsilon-beta analysis): where lambda-hat plateaus in epsilon and the
 # chains are healthy is the range to trust; the study's point is marked.
 $(R)/llc-calibration-d%.tsv: $$(call llc_cal_run,$$*)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc-estimate pipeline/llc-cal.jq
-	$(Q)set -e; run=$(call llc_cal_run,$*); ck=$$(ls $$run/ckpt/*.safetensors | tail -1); \
+	$(Q)set -eo pipefail; run=$(call llc_cal_run,$*); ck=$$(ls $$run/ckpt/*.safetensors | tail -1); \
 	for nb in $(LLC_CAL_NBETAS); do for m in $(LLC_CAL_MARGINS); do \
 	    $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call data_of,$(LLC_CAL_RECIPE)/d$*-s$(firstword $(SEEDS))$(FIRST_VARIANT)).safetensors \
 	        $(LLC_FLAGS) $(LLC_CAL_FLAGS) --epsilon auto --margin $$m \
-	        $$([ $$nb = default ] || echo --nbeta $$nb) $$ck 2>/dev/null \
+	        $$([ $$nb = default ] || echo --nbeta $$nb) $$ck \
 	    | jq -nr --arg depth $* --arg chosen $$([ $$nb = default ] && [ $$m = $(LLC_MARGIN) ] && echo 1 || echo 0) -f pipeline/llc-cal.jq; \
 	done; done | awk 'NR == 1 || !/^depth/' > $@+
 	@mv -f $@+ $@
@@ -302,9 +302,9 @@ $(R)/llc-calibration.tsv: $(foreach d,$(filter $(DEPTHS),$(LLC_CAL_DEPTHS)),$(R)
 # One layer's LLC at every checkpoint, the others held at w* (--restrict),
 # for each layer in turn.
 $(R)/%/llc-layers.tsv: $(R)/%/log.jsonl $(STAMP)/llc-mlp $(O)/bin/llc-estimate pipeline/llc.jq
-	$(Q)set -e; for l in $$(seq 0 $(call depth_of,$*)); do \
+	$(Q)set -eo pipefail; for l in $$(seq 0 $(call depth_of,$*)); do \
 	    ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call data_of,$*).safetensors \
-	        $(LLC_FLAGS) --restrict layers.$$l 2>/dev/null | jq -nr --arg e '' -f pipeline/llc.jq | sed "s/^/$$l\t/"; \
+	        $(LLC_FLAGS) --restrict layers.$$l | jq -nr --arg e '' -f pipeline/llc.jq | sed "s/^/$$l\t/"; \
 	done | awk 'NR == 1 || !/^[0-9]+\tstep/' | sed '1s/^0/layer/' > $@+
 	@mv -f $@+ $@
 
