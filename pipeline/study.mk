@@ -3,8 +3,9 @@
 # data -> one training run per (recipe, depth, seed) with log-spaced
 # checkpoints -> hess-eig and gop-spectrum over each run's checkpoints, and
 # llc-estimate over those of the LLC_RECIPES runs -> summaries -> plots.
-# The LLC's step size is calibrated on one checkpoint (LLC against each of
-# LLC_CAL_EPS, on the last checkpoint of depth LLC_CAL_DEPTH, first seed).  Every output depends on the tool binaries that make
+# The LLC's sampler is calibrated per depth (an epsilon x nbeta grid on the
+# last checkpoint of each depth's first seed), and one layer's LLC is
+# followed through training at LLC_LAYER_DEPTHS.  Every output depends on the tool binaries that make
 # it and on a stamp holding the parameters it was made with, so changing a
 # parameter (make STEPS=...) redoes exactly what it affects and a second
 # `make all` does nothing.  Every recipe writes to a temporary name and
@@ -80,12 +81,29 @@ HESS_FLAGS ?= --top 3 --converge value
 GOP_FLAGS ?= --top 10 --full
 LLC_RECIPES ?= grok nanda pizza
 PM_RECIPES ?= grok seed nanda pizza
-LLC_FLAGS ?= --chains 4 --draws 200 --burn-in 200
+# The MLPs' step size from each checkpoint's curvature (llc-estimate
+# --epsilon auto: 4 / (margin (nbeta lambda_max + gamma))), since their
+# lambda_max spans 10^-2 to 10^4 across depths and training.  Margin 100,
+# not the default 20: on depth 2 the same-minibatch MALA acceptance is
+# 0.44-0.59 at margin 20, 0.80-0.88 at 100 and 0.97-0.99 at 400, where 200
+# draws after 800 steps still leave R-hat at 1.01-1.11 (docs/design.md);
+# 300 + 300 steps is what the budget allows.  The health rule at its
+# defaults flags what the chains cannot show.
+LLC_FLAGS ?= --chains 4 --draws 300 --burn-in 300 --epsilon auto --margin 100
 # The transformers' chains leave the basin at the default step size 1e-3
 # (and 1e-4, 3e-5) on a nanda checkpoint at p = 31; at 1e-5 they stay.
-TFM_LLC_FLAGS ?= $(LLC_FLAGS) --epsilon 1e-5
-LLC_CAL_EPS ?= 1e-5 3e-5 1e-4 3e-4 1e-3 3e-3
-LLC_CAL_DEPTH ?= 2
+TFM_LLC_FLAGS ?= --chains 4 --draws 200 --burn-in 200 --epsilon 1e-5
+# The calibration grid: epsilon auto at each margin (a step relative to the
+# checkpoint's own stability limit: 1 is at it) times each nbeta (default:
+# llc-estimate's, batch / ln batch), shorter chains than the study's.  The
+# study's own point is LLC_FLAGS's margin at the default nbeta.
+LLC_CAL_MARGINS ?= 400 100 20
+LLC_CAL_NBETAS ?= default 100
+LLC_CAL_FLAGS ?= --chains 2 --draws 100 --burn-in 100
+LLC_CAL_DEPTHS ?= $(DEPTHS)
+# Per-layer LLC (--restrict each layer in turn) through training, seed 0:
+# depth 2 is the depth that groks in the small study.
+LLC_LAYER_DEPTHS ?= 2
 
 ifeq ($(P),)
 $(error STUDY=$(STUDY) is not a study: use STUDY=small or STUDY=full)
@@ -165,14 +183,19 @@ PMS := $(PM_RUNDIRS:%=%/progress.jsonl)
 FOURIER_LIST := $(filter-out seed,$(PM_LIST))
 LLCS := $(LLC_RUNDIRS:%=%/llc.jsonl)
 TSVS := $(foreach d,$(RUNDIRS),$(d)/curves.tsv $(d)/hessian.tsv $(d)/gop.tsv) $(LLC_RUNDIRS:%=%/llc.tsv) $(PM_RUNDIRS:%=%/progress.tsv)
-LLC_CAL_RUN := $(R)/$(firstword $(LLC_LIST))/d$(LLC_CAL_DEPTH)-s$(firstword $(SEEDS))$(FIRST_VARIANT)
-LLC_CAL := $(if $(LLCS),$(R)/llc-calibration.tsv)
+# The study's own margin (llc-estimate's default 20 when LLC_FLAGS names none).
+LLC_MARGIN := $(or $(lastword $(patsubst --margin=%,%,$(filter --margin=%,$(subst --margin ,--margin=,$(LLC_FLAGS))))),20)
+LLC_CAL_RECIPE := $(firstword $(filter-out $(TFM_RECIPES),$(LLC_LIST)))
+llc_cal_run = $(R)/$(LLC_CAL_RECIPE)/d$(1)-s$(firstword $(SEEDS))$(FIRST_VARIANT)
+LLC_CAL := $(if $(LLC_CAL_RECIPE),$(R)/llc-calibration.tsv)
+LLC_LAYERS := $(if $(LLC_CAL_RECIPE),$(foreach d,$(filter $(DEPTHS),$(LLC_LAYER_DEPTHS)),$(call llc_cal_run,$(d))/llc-layers.tsv))
 # Dead units are the MLP's (ReLU units of the hidden layers).
 plot_kinds = accuracy loss sharpness $(if $(filter $(TFM_RECIPES),$1),,dead-units) grad-norm gop-spectral gop-rank gop-spectrum
 PLOTS := $(foreach r,$(RECIPE_LIST),$(foreach k,$(call plot_kinds,$(r)),$(PL)/$(r)-$(k).png)) \
          $(foreach r,$(LLC_LIST),$(PL)/$(r)-llc.png) \
          $(foreach r,$(PM_LIST),$(PL)/$(r)-progress.png) $(foreach r,$(FOURIER_LIST),$(PL)/$(r)-fourier.png) \
-         $(if $(LLCS),$(PL)/llc-calibration.png) $(PL)/by-depth.png
+         $(if $(LLC_CAL),$(PL)/llc-calibration.png) $(if $(LLC_LAYERS),$(PL)/$(LLC_CAL_RECIPE)-llc-layers.png) \
+         $(PL)/by-depth.png
 
 DATA := $(sort $(foreach d,$(RUNDIRS),$(R)/data/$(call data_of,$(d:$(R)/%=%)).safetensors))
 # With a sweep, groups by every swept key too (by-depth pools over them).
@@ -182,7 +205,7 @@ BY_GROUP := $(if $(SWEPT),$(R)/by-group.tsv $(R)/by-group.jsonl)
 
 # At the end, the by-depth table and where the plots are, every time: it is
 # what the study found.
-study: $(DATA) $(LOGS) $(TSVS) $(LLC_CAL) $(R)/runs.jsonl $(R)/runs.tsv $(R)/by-depth.tsv $(R)/by-depth.jsonl \
+study: $(DATA) $(LOGS) $(TSVS) $(LLC_CAL) $(LLC_LAYERS) $(R)/runs.jsonl $(R)/runs.tsv $(R)/by-depth.tsv $(R)/by-depth.jsonl \
     $(BY_GROUP) $(PLOTS) $(R)/by-depth.txt
 	@echo
 	@echo 'The study in $(R): p = $(P), $(STEPS) steps, depths $(DEPTHS), seeds $(SEEDS).'
@@ -221,7 +244,7 @@ $(STAMP)/llc-tfm: FORCE
 $(STAMP)/pm: FORCE
 	$(call stamp,$(PM_FLAGS))
 $(STAMP)/llc-cal: FORCE
-	$(call stamp,$(LLC_FLAGS) $(LLC_CAL_EPS) $(LLC_CAL_RUN))
+	$(call stamp,$(LLC_FLAGS) $(LLC_CAL_FLAGS) $(LLC_CAL_MARGINS) $(LLC_CAL_NBETAS) $(LLC_CAL_RECIPE))
 $(STAMP)/plots: FORCE
 	$(call stamp,$(DEPTHS) $(LAYERS) $(RECIPE_LIST) $(FIRST_VARIANT))
 
@@ -261,14 +284,28 @@ $(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc-$$(call family_of,$$(firstword $
 	    --data $(R)/data/$(call data_of,$*).safetensors $(call llc_flags_of,$(call recipe_of,$*)) > $@+
 	@mv -f $@+ $@
 
-# LLC against the step size on one checkpoint: where it plateaus is the
-# range of epsilon to trust (and where chains are flagged, the range not to).
-$(R)/llc-calibration.tsv: $(LLC_CAL_RUN)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc-estimate pipeline/llc.jq
-	$(Q)set -e; ck=$$(ls $(LLC_CAL_RUN)/ckpt/*.safetensors | tail -1); \
-	for e in $(LLC_CAL_EPS); do \
-	    $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call data_of,$(LLC_CAL_RUN:$(R)/%=%)).safetensors \
-	        $(LLC_FLAGS) --epsilon $$e $$ck | jq -nr --arg e $$e -f pipeline/llc.jq; \
-	done | awk 'NR == 1 || !/^epsilon/' > $@+
+# The epsilon x nbeta grid on the last checkpoint of one depth (devinterp's
+# epsilon-beta analysis): where lambda-hat plateaus in epsilon and the
+# chains are healthy is the range to trust; the study's point is marked.
+$(R)/llc-calibration-d%.tsv: $$(call llc_cal_run,$$*)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc-estimate pipeline/llc-cal.jq
+	$(Q)set -eo pipefail; run=$(call llc_cal_run,$*); ck=$$(ls $$run/ckpt/*.safetensors | tail -1); \
+	for nb in $(LLC_CAL_NBETAS); do for m in $(LLC_CAL_MARGINS); do \
+	    $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call data_of,$(LLC_CAL_RECIPE)/d$*-s$(firstword $(SEEDS))$(FIRST_VARIANT)).safetensors \
+	        $(LLC_FLAGS) $(LLC_CAL_FLAGS) --epsilon auto --margin $$m \
+	        $$([ $$nb = default ] || echo --nbeta $$nb) $$ck \
+	    | jq -nr --arg depth $* --arg chosen $$([ $$nb = default ] && [ $$m = $(LLC_MARGIN) ] && echo 1 || echo 0) -f pipeline/llc-cal.jq; \
+	done; done | awk 'NR == 1 || !/^depth/' > $@+
+	@mv -f $@+ $@
+$(R)/llc-calibration.tsv: $(foreach d,$(filter $(DEPTHS),$(LLC_CAL_DEPTHS)),$(R)/llc-calibration-d$(d).tsv)
+	$(Q)awk 'FNR > 1 || NR == 1' $^ > $@+ && mv -f $@+ $@
+
+# One layer's LLC at every checkpoint, the others held at w* (--restrict),
+# for each layer in turn.
+$(R)/%/llc-layers.tsv: $(R)/%/log.jsonl $(STAMP)/llc-mlp $(O)/bin/llc-estimate pipeline/llc.jq
+	$(Q)set -eo pipefail; for l in $$(seq 0 $(call depth_of,$*)); do \
+	    ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call data_of,$*).safetensors \
+	        $(LLC_FLAGS) --restrict layers.$$l | jq -nr --arg e '' -f pipeline/llc.jq | sed "s/^/$$l\t/"; \
+	done | awk 'NR == 1 || !/^[0-9]+\tstep/' | sed '1s/^0/layer/' > $@+
 	@mv -f $@+ $@
 
 # The mechanistic measures (restricted and excluded loss, key frequencies,
@@ -373,8 +410,12 @@ $(foreach r,$(FOURIER_LIST),$(eval $(call fourier_plot_rule,$(r))))
 
 $(PL)/llc-calibration.png: pipeline/plot-llc-calibration.gp pipeline/style.gp $(R)/llc-calibration.tsv | $(O)/.study-deps
 	@mkdir -p $(@D)
-	$(Q)gnuplot -e "tsv='$(R)/llc-calibration.tsv'; run='$(LLC_CAL_RUN:$(R)/%=%)'; out='$@+'" \
+	$(Q)gnuplot -e "tsv='$(R)/llc-calibration.tsv'; recipe='$(LLC_CAL_RECIPE)'; depths='$(filter $(DEPTHS),$(LLC_CAL_DEPTHS))'; out='$@+'" \
 	    pipeline/plot-llc-calibration.gp $(PLOT_QUIET) && mv -f $@+ $@
+$(PL)/$(LLC_CAL_RECIPE)-llc-layers.png: pipeline/plot-llc-layers.gp pipeline/style.gp $(LLC_LAYERS) | $(O)/.study-deps
+	@mkdir -p $(@D)
+	$(Q)gnuplot -e "files='$(LLC_LAYERS)'; recipe='$(LLC_CAL_RECIPE)'; out='$@+'" \
+	    pipeline/plot-llc-layers.gp $(PLOT_QUIET) && mv -f $@+ $@
 
 $(R)/by-depth.txt: $(R)/by-depth.jsonl pipeline/by-depth-table.jq pipeline/format.jq
 	$(Q)jq -rs -L pipeline -f pipeline/by-depth-table.jq $< > $@+ && mv -f $@+ $@

@@ -78,3 +78,85 @@ setup() {
 	run llc-estimate --data d.st --epsilon auto --lanczos-steps 1 "$ck"
 	assert_failure 2
 }
+
+# The health rule, recomputed from the record's own diagnostics.
+rule_flags='[
+	(if [.chains[] | .nonfinite_fraction > 0] | any then "nonfinite" else empty end),
+	(if [.chains[] | .exploded_fraction > 0] | any then "exploded" else empty end),
+	(if [.chains[] | (.drift_z | fabs) > $s.max_drift] | any then "drift" else empty end),
+	(if $s.min_mala > 0 and ([.chains[] | (if .mala_batch_n > 0 then .mala_batch_mean else .mala_mean end) < $s.min_mala] | any) then "mala" else empty end),
+	(if .rhat > $s.max_rhat then "rhat" else empty end),
+	(if $s.min_ess > 0 and .ess_llc < $s.min_ess then "ess" else empty end),
+	(if .llc_mean < 0 then "negative" else empty end)]'
+
+@test "llc-estimate: the record's flags are its health rule applied to its own diagnostics" {
+	for args in "" "--max-rhat 1.001 --max-drift 0.5" "--min-mala 0 --min-ess 0 --max-drift 1e6 --max-rhat 1e6" \
+	    "--mala-every 0 --min-mala 0.6" "--mala-every 3 --min-mala 0.99" "--epsilon 1e-6 --min-mala 0.999"; do
+		l=$(llc-estimate --data d.st --chains 4 --draws 60 $args "$ck" | tail -1)
+		assert_equal "$(jq -c '.flags | type' <<<"$l")" '"array"'
+		assert_equal "$(jq -c '.settings.health as $s | '"$rule_flags" <<<"$l")" "$(jq -c .flags <<<"$l")"
+		assert_equal "$(jq '.healthy == (.flags == [])' <<<"$l")" true
+		assert_equal "$(jq '.chains_flagged == ([.chains[] | select(.flags != [])] | length)' <<<"$l")" true
+	done
+	assert_equal "$(jq -c .settings.health <<<"$(llc-estimate --data d.st --chains 2 --draws 10 "$ck" | tail -1)")" \
+	    '{"max_rhat":1.01,"max_drift":4,"min_mala":0.9,"min_ess":100,"mala_every":10}'
+}
+
+@test "llc-estimate: each health rule flags when its threshold is out of reach, and not when it is off" {
+	base="--data d.st --chains 3 --draws 60 --max-rhat 1e6 --max-drift 1e6 --min-mala 0 --min-ess 0"
+	l=$(llc-estimate $base "$ck" | tail -1)
+	assert_equal "$(jq -c '[.healthy, .flags, .chains_flagged]' <<<"$l")" '[true,[],0]'
+	l=$(llc-estimate $base --max-drift 1e-9 "$ck" | tail -1)
+	assert_equal "$(jq -c '[.healthy, .flags, [.chains[].flags[]]]' <<<"$l")" '[false,["drift"],["drift","drift","drift"]]'
+	l=$(llc-estimate $base --min-mala 1 "$ck" | tail -1)
+	assert_equal "$(jq -c '[.flags, [.chains[].flagged]]' <<<"$l")" '[["mala"],[true,true,true]]'
+	l=$(llc-estimate $base --min-ess 1e12 "$ck" | tail -1)
+	assert_equal "$(jq -c '[.flags, .chains_flagged]' <<<"$l")" '[["ess"],0]'
+	l=$(llc-estimate $base --max-rhat 1 --chains 2 --draws 8 --seed 1 "$ck" | tail -1)
+	assert_equal "$(jq -c 'if .rhat > 1 then .flags == ["rhat"] else .flags == [] end' <<<"$l")" true
+}
+
+@test "llc-estimate: a chain that blows up is flagged nonfinite or exploded, and its null R-hat flags rhat" {
+	run --separate-stderr llc-estimate --data d.st --chains 2 --draws 50 --epsilon 1 --gamma 1 --max-rhat 1e6 "$ck"
+	assert_success
+	l=${lines[1]}
+	assert_equal "$(jq -c '.healthy' <<<"$l")" false
+	assert_equal "$(jq -c '[.flags[] | select(. == "nonfinite" or . == "exploded")] | length > 0' <<<"$l")" true
+	assert_equal "$(jq -c '[.chains[] | .left_basin == ((.flags | index("exploded")) != null or (.flags | index("nonfinite")) != null)] | all' <<<"$l")" true
+	assert_equal "$(jq -c 'if .rhat == null then (.flags | index("rhat")) != null else true end' <<<"$l")" true
+}
+
+@test "llc-estimate --mala-every: the same-minibatch acceptance every K-th draw step, and no draw changes" {
+	l=$(llc-estimate --data d.st --chains 2 --draws 30 --mala-every 3 "$ck" | tail -1)
+	assert_equal "$(jq -c '[.chains[].mala_batch_n]' <<<"$l")" '[10,10]'
+	assert_equal "$(jq '[.chains[] | .mala_batch_min <= .mala_batch_mean and .mala_batch_mean <= 1] | all' <<<"$l")" true
+	l0=$(llc-estimate --data d.st --chains 2 --draws 30 --mala-every 0 "$ck" | tail -1)
+	assert_equal "$(jq -c '[.chains[] | [.mala_batch_n, .mala_batch_mean]]' <<<"$l0")" '[[0,null],[0,null]]'
+	assert_equal "$(jq -c '[.llc_per_chain, [.chains[].mala_mean]]' <<<"$l0")" "$(jq -c '[.llc_per_chain, [.chains[].mala_mean]]' <<<"$l")"
+	run llc-estimate --data d.st --mala-every -1 "$ck"
+	assert_failure 2
+	assert_output --partial "--mala-every"
+}
+
+@test "llc-estimate: an estimate below 0 (chains that found a lower loss than w*'s) is flagged negative" {
+	# At initialisation w* is no minimum: a cold chain (large nbeta) runs downhill.
+	l=$(llc-estimate --data d.st --chains 2 --draws 40 --nbeta 10000 --epsilon 1e-5 ck/step-00000000.safetensors | tail -1)
+	assert_equal "$(jq -c '[.llc_mean < 0, .flags, .healthy]' <<<"$l")" '[true,["negative"],false]'
+	l=$(llc-estimate --data d.st --chains 2 --draws 40 --nbeta 100 --epsilon 1e-5 ck/step-00000000.safetensors | tail -1)
+	assert_equal "$(jq -c '[.llc_mean > 0, (.flags | index("negative"))]' <<<"$l")" '[true,null]'
+}
+
+@test "llc-estimate: the health thresholds' bad values are usage errors" {
+	run llc-estimate --data d.st --max-rhat 0.9 "$ck"
+	assert_failure 2
+	assert_output --partial "--max-rhat"
+	run llc-estimate --data d.st --max-drift 0 "$ck"
+	assert_failure 2
+	assert_output --partial "--max-drift"
+	run llc-estimate --data d.st --min-mala 1.5 "$ck"
+	assert_failure 2
+	assert_output --partial "--min-mala"
+	run llc-estimate --data d.st --min-ess -1 "$ck"
+	assert_failure 2
+	assert_output --partial "--min-ess"
+}

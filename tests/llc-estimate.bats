@@ -89,23 +89,23 @@ setup() {
 	assert_success
 	assert_stderr --partial "of 2 chains left the basin"
 	l=${lines[1]}
-	assert_equal "$(jq '.chains_flagged' <<<"$l")" 2
-	assert_jq '[.chains[] | .flagged and ((.exploded_fraction | num) > 0 or (.nonfinite_fraction | num) > 0)] | all' <<<"$l"
+	assert_equal "$(jq '.chains_left' <<<"$l")" 2
+	assert_jq '[.chains[] | .left_basin and ((.exploded_fraction | num) > 0 or (.nonfinite_fraction | num) > 0)] | all' <<<"$l"
 }
 
 @test "llc-estimate --explode sets the margin over L(w*)" {
 	l=$(llc-estimate --data d.st --chains 2 --draws 20 --explode 1e-9 ck/step-00000040.safetensors 2>/dev/null | tail -1)
 	assert_equal "$(jq '.settings.explode' <<<"$l")" 1e-09
-	assert_equal "$(jq '.chains_flagged' <<<"$l")" 2
+	assert_equal "$(jq '.chains_left' <<<"$l")" 2
 	l=$(llc-estimate --data d.st --chains 2 --draws 20 --explode 1e9 ck/step-00000040.safetensors | tail -1)
 	assert_jq '[.chains[].exploded_fraction] == [0, 0]' <<<"$l"
 }
 
-@test "llc-estimate: an untrained checkpoint is not flagged at the defaults" {
+@test "llc-estimate: an untrained checkpoint's chains stay in the basin at the defaults" {
 	run --separate-stderr llc-estimate --data d.st ck/step-00000000.safetensors
 	assert_success
 	assert_stderr ''
-	assert_equal "$(jq '.chains_flagged' <<<"${lines[1]}")" 0
+	assert_equal "$(jq '.chains_left' <<<"${lines[1]}")" 0
 }
 
 bad() {

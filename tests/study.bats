@@ -15,6 +15,7 @@ setup() {
 	[[ $O == */asan ]] && SAN=address,undefined
 	# the MLPs at two depths and two seeds, and one tiny transformer (nanda, one layer, one seed)
 	TINY=(P=11 FRAC=0.5 STEPS=40 DEPTHS="1 2" SEEDS="0 1" CKPT_POINTS=3 LLC_FLAGS="--chains 2 --draws 20 --batch 8"
+	      LLC_CAL_MARGINS="20 5" LLC_CAL_NBETAS="default" TFM_LLC_FLAGS="--chains 2 --draws 20 --batch 8 --epsilon 1e-5"
 	      RECIPES="grok seed nanda" NANDA_P=11 LAYERS=1 TFM_STEPS=40 TFM_SEEDS=0 TFM_CKPT_POINTS=3)
 	ARGS=(-C "$ROOT" O="$O" SAN="$SAN" "${TINY[@]}" R="$BATS_TEST_TMPDIR/results" PL="$BATS_TEST_TMPDIR/plots")
 }
@@ -46,11 +47,11 @@ invocations() {
 	done
 	assert_line --regexp '^seed +2 .* —$'   # no LLC for the control
 	assert_line --regexp '^nanda +1 +[01]/1 +[01]/1 +.* [01]\.[0-9]{2} +'   # one seed: no ± 
-	assert_line "Plots: $BATS_TEST_TMPDIR/plots/ (32 files; plots/README.md says what each shows)."
+	assert_line "Plots: $BATS_TEST_TMPDIR/plots/ (33 files; plots/README.md says what each shows)."
 	assert_equal "$(grep -v '^make' <<<"$output" | tail -1)" "Tables: $BATS_TEST_TMPDIR/results/runs.tsv (per run), $BATS_TEST_TMPDIR/results/by-depth.tsv (per recipe and depth)."
 	for f in results/data/grok.safetensors results/data/seed.safetensors results/runs.jsonl results/runs.tsv \
 	    results/by-depth.jsonl results/by-depth.tsv plots/by-depth.png results/llc-calibration.tsv \
-	    plots/llc-calibration.png plots/grok-llc.png results/data/nanda.safetensors plots/nanda-llc.png \
+	    plots/llc-calibration.png plots/grok-llc.png plots/grok-llc-layers.png results/data/nanda.safetensors plots/nanda-llc.png \
 	    plots/grok-progress.png plots/seed-progress.png plots/grok-fourier.png; do
 		assert_file_exist "$f"
 	done
@@ -105,8 +106,11 @@ invocations() {
 	done
 	assert_equal "$(grep -c '^step' results/grok/d2-s0/curves.tsv)" 1
 	assert_equal "$(head -1 results/grok/d2-s0/hessian.tsv | cut -f5)" dead_frac
-	# the calibration: one row per step size, on the last checkpoint of depth 2, seed 0
-	assert_equal "$(cut -f1 results/llc-calibration.tsv | tr '\n' ' ')" "epsilon 1e-05 3e-05 0.0001 0.0003 0.001 0.003 "
+	# the calibration: one row per (depth, nbeta, margin) on the last checkpoint of seed 0, the study's point marked
+	assert_equal "$(cut -f1,3,10 results/llc-calibration.tsv | tr '\t\n' ', ')" "depth,margin,chosen 1,20,1 1,5,0 2,20,1 2,5,0 "
+	assert_equal "$(cat results/llc-calibration-d1.tsv results/llc-calibration-d2.tsv | grep -vc '^depth')" 4
+	# one layer's LLC through training at depth 2: layers 0-2, each at the 4 checkpoints
+	assert_equal "$(cut -f1 results/grok/d2-s0/llc-layers.tsv | sort | uniq -c | awk '{print $2 "=" $1}' | tr '\n' ' ')" "0=4 1=4 2=4 layer=1 "
 	assert_equal "$(find results plots -name '*+' -o -name '.*.tmp.*')" ""
 
 	run make -j2 all "${ARGS[@]}" V=1
@@ -125,7 +129,8 @@ invocations() {
 
 	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2" LLC_FLAGS="--chains 2 --draws 21 --batch 8"
 	assert_success
-	assert_equal "$(invocations <<<"$output")" "bin/llc-estimate=6 bin/summarize=4 gnuplot -e=29 "
+	# the 4 grok runs, the calibration's 2 depths and the per-layer run (a loop each), not nanda (TFM_LLC_FLAGS)
+	assert_equal "$(invocations <<<"$output")" "bin/llc-estimate=7 bin/summarize=4 gnuplot -e=28 "
 }
 
 @test "study: interrupted by SIGINT and made again, it finishes without redoing finished work" {
@@ -172,7 +177,7 @@ invocations() {
 	assert_line --partial "ensure-deps: installing: build-essential"
 	assert_line --regexp '^    CC tools/train-mlp\.c$'   # quiet build lines, not compiler commands
 	refute_line --regexp '^(cc|gcc|clang) '
-	assert_line "Plots: plots/small/ (32 files; plots/README.md says what each shows)."
+	assert_line "Plots: plots/small/ (33 files; plots/README.md says what each shows)."
 	assert_file_exist clone/plots/small/by-depth.png
 	# and a second make all, with every command shown, runs nothing
 	run make -C clone all V=1 "${T[@]}"

@@ -185,6 +185,17 @@ setup() {
 	assert_equal "$(sed -n 2p <<<"$output" | cut -f51,55,59)" "$(printf '22.5\t5.0\t1')"
 }
 
+@test "summarize: an LLC record's healthy field decides whether it is flagged, over chains_flagged" {
+	# aaaa: no chain flagged but unhealthy (R-hat); bbbb: healthy
+	llc_rec='{"record":"llc","run_id":"%s","step":%d,"llc_mean":%s,"llc_std":0.5,"chains_flagged":0,"healthy":%s}\n'
+	{ printf '{"record":"header","tool":"llc-estimate"}\n'
+	  printf "$llc_rec" aaaa 2000 5.0 false; printf "$llc_rec" bbbb 3000 40.0 true; } > l.jsonl
+	run summarize --group-by recipe,depth a.jsonl b.jsonl c.jsonl l.jsonl
+	assert_success
+	assert_equal "$(jq -c '[.llc_final_flagged, .llc_final.n, .llc_final_unflagged.mean, .llc_final_unflagged.n]' <<<"${lines[1]}")" \
+		'[1,2,40,1]'
+}
+
 # progress_log ID "step restricted excluded keys" ... : a progress-measures log by hand.
 progress_log() {
 	local id=$1

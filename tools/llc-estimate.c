@@ -31,6 +31,25 @@
 #define MAX_CKPTS 100000
 #define MAX_CHAINS 10000
 #define MAX_DRAWS 10000000L
+/* The health rule's defaults (docs/design.md says where each comes from). */
+#define LLC_MAX_RHAT 1.01
+#define LLC_MAX_DRIFT 4.0
+#define LLC_MIN_MALA 0.9
+#define LLC_MIN_ESS 100.0
+#define LLC_MALA_EVERY 10
+
+/*
+ * When an estimate is healthy: every chain stayed finite and in the basin
+ * and is stationary by its own halves and by the MALA acceptance of its
+ * steps, and the chains agree (R-hat) with enough effective draws for the
+ * mean (ESS).  A threshold of NaN is not applied.
+ */
+struct health_rule {
+	double max_rhat;    /* Vehtari et al. 2021: trust below 1.01 */
+	double max_drift;   /* |drift z| of a chain's halves */
+	double min_mala;    /* devinterp: 0.9 to 0.95 */
+	double min_ess;     /* ESS of the mean over all chains */
+};
 
 struct config {
 	const char *data, *trace;
@@ -40,6 +59,7 @@ struct config {
 	int eps_auto, lanczos_steps;
 	double margin;
 	double explode;   /* margin over L(w*) */
+	struct health_rule rule;
 	int chains, threads, any_data, nbeta_set, explode_set;
 	uint64_t seed;
 };
@@ -114,6 +134,26 @@ help(void)
 "      --explode D        a draw whose loss exceeds L(w*) + D counts as\n"
 "                         exploded (default: the loss of a model that knows\n"
 "                         nothing, ln p for ce and 1/p for mse)\n"
+);
+	/* Two strings: one would pass the 4095 characters C99 promises to support. */
+	printf(
+"Health (an estimate is healthy when no rule flags it; the record lists them)\n"
+"      --max-rhat R       rhat: R-hat across chains above R, >= 1 (default\n"
+"                         1.01, Vehtari et al. 2021)\n"
+"      --max-drift Z      drift: a chain's |drift z| between its halves above\n"
+"                         Z, > 0 (default 4)\n"
+"      --min-mala A       mala: a chain's mean MALA acceptance below A, [0, 1]\n"
+"                         (default 0.9, devinterp's lower end; 0: off), on\n"
+"                         the proposal's own minibatch when measured\n"
+"      --mala-every K     measure that acceptance every K-th draw step, at\n"
+"                         the cost of one more evaluation; 0: only\n"
+"                         devinterp's, across consecutive minibatches, whose\n"
+"                         noise hides the step's error (default 10)\n"
+"      --min-ess E        ess: the ESS of the mean of all draws below E, >= 0\n"
+"                         (default 100; 0: off)\n"
+"                         and always: nonfinite (a NaN or infinite loss),\n"
+"                         exploded (a draw past --explode), negative (the\n"
+"                         mean estimate below 0: w* is not a minimum)\n"
 "Output\n"
 "      --trace FILE       write every draw's loss (safetensors, F64 [C, N]);\n"
 "                         with several checkpoints FILE must contain {step}\n"
@@ -137,7 +177,10 @@ CKPT_LIMITS_HELP
 }
 
 /* The sampler's method options (their codes follow parse_args's own). */
-enum { O_PRECOND = 512, O_ALPHA, O_DELTA, O_FREEZE, O_RESTRICT, O_MARGIN, O_LANCZOS, O_EPSILON };
+enum {
+	O_PRECOND = 512, O_ALPHA, O_DELTA, O_FREEZE, O_RESTRICT, O_MARGIN, O_LANCZOS, O_EPSILON,
+	O_MAX_RHAT, O_MAX_DRIFT, O_MIN_MALA, O_MIN_ESS, O_MALA_EVERY,
+};
 
 static void
 sampler_option(struct config *c, int ch, const char *arg)
@@ -163,6 +206,11 @@ sampler_option(struct config *c, int ch, const char *arg)
 	case O_RESTRICT: c->restrict_names = arg; break;
 	case O_MARGIN: c->margin = opt_real_open("--margin", arg, 0, 1e6); break;
 	case O_LANCZOS: c->lanczos_steps = (int)opt_int("--lanczos-steps", arg, 2, 1000); break;
+	case O_MAX_RHAT: c->rule.max_rhat = opt_real("--max-rhat", arg, 1, 1e12); break;
+	case O_MAX_DRIFT: c->rule.max_drift = opt_real_open("--max-drift", arg, 0, 1e12); break;
+	case O_MIN_MALA: c->rule.min_mala = opt_real("--min-mala", arg, 0, 1); break;
+	case O_MIN_ESS: c->rule.min_ess = opt_real("--min-ess", arg, 0, 1e12); break;
+	case O_MALA_EVERY: c->meth.mala_every = (long)opt_int("--mala-every", arg, 0, SGLD_MAX_STEPS); break;
 	}
 }
 
@@ -195,6 +243,11 @@ parse_args(struct config *c, int argc, char **argv)
 		{"restrict", required_argument, NULL, O_RESTRICT},
 		{"margin", required_argument, NULL, O_MARGIN},
 		{"lanczos-steps", required_argument, NULL, O_LANCZOS},
+		{"max-rhat", required_argument, NULL, O_MAX_RHAT},
+		{"max-drift", required_argument, NULL, O_MAX_DRIFT},
+		{"min-mala", required_argument, NULL, O_MIN_MALA},
+		{"min-ess", required_argument, NULL, O_MIN_ESS},
+		{"mala-every", required_argument, NULL, O_MALA_EVERY},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -210,8 +263,10 @@ parse_args(struct config *c, int argc, char **argv)
 	c->sp.gamma = 100;
 	c->threads = 1;
 	sgld_method_default(&c->meth);
+	c->meth.mala_every = LLC_MALA_EVERY;
 	c->margin = SGLD_EPS_MARGIN;
 	c->lanczos_steps = 20;
+	c->rule = (struct health_rule){LLC_MAX_RHAT, LLC_MAX_DRIFT, LLC_MIN_MALA, LLC_MIN_ESS};
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_DATA: c->data = optarg; break;
@@ -223,7 +278,9 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_BATCH: c->sp.batch = (int)opt_int("--batch", optarg, 1, 1L << 24); break;
 		case O_EPS: sampler_option(c, O_EPSILON, optarg); break;
 		case O_PRECOND: case O_ALPHA: case O_DELTA: case O_FREEZE: case O_RESTRICT: case O_MARGIN:
-		case O_LANCZOS: sampler_option(c, ch, optarg); break;
+		case O_LANCZOS: case O_MAX_RHAT: case O_MAX_DRIFT: case O_MIN_MALA: case O_MIN_ESS: case O_MALA_EVERY:
+			sampler_option(c, ch, optarg);
+			break;
 		case O_GAMMA: c->sp.gamma = opt_real("--gamma", optarg, 0, 1e12); break;
 		case O_NBETA: c->sp.nbeta = opt_real_open("--nbeta", optarg, 0, 1e12); c->nbeta_set = 1; break;
 		case O_EXPLODE: c->explode = opt_real_open("--explode", optarg, 0, 1e300); c->explode_set = 1; break;
@@ -283,7 +340,7 @@ chain_json(const struct config *c, const struct sgld_chain *ch, const double *lo
 	    "loss_last", jnum(loss[n - 1]), "steps", (json_int_t)ch->steps,
 	    "nonfinite_fraction", jnum((double)ch->nonfinite / (double)ch->steps),
 	    "exploded_fraction", jnum((double)ch->exploded / (double)n),
-	    "flagged", ch->nonfinite || ch->exploded);
+	    "left_basin", ch->nonfinite || ch->exploded);
 }
 
 static void
@@ -303,26 +360,77 @@ write_trace(const struct config *c, const struct analysis_ckpt *ck, const double
 	analysis_side_file(c->trace, ck, "grokkit-llc-trace-v1", "llc-estimate " GROK_VERSION, &w);
 }
 
-/* The chain's own health: MALA acceptance, drift between its halves, ESS, the preconditioner's range. */
-static void
-chain_health_json(json_t *o, const struct sgld_health *h, const double *loss, long n)
+/* The reasons an estimate is flagged, as bits, and their names in the record. */
+enum {
+	FLAG_NONFINITE = 1, FLAG_EXPLODED = 2, FLAG_DRIFT = 4, FLAG_MALA = 8, FLAG_RHAT = 16, FLAG_ESS = 32,
+	FLAG_NEGATIVE = 64,
+};
+static const char *const flag_names[] = {"nonfinite", "exploded", "drift", "mala", "rhat", "ess", "negative", NULL};
+
+static json_t *
+flags_json(unsigned flags)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; flag_names[i]; i++)
+		if (flags & (1u << i))
+			json_array_append_new(a, json_string(flag_names[i]));
+	return a;
+}
+
+/*
+ * A diagnostic against its threshold: flagged when it is on the wrong
+ * side, or cannot be computed (NaN: too few draws, a stopped chain) while
+ * the rule is on, since then nothing shows the chain is healthy.
+ */
+static int
+fails_below(double x, double min)
+{
+	return min > 0 && !(x >= min);
+}
+
+static int
+fails_above(double x, double max)
+{
+	return isfinite(max) && !(x <= max);
+}
+
+/*
+ * The chain's own health: MALA acceptance, drift between its halves, ESS,
+ * the preconditioner's range, and the rule's verdict on it.
+ */
+static unsigned
+chain_health_json(json_t *o, const struct health_rule *rule, const struct sgld_chain *ch,
+    const struct sgld_health *h, const double *loss, long n)
 {
 	struct chain_drift dr;
+	unsigned flags = 0;
 
 	chain_half_drift(loss, n, &dr);
+	flags |= ch->nonfinite ? FLAG_NONFINITE : 0;
+	flags |= ch->exploded ? FLAG_EXPLODED : 0;
+	flags |= fails_above(fabs(dr.z), rule->max_drift) ? FLAG_DRIFT : 0;
+	flags |= fails_below(h->mala_batch_n ? h->mala_batch_mean : h->mala_mean, rule->min_mala) ? FLAG_MALA : 0;
 	json_object_set_new(o, "mala_mean", jnum(h->mala_mean));
 	json_object_set_new(o, "mala_min", jnum(h->mala_min));
+	json_object_set_new(o, "mala_batch_mean", jnum(h->mala_batch_mean));
+	json_object_set_new(o, "mala_batch_min", jnum(h->mala_batch_min));
+	json_object_set_new(o, "mala_batch_n", json_integer(h->mala_batch_n));
 	json_object_set_new(o, "drift_z", jnum(dr.z));
 	json_object_set_new(o, "ess", jnum(chain_ess(loss, n)));
 	json_object_set_new(o, "precond_min", jnum(h->precond_min));
 	json_object_set_new(o, "precond_max", jnum(h->precond_max));
+	json_object_set_new(o, "flags", flags_json(flags));
+	json_object_set_new(o, "flagged", json_boolean(flags != 0));
+	return flags;
 }
 
 /* The chains' estimates and how many finished or were flagged. */
 struct chains_summary {
 	double *llc;            /* (chains) */
 	double *loss;           /* (chains, draws) every draw's loss */
-	long ok, flagged, steps;
+	long ok, left, flagged, steps;
+	unsigned flags;         /* every chain's flags, or-ed */
 	double sum, ss;         /* over the finite estimates: sum, squared deviations */
 	json_t *per_chain;
 };
@@ -343,14 +451,17 @@ run_chains(const struct config *c, const struct sgld_target *st, const struct sg
 		sgld_run_method(st, sp, meth, theta, c->seed, k, lk, &chains[k], &h);
 		s->llc[k] = sp->nbeta * (chains[k].loss_mean - init_loss);
 		s->steps += chains[k].steps;
+		unsigned f;
 		if (chains[k].nonfinite || chains[k].exploded)
-			s->flagged++;
+			s->left++;
 		if (isfinite(s->llc[k])) {
 			s->ok++;
 			s->sum += s->llc[k];
 		}
 		json_array_append_new(s->per_chain, chain_json(c, &chains[k], lk, s->llc[k]));
-		chain_health_json(json_array_get(s->per_chain, (size_t)k), &h, lk, sp->draws);
+		f = chain_health_json(json_array_get(s->per_chain, (size_t)k), &c->rule, &chains[k], &h, lk, sp->draws);
+		s->flagged += f != 0;
+		s->flags |= f;
 	}
 	if (s->ok) {
 		double mean = s->sum / s->ok;
@@ -503,6 +614,30 @@ record_sampler(json_t *rec, const struct config *c, const struct sgld_method *me
 	json_object_set_new(rec, "llc_mcse", jnum(sp->nbeta * chains_mcse_mean(s->loss, c->chains, n)));
 }
 
+/*
+ * The verdict: the chains' flags and the ensemble's (R-hat, ESS of the
+ * mean), the rule that gave them, and healthy when there are none.
+ */
+static unsigned
+record_health(json_t *rec, const struct health_rule *rule, long mala_every, unsigned chain_flags)
+{
+	unsigned flags = chain_flags;
+
+	flags |= fails_above(json_number_value(json_object_get(rec, "rhat")), rule->max_rhat) ? FLAG_RHAT : 0;
+	flags |= fails_below(json_number_value(json_object_get(rec, "ess_llc")), rule->min_ess) ? FLAG_ESS : 0;
+	/* The chains found lower loss than L(w*): w* is no minimum, and lambda-hat no LLC. */
+	flags |= json_number_value(json_object_get(rec, "llc_mean")) < 0 ? FLAG_NEGATIVE : 0;
+	/* A null (NaN) diagnostic reads as 0 above: null R-hat must flag too. */
+	if (json_is_null(json_object_get(rec, "rhat")) && isfinite(rule->max_rhat))
+		flags |= FLAG_RHAT;
+	json_object_set_new(json_object_get(rec, "settings"), "health", json_pack("{s:o, s:o, s:o, s:o, s:I}",
+	    "max_rhat", jnum(rule->max_rhat), "max_drift", jnum(rule->max_drift),
+	    "min_mala", jnum(rule->min_mala), "min_ess", jnum(rule->min_ess), "mala_every", (json_int_t)mala_every));
+	json_object_set_new(rec, "flags", flags_json(flags));
+	json_object_set_new(rec, "healthy", json_boolean(flags == 0));
+	return flags;
+}
+
 static void
 analyse(const struct config *c, const struct analysis *a, const char *path)
 {
@@ -543,9 +678,9 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	if (c->eps_auto)
 		auto_epsilon(c, &ck, d, &meth, &sp, &lmax, &products);
 	run_chains(c, &st, &sp, &meth, ck.theta, init_loss, &s);
-	if (s.flagged)
+	if (s.left)
 		warn("%s: %ld of %d chains left the basin (a NaN or exploded loss); "
-		    "a smaller --epsilon or a larger --gamma keeps them local", path, s.flagged, c->chains);
+		    "a smaller --epsilon or a larger --gamma keeps them local", path, s.left, c->chains);
 
 	rec = analysis_record("llc", &ck);
 	json_object_set_new(rec, "n", json_integer((json_int_t)d->n_train));
@@ -556,6 +691,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	json_object_set_new(rec, "llc_stderr", jnum(s.ok > 1 ? sqrt(s.ss / (s.ok - 1) / s.ok) : NAN));
 	json_object_set_new(rec, "llc_per_chain", jarray(s.llc, c->chains));
 	json_object_set_new(rec, "chains_ok", json_integer(s.ok));
+	json_object_set_new(rec, "chains_left", json_integer(s.left));
 	json_object_set_new(rec, "chains_flagged", json_integer(s.flagged));
 	json_object_set_new(rec, "chains", s.per_chain);
 	json_object_set_new(rec, "settings", json_pack("{s:o, s:o, s:o, s:i, s:I, s:I, s:I, s:i, s:o}",
@@ -564,6 +700,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	    "thin", (json_int_t)sp.thin, "chains", c->chains, "explode", jnum(margin)));
 	json_object_set_new(rec, "explode_at", jnum(sp.explode));
 	record_sampler(rec, c, &meth, &sp, &s, lmax, products);
+	record_health(rec, &c->rule, meth.mala_every, s.flags);
 	if (c->trace)
 		write_trace(c, &ck, s.loss, init_loss);
 	json_object_set_new(rec, "steps", json_integer(s.steps));

@@ -247,8 +247,10 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 		    num(gop, "trace"), num(rec, "mean_grad_sq")};
 		PUSH(r->g, r->ng, r->cg, g);
 	} else if (strcmp(kind, "llc") == 0) {
+		/* Flagged by llc-estimate's health rule; an older record, by a chain that left. */
+		json_t *healthy = json_object_get(rec, "healthy");
 		struct lpoint l = {step, num(rec, "llc_mean"), num(rec, "llc_std"),
-		    num(rec, "chains_flagged") > 0};
+		    healthy ? !json_is_true(healthy) : num(rec, "chains_flagged") > 0};
 		PUSH(r->l, r->nl, r->cl, l);
 	} else if (strcmp(kind, "progress") == 0) {
 		take_progress(r, step, rec);

@@ -204,33 +204,72 @@ def gop_vmap(data, ckpt, depth):
     return {"seconds": time.perf_counter() - t}
 
 
-def sgld_draws(data, ckpt, depth, chains, draws, batch, epsilon, gamma):
+def sgld_draws(data, ckpt, depth, chains, draws, batch, epsilon, gamma, precond="none", mala_every=0,
+               alpha=0.99, delta=0.1):
     """devinterp's SGLD loop (forward and backward on a minibatch, drift,
-    localisation and Gaussian noise per parameter); draws per second."""
+    localisation and Gaussian noise per parameter); draws per second.
+    precond "rmsprop": devinterp's rmsprop_sgld.  mala_every > 0: with the
+    diagnostics llc-estimate computes as it goes, devinterp's MALA
+    acceptance every step (MalaAcceptanceRate: energies, proposal densities)
+    and the same acceptance on the proposal's own minibatch every
+    mala_every-th step (one more forward and backward)."""
     X, Y, _ = dataset(data)
     model = checkpoint_model(ckpt, depth)
     nbeta = batch / np.log(batch)
-    w_star = [q.detach().clone() for q in model.parameters()]
+    params = list(model.parameters())
+    w_star = [q.detach().clone() for q in params]
     gen = torch.Generator().manual_seed(0)
+    h = 0.5 * epsilon
+
+    def energy_grad(idx):
+        model.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(X[idx]), Y[idx])
+        loss.backward()
+        with torch.no_grad():
+            r2 = sum(float(((q - s) ** 2).sum()) for q, s in zip(params, w_star))
+            gU = [nbeta * q.grad + gamma * (q - s) for q, s in zip(params, w_star)]
+        return float(loss), nbeta * float(loss) + 0.5 * gamma * r2, gU
+
+    def accept(U0, U1, w0, w1, mf, G, gU1):
+        fwd = sum(float(((b - m) ** 2 / g).sum()) for b, m, g in zip(w1, mf, G))
+        rev = sum(float(((a - (b - h * g * u)) ** 2 / g).sum()) for a, b, g, u in zip(w0, w1, G, gU1))
+        la = U0 - U1 + (fwd - rev) / (2 * epsilon)
+        return 1.0 if la >= 0 else float(np.exp(la))
+
     t = time.perf_counter()
     for _ in range(chains):
         with torch.no_grad():
-            for q, s in zip(model.parameters(), w_star):
+            for q, s in zip(params, w_star):
                 q.copy_(s)
+        v = [torch.zeros_like(q) for q in params]
+        G = [torch.ones_like(q) for q in params]
+        prev, acc, acc_batch = None, [], []
         order, pos = torch.randperm(len(Y), generator=gen), 0
-        for _ in range(draws):
+        for step in range(draws):
             if pos + batch > len(Y):
                 order, pos = torch.randperm(len(Y), generator=gen), 0
             idx = order[pos:pos + batch]
             pos += batch
-            model.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(X[idx]), Y[idx])
-            loss.backward()
-            float(loss)   # the draw: devinterp records every loss
+            _, U, gU = energy_grad(idx)   # the draw: devinterp records every loss
             with torch.no_grad():
-                for q, s in zip(model.parameters(), w_star):
-                    q.add_(nbeta * q.grad + gamma * (q - s), alpha=-0.5 * epsilon)
-                    q.add_(torch.normal(0.0, 1.0, q.shape, generator=gen), alpha=epsilon ** 0.5)
+                if mala_every and prev is not None:
+                    acc.append(accept(prev[0], U, prev[1], params, prev[2], prev[3], gU))
+                if precond == "rmsprop":
+                    for j, q in enumerate(params):
+                        v[j].mul_(alpha).add_((1 - alpha) * q.grad * q.grad)
+                        G[j] = 1.0 / (v[j].sqrt() + delta)
+                if mala_every:
+                    w0 = [q.detach().clone() for q in params]
+                    mf = [q - h * g * u for q, g, u in zip(params, G, gU)]
+                    prev = (U, w0, mf, [g.clone() for g in G])
+                for q, s, g in zip(params, w_star, G):
+                    dp = g * (nbeta * q.grad) + g * (gamma * (q - s))
+                    q.add_(dp, alpha=-h)
+                    q.add_(g.sqrt() * torch.normal(0.0, 1.0, q.shape, generator=gen), alpha=epsilon ** 0.5)
+            if mala_every and step % mala_every == 0:
+                _, U1, gU1 = energy_grad(idx)
+                with torch.no_grad():
+                    acc_batch.append(accept(prev[0], U1, prev[1], params, prev[2], prev[3], gU1))
     return {"draws_per_second": chains * draws / (time.perf_counter() - t)}
 
 

@@ -826,6 +826,113 @@ test_mala(void)
 	}
 }
 
+/*
+ * L_i(w) = 1/2 sum_k h_k (w_k - c_ik)^2: a quadratic whose rows disagree,
+ * so two minibatches' losses at one w differ (minibatch noise), and w* = 0
+ * is the minimum of the full loss (the c_ik sum to 0 over rows).  Logs
+ * every evaluation's point and rows.
+ */
+#define NOISY_N 8
+struct noisy {
+	struct quad q;
+	double c[NOISY_N][MAXD];
+	int calls;
+	float w[64][MAXD];
+	int32_t row[64];
+};
+
+static double
+noisy_loss(void *ctx, float *grad, const float *w, const int32_t *idx, int B)
+{
+	struct noisy *nz = ctx;
+	double l = 0;
+
+	if (nz->calls < 64) {
+		memcpy(nz->w[nz->calls], w, (size_t)nz->q.d * sizeof(float));
+		nz->row[nz->calls] = idx[0];
+	}
+	nz->calls++;
+	for (int b = 0; b < B; b++)
+		for (int k = 0; k < nz->q.d; k++) {
+			double e = w[k] - nz->c[idx[b]][k];
+			l += 0.5 * nz->q.h[k] * e * e / B;
+			grad[k] += (float)(nz->q.h[k] * e / B);
+		}
+	return l;
+}
+
+/* The same-minibatch acceptance of the proposal from call 2s to call 2s + 1 (one row a batch), directly. */
+static double
+mala_batch_reference(const struct noisy *nz, const struct sgld_params *sp, int s)
+{
+	const float *w = nz->w[2 * s], *w1 = nz->w[2 * s + 1];
+	const double *c = nz->c[nz->row[2 * s]];
+	double U = 0, U1 = 0, fwd = 0, rev = 0, la, e = 0.5 * sp->epsilon;
+
+	for (int k = 0; k < nz->q.d; k++) {
+		double h = nz->q.h[k], g = sp->nbeta * h * (w[k] - c[k]) + sp->gamma * w[k];
+		double g1 = sp->nbeta * h * (w1[k] - c[k]) + sp->gamma * w1[k];
+		double f = (double)w1[k] - ((double)w[k] - e * g), r = (double)w[k] - ((double)w1[k] - e * g1);
+		U += sp->nbeta * 0.5 * h * (w[k] - c[k]) * (w[k] - c[k]) + 0.5 * sp->gamma * (double)w[k] * w[k];
+		U1 += sp->nbeta * 0.5 * h * (w1[k] - c[k]) * (w1[k] - c[k]) + 0.5 * sp->gamma * (double)w1[k] * w1[k];
+		fwd += f * f;
+		rev += r * r;
+	}
+	la = U - U1 + (fwd - rev) / (2 * sp->epsilon);
+	return la >= 0 ? 1 : exp(la);
+}
+
+static void
+test_mala_same_batch(void)
+{
+	static struct noisy nz = {.q = {3, {1, 10, 100}}};
+	/* eps a_max / 2 = 1.85: stable, far from exact, so the acceptance is well below 1. */
+	struct sgld_params sp = {.epsilon = 3.7e-3, .gamma = 1, .nbeta = 10, .batch = 1, .draws = 20, .burnin = 0,
+	    .thin = 1, .explode = 1e30};
+	struct sgld_target t = {3, NOISY_N, noisy_loss, &nz};
+	struct sgld_method m;
+	struct sgld_chain ch;
+	struct sgld_health h = {0};
+	double loss[20], loss1[20], ref = 0, *l = malloc(2000 * sizeof(double)), acc[2][2];
+
+	for (int i = 0; i < NOISY_N; i++)
+		for (int k = 0; k < 3; k++)
+			nz.c[i][k] = ((i >> k) & 1 ? 0.3 : -0.3) * (k + 1);
+	sgld_method_default(&m);
+	m.mala = 1;
+	sgld_run_method(&t, &sp, &m, (float[3]){0}, 5, 0, loss, &ch, &h);
+	ok(h.mala_batch_n == 0 && isnan(h.mala_batch_mean), "same-minibatch MALA: not measured unless asked");
+	m.mala_every = 1;
+	nz.calls = 0;
+	sgld_run_method(&t, &sp, &m, (float[3]){0}, 5, 0, loss1, &ch, &h);
+	for (int s = 0; s < 20; s++)
+		ref += mala_batch_reference(&nz, &sp, s) / 20;
+	ok(nz.calls == 40 && h.mala_batch_n == 20 && fabs(h.mala_batch_mean - ref) < 1e-6 && ref < 0.999,
+	    "same-minibatch MALA every step: %.9f over %ld proposals (%d evaluations) = direct computation %.9f",
+	    h.mala_batch_mean, h.mala_batch_n, nz.calls, ref);
+	ok(memcmp(loss, loss1, sizeof loss) == 0, "measuring it changes no draw");
+	m.mala_every = 4;
+	nz.calls = 0;
+	sgld_run_method(&t, &sp, &m, (float[3]){0}, 5, 0, loss1, &ch, &h);
+	ok(nz.calls == 25 && h.mala_batch_n == 5, "every 4th step: 5 proposals measured, 25 evaluations (%d)", nz.calls);
+
+	/* As eps -> 0 the same-minibatch acceptance -> 1; devinterp's stays held down by the rows' disagreement. */
+	sp.draws = 2000;
+	m.mala_every = 1;
+	for (int i = 0; i < 2; i++) {
+		sp.epsilon = i ? 1e-7 : 3e-3;
+		sgld_run_method(&t, &sp, &m, (float[3]){0}, 5, 0, l, &ch, &h);
+		acc[i][0] = h.mala_mean;
+		acc[i][1] = h.mala_batch_mean;
+	}
+	ok(acc[1][1] > 0.999 && acc[1][0] < 0.9 && acc[0][1] < acc[1][1],
+	    "at eps 1e-7 the same-minibatch acceptance is %.5f (3e-3: %.4f), devinterp's %.4f (minibatch noise)",
+	    acc[1][1], acc[0][1], acc[1][0]);
+	m.mala = 0;
+	ok(sgld_method_check(&m, 3) != NULL, "mala_every without mala is refused");
+	free(l);
+}
+
 static void
 test_restrict(void)
 {
@@ -969,6 +1076,7 @@ main(void)
 	test_drift();
 	test_eps_auto();
 	test_mala();
+	test_mala_same_batch();
 	test_restrict();
 	test_method_checks();
 	test_conditioning();

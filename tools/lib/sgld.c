@@ -62,6 +62,8 @@ sgld_method_check(const struct sgld_method *m, size_t P)
 		if (!(m->delta > 0 && isfinite(m->delta)))
 			return "RMSprop delta must be positive and finite";
 	}
+	if (m->mala_every < 0 || (m->mala_every > 0 && !m->mala))
+		return "the same-minibatch MALA (mala_every > 0) needs mala";
 	if (m->moving) {
 		if (m->nmoving < 1 || m->nmoving > P)
 			return "the moving parameters must number 1..P";
@@ -91,6 +93,7 @@ struct chain {
 	size_t P, nm;
 	const size_t *idx;   /* NULL: every parameter, k = j */
 	float *w, *grad;     /* (P) */
+	float *grad1;        /* (P) the same-minibatch MALA's gradient at the proposal, or NULL */
 	float *noise;        /* (P) for the plain unrestricted step, else (nm) */
 	float *v, *G;        /* (nm) RMSprop's second moment and preconditioner, or NULL */
 	double *mw, *mf;     /* (nm) MALA: the last point and the mean of the proposal from it, or NULL */
@@ -123,6 +126,8 @@ chain_init(struct chain *c, const struct sgld_target *t, const struct sgld_metho
 		c->mw = xmalloc(xmul(c->nm, sizeof(double)));
 		c->mf = xmalloc(xmul(c->nm, sizeof(double)));
 	}
+	if (m->mala_every > 0)
+		c->grad1 = xmalloc(xmul(c->P, sizeof(float)));
 }
 
 static void
@@ -130,6 +135,7 @@ chain_free(struct chain *c)
 {
 	free(c->w);
 	free(c->grad);
+	free(c->grad1);
 	free(c->noise);
 	free(c->v);
 	free(c->G);
@@ -207,6 +213,48 @@ mala_forward(struct chain *c, const struct sgld_params *sp, const float *wstar)
 	c->have = 1;
 }
 
+/*
+ * The acceptance of the proposal just made (from mw, energy U, forward
+ * mean mf, preconditioner G) with both ends on its own minibatch idx: the
+ * energy and gradient at the new w on the same rows.
+ */
+static double
+mala_same_batch(struct chain *c, const struct sgld_target *t, const struct sgld_params *sp,
+    const float *wstar, const int32_t *idx)
+{
+	double l1, U1, fwd = 0, rev = 0, la, h = 0.5 * sp->epsilon;
+
+	memset(c->grad1, 0, c->P * sizeof(float));
+	l1 = t->loss_grad(t->ctx, c->grad1, c->w, idx, sp->batch);
+	if (!isfinite(l1))
+		return 0;
+	U1 = energy(c, sp, wstar, l1);
+	for (size_t j = 0; j < c->nm; j++) {
+		size_t k = at(c, j);
+		double G = c->G ? c->G[j] : 1.0, w1 = c->w[k];
+		double gU1 = sp->nbeta * c->grad1[k] + sp->gamma * (w1 - wstar[k]);
+		double ef = w1 - c->mf[j], er = c->mw[j] - (w1 - h * G * gU1);
+		fwd += ef * ef / G;
+		rev += er * er / G;
+	}
+	la = c->U - U1 + (fwd - rev) / (2 * sp->epsilon);
+	return la >= 0 ? 1.0 : exp(la);
+}
+
+/* A running mean and minimum of acceptance probabilities. */
+struct acceptance {
+	double sum, min;
+	long n;
+};
+
+static void
+accept_add(struct acceptance *a, double x)
+{
+	a->sum += x;
+	a->min = a->n == 0 ? x : fmin(a->min, x);
+	a->n++;
+}
+
 /* One move from w with this step's gradient and noise. */
 static void
 move(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m, const float *wstar,
@@ -244,11 +292,15 @@ move(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m,
 }
 
 static void
-health_finish(struct sgld_health *h, const struct chain *c, double mala_sum, double mala_min, long mala_n)
+health_finish(struct sgld_health *h, const struct chain *c, const struct acceptance *mala,
+    const struct acceptance *same)
 {
-	h->mala_n = mala_n;
-	h->mala_mean = mala_n ? mala_sum / mala_n : NAN;
-	h->mala_min = mala_n ? mala_min : NAN;
+	h->mala_n = mala->n;
+	h->mala_mean = mala->n ? mala->sum / mala->n : NAN;
+	h->mala_min = mala->n ? mala->min : NAN;
+	h->mala_batch_n = same->n;
+	h->mala_batch_mean = same->n ? same->sum / same->n : NAN;
+	h->mala_batch_min = same->n ? same->min : NAN;
 	h->precond_min = h->precond_max = 1;
 	if (h->precond)
 		for (size_t j = 0; j < c->nm; j++)
@@ -270,8 +322,7 @@ sgld_run_method(const struct sgld_target *t, const struct sgld_params *sp,
 {
 	long total = sp->burnin + sp->draws * sp->thin, pos = t->n;  /* pos = n: shuffle first */
 	int32_t *order = xmalloc(xmul((size_t)t->n, sizeof(int32_t)));
-	double mala_sum = 0, mala_min = NAN;
-	long mala_n = 0;
+	struct acceptance mala = {0, NAN, 0}, same = {0, NAN, 0};
 	struct rng shuffle, rnoise;
 	struct chain c;
 
@@ -310,17 +361,17 @@ sgld_run_method(const struct sgld_target *t, const struct sgld_params *sp,
 		if (m->mala) {
 			/* The proposal from step s - 1 ends here: count it if it left a draw-phase step. */
 			double a = mala_step(&c, sp, wstar, l);
-			if (s - 1 >= sp->burnin && !isnan(a)) {
-				mala_sum += a;
-				mala_n++;
-				mala_min = mala_n == 1 ? a : fmin(mala_min, a);
-			}
+			if (s - 1 >= sp->burnin && !isnan(a))
+				accept_add(&mala, a);
 		}
 		if (c.G && !(m->freeze && s >= sp->burnin && s > 0))
 			precondition(&c, m);
 		if (m->mala)
 			mala_forward(&c, sp, wstar);
 		move(&c, sp, m, wstar, &rnoise);
+		/* The rows of this step's batch are still order[pos - batch ..]: the shuffle comes next step. */
+		if (m->mala_every > 0 && s >= sp->burnin && (s - sp->burnin) % m->mala_every == 0)
+			accept_add(&same, mala_same_batch(&c, t, sp, wstar, order + pos - sp->batch));
 	}
 	if (out->nonfinite) {
 		out->loss_mean = NAN;
@@ -331,7 +382,7 @@ sgld_run_method(const struct sgld_target *t, const struct sgld_params *sp,
 		out->loss_mean = sum / sp->draws;
 	}
 	if (health)
-		health_finish(health, &c, mala_sum, mala_min, mala_n);
+		health_finish(health, &c, &mala, &same);
 	chain_free(&c);
 	free(order);
 }

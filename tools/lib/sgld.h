@@ -133,6 +133,19 @@ double sgld_default_nbeta(int batch);
  * noise.  The preconditioner that made the proposal is used for both
  * directions.  Counted over the proposals from draw-phase steps (after
  * the burn-in) whose end was evaluated (all but the last).
+ *
+ * That minibatch noise is not small: nbeta times the difference of two
+ * batches' mean losses at the same w has a spread of order one on the
+ * grokking MLPs at batch 32, so their devinterp acceptance stays near 0.5
+ * however small eps is (0.47 measured at eps = 2.5e-9), and says nothing
+ * about the step.  mala_every > 0 measures the same acceptance with both
+ * ends on the proposal's own minibatch, the one the step's gradient came
+ * from: an extra loss and gradient at w' on that minibatch, every
+ * mala_every-th draw-phase step (a cost of 1 / mala_every more
+ * evaluations).  That is the acceptance of a Metropolis-adjusted step on
+ * the minibatch's own posterior, which tends to 1 as eps -> 0 and falls as
+ * the step's discretisation error grows.  It changes no draw: the chain
+ * moves as without it.  A proposal whose loss is not finite counts 0.
  */
 enum sgld_precond {
 	SGLD_PRECOND_NONE,     /* plain SGLD, devinterp's sgld */
@@ -147,6 +160,7 @@ struct sgld_method {
 	const size_t *moving;  /* ascending indices of the parameters that move; NULL: all P */
 	size_t nmoving;        /* 1..P entries of moving (ignored when moving is NULL) */
 	int mala;              /* measure the MALA acceptance of every proposal */
+	long mala_every;       /* > 0 (needs mala): also on the proposal's own minibatch, every K-th draw step */
 };
 
 /* What the chain says about its own health, beside struct sgld_chain. */
@@ -154,6 +168,9 @@ struct sgld_health {
 	double mala_mean;      /* mean acceptance probability (NaN: not measured, or no proposal) */
 	double mala_min;       /* its smallest value (NaN likewise) */
 	long mala_n;           /* proposals averaged */
+	double mala_batch_mean;  /* the same on the proposal's own minibatch (NaN: not measured) */
+	double mala_batch_min;
+	long mala_batch_n;
 	double precond_min;    /* range of G over the moving parameters at the last step */
 	double precond_max;    /*   (1 and 1 without preconditioning) */
 	float *precond;        /* the caller's: if not NULL, receives that G (nmoving floats; 1 if plain) */
