@@ -103,10 +103,12 @@ setup() {
 	assert_output --partial "no optimiser state (train with --ckpt-optim)"
 }
 
-@test "hess-eig --precond at step 0: Adam has no second moments yet" {
-	run hess-eig --data d.st --top 1 --precond ck/step-00000000.safetensors
-	assert_failure 1
-	assert_output --partial "optim_t = 0"
+@test "hess-eig --precond at step 0: Adam has no second moments yet, so no sharpness, only the threshold" {
+	run --separate-stderr hess-eig --data d.st --top 1 --precond ck/step-00000000.safetensors ck/step-00000040.safetensors
+	assert_success
+	assert_equal "$(jq -c '.precond | [.t, .lambda_max, .ratio]' <<<"${lines[1]}")" '[0,null,null]'
+	assert_jq '(.precond.threshold - 38000 | fabs) <= 1e-9 * 38000' <<<"${lines[1]}"
+	assert_jq '(.precond.t == 40) and ((.precond.lambda_max | num) > 0)' <<<"${lines[2]}"
 }
 
 @test "hess-eig --matrix ggn on a transformer: positive semi-definite, four blocks, the Hessian's point untouched" {

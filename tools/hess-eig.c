@@ -701,6 +701,12 @@ precond_json(const struct config *c, struct hess *h, struct linop *E, const char
 		out = json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "optim", optim_names[o.kind],
 		    "lr", jnum(o.lr), "momentum", jnum(o.momentum), "t", (json_int_t)o.t,
 		    "lambda_max", jnum(top), "threshold", jnum(thr), "ratio", jnum(top / thr));
+	} else if (o.t == 0) {
+		/* before the first step there is no preconditioner: the threshold alone */
+		double thr = (2 + 2 * o.beta1) / ((1 - o.beta1) * o.lr);
+		out = json_pack("{s:s, s:o, s:I, s:o, s:o, s:o, s:n, s:o, s:n}", "optim", optim_names[o.kind],
+		    "lr", jnum(o.lr), "t", (json_int_t)0, "beta1", jnum(o.beta1), "beta2", jnum(o.beta2),
+		    "eps", jnum(o.eps), "lambda_max", "threshold", jnum(thr), "ratio");
 	} else {
 		const size_t *map = h->live >= 0 ? h->view[h->live]->map : NULL;
 		double *s = xmalloc(xmul(E->n, sizeof *s)), thr = (2 + 2 * o.beta1) / ((1 - o.beta1) * o.lr);

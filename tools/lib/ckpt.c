@@ -380,11 +380,7 @@ ckpt_optim_read(const char *path, const struct model *m, struct ckpt_optim *o,
 	}
 	if (ckpt_meta_long(&f, "optim_t", 0, LLONG_MAX, &o->t, path, err, errlen) < 0)
 		goto out;
-	if (o->kind != OPT_SGD) {
-		if (o->t < 1) {
-			snprintf(err, errlen, "%s: optim_t = 0: Adam has no second moments before its first step", path);
-			goto out;
-		}
+	if (o->kind != OPT_SGD && o->t > 0) {   /* before its first step Adam has none */
 		if (!(t = st_expect(&f, "optim.v", ST_F32, 1, shp, e, sizeof e))) {
 			snprintf(err, errlen, "%s: %s", path, e);
 			goto out;
