@@ -111,6 +111,14 @@ setup() {
 	assert_jq '(.precond.t == 40) and ((.precond.lambda_max | num) > 0)' <<<"${lines[2]}"
 }
 
+@test "hess-eig --precond after a warm-up from lr 0: no threshold at step 0 (lr 0), 38/lr of the next update (2e-4) at step 2" {
+	train-transformer --data d.st --steps 2 --log-every 1 --d-model 8 --heads 2 --d-head 4 --d-mlp 16 --warmup 10 --warmup-origin 0 --ckpt-dir wck --ckpt-optim > wlog
+	run --separate-stderr hess-eig --data d.st --top 1 --precond wck/step-00000000.safetensors wck/step-00000002.safetensors
+	assert_success
+	assert_equal "$(jq -c '.precond | [.lr, .threshold, .lambda_max]' <<<"${lines[1]}")" '[0,null,null]'
+	assert_jq '(.precond.lr - 2e-4 | fabs) < 1e-12 and (.precond.threshold * .precond.lr - 38 | fabs) < 1e-9 and (.precond.lambda_max | num) > 0' <<<"${lines[2]}"
+}
+
 @test "hess-eig --matrix ggn on a transformer: positive semi-definite, four blocks, the Hessian's point untouched" {
 	train-transformer --data d.st --steps 20 --log-every 20 --d-model 8 --heads 2 --d-head 4 --d-mlp 16 --act gelu --ckpt-dir tck > tlog
 	run --separate-stderr hess-eig --data d.st --matrix ggn --top 2 --which both --blocks --probes 5 --tol 1e-6 --max-iter 300 tck/step-00000020.safetensors

@@ -680,7 +680,8 @@ precond_scale(const struct ckpt_optim *o, const size_t *map, size_t n, double *s
  * over a fixed preconditioner P with an EMA (1 - b1) of the gradients,
  * while lr lambda(P^-1 H) < (2 + 2 b1) / (1 - b1) (Cohen et al. 2022;
  * 38 at b1 = 0.9): both thresholds are bounds on the sharpness of the
- * record, so over lr.  top: the main solve's top eigenvalue
+ * record, so over lr (infinite, so null, at lr = 0: a warm-up's first
+ * step moves nothing).  top: the main solve's top eigenvalue
  * (SGD's sharpness).  Returns the products taken.
  */
 static long
