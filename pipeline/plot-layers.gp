@@ -34,6 +34,7 @@ do for [i = 1:n] {
 		set arrow 2 from STATS_max, graph 0 to STATS_max, graph 1 nohead lc rgb "#000000" lw 2 dt 2
 	}
 	set title sprintf("%s %s", unit, d)
+	# (without --blocks, ng = 0: the whole λ_1 alone)
 	plot for [g = 1:ng] f skip 1 using ($1 > 0 ? $1 : NaN):(column(g + 1) > 0 ? column(g + 1) : NaN) \
 	         with linespoints lt ((g - 1) % 8 + 1) pt 7 ps 0.5 title substr(word(hdr, g + 1), 3, 100), \
 	     run(d)."/hessian.tsv" skip 1 using ($1 > 0 ? $1 : NaN):($2 > 0 ? $2 : NaN) with lines lc rgb "#000000" lw 2 dt 3 title "whole"
