@@ -23,7 +23,7 @@ plot for [d in depths] run(d)."/hessian.tsv" skip 1 using ($1 > 0 ? $1 : NaN):2 
      runs skip 1 using (ismine(strcol(1), $3) ? $7 : NaN):(column(16) > 0 ? column(16) : NaN):2 with points pt 9 ps 1.6 lc variable notitle, \
      runs skip 1 using (ismine(strcol(1), $3) ? $8 : NaN):(column(17) > 0 ? column(17) : NaN):2 with points pt 7 ps 1.6 lc variable notitle
 if (stable) {
-	set ylabel "preconditioned sharpness (Adam: λ_max(P^{-1}H); SGD: λ_1)"
+	set ylabel "preconditioned sharpness (Adam: λ_{max}(P^{-1}H); SGD: λ_1)"
 	set title "the edge of stability: training is unstable on a quadratic above the dashed threshold (38/lr for Adam at β_1 = 0.9; 2(1 + μ)/lr for SGD)" font ",10"
 	plot for [d in depths] run(d)."/hessian.tsv" skip 1 using ($1 > 0 ? $1 : NaN):($9 > 0 ? $9 : NaN) with linespoints lt (d + 0) pt 7 ps 0.6 title sprintf("%s %s", unit, d), \
 	     run(d1)."/hessian.tsv" skip 1 using ($1 > 0 ? $1 : NaN):10 with lines lc rgb "#000000" lw 2 dt 2 title "threshold"
