@@ -111,7 +111,7 @@ invocations() {
 	assert_equal "$(jq -s 'map(select(.record == "hessian") | .precond.lambda_max != null) | tostring' -r results/grok/d2-s0/hessian.jsonl)" \
 		'[false,true,true,true]'
 	assert_equal "$(head -1 results/grok/d2-s0/blocks.tsv)" "$(printf 'step\tl:layers.0\tl:layers.1\tl:layers.2\tt:layers.0\tt:layers.1\tt:layers.2')"
-	assert_equal "$(head -1 results/nanda/d1-s0/ggn.tsv | cut -f1-5)" "$(printf 'step\tggn_lambda1\thessian_lambda1\tratio\tr:embed')"
+	assert_equal "$(head -1 results/nanda/d1-s0/ggn.tsv)" "$(printf 'step\tggn_lambda1\thessian_lambda1\tratio')"
 	assert_equal "$(jq -s 'map(select(.record == "hessian") | .matrix) | unique | tostring' -r results/grok/d2-s0/ggn.jsonl)" '["ggn"]'
 	assert_equal "$(jq -s 'map(select(.record == "run") | .curvature.peak_block | type) | unique | tostring' -r results/runs.jsonl)" '["string"]'
 	# the calibration: one row per step size, on the last checkpoint of depth 2, seed 0
