@@ -56,9 +56,9 @@ def bench(ctx):
     g = max(range(len(ours_lam)), key=lambda i: ours_lam[i])
     rel = max(abs(a - b) / abs(a) for a, b in zip(ours_lam, ans["block_lambda"]))
     table(f"hess-eig --blocks: every layer's Hessian block at depth {DEPTH}, {mode_name(1)}",
-          ["ours top-5 s", f"ours blocks s (products)", "blocks / top-5 (range)", "torch blocks s",
-           "ours / torch (range)", "threads ours / torch", f"sharpest block λ₁ ours / torch ({rec['blocks'][g]['group']})",
-           "largest block λ₁ difference"],
+          ["ours top-5 s", "ours blocks s (products)", "blocks / top-5 (range)", "torch blocks s",
+           "ours / torch (range)", "threads ours / torch",
+           f"sharpest block λ₁ ours / torch ({rec['blocks'][g]['group']})", "largest block λ₁ difference"],
           [[m["ours_top5"].fmt(), f"{m['ours_blocks'].fmt()} ({rec['hvps']})", rw.fmt(spread=True),
             m["torch_blocks"].fmt(), rt.fmt(spread=True), f"{thr['ours']} / {thr['torch']}",
             f"{ours_lam[g]:.6g} / {ans['block_lambda'][g]:.6g}", f"{rel:.1e}"]],
@@ -71,4 +71,5 @@ def bench(ctx):
     record(ctx, bench="blocks", threads=1, depth=DEPTH, probes=PROBES, **{k: v.values for k, v in m.items()},
            blocks_over_top5=rw.median, blocks_over_top5_range=[min(rw.values), max(rw.values)],
            ours_over_torch=rt.median, ours_over_torch_range=[min(rt.values), max(rt.values)],
-           ours_products=rec["hvps"], os_threads=thr, ours_block_lambda=ours_lam, torch_block_lambda=ans["block_lambda"])
+           ours_products=rec["hvps"], os_threads=thr, ours_block_lambda=ours_lam,
+           torch_block_lambda=ans["block_lambda"])
