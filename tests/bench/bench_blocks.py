@@ -66,8 +66,8 @@ def bench(ctx):
            f"after 300 steps; medians of {ctx.reps} interleaved repetitions.  Blocks: each block's top-1 to "
            f"1e-4 and its trace on {PROBES} probes, with the whole trace on the same probes and the whole "
            f"top-1; torch takes as many products per block as ours did (masked double backward through "
-           f"the first-order graph built once).  The λ₁ difference: relative, over the blocks (Lanczos to "
-           f"1e-4 from different start vectors)."])
+           f"the first-order graph built once).  The λ₁ difference: relative, largest over the blocks; ours "
+           f"converged to 1e-4, torch's took as many steps from another start vector, so it need not be."])
     record(ctx, bench="blocks", threads=1, depth=DEPTH, probes=PROBES, **{k: v.values for k, v in m.items()},
            blocks_over_top5=rw.median, blocks_over_top5_range=[min(rw.values), max(rw.values)],
            ours_over_torch=rt.median, ours_over_torch_range=[min(rt.values), max(rt.values)],
