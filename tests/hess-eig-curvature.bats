@@ -170,3 +170,15 @@ setup() {
 	assert_jq -n --argjson a "$a" --argjson b "$b" \
 	    '[range(6) as $i | (($a.blocks[$i].eigenvalues[1] | num) - $b.blocks[$i].eigenvalues[1] | fabs) <= 1e-5 * ([$b.blocks[].lambda_max] | max)] | all'
 }
+
+@test "hess-eig --blocks: the MLP's block traces from the R-forward alone equal those of whole products on the same probes" {
+	train-mlp --data d.st --steps 60 --log-every 60 --width 8 --depth 5 --lr 0.01 --ckpt-dir deep > log
+	c=deep/step-00000060.safetensors
+	# --set all: the main solve runs on all P parameters both times, so the probes are the same;
+	# prepared (one batch a part), a block's trace term is its quadratic form; with --batch 7, z . (whole product)
+	a=$(hess-eig --data d.st --set all --top 1 --blocks --probes 3 "$c" | tail -1)
+	b=$(hess-eig --data d.st --set all --top 1 --blocks --probes 3 --batch 7 "$c" | tail -1)
+	assert_jq -n --argjson a "$a" --argjson b "$b" \
+	    '[range(6) as $i | (($a.blocks[$i].trace | num) - $b.blocks[$i].trace | fabs) <= 1e-5 * ($b.blocks[$i].trace | fabs) and $b.blocks[$i].trace > 0] | all'
+	assert_jq -n --argjson a "$a" --argjson b "$b" '(($a.trace.mean | num) - $b.trace.mean | fabs) <= 1e-5 * ($b.trace.mean | fabs)'
+}
