@@ -113,6 +113,8 @@ invocations() {
 	assert_equal "$(head -1 results/grok/d2-s0/blocks.tsv)" "$(printf 'step\tl:layers.0\tl:layers.1\tl:layers.2\tt:layers.0\tt:layers.1\tt:layers.2')"
 	assert_equal "$(head -1 results/nanda/d1-s0/ggn.tsv)" "$(printf 'step\tggn_lambda1\thessian_lambda1\tratio')"
 	assert_equal "$(jq -s 'map(select(.record == "hessian") | .matrix) | unique | tostring' -r results/grok/d2-s0/ggn.jsonl)" '["ggn"]'
+	# the transformers' block traces on 5 probes (TFM_HESS_FLAGS), the MLPs' on 20
+	assert_equal "$(jq -r 'select(.record == "header") | .config.probes' results/nanda/d1-s0/hessian.jsonl results/grok/d1-s0/hessian.jsonl | tr '\n' ' ')" "5 20 "
 	assert_equal "$(jq -s 'map(select(.record == "run") | .curvature.peak_block | type) | unique | tostring' -r results/runs.jsonl)" '["string"]'
 	# the calibration: one row per step size, on the last checkpoint of depth 2, seed 0
 	assert_equal "$(cut -f1 results/llc-calibration.tsv | tr '\n' ' ')" "epsilon 1e-05 3e-05 0.0001 0.0003 0.001 0.003 "
