@@ -103,10 +103,20 @@ setup() {
 	assert_output --partial "no optimiser state (train with --ckpt-optim)"
 }
 
-@test "hess-eig --precond at step 0: Adam has no second moments yet" {
-	run hess-eig --data d.st --top 1 --precond ck/step-00000000.safetensors
-	assert_failure 1
-	assert_output --partial "optim_t = 0"
+@test "hess-eig --precond at step 0: Adam has no second moments yet, so no sharpness, only the threshold" {
+	run --separate-stderr hess-eig --data d.st --top 1 --precond ck/step-00000000.safetensors ck/step-00000040.safetensors
+	assert_success
+	assert_equal "$(jq -c '.precond | [.t, .lambda_max, .ratio]' <<<"${lines[1]}")" '[0,null,null]'
+	assert_jq '(.precond.threshold - 38000 | fabs) <= 1e-9 * 38000' <<<"${lines[1]}"
+	assert_jq '(.precond.t == 40) and ((.precond.lambda_max | num) > 0)' <<<"${lines[2]}"
+}
+
+@test "hess-eig --precond after a warm-up from lr 0: no threshold at step 0 (lr 0), 38/lr of the next update (2e-4) at step 2" {
+	train-transformer --data d.st --steps 2 --log-every 1 --d-model 8 --heads 2 --d-head 4 --d-mlp 16 --warmup 10 --warmup-origin 0 --ckpt-dir wck --ckpt-optim > wlog
+	run --separate-stderr hess-eig --data d.st --top 1 --precond wck/step-00000000.safetensors wck/step-00000002.safetensors
+	assert_success
+	assert_equal "$(jq -c '.precond | [.lr, .threshold, .lambda_max]' <<<"${lines[1]}")" '[0,null,null]'
+	assert_jq '(.precond.lr - 2e-4 | fabs) < 1e-12 and (.precond.threshold * .precond.lr - 38 | fabs) < 1e-9 and (.precond.lambda_max | num) > 0' <<<"${lines[2]}"
 }
 
 @test "hess-eig --matrix ggn on a transformer: positive semi-definite, four blocks, the Hessian's point untouched" {
@@ -159,4 +169,16 @@ setup() {
 	    '[range(6) as $i | (($a.blocks[$i].lambda_max | num) - $b.blocks[$i].lambda_max | fabs) <= 1e-5 * ([$b.blocks[].lambda_max] | max)] | all'
 	assert_jq -n --argjson a "$a" --argjson b "$b" \
 	    '[range(6) as $i | (($a.blocks[$i].eigenvalues[1] | num) - $b.blocks[$i].eigenvalues[1] | fabs) <= 1e-5 * ([$b.blocks[].lambda_max] | max)] | all'
+}
+
+@test "hess-eig --blocks: the MLP's block traces from the R-forward alone equal those of whole products on the same probes" {
+	train-mlp --data d.st --steps 60 --log-every 60 --width 8 --depth 5 --lr 0.01 --ckpt-dir deep > log
+	c=deep/step-00000060.safetensors
+	# --set all: the main solve runs on all P parameters both times, so the probes are the same;
+	# prepared (one batch a part), a block's trace term is its quadratic form; with --batch 7, z . (whole product)
+	a=$(hess-eig --data d.st --set all --top 1 --blocks --probes 3 "$c" | tail -1)
+	b=$(hess-eig --data d.st --set all --top 1 --blocks --probes 3 --batch 7 "$c" | tail -1)
+	assert_jq -n --argjson a "$a" --argjson b "$b" \
+	    '[range(6) as $i | (($a.blocks[$i].trace | num) - $b.blocks[$i].trace | fabs) <= 1e-5 * ($b.blocks[$i].trace | fabs) and $b.blocks[$i].trace > 0] | all'
+	assert_jq -n --argjson a "$a" --argjson b "$b" '(($a.trace.mean | num) - $b.trace.mean | fabs) <= 1e-5 * ($b.trace.mean | fabs)'
 }

@@ -47,7 +47,7 @@ invocations() {
 	done
 	assert_line --regexp '^seed +2 .* —$'   # no LLC for the control
 	assert_line --regexp '^nanda +1 +[01]/1 +[01]/1 +.* [01]\.[0-9]{2} +'   # one seed: no ± 
-	assert_line "Plots: $BATS_TEST_TMPDIR/plots/ (33 files; plots/README.md says what each shows)."
+	assert_line "Plots: $BATS_TEST_TMPDIR/plots/ (39 files; plots/README.md says what each shows)."
 	assert_equal "$(grep -v '^make' <<<"$output" | tail -1)" "Tables: $BATS_TEST_TMPDIR/results/runs.tsv (per run), $BATS_TEST_TMPDIR/results/by-depth.tsv (per recipe and depth)."
 	for f in results/data/grok.safetensors results/data/seed.safetensors results/runs.jsonl results/runs.tsv \
 	    results/by-depth.jsonl results/by-depth.tsv plots/by-depth.png results/llc-calibration.tsv \
@@ -58,7 +58,7 @@ invocations() {
 	for r in grok seed; do
 		for d in 1 2; do
 			for s in 0 1; do
-				for f in log.jsonl hessian.jsonl gop.jsonl curves.tsv hessian.tsv gop.tsv; do
+				for f in log.jsonl hessian.jsonl gop.jsonl curves.tsv hessian.tsv gop.tsv ggn.jsonl blocks.tsv ggn.tsv; do
 					assert_file_exist "results/$r/d$d-s$s/$f"
 				done
 				assert_equal "$(ls results/$r/d$d-s$s/ckpt | wc -l)" 4   # steps 0, 3, 12 (rounded), 40
@@ -69,7 +69,7 @@ invocations() {
 				fi
 			done
 		done
-		for k in accuracy loss sharpness dead-units grad-norm gop-spectral gop-rank gop-spectrum; do
+		for k in accuracy loss sharpness dead-units grad-norm gop-spectral gop-rank gop-spectrum layers ggn; do
 			assert_file_exist "plots/$r-$k.png"
 		done
 		for s in 0 1; do   # progress-measures on every MLP run (PM_RECIPES)
@@ -81,7 +81,7 @@ invocations() {
 	for f in hessian gop llc progress; do
 		assert_equal "$(jq -s "map(select(.record == \"$f\")) | length" results/nanda/d1-s0/$f.jsonl)" 4
 	done
-	for k in accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum llc progress fourier; do
+	for k in accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum llc progress fourier layers ggn; do
 		assert_file_exist "plots/nanda-$k.png"
 	done
 	assert_file_not_exist plots/nanda-dead-units.png
@@ -106,6 +106,17 @@ invocations() {
 	done
 	assert_equal "$(grep -c '^step' results/grok/d2-s0/curves.tsv)" 1
 	assert_equal "$(head -1 results/grok/d2-s0/hessian.tsv | cut -f5)" dead_frac
+	# the curvature views: the training kept Adam's state, so every checkpoint after step 0 has
+	# its preconditioned sharpness; one block per layer; the GGN's top over the Hessian's
+	assert_equal "$(head -1 results/grok/d2-s0/hessian.tsv | cut -f9,10)" "$(printf 'precond_lambda\tprecond_threshold')"
+	assert_equal "$(jq -s 'map(select(.record == "hessian") | .precond.lambda_max != null) | tostring' -r results/grok/d2-s0/hessian.jsonl)" \
+		'[false,true,true,true]'
+	assert_equal "$(head -1 results/grok/d2-s0/blocks.tsv)" "$(printf 'step\tl:layers.0\tl:layers.1\tl:layers.2\tt:layers.0\tt:layers.1\tt:layers.2')"
+	assert_equal "$(head -1 results/nanda/d1-s0/ggn.tsv)" "$(printf 'step\tggn_lambda1\thessian_lambda1\tratio')"
+	assert_equal "$(jq -s 'map(select(.record == "hessian") | .matrix) | unique | tostring' -r results/grok/d2-s0/ggn.jsonl)" '["ggn"]'
+	# the transformers' block traces on 5 probes (TFM_HESS_FLAGS), the MLPs' on 20
+	assert_equal "$(jq -r 'select(.record == "header") | .config.probes' results/nanda/d1-s0/hessian.jsonl results/grok/d1-s0/hessian.jsonl | tr '\n' ' ')" "5 20 "
+	assert_equal "$(jq -s 'map(select(.record == "run") | .curvature.peak_block | type) | unique | tostring' -r results/runs.jsonl)" '["string"]'
 	# the calibration: one row per (depth, nbeta, margin) on the last checkpoint of seed 0, the study's point marked
 	assert_equal "$(cut -f1,3,10 results/llc-calibration.tsv | tr '\t\n' ', ')" "depth,margin,chosen 1,20,1 1,5,0 2,20,1 2,5,0 "
 	assert_equal "$(cat results/llc-calibration-d1.tsv results/llc-calibration-d2.tsv | grep -vc '^depth')" 4
@@ -121,16 +132,16 @@ invocations() {
 
 	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4"
 	assert_success
-	assert_equal "$(invocations <<<"$output")" "bin/gop-spectrum=9 bin/summarize=4 gnuplot -e=24 "
+	assert_equal "$(invocations <<<"$output")" "bin/gop-spectrum=9 bin/summarize=4 gnuplot -e=30 "
 
 	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2"
 	assert_success
-	assert_equal "$(invocations <<<"$output")" "bin/hess-eig=9 bin/summarize=4 gnuplot -e=27 "
+	assert_equal "$(invocations <<<"$output")" "bin/hess-eig=9 bin/summarize=4 gnuplot -e=33 "
 
 	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2" LLC_FLAGS="--chains 2 --draws 21 --batch 8"
 	assert_success
 	# the 4 grok runs, the calibration's 2 depths and the per-layer run (a loop each), not nanda (TFM_LLC_FLAGS)
-	assert_equal "$(invocations <<<"$output")" "bin/llc-estimate=7 bin/summarize=4 gnuplot -e=28 "
+	assert_equal "$(invocations <<<"$output")" "bin/llc-estimate=7 bin/summarize=4 gnuplot -e=34 "
 }
 
 @test "study: interrupted by SIGINT and made again, it finishes without redoing finished work" {
@@ -177,7 +188,7 @@ invocations() {
 	assert_line --partial "ensure-deps: installing: build-essential"
 	assert_line --regexp '^    CC tools/train-mlp\.c$'   # quiet build lines, not compiler commands
 	refute_line --regexp '^(cc|gcc|clang) '
-	assert_line "Plots: plots/small/ (33 files; plots/README.md says what each shows)."
+	assert_line "Plots: plots/small/ (39 files; plots/README.md says what each shows)."
 	assert_file_exist clone/plots/small/by-depth.png
 	# and a second make all, with every command shown, runs nothing
 	run make -C clone all V=1 "${T[@]}"

@@ -498,17 +498,25 @@ struct block {
 	double *x, *y;   /* (P) */
 };
 
+/* Whether every part's point stays prepared (one batch each): block products can share it. */
+static int
+block_prepared(const struct hess *h)
+{
+	int prepared = 1;
+
+	for (int s = 0; s < 2; s++)
+		prepared &= !h->h[s] || h->pt[s] != NULL;
+	return prepared;
+}
+
 static void
 block_apply(void *ctx, double *y, const double *x)
 {
 	struct block *b = ctx;
 	struct hess *h = b->h;
 	size_t P = h->m->nparams;
-	int prepared = 1;
 
-	for (int s = 0; s < 2; s++)
-		prepared &= !h->h[s] || h->pt[s] != NULL;
-	if (!prepared) {   /* batches prepared one by one: the whole product, read on the block */
+	if (!block_prepared(h)) {   /* batches prepared one by one: the whole product, read on the block */
 		memset(b->x, 0, P * sizeof *b->x);
 		memcpy(b->x + b->lo, x, b->n * sizeof *x);
 		hess_apply(h, b->y, b->x);
@@ -524,6 +532,28 @@ block_apply(void *ctx, double *y, const double *x)
 			model_block_product(h->pt[s], h->view[s], h->mat, b->g, h->hf, h->vf, h->tmp);
 	for (size_t k = 0; k < b->n; k++)
 		y[k] = h->hf[b->lo + k];
+}
+
+/*
+ * x . B x for the block, by the family's quadratic form at the prepared
+ * point (the MLP's: its R-forward alone, half a block product): the
+ * traces' probes need no more.  Set only where the family has one and
+ * the point is prepared.
+ */
+static double
+block_quad(void *ctx, const double *x)
+{
+	struct block *b = ctx;
+	struct hess *h = b->h;
+	double q = 0.0;
+
+	memset(h->vf, 0, h->m->nparams * sizeof *h->vf);
+	for (size_t k = 0; k < b->n; k++)
+		h->vf[b->lo + k] = (float)x[k];
+	for (int s = 0; s < 2; s++)
+		if (h->h[s])
+			q += model_block_quad(h->pt[s], h->view[s], h->mat, b->g, h->vf, h->tmp);
+	return q;
 }
 
 /* The top eigenvalue(s) of one block, as its record; its products into *count. */
@@ -564,6 +594,7 @@ blocks_json(const struct config *c, struct hess *h, struct linop *A, struct rng 
 	int ng = m->ngroups;
 	struct block *blk = xcalloc((size_t)ng, sizeof *blk);
 	struct linop *ops = xcalloc((size_t)ng, sizeof *ops), **pops = xcalloc((size_t)ng, sizeof *pops);
+	linop_quad *quads = xcalloc((size_t)ng, sizeof *quads);
 	size_t *off = xcalloc((size_t)ng, sizeof *off), P = m->nparams;
 	double *tm = xcalloc(2 * (size_t)ng, sizeof *tm), *ts = tm + ng, mean, se, smean, sse;
 	double *x = xmalloc(xmul(P, sizeof *x)), *y = xmalloc(xmul(P, sizeof *y));
@@ -579,8 +610,9 @@ blocks_json(const struct config *c, struct hess *h, struct linop *A, struct rng 
 		off[g] = lo;
 		json_array_append_new(arr, block_eigs(c, &ops[g], g, path, &count));
 		ops[g].count = 0;
+		quads[g] = m->family->block_quad && block_prepared(h) ? block_quad : NULL;
 	}
-	hutchinson_blocks(A, pops, off, ng, c->probes, r, &mean, &se, tm, ts, &smean, &sse);
+	hutchinson_blocks(A, pops, quads, off, ng, c->probes, r, &mean, &se, tm, ts, &smean, &sse);
 	for (int g = 0; g < ng; g++) {
 		json_t *o = json_array_get(arr, (size_t)g);
 		json_object_set_new(o, "trace", jnum(tm[g]));
@@ -597,6 +629,7 @@ blocks_json(const struct config *c, struct hess *h, struct linop *A, struct rng 
 	free(blk);
 	free(ops);
 	free(pops);
+	free(quads);
 	free(off);
 	free(tm);
 	free(x);
@@ -649,7 +682,8 @@ precond_scale(const struct ckpt_optim *o, const size_t *map, size_t n, double *s
  * over a fixed preconditioner P with an EMA (1 - b1) of the gradients,
  * while lr lambda(P^-1 H) < (2 + 2 b1) / (1 - b1) (Cohen et al. 2022;
  * 38 at b1 = 0.9): both thresholds are bounds on the sharpness of the
- * record, so over lr.  top: the main solve's top eigenvalue
+ * record, so over lr (infinite, so null, at lr = 0: a warm-up's first
+ * step moves nothing).  top: the main solve's top eigenvalue
  * (SGD's sharpness).  Returns the products taken.
  */
 static long
@@ -670,6 +704,12 @@ precond_json(const struct config *c, struct hess *h, struct linop *E, const char
 		out = json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "optim", optim_names[o.kind],
 		    "lr", jnum(o.lr), "momentum", jnum(o.momentum), "t", (json_int_t)o.t,
 		    "lambda_max", jnum(top), "threshold", jnum(thr), "ratio", jnum(top / thr));
+	} else if (o.t == 0) {
+		/* before the first step there is no preconditioner: the threshold alone */
+		double thr = (2 + 2 * o.beta1) / ((1 - o.beta1) * o.lr);
+		out = json_pack("{s:s, s:o, s:I, s:o, s:o, s:o, s:n, s:o, s:n}", "optim", optim_names[o.kind],
+		    "lr", jnum(o.lr), "t", (json_int_t)0, "beta1", jnum(o.beta1), "beta2", jnum(o.beta2),
+		    "eps", jnum(o.eps), "lambda_max", "threshold", jnum(thr), "ratio");
 	} else {
 		const size_t *map = h->live >= 0 ? h->view[h->live]->map : NULL;
 		double *s = xmalloc(xmul(E->n, sizeof *s)), thr = (2 + 2 * o.beta1) / ((1 - o.beta1) * o.lr);

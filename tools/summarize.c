@@ -43,6 +43,8 @@ struct point {
 struct hpoint {
 	long step;
 	double top;
+	double pre_ratio;   /* hess-eig --precond: its sharpness over its threshold (NaN without) */
+	char block[40];     /* hess-eig --blocks: the group whose block has the largest lambda_1 ("" without) */
 };
 
 struct gpoint {
@@ -204,6 +206,24 @@ take_progress(struct run *r, long step, json_t *rec)
 }
 
 /* One record of a log whose header named tool; 0, or -1 with err. */
+/* The group of the --blocks entry with the largest lambda_max into out ("" if none). */
+static void
+sharpest_block(json_t *blocks, char *out, size_t len)
+{
+	double best = -INFINITY;
+	size_t i;
+	json_t *b;
+
+	*out = 0;
+	json_array_foreach(blocks, i, b) {
+		const char *g = json_string_value(json_object_get(b, "group"));
+		if (g && num(b, "lambda_max") > best) {
+			best = num(b, "lambda_max");
+			snprintf(out, len, "%s", g);
+		}
+	}
+}
+
 static int
 take(const char *file, long line, const char *tool, json_t *rec, const char **run_id,
     char *err, size_t errlen)
@@ -238,7 +258,13 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 	r = find_run(rid);
 	if (strcmp(kind, "hessian") == 0) {
 		json_t *ev = json_object_get(rec, "eigenvalues");
-		struct hpoint h = {step, json_number_value(json_array_get(ev, 0))};
+		const char *mat = json_string_value(json_object_get(rec, "matrix"));
+		struct hpoint h = {step, json_number_value(json_array_get(ev, 0)),
+		    num(json_object_get(rec, "precond"), "ratio"), ""};
+		/* a Gauss-Newton spectrum is not the loss's sharpness */
+		if (mat && strcmp(mat, "hessian") != 0)
+			return 0;
+		sharpest_block(json_object_get(rec, "blocks"), h.block, sizeof h.block);
 		if (json_array_size(ev) > 0)
 			PUSH(r->h, r->nh, r->ch, h);
 	} else if (strcmp(kind, "gop") == 0) {
@@ -499,6 +525,27 @@ hess_at(const struct run *r, long step)
 	    "top", jnum(r->h[i].top));
 }
 
+/*
+ * hess-eig's curvature views: the group whose block is sharpest at the
+ * peak of lambda_1 (--blocks), and the largest preconditioned sharpness
+ * over its threshold in the run (--precond); null without either.
+ */
+static json_t *
+curvature_json(const struct run *r, long peak)
+{
+	long pre = -1;
+
+	for (size_t i = 0; i < r->nh; i++)
+		if (isfinite(r->h[i].pre_ratio) && (pre < 0 || r->h[i].pre_ratio > r->h[pre].pre_ratio))
+			pre = (long)i;
+	if (pre < 0 && (peak < 0 || !*r->h[peak].block))
+		return json_null();
+	return json_pack("{s:o, s:o}", "peak_block", peak >= 0 && *r->h[peak].block ?
+	    json_string(r->h[peak].block) : json_null(),
+	    "precond_peak", pre < 0 ? json_null() : json_pack("{s:I, s:o}",
+	    "step", (json_int_t)r->h[pre].step, "ratio", jnum(r->h[pre].pre_ratio)));
+}
+
 static json_t *
 gop_at(const struct run *r, long step)
 {
@@ -615,6 +662,7 @@ summarise(const struct run *r, double t)
 	    "at_memorisation", hess_at(r, mem), "at_generalisation", hess_at(r, gen),
 	    "peak", peak < 0 ? json_null() : json_pack("{s:I, s:o}", "step", (json_int_t)r->h[peak].step,
 	    "top", jnum(r->h[peak].top))));
+	json_object_set_new(rec, "curvature", curvature_json(r, peak));
 	json_object_set_new(rec, "gop", json_pack("{s:o, s:o}",
 	    "at_memorisation", gop_at(r, mem), "at_generalisation", gop_at(r, gen)));
 	if (r->nl) {

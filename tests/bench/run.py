@@ -15,7 +15,7 @@ Each ratio is the median of REPS repetitions in which the two sides take
 turns, with its range.
 
 usage: run.py [--only PARTS] [--reps N] [--one-thread] BINDIR BENCHDIR DATA RECORDS
-  PARTS  comma-separated: train,hess,gop,llc,progress,transformer,eig (default all)"""
+  PARTS  comma-separated: train,hess,blocks,gop,llc,progress,transformer,eig (default all)"""
 
 import argparse
 import json
@@ -25,6 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_blocks  # noqa: E402
 import bench_gop  # noqa: E402
 import bench_hess  # noqa: E402
 import bench_llc  # noqa: E402
@@ -34,7 +35,8 @@ import bench_transformer  # noqa: E402
 import machine  # noqa: E402
 from benchlib import NCPU, BenchError, Peer, note, peer_defaults, run_ours, st_header, table  # noqa: E402
 
-PARTS = {"train": bench_train.bench, "hess": bench_hess.bench, "gop": bench_gop.bench, "llc": bench_llc.bench,
+PARTS = {"train": bench_train.bench, "hess": bench_hess.bench, "blocks": bench_blocks.bench, "gop": bench_gop.bench,
+         "llc": bench_llc.bench,
          "progress": bench_progress.bench, "transformer": bench_transformer.bench}
 
 
@@ -76,7 +78,7 @@ def eig(ctx):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="train,hess,gop,llc,progress,transformer,eig")
+    ap.add_argument("--only", default="train,hess,blocks,gop,llc,progress,transformer,eig")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--one-thread", action="store_true")
     ap.add_argument("bindir")

@@ -601,7 +601,7 @@ hutchinson_blocks_exact(void)
 	}
 	hutchinson(&A, np, &copy2, &ref_mean, &ref_se);
 	A.count = 0;
-	hutchinson_blocks(&A, blocks, off, 2, np, &r, &mean, &se, bm, bs, &sm, &ss);
+	hutchinson_blocks(&A, blocks, NULL, off, 2, np, &r, &mean, &se, bm, bs, &sm, &ss);
 	ok(mean == ref_mean && se == ref_se, "hutchinson_blocks: the whole trace is hutchinson's on the same probes (%.15g +- %.3g)",
 	    mean, se);
 	ok(bm[0] == 4 && bs[0] == 0, "hutchinson_blocks: a 1 x 1 block's every probe is its trace (%g +- %g)", bm[0], bs[0]);

@@ -145,6 +145,42 @@ evaluation_and_products(const struct model *m, const float *theta, const int32_t
 	model_hvp_free(h10);
 }
 
+/*
+ * A block's quadratic form (the MLP's R-forward alone) is v . (its block
+ * product), for H and G (the same block of a ReLU MLP), every group.
+ */
+static void
+block_quads(const struct model *m, const float *theta, const int32_t *x, const int32_t *y, struct rng *r)
+{
+	size_t P = m->nparams;
+	struct model_hvp *h = model_hvp_new(m, B);
+	struct model_point *pt = model_hvp_prepare(h, theta, x, y, B, 1.0f / B, NULL);
+	float *v = calloc(P, sizeof *v), *hv = calloc(P, sizeof *hv), *tmp = calloc(2 * P, sizeof *tmp);
+	double worst = 0, qmin = INFINITY;
+
+	for (int mat = MODEL_HESSIAN; mat <= MODEL_GGN; mat++)
+		for (int g = 0; g < m->ngroups; g++) {
+			size_t lo, hi;
+			double q, ref = 0;
+			model_group_range(m, g, &lo, &hi);
+			memset(v, 0, P * sizeof *v);
+			memset(hv, 0, P * sizeof *hv);
+			for (size_t k = lo; k < hi; k++)
+				v[k] = (float)rng_normal(r);
+			model_block_product(pt, NULL, (enum model_matrix)mat, g, hv, v, tmp);
+			for (size_t k = lo; k < hi; k++)
+				ref += (double)v[k] * hv[k];
+			q = model_block_quad(pt, NULL, (enum model_matrix)mat, g, v, tmp);
+			worst = fmax(worst, fabs(q - ref) / fabs(ref));
+			qmin = fmin(qmin, q);
+		}
+	ok(worst < 1e-5 && qmin > 0, "model_block_quad = v . block product, H and G, every group: rel diff %.2e", worst);
+	free(v);
+	free(hv);
+	free(tmp);
+	model_hvp_free(h);
+}
+
 /* The generic route is the same whatever its chunk: one column, a few, all at once. */
 static void
 generic_gram_chunks(const struct model *m, const float *theta, const int32_t *x, const int32_t *y)
@@ -206,6 +242,7 @@ main(void)
 	metadata(m, theta);
 	evaluation_and_products(m, theta, x, y, &r);
 	generic_gram_chunks(m, theta, x, y);
+	block_quads(m, theta, x, y, &r);
 	ok(fabs(model_chance_loss(m) - log(P_MOD)) < 1e-15, "a know-nothing cross-entropy model's loss is ln p");
 	free(theta);
 	model_free(m);

@@ -374,17 +374,14 @@ ckpt_optim_read(const char *path, const struct model *m, struct ckpt_optim *o,
 		goto out;
 	}
 	o->lr = strtod(s, &end);
-	if (end == s || *end || !isfinite(o->lr) || o->lr <= 0) {
-		snprintf(err, errlen, "%s: optim_lr '%s' is not a positive number", path, s);
+	/* 0 at the first step of a warm-up from zero (train-transformer's LambdaLR) */
+	if (end == s || *end || !isfinite(o->lr) || o->lr < 0) {
+		snprintf(err, errlen, "%s: optim_lr '%s' is not a number >= 0", path, s);
 		goto out;
 	}
 	if (ckpt_meta_long(&f, "optim_t", 0, LLONG_MAX, &o->t, path, err, errlen) < 0)
 		goto out;
-	if (o->kind != OPT_SGD) {
-		if (o->t < 1) {
-			snprintf(err, errlen, "%s: optim_t = 0: Adam has no second moments before its first step", path);
-			goto out;
-		}
+	if (o->kind != OPT_SGD && o->t > 0) {   /* before its first step Adam has none */
 		if (!(t = st_expect(&f, "optim.v", ST_F32, 1, shp, e, sizeof e))) {
 			snprintf(err, errlen, "%s: %s", path, e);
 			goto out;

@@ -112,7 +112,8 @@ int ckpt_state_read(const struct st_frame *f, const struct model *m, long n_trai
  * config), the learning rate the schedule gave at that step (optim_lr),
  * the step count t (optim_t, for Adam's bias corrections) and, for Adam
  * and AdamW, the second moments optim.v (F32 [P], finite, >= 0, into v:
- * P floats).  0, or -1 with err (a checkpoint without them says so).
+ * P floats; left untouched at t = 0, before Adam's first step has any).
+ * lr may be 0 (a warm-up's first step): no step, no threshold (infinite).  0, or -1 with err (a checkpoint without them says so).
  */
 struct ckpt_optim {
 	int kind;                  /* enum optim_kind */

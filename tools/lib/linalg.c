@@ -441,8 +441,8 @@ mean_stderr(double s, double s2, int n, double *mean, double *se)
 }
 
 void
-hutchinson_blocks(struct linop *A, struct linop *const *blocks, const size_t *off, int nb,
-    int probes, struct rng *r, double *mean, double *stderr, double *bmean, double *bstderr,
+hutchinson_blocks(struct linop *A, struct linop *const *blocks, const linop_quad *quad,
+    const size_t *off, int nb, int probes, struct rng *r, double *mean, double *stderr, double *bmean, double *bstderr,
     double *sum_mean, double *sum_stderr)
 {
 	size_t n = A->n;
@@ -459,8 +459,13 @@ hutchinson_blocks(struct linop *A, struct linop *const *blocks, const size_t *of
 		s2 += t * t;
 		for (int b = 0; b < nb; b++) {
 			size_t nbk = blocks[b]->n;
-			apply(blocks[b], az, z + off[b]);
-			t = dot(z + off[b], az, nbk);
+			if (quad && quad[b]) {
+				t = quad[b](blocks[b]->ctx, z + off[b]);
+				blocks[b]->count++;
+			} else {
+				apply(blocks[b], az, z + off[b]);
+				t = dot(z + off[b], az, nbk);
+			}
 			bs[2 * b] += t;
 			bs[2 * b + 1] += t * t;
 			tsum += t;

@@ -30,6 +30,9 @@ struct linop {
 	long count;                  /* products taken so far */
 };
 
+/* x . A x for an operator's ctx, where it has a cheaper route than the product. */
+typedef double (*linop_quad)(void *ctx, const double *x);
+
 enum eig_which { EIG_TOP, EIG_BOTTOM, EIG_BOTH };
 extern const char *const eig_which_names[];   /* "top", "bottom", "both", NULL */
 
@@ -90,10 +93,12 @@ void hutchinson(struct linop *A, int probes, struct rng *r, double *mean, double
  * z_b . A_bc z_c, zero only in expectation); when the blocks tile A their
  * sum is the block-diagonal estimate of the same trace, returned in
  * *sum_mean with its own standard error.  tr(A) (mean, stderr) and the
- * probes drawn are exactly hutchinson's with the same r.
+ * probes drawn are exactly hutchinson's with the same r.  quad (NULL, or
+ * nb entries, each NULL or not): block b's z_b . A_bb z_b from quad[b]
+ * instead of its product (counted in its count as one).
  */
-void hutchinson_blocks(struct linop *A, struct linop *const *blocks, const size_t *off, int nb,
-    int probes, struct rng *r, double *mean, double *stderr, double *bmean, double *bstderr,
+void hutchinson_blocks(struct linop *A, struct linop *const *blocks, const linop_quad *quad,
+    const size_t *off, int nb, int probes, struct rng *r, double *mean, double *stderr, double *bmean, double *bstderr,
     double *sum_mean, double *sum_stderr);
 /*
  * frac[j], j < k: the fraction of |g|^2 in the span of the first j + 1

@@ -591,6 +591,58 @@ hvp_apply(const struct mlp *m, struct mlp_hvp *h, float *const *acts, float *con
 	}
 }
 
+/*
+ * v . B v for B layer blk's diagonal block (of H and G alike: the
+ * network is affine in one layer's parameters on each ReLU pattern, the
+ * reason hvp_apply drops no term there with ggn): R{z} = J v by the
+ * R-forward from the block, then the scaled R{z} . H_out R{z} per row.
+ */
+static double
+block_quad(const struct mlp *m, struct mlp_hvp *h, float *const *acts, const float *theta,
+    const float *v, const int32_t *x, int B, float scale, int blk)
+{
+	int V = m->c.p;
+	double q = 0.0;
+
+	rop_forward(m, h, acts, theta, v, x, B, blk);
+	for (int b = 0; b < B; b++) {
+		const float *s = h->probs + (size_t)b * V, *rz = h->rlogits + (size_t)b * V;
+		double srz = 0.0, s2 = 0.0;
+		if (m->c.loss == MLP_MSE) {
+			for (int j = 0; j < V; j++)
+				s2 += (double)rz[j] * rz[j];
+			q += 2.0 * s2 / V;
+			continue;
+		}
+		/* R{z} . (diag(s) - s s^T) R{z} */
+		for (int j = 0; j < V; j++) {
+			srz += (double)s[j] * rz[j];
+			s2 += (double)s[j] * rz[j] * rz[j];
+		}
+		q += s2 - srz * srz;
+	}
+	return scale * q;
+}
+
+double
+mlp_point_block_quad(struct mlp_point *pt, int blk, const float *v)
+{
+	struct mlp_hvp *h = hvp_of(pt);
+
+	return block_quad(pt->m, h, h->fw->acts, pt->theta, v, pt->x, pt->base.rows, pt->base.scale, blk);
+}
+
+double
+mlp_view_block_quad(struct mlp_view *view, int blk, const float *v)
+{
+	const struct mlp_point *pt = (const struct mlp_point *)view->base.pt;
+
+	if (!pt)
+		die("mlp_view_block_quad: the view's point was prepared again");
+	return block_quad(&view->live, hvp_of(pt), view->acts, view->ltheta, v, pt->x, pt->base.rows,
+	    pt->base.scale, blk);
+}
+
 void
 mlp_point_apply(struct mlp_point *pt, float *hv, const float *v)
 {

@@ -234,6 +234,9 @@ void mlp_view_ggn(struct mlp_view *view, float *gv, const float *v);
  */
 void mlp_point_block(struct mlp_point *pt, int ggn, int blk, float *hv, const float *v);
 void mlp_view_block(struct mlp_view *view, int ggn, int blk, float *hv, const float *v);
+/* v . (layer blk's diagonal block of H, = G's) v, v as mlp_point_block's: the R-forward alone. */
+double mlp_point_block_quad(struct mlp_point *pt, int blk, const float *v);
+double mlp_view_block_quad(struct mlp_view *view, int blk, const float *v);
 
 /*
  * The per-example gradient Gram term of layer i over the point's B rows

@@ -284,6 +284,14 @@ block_apply(struct model_point *pt, struct model_view *view, int ggn, int g, flo
 		mlp_point_block((struct mlp_point *)pt, ggn, g, hv, v);
 }
 
+static double
+block_quad(struct model_point *pt, struct model_view *view, int ggn, int g, const float *v)
+{
+	(void)ggn;   /* the same block */
+	return view ? mlp_view_block_quad((struct mlp_view *)view, g, v) :
+	    mlp_point_block_quad((struct mlp_point *)pt, g, v);
+}
+
 static void
 grad(const struct model_point *pt, float *g)
 {
@@ -384,6 +392,7 @@ const struct model_family mlp_family = {
 	.ggn_apply = ggn_apply,
 	.view_ggn_apply = view_ggn_apply,
 	.block_apply = block_apply,
+	.block_quad = block_quad,
 	.gram_group = gram_group,
 	.gram_scratch = gram_scratch,
 	.gram_combine = gram_combine,

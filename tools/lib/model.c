@@ -296,6 +296,21 @@ model_product_set(struct model_hvp *h, enum model_matrix mat, float *hv, const f
 	}
 }
 
+double
+model_block_quad(struct model_point *pt, struct model_view *view, enum model_matrix mat, int g,
+    const float *v, float *tmp)
+{
+	const struct model_family *f = pt->h->m->family;
+
+	if (!f->block_quad)
+		return NAN;
+	if (!view)
+		return f->block_quad(pt, NULL, mat == MODEL_GGN, g, v);
+	for (size_t k = 0; k < view->nparams; k++)
+		tmp[k] = v[view->map[k]];
+	return f->block_quad(pt, view, mat == MODEL_GGN, g, tmp);
+}
+
 void
 model_block_product(struct model_point *pt, struct model_view *view, enum model_matrix mat,
     int g, float *hv, const float *v, float *tmp)

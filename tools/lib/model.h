@@ -232,6 +232,15 @@ struct model_family {
 	 */
 	void (*block_apply)(struct model_point *pt, struct model_view *view, int ggn, int g,
 	    float *hv, const float *v);
+	/*
+	 * (O) v . B v for the same block B and v, where the family has it
+	 * cheaper than the product: the MLP's output is affine in one
+	 * layer's parameters on each ReLU pattern, so its diagonal blocks of
+	 * H and G are both J_g^T H_out J_g and v . B v = (J_g v) . H_out
+	 * (J_g v) from the R-forward alone, no backward pass.
+	 */
+	double (*block_quad)(struct model_point *pt, struct model_view *view, int ggn, int g,
+	    const float *v);
 
 	/* --- per-example gradient Gram terms, per group --- */
 	/*
@@ -391,6 +400,13 @@ void model_product_set(struct model_hvp *h, enum model_matrix mat, float *hv, co
  * else the whole product (whose entries outside group g the caller
  * ignores).
  */
+/*
+ * v . (group g's diagonal block of mat) v, v as model_block_product's,
+ * by the family's block_quad (tmp: view->nparams floats with a view);
+ * NAN when it has none.
+ */
+double model_block_quad(struct model_point *pt, struct model_view *view, enum model_matrix mat,
+    int g, const float *v, float *tmp);
 void model_block_product(struct model_point *pt, struct model_view *view, enum model_matrix mat,
     int g, float *hv, const float *v, float *tmp);
 
