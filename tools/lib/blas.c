@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "blas.h"
+#include "gemm.h"
 
 #include <stdlib.h>
 #include <strings.h>
@@ -56,6 +57,7 @@ blas_setup(int threads, char **argv)
 {
 	reexec_configured(threads, argv);
 	openblas_set_num_threads(threads);
+	gemm_setup(threads);
 }
 
 json_t *

@@ -1,3 +1,4 @@
+#include "gemm.h"
 #include "mlp.h"
 #include "util.h"
 
@@ -144,15 +145,17 @@ layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
 	}
 }
 
-/* z (B, nout) = a (B, nin) . W^T + bias, W (nout, nin): a linear layer. */
+/*
+ * z (B, nout) = a (B, nin) . W^T + bias, W (nout, nin): a linear layer,
+ * through the ReLU if relu.
+ */
 static void
 linear_forward(float *z, const float *a, const float *W, const float *bias, int B,
-    int nout, int nin)
+    int nout, int nin, int relu)
 {
-	for (int b = 0; b < B; b++)
-		memcpy(z + (size_t)b * nout, bias, (size_t)nout * sizeof(float));
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
-	    1.0f, a, nin, W, nin, 1.0f, z, nout);
+	struct gemm_epi e = {bias, relu, NULL, 0};
+
+	gemm(0, 1, B, nout, nin, a, nin, W, nin, 0.0f, z, nout, &e);
 }
 
 /* Branch-free selects, so that the compiler vectorises them. */
@@ -195,9 +198,7 @@ mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
 		const float *a = w->acts[i - 1], *Wi = theta + m->woff[i], *bi = theta + m->boff[i];
 		int nout = m->out[i], nin = m->in[i];
 		float *z = i == L - 1 ? w->logits : w->acts[i];
-		linear_forward(z, a, Wi, bi, B, nout, nin);
-		if (i < L - 1)
-			relu(z, (size_t)B * (size_t)nout);
+		linear_forward(z, a, Wi, bi, B, nout, nin, i < L - 1);
 	}
 }
 
@@ -316,14 +317,11 @@ mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 		{
 			const float *a = w->acts[i - 1], *Wi = theta + m->woff[i];
 			float *dprev = w->dbuf[cur];
-			size_t n = (size_t)B * (size_t)nin;
+			struct gemm_epi through_relu = {NULL, 0, a, nin};
 			/* gW (nout, nin) += dz^T (nout, B) . a (B, nin) */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-			    1.0f, dz, nout, a, nin, 1.0f, grad + m->woff[i], nin);
+			gemm(1, 0, nout, nin, B, dz, nout, a, nin, 1.0f, grad + m->woff[i], nin, NULL);
 			/* dprev (B, nin) = dz (B, nout) . W (nout, nin), through the ReLU */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-			    1.0f, dz, nout, Wi, nin, 0.0f, dprev, nin);
-			relu_backward(dprev, a, n);
+			gemm(0, 0, B, nin, nout, dz, nout, Wi, nin, 0.0f, dprev, nin, &through_relu);
 			dz = dprev;
 			cur ^= 1;
 		}
@@ -434,7 +432,7 @@ rop_forward(const struct mlp *m, struct mlp_hvp *h, float *const *acts, const fl
 		layer0_forward(m, h->fw, rz0, v, x, B);
 	else
 		linear_forward(rz0, acts[g0 - 1], v + m->woff[g0], v + m->boff[g0], B, m->out[g0],
-		    m->in[g0]);
+		    m->in[g0], 0);
 	if (g0 == L - 1)
 		return;
 	relu_backward(rz0, acts[g0], (size_t)B * (size_t)m->out[g0]);
@@ -443,13 +441,11 @@ rop_forward(const struct mlp *m, struct mlp_hvp *h, float *const *acts, const fl
 		const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i], *ci = v + m->boff[i];
 		int nout = m->out[i], nin = m->in[i];
 		float *rz = i == L - 1 ? h->rlogits : h->racts[i];
+		struct gemm_epi through_relu = {NULL, 0, i < L - 1 ? acts[i] : NULL, nout};
 		/* R{z} = a . V^T + c + R{a} . W^T */
 		if (blk < 0)
-			linear_forward(rz, a, Vi, ci, B, nout, nin);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
-		    1.0f, ra, nin, Wi, nin, blk < 0 ? 1.0f : 0.0f, rz, nout);
-		if (i < L - 1)
-			relu_backward(rz, acts[i], (size_t)B * (size_t)nout);
+			linear_forward(rz, a, Vi, ci, B, nout, nin, 0);
+		gemm(0, 1, B, nout, nin, ra, nin, Wi, nin, blk < 0 ? 1.0f : 0.0f, rz, nout, &through_relu);
 	}
 }
 
@@ -498,9 +494,9 @@ mlp_hvp_prepare(struct mlp_hvp *h, const float *theta, const int32_t *x, const i
 	memcpy(h->deltas[L - 1], w->dlogits, (size_t)B * (size_t)V * sizeof(float));
 	for (int i = L - 1; i >= 1; i--) {
 		int nout = m->out[i], nin = m->in[i];
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-		    1.0f, h->deltas[i], nout, theta + m->woff[i], nin, 0.0f, h->deltas[i - 1], nin);
-		relu_backward(h->deltas[i - 1], w->acts[i - 1], (size_t)B * (size_t)nin);
+		struct gemm_epi through_relu = {NULL, 0, w->acts[i - 1], nin};
+		gemm(0, 0, B, nin, nout, h->deltas[i], nout, theta + m->woff[i], nin, 0.0f,
+		    h->deltas[i - 1], nin, &through_relu);
 	}
 	h->view.base.pt = NULL;   /* a view of the last point is gone */
 	return pt;
@@ -525,8 +521,8 @@ mlp_point_grad(const struct mlp_point *pt, float *grad)
 		if (i == 0)
 			layer0_backward(m, h->fw, grad, h->deltas[0], pt->x, B);
 		else   /* gW (nout, nin) += d^T (nout, B) . a (B, nin) */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-			    1.0f, h->deltas[i], nout, h->fw->acts[i - 1], nin, 1.0f, grad + m->woff[i], nin);
+			gemm(1, 0, nout, nin, B, h->deltas[i], nout, h->fw->acts[i - 1], nin, 1.0f,
+			    grad + m->woff[i], nin, NULL);
 	}
 }
 
@@ -569,22 +565,19 @@ hvp_apply(const struct mlp *m, struct mlp_hvp *h, float *const *acts, float *con
 			const float *a = acts[i - 1], *ra = h->racts[i - 1], *d = deltas[i];
 			const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i];
 			float *rdprev = h->rdbuf[cur];
+			struct gemm_epi through_relu = {NULL, 0, a, nin};
 			/* R{gW} = R{d}^T a + d^T R{a} (R{a} = 0 below a block) */
 			if (want)
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-				    1.0f, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin);
+				gemm(1, 0, nout, nin, B, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin, NULL);
 			if (want && dv)
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-				    1.0f, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin);
+				gemm(1, 0, nout, nin, B, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin, NULL);
 			if (i == blk)
 				break;   /* nothing below a block is read */
 			/* R{d_prev} = mask (d V + R{d} W); V = 0 above a block */
 			if (dv)
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-				    1.0f, d, nout, Vi, nin, 0.0f, rdprev, nin);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-			    1.0f, rd, nout, Wi, nin, dv ? 1.0f : 0.0f, rdprev, nin);
-			relu_backward(rdprev, a, (size_t)B * (size_t)nin);
+				gemm(0, 0, B, nin, nout, d, nout, Vi, nin, 0.0f, rdprev, nin, NULL);
+			gemm(0, 0, B, nin, nout, rd, nout, Wi, nin, dv ? 1.0f : 0.0f, rdprev, nin,
+			    &through_relu);
 			rd = rdprev;
 			cur ^= 1;
 		}
