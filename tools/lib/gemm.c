@@ -13,9 +13,10 @@
  * rate: it packs both operands for every call, its AVX2 kernels are what
  * DYNAMIC_ARCH picks on CPUs it does not know (AVX-512 ones included),
  * and its tiles waste work on widths that are not a multiple of theirs.
- * Here B is packed once per call into 16- or 32-column panels (one K
- * block of at most 64 KiB, on the stack) and A is read where it lies, a
- * broadcast per element; a 12 x 32 tile of C stays in 24 registers for
+ * Here a transposed B is packed once per call into 32-column panels (one
+ * K block of at most 64 KiB, on the stack), an untransposed one and A are
+ * read where they lie (a row of B is a vector, an element of A a
+ * broadcast), K in blocks that stay in L2; a 12 x 32 tile of C stays in 24 registers for
  * the whole K block, and the bias, ReLU or mask that follows is applied
  * as the tile is stored, so C is written once.
  *
@@ -90,24 +91,16 @@ gemm_openblas(int transa, int transb, int M, int N, int K, const float *A, int l
 #define AVX512 __attribute__((target("avx512f")))
 
 /*
- * bp [panel][k][NR] = rows k0.. k0 + kc of op(B), NR columns a panel, the
- * columns past N zero (so the kernel needs no masked loads).
+ * bp [panel][k][NR] = rows k0.. k0 + kc of B^T, NR columns a panel, the
+ * columns past N zero.  (An untransposed B is read where it lies: its
+ * rows are already the kernel's vectors.)
  */
 static void
-pack_b(float *bp, int transb, const float *B, int ldb, int N, int k0, int kc)
+pack_bt(float *bp, const float *B, int ldb, int N, int k0, int kc)
 {
 	for (int j0 = 0; j0 < N; j0 += NR) {
 		int nr = N - j0 < NR ? N - j0 : NR;
 		float *p = bp + (size_t)(j0 / NR) * (size_t)kc * NR;
-		if (!transb) {
-			for (int k = 0; k < kc; k++) {
-				const float *b = B + (size_t)(k0 + k) * (size_t)ldb + j0;
-				float *q = p + (size_t)k * NR;
-				memcpy(q, b, (size_t)nr * sizeof(float));
-				memset(q + nr, 0, (size_t)(NR - nr) * sizeof(float));
-			}
-			continue;
-		}
 		for (int j = 0; j < NR; j++) {
 			const float *b = B + (size_t)(j0 + j) * (size_t)ldb + k0;
 			if (j < nr)
@@ -134,11 +127,12 @@ struct tile_io {
 
 /*
  * One tile: mr rows (constant once inlined) by one or two vectors of
- * columns, over the kc rows of the packed panel bp.  a(i, k) is op(A)'s
- * element in the tile's row i: A[i lda + k], or A[k lda + i] transposed.
+ * columns, over kc rows of op(B), row k at bp + k ldbp.  a(i, k) is
+ * op(A)'s element in the tile's row i: A[i lda + k], or A[k lda + i]
+ * transposed.
  */
 static inline __attribute__((always_inline)) AVX512 void
-tile(int mr, int two, int transa, const float *A, int lda, const float *bp, int kc,
+tile(int mr, int two, int transa, const float *A, int lda, const float *bp, size_t ldbp, int kc,
     const struct tile_io *t)
 {
 	__m512 acc[MR][2], zero = _mm512_setzero_ps();
@@ -157,9 +151,9 @@ tile(int mr, int two, int transa, const float *A, int lda, const float *bp, int 
 		}
 	for (int k = 0; k < kc; k++) {
 		const float *a = A + (size_t)k * ka;
-		__m512 b0 = _mm512_load_ps(bp + (size_t)k * NR), b1 = zero;
+		__m512 b0 = _mm512_maskz_loadu_ps(t->m[0], bp + (size_t)k * ldbp), b1 = zero;
 		if (two)
-			b1 = _mm512_load_ps(bp + (size_t)k * NR + 16);
+			b1 = _mm512_maskz_loadu_ps(t->m[1], bp + (size_t)k * ldbp + 16);
 #pragma GCC unroll 12
 		for (int i = 0; i < mr; i++) {
 			__m512 x = _mm512_set1_ps(a[(size_t)i * ia]);
@@ -185,11 +179,12 @@ tile(int mr, int two, int transa, const float *A, int lda, const float *bp, int 
 
 /* The tile for mr rows, each mr its own compiled kernel. */
 static AVX512 void
-tile_rows(int mr, int two, int transa, const float *A, int lda, const float *bp, int kc,
-    const struct tile_io *t)
+tile_rows(int mr, int two, int transa, const float *A, int lda, const float *bp, size_t ldbp,
+    int kc, const struct tile_io *t)
 {
 #define TILE(r) case r: \
-	if (two) tile(r, 1, transa, A, lda, bp, kc, t); else tile(r, 0, transa, A, lda, bp, kc, t); \
+	if (two) tile(r, 1, transa, A, lda, bp, ldbp, kc, t); \
+	else tile(r, 0, transa, A, lda, bp, ldbp, kc, t); \
 	break;
 	switch (mr) {
 	TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6)
@@ -206,10 +201,13 @@ cols_mask(int n)
 	return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* Every tile of C over one K block, packed B in bp. */
+/*
+ * Every tile of C over one K block: op(B)'s rows at bp with leading
+ * dimension ldbp, or packed in panels (ldbp = 0).
+ */
 static AVX512 void
-gemm_block(int transa, int M, int N, const float *A, int lda, const float *bp, int kc,
-    float beta, float *C, int ldc, const struct gemm_epi *e, int first, int last)
+gemm_block(int transa, int M, int N, const float *A, int lda, const float *bp, size_t ldbp,
+    int kc, float beta, float *C, int ldc, const struct gemm_epi *e, int first, int last)
 {
 	struct tile_io t = {0};
 
@@ -228,7 +226,11 @@ gemm_block(int transa, int M, int N, const float *A, int lda, const float *bp, i
 			t.m[1] = cols_mask(nr - 16);
 			t.bias = e && e->bias ? e->bias + j0 : NULL;
 			t.mask = e && e->mask ? e->mask + (size_t)i0 * (size_t)e->ldm + j0 : NULL;
-			tile_rows(mr, nr > 16, transa, a, lda, bp + (size_t)(j0 / NR) * (size_t)kc * NR, kc, &t);
+			if (ldbp)
+				tile_rows(mr, nr > 16, transa, a, lda, bp + j0, ldbp, kc, &t);
+			else
+				tile_rows(mr, nr > 16, transa, a, lda, bp + (size_t)(j0 / NR) * (size_t)kc * NR, NR,
+				    kc, &t);
 		}
 	}
 }
@@ -243,8 +245,13 @@ gemm_own(int transa, int transb, int M, int N, int K, const float *A, int lda,
 	for (int k0 = 0; k0 < K; k0 += kb) {
 		int kc = K - k0 < kb ? K - k0 : kb;
 		const float *a = transa ? A + (size_t)k0 * (size_t)lda : A + k0;
-		pack_b(bp, transb, B, ldb, N, k0, kc);
-		gemm_block(transa, M, N, a, lda, bp, kc, beta, C, ldc, e, k0 == 0, k0 + kc >= K);
+		if (transb) {
+			pack_bt(bp, B, ldb, N, k0, kc);
+			gemm_block(transa, M, N, a, lda, bp, 0, kc, beta, C, ldc, e, k0 == 0, k0 + kc >= K);
+		} else {
+			gemm_block(transa, M, N, a, lda, B + (size_t)k0 * (size_t)ldb, (size_t)ldb, kc, beta, C,
+			    ldc, e, k0 == 0, k0 + kc >= K);
+		}
 	}
 }
 #endif
