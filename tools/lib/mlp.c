@@ -203,6 +203,125 @@ mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
 }
 
 /*
+ * One row of the softmax's numerator: e (V) = exp(z - max z), with the
+ * first index of the largest logit, the sum of e in double (for the loss)
+ * and in float (the float32 softmax's largest probability is 1/fsum).
+ */
+struct softmax_row {
+	float mx, fsum;
+	double s;
+	int arg;
+};
+
+static void
+softmax_row_scalar(const float *z, float *e, int V, struct softmax_row *r)
+{
+	r->mx = z[0];
+	r->arg = 0;
+	r->s = 0.0;
+	r->fsum = 0.0f;
+	for (int j = 1; j < V; j++)
+		if (z[j] > r->mx) {
+			r->mx = z[j];
+			r->arg = j;
+		}
+	for (int j = 0; j < V; j++) {
+		e[j] = expf(z[j] - r->mx);
+		r->s += e[j];
+		r->fsum += e[j];
+	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f")))
+
+/*
+ * expf for x <= 0 (Cephes's: n = round(x log2 e), r = x - n ln 2 in two
+ * parts, a degree-7 polynomial, times 2^n): within 2 ulp of expf; below
+ * -104 it is 0 as expf's float is, and NaN stays NaN.
+ */
+static inline AVX512 __m512
+exp_nonpos(__m512 x)
+{
+	__m512 n, r, r2, p;
+
+	x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);   /* NaN in x stays (second operand) */
+	n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+	    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+	r2 = _mm512_mul_ps(r, r);
+	p = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r, _mm512_set1_ps(1.3981999507e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+	p = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+/*
+ * softmax_row_scalar's results, sixteen logits a vector: the same max and
+ * first index (NaN logits are passed over as there, unless z[0] is one),
+ * the sums in lanes and then a fixed tree, so not the scalar's last bits.
+ */
+static AVX512 void
+softmax_row_avx512(const float *z, float *e, int V, struct softmax_row *r)
+{
+	__m512 mx = _mm512_set1_ps(z[0]), fs = _mm512_setzero_ps();
+	__m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+	int j;
+
+	for (j = 0; j < V; j += 16) {
+		__mmask16 m = V - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (V - j)) - 1);
+		mx = _mm512_max_ps(_mm512_mask_loadu_ps(mx, m, z + j), mx);
+	}
+	r->mx = _mm512_reduce_max_ps(mx);
+	r->arg = 0;
+	for (j = 0; j < V; j += 16) {
+		__mmask16 m = V - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (V - j)) - 1);
+		__mmask16 eq = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, z + j),
+		    _mm512_set1_ps(r->mx), _CMP_EQ_OQ);
+		if (eq) {
+			r->arg = j + __builtin_ctz(eq);
+			break;
+		}
+	}
+	for (j = 0; j < V; j += 16) {
+		__mmask16 m = V - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (V - j)) - 1);
+		__m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, z + j), _mm512_set1_ps(r->mx));
+		__m512 ex = _mm512_maskz_mov_ps(m, exp_nonpos(x));
+		_mm512_mask_storeu_ps(e + j, m, ex);
+		fs = _mm512_add_ps(fs, ex);
+		s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(ex)));
+		s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(
+		    _mm512_extractf64x4_pd(_mm512_castps_pd(ex), 1))));
+	}
+	r->s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+	r->fsum = _mm512_reduce_add_ps(fs);
+}
+#endif
+
+static void
+softmax_row(const float *z, float *e, int V, struct softmax_row *r)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	static int avx512 = -1;
+
+	if (avx512 < 0) {
+		__builtin_cpu_init();
+		avx512 = __builtin_cpu_supports("avx512f") != 0;
+	}
+	if (avx512) {
+		softmax_row_avx512(z, e, V, r);
+		return;
+	}
+#endif
+	softmax_row_scalar(z, e, V, r);
+}
+
+/*
  * mlp_loss, and the float32 softmax into probs (B, V) unless it is NULL:
  * the Hessian-vector products need the probabilities themselves, and
  * they come from the same exponentials and sum.
@@ -216,26 +335,17 @@ loss_rows(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
 	for (int b = 0; b < B; b++) {
 		const float *z = w->logits + (size_t)b * V;
 		float *dz = w->dlogits + (size_t)b * V;
-		float mx = z[0], fsum = 0.0f;
-		double s = 0.0, lse;
-		int arg = 0, label = y[b];
+		struct softmax_row sr;
+		double s, lse;
+		float mx, fsum;
+		int arg, label = y[b];
 
-		for (int j = 1; j < V; j++)
-			if (z[j] > mx) {
-				mx = z[j];
-				arg = j;
-			}
-		/*
-		 * One float exponential per logit, kept in dz; the sum in double
-		 * for the loss, and in float for the float32 softmax, whose
-		 * largest probability is 1/fsum.
-		 */
-		for (int j = 0; j < V; j++) {
-			float e = expf(z[j] - mx);
-			dz[j] = e;
-			s += e;
-			fsum += e;
-		}
+		/* One float exponential per logit, kept in dz. */
+		softmax_row(z, dz, V, &sr);
+		s = sr.s;
+		mx = sr.mx;
+		fsum = sr.fsum;
+		arg = sr.arg;
 		if (probs)
 			for (int j = 0; j < V; j++)
 				probs[(size_t)b * V + j] = (float)(dz[j] / s);
