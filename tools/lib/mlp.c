@@ -112,10 +112,10 @@ mlp_work_free(struct mlp_work *w)
 	free(w);
 }
 
-/* out (B, nout) = first layer of x (B, 2); no ReLU here. */
+/* out (B, nout) = first layer of x (B, 2), through the ReLU if relu. */
 static void
 layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
-    const float *theta, const int32_t *x, int B)
+    const float *theta, const int32_t *x, int B, int relu)
 {
 	const float *W0 = theta + m->woff[0], *b0 = theta + m->boff[0];
 	int nout = m->out[0], nin = m->in[0], p = m->c.p;
@@ -130,8 +130,14 @@ layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
 			const float *tx = T + (size_t)x[2 * b] * nout;
 			const float *ty = T + (size_t)(p + x[2 * b + 1]) * nout;
 			float *o = out + (size_t)b * nout;
-			for (int j = 0; j < nout; j++)
-				o[j] = tx[j] + ty[j] + b0[j];
+			if (relu)
+				for (int j = 0; j < nout; j++) {
+					float s = tx[j] + ty[j] + b0[j];
+					o[j] = s > 0.0f ? s : 0.0f;
+				}
+			else
+				for (int j = 0; j < nout; j++)
+					o[j] = tx[j] + ty[j] + b0[j];
 		}
 		return;
 	}
@@ -142,6 +148,9 @@ layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
 		w->xin[2 * b + 1] = xb;
 		for (int j = 0; j < nout; j++)
 			o[j] = W0[2 * j] * xa + W0[2 * j + 1] * xb + b0[j];
+		if (relu)
+			for (int j = 0; j < nout; j++)
+				o[j] = o[j] > 0.0f ? o[j] : 0.0f;
 	}
 }
 
@@ -158,15 +167,10 @@ linear_forward(float *z, const float *a, const float *W, const float *bias, int 
 	gemm(0, 1, B, nout, nin, a, nin, W, nin, 0.0f, z, nout, &e);
 }
 
-/* Branch-free selects, so that the compiler vectorises them. */
-static void
-relu(float *restrict a, size_t n)
-{
-	for (size_t k = 0; k < n; k++)
-		a[k] = a[k] > 0.0f ? a[k] : 0.0f;
-}
-
-/* d (n) = d where the ReLU's output a was positive, else 0 (torch: relu'(0) = 0). */
+/*
+ * d (n) = d where the ReLU's output a was positive, else 0 (torch:
+ * relu'(0) = 0); a branch-free select, so that the compiler vectorises it.
+ */
 static void
 relu_backward(float *restrict d, const float *restrict a, size_t n)
 {
@@ -190,10 +194,9 @@ mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
 	int L = m->nlayers;
 	float *out0 = L == 1 ? w->logits : w->acts[0];
 
-	layer0_forward(m, w, out0, theta, x, B);
+	layer0_forward(m, w, out0, theta, x, B, L > 1);
 	if (L == 1)
 		return;
-	relu(out0, (size_t)B * (size_t)m->out[0]);
 	for (int i = 1; i < L; i++) {
 		const float *a = w->acts[i - 1], *Wi = theta + m->woff[i], *bi = theta + m->boff[i];
 		int nout = m->out[i], nin = m->in[i];
@@ -539,7 +542,7 @@ rop_forward(const struct mlp *m, struct mlp_hvp *h, float *const *acts, const fl
 
 	/* Layer 0's input is data: R{z0} = V0 a0 + c0, the forward pass with v's weights. */
 	if (g0 == 0)
-		layer0_forward(m, h->fw, rz0, v, x, B);
+		layer0_forward(m, h->fw, rz0, v, x, B, 0);
 	else
 		linear_forward(rz0, acts[g0 - 1], v + m->woff[g0], v + m->boff[g0], B, m->out[g0],
 		    m->in[g0], 0);
