@@ -63,8 +63,8 @@ blas_setup(int threads, char **argv)
 json_t *
 blas_json(int threads)
 {
-	return json_pack("{s:s, s:s, s:i}", "config", openblas_get_config(),
-	    "core", openblas_get_corename(), "threads", threads);
+	return json_pack("{s:s, s:s, s:i, s:s}", "config", openblas_get_config(),
+	    "core", openblas_get_corename(), "threads", threads, "gemm", gemm_kernel());
 }
 
 const char *
