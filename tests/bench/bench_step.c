@@ -3,7 +3,8 @@
  * (forward, loss, backward, AdamW) and, on the same shapes, the bare sgemm
  * calls it makes, so the step's FLOP rate can be set against OpenBLAS's;
  * and one Hessian-vector product over the training set (hess-eig's unit
- * of work).
+ * of work).  "gemm" says what ran the step's products (gemm.h); the
+ * sgemm figure is always OpenBLAS's.
  *
  *   bench_step DATA DEPTH WIDTH REPS [THREADS]    prints one JSON line
  *
@@ -19,6 +20,7 @@
 
 #include "blas.h"
 #include "dataset.h"
+#include "gemm.h"
 #include "mlp.h"
 #include "optim.h"
 #include "rng.h"
@@ -160,9 +162,9 @@ main(int argc, char **argv)
 		double ms = median(t_step, reps), gs = median(t_gemm, reps);
 		printf("{\"depth\":%d,\"width\":%d,\"batch\":%d,\"params\":%zu,\"step_ms\":%.4f,"
 		    "\"step_gflops\":%.3f,\"sgemm_gflops\":%.3f,\"hvp_ms\":%.4f,\"hvp_dead_units\":%d,\"blas_core\":\"%s\","
-		    "\"threads\":%d}\n",
+		    "\"gemm\":\"%s\",\"threads\":%d}\n",
 		    c.depth, c.width, B, m.nparams, 1e3 * ms, flops / ms * 1e-9,
-		    gemm_flops / gs * 1e-9, 1e3 * median(t_hvp, reps), dropped, blas_core(), threads);
+		    gemm_flops / gs * 1e-9, 1e3 * median(t_hvp, reps), dropped, blas_core(), gemm_kernel(), threads);
 	}
 	finish_stdout();
 	free(a); free(b); free(cc); free(t_step); free(t_gemm); free(theta); free(grad);
