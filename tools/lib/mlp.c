@@ -323,20 +323,16 @@ dot_row_avx512(const float *s, const float *t, int V)
 }
 #endif
 
+/*
+ * The rows are vectorised exactly when the products run on gemm's AVX-512
+ * kernel: one switch (gemm_setup: one thread, the CPU, GROKKIT_GEMM)
+ * then chooses between this arithmetic and the scalar one of OpenBLAS's
+ * route, which is the previous builds' bit for bit.
+ */
 static int
 have_avx512(void)
 {
-#if defined(__x86_64__) && defined(__GNUC__)
-	static int avx512 = -1;
-
-	if (avx512 < 0) {
-		__builtin_cpu_init();
-		avx512 = __builtin_cpu_supports("avx512f") != 0;
-	}
-	return avx512;
-#else
-	return 0;
-#endif
+	return strcmp(gemm_kernel(), "avx512") == 0;
 }
 
 static void
