@@ -241,7 +241,7 @@ softmax_row_scalar(const float *z, float *e, int V, struct softmax_row *r)
 
 /*
  * expf for x <= 0 (Cephes's: n = round(x log2 e), r = x - n ln 2 in two
- * parts, a degree-7 polynomial, times 2^n): within 2 ulp of expf; below
+ * parts, a degree-7 polynomial, times 2^n), about an ulp from exp; below
  * -104 it is 0 as expf's float is, and NaN stays NaN.
  */
 static inline AVX512 __m512
