@@ -3,7 +3,9 @@
  * (forward, loss, backward, AdamW) and, on the same shapes, the bare sgemm
  * calls it makes, so the step's FLOP rate can be set against OpenBLAS's;
  * and one Hessian-vector product over the training set (hess-eig's unit
- * of work).
+ * of work).  "gemm" says what ran the step's products (gemm.h);
+ * sgemm_gflops is OpenBLAS's rate on the step's products alone,
+ * gemm_gflops the rate of gemm's route on the same calls.
  *
  *   bench_step DATA DEPTH WIDTH REPS [THREADS]    prints one JSON line
  *
@@ -19,6 +21,7 @@
 
 #include "blas.h"
 #include "dataset.h"
+#include "gemm.h"
 #include "mlp.h"
 #include "optim.h"
 #include "rng.h"
@@ -52,14 +55,20 @@ step_flops(const struct mlp *m, int B)
 	return f;
 }
 
-/* The same sgemm calls on the same shapes, alone. */
+/* The same products on the same shapes, alone: OpenBLAS's sgemm, or with own, gemm's route. */
 static double
-sgemm_seconds(const struct mlp *m, int B, float *a, float *b, float *c)
+sgemm_seconds(const struct mlp *m, int B, float *a, float *b, float *c, int own)
 {
 	double t = now_seconds();
 
 	for (int i = 1; i < m->nlayers; i++) {
 		int O = m->out[i], In = m->in[i];
+		if (own) {
+			gemm(0, 1, B, O, In, a, In, b, In, 1.0f, c, O, NULL);
+			gemm(1, 0, O, In, B, c, O, a, In, 1.0f, b, In, NULL);
+			gemm(0, 0, B, In, O, c, O, b, In, 0.0f, a, In, NULL);
+			continue;
+		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, O, In, 1.0f, a, In, b, In, 1.0f, c, O);
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, In, B, 1.0f, c, O, a, In, 1.0f, b, In);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, In, O, 1.0f, c, O, b, In, 0.0f, a, In);
@@ -80,7 +89,7 @@ main(int argc, char **argv)
 	struct rng r;
 	char err[ST_ERRLEN];
 	float *theta, *grad, *a, *b, *cc, *v, *hv, *tmp;
-	double *t_step, *t_gemm, *t_hvp, flops, gemm_flops = 0;
+	double *t_step, *t_gemm, *t_own, *t_hvp, flops, gemm_flops = 0;
 	struct model_hvp *wh;
 	struct model_point *pt;
 	struct model_view *view;
@@ -111,6 +120,7 @@ main(int argc, char **argv)
 	optim_init(&o, &oc, m.nparams);
 	t_step = xcalloc((size_t)reps, sizeof *t_step);
 	t_gemm = xcalloc((size_t)reps, sizeof *t_gemm);
+	t_own = xcalloc((size_t)reps, sizeof *t_own);
 	a = xcalloc((size_t)B * 4096, sizeof *a);
 	b = xcalloc(4096 * 4096, sizeof *b);
 	cc = xcalloc((size_t)B * 4096, sizeof *cc);
@@ -125,7 +135,8 @@ main(int argc, char **argv)
 		t = now_seconds() - t;
 		if (k >= 3) {   /* the first steps warm caches and page in */
 			t_step[k - 3] = t;
-			t_gemm[k - 3] = sgemm_seconds(&m, B, a, b, cc);
+			t_gemm[k - 3] = sgemm_seconds(&m, B, a, b, cc, 0);
+			t_own[k - 3] = sgemm_seconds(&m, B, a, b, cc, 1);
 		}
 	}
 	wh = model_hvp_new(mm, B);
@@ -157,15 +168,15 @@ main(int argc, char **argv)
 		gemm_flops += 3 * 2.0 * B * m.in[i] * m.out[i];
 	flops = step_flops(&m, B);
 	{
-		double ms = median(t_step, reps), gs = median(t_gemm, reps);
+		double ms = median(t_step, reps), gs = median(t_gemm, reps), os = median(t_own, reps);
 		printf("{\"depth\":%d,\"width\":%d,\"batch\":%d,\"params\":%zu,\"step_ms\":%.4f,"
-		    "\"step_gflops\":%.3f,\"sgemm_gflops\":%.3f,\"hvp_ms\":%.4f,\"hvp_dead_units\":%d,\"blas_core\":\"%s\","
-		    "\"threads\":%d}\n",
+		    "\"step_gflops\":%.3f,\"sgemm_gflops\":%.3f,\"gemm_gflops\":%.3f,\"hvp_ms\":%.4f,\"hvp_dead_units\":%d,\"blas_core\":\"%s\","
+		    "\"gemm\":\"%s\",\"threads\":%d}\n",
 		    c.depth, c.width, B, m.nparams, 1e3 * ms, flops / ms * 1e-9,
-		    gemm_flops / gs * 1e-9, 1e3 * median(t_hvp, reps), dropped, blas_core(), threads);
+		    gemm_flops / gs * 1e-9, gemm_flops / os * 1e-9, 1e3 * median(t_hvp, reps), dropped, blas_core(), gemm_kernel(), threads);
 	}
 	finish_stdout();
-	free(a); free(b); free(cc); free(t_step); free(t_gemm); free(theta); free(grad);
+	free(a); free(b); free(cc); free(t_step); free(t_gemm); free(t_own); free(theta); free(grad);
 	free(v); free(hv); free(t_hvp); free(tmp);
 	model_hvp_free(wh);
 	model_free(mm);

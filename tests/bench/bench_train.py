@@ -47,13 +47,13 @@ def bench(ctx):
             row = [depth, ours.fmt(), theirs.fmt(), r.fmt(spread=True), f"{thr['ours']} / {thr['torch']}"]
             if threads == 1:
                 mo, mt = memory(ctx, depth)
-                row += [f"{o['step_gflops']:.1f}", f"{o['sgemm_gflops']:.1f}",
+                row += [f"{o['step_gflops']:.1f}", f"{o['sgemm_gflops']:.1f}", f"{o['gemm_gflops']:.1f} ({o['gemm']})",
                         f"{100 * o['step_gflops'] / o['sgemm_gflops']:.0f}%", f"{mo:.1f}", f"{mt:.1f}",
                         f"{mo / mt:.3f}"]
                 record(ctx, bench="train_step", threads=threads, depth=depth, ours_ms=ours.values,
                        torch_ms=theirs.values, ratio=r.median, ratio_range=[min(r.values), max(r.values)],
                        os_threads=thr, ours_mib=mo, torch_mib=mt, gflops=o["step_gflops"],
-                       sgemm_gflops=o["sgemm_gflops"])
+                       sgemm_gflops=o["sgemm_gflops"], gemm_gflops=o["gemm_gflops"], gemm=o["gemm"])
             else:
                 record(ctx, bench="train_step", threads=threads, depth=depth, ours_ms=ours.values,
                        torch_ms=theirs.values, ratio=r.median, ratio_range=[min(r.values), max(r.values)],
@@ -61,11 +61,13 @@ def bench(ctx):
             rows.append(row)
         head = ["depth", "ours ms", "torch ms", "ratio (range)", "threads ours / torch"]
         if threads == 1:
-            head += ["ours GFLOP/s", "sgemm GFLOP/s, same shapes", "of sgemm", "ours MiB", "torch MiB",
+            head += ["ours GFLOP/s", "sgemm GFLOP/s, same shapes", "our products' GFLOP/s (kernel)", "of sgemm", "ours MiB", "torch MiB",
                      "memory ratio"]
         table(f"train-mlp: full-batch training step, {mode_name(threads)}",
               head, rows, [f"p = 97, {ctx.n_train} training pairs, width {WIDTH}; each side's median of {STEPS} "
                            f"steps a repetition, medians of {ctx.reps} interleaved repetitions; ratio = ours / "
                            f"torch, median (range) over the repetitions; threads: counted in /proc while each ran."
-                           + (" Memory: peak RSS (VmHWM) of a 20-step run of each, torch's import included."
+                           + (" sgemm: the step's products alone through OpenBLAS; our products: the same calls"
+                              " through train-mlp's route (gemm.c's kernel, or OpenBLAS), timed back to back."
+                              " Memory: peak RSS (VmHWM) of a 20-step run of each, torch's import included."
                               if threads == 1 else "")])

@@ -38,7 +38,8 @@ SYM_TOL = 1e-6
 
 # (name, p, op, trainer, its arguments)
 CASES = [
-    ("add, depth 1, grokking", 23, "add", "train-mlp", ["--depth", "1", "--width", "48", "--steps", "3000"]),
+    ("add, depth 1, grokking", 23, "add", "train-mlp", ["--depth", "1", "--width", "48", "--steps", "3000",
+                                                     "--lr", "3e-3", "--wd", "1"]),
     ("sub, depth 2", 19, "sub", "train-mlp", ["--depth", "2", "--width", "32", "--steps", "1500"]),
     ("mul (discrete logarithms), depth 1", 23, "mul", "train-mlp",
      ["--depth", "1", "--width", "48", "--steps", "2000"]),

@@ -462,6 +462,78 @@ compact_view(enum mlp_encoding enc, enum mlp_loss loss, int whole_layer)
 	free(theta); free(v); free(u); free(hf); free(hl); free(hl2); free(th); free(gp); free(gm); free(tmp);
 }
 
+/*
+ * The loss row on logits the small models never reach: spreads of 0.01 to
+ * 200 (exponentials down to 0), ties for the largest, widths that end a
+ * vector early or late.  Each d loss / d logit against the softmax in
+ * double: within 4 float32 ulp of the probability plus 2^-24 of the scale
+ * (the label's subtraction); the loss, argmax and collapse count exactly.
+ */
+static void
+softmax_extremes(void)
+{
+	static const int widths[] = {2, 15, 16, 17, 97, 113};
+	static const double spreads[] = {0.01, 3.0, 40.0, 200.0};
+	double worst = 0.0;
+	int bad_arg = 0, bad_loss = 0, bad_collapse = 0, sure = 0, rows = 0;
+	struct rng r;
+
+	rng_init(&r, 11, 0);
+	for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++)
+		for (size_t si = 0; si < sizeof spreads / sizeof *spreads; si++) {
+			struct mlp_config c = {widths[wi], 0, 1, MLP_ONEHOT, MLP_CE};
+			struct mlp m;
+			struct mlp_work *w;
+			struct model_eval ev = {0};
+			int B = 9, V = widths[wi], y[9], correct = 0, surely = 0, maybe = 0;
+			double loss = 0.0;
+			mlp_layout(&m, &c);
+			w = mlp_work_new(&m, B);
+			for (int b = 0; b < B; b++) {
+				float *z = w->logits + (size_t)b * V;
+				for (int j = 0; j < V; j++)
+					z[j] = (float)(spreads[si] * (2.0 * rng_uniform(&r) - 1.0));
+				if (b % 3 == 1)   /* a tie for the largest: the first index counts */
+					z[V - 1] = z[V / 2] = 1e3f;
+				y[b] = (int)(rng_uniform(&r) * V) % V;
+			}
+			mlp_loss(&m, w, &ev, y, B, 0.5f);
+			for (int b = 0; b < B; b++) {
+				const float *z = w->logits + (size_t)b * V;
+				double mx = z[0], s = 0.0;
+				int arg = 0;
+				for (int j = 1; j < V; j++)
+					if (z[j] > mx)
+						mx = z[j], arg = j;
+				for (int j = 0; j < V; j++)
+					s += exp(z[j] - mx);
+				correct += arg == y[b];
+				/* the float sum rounds to 1 surely, or depending on its order */
+				surely += s - 1.0 < 0x1p-26;
+				maybe += s - 1.0 < 0x1p-22;
+				loss += mx + log(s) - z[y[b]];
+				for (int j = 0; j < V; j++) {
+					double pj = exp(z[j] - mx) / s, want = 0.5 * (pj - (j == y[b]));
+					double err = fabs(w->dlogits[(size_t)b * V + j] - want) /
+					    (4 * 0x1p-24 * 0.5 * pj + 0x1p-24 * 0.5 + 1e-300);
+					worst = err > worst || err != err ? err : worst;
+				}
+			}
+			bad_arg += ev.correct != correct;
+			bad_collapse += ev.collapsed < surely || ev.collapsed > maybe;
+			sure += surely;
+			rows += B;
+			bad_loss += !(fabs(ev.loss_sum - loss) <= 1e-12 * fmax(1.0, loss) * B * 1e4);
+			mlp_work_free(w);
+		}
+	ok(worst <= 1.0, "softmax rows at spreads to 200 and ties: d loss / d z within bound (worst %.2f of it)", worst);
+	ok(bad_arg == 0, "softmax rows: the argmax is the first largest logit (%d cases differ)", bad_arg);
+	ok(bad_collapse == 0 && sure > 0 && sure < rows,
+	    "softmax rows: collapse counted as 1/sum == 1 in float (%d cases outside; %d of %d rows surely)",
+	    bad_collapse, sure, rows);
+	ok(bad_loss == 0, "softmax rows: loss to 1e-8 of the double reference (%d cases differ)", bad_loss);
+}
+
 int
 main(void)
 {
@@ -476,5 +548,6 @@ main(void)
 			compact_view((enum mlp_encoding)enc, (enum mlp_loss)loss, enc == loss);
 	layout_and_init();
 	optimisers();
+	softmax_extremes();
 	return tap_done();
 }

@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "blas.h"
+#include "gemm.h"
 
 #include <stdlib.h>
 #include <strings.h>
@@ -56,13 +57,14 @@ blas_setup(int threads, char **argv)
 {
 	reexec_configured(threads, argv);
 	openblas_set_num_threads(threads);
+	gemm_setup(threads);
 }
 
 json_t *
 blas_json(int threads)
 {
-	return json_pack("{s:s, s:s, s:i}", "config", openblas_get_config(),
-	    "core", openblas_get_corename(), "threads", threads);
+	return json_pack("{s:s, s:s, s:i, s:s}", "config", openblas_get_config(),
+	    "core", openblas_get_corename(), "threads", threads, "gemm", gemm_kernel());
 }
 
 const char *

@@ -11,7 +11,10 @@
  * before any input is read: it may re-execute the program (see blas.c).
  */
 void blas_setup(int threads, char **argv);
-/* For headers: {"config": OpenBLAS's build, "core": its kernels, "threads"}. */
+/*
+ * For headers: {"config": OpenBLAS's build, "core": its kernels,
+ * "threads", "gemm": what runs the MLP's products (gemm.h)}.
+ */
 json_t *blas_json(int threads);
 const char *blas_core(void);
 

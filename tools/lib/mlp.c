@@ -1,3 +1,4 @@
+#include "gemm.h"
 #include "mlp.h"
 #include "util.h"
 
@@ -111,10 +112,10 @@ mlp_work_free(struct mlp_work *w)
 	free(w);
 }
 
-/* out (B, nout) = first layer of x (B, 2); no ReLU here. */
+/* out (B, nout) = first layer of x (B, 2), through the ReLU if relu. */
 static void
 layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
-    const float *theta, const int32_t *x, int B)
+    const float *theta, const int32_t *x, int B, int relu)
 {
 	const float *W0 = theta + m->woff[0], *b0 = theta + m->boff[0];
 	int nout = m->out[0], nin = m->in[0], p = m->c.p;
@@ -129,8 +130,14 @@ layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
 			const float *tx = T + (size_t)x[2 * b] * nout;
 			const float *ty = T + (size_t)(p + x[2 * b + 1]) * nout;
 			float *o = out + (size_t)b * nout;
-			for (int j = 0; j < nout; j++)
-				o[j] = tx[j] + ty[j] + b0[j];
+			if (relu)
+				for (int j = 0; j < nout; j++) {
+					float s = tx[j] + ty[j] + b0[j];
+					o[j] = s > 0.0f ? s : 0.0f;
+				}
+			else
+				for (int j = 0; j < nout; j++)
+					o[j] = tx[j] + ty[j] + b0[j];
 		}
 		return;
 	}
@@ -141,29 +148,29 @@ layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
 		w->xin[2 * b + 1] = xb;
 		for (int j = 0; j < nout; j++)
 			o[j] = W0[2 * j] * xa + W0[2 * j + 1] * xb + b0[j];
+		if (relu)
+			for (int j = 0; j < nout; j++)
+				o[j] = o[j] > 0.0f ? o[j] : 0.0f;
 	}
 }
 
-/* z (B, nout) = a (B, nin) . W^T + bias, W (nout, nin): a linear layer. */
+/*
+ * z (B, nout) = a (B, nin) . W^T + bias, W (nout, nin): a linear layer,
+ * through the ReLU if relu.
+ */
 static void
 linear_forward(float *z, const float *a, const float *W, const float *bias, int B,
-    int nout, int nin)
+    int nout, int nin, int relu)
 {
-	for (int b = 0; b < B; b++)
-		memcpy(z + (size_t)b * nout, bias, (size_t)nout * sizeof(float));
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
-	    1.0f, a, nin, W, nin, 1.0f, z, nout);
+	struct gemm_epi e = {bias, relu, NULL, 0};
+
+	gemm(0, 1, B, nout, nin, a, nin, W, nin, 0.0f, z, nout, &e);
 }
 
-/* Branch-free selects, so that the compiler vectorises them. */
-static void
-relu(float *restrict a, size_t n)
-{
-	for (size_t k = 0; k < n; k++)
-		a[k] = a[k] > 0.0f ? a[k] : 0.0f;
-}
-
-/* d (n) = d where the ReLU's output a was positive, else 0 (torch: relu'(0) = 0). */
+/*
+ * d (n) = d where the ReLU's output a was positive, else 0 (torch:
+ * relu'(0) = 0); a branch-free select, so that the compiler vectorises it.
+ */
 static void
 relu_backward(float *restrict d, const float *restrict a, size_t n)
 {
@@ -187,18 +194,171 @@ mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
 	int L = m->nlayers;
 	float *out0 = L == 1 ? w->logits : w->acts[0];
 
-	layer0_forward(m, w, out0, theta, x, B);
+	layer0_forward(m, w, out0, theta, x, B, L > 1);
 	if (L == 1)
 		return;
-	relu(out0, (size_t)B * (size_t)m->out[0]);
 	for (int i = 1; i < L; i++) {
 		const float *a = w->acts[i - 1], *Wi = theta + m->woff[i], *bi = theta + m->boff[i];
 		int nout = m->out[i], nin = m->in[i];
 		float *z = i == L - 1 ? w->logits : w->acts[i];
-		linear_forward(z, a, Wi, bi, B, nout, nin);
-		if (i < L - 1)
-			relu(z, (size_t)B * (size_t)nout);
+		linear_forward(z, a, Wi, bi, B, nout, nin, i < L - 1);
 	}
+}
+
+/*
+ * One row of the softmax's numerator: e (V) = exp(z - max z), with the
+ * first index of the largest logit, the sum of e in double (for the loss)
+ * and in float (the float32 softmax's largest probability is 1/fsum).
+ */
+struct softmax_row {
+	float mx, fsum;
+	double s;
+	int arg;
+};
+
+static void
+softmax_row_scalar(const float *z, float *e, int V, struct softmax_row *r)
+{
+	r->mx = z[0];
+	r->arg = 0;
+	r->s = 0.0;
+	r->fsum = 0.0f;
+	for (int j = 1; j < V; j++)
+		if (z[j] > r->mx) {
+			r->mx = z[j];
+			r->arg = j;
+		}
+	for (int j = 0; j < V; j++) {
+		e[j] = expf(z[j] - r->mx);
+		r->s += e[j];
+		r->fsum += e[j];
+	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f")))
+
+/*
+ * expf for x <= 0 (Cephes's: n = round(x log2 e), r = x - n ln 2 in two
+ * parts, a degree-7 polynomial, times 2^n), about an ulp from exp; below
+ * -104 it is 0 as expf's float is, and NaN stays NaN.
+ */
+static inline AVX512 __m512
+exp_nonpos(__m512 x)
+{
+	__m512 n, r, r2, p;
+
+	x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);   /* NaN in x stays (second operand) */
+	n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+	    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+	r2 = _mm512_mul_ps(r, r);
+	p = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r, _mm512_set1_ps(1.3981999507e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+	p = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+/*
+ * softmax_row_scalar's results, sixteen logits a vector: the same max and
+ * first index (NaN logits are passed over as there, unless z[0] is one),
+ * the sums in lanes and then a fixed tree, so not the scalar's last bits.
+ */
+static AVX512 void
+softmax_row_avx512(const float *z, float *e, int V, struct softmax_row *r)
+{
+	__m512 mx = _mm512_set1_ps(z[0]), fs = _mm512_setzero_ps();
+	__m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+	int j;
+
+	for (j = 0; j < V; j += 16) {
+		__mmask16 m = V - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (V - j)) - 1);
+		mx = _mm512_max_ps(_mm512_mask_loadu_ps(mx, m, z + j), mx);
+	}
+	r->mx = _mm512_reduce_max_ps(mx);
+	r->arg = 0;
+	for (j = 0; j < V; j += 16) {
+		__mmask16 m = V - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (V - j)) - 1);
+		__mmask16 eq = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, z + j),
+		    _mm512_set1_ps(r->mx), _CMP_EQ_OQ);
+		if (eq) {
+			r->arg = j + __builtin_ctz(eq);
+			break;
+		}
+	}
+	for (j = 0; j < V; j += 16) {
+		__mmask16 m = V - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (V - j)) - 1);
+		__m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, z + j), _mm512_set1_ps(r->mx));
+		__m512 ex = _mm512_maskz_mov_ps(m, exp_nonpos(x));
+		_mm512_mask_storeu_ps(e + j, m, ex);
+		fs = _mm512_add_ps(fs, ex);
+		s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(ex)));
+		s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(
+		    _mm512_extractf64x4_pd(_mm512_castps_pd(ex), 1))));
+	}
+	r->s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+	r->fsum = _mm512_reduce_add_ps(fs);
+}
+
+/* sum_j s[j] t[j] in double, sixteen terms a step (each product exact in double). */
+static AVX512 double
+dot_row_avx512(const float *s, const float *t, int V)
+{
+	__m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+
+	for (int j = 0; j < V; j += 16) {
+		__mmask16 m = V - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (V - j)) - 1);
+		__m512 x = _mm512_maskz_loadu_ps(m, s + j), y = _mm512_maskz_loadu_ps(m, t + j);
+		a0 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)),
+		    _mm512_cvtps_pd(_mm512_castps512_ps256(y)), a0);
+		a1 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))),
+		    _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y), 1))), a1);
+	}
+	return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+}
+#endif
+
+/*
+ * The rows are vectorised exactly when the products run on gemm's AVX-512
+ * kernel: one switch (gemm_setup: one thread, the CPU, GROKKIT_GEMM)
+ * then chooses between this arithmetic and the scalar one of OpenBLAS's
+ * route, which is the previous builds' bit for bit.
+ */
+static int
+have_avx512(void)
+{
+	return strcmp(gemm_kernel(), "avx512") == 0;
+}
+
+static void
+softmax_row(const float *z, float *e, int V, struct softmax_row *r)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (have_avx512()) {
+		softmax_row_avx512(z, e, V, r);
+		return;
+	}
+#endif
+	softmax_row_scalar(z, e, V, r);
+}
+
+static double
+dot_row(const float *s, const float *t, int V)
+{
+	double d = 0.0;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (have_avx512())
+		return dot_row_avx512(s, t, V);
+#endif
+	for (int j = 0; j < V; j++)
+		d += (double)s[j] * t[j];
+	return d;
 }
 
 /*
@@ -215,26 +375,17 @@ loss_rows(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
 	for (int b = 0; b < B; b++) {
 		const float *z = w->logits + (size_t)b * V;
 		float *dz = w->dlogits + (size_t)b * V;
-		float mx = z[0], fsum = 0.0f;
-		double s = 0.0, lse;
-		int arg = 0, label = y[b];
+		struct softmax_row sr;
+		double s, lse;
+		float mx, fsum;
+		int arg, label = y[b];
 
-		for (int j = 1; j < V; j++)
-			if (z[j] > mx) {
-				mx = z[j];
-				arg = j;
-			}
-		/*
-		 * One float exponential per logit, kept in dz; the sum in double
-		 * for the loss, and in float for the float32 softmax, whose
-		 * largest probability is 1/fsum.
-		 */
-		for (int j = 0; j < V; j++) {
-			float e = expf(z[j] - mx);
-			dz[j] = e;
-			s += e;
-			fsum += e;
-		}
+		/* One float exponential per logit, kept in dz. */
+		softmax_row(z, dz, V, &sr);
+		s = sr.s;
+		mx = sr.mx;
+		fsum = sr.fsum;
+		arg = sr.arg;
 		if (probs)
 			for (int j = 0; j < V; j++)
 				probs[(size_t)b * V + j] = (float)(dz[j] / s);
@@ -316,14 +467,11 @@ mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 		{
 			const float *a = w->acts[i - 1], *Wi = theta + m->woff[i];
 			float *dprev = w->dbuf[cur];
-			size_t n = (size_t)B * (size_t)nin;
+			struct gemm_epi through_relu = {NULL, 0, a, nin};
 			/* gW (nout, nin) += dz^T (nout, B) . a (B, nin) */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-			    1.0f, dz, nout, a, nin, 1.0f, grad + m->woff[i], nin);
+			gemm(1, 0, nout, nin, B, dz, nout, a, nin, 1.0f, grad + m->woff[i], nin, NULL);
 			/* dprev (B, nin) = dz (B, nout) . W (nout, nin), through the ReLU */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-			    1.0f, dz, nout, Wi, nin, 0.0f, dprev, nin);
-			relu_backward(dprev, a, n);
+			gemm(0, 0, B, nin, nout, dz, nout, Wi, nin, 0.0f, dprev, nin, &through_relu);
 			dz = dprev;
 			cur ^= 1;
 		}
@@ -431,10 +579,10 @@ rop_forward(const struct mlp *m, struct mlp_hvp *h, float *const *acts, const fl
 
 	/* Layer 0's input is data: R{z0} = V0 a0 + c0, the forward pass with v's weights. */
 	if (g0 == 0)
-		layer0_forward(m, h->fw, rz0, v, x, B);
+		layer0_forward(m, h->fw, rz0, v, x, B, 0);
 	else
 		linear_forward(rz0, acts[g0 - 1], v + m->woff[g0], v + m->boff[g0], B, m->out[g0],
-		    m->in[g0]);
+		    m->in[g0], 0);
 	if (g0 == L - 1)
 		return;
 	relu_backward(rz0, acts[g0], (size_t)B * (size_t)m->out[g0]);
@@ -443,13 +591,11 @@ rop_forward(const struct mlp *m, struct mlp_hvp *h, float *const *acts, const fl
 		const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i], *ci = v + m->boff[i];
 		int nout = m->out[i], nin = m->in[i];
 		float *rz = i == L - 1 ? h->rlogits : h->racts[i];
+		struct gemm_epi through_relu = {NULL, 0, i < L - 1 ? acts[i] : NULL, nout};
 		/* R{z} = a . V^T + c + R{a} . W^T */
 		if (blk < 0)
-			linear_forward(rz, a, Vi, ci, B, nout, nin);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nout, nin,
-		    1.0f, ra, nin, Wi, nin, blk < 0 ? 1.0f : 0.0f, rz, nout);
-		if (i < L - 1)
-			relu_backward(rz, acts[i], (size_t)B * (size_t)nout);
+			linear_forward(rz, a, Vi, ci, B, nout, nin, 0);
+		gemm(0, 1, B, nout, nin, ra, nin, Wi, nin, blk < 0 ? 1.0f : 0.0f, rz, nout, &through_relu);
 	}
 }
 
@@ -462,14 +608,13 @@ rop_loss(const struct mlp *m, struct mlp_hvp *h, int B, float scale)
 	for (int b = 0; b < B; b++) {
 		const float *s = h->probs + (size_t)b * V, *rz = h->rlogits + (size_t)b * V;
 		float *rd = h->rdlogits + (size_t)b * V;
-		double srz = 0.0;
+		double srz;
 		if (m->c.loss == MLP_MSE) {
 			for (int j = 0; j < V; j++)
 				rd[j] = scale * 2.0f * rz[j] / (float)V;
 			continue;
 		}
-		for (int j = 0; j < V; j++)
-			srz += (double)s[j] * rz[j];
+		srz = dot_row(s, rz, V);
 		for (int j = 0; j < V; j++)
 			rd[j] = scale * s[j] * (rz[j] - (float)srz);
 	}
@@ -498,9 +643,9 @@ mlp_hvp_prepare(struct mlp_hvp *h, const float *theta, const int32_t *x, const i
 	memcpy(h->deltas[L - 1], w->dlogits, (size_t)B * (size_t)V * sizeof(float));
 	for (int i = L - 1; i >= 1; i--) {
 		int nout = m->out[i], nin = m->in[i];
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-		    1.0f, h->deltas[i], nout, theta + m->woff[i], nin, 0.0f, h->deltas[i - 1], nin);
-		relu_backward(h->deltas[i - 1], w->acts[i - 1], (size_t)B * (size_t)nin);
+		struct gemm_epi through_relu = {NULL, 0, w->acts[i - 1], nin};
+		gemm(0, 0, B, nin, nout, h->deltas[i], nout, theta + m->woff[i], nin, 0.0f,
+		    h->deltas[i - 1], nin, &through_relu);
 	}
 	h->view.base.pt = NULL;   /* a view of the last point is gone */
 	return pt;
@@ -525,8 +670,8 @@ mlp_point_grad(const struct mlp_point *pt, float *grad)
 		if (i == 0)
 			layer0_backward(m, h->fw, grad, h->deltas[0], pt->x, B);
 		else   /* gW (nout, nin) += d^T (nout, B) . a (B, nin) */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-			    1.0f, h->deltas[i], nout, h->fw->acts[i - 1], nin, 1.0f, grad + m->woff[i], nin);
+			gemm(1, 0, nout, nin, B, h->deltas[i], nout, h->fw->acts[i - 1], nin, 1.0f,
+			    grad + m->woff[i], nin, NULL);
 	}
 }
 
@@ -569,22 +714,19 @@ hvp_apply(const struct mlp *m, struct mlp_hvp *h, float *const *acts, float *con
 			const float *a = acts[i - 1], *ra = h->racts[i - 1], *d = deltas[i];
 			const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i];
 			float *rdprev = h->rdbuf[cur];
+			struct gemm_epi through_relu = {NULL, 0, a, nin};
 			/* R{gW} = R{d}^T a + d^T R{a} (R{a} = 0 below a block) */
 			if (want)
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-				    1.0f, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin);
+				gemm(1, 0, nout, nin, B, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin, NULL);
 			if (want && dv)
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, B,
-				    1.0f, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin);
+				gemm(1, 0, nout, nin, B, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin, NULL);
 			if (i == blk)
 				break;   /* nothing below a block is read */
 			/* R{d_prev} = mask (d V + R{d} W); V = 0 above a block */
 			if (dv)
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-				    1.0f, d, nout, Vi, nin, 0.0f, rdprev, nin);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, nin, nout,
-			    1.0f, rd, nout, Wi, nin, dv ? 1.0f : 0.0f, rdprev, nin);
-			relu_backward(rdprev, a, (size_t)B * (size_t)nin);
+				gemm(0, 0, B, nin, nout, d, nout, Vi, nin, 0.0f, rdprev, nin, NULL);
+			gemm(0, 0, B, nin, nout, rd, nout, Wi, nin, dv ? 1.0f : 0.0f, rdprev, nin,
+			    &through_relu);
 			rd = rdprev;
 			cur ^= 1;
 		}

@@ -1,0 +1,122 @@
+/*
+ * gemm: every transposition, beta 0 and 1, the bias, ReLU and mask
+ * epilogues, on shapes that hit every tail of the kernel's tiles (rows
+ * 1..12 past a multiple of 12, columns past 16 and 32, K longer than one
+ * packed block), against a double-precision product written out here.
+ *
+ * With the AVX-512 kernel each element must be exactly the chain the
+ * kernel documents: the start value, then fmaf(a, b, acc) in ascending k,
+ * then the epilogue; that is what makes a result independent of the
+ * tiling (a row's value does not depend on M or its place in C).  With
+ * OpenBLAS (another CPU, or GROKKIT_GEMM=openblas) each element must be
+ * within float32 rounding of the double product.  Both runs check the
+ * double product, so a wrong index fails either way.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "rng.h"
+#include "tap.h"
+
+struct shape {
+	int ta, tb, M, N, K;
+	float beta;
+	int bias, relu, mask;
+};
+
+static float
+el(const float *X, int ld, int trans, int r, int c)
+{
+	return trans ? X[(size_t)c * ld + r] : X[(size_t)r * ld + c];
+}
+
+/* One case: the worst error against double (in units of sum |a b|) and whether the fma chain matched. */
+static void
+run_case(const struct shape *s, struct rng *r, double *worst, int *chain_equal)
+{
+	int M = s->M, N = s->N, K = s->K;
+	int lda = s->ta ? M + 3 : K + 3, ldb = s->tb ? K + 1 : N + 2, ldc = N + 5;
+	size_t na = (size_t)(s->ta ? K : M) * lda, nb = (size_t)(s->tb ? N : K) * ldb;
+	float *A = malloc(na * sizeof *A), *Bm = malloc(nb * sizeof *Bm);
+	float *C = malloc((size_t)M * ldc * sizeof *C), *C0 = malloc((size_t)M * ldc * sizeof *C0);
+	float *bias = malloc((size_t)N * sizeof *bias), *mask = malloc((size_t)M * (N + 1) * sizeof *mask);
+	struct gemm_epi e = {s->bias ? bias : NULL, s->relu, s->mask ? mask : NULL, N + 1};
+
+	for (size_t k = 0; k < na; k++)
+		A[k] = (float)rng_normal(r);
+	for (size_t k = 0; k < nb; k++)
+		Bm[k] = (float)rng_normal(r);
+	for (size_t k = 0; k < (size_t)M * ldc; k++)
+		C[k] = C0[k] = (float)rng_normal(r);
+	for (int j = 0; j < N; j++)
+		bias[j] = (float)rng_normal(r);
+	for (size_t k = 0; k < (size_t)M * (N + 1); k++)
+		mask[k] = rng_uniform(r) < 0.5 ? 0.0f : 1.0f;
+	gemm(s->ta, s->tb, M, N, K, A, lda, Bm, ldb, s->beta, C, ldc, &e);
+	*worst = 0.0;
+	*chain_equal = 1;
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < N; j++) {
+			float start = s->bias ? bias[j] : s->beta != 0.0f ? C0[(size_t)i * ldc + j] : 0.0f;
+			float acc = start, got = C[(size_t)i * ldc + j];
+			double d = start, mag = fabs(start);
+			int zero = s->mask && !(mask[(size_t)i * (N + 1) + j] > 0.0f);
+			for (int k = 0; k < K; k++) {
+				float a = el(A, lda, s->ta, i, k), b = el(Bm, ldb, s->tb, k, j);
+				acc = fmaf(a, b, acc);
+				d += (double)a * b;
+				mag += fabs((double)a * b);
+			}
+			if (s->relu) {
+				acc = acc > 0.0f ? acc : 0.0f;
+				d = d > 0.0 ? d : 0.0;
+			}
+			if (zero)
+				acc = 0.0f, d = 0.0;
+			*chain_equal &= memcmp(&acc, &got, sizeof acc) == 0;
+			if (!(fabs(got - d) <= *worst * mag))
+				*worst = fabs(got - d) / mag;
+		}
+	/* the padding between rows is never written */
+	for (int i = 0; i < M; i++)
+		for (int j = N; j < ldc; j++)
+			if (memcmp(&C[(size_t)i * ldc + j], &C0[(size_t)i * ldc + j], sizeof(float)) != 0)
+				*worst = INFINITY;
+	free(A), free(Bm), free(C), free(C0), free(bias), free(mask);
+}
+
+int
+main(void)
+{
+	static const struct shape shapes[] = {
+		{0, 1, 2823 % 100 + 13, 128, 128, 0.0f, 1, 1, 0},   /* forward, through the ReLU */
+		{0, 1, 37, 97, 128, 0.0f, 1, 0, 0},                 /* logits: a 1-column tail */
+		{1, 0, 97, 128, 700, 1.0f, 0, 0, 0},                /* a weight gradient, K in 6 blocks */
+		{1, 0, 128, 97, 300, 1.0f, 0, 0, 0},
+		{0, 0, 50, 128, 97, 0.0f, 0, 0, 1},                 /* a delta through the ReLU */
+		{0, 0, 25, 85, 116, 1.0f, 0, 0, 1},                 /* live widths, accumulated */
+		{1, 1, 13, 33, 40, 1.0f, 0, 1, 0},
+		{0, 0, 1, 1, 1, 0.0f, 0, 0, 0},
+		{1, 0, 12, 17, 2000, 0.0f, 0, 0, 0},
+		{0, 1, 11, 31, 5, 0.0f, 1, 1, 1},
+		{0, 0, 3, 1100, 9, 0.0f, 0, 0, 0},                  /* wider than the kernel takes */
+	};
+	int own = strcmp(gemm_kernel(), "openblas") != 0;
+	struct rng r;
+
+	rng_init(&r, 7, 0);
+	for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
+		const struct shape *s = &shapes[c];
+		double worst;
+		int chain;
+		run_case(s, &r, &worst, &chain);
+		ok(worst < 4e-6, "%c%c M %d N %d K %d beta %g bias %d relu %d mask %d: error %.2g of sum |ab|",
+		    s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', s->M, s->N, s->K, s->beta, s->bias, s->relu,
+		    s->mask, worst);
+		if (own && s->N <= 1024)
+			ok(chain, "%s kernel: every element is its fma chain in ascending k", gemm_kernel());
+	}
+	return tap_done();
+}
