@@ -67,6 +67,7 @@ QUIET_GEN   = @echo '   ' GEN $@;
 endif
 
 .PHONY: fuzz fuzz-targets units tools all test check-ref same-science bench install uninstall clean clean-results help deps demo mutate
+.PHONY: replicate-ap replicate-g9
 
 tools: $(BINS)
 
@@ -273,6 +274,7 @@ help:
 FORCE:
 
 include pipeline/study.mk
+include pipeline/replicate-ap.mk
 
 -include $(LIBOBJ:.o=.d) $(TOOLS:%=$(O)/obj/tools/%.d) $(UNITSRC:%.c=$(O)/obj/%.d) \
          $(O)/obj/tests/bench/bench_step.d $(O)/obj/tests/bench/bench_eig.d
