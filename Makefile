@@ -275,6 +275,7 @@ FORCE:
 
 include pipeline/study.mk
 include pipeline/replicate-ap.mk
+include pipeline/replicate-g9.mk
 
 -include $(LIBOBJ:.o=.d) $(TOOLS:%=$(O)/obj/tools/%.d) $(UNITSRC:%.c=$(O)/obj/%.d) \
          $(O)/obj/tests/bench/bench_step.d $(O)/obj/tests/bench/bench_eig.d
