@@ -34,6 +34,7 @@ G9_WDS ?= 0 0.1 1
 G9_SEEDS ?= 0
 G9_SGD_LR ?= 0.1
 G9_LOG_EVERY ?= 50
+G9_BATCH ?= 512
 ifeq ($(G9_FULL),1)
 G9_OPS ?= add sub
 G9_OPTIMS ?= adam adamw sgd
@@ -51,7 +52,7 @@ G9PL ?= plots/replicate-g9
 G9_STAMP := $(G9R)/.stamps
 
 # openai/grok: AdamW(betas=(0.9, 0.98)), LambdaLR warm-up over 10 steps, batch 512.
-g9_common = --depth $(G9_DEPTH) --width 128 --encoding onehot --loss ce --batch 512 --warmup 10 \
+g9_common = --depth $(G9_DEPTH) --width 128 --encoding onehot --loss ce --batch $(G9_BATCH) --warmup 10 \
     --warmup-origin 0 --steps $(G9_STEPS) --log-every $(G9_LOG_EVERY) --ckpt-every $(G9_CKPT_EVERY)
 g9_adam := --optim adam --lr 1e-3 --beta2 0.98
 g9_adamw := --optim adamw --lr 1e-3 --beta2 0.98
