@@ -16,10 +16,11 @@
 # What is tracked: train-mlp's log at every G9_LOG_EVERY steps has the
 # per-example gradient statistics of the whole training set from the log
 # pass's own backward (example_grad_norm_mean, _max, example_grad_sq_mean
-# = tr GOP, noise_scale; README "The training log"), and gop-spectrum's
-# statistics (trace, Frobenius, top eigenvalues, rank, centred) run on
-# checkpoints every G9_CKPT_EVERY steps.  They track the GOP every epoch
-# (an epoch is ~9 steps here); the log's trace is its every-step part.
+# = tr GOP, noise_scale; docs/design.md, "Per-example gradient norms in
+# the log"), and gop-spectrum's statistics (trace, Frobenius norm, top 10
+# eigenvalues, rank, smallest eigenvalue, the centred covariance's; with
+# G9_FULL=1 each layer's too) on checkpoints every G9_CKPT_EVERY steps.  They track the GOP every epoch
+# (an epoch is 10 steps here: 4,704 pairs in batches of 512); the log's trace is its every-step part.
 #
 # Default (affordable on 2 cores): x + y, AdamW, the three weight decays,
 # G9_STEPS steps.  G9_FULL=1: both operators x all three optimisers x the
@@ -40,13 +41,14 @@ G9_OPS ?= add sub
 G9_OPTIMS ?= adam adamw sgd
 G9_STEPS ?= 100000
 G9_CKPT_EVERY ?= 2000
+G9_GOP_FLAGS ?= --top 10 --per-layer
 else
 G9_OPS ?= add
 G9_OPTIMS ?= adamw
 G9_STEPS ?= 10000
 G9_CKPT_EVERY ?= 1000
+G9_GOP_FLAGS ?= --top 10
 endif
-G9_GOP_FLAGS ?= --top 10 --per-layer
 G9R ?= results/replicate-g9
 G9PL ?= plots/replicate-g9
 G9_STAMP := $(G9R)/.stamps
