@@ -10,8 +10,7 @@
 #          Hessian eigenvalue and the gradient norm every 1,000.
 # grok     our grok recipe at the same p and depths: one-hot inputs, AdamW
 #          lr 1e-3 wd 2, full batch, on AP_GROK_FRAC of the pairs (the full
-#          study's fraction; at 10% no weight decay we tried groks in 10,000
-#          steps).
+#          study's fraction: the grok recipe is measured there).
 #
 # Runs: $(APR)/<recipe>/d<depth>-s<seed>/ (log.jsonl, ckpt/, hessian.jsonl,
 # curves.tsv, hessian.tsv); tables $(APR)/runs.tsv, by-depth.tsv; plots
