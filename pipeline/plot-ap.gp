@@ -19,6 +19,7 @@ if (kind eq "hessian_vs_depth") {
 	set ylabel "top Hessian eigenvalue {/Symbol l}_1 of the training loss"
 	set logscale y
 	set xrange [0.5:*]
+	set xtics 1
 	set title sprintf("%s: sharpness at the last checkpoint and its maximum over training (seeds %s)", recipe, seeds)
 	plot dir."/hessian-by-depth.tsv" skip 1 using ($1 - 0.08):3 with points pt 7 ps 1.3 lc rgb "#1b9e77" title "{/Symbol l}_1 at the last step", \
 	     "" skip 1 using ($1 + 0.08):4 with points pt 9 ps 1.3 lc rgb "#d95f02" title "largest {/Symbol l}_1 over training"
