@@ -67,6 +67,7 @@ QUIET_GEN   = @echo '   ' GEN $@;
 endif
 
 .PHONY: fuzz fuzz-targets units tools all test check-ref same-science bench install uninstall clean clean-results help deps demo mutate
+.PHONY: replicate-ap replicate-g9
 
 tools: $(BINS)
 
@@ -263,6 +264,10 @@ help:
 	@echo '  fuzz             run every fuzz target FUZZ_SECONDS=$(FUZZ_SECONDS) seconds'
 	@echo '  check-ref        every tool against PyTorch (or a closed form) on the same data and weights'
 	@echo '  same-science     the same records and tensors as commit BASE=$(BASE) on a tiny study'
+	@echo '  replicate-ap     the 01-grokking-hessian depth study as written, and our grok recipe beside it:'
+	@echo '                   AP_SEEDS="$(AP_SEEDS)" AP_DEPTHS="$(AP_DEPTHS)" AP_STEPS=$(AP_STEPS) APR=$(APR) APPL=$(APPL)'
+	@echo '  replicate-g9     the Geometry of Grok'"'"'s GOP tracking on Power et al.'"'"'s setup (G9_FULL=1: their sweep):'
+	@echo '                   G9_OPS="$(G9_OPS)" G9_OPTIMS="$(G9_OPTIMS)" G9_WDS="$(G9_WDS)" G9_STEPS=$(G9_STEPS) G9R=$(G9R)'
 	@echo '  mutate           plant each bug of tests/mutate/mutants and check a test catches it (MUTATE_JOBS=$(MUTATE_JOBS))'
 	@echo '  install          install the tools into $$(DESTDIR)$$(BINDIR)'
 	@echo '  uninstall        remove them again'
@@ -276,6 +281,8 @@ FORCE:
 
 include pipeline/study.mk
 include pipeline/replicate-gm.mk
+include pipeline/replicate-ap.mk
+include pipeline/replicate-g9.mk
 
 -include $(LIBOBJ:.o=.d) $(TOOLS:%=$(O)/obj/tools/%.d) $(UNITSRC:%.c=$(O)/obj/%.d) \
          $(O)/obj/tests/bench/bench_step.d $(O)/obj/tests/bench/bench_eig.d

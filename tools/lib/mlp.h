@@ -166,6 +166,14 @@ void mlp_loss(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
 void mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
     const float *theta, const int32_t *x, int B);
 /*
+ * mlp_backward (the same gradient into grad) that also writes sq (B):
+ * each row's squared gradient norm |d loss_b / d theta|^2 of its own
+ * unscaled loss (the deltas carry scale; it is divided out), from the
+ * deltas and activations the pass has (mlp_norms.c).
+ */
+void mlp_backward_norms(const struct mlp *m, struct mlp_work *w, float *grad, double *sq,
+    const float *theta, const int32_t *x, int B, float scale);
+/*
  * live (D, W) |= whether each hidden unit's ReLU output is positive on
  * some of the B rows of the work's last forward pass.  A unit still 0
  * after every batch of a set is dead on that set.

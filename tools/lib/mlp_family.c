@@ -230,6 +230,21 @@ loss_grad(struct model_work *mw, struct model_eval *ev, float *grad, const float
 		mlp_backward(w->m, w, grad, theta, x, B);
 }
 
+/* loss_grad with the rows' squared per-example gradient norms (mlp_norms.c). */
+static void
+example_norms(struct model_work *mw, struct model_eval *ev, float *grad, double *sq,
+    const float *theta, const int32_t *x, const int32_t *y, int B, float scale,
+    struct model_diag *diag)
+{
+	struct mlp_work *w = (struct mlp_work *)mw;
+
+	mlp_forward(w->m, w, theta, x, B);
+	if (diag)
+		mlp_mark_live(w->m, w, B, ((struct mlp_diag *)diag)->live);
+	mlp_loss(w->m, w, ev, y, B, scale);
+	mlp_backward_norms(w->m, w, grad, sq, theta, x, B, scale);
+}
+
 static struct model_hvp *
 hvp_new(const struct model *m, int maxb)
 {
@@ -400,4 +415,5 @@ const struct model_family mlp_family = {
 	.diag_free = diag_free,
 	.diag_json = diag_json,
 	.probes = &mlp_probes,
+	.example_norms = example_norms,
 };

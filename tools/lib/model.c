@@ -154,6 +154,23 @@ model_eval_set(struct model_work *w, struct model_eval *ev, float *grad, const f
 	}
 }
 
+int
+model_eval_set_norms(struct model_work *w, struct model_eval *ev, float *grad, double *sq,
+    const float *theta, const int32_t *x, const int32_t *y, long n, struct model_diag *diag)
+{
+	const struct model_family *f = w->m->family;
+	float scale = n > 0 ? (float)(1.0 / (double)n) : 0.0f;
+
+	if (!f->example_norms)
+		return -1;
+	memset(ev, 0, sizeof *ev);
+	for (long off = 0; off < n; off += w->maxb) {
+		int B = (int)(n - off < w->maxb ? n - off : w->maxb);
+		f->example_norms(w, ev, grad, sq + off, theta, x + 2 * off, y + off, B, scale, diag);
+	}
+	return 0;
+}
+
 struct model_hvp *
 model_hvp_new(const struct model *m, int maxb)
 {

@@ -73,6 +73,9 @@
  *   4  log_json: a family's own fields in the training log's metrics
  *      records (the transformer: per-tensor sums of squares, attention
  *      entropies).
+ *   5  example_norms: loss_grad that also returns each row's squared
+ *      per-example gradient norm from the same pass, for the training
+ *      log's per-example statistics and gradient noise scale.
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -85,7 +88,7 @@
 #include "rng.h"
 #include "st.h"
 
-#define MODEL_FAMILY_VERSION 4
+#define MODEL_FAMILY_VERSION 5
 #define MODEL_NAME_MAX 64          /* tensor and group names, with the NUL */
 #define MODEL_MAX_DIMS 4
 
@@ -280,6 +283,23 @@ struct model_family {
 	 */
 	void (*log_json)(const struct model *m, const float *theta, const struct model_diag *d,
 	    json_t *rec);
+
+	/* --- per-example gradient norms (version 5) --- */
+	/*
+	 * (O) loss_grad with grad (not NULL), and in the same pass sq (B) =
+	 * each row's squared gradient norm |d loss_b / d theta|^2, loss_b the
+	 * row's own unscaled loss: the per-example Gram matrix's diagonal.
+	 * For families whose per-example norms fall out of the backward pass
+	 * at the cost of dot products (the MLP: a layer's term is
+	 * |delta|^2 (|a|^2 + 1)).  NULL where they would need a pass per row
+	 * or per-example gradients formed (the transformer: its embedding
+	 * and attention weights are shared across positions, so a row's
+	 * gradient is a sum of outer products whose norm needs their cross
+	 * terms); the training log then omits the fields.
+	 */
+	void (*example_norms)(struct model_work *w, struct model_eval *ev, float *grad, double *sq,
+	    const float *theta, const int32_t *x, const int32_t *y, int B, float scale,
+	    struct model_diag *diag);
 };
 
 /*
@@ -353,6 +373,14 @@ void model_loss_grad(struct model_work *w, struct model_eval *ev, float *grad,
  * unless it is NULL; diag as loss_grad's.
  */
 void model_eval_set(struct model_work *w, struct model_eval *ev, float *grad,
+    const float *theta, const int32_t *x, const int32_t *y, long n, struct model_diag *diag);
+
+/*
+ * model_eval_set with grad, and sq (n) = each row's squared per-example
+ * gradient norm (example_norms) from the same pass.  -1, having done
+ * nothing, when the family has no example_norms; else 0.
+ */
+int model_eval_set_norms(struct model_work *w, struct model_eval *ev, float *grad, double *sq,
     const float *theta, const int32_t *x, const int32_t *y, long n, struct model_diag *diag);
 
 struct model_hvp *model_hvp_new(const struct model *m, int maxb);

@@ -453,6 +453,36 @@ write_checkpoint(struct run *r)
 	free(path);
 }
 
+/*
+ * The per-example gradient statistics of the training set, from sq (n):
+ * each example's squared gradient norm |g_i|^2 (its own loss, unscaled),
+ * and gbar2 = |gbar|^2, gbar = (1/n) sum g_i the full-batch gradient.
+ * With G = (1/n) sum g_i g_i^T (gop-spectrum's uncentred GOP) and
+ * C = G - gbar gbar^T (its centred covariance, 1/n: the training set is
+ * the whole population of the empirical risk, not a sample of it):
+ * example_grad_sq_mean = tr G, and noise_scale = tr C / |gbar|^2, the
+ * simple noise scale B_simple of McCandlish et al. (2018); tr G / |gbar|^2
+ * = noise_scale + 1.  Null when gbar is zero.
+ */
+static void
+example_stats(json_t *rec, const double *sq, long n, double gbar2)
+{
+	double mean = 0, max = 0, sqmean = 0;
+
+	for (long i = 0; i < n; i++) {
+		double g = sqrt(sq[i]);
+		mean += g;
+		sqmean += sq[i];
+		max = g > max ? g : max;
+	}
+	mean /= (double)n;
+	sqmean /= (double)n;
+	json_object_set_new(rec, "example_grad_norm_mean", jnum(mean));
+	json_object_set_new(rec, "example_grad_norm_max", jnum(max));
+	json_object_set_new(rec, "example_grad_sq_mean", jnum(sqmean));
+	json_object_set_new(rec, "noise_scale", gbar2 > 0 ? jnum((sqmean - gbar2) / gbar2) : json_null());
+}
+
 /* One metrics record for the parameters after r->step updates; -1 if they diverged. */
 static int
 log_metrics(struct run *r, double lr, double update_norm)
@@ -465,8 +495,14 @@ log_metrics(struct run *r, double lr, double update_norm)
 	/* the family's own fields, if it has any, come from the training set's pass */
 	struct model_diag *dg = r->m->family->log_json ? model_diag_new(r->m) : NULL;
 
+	/* per-example gradient norms from the same pass, where the family has them */
+	double *sq = r->m->family->example_norms && d->n_train > 0 ?
+	    xmalloc(xmul((size_t)d->n_train, sizeof(double))) : NULL;
+
 	memset(r->gfull, 0, r->m->nparams * sizeof(float));
-	model_eval_set(r->w, &tr, r->gfull, r->theta, d->train_x, d->train_y, d->n_train, dg);
+	if (!sq || model_eval_set_norms(r->w, &tr, r->gfull, sq, r->theta, d->train_x, d->train_y,
+	    d->n_train, dg) < 0)
+		model_eval_set(r->w, &tr, r->gfull, r->theta, d->train_x, d->train_y, d->n_train, dg);
 	model_eval_set(r->w, &te, NULL, r->theta, d->test_x, d->test_y, d->n_test, NULL);
 	train_loss = tr.loss_sum / d->n_train;
 	/* each group's matrices (the MLP: each layer's weight; biases left out) */
@@ -491,6 +527,9 @@ log_metrics(struct run *r, double lr, double update_norm)
 	    "update_norm", r->step ? jnum(update_norm) : json_null(),
 	    "softmax_collapse", jnum((double)tr.collapsed / d->n_train),
 	    "elapsed", jnum(r->elapsed0 + now_seconds() - r->t0));
+	if (sq)
+		example_stats(rec, sq, d->n_train, norm2(r->gfull, r->m->nparams));
+	free(sq);
 	if (r->m->family->log_json)
 		r->m->family->log_json(r->m, r->theta, dg, rec);
 	model_diag_free(dg);

@@ -1,0 +1,137 @@
+# pipeline/replicate-g9.mk: `make replicate-g9`, the Geometry of Grok's
+# gradient-outer-product tracking on Power et al.'s setups, in the parts
+# that fit this project's MLP.  Included by the Makefile.
+#
+# Their replication of Power et al. (openai/grok's scripts/train.py as its
+# run script and hparams.yaml set it): p = 97, x + y (and their other
+# operators; here x - y too, gen-modadd --op sub), 50% of the pairs for
+# training, AdamW lr 1e-3 betas (0.9, 0.98), 10 warm-up steps, weight
+# decay 1, minibatches of min(512, n_train / 2) = 512, 100,000 steps; a
+# 2-layer transformer there, our MLP (G9_DEPTH x 128, one-hot) here.
+# Their GOP framework sweeps the optimiser (Adam, AdamW, SGD) and the
+# weight decay; we run weight decay 0, 0.1, 1 with each (SGD at
+# G9_SGD_LR: at Adam's 1e-3 it does not move in this budget; their SGD
+# rate is not in their configs, so this is our choice).
+#
+# What is tracked: train-mlp's log at every G9_LOG_EVERY steps has the
+# per-example gradient statistics of the whole training set from the log
+# pass's own backward (example_grad_norm_mean, _max, example_grad_sq_mean
+# = tr GOP, noise_scale; docs/design.md, "Per-example gradient norms in
+# the log"), and gop-spectrum's statistics (trace, Frobenius norm, top 10
+# eigenvalues, rank, smallest eigenvalue, the centred covariance's; with
+# G9_FULL=1 each layer's too) on checkpoints every G9_CKPT_EVERY steps.  They track the GOP every epoch
+# (an epoch is 10 steps here: 4,704 pairs in batches of 512); the log's trace is its every-step part.
+#
+# Default (affordable on 2 cores): x + y, AdamW, the three weight decays,
+# G9_STEPS steps.  G9_FULL=1: both operators x all three optimisers x the
+# three weight decays (18 runs), 100,000 steps as Power et al.
+# Runs: $(G9R)/<op>/<optim>-wd<wd>-s<seed>/.  $(RUN) prefixes every command.
+
+G9_FULL ?=
+G9_P ?= 97
+G9_FRAC ?= 0.5
+G9_DEPTH ?= 2
+G9_WDS ?= 0 0.1 1
+G9_SEEDS ?= 0
+G9_SGD_LR ?= 0.1
+G9_LOG_EVERY ?= 50
+G9_BATCH ?= 512
+ifeq ($(G9_FULL),1)
+G9_OPS ?= add sub
+G9_OPTIMS ?= adam adamw sgd
+G9_STEPS ?= 100000
+G9_CKPT_EVERY ?= 2000
+G9_GOP_FLAGS ?= --top 10 --per-layer
+else
+G9_OPS ?= add
+G9_OPTIMS ?= adamw
+G9_STEPS ?= 10000
+G9_CKPT_EVERY ?= 1000
+G9_GOP_FLAGS ?= --top 10
+endif
+G9R ?= results/replicate-g9
+G9PL ?= plots/replicate-g9
+G9_STAMP := $(G9R)/.stamps
+
+# openai/grok: AdamW(betas=(0.9, 0.98)), LambdaLR warm-up over 10 steps, batch 512.
+g9_common = --depth $(G9_DEPTH) --width 128 --encoding onehot --loss ce --batch $(G9_BATCH) --warmup 10 \
+    --warmup-origin 0 --steps $(G9_STEPS) --log-every $(G9_LOG_EVERY) --ckpt-every $(G9_CKPT_EVERY)
+g9_adam := --optim adam --lr 1e-3 --beta2 0.98
+g9_adamw := --optim adamw --lr 1e-3 --beta2 0.98
+g9_sgd = --optim sgd --lr $(G9_SGD_LR)
+
+G9_RUNDIRS := $(foreach o,$(G9_OPS),$(foreach a,$(G9_OPTIMS),$(foreach w,$(G9_WDS),$(foreach s,$(G9_SEEDS),$(G9R)/$(o)/$(a)-wd$(w)-s$(s)))))
+G9_LOGS := $(G9_RUNDIRS:%=%/log.jsonl)
+G9_GOPS := $(G9_RUNDIRS:%=%/gop.jsonl)
+G9_TSVS := $(foreach d,$(G9_RUNDIRS),$(d)/curves.tsv $(d)/norms.tsv $(d)/gop.tsv)
+G9_PLOTS := $(foreach o,$(G9_OPS),$(foreach a,$(G9_OPTIMS),$(G9PL)/$(o)-$(a).png))
+
+.PHONY: replicate-g9
+replicate-g9: $(G9_LOGS) $(G9_TSVS) $(G9R)/runs.tsv $(G9_PLOTS)
+	@echo
+	@echo 'replicate-g9 in $(G9R): p = $(G9_P), $(G9_FRAC) of the pairs, MLP depth $(G9_DEPTH),'
+	@echo 'ops $(G9_OPS), optimisers $(G9_OPTIMS), wd $(G9_WDS), $(G9_STEPS) steps, seeds $(G9_SEEDS).'
+	@column -t -s '	' $(G9R)/runs.tsv | cut -c1-160
+	@echo 'Plots: $(G9PL)/ ($(words $(G9_PLOTS)) files; plots/README.md, "replicate-g9").'
+
+g9_op_of = $(firstword $(subst /, ,$1))
+g9_optim_of = $(firstword $(subst -, ,$(notdir $1)))
+g9_wd_of = $(patsubst wd%,%,$(word 2,$(subst -, ,$(notdir $1))))
+g9_seed_of = $(patsubst s%,%,$(lastword $(subst -, ,$(notdir $1))))
+g9_train = $(g9_common) $(g9_$(1))
+
+define g9_op
+$(G9_STAMP)/data-$(1): FORCE
+	$$(call stamp,-p $(G9_P) --op $(1) --frac $(G9_FRAC))
+$(G9R)/$(1)/data.safetensors: $(G9_STAMP)/data-$(1) $(O)/bin/gen-modadd
+	@mkdir -p $$(@D)
+	$$(Q)$$(RUN) $(O)/bin/gen-modadd -p $(G9_P) --op $(1) --frac $(G9_FRAC) -o $$@
+endef
+$(foreach o,$(G9_OPS),$(eval $(call g9_op,$(o))))
+define g9_optim
+$(G9_STAMP)/train-$(1): FORCE
+	$$(call stamp,$(call g9_train,$(1)))
+endef
+$(foreach a,$(G9_OPTIMS),$(eval $(call g9_optim,$(a))))
+$(G9_STAMP)/gop: FORCE
+	$(call stamp,$(G9_GOP_FLAGS))
+$(G9_STAMP)/plots: FORCE
+	$(call stamp,$(G9_WDS) $(G9_SEEDS))
+
+define g9_run
+$(G9R)/$(1)/log.jsonl: $(G9R)/$(call g9_op_of,$(1))/data.safetensors \
+    $(G9_STAMP)/train-$(call g9_optim_of,$(1)) $(O)/bin/train-mlp | $(O)/.study-deps
+	@rm -rf $$(@D)/ckpt
+	@mkdir -p $$(@D)
+	$$(Q)$$(RUN) $(O)/bin/train-mlp --data $$< --seed $(call g9_seed_of,$(1)) --wd $(call g9_wd_of,$(1)) \
+	    --tag g9-$(call g9_op_of,$(1))-$(call g9_optim_of,$(1)) --ckpt-dir $$(@D)/ckpt --quiet \
+	    $(call g9_train,$(call g9_optim_of,$(1))) > $$@+ || [ $$$$? -eq 3 ]
+	@pipeline/run-line $$@+ $$@ '$(subst /, ,$(subst -, ,$(1)))' $(G9_LOGS)
+$(G9R)/$(1)/gop.jsonl: $(G9R)/$(1)/log.jsonl $(G9_STAMP)/gop $(O)/bin/gop-spectrum
+	$$(Q)ls $$(@D)/ckpt/*.safetensors | $$(RUN) $(O)/bin/gop-spectrum \
+	    --data $(G9R)/$(call g9_op_of,$(1))/data.safetensors $(G9_GOP_FLAGS) > $$@+
+	@mv -f $$@+ $$@
+endef
+$(foreach d,$(G9_RUNDIRS),$(eval $(call g9_run,$(d:$(G9R)/%=%))))
+
+$(G9R)/%/curves.tsv: $(G9R)/%/log.jsonl pipeline/curves.jq
+	$(Q)jq -nr -f pipeline/curves.jq $< > $@+ && mv -f $@+ $@
+$(G9R)/%/norms.tsv: $(G9R)/%/log.jsonl pipeline/norms.jq
+	$(Q)jq -nr -f pipeline/norms.jq $< > $@+ && mv -f $@+ $@
+$(G9R)/%/gop.tsv: $(G9R)/%/gop.jsonl pipeline/gop.jq
+	$(Q)jq -nr -f pipeline/gop.jq $< > $@+ && mv -f $@+ $@
+$(G9R)/runs.tsv: $(G9_LOGS) $(G9_GOPS) $(O)/bin/summarize
+	$(Q)$(O)/bin/summarize --tsv $(G9_LOGS) $(G9_GOPS) > $@+ && mv -f $@+ $@
+
+# One plot per (operator, optimiser): its weight decays side by side.
+define g9_plot_rule
+$(G9PL)/$(1)-$(2).png: pipeline/plot-g9.gp pipeline/style.gp $(G9_STAMP)/plots \
+    $(foreach w,$(G9_WDS),$(G9R)/$(1)/$(2)-wd$(w)-s$(firstword $(G9_SEEDS))/curves.tsv \
+    $(G9R)/$(1)/$(2)-wd$(w)-s$(firstword $(G9_SEEDS))/norms.tsv $(G9R)/$(1)/$(2)-wd$(w)-s$(firstword $(G9_SEEDS))/gop.tsv) | $(O)/.study-deps
+	@mkdir -p $$(@D)
+	$$(Q)gnuplot -e "dir='$(G9R)/$(1)'; op='$(1)'; optim='$(2)'; wds='$(G9_WDS)'; seed='$(firstword $(G9_SEEDS))'; \
+	    out='$$@+'" pipeline/plot-g9.gp $$(PLOT_QUIET) && mv -f $$@+ $$@
+endef
+$(foreach o,$(G9_OPS),$(foreach a,$(G9_OPTIMS),$(eval $(call g9_plot_rule,$(o),$(a)))))
+
+.SECONDARY: $(foreach o,$(G9_OPS),$(G9_STAMP)/data-$(o) $(G9R)/$(o)/data.safetensors)

@@ -1,0 +1,129 @@
+#!/usr/bin/env bats
+# The replication targets (pipeline/replicate-ap.mk, replicate-g9.mk): the
+# commands `make -n` would run, checked against the source studies'
+# configurations; and each target end to end at a tiny size in a
+# temporary directory (files, the log's per-example statistics against
+# gop-spectrum, a second make that does nothing).
+
+load test_helper
+
+setup() {
+	cd "$BATS_TEST_TMPDIR" || exit 1
+	ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+	O=$(cd "$GROK_BIN/.." && pwd)
+	SAN=
+	[[ $O == */asan ]] && SAN=address,undefined
+	ARGS=(-C "$ROOT" O="$O" SAN="$SAN" V=1 APR="$BATS_TEST_TMPDIR/ap" APPL="$BATS_TEST_TMPDIR/apl"
+	      G9R="$BATS_TEST_TMPDIR/g9" G9PL="$BATS_TEST_TMPDIR/g9pl")
+}
+
+# The train-mlp command lines a make -n printed for one tag, one per line.
+trainings() {
+	grep -E "bin/train-mlp .*--tag $1( |$)" <<<"$output"
+}
+
+# The 01-grokking-hessian study's train.py: p = 97, depths [1..7], MLP(hidden 128), Adam(lr=1e-3),
+# F.cross_entropy on the full batch of 10% of the pairs, 10,000 steps, losses every 100 steps and
+# compute_top_hessian_eigval and the gradient norm every 1,000; three seeds here.
+@test "replicate-ap: make -n runs train.py's configuration, 7 depths x 3 seeds, and the grok recipe beside it" {
+	run make -n replicate-ap "${ARGS[@]}"
+	assert_success
+	assert_line --partial "bin/gen-modadd -p 97 --frac 0.1 --seed 0 -o $BATS_TEST_TMPDIR/ap/literal/data.safetensors"
+	assert_line --partial "bin/gen-modadd -p 97 --frac 0.3 --seed 0 -o $BATS_TEST_TMPDIR/ap/grok/data.safetensors"
+	lit=$(trainings ap-literal)
+	assert_equal "$(wc -l <<<"$lit")" 21
+	for flags in "--steps 10000 " "--log-every 100 " "--ckpt-every 1000 " "--width 128 " "--encoding int " \
+	    "--loss ce " "--optim adam " "--lr 1e-3 " "--wd 0 " "--batch full"; do
+		assert_equal "$(grep -c -e "$flags" <<<"$lit")" 21
+	done
+	for d in 1 2 3 4 5 6 7; do
+		for s in 0 1 2; do
+			assert_equal "$(grep -c -e "--depth $d --seed $s .*/literal/d$d-s$s/ckpt" <<<"$lit")" 1
+		done
+	done
+	grok=$(trainings ap-grok)
+	assert_equal "$(wc -l <<<"$grok")" 21
+	for flags in "--steps 10000 " "--encoding onehot " "--optim adamw " "--wd 2 " "--batch full"; do
+		assert_equal "$(grep -c -e "$flags" <<<"$grok")" 21
+	done
+	# the top eigenvalue of every run's checkpoints (every 1,000 steps)
+	assert_equal "$(grep -c 'bin/hess-eig --data .* --top 1 ' <<<"$output")" 42
+	for plot in hessian_vs_depth loss_vs_steps grad_norm_vs_steps test_acc_vs_steps; do
+		assert_equal "$(grep -c "kind='$plot'" <<<"$output")" 2
+	done
+}
+
+@test "replicate-ap: a tiny run makes the source's four plots per recipe, then nothing" {
+	TINY=(AP_P=11 AP_FRAC=0.5 AP_GROK_FRAC=0.5 AP_STEPS=40 AP_LOG_EVERY=10 AP_HESS_EVERY=20 AP_DEPTHS="1 2" AP_SEEDS="0 1")
+	run make replicate-ap "${ARGS[@]}" "${TINY[@]}"
+	assert_success
+	assert_line "replicate-ap in $BATS_TEST_TMPDIR/ap: p = 11, 40 steps, depths 1 2, seeds 0 1;"
+	for r in literal grok; do
+		for f in hessian_vs_depth loss_vs_steps grad_norm_vs_steps test_acc_vs_steps; do
+			assert_file_exist "apl/$r/$f.png"
+		done
+		# checkpoints 0, 20, 40: three eigenvalues per run; the table's rows are the runs
+		for run in d1-s0 d1-s1 d2-s0 d2-s1; do
+			assert_equal "$(tail -n +2 "ap/$r/$run/hessian.tsv" | cut -f1 | tr '\n' ' ')" "0 20 40 "
+		done
+		assert_equal "$(tail -n +2 "ap/$r/hessian-by-depth.tsv" | cut -f1,2 | tr '\t\n' ': ')" "1:0 1:1 2:0 2:1 "
+	done
+	assert_equal "$(jq -r 'select(.record == "metrics") | .step' ap/literal/d2-s0/log.jsonl | tr '\n' ' ')" "0 10 20 30 40 "
+	run make replicate-ap "${ARGS[@]}" "${TINY[@]}"
+	assert_success
+	refute_output --regexp 'bin/(train-mlp|hess-eig|gen-modadd)|gnuplot -e'
+}
+
+# Power et al. through openai/grok's train.py, as the Geometry of Grok ran it: p = 97, 50% of
+# the pairs, AdamW lr 1e-3 betas (0.9, 0.98), 10 warm-up steps, batch min(512, n/2), 100,000
+# steps; their sweep: weight decay, optimiser.
+@test "replicate-g9: make -n runs Power et al.'s setup, three weight decays by default, 18 runs in full" {
+	run make -n replicate-g9 "${ARGS[@]}"
+	assert_success
+	assert_line --partial "bin/gen-modadd -p 97 --op add --frac 0.5 -o $BATS_TEST_TMPDIR/g9/add/data.safetensors"
+	runs=$(grep -E 'bin/train-mlp ' <<<"$output")
+	assert_equal "$(wc -l <<<"$runs")" 3
+	for wd in 0 0.1 1; do
+		assert_equal "$(grep -c -e "--wd $wd --tag g9-add-adamw " <<<"$runs")" 1
+	done
+	for flags in "--batch 512 " "--warmup 10 " "--warmup-origin 0 " "--optim adamw " "--lr 1e-3 " "--beta2 0.98" \
+	    "--encoding onehot " "--steps 10000 "; do
+		assert_equal "$(grep -c -e "$flags" <<<"$runs")" 3
+	done
+	run make -n replicate-g9 "${ARGS[@]}" G9_FULL=1
+	assert_success
+	assert_line --partial "bin/gen-modadd -p 97 --op sub --frac 0.5 -o $BATS_TEST_TMPDIR/g9/sub/data.safetensors"
+	runs=$(grep -E 'bin/train-mlp ' <<<"$output")
+	assert_equal "$(wc -l <<<"$runs")" 18
+	assert_equal "$(grep -c -e '--steps 100000 ' <<<"$runs")" 18
+	for op in add sub; do
+		for o in adam adamw sgd; do
+			for wd in 0 0.1 1; do
+				assert_equal "$(grep -c -e "--wd $wd --tag g9-$op-$o .*--optim $o " <<<"$runs")" 1
+			done
+		done
+	done
+	assert_equal "$(grep -c 'bin/gop-spectrum ' <<<"$output")" 18
+}
+
+@test "replicate-g9: a tiny run logs the per-example statistics, which gop-spectrum's trace agrees with" {
+	TINY=(G9_P=11 G9_FRAC=0.5 G9_BATCH=16 G9_STEPS=40 G9_LOG_EVERY=10 G9_CKPT_EVERY=20 G9_WDS="0 1")
+	run make replicate-g9 "${ARGS[@]}" "${TINY[@]}"
+	assert_success
+	assert_file_exist g9pl/add-adamw.png
+	for wd in 0 1; do
+		d=g9/add/adamw-wd$wd-s0
+		assert_equal "$(tail -n +2 $d/norms.tsv | cut -f1 | tr '\n' ' ')" "0 10 20 30 40 "
+		# every field a finite positive number; the mean norm at most the largest
+		assert_equal "$(tail -n +2 $d/norms.tsv | awk -F '\t' '$3 > 0 && $4 >= $3 && $5 > 0 && $6 > 0 { k++ } END { print k }')" 5
+		# tr G of the log's pass (the mean of |g_i|^2) is gop-spectrum's trace on the same checkpoint
+		for step in 0 20 40; do
+			log=$(jq -r "select(.record == \"metrics\" and .step == $step) | .example_grad_sq_mean" $d/log.jsonl)
+			gop=$(jq -r "select(.record == \"gop\" and .step == $step) | .gop.trace" $d/gop.jsonl)
+			assert_equal "$(awk -v a="$log" -v b="$gop" 'BEGIN { print (a - b <= 1e-5 * b && b - a <= 1e-5 * b && b > 0) }')" 1
+		done
+	done
+	run make replicate-g9 "${ARGS[@]}" "${TINY[@]}"
+	assert_success
+	refute_output --regexp 'bin/(train-mlp|gop-spectrum|gen-modadd)|gnuplot -e'
+}
