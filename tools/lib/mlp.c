@@ -448,8 +448,13 @@ layer0_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 	    1.0f, dz, nout, w->xin, 2, 1.0f, gW, 2);
 }
 
-void
-mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
+/*
+ * The backward pass; with sq, also each row's squared gradient norm (of
+ * the loss as scaled in dlogits), added layer by layer from the deltas
+ * and inputs the pass holds anyway (mlp_norms.c says how).
+ */
+static void
+backward(const struct mlp *m, struct mlp_work *w, float *grad, double *sq,
     const float *theta, const int32_t *x, int B)
 {
 	const float *dz = w->dlogits;
@@ -461,6 +466,8 @@ mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 
 		add_rows(gb, dz, B, nout);
 		if (i == 0) {
+			if (sq)
+				mlp_row_norms_first(m, w, sq, dz, B);
 			layer0_backward(m, w, grad, dz, x, B);
 			break;
 		}
@@ -468,6 +475,8 @@ mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 			const float *a = w->acts[i - 1], *Wi = theta + m->woff[i];
 			float *dprev = w->dbuf[cur];
 			struct gemm_epi through_relu = {NULL, 0, a, nin};
+			if (sq)
+				mlp_row_norms_add(sq, dz, nout, a, nin, B);
 			/* gW (nout, nin) += dz^T (nout, B) . a (B, nin) */
 			gemm(1, 0, nout, nin, B, dz, nout, a, nin, 1.0f, grad + m->woff[i], nin, NULL);
 			/* dprev (B, nin) = dz (B, nout) . W (nout, nin), through the ReLU */
@@ -476,6 +485,25 @@ mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
 			cur ^= 1;
 		}
 	}
+}
+
+void
+mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
+    const float *theta, const int32_t *x, int B)
+{
+	backward(m, w, grad, NULL, theta, x, B);
+}
+
+void
+mlp_backward_norms(const struct mlp *m, struct mlp_work *w, float *grad, double *sq,
+    const float *theta, const int32_t *x, int B, float scale)
+{
+	memset(sq, 0, (size_t)B * sizeof *sq);
+	backward(m, w, grad, sq, theta, x, B);
+	/* the deltas carried the loss's scale: undo it, so that sq is of each row's own loss */
+	if (scale != 0.0f)
+		for (int b = 0; b < B; b++)
+			sq[b] /= (double)scale * (double)scale;
 }
 
 void

@@ -173,6 +173,10 @@ void mlp_backward(const struct mlp *m, struct mlp_work *w, float *grad,
  */
 void mlp_backward_norms(const struct mlp *m, struct mlp_work *w, float *grad, double *sq,
     const float *theta, const int32_t *x, int B, float scale);
+/* The backward pass's pieces of sq (mlp_norms.c): a hidden or output layer's, and the first layer's. */
+void mlp_row_norms_add(double *sq, const float *d, int n, const float *a, int nin, int B);
+void mlp_row_norms_first(const struct mlp *m, const struct mlp_work *w, double *sq,
+    const float *dz, int B);
 /*
  * live (D, W) |= whether each hidden unit's ReLU output is positive on
  * some of the B rows of the work's last forward pass.  A unit still 0
