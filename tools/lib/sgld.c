@@ -143,30 +143,89 @@ chain_free(struct chain *c)
 	free(c->mf);
 }
 
-/* RMSprop's running second moment and G from this step's gradient, as devinterp in float. */
+/*
+ * RMSprop's running second moment and G from this step's gradient, as
+ * devinterp in float.  The unrestricted loop carries no index map, so it
+ * vectorises (sqrtf too: the build has -fno-math-errno); either loop gives
+ * the same floats.
+ */
 static void
 precondition(struct chain *c, const struct sgld_method *m)
 {
 	float alpha = (float)m->alpha, rest = (float)(1 - m->alpha), delta = (float)m->delta;
+	float *v = c->v, *G = c->G;
+	const float *grad = c->grad;
 
+	if (!c->idx) {
+		for (size_t j = 0; j < c->nm; j++) {
+			v[j] = v[j] * alpha + rest * grad[j] * grad[j];
+			G[j] = 1.0f / (sqrtf(v[j]) + delta);
+		}
+		return;
+	}
 	for (size_t j = 0; j < c->nm; j++) {
-		float g = c->grad[at(c, j)];
-		c->v[j] = c->v[j] * alpha + rest * g * g;
-		c->G[j] = 1.0f / (sqrtf(c->v[j]) + delta);
+		float g = grad[c->idx[j]];
+		v[j] = v[j] * alpha + rest * g * g;
+		G[j] = 1.0f / (sqrtf(v[j]) + delta);
 	}
 }
 
-/* The energy nbeta L_batch + gamma/2 |w - w*|^2 (over the moving parameters: the rest sit at w*). */
-static double
-energy(const struct chain *c, const struct sgld_params *sp, const float *wstar, double l)
-{
-	double r2 = 0;
+/*
+ * The sums of a MALA ratio over the moving parameters, in double: r2 =
+ * |w - w*|^2 for the energy and d = sum (|ef|^2 - |er|^2) / G, the
+ * forward minus the reverse proposal's exponent (times 2 eps).  Taking
+ * the difference per parameter, not of two sums of order eps P, keeps the
+ * cancellation out of the total; four interleaved partial sums in a fixed
+ * order break the chain of dependent additions (and let the compiler pair
+ * them) while the result stays the same on every run of a build.
+ */
+struct mala_sums {
+	double r2[4], d[4];
+};
 
-	for (size_t j = 0; j < c->nm; j++) {
-		double e = (double)c->w[at(c, j)] - wstar[at(c, j)];
-		r2 += e * e;
+static void
+mala_term(struct mala_sums *t, int lane, double w, double ws, double g, double G, double mw,
+    double mf, const struct sgld_params *sp, int have, double h)
+{
+	double e = w - ws, gU = sp->nbeta * g + sp->gamma * e;
+
+	t->r2[lane] += e * e;
+	if (have) {
+		double ef = w - mf, er = mw - (w - h * G * gU);
+		t->d[lane] += (ef * ef - er * er) / G;
 	}
-	return sp->nbeta * l + 0.5 * sp->gamma * r2;
+}
+
+/*
+ * The sums at w with gradient grad (the moving parameters' previous point
+ * mw, forward mean mf and the G that made the step), unrestricted without
+ * the index map.  Stores w into mw when store is set.
+ */
+static void
+mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wstar, const float *grad,
+    int store, double *r2, double *d)
+{
+	struct mala_sums t = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+	const float *w = c->w;
+	double h = 0.5 * sp->epsilon;
+	size_t nm = c->nm, j = 0;
+
+	if (!c->idx) {
+		for (; j + 4 <= nm; j += 4)
+			for (int l = 0; l < 4; l++)
+				mala_term(&t, l, w[j + l], wstar[j + l], grad[j + l], c->G ? c->G[j + l] : 1.0,
+				    c->mw[j + l], c->mf[j + l], sp, c->have, h);
+	}
+	for (; j < nm; j++) {
+		size_t k = at(c, j);
+		mala_term(&t, (int)(j & 3), w[k], wstar[k], grad[k], c->G ? c->G[j] : 1.0, c->mw[j],
+		    c->mf[j], sp, c->have, h);
+	}
+	if (store)
+		for (j = 0; j < nm; j++)
+			c->mw[j] = w[at(c, j)];
+	*r2 = (t.r2[0] + t.r2[1]) + (t.r2[2] + t.r2[3]);
+	*d = (t.d[0] + t.d[1]) + (t.d[2] + t.d[3]);
 }
 
 /*
@@ -178,21 +237,12 @@ energy(const struct chain *c, const struct sgld_params *sp, const float *wstar, 
 static double
 mala_step(struct chain *c, const struct sgld_params *sp, const float *wstar, double l)
 {
-	double U1 = energy(c, sp, wstar, l), fwd = 0, rev = 0, a = NAN, h = 0.5 * sp->epsilon;
+	double r2, d, U1, a = NAN;
 
-	for (size_t j = 0; j < c->nm; j++) {
-		size_t k = at(c, j);
-		double G = c->G ? c->G[j] : 1.0, w = c->w[k];
-		double gU = sp->nbeta * c->grad[k] + sp->gamma * (w - wstar[k]);
-		if (c->have) {
-			double ef = w - c->mf[j], er = c->mw[j] - (w - h * G * gU);
-			fwd += ef * ef / G;
-			rev += er * er / G;
-		}
-		c->mw[j] = w;
-	}
+	mala_sums(c, sp, wstar, c->grad, 1, &r2, &d);
+	U1 = sp->nbeta * l + 0.5 * sp->gamma * r2;
 	if (c->have) {
-		double la = c->U - U1 + (fwd - rev) / (2 * sp->epsilon);
+		double la = c->U - U1 + d / (2 * sp->epsilon);
 		a = la >= 0 ? 1.0 : exp(la);
 	}
 	c->U = U1;
@@ -205,10 +255,18 @@ mala_forward(struct chain *c, const struct sgld_params *sp, const float *wstar)
 {
 	double h = 0.5 * sp->epsilon;
 
-	for (size_t j = 0; j < c->nm; j++) {
-		size_t k = at(c, j);
-		double G = c->G ? c->G[j] : 1.0, w = c->w[k];
-		c->mf[j] = w - h * G * (sp->nbeta * c->grad[k] + sp->gamma * (w - wstar[k]));
+	double nbeta = sp->nbeta, gamma = sp->gamma;
+	const float *w = c->w, *grad = c->grad;
+
+	if (!c->idx && c->G) {
+		for (size_t j = 0; j < c->nm; j++)
+			c->mf[j] = w[j] - h * c->G[j] * (nbeta * grad[j] + gamma * ((double)w[j] - wstar[j]));
+	} else {
+		for (size_t j = 0; j < c->nm; j++) {
+			size_t k = at(c, j);
+			double G = c->G ? c->G[j] : 1.0;
+			c->mf[j] = w[k] - h * G * (nbeta * grad[k] + gamma * ((double)w[k] - wstar[k]));
+		}
 	}
 	c->have = 1;
 }
@@ -222,22 +280,14 @@ static double
 mala_same_batch(struct chain *c, const struct sgld_target *t, const struct sgld_params *sp,
     const float *wstar, const int32_t *idx)
 {
-	double l1, U1, fwd = 0, rev = 0, la, h = 0.5 * sp->epsilon;
+	double l1, r2, d, la;
 
 	memset(c->grad1, 0, c->P * sizeof(float));
 	l1 = t->loss_grad(t->ctx, c->grad1, c->w, idx, sp->batch);
 	if (!isfinite(l1))
 		return 0;
-	U1 = energy(c, sp, wstar, l1);
-	for (size_t j = 0; j < c->nm; j++) {
-		size_t k = at(c, j);
-		double G = c->G ? c->G[j] : 1.0, w1 = c->w[k];
-		double gU1 = sp->nbeta * c->grad1[k] + sp->gamma * (w1 - wstar[k]);
-		double ef = w1 - c->mf[j], er = c->mw[j] - (w1 - h * G * gU1);
-		fwd += ef * ef / G;
-		rev += er * er / G;
-	}
-	la = c->U - U1 + (fwd - rev) / (2 * sp->epsilon);
+	mala_sums(c, sp, wstar, c->grad1, 0, &r2, &d);
+	la = c->U - (sp->nbeta * l1 + 0.5 * sp->gamma * r2) + d / (2 * sp->epsilon);
 	return la >= 0 ? 1.0 : exp(la);
 }
 
@@ -267,11 +317,21 @@ move(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m,
 		/* devinterp: d_p = G (nbeta g) + G (gamma (w - w*)); w += -eps/2 d_p; w += sqrt(eps) sqrt(G) xi. */
 		float nbeta = (float)sp->nbeta, gamma = (float)sp->gamma;
 		float half = (float)(-0.5 * sp->epsilon), root = (float)sqrt(sp->epsilon);
+		const float *G = c->G;
+		if (!c->idx) {
+			/* The same floats as the loop below, without the index map: it vectorises. */
+			for (size_t k = 0; k < c->P; k++) {
+				float dp = G[k] * (grad[k] * nbeta) + G[k] * (gamma * (w[k] - wstar[k]));
+				w[k] += half * dp;
+				w[k] += root * (sqrtf(G[k]) * noise[k]);
+			}
+			return;
+		}
 		for (size_t j = 0; j < c->nm; j++) {
-			size_t k = at(c, j);
-			float G = c->G[j], dp = G * (grad[k] * nbeta) + G * (gamma * (w[k] - wstar[k]));
+			size_t k = c->idx[j];
+			float dp = G[j] * (grad[k] * nbeta) + G[j] * (gamma * (w[k] - wstar[k]));
 			w[k] += half * dp;
-			w[k] += root * (sqrtf(G) * noise[j]);
+			w[k] += root * (sqrtf(G[j]) * noise[j]);
 		}
 	} else {
 		/* The plain update's coefficients, in float like the parameters. */
