@@ -96,7 +96,8 @@ struct chain {
 	float *grad1;        /* (P) the same-minibatch MALA's gradient at the proposal, or NULL */
 	float *noise;        /* (P) for the plain unrestricted step, else (nm) */
 	float *v, *G;        /* (nm) RMSprop's second moment and preconditioner, or NULL */
-	double *mw, *mf;     /* (nm) MALA: the last point and the mean of the proposal from it, or NULL */
+	float *mw;           /* (nm) MALA: the last point (a copy of w's floats), or NULL */
+	double *mf;          /* (nm) MALA: the mean of the proposal from it, or NULL */
 	double U;            /* MALA: the energy at mw */
 	int have;            /* mw, mf and U hold a point */
 };
@@ -123,7 +124,7 @@ chain_init(struct chain *c, const struct sgld_target *t, const struct sgld_metho
 		c->G = xmalloc(xmul(c->nm, sizeof(float)));
 	}
 	if (m->mala) {
-		c->mw = xmalloc(xmul(c->nm, sizeof(double)));
+		c->mw = xmalloc(xmul(c->nm, sizeof(float)));
 		c->mf = xmalloc(xmul(c->nm, sizeof(double)));
 	}
 	if (m->mala_every > 0)
@@ -210,20 +211,31 @@ mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wsta
 	double h = 0.5 * sp->epsilon;
 	size_t nm = c->nm, j = 0;
 
-	if (!c->idx) {
-		for (; j + 4 <= nm; j += 4)
-			for (int l = 0; l < 4; l++)
-				mala_term(&t, l, w[j + l], wstar[j + l], grad[j + l], c->G ? c->G[j + l] : 1.0,
-				    c->mw[j + l], c->mf[j + l], sp, c->have, h);
+	if (!c->idx && c->G && c->have) {
+		/* The common case (every parameter, preconditioned, a proposal made), branch-free. */
+		double nbeta = sp->nbeta, gamma = sp->gamma;
+		const float *G = c->G;
+		const float *mw = c->mw;
+		const double *mf = c->mf;
+		for (; j + 4 <= nm; j += 4) {
+			for (int l = 0; l < 4; l++) {
+				double wl = w[j + l], e = wl - wstar[j + l], gU = nbeta * grad[j + l] + gamma * e;
+				double ef = wl - mf[j + l], er = mw[j + l] - (wl - h * G[j + l] * gU);
+				t.r2[l] += e * e;
+				t.d[l] += (ef * ef - er * er) / G[j + l];
+			}
+		}
 	}
 	for (; j < nm; j++) {
 		size_t k = at(c, j);
 		mala_term(&t, (int)(j & 3), w[k], wstar[k], grad[k], c->G ? c->G[j] : 1.0, c->mw[j],
 		    c->mf[j], sp, c->have, h);
 	}
-	if (store)
+	if (store && !c->idx)
+		memcpy(c->mw, w, nm * sizeof(float));
+	else if (store)
 		for (j = 0; j < nm; j++)
-			c->mw[j] = w[at(c, j)];
+			c->mw[j] = w[c->idx[j]];
 	*r2 = (t.r2[0] + t.r2[1]) + (t.r2[2] + t.r2[3]);
 	*d = (t.d[0] + t.d[1]) + (t.d[2] + t.d[3]);
 }
