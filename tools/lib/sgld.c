@@ -226,6 +226,19 @@ mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wsta
 				t->d[l] += (ef * ef - er * er) / G[j + l];
 			}
 		}
+	} else if (!c->idx && c->have) {
+		/* The same without a preconditioner (G = 1, which multiplies and divides exactly). */
+		double nbeta = sp->nbeta, gamma = sp->gamma;
+		const float *mw = c->mw;
+		const double *mf = c->mf;
+		for (; j + 4 <= j1; j += 4) {
+			for (int l = 0; l < 4; l++) {
+				double wl = w[j + l], e = wl - wstar[j + l], gU = nbeta * grad[j + l] + gamma * e;
+				double ef = wl - mf[j + l], er = mw[j + l] - (wl - h * gU);
+				t->r2[l] += e * e;
+				t->d[l] += ef * ef - er * er;
+			}
+		}
 	}
 	for (; j < j1; j++) {
 		size_t k = at(c, j);
@@ -265,6 +278,11 @@ mala_forward(struct chain *c, const struct sgld_params *sp, const float *wstar, 
 	if (!c->idx && c->G) {
 		for (size_t j = j0; j < j1; j++)
 			c->mf[j] = w[j] - h * c->G[j] * (nbeta * grad[j] + gamma * ((double)w[j] - wstar[j]));
+		return;
+	}
+	if (!c->idx) {
+		for (size_t j = j0; j < j1; j++)
+			c->mf[j] = w[j] - h * (nbeta * grad[j] + gamma * ((double)w[j] - wstar[j]));
 		return;
 	}
 	for (size_t j = j0; j < j1; j++) {
