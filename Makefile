@@ -19,7 +19,7 @@ O       ?= build
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 DESTDIR ?=
-CFLAGS  ?= -O2 -g
+CFLAGS  ?= -O2 -g -fno-math-errno
 # SAN=address,undefined builds with sanitizers (make test does this in $(O)/asan).
 SAN     ?=
 # CI builds treat warnings as errors.

@@ -59,6 +59,14 @@ double rng_normal(struct rng *r);
  * as long as the parameters.  24 bits of resolution, exact tails.
  */
 void rng_normals(struct rng *r, float *out, size_t n);
+/*
+ * One ziggurat normal in double, one draw at a time: the reference that
+ * rng_normals reproduces bit for bit, (float)rng_zig_normal(r) n times.
+ * rng_normals reads the stream in bulk (several PCG32 lanes, the fast
+ * accept as an integer compare) and leaves r exactly where n calls of
+ * this would.
+ */
+double rng_zig_normal(struct rng *r);
 /* Rademacher: -1 or +1 with equal probability. */
 double rng_sign(struct rng *r);
 /* Fisher-Yates shuffle of a[0..n-1]. */

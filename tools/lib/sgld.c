@@ -96,7 +96,8 @@ struct chain {
 	float *grad1;        /* (P) the same-minibatch MALA's gradient at the proposal, or NULL */
 	float *noise;        /* (P) for the plain unrestricted step, else (nm) */
 	float *v, *G;        /* (nm) RMSprop's second moment and preconditioner, or NULL */
-	double *mw, *mf;     /* (nm) MALA: the last point and the mean of the proposal from it, or NULL */
+	float *mw;           /* (nm) MALA: the last point (a copy of w's floats), or NULL */
+	double *mf;          /* (nm) MALA: the mean of the proposal from it, or NULL */
 	double U;            /* MALA: the energy at mw */
 	int have;            /* mw, mf and U hold a point */
 };
@@ -123,7 +124,7 @@ chain_init(struct chain *c, const struct sgld_target *t, const struct sgld_metho
 		c->G = xmalloc(xmul(c->nm, sizeof(float)));
 	}
 	if (m->mala) {
-		c->mw = xmalloc(xmul(c->nm, sizeof(double)));
+		c->mw = xmalloc(xmul(c->nm, sizeof(float)));
 		c->mf = xmalloc(xmul(c->nm, sizeof(double)));
 	}
 	if (m->mala_every > 0)
@@ -143,74 +144,152 @@ chain_free(struct chain *c)
 	free(c->mf);
 }
 
-/* RMSprop's running second moment and G from this step's gradient, as devinterp in float. */
+/*
+ * RMSprop's running second moment and G from this step's gradient, as
+ * devinterp in float.  The unrestricted loop carries no index map, so it
+ * vectorises (sqrtf too: the build has -fno-math-errno); either loop gives
+ * the same floats.
+ */
 static void
-precondition(struct chain *c, const struct sgld_method *m)
+precondition(struct chain *c, const struct sgld_method *m, size_t j0, size_t j1)
 {
 	float alpha = (float)m->alpha, rest = (float)(1 - m->alpha), delta = (float)m->delta;
+	float *v = c->v, *G = c->G;
+	const float *grad = c->grad;
 
-	for (size_t j = 0; j < c->nm; j++) {
-		float g = c->grad[at(c, j)];
-		c->v[j] = c->v[j] * alpha + rest * g * g;
-		c->G[j] = 1.0f / (sqrtf(c->v[j]) + delta);
+	if (!c->idx) {
+		for (size_t j = j0; j < j1; j++) {
+			v[j] = v[j] * alpha + rest * grad[j] * grad[j];
+			G[j] = 1.0f / (sqrtf(v[j]) + delta);
+		}
+		return;
 	}
-}
-
-/* The energy nbeta L_batch + gamma/2 |w - w*|^2 (over the moving parameters: the rest sit at w*). */
-static double
-energy(const struct chain *c, const struct sgld_params *sp, const float *wstar, double l)
-{
-	double r2 = 0;
-
-	for (size_t j = 0; j < c->nm; j++) {
-		double e = (double)c->w[at(c, j)] - wstar[at(c, j)];
-		r2 += e * e;
+	for (size_t j = j0; j < j1; j++) {
+		float g = grad[c->idx[j]];
+		v[j] = v[j] * alpha + rest * g * g;
+		G[j] = 1.0f / (sqrtf(v[j]) + delta);
 	}
-	return sp->nbeta * l + 0.5 * sp->gamma * r2;
 }
 
 /*
- * The MALA acceptance probability of the proposal that led from the
- * stored point (mw, energy U) to the current w (energy U1), with the
- * preconditioner G that made it (still in c->G: call before
- * precondition), then store the current point as the next start.
+ * The sums of a MALA ratio over the moving parameters, in double: r2 =
+ * |w - w*|^2 for the energy and d = sum (|ef|^2 - |er|^2) / G, the
+ * forward minus the reverse proposal's exponent (times 2 eps).  Taking
+ * the difference per parameter, not of two sums of order eps P, keeps the
+ * cancellation out of the total; four interleaved partial sums in a fixed
+ * order break the chain of dependent additions (and let the compiler pair
+ * them) while the result stays the same on every run of a build.
  */
-static double
-mala_step(struct chain *c, const struct sgld_params *sp, const float *wstar, double l)
-{
-	double U1 = energy(c, sp, wstar, l), fwd = 0, rev = 0, a = NAN, h = 0.5 * sp->epsilon;
+struct mala_sums {
+	double r2[4], d[4];
+};
 
-	for (size_t j = 0; j < c->nm; j++) {
-		size_t k = at(c, j);
-		double G = c->G ? c->G[j] : 1.0, w = c->w[k];
-		double gU = sp->nbeta * c->grad[k] + sp->gamma * (w - wstar[k]);
-		if (c->have) {
-			double ef = w - c->mf[j], er = c->mw[j] - (w - h * G * gU);
-			fwd += ef * ef / G;
-			rev += er * er / G;
-		}
-		c->mw[j] = w;
+static void
+mala_term(struct mala_sums *t, int lane, double w, double ws, double g, double G, double mw,
+    double mf, const struct sgld_params *sp, int have, double h)
+{
+	double e = w - ws, gU = sp->nbeta * g + sp->gamma * e;
+
+	t->r2[lane] += e * e;
+	if (have) {
+		double ef = w - mf, er = mw - (w - h * G * gU);
+		t->d[lane] += (ef * ef - er * er) / G;
 	}
-	if (c->have) {
-		double la = c->U - U1 + (fwd - rev) / (2 * sp->epsilon);
-		a = la >= 0 ? 1.0 : exp(la);
-	}
-	c->U = U1;
-	return a;
 }
 
-/* The forward proposal's mean from the stored point, with this step's G. */
+/*
+ * Add the moving parameters j0..j1-1 (j0 a multiple of 4) to the sums at
+ * w with gradient grad (from the previous point mw, forward mean mf and
+ * the G that made the step); store w's floats into mw when store is set.
+ * Each parameter goes to partial sum j mod 4 whatever the ranges, so the
+ * totals do not depend on how a pass is cut into blocks.
+ */
 static void
-mala_forward(struct chain *c, const struct sgld_params *sp, const float *wstar)
+mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wstar, const float *grad,
+    int store, size_t j0, size_t j1, struct mala_sums *t)
 {
+	const float *w = c->w;
 	double h = 0.5 * sp->epsilon;
+	size_t j = j0;
 
-	for (size_t j = 0; j < c->nm; j++) {
-		size_t k = at(c, j);
-		double G = c->G ? c->G[j] : 1.0, w = c->w[k];
-		c->mf[j] = w - h * G * (sp->nbeta * c->grad[k] + sp->gamma * (w - wstar[k]));
+	if (!c->idx && c->G && c->have) {
+		/* The common case (every parameter, preconditioned, a proposal made), branch-free. */
+		double nbeta = sp->nbeta, gamma = sp->gamma;
+		const float *G = c->G;
+		const float *mw = c->mw;
+		const double *mf = c->mf;
+		for (; j + 4 <= j1; j += 4) {
+			for (int l = 0; l < 4; l++) {
+				double wl = w[j + l], e = wl - wstar[j + l], gU = nbeta * grad[j + l] + gamma * e;
+				double ef = wl - mf[j + l], er = mw[j + l] - (wl - h * G[j + l] * gU);
+				t->r2[l] += e * e;
+				t->d[l] += (ef * ef - er * er) / G[j + l];
+			}
+		}
+	} else if (!c->idx && c->have) {
+		/* The same without a preconditioner (G = 1, which multiplies and divides exactly). */
+		double nbeta = sp->nbeta, gamma = sp->gamma;
+		const float *mw = c->mw;
+		const double *mf = c->mf;
+		for (; j + 4 <= j1; j += 4) {
+			for (int l = 0; l < 4; l++) {
+				double wl = w[j + l], e = wl - wstar[j + l], gU = nbeta * grad[j + l] + gamma * e;
+				double ef = wl - mf[j + l], er = mw[j + l] - (wl - h * gU);
+				t->r2[l] += e * e;
+				t->d[l] += ef * ef - er * er;
+			}
+		}
 	}
-	c->have = 1;
+	for (; j < j1; j++) {
+		size_t k = at(c, j);
+		mala_term(t, (int)(j & 3), w[k], wstar[k], grad[k], c->G ? c->G[j] : 1.0, c->mw[j],
+		    c->mf[j], sp, c->have, h);
+	}
+	if (store && !c->idx)
+		memcpy(c->mw + j0, w + j0, (j1 - j0) * sizeof(float));
+	else if (store)
+		for (j = j0; j < j1; j++)
+			c->mw[j] = w[c->idx[j]];
+}
+
+/*
+ * The MALA acceptance probability from the sums of a whole pass: of the
+ * proposal that led from the stored point (energy c->U) to the point of
+ * loss l the sums were taken at.
+ */
+static double
+mala_accept(const struct mala_sums *t, const struct sgld_params *sp, double U, double l, double *U1)
+{
+	double r2 = (t->r2[0] + t->r2[1]) + (t->r2[2] + t->r2[3]);
+	double d = (t->d[0] + t->d[1]) + (t->d[2] + t->d[3]), la;
+
+	*U1 = sp->nbeta * l + 0.5 * sp->gamma * r2;
+	la = U - *U1 + d / (2 * sp->epsilon);
+	return la >= 0 ? 1.0 : exp(la);
+}
+
+/* The forward proposal's mean from the stored point, with this step's G, for j0..j1-1. */
+static void
+mala_forward(struct chain *c, const struct sgld_params *sp, const float *wstar, size_t j0, size_t j1)
+{
+	double h = 0.5 * sp->epsilon, nbeta = sp->nbeta, gamma = sp->gamma;
+	const float *w = c->w, *grad = c->grad;
+
+	if (!c->idx && c->G) {
+		for (size_t j = j0; j < j1; j++)
+			c->mf[j] = w[j] - h * c->G[j] * (nbeta * grad[j] + gamma * ((double)w[j] - wstar[j]));
+		return;
+	}
+	if (!c->idx) {
+		for (size_t j = j0; j < j1; j++)
+			c->mf[j] = w[j] - h * (nbeta * grad[j] + gamma * ((double)w[j] - wstar[j]));
+		return;
+	}
+	for (size_t j = j0; j < j1; j++) {
+		size_t k = at(c, j);
+		double G = c->G ? c->G[j] : 1.0;
+		c->mf[j] = w[k] - h * G * (nbeta * grad[k] + gamma * ((double)w[k] - wstar[k]));
+	}
 }
 
 /*
@@ -222,23 +301,15 @@ static double
 mala_same_batch(struct chain *c, const struct sgld_target *t, const struct sgld_params *sp,
     const float *wstar, const int32_t *idx)
 {
-	double l1, U1, fwd = 0, rev = 0, la, h = 0.5 * sp->epsilon;
+	struct mala_sums sums = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+	double l1, U1;
 
 	memset(c->grad1, 0, c->P * sizeof(float));
 	l1 = t->loss_grad(t->ctx, c->grad1, c->w, idx, sp->batch);
 	if (!isfinite(l1))
 		return 0;
-	U1 = energy(c, sp, wstar, l1);
-	for (size_t j = 0; j < c->nm; j++) {
-		size_t k = at(c, j);
-		double G = c->G ? c->G[j] : 1.0, w1 = c->w[k];
-		double gU1 = sp->nbeta * c->grad1[k] + sp->gamma * (w1 - wstar[k]);
-		double ef = w1 - c->mf[j], er = c->mw[j] - (w1 - h * G * gU1);
-		fwd += ef * ef / G;
-		rev += er * er / G;
-	}
-	la = c->U - U1 + (fwd - rev) / (2 * sp->epsilon);
-	return la >= 0 ? 1.0 : exp(la);
+	mala_sums(c, sp, wstar, c->grad1, 0, 0, c->nm, &sums);
+	return mala_accept(&sums, sp, c->U, l1, &U1);
 }
 
 /* A running mean and minimum of acceptance probabilities. */
@@ -255,23 +326,33 @@ accept_add(struct acceptance *a, double x)
 	a->n++;
 }
 
-/* One move from w with this step's gradient and noise. */
+/* One move of the moving parameters j0..j1-1 with this step's gradient and their noise. */
 static void
 move(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m, const float *wstar,
-    struct rng *rnoise)
+    struct rng *rnoise, size_t j0, size_t j1)
 {
 	float *w = c->w, *grad = c->grad, *noise = c->noise;
 
-	rng_normals(rnoise, noise, c->nm);
+	rng_normals(rnoise, noise + j0, j1 - j0);
 	if (m->precond == SGLD_PRECOND_RMSPROP) {
 		/* devinterp: d_p = G (nbeta g) + G (gamma (w - w*)); w += -eps/2 d_p; w += sqrt(eps) sqrt(G) xi. */
 		float nbeta = (float)sp->nbeta, gamma = (float)sp->gamma;
 		float half = (float)(-0.5 * sp->epsilon), root = (float)sqrt(sp->epsilon);
-		for (size_t j = 0; j < c->nm; j++) {
-			size_t k = at(c, j);
-			float G = c->G[j], dp = G * (grad[k] * nbeta) + G * (gamma * (w[k] - wstar[k]));
+		const float *G = c->G;
+		if (!c->idx) {
+			/* The same floats as the loop below, without the index map: it vectorises. */
+			for (size_t k = j0; k < j1; k++) {
+				float dp = G[k] * (grad[k] * nbeta) + G[k] * (gamma * (w[k] - wstar[k]));
+				w[k] += half * dp;
+				w[k] += root * (sqrtf(G[k]) * noise[k]);
+			}
+			return;
+		}
+		for (size_t j = j0; j < j1; j++) {
+			size_t k = c->idx[j];
+			float dp = G[j] * (grad[k] * nbeta) + G[j] * (gamma * (w[k] - wstar[k]));
 			w[k] += half * dp;
-			w[k] += root * (sqrtf(G) * noise[j]);
+			w[k] += root * (sqrtf(G[j]) * noise[j]);
 		}
 	} else {
 		/* The plain update's coefficients, in float like the parameters. */
@@ -280,14 +361,52 @@ move(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m,
 		float sd = (float)sqrt(sp->epsilon);
 		if (!c->idx) {
 			/* sgld_run's loop, kept free of the index map so it vectorises. */
-			for (size_t k = 0; k < c->P; k++)
+			for (size_t k = j0; k < j1; k++)
 				w[k] += -drift * grad[k] - pull * (w[k] - wstar[k]) + sd * noise[k];
 			return;
 		}
-		for (size_t j = 0; j < c->nm; j++) {
+		for (size_t j = j0; j < j1; j++) {
 			size_t k = c->idx[j];
 			w[k] += -drift * grad[k] - pull * (w[k] - wstar[k]) + sd * noise[j];
 		}
+	}
+}
+
+/*
+ * One step after the loss l at w: the MALA sums at w (of the proposal
+ * that led here), the preconditioner, the next proposal's mean and the
+ * move, each parameter's in that order.  They run block by block, so a
+ * block's w, gradient, G and noise are read from cache by every stage
+ * instead of streaming the whole vectors once a stage; every stage is
+ * elementwise, and the noise stream is read in order, so the blocks change
+ * no value.
+ */
+#define STEP_BLOCK 2048   /* a multiple of 4 (mala_sums' partial sums) */
+
+static void
+step(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m, const float *wstar,
+    struct rng *rnoise, double l, long s, struct acceptance *mala)
+{
+	struct mala_sums t = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+	int adapt = c->G && !(m->freeze && s >= sp->burnin && s > 0);
+
+	for (size_t j0 = 0; j0 < c->nm; j0 += STEP_BLOCK) {
+		size_t j1 = c->nm - j0 < STEP_BLOCK ? c->nm : j0 + STEP_BLOCK;
+		if (m->mala)
+			mala_sums(c, sp, wstar, c->grad, 1, j0, j1, &t);
+		if (adapt)
+			precondition(c, m, j0, j1);
+		if (m->mala)
+			mala_forward(c, sp, wstar, j0, j1);
+		move(c, sp, m, wstar, rnoise, j0, j1);
+	}
+	if (m->mala) {
+		double U1, a = mala_accept(&t, sp, c->U, l, &U1);
+		/* The proposal from step s - 1 ends here: count it if it left a draw-phase step. */
+		if (c->have && s - 1 >= sp->burnin)
+			accept_add(mala, a);
+		c->U = U1;
+		c->have = 1;
 	}
 }
 
@@ -358,17 +477,7 @@ sgld_run_method(const struct sgld_target *t, const struct sgld_params *sp,
 			if (l > sp->explode)
 				out->exploded++;
 		}
-		if (m->mala) {
-			/* The proposal from step s - 1 ends here: count it if it left a draw-phase step. */
-			double a = mala_step(&c, sp, wstar, l);
-			if (s - 1 >= sp->burnin && !isnan(a))
-				accept_add(&mala, a);
-		}
-		if (c.G && !(m->freeze && s >= sp->burnin && s > 0))
-			precondition(&c, m);
-		if (m->mala)
-			mala_forward(&c, sp, wstar);
-		move(&c, sp, m, wstar, &rnoise);
+		step(&c, sp, m, wstar, &rnoise, l, s, &mala);
 		/* The rows of this step's batch are still order[pos - batch ..]: the shuffle comes next step. */
 		if (m->mala_every > 0 && s >= sp->burnin && (s - sp->burnin) % m->mala_every == 0)
 			accept_add(&same, mala_same_batch(&c, t, sp, wstar, order + pos - sp->batch));
