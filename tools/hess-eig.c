@@ -305,6 +305,25 @@ CKPT_LIMITS_HELP
 
 static void check_args(struct config *c);
 
+/* The defaults, before any option. */
+static void
+config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->top = 5;
+	c->which = EIG_TOP;
+	c->tol = 1e-4;
+	c->max_iter = 100;
+	c->probes = 100;
+	c->slq_iter = 80;
+	c->slq_probes = 10;
+	c->grid = 1000;
+	c->sigma2 = 1e-5;
+	c->batch = 4096;
+	c->threads = 1;
+	c->block_top = -1;
+}
+
 static void
 parse_args(struct config *c, int argc, char **argv)
 {
@@ -345,19 +364,7 @@ parse_args(struct config *c, int argc, char **argv)
 	};
 	int ch;
 
-	memset(c, 0, sizeof *c);
-	c->top = 5;
-	c->which = EIG_TOP;
-	c->tol = 1e-4;
-	c->max_iter = 100;
-	c->probes = 100;
-	c->slq_iter = 80;
-	c->slq_probes = 10;
-	c->grid = 1000;
-	c->sigma2 = 1e-5;
-	c->batch = 4096;
-	c->threads = 1;
-	c->block_top = -1;
+	config_defaults(c);
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_DATA: c->data = optarg; break;

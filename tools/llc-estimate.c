@@ -214,6 +214,50 @@ sampler_option(struct config *c, int ch, const char *arg)
 	}
 }
 
+/* The defaults: devinterp's sampler, the health rule's thresholds. */
+static void
+config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->chains = 10;
+	c->sp.draws = 100;
+	c->sp.thin = 1;
+	c->sp.batch = 32;
+	c->sp.epsilon = 1e-3;
+	c->sp.gamma = 100;
+	c->threads = 1;
+	sgld_method_default(&c->meth);
+	c->meth.mala_every = LLC_MALA_EVERY;
+	c->margin = SGLD_EPS_MARGIN;
+	c->lanczos_steps = 20;
+	c->rule = (struct health_rule){LLC_MAX_RHAT, LLC_MAX_DRIFT, LLC_MIN_MALA, LLC_MIN_ESS};
+}
+
+/* What the options say together, once all are read. */
+static void
+check_config(struct config *c)
+{
+	if (!c->data)
+		usage_error("--data FILE is required (the data set the checkpoints were trained on)");
+	if (c->sp.burnin + c->sp.draws * c->sp.thin > SGLD_MAX_STEPS)
+		usage_error("--burn-in + --draws * --thin is %ld steps per chain, more than %ld",
+		    c->sp.burnin + c->sp.draws * c->sp.thin, SGLD_MAX_STEPS);
+	if (!c->nbeta_set) {
+		if (c->sp.batch < 2)
+			usage_error("--batch 1 has no default --nbeta (M / ln M); give --nbeta");
+		c->sp.nbeta = sgld_default_nbeta(c->sp.batch);
+	}
+	if (c->meth.freeze && c->meth.precond != SGLD_PRECOND_RMSPROP)
+		usage_error("--freeze holds RMSprop's preconditioner: it needs --precond rmsprop");
+	/*
+	 * The update is stable only while every step moves less than the
+	 * localisation pulls back: eps * gamma / 2 < 2.
+	 */
+	if (!c->eps_auto && c->sp.epsilon * c->sp.gamma >= 4)
+		usage_error("--epsilon %g with --gamma %g: the localisation alone diverges "
+		    "(it needs epsilon * gamma < 4)", c->sp.epsilon, c->sp.gamma);
+}
+
 static void
 parse_args(struct config *c, int argc, char **argv)
 {
@@ -254,19 +298,7 @@ parse_args(struct config *c, int argc, char **argv)
 	};
 	int ch;
 
-	memset(c, 0, sizeof *c);
-	c->chains = 10;
-	c->sp.draws = 100;
-	c->sp.thin = 1;
-	c->sp.batch = 32;
-	c->sp.epsilon = 1e-3;
-	c->sp.gamma = 100;
-	c->threads = 1;
-	sgld_method_default(&c->meth);
-	c->meth.mala_every = LLC_MALA_EVERY;
-	c->margin = SGLD_EPS_MARGIN;
-	c->lanczos_steps = 20;
-	c->rule = (struct health_rule){LLC_MAX_RHAT, LLC_MAX_DRIFT, LLC_MIN_MALA, LLC_MIN_ESS};
+	config_defaults(c);
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_DATA: c->data = optarg; break;
@@ -292,25 +324,7 @@ parse_args(struct config *c, int argc, char **argv)
 		default: fprintf(stderr, "Try 'llc-estimate --help' for more information.\n"); exit(EXIT_USAGE);
 		}
 	}
-	if (!c->data)
-		usage_error("--data FILE is required (the data set the checkpoints were trained on)");
-	if (c->sp.burnin + c->sp.draws * c->sp.thin > SGLD_MAX_STEPS)
-		usage_error("--burn-in + --draws * --thin is %ld steps per chain, more than %ld",
-		    c->sp.burnin + c->sp.draws * c->sp.thin, SGLD_MAX_STEPS);
-	if (!c->nbeta_set) {
-		if (c->sp.batch < 2)
-			usage_error("--batch 1 has no default --nbeta (M / ln M); give --nbeta");
-		c->sp.nbeta = sgld_default_nbeta(c->sp.batch);
-	}
-	/*
-	 * The update is stable only while every step moves less than the
-	 * localisation pulls back: eps * gamma / 2 < 2.
-	 */
-	if (c->meth.freeze && c->meth.precond != SGLD_PRECOND_RMSPROP)
-		usage_error("--freeze holds RMSprop's preconditioner: it needs --precond rmsprop");
-	if (!c->eps_auto && c->sp.epsilon * c->sp.gamma >= 4)
-		usage_error("--epsilon %g with --gamma %g: the localisation alone diverges "
-		    "(it needs epsilon * gamma < 4)", c->sp.epsilon, c->sp.gamma);
+	check_config(c);
 }
 
 /* The loss trace of one chain in a few numbers: is it stationary, did it leave? */
