@@ -94,9 +94,17 @@ def test_study_time():
         with open(f"{d}/grok/d2-s0/hessian.jsonl", "w") as f:
             for s in (1.0, 2.0):
                 f.write(json.dumps({"record": "hessian", "depth": 2, "seconds": s}) + "\n")
-        recs = sorted(study_time.study_records(d))
+        os.makedirs(f"{d}/nanda/d1-s0")
+        with open(f"{d}/nanda/d1-s0/log.jsonl", "w") as f:
+            f.write(json.dumps({"record": "header", "family": "transformer"}) + "\n")
+            f.write(json.dumps({"record": "final", "wall_seconds": 5.0}) + "\n")
+        with open(f"{d}/nanda/d1-s0/hessian.jsonl", "w") as f:
+            f.write(json.dumps({"record": "hessian", "family": "transformer", "depth": 1, "seconds": 0.5}) + "\n")
+        recs, other = study_time.study_records(d)
+        recs = sorted(recs)
         ok(recs == [("hess-eig", 2, None, 1.0), ("hess-eig", 2, None, 2.0), ("train-mlp", 2, None, 10.0)],
-           f"the tree's timed records: {recs}")
+           f"the tree's timed MLP records: {recs}")
+        ok(other == 5.5, f"the transformer's records are left out of the estimate, and counted: {other}")
         ok(sum(s / r(t, dep, nn) for t, dep, nn, s in recs) == 32.0, "estimate: 10/0.5 + 3/0.25 = 32 s")
 
 
