@@ -26,12 +26,9 @@ void
 ckpt_add_meta(struct st_writer *w, const struct model *m, const char *tool, long step,
     const char *data_digest, const char *config_json)
 {
-	char buf[64];
-
 	st_writer_meta(w, "format", "grokkit-ckpt-v1");
 	st_writer_meta(w, "tool", tool);
-	snprintf(buf, sizeof buf, "%ld", step);
-	st_writer_meta(w, "step", buf);
+	st_writer_meta_long(w, "step", step);
 	st_writer_meta(w, "family", m->family->name);
 	m->family->to_meta(m, w);
 	st_writer_meta(w, "data_sha256", data_digest);
@@ -58,12 +55,9 @@ void
 ckpt_write_side(struct st_writer *w, const char *path, const char *format, const char *tool,
     long long step, const char *digest)
 {
-	char buf[32];
-
 	st_writer_meta(w, "format", format);
 	st_writer_meta(w, "tool", tool);
-	snprintf(buf, sizeof buf, "%lld", step);
-	st_writer_meta(w, "step", buf);
+	st_writer_meta_long(w, "step", step);
 	st_writer_meta(w, "checkpoint_sha256", digest);
 	if (ckpt_write_file(w, path) < 0)
 		die("error writing %s:", path);

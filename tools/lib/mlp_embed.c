@@ -683,16 +683,11 @@ static void
 to_meta(const struct model *m, struct st_writer *w)
 {
 	const struct emb *e = emb_of(m);
-	char buf[32];
 
-	snprintf(buf, sizeof buf, "%d", e->c.p);
-	st_writer_meta(w, "p", buf);
-	snprintf(buf, sizeof buf, "%d", e->c.embed);
-	st_writer_meta(w, "embed", buf);
-	snprintf(buf, sizeof buf, "%d", e->c.depth);
-	st_writer_meta(w, "depth", buf);
-	snprintf(buf, sizeof buf, "%d", e->c.width);
-	st_writer_meta(w, "width", buf);
+	st_writer_meta_long(w, "p", e->c.p);
+	st_writer_meta_long(w, "embed", e->c.embed);
+	st_writer_meta_long(w, "depth", e->c.depth);
+	st_writer_meta_long(w, "width", e->c.width);
 }
 
 /* Records keep depth and width at the top level, as the MLP's: summarize and the plots read them. */

@@ -139,14 +139,10 @@ static void
 to_meta(const struct model *m, struct st_writer *w)
 {
 	const struct mlp *l = mlp_of(m);
-	char buf[32];
 
-	snprintf(buf, sizeof buf, "%d", l->c.p);
-	st_writer_meta(w, "p", buf);
-	snprintf(buf, sizeof buf, "%d", l->c.depth);
-	st_writer_meta(w, "depth", buf);
-	snprintf(buf, sizeof buf, "%d", l->c.width);
-	st_writer_meta(w, "width", buf);
+	st_writer_meta_long(w, "p", l->c.p);
+	st_writer_meta_long(w, "depth", l->c.depth);
+	st_writer_meta_long(w, "width", l->c.width);
 	st_writer_meta(w, "encoding", mlp_encoding_names[l->c.encoding]);
 	st_writer_meta(w, "loss", mlp_loss_names[l->c.loss]);
 }

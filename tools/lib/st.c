@@ -438,6 +438,15 @@ st_writer_meta(struct st_writer *w, const char *key, const char *value)
 	json_object_set_new(w->meta, key, json_string(value));
 }
 
+void
+st_writer_meta_long(struct st_writer *w, const char *key, long long value)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof buf, "%lld", value);
+	st_writer_meta(w, key, buf);
+}
+
 static size_t
 wt_bytes(const struct st_wtensor *t)
 {

@@ -87,6 +87,8 @@ void st_writer_init(struct st_writer *w);
 void st_writer_add(struct st_writer *w, const char *name, enum st_dtype dtype,
     int ndim, const int64_t *shape, const void *data);
 void st_writer_meta(struct st_writer *w, const char *key, const char *value);
+/* An integer's metadata value, in decimal (safetensors metadata are strings). */
+void st_writer_meta_long(struct st_writer *w, const char *key, long long value);
 /* Write the frame; 0, or -1 with errno set by the failing write. */
 int st_write(const struct st_writer *w, FILE *fp);
 void st_writer_free(struct st_writer *w);

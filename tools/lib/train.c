@@ -397,8 +397,7 @@ add_optim_state(struct run *r, struct st_writer *w)
 	int64_t shp[1] = {(int64_t)r->m->nparams};
 	char buf[32];
 
-	snprintf(buf, sizeof buf, "%ld", r->opt.t);
-	st_writer_meta(w, "optim_t", buf);
+	st_writer_meta_long(w, "optim_t", r->opt.t);
 	format_real(buf, sizeof buf, lr_at(&r->cfg, r->step + 1));
 	st_writer_meta(w, "optim_lr", buf);
 	if (r->cfg.opt.kind != OPT_SGD)
