@@ -16,6 +16,10 @@
 SHELL := /bin/bash
 
 O       ?= build
+# One spelling per build tree: an absolute O inside this directory is made
+# relative, so the targets recorded in the .d files match the next make's
+# however it is given O (else a changed header would not rebuild its objects).
+override O := $(patsubst $(CURDIR)/%,%,$(abspath $(O)))
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 DESTDIR ?=
