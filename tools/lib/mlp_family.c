@@ -20,7 +20,7 @@ struct mlp_model {
 	struct model base;
 	struct mlp l;
 	struct model_tensor tensors[2 * (MLP_MAX_DEPTH + 1)];
-	char gnames[MLP_MAX_DEPTH + 1][24];
+	char gnames[MLP_MAX_DEPTH + 1][MODEL_NAME_MAX];
 	const char *gptr[MLP_MAX_DEPTH + 1];
 };
 
@@ -32,9 +32,7 @@ struct mlp_diag {
 const struct mlp *
 mlp_of(const struct model *m)
 {
-	if (m->family != &mlp_family)
-		die("mlp_of: a model of family '%s', not mlp", m->family->name);
-	return &((const struct mlp_model *)m)->l;
+	return &((const struct mlp_model *)model_cast(m, &mlp_family, "mlp_of"))->l;
 }
 
 struct model *
@@ -46,34 +44,19 @@ mlp_model_new(const struct mlp_config *c)
 		free(mm);
 		return NULL;
 	}
-	mm->base.family = &mlp_family;
-	mm->base.p = c->p;
-	mm->base.nparams = mm->l.nparams;
-	mm->base.ntensors = 2 * mm->l.nlayers;
-	mm->base.ngroups = mm->l.nlayers;
 	for (int k = 0; k < 2 * mm->l.nlayers; k++) {
-		struct model_tensor *t = &mm->tensors[k];
+		char name[MODEL_NAME_MAX];
 		int64_t shape[2];
-		t->offset = mlp_tensor_info(&mm->l, k, &t->ndim, shape);
-		t->shape[0] = shape[0];
-		t->shape[1] = t->ndim == 2 ? shape[1] : 0;
-		t->numel = (size_t)shape[0] * (t->ndim == 2 ? (size_t)shape[1] : 1);
-		t->group = k / 2;
-		mlp_tensor_name(k, t->name, sizeof t->name);
+		int ndim;
+		size_t off = mlp_tensor_info(&mm->l, k, &ndim, shape);
+		mlp_tensor_name(k, name, sizeof name);
+		model_tensor_set(&mm->tensors[k], name, ndim, shape, off, k / 2);
 	}
-	for (int i = 0; i < mm->l.nlayers; i++) {
+	for (int i = 0; i < mm->l.nlayers; i++)
 		snprintf(mm->gnames[i], sizeof mm->gnames[i], "layers.%d", i);
-		mm->gptr[i] = mm->gnames[i];
-	}
-	mm->base.tensors = mm->tensors;
-	mm->base.group_names = mm->gptr;
+	model_base_init(&mm->base, &mlp_family, c->p, mm->tensors, 2 * mm->l.nlayers, mm->gnames,
+	    mm->gptr, mm->l.nlayers);
 	return &mm->base;
-}
-
-static void
-model_free_mlp(struct model *m)
-{
-	free(m);
 }
 
 static json_t *
@@ -147,14 +130,10 @@ to_meta(const struct model *m, struct st_writer *w)
 	st_writer_meta(w, "loss", mlp_loss_names[l->c.loss]);
 }
 
-/* Records keep depth and width at the top level: summarize and the plots read them there. */
 static void
 describe(const struct model *m, json_t *rec)
 {
-	const struct mlp *l = mlp_of(m);
-
-	json_object_set_new(rec, "depth", json_integer(l->c.depth));
-	json_object_set_new(rec, "width", json_integer(l->c.width));
+	model_record_shape(rec, mlp_of(m)->c.depth, mlp_of(m)->c.width);
 }
 
 static void
@@ -387,7 +366,7 @@ const struct model_family mlp_family = {
 	.describe = describe,
 	.summary = summary,
 	.check_frame = check_frame,
-	.free = model_free_mlp,
+	.free = model_free_one,
 	.init = init,
 	.chance_loss = chance_loss,
 	.work_new = work_new,

@@ -524,3 +524,69 @@ model_probes(const struct model *m)
 {
 	return m->family->probes;
 }
+
+const struct model *
+model_cast(const struct model *m, const struct model_family *f, const char *who)
+{
+	if (m->family != f)
+		die("%s: a model of family '%s', not %s", who, m->family->name, f->name);
+	return m;
+}
+
+void
+model_tensor_set(struct model_tensor *t, const char *name, int ndim, const int64_t *shape,
+    size_t offset, int group)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->name, sizeof t->name, "%s", name);
+	t->ndim = ndim;
+	t->numel = 1;
+	for (int i = 0; i < ndim; i++)
+		t->numel *= (size_t)(t->shape[i] = shape[i]);
+	t->offset = offset;
+	t->group = group;
+}
+
+void
+model_base_init(struct model *m, const struct model_family *f, int p,
+    const struct model_tensor *tensors, int ntensors, char (*gnames)[MODEL_NAME_MAX],
+    const char **gptr, int ngroups)
+{
+	size_t end = 0;
+
+	for (int k = 0; k < ntensors; k++) {
+		if (tensors[k].offset != end || tensors[k].group < 0 || tensors[k].group >= ngroups)
+			die("%s: tensor '%s' at %zu (group %d): the tensors do not tile theta in order",
+			    f->name, tensors[k].name, tensors[k].offset, tensors[k].group);
+		end += tensors[k].numel;
+	}
+	for (int g = 0; g < ngroups; g++)
+		gptr[g] = gnames[g];
+	m->family = f;
+	m->p = p;
+	m->nparams = end;
+	m->ntensors = ntensors;
+	m->ngroups = ngroups;
+	m->tensors = tensors;
+	m->group_names = gptr;
+}
+
+void
+model_free_one(struct model *m)
+{
+	free(m);
+}
+
+void
+model_record_shape(json_t *rec, int depth, int width)
+{
+	json_object_set_new(rec, "depth", json_integer(depth));
+	if (width > 0)
+		json_object_set_new(rec, "width", json_integer(width));
+}
+
+void
+model_point_init(struct model_point *pt, struct model_hvp *h, int rows, float scale)
+{
+	*pt = (struct model_point){.h = h, .rows = rows, .scale = scale};
+}

@@ -467,4 +467,35 @@ struct model_diag *model_diag_new(const struct model *m);   /* NULL if the famil
 void model_diag_free(struct model_diag *d);
 void model_diag_json(const struct model_diag *d, json_t *rec);
 
+/*
+ * --- Helpers for a family's own code (model.c) ---
+ * What every family's constructor and methods do alike, so that a
+ * family's file holds only what is its own.
+ */
+/* m, checked to be of family f: a model of another family is a bug (fatal), named by who. */
+const struct model *model_cast(const struct model *m, const struct model_family *f,
+    const char *who);
+/* Tensor t: its name, shape (ndim dims), place in theta and group; numel from the shape. */
+void model_tensor_set(struct model_tensor *t, const char *name, int ndim, const int64_t *shape,
+    size_t offset, int group);
+/*
+ * The base of a family's new model: family f, p, the tensors, and the
+ * groups named in gnames (gptr, ngroups entries, is pointed at them).
+ * nparams is where the last tensor ends; tensors that do not tile theta
+ * in order are a bug in the family (fatal).
+ */
+void model_base_init(struct model *m, const struct model_family *f, int p,
+    const struct model_tensor *tensors, int ntensors, char (*gnames)[MODEL_NAME_MAX],
+    const char **gptr, int ngroups);
+/* A family's free for a model that is one allocation. */
+void model_free_one(struct model *m);
+/*
+ * describe's shape fields: depth, and width when it is positive, at the
+ * top level of records, where summarize and the plots read them for
+ * every family (a transformer's depth is its layers; it has no width).
+ */
+void model_record_shape(json_t *rec, int depth, int width);
+/* A prepared point's base: its session, rows and scale, and no loss yet. */
+void model_point_init(struct model_point *pt, struct model_hvp *h, int rows, float scale);
+
 #endif

@@ -27,7 +27,7 @@ struct tfm_model {
 	struct model base;
 	struct tfm t;
 	struct model_tensor tensors[TFM_MAX_TENSORS];
-	char gnames[TFM_MAX_GROUPS][24];
+	char gnames[TFM_MAX_GROUPS][MODEL_NAME_MAX];
 	const char *gptr[TFM_MAX_GROUPS];
 };
 
@@ -80,9 +80,7 @@ tfm_work_of(struct model_work *mw, int naive)
 const struct tfm *
 tfm_of(const struct model *m)
 {
-	if (m->family != &transformer_family)
-		die("tfm_of: a model of family '%s', not transformer", m->family->name);
-	return &((const struct tfm_model *)m)->t;
+	return &((const struct tfm_model *)model_cast(m, &transformer_family, "tfm_of"))->t;
 }
 
 /* Group of tensor k: embed 0, blocks.l.attn 1 + 2l, blocks.l.mlp 2 + 2l, unembed last. */
@@ -101,44 +99,28 @@ struct model *
 tfm_model_new(const struct tfm_config *c)
 {
 	struct tfm_model *tm = xcalloc(1, sizeof *tm);
-	int ng;
+	int ng = 2 + 2 * c->layers;
 
 	if (tfm_layout(&tm->t, c) < 0) {
 		free(tm);
 		return NULL;
 	}
-	tm->base.family = &transformer_family;
-	tm->base.p = c->p;
-	tm->base.nparams = tm->t.nparams;
-	tm->base.ntensors = tm->t.ntensors;
 	for (int k = 0; k < tm->t.ntensors; k++) {
-		struct model_tensor *mt = &tm->tensors[k];
+		char name[MODEL_NAME_MAX];
 		int64_t shape[3];
-		mt->offset = tfm_tensor_info(&tm->t, k, mt->name, sizeof mt->name, &mt->ndim, shape);
-		mt->numel = 1;
-		for (int i = 0; i < mt->ndim; i++)
-			mt->numel *= (size_t)(mt->shape[i] = shape[i]);
-		mt->group = group_of(&tm->t, k);
+		int ndim;
+		size_t off = tfm_tensor_info(&tm->t, k, name, sizeof name, &ndim, shape);
+		model_tensor_set(&tm->tensors[k], name, ndim, shape, off, group_of(&tm->t, k));
 	}
-	ng = 2 + 2 * c->layers;
 	snprintf(tm->gnames[0], sizeof tm->gnames[0], "embed");
 	for (int l = 0; l < c->layers; l++) {
 		snprintf(tm->gnames[1 + 2 * l], sizeof tm->gnames[0], "blocks.%d.attn", l);
 		snprintf(tm->gnames[2 + 2 * l], sizeof tm->gnames[0], "blocks.%d.mlp", l);
 	}
 	snprintf(tm->gnames[ng - 1], sizeof tm->gnames[0], "unembed");
-	for (int g = 0; g < ng; g++)
-		tm->gptr[g] = tm->gnames[g];
-	tm->base.ngroups = ng;
-	tm->base.tensors = tm->tensors;
-	tm->base.group_names = tm->gptr;
+	model_base_init(&tm->base, &transformer_family, c->p, tm->tensors, tm->t.ntensors,
+	    tm->gnames, tm->gptr, ng);
 	return &tm->base;
-}
-
-static void
-model_free_tfm(struct model *m)
-{
-	free(m);
 }
 
 static json_t *
@@ -292,11 +274,10 @@ to_meta(const struct model *m, struct st_writer *w)
 	st_writer_meta(w, "act", tfm_act_names[c->act]);
 }
 
-/* depth at the top level of records: the study's by-depth summaries span both families. */
 static void
 describe(const struct model *m, json_t *rec)
 {
-	json_object_set_new(rec, "depth", json_integer(tfm_of(m)->c.layers));
+	model_record_shape(rec, tfm_of(m)->c.layers, 0);
 }
 
 static void
@@ -347,8 +328,6 @@ work_free(struct model_work *mw)
 {
 	struct tfm_mwork *w = (struct tfm_mwork *)mw;
 
-	if (!w)
-		return;
 	tfm_work_free(w->w);
 	tfm_work_free(w->naive);
 	free(w);
@@ -398,8 +377,6 @@ hvp_free(struct model_hvp *mh)
 {
 	struct tfm_mhvp *h = (struct tfm_mhvp *)mh;
 
-	if (!h)
-		return;
 	tfm_work_free(h->w);
 	tfm_work_free(h->gw);
 	free(h);
@@ -421,7 +398,7 @@ prepare(struct model_hvp *mh, const float *theta, const int32_t *x, const int32_
 		((struct tfm_diag *)diag)->rows += B;
 	}
 	e = tfm_hvp_eval(h->pt.s);
-	h->pt.base = (struct model_point){.h = mh, .rows = B, .scale = scale};
+	model_point_init(&h->pt.base, mh, B, scale);
 	add_eval(&h->pt.base.eval, &e);
 	return &h->pt.base;
 }
@@ -511,7 +488,7 @@ const struct model_family transformer_family = {
 	.describe = describe,
 	.summary = summary,
 	.check_frame = check_frame,
-	.free = model_free_tfm,
+	.free = model_free_one,
 	.init = init,
 	.work_new = work_new,
 	.work_free = work_free,
