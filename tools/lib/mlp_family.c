@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "gemm.h"
 #include "util.h"
 
 struct mlp_model {
@@ -174,6 +175,14 @@ chance_loss(const struct model *m)
 	const struct mlp *l = mlp_of(m);
 
 	return l->c.loss == MLP_CE ? log((double)l->c.p) : 1.0 / l->c.p;
+}
+
+/* The products go through gemm(): its own kernel or OpenBLAS, as gemm_setup chose. */
+static const char *
+kernel(const struct model *m)
+{
+	(void)m;
+	return gemm_kernel();
 }
 
 static struct model_work *
@@ -391,4 +400,5 @@ const struct model_family mlp_family = {
 	.diag_json = diag_json,
 	.probes = &mlp_probes,
 	.example_norms = example_norms,
+	.kernel = kernel,
 };

@@ -90,6 +90,12 @@ model_summary(const struct model *m, char *buf, size_t n)
 	json_decref(hp);
 }
 
+const char *
+model_kernel(const struct model *m)
+{
+	return m->family->kernel ? m->family->kernel(m) : "openblas";
+}
+
 const struct model_tensor *
 model_tensor_find(const struct model *m, const char *name)
 {

@@ -76,6 +76,9 @@
  *   5  example_norms: loss_grad that also returns each row's squared
  *      per-example gradient norm from the same pass, for the training
  *      log's per-example statistics and gradient noise scale.
+ *   6  kernel: what runs the family's matrix products, for the outputs'
+ *      blas.gemm (it was the process's gemm.h choice, whatever the
+ *      family, so a transformer's header named a kernel it never ran).
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -88,7 +91,7 @@
 #include "rng.h"
 #include "st.h"
 
-#define MODEL_FAMILY_VERSION 5
+#define MODEL_FAMILY_VERSION 6
 #define MODEL_NAME_MAX 64          /* tensor and group names, with the NUL */
 #define MODEL_MAX_DIMS 4
 
@@ -300,6 +303,16 @@ struct model_family {
 	void (*example_norms)(struct model_work *w, struct model_eval *ev, float *grad, double *sq,
 	    const float *theta, const int32_t *x, const int32_t *y, int B, float scale,
 	    struct model_diag *diag);
+
+	/* --- what runs the products (version 6) --- */
+	/*
+	 * (O) What runs the family's matrix products: "avx512" (gemm.h's own
+	 * kernel) or "openblas".  A family whose products go through gemm()
+	 * returns gemm_kernel() (the MLP); NULL: every product is a cblas
+	 * call, "openblas", and results are reproducible within OpenBLAS's
+	 * kernel family (blas_core()).
+	 */
+	const char *(*kernel)(const struct model *m);
 };
 
 /*
@@ -356,6 +369,8 @@ void model_free(struct model *m);
 void model_describe(const struct model *m, json_t *rec);
 /* summary's words, or the hyper-parameters' JSON. */
 void model_summary(const struct model *m, char *buf, size_t n);
+/* What runs m's matrix products (kernel's words): "avx512" or "openblas". */
+const char *model_kernel(const struct model *m);
 /* The tensor called name, or NULL. */
 const struct model_tensor *model_tensor_find(const struct model *m, const char *name);
 /* theta[lo, hi) of group g. */

@@ -771,7 +771,7 @@ header(struct run *r, json_t *inputs, int argc, char **argv)
 	json_object_set_new(h, "family", json_string(r->m->family->name));
 	json_object_set_new(h, "params", json_integer((json_int_t)r->m->nparams));
 	json_object_set_new(h, "run_id", json_string(r->run_id));
-	json_object_set_new(h, "blas", blas_json(r->cfg.threads));
+	json_object_set_new(h, "blas", blas_json(r->cfg.threads, model_kernel(r->m)));
 	json_object_set_new(h, "flush_denormals", json_boolean(flush_denormals()));
 	json_object_set_new(h, "resumed_from_step", r->cfg.resume ? json_integer(r->step) : json_null());
 	if (r->cfg.resume && r->resumed_steps != r->cfg.steps)
