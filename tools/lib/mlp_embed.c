@@ -16,6 +16,7 @@
 #include "mlp_embed.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -646,19 +647,22 @@ from_json(const json_t *hp, int p, char *err, size_t errlen)
 	return m;
 }
 
+static const struct model_meta_int meta_ints[] = {
+	{"p", 2, 4096, offsetof(struct mlp_embed_config, p)},
+	{"embed", 1, MLP_EMBED_MAX, offsetof(struct mlp_embed_config, embed)},
+	{"depth", 0, MLP_MAX_DEPTH, offsetof(struct mlp_embed_config, depth)},
+	{"width", 1, MLP_MAX_WIDTH, offsetof(struct mlp_embed_config, width)},
+};
+#define NMETA_INTS ((int)(sizeof meta_ints / sizeof meta_ints[0]))
+
 static struct model *
 from_meta(const struct st_frame *f, const char *name, char *err, size_t errlen)
 {
-	long long p, embed, depth, width;
 	struct mlp_embed_config c;
 	struct model *m;
 
-	if (ckpt_meta_long(f, "p", 2, 4096, &p, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "embed", 1, MLP_EMBED_MAX, &embed, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "depth", 0, MLP_MAX_DEPTH, &depth, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "width", 1, MLP_MAX_WIDTH, &width, name, err, errlen) < 0)
+	if (model_meta_read_ints(f, meta_ints, NMETA_INTS, &c, name, err, errlen) < 0)
 		return NULL;
-	c = (struct mlp_embed_config){(int)p, (int)embed, (int)depth, (int)width};
 	if (!(m = mlp_embed_model_new(&c)))
 		snprintf(err, errlen, "%s: the metadata describe no model this suite builds", name);
 	return m;
@@ -667,12 +671,7 @@ from_meta(const struct st_frame *f, const char *name, char *err, size_t errlen)
 static void
 to_meta(const struct model *m, struct st_writer *w)
 {
-	const struct emb *e = emb_of(m);
-
-	st_writer_meta_long(w, "p", e->c.p);
-	st_writer_meta_long(w, "embed", e->c.embed);
-	st_writer_meta_long(w, "depth", e->c.depth);
-	st_writer_meta_long(w, "width", e->c.width);
+	model_meta_write_ints(w, meta_ints, NMETA_INTS, &emb_of(m)->c);
 }
 
 static void

@@ -9,6 +9,7 @@
 #include "mlp.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,23 +96,25 @@ from_json(const json_t *hp, int p, char *err, size_t errlen)
 	return m;
 }
 
+/* The integers of the checkpoint metadata; encoding and loss are names. */
+static const struct model_meta_int meta_ints[] = {
+	{"p", 2, 4096, offsetof(struct mlp_config, p)},
+	{"depth", 0, MLP_MAX_DEPTH, offsetof(struct mlp_config, depth)},
+	{"width", 1, MLP_MAX_WIDTH, offsetof(struct mlp_config, width)},
+};
+#define NMETA_INTS ((int)(sizeof meta_ints / sizeof meta_ints[0]))
+
 static struct model *
 from_meta(const struct st_frame *f, const char *name, char *err, size_t errlen)
 {
 	struct mlp_config c;
 	struct model *m;
-	long long p, depth, width;
 	int enc, loss;
 
-	if (ckpt_meta_long(f, "p", 2, 4096, &p, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "depth", 0, MLP_MAX_DEPTH, &depth, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "width", 1, MLP_MAX_WIDTH, &width, name, err, errlen) < 0 ||
+	if (model_meta_read_ints(f, meta_ints, NMETA_INTS, &c, name, err, errlen) < 0 ||
 	    ckpt_meta_choice(f, "encoding", mlp_encoding_names, &enc, name, err, errlen) < 0 ||
 	    ckpt_meta_choice(f, "loss", mlp_loss_names, &loss, name, err, errlen) < 0)
 		return NULL;
-	c.p = (int)p;
-	c.depth = (int)depth;
-	c.width = (int)width;
 	c.encoding = (enum mlp_encoding)enc;
 	c.loss = (enum mlp_loss)loss;
 	if (!(m = mlp_model_new(&c)))
@@ -124,9 +127,7 @@ to_meta(const struct model *m, struct st_writer *w)
 {
 	const struct mlp *l = mlp_of(m);
 
-	st_writer_meta_long(w, "p", l->c.p);
-	st_writer_meta_long(w, "depth", l->c.depth);
-	st_writer_meta_long(w, "width", l->c.width);
+	model_meta_write_ints(w, meta_ints, NMETA_INTS, &l->c);
 	st_writer_meta(w, "encoding", mlp_encoding_names[l->c.encoding]);
 	st_writer_meta(w, "loss", mlp_loss_names[l->c.loss]);
 }

@@ -13,6 +13,7 @@
 #include <cblas.h>
 #undef I   /* complex.h, through OpenBLAS's cblas.h */
 
+#include "ckpt.h"
 #include "mlp.h"
 #include "mlp_embed.h"
 #include "transformer.h"
@@ -575,6 +576,26 @@ model_base_init(struct model *m, const struct model_family *f, int p,
 	m->ngroups = ngroups;
 	m->tensors = tensors;
 	m->group_names = gptr;
+}
+
+int
+model_meta_read_ints(const struct st_frame *f, const struct model_meta_int *k, int n, void *cfg,
+    const char *name, char *err, size_t errlen)
+{
+	for (int i = 0; i < n; i++) {
+		long long v;
+		if (ckpt_meta_long(f, k[i].key, k[i].lo, k[i].hi, &v, name, err, errlen) < 0)
+			return -1;
+		*(int *)((char *)cfg + k[i].off) = (int)v;
+	}
+	return 0;
+}
+
+void
+model_meta_write_ints(struct st_writer *w, const struct model_meta_int *k, int n, const void *cfg)
+{
+	for (int i = 0; i < n; i++)
+		st_writer_meta_long(w, k[i].key, *(const int *)((const char *)cfg + k[i].off));
 }
 
 void

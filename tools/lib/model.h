@@ -502,6 +502,22 @@ void model_tensor_set(struct model_tensor *t, const char *name, int ndim, const 
 void model_base_init(struct model *m, const struct model_family *f, int p,
     const struct model_tensor *tensors, int ntensors, char (*gnames)[MODEL_NAME_MAX],
     const char **gptr, int ngroups);
+/*
+ * An integer hyper-parameter a family keeps in its checkpoints' metadata:
+ * the key, its bounds, and where it lies in the family's config struct
+ * (an int, offsetof).  One table per family serves from_meta and to_meta.
+ */
+struct model_meta_int {
+	const char *key;
+	long long lo, hi;
+	size_t off;
+};
+/* Each of the n keys from f's metadata into the config at cfg, within bounds; 0, or -1 with err. */
+int model_meta_read_ints(const struct st_frame *f, const struct model_meta_int *k, int n,
+    void *cfg, const char *name, char *err, size_t errlen);
+/* Each of the n keys into the metadata, from the config at cfg, in the table's order. */
+void model_meta_write_ints(struct st_writer *w, const struct model_meta_int *k, int n,
+    const void *cfg);
 /* A family's free for a model that is one allocation. */
 void model_free_one(struct model *m);
 /*

@@ -11,6 +11,7 @@
 #include "transformer.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,26 +230,30 @@ meta_unit(const struct st_frame *f, const char *key, double *out, const char *na
 	return 0;
 }
 
+/* The integers of the checkpoint metadata (eq_token 0 or 1); attention, act and attn_coeff are not. */
+static const struct model_meta_int meta_ints[] = {
+	{"p", 2, 4096, offsetof(struct tfm_config, p)},
+	{"layers", 1, TFM_MAX_LAYERS, offsetof(struct tfm_config, layers)},
+	{"d_model", 1, TFM_MAX_DIM, offsetof(struct tfm_config, d_model)},
+	{"heads", 1, TFM_MAX_DIM, offsetof(struct tfm_config, heads)},
+	{"d_head", 1, TFM_MAX_DIM, offsetof(struct tfm_config, d_head)},
+	{"d_mlp", 1, 4 * TFM_MAX_DIM, offsetof(struct tfm_config, d_mlp)},
+	{"eq_token", 0, 1, offsetof(struct tfm_config, eq_token)},
+};
+#define NMETA_INTS ((int)(sizeof meta_ints / sizeof meta_ints[0]))
+
 static struct model *
 from_meta(const struct st_frame *f, const char *name, char *err, size_t errlen)
 {
 	struct tfm_config c;
 	struct model *m;
-	long long v[7];
-	const char *keys[7] = {"p", "layers", "d_model", "heads", "d_head", "d_mlp", "eq_token"};
-	const long long lo[7] = {2, 1, 1, 1, 1, 1, 0};
-	const long long hi[7] = {4096, TFM_MAX_LAYERS, TFM_MAX_DIM, TFM_MAX_DIM, TFM_MAX_DIM, 4 * TFM_MAX_DIM, 1};
 	int att, act;
 
-	for (int i = 0; i < 7; i++)
-		if (ckpt_meta_long(f, keys[i], lo[i], hi[i], &v[i], name, err, errlen) < 0)
-			return NULL;
-	if (ckpt_meta_choice(f, "attention", tfm_attention_names, &att, name, err, errlen) < 0 ||
+	if (model_meta_read_ints(f, meta_ints, NMETA_INTS, &c, name, err, errlen) < 0 ||
+	    ckpt_meta_choice(f, "attention", tfm_attention_names, &att, name, err, errlen) < 0 ||
 	    ckpt_meta_choice(f, "act", tfm_act_names, &act, name, err, errlen) < 0 ||
 	    meta_unit(f, "attn_coeff", &c.alpha, name, err, errlen) < 0)
 		return NULL;
-	c.p = (int)v[0], c.layers = (int)v[1], c.d_model = (int)v[2], c.heads = (int)v[3];
-	c.d_head = (int)v[4], c.d_mlp = (int)v[5], c.eq_token = (int)v[6];
 	c.attention = (enum tfm_attention)att;
 	c.act = (enum tfm_act)act;
 	if (!(m = tfm_model_new(&c)))
@@ -260,14 +265,9 @@ static void
 to_meta(const struct model *m, struct st_writer *w)
 {
 	const struct tfm_config *c = &tfm_of(m)->c;
-	const char *keys[7] = {"p", "layers", "d_model", "heads", "d_head", "d_mlp", "eq_token"};
-	int v[7] = {c->p, c->layers, c->d_model, c->heads, c->d_head, c->d_mlp, c->eq_token};
 	char buf[32];
 
-	for (int i = 0; i < 7; i++) {
-		snprintf(buf, sizeof buf, "%d", v[i]);
-		st_writer_meta(w, keys[i], buf);
-	}
+	model_meta_write_ints(w, meta_ints, NMETA_INTS, c);
 	st_writer_meta(w, "attention", tfm_attention_names[c->attention]);
 	snprintf(buf, sizeof buf, "%.17g", c->alpha);
 	st_writer_meta(w, "attn_coeff", buf);
