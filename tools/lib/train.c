@@ -923,3 +923,21 @@ train_run(const struct train_config *c, const char *tool, const char *family,
 	teardown(&r);
 	return rc;
 }
+
+int
+train_getopt(struct train_config *c, const struct option *own,
+    int (*own_option)(void *ctx, int code, const char *arg), void *ctx, int argc, char **argv,
+    const char *tool)
+{
+	struct option *longopts = train_longopts(own);
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (own_option(ctx, ch, optarg) || train_option(c, ch, optarg))
+			continue;
+		fprintf(stderr, "Try '%s --help' for more information.\n", tool);
+		exit(EXIT_USAGE);
+	}
+	free(longopts);
+	return optind;
+}
