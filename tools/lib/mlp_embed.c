@@ -683,10 +683,7 @@ describe(const struct model *m, json_t *rec)
 static void
 summary(const struct model *m, char *buf, size_t n)
 {
-	const struct emb *e = emb_of(m);
-
-	snprintf(buf, n, "p=%d embed=%d depth=%d width=%d", e->c.p, e->c.embed, e->c.depth,
-	    e->c.width);
+	model_meta_words(buf, n, meta_ints, NMETA_INTS, &emb_of(m)->c);
 }
 
 /* A linear layer beyond depth (net.{2+2(D+1)}.weight) means a different model. */
@@ -698,12 +695,7 @@ check_frame(const struct model *m, const struct st_frame *f, const char *name, c
 	char tname[MODEL_NAME_MAX];
 
 	snprintf(tname, sizeof tname, "net.%d.weight", 2 + 2 * e->L);
-	if (st_find(f, tname)) {
-		snprintf(err, errlen, "%s: has '%s', so more layers than depth %d", name, tname,
-		    e->c.depth);
-		return -1;
-	}
-	return 0;
+	return model_frame_deeper(f, tname, "layers than depth", e->c.depth, name, err, errlen);
 }
 
 static void

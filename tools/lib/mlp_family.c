@@ -142,9 +142,11 @@ static void
 summary(const struct model *m, char *buf, size_t n)
 {
 	const struct mlp *l = mlp_of(m);
+	size_t len;
 
-	snprintf(buf, n, "p=%d depth=%d width=%d %s", l->c.p, l->c.depth, l->c.width,
-	    mlp_encoding_names[l->c.encoding]);
+	model_meta_words(buf, n, meta_ints, NMETA_INTS, &l->c);
+	len = strlen(buf);
+	snprintf(buf + len, n - len, " %s", mlp_encoding_names[l->c.encoding]);
 }
 
 /* A tensor of another depth (layers.{D+1}.weight) means a different model. */
@@ -153,14 +155,10 @@ check_frame(const struct model *m, const struct st_frame *f, const char *name, c
     size_t errlen)
 {
 	const struct mlp *l = mlp_of(m);
-	char tname[64];
+	char tname[MODEL_NAME_MAX];
 
 	mlp_tensor_name(2 * l->nlayers, tname, sizeof tname);
-	if (st_find(f, tname)) {
-		snprintf(err, errlen, "%s: has '%s', so more layers than depth %d", name, tname, l->c.depth);
-		return -1;
-	}
-	return 0;
+	return model_frame_deeper(f, tname, "layers than depth", l->c.depth, name, err, errlen);
 }
 
 static void

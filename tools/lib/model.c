@@ -598,6 +598,32 @@ model_meta_write_ints(struct st_writer *w, const struct model_meta_int *k, int n
 		st_writer_meta_long(w, k[i].key, *(const int *)((const char *)cfg + k[i].off));
 }
 
+int
+model_frame_deeper(const struct st_frame *f, const char *tname, const char *what, int n,
+    const char *name, char *err, size_t errlen)
+{
+	if (!st_find(f, tname))
+		return 0;
+	snprintf(err, errlen, "%s: has '%s', so more %s %d", name, tname, what, n);
+	return -1;
+}
+
+void
+model_meta_words(char *buf, size_t n, const struct model_meta_int *k, int cnt, const void *cfg)
+{
+	size_t len = 0;
+
+	if (n)
+		buf[0] = '\0';
+	for (int i = 0; i < cnt && len < n; i++) {
+		int w = snprintf(buf + len, n - len, "%s%s=%d", i ? " " : "", k[i].key,
+		    *(const int *)((const char *)cfg + k[i].off));
+		if (w < 0)
+			break;
+		len += (size_t)w;
+	}
+}
+
 void
 model_free_one(struct model *m)
 {

@@ -518,6 +518,19 @@ int model_meta_read_ints(const struct st_frame *f, const struct model_meta_int *
 /* Each of the n keys into the metadata, from the config at cfg, in the table's order. */
 void model_meta_write_ints(struct st_writer *w, const struct model_meta_int *k, int n,
     const void *cfg);
+/*
+ * check_frame's test: -1 with err when f holds tensor tname, which only a
+ * deeper model than the metadata say has ("%s: has 'tname', so more
+ * <what> %d", e.g. what "layers than depth", n the depth), else 0.
+ */
+int model_frame_deeper(const struct st_frame *f, const char *tname, const char *what, int n,
+    const char *name, char *err, size_t errlen);
+/*
+ * summary's words for the integers of a meta table: "p=11 depth=2
+ * width=128", from the config at cfg, into buf (n bytes).
+ */
+void model_meta_words(char *buf, size_t n, const struct model_meta_int *k, int cnt,
+    const void *cfg);
 /* A family's free for a model that is one allocation. */
 void model_free_one(struct model *m);
 /*

@@ -295,15 +295,11 @@ static int
 check_frame(const struct model *m, const struct st_frame *f, const char *name, char *err,
     size_t errlen)
 {
-	char tname[64];
+	char tname[MODEL_NAME_MAX];
 
 	snprintf(tname, sizeof tname, "blocks.%d.attn.W_K", tfm_of(m)->c.layers);
-	if (st_find(f, tname)) {
-		snprintf(err, errlen, "%s: has '%s', so more blocks than layers %d", name, tname,
-		    tfm_of(m)->c.layers);
-		return -1;
-	}
-	return 0;
+	return model_frame_deeper(f, tname, "blocks than layers", tfm_of(m)->c.layers, name, err,
+	    errlen);
 }
 
 static void
