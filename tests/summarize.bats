@@ -287,16 +287,62 @@ progress_log() {
 	assert_equal "$(jq '.progress.restricted_step' <<<"${lines[1]}")" "$want"
 }
 
-@test "summarize: each run names the OpenBLAS kernel family it trained on, each group the families it mixes" {
+# The kernel train-mlp's own products run on here: gemm.c's where the CPU has AVX-512 (one thread).
+own_kernel() {
+	if grep -qw avx512f /proc/cpuinfo; then echo avx512; else echo openblas; fi
+}
+
+@test "summarize: each run names the kernel family its products ran on, each group the families it mixes" {
 	gen-modadd -p 11 -o d.st
 	train-mlp --data d.st --depth 1 --width 8 --steps 5 --tag k > a.jsonl
-	core=$(jq -r 'select(.record == "header") | .blas.core' a.jsonl)
+	want=$(own_kernel)
+	[ "$want" = avx512 ] || want=$(jq -r 'select(.record == "header") | .blas.core' a.jsonl)
 	run -0 summarize a.jsonl
-	assert_equal "$(jq -r 'select(.record == "run") | .blas_core' <<<"$output")" "$core"
+	assert_equal "$(jq -r 'select(.record == "run") | .blas_core' <<<"$output")" "$want"
 	run -0 summarize --group-by recipe a.jsonl
-	assert_equal "$(jq -c 'select(.record == "group") | .blas_cores' <<<"$output")" "[\"$core\"]"
+	assert_equal "$(jq -c 'select(.record == "group") | .blas_cores' <<<"$output")" "[\"$want\"]"
 	run -0 summarize --tsv a.jsonl
-	assert_equal "$(sed -n 2p <<<"$output" | awk -F'\t' '{ print $(NF - 1) }')" "$core"   # family is last
+	assert_equal "$(sed -n 2p <<<"$output" | awk -F'\t' '{ print $(NF - 1) }')" "$want"   # family is last
+}
+
+@test "headers name the kernel of their own family's products: train-mlp's, not the embedding MLP's or the transformer's" {
+	gen-modadd -p 11 -o d.st
+	train-mlp --data d.st --depth 1 --width 8 --steps 2 --ckpt-dir m > mlp.jsonl
+	GROKKIT_GEMM=openblas train-mlp --data d.st --depth 1 --width 8 --steps 2 --seed 1 > off.jsonl   # another run_id
+	train-mlp --data d.st --embed 4 --depth 1 --width 8 --steps 2 > emb.jsonl
+	train-transformer --data d.st --d-model 8 --heads 2 --steps 2 --log-every 2 --ckpt-dir t > tfm.jsonl
+	assert_equal "$(head -1 mlp.jsonl | jq -r .blas.gemm)" "$(own_kernel)"
+	assert_equal "$(head -1 off.jsonl | jq -r .blas.gemm)" openblas
+	assert_equal "$(head -1 emb.jsonl | jq -r .blas.gemm)" openblas
+	assert_equal "$(head -1 tfm.jsonl | jq -r .blas.gemm)" openblas
+	# one analysis may read several families: the header leaves gemm to each record
+	run -0 hess-eig --data d.st --top 1 m/step-00000002.safetensors t/step-00000002.safetensors
+	assert_equal "$(jq -c 'select(.record == "header") | .blas | has("gemm")' <<<"$output")" false
+	assert_equal "$(jq -r 'select(.record == "hessian") | "\(.family) \(.gemm)"' <<<"$output" | paste -sd,)" \
+	    "mlp $(own_kernel),transformer openblas"
+	core=$(head -1 tfm.jsonl | jq -r .blas.core)
+	run -0 summarize --tsv mlp.jsonl off.jsonl emb.jsonl tfm.jsonl
+	assert_equal "$(sed 1d <<<"$output" | awk -F'\t' '{ print $NF, $(NF - 1) }' | sort | paste -sd,)" \
+	    "$(printf '%s\n' "mlp $([ "$(own_kernel)" = avx512 ] && echo avx512 || echo "$core")" "mlp $core" \
+	    "mlp-embed $core" "transformer $core" | sort | paste -sd,)"
+}
+
+# kernel_log ID TOOL FAMILY BLAS: a one-point trainer log whose header's blas object is BLAS.
+kernel_log() {
+	printf '{"record":"header","tool":"%s","family":"%s","run_id":"%s","config":{"model":{"p":7},"seed":0},"blas":%s}\n' "$2" "$3" "$1" "$4"
+	printf '{"record":"metrics","step":0,"train_acc":0.1,"test_acc":0.1}\n'
+}
+
+@test "summarize: blas_core believes a header's gemm only for a family with a kernel of its own (older headers gave every family the MLP's)" {
+	kernel_log 1111 train-mlp mlp '{"core":"Zen","gemm":"avx512"}' > 1.jsonl
+	kernel_log 2222 train-mlp mlp '{"core":"Zen","gemm":"openblas"}' > 2.jsonl
+	kernel_log 3333 train-transformer transformer '{"core":"Zen","gemm":"avx512"}' > 3.jsonl
+	kernel_log 4444 train-mlp mlp-embed '{"core":"Zen","gemm":"avx512"}' > 4.jsonl
+	kernel_log 5555 train-mlp mlp '{"core":"Zen"}' > 5.jsonl   # before blas.gemm
+	kernel_log 6666 train-mlp mlp '{}' > 6.jsonl
+	run -0 summarize 1.jsonl 2.jsonl 3.jsonl 4.jsonl 5.jsonl 6.jsonl
+	assert_equal "$(jq -r 'select(.record == "run") | "\(.run_id):\(.family):\(.blas_core)"' <<<"$output" | sort | paste -sd,)" \
+	    "1111:mlp:avx512,2222:mlp:Zen,3333:transformer:Zen,4444:mlp-embed:Zen,5555:mlp:Zen,6666:mlp:null"
 }
 
 # tfm_log ID LAYERS SEED TAG [FAMILY] "step train test" ... : a train-transformer log by hand

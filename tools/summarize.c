@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "jsonl.h"
+#include "model.h"
 #include "opts.h"
 #include "sha256.h"
 #include "util.h"
@@ -70,7 +71,7 @@ struct run {
 	const char *file;
 	json_t *config, *data;      /* the trainer's header's config and data metadata */
 	json_t *family;             /* "mlp" or "transformer" (a string) */
-	char blas_core[32];         /* the OpenBLAS kernel family it trained on ("" if unknown) */
+	char blas_core[32];         /* the kernel family its products ran on ("" if unknown) */
 	char status[16];
 	struct point *pts;
 	size_t npts, cpts;
@@ -285,6 +286,27 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
 }
 
 /*
+ * The kernel family a run is reproducible within (docs/design.md), from
+ * its header's blas object: gemm where the products ran on a kernel of
+ * our own (gemm.h's "avx512"), else OpenBLAS's core.  Headers written
+ * before each family named its own kernel gave every family the MLP's
+ * gemm, so it is believed only for a family that has a kernel of its
+ * own (model.h's kernel method).
+ */
+static void
+blas_core_of(const char *family, const json_t *blas, char *out, size_t n)
+{
+	const struct model_family *f = family ? model_family_find(family) : NULL;
+	const char *gemm = json_string_value(json_object_get(blas, "gemm"));
+	const char *core = json_string_value(json_object_get(blas, "core"));
+
+	if (f && f->kernel && gemm && strcmp(gemm, "openblas") != 0)
+		snprintf(out, n, "%s", gemm);
+	else
+		snprintf(out, n, "%s", core ? core : "");
+}
+
+/*
  * A trainer's header opens its run: the config, family, data fraction and
  * BLAS kernels; *rid points into rec.  0, or -1 with err.
  */
@@ -318,9 +340,8 @@ run_from_header(json_t *rec, const char *file, const char *t, const char **rid, 
 	md = json_object_get(json_object_get(rec, "data"), "metadata");
 	fr = json_string_value(json_object_get(md, "frac"));
 	r->data = json_pack("{s:o}", "frac", fr ? jnum(strtod(fr, NULL)) : json_null());
-	/* Results are reproducible within one kernel family (docs/design.md). */
-	fr = json_string_value(json_object_get(json_object_get(rec, "blas"), "core"));
-	snprintf(r->blas_core, sizeof r->blas_core, "%s", fr ? fr : "");
+	blas_core_of(json_string_value(r->family), json_object_get(rec, "blas"), r->blas_core,
+	    sizeof r->blas_core);
 	return 0;
 }
 

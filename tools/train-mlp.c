@@ -91,10 +91,11 @@ struct model_opts {
 	int set_encoding, set_loss;
 };
 
-/* The model's options into o; 0 if code is not one of them. */
+/* The model's options into o (a struct model_opts); 0 if code is not one of them. */
 static int
-model_option(struct model_opts *o, int code, const char *arg)
+model_option(void *ctx, int code, const char *arg)
 {
+	struct model_opts *o = ctx;
 	struct mlp_config *m = &o->m;
 
 	switch (code) {
@@ -131,20 +132,13 @@ check_embed(const struct model_opts *o)
 static void
 parse_args(struct model_opts *o, struct train_config *c, int argc, char **argv)
 {
-	struct option *longopts = train_longopts(model_options);
-	int ch;
+	int first;
 
 	*o = (struct model_opts){{0, 2, 128, MLP_ONEHOT, MLP_CE}, 0, 0, 0};
 	train_defaults(c);
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (model_option(o, ch, optarg) || train_option(c, ch, optarg))
-			continue;
-		fprintf(stderr, "Try 'train-mlp --help' for more information.\n");
-		exit(EXIT_USAGE);
-	}
-	free(longopts);
+	first = train_getopt(c, model_options, model_option, o, argc, argv, "train-mlp");
 	check_embed(o);
-	train_check(c, argc, argv, optind, "train-mlp");
+	train_check(c, argc, argv, first, "train-mlp");
 }
 
 int

@@ -90,10 +90,12 @@ static const struct option model_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
-/* The model's options into c; 0 if code is not one of them. */
+/* The model's options into ctx (a struct tfm_config); 0 if code is not one of them. */
 static int
-model_option(struct tfm_config *c, int code, const char *arg)
+model_option(void *ctx, int code, const char *arg)
 {
+	struct tfm_config *c = ctx;
+
 	switch (code) {
 	case O_LAYERS: c->layers = (int)opt_int("--layers", arg, 1, TFM_MAX_LAYERS); break;
 	case O_DMODEL: c->d_model = (int)opt_int("--d-model", arg, 1, TFM_MAX_DIM); break;
@@ -130,8 +132,7 @@ derive(struct tfm_config *m)
 static void
 parse_args(struct tfm_config *m, struct train_config *c, int argc, char **argv)
 {
-	struct option *longopts = train_longopts(model_options);
-	int ch;
+	int first;
 
 	*m = (struct tfm_config){.layers = 1, .d_model = 128, .heads = 4, .attention = TFM_CAUSAL,
 	    .alpha = 1, .act = TFM_RELU, .eq_token = 1};
@@ -140,15 +141,9 @@ parse_args(struct tfm_config *m, struct train_config *c, int argc, char **argv)
 	c->opt.beta2 = 0.98;
 	c->warmup = 10;
 	c->warmup_origin = 0;   /* LambdaLR(lambda s: min(s / 10, 1)): step 0 at lr 0 */
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (model_option(m, ch, optarg) || train_option(c, ch, optarg))
-			continue;
-		fprintf(stderr, "Try 'train-transformer --help' for more information.\n");
-		exit(EXIT_USAGE);
-	}
-	free(longopts);
+	first = train_getopt(c, model_options, model_option, m, argc, argv, "train-transformer");
 	derive(m);
-	train_check(c, argc, argv, optind, "train-transformer");
+	train_check(c, argc, argv, first, "train-transformer");
 }
 
 int

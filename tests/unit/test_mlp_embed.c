@@ -324,6 +324,50 @@ ref_main(const char *in, const char *outpath)
 	return 0;
 }
 
+/*
+ * The metadata a family's to_meta writes, read back by its from_meta (the
+ * meta tables in model.c); its summary's words; and check_frame's refusal
+ * of a frame that holds the tensor of a deeper model (deeper), with the
+ * message msg.
+ */
+static void
+meta_round_trip(const char *family, const char *hp_json, const char *words, const char *deeper,
+    const char *msg)
+{
+	char err[ST_ERRLEN] = "", buf[128];
+	json_t *hp = json_loads(hp_json, 0, NULL), *a, *b = NULL;
+	struct model *m = model_new_json(family, hp, 11, err, sizeof err), *m2 = NULL;
+	struct st_writer w;
+	struct st_frame f;
+	FILE *fp = tmpfile();
+	const float z = 0.0f;
+	const int64_t one = 1;
+
+	if (!m || !fp)
+		die("%s: %s", family, m ? "no temporary file" : err);
+	st_writer_init(&w);
+	m->family->to_meta(m, &w);
+	st_writer_add(&w, deeper, ST_F32, 1, &one, &z);
+	if (st_write(&w, fp) < 0 || fseek(fp, 0, SEEK_SET) < 0 || st_read(&f, fp, "t.st", err, sizeof err) < 0)
+		die("%s: the frame does not read back: %s", family, err);
+	a = m->family->hparams_json(m);
+	if ((m2 = m->family->from_meta(&f, "t.st", err, sizeof err)))
+		b = m2->family->hparams_json(m2);
+	ok(b && json_equal(a, b), "%s: to_meta's metadata read back by from_meta", family);
+	model_summary(m, buf, sizeof buf);
+	ok(strcmp(buf, words) == 0, "%s: summary '%s'", family, buf);
+	ok(m->family->check_frame(m, &f, "t.st", err, sizeof err) < 0 && strcmp(err, msg) == 0,
+	    "%s: a frame with '%s' refused: %s", family, deeper, err);
+	json_decref(a);
+	json_decref(b);
+	json_decref(hp);
+	model_free(m2);
+	model_free(m);
+	st_free(&f);
+	st_writer_free(&w);
+	fclose(fp);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -337,5 +381,9 @@ main(int argc, char **argv)
 	check_config(5, 2, 2, 4);
 	check_config(7, 3, 0, 1);
 	layout_and_init();
+	meta_round_trip("mlp-embed", "{\"embed\": 4, \"depth\": 1, \"width\": 8}",
+	    "p=11 embed=4 depth=1 width=8", "net.6.weight", "t.st: has 'net.6.weight', so more layers than depth 1");
+	meta_round_trip("mlp", "{\"depth\": 2, \"width\": 8, \"encoding\": \"int\", \"loss\": \"mse\"}",
+	    "p=11 depth=2 width=8 int", "layers.3.weight", "t.st: has 'layers.3.weight', so more layers than depth 2");
 	return tap_done();
 }

@@ -43,7 +43,7 @@ analysis_header(const struct analysis *a, const char *tool, int argc, char **arg
 	json_t *header = jsonl_header(tool, argc, argv, seed, config);
 
 	json_object_set_new(json_object_get(header, "inputs"), "data", json_string(a->d.digest));
-	json_object_set_new(header, "blas", blas_json(a->threads));
+	json_object_set_new(header, "blas", blas_json(a->threads, NULL));
 	jsonl_emit(stdout, header);
 }
 
@@ -86,6 +86,8 @@ analysis_record(const char *kind, const struct analysis_ckpt *c)
 
 	model_describe(c->m, rec);
 	json_object_set_new(rec, "params", json_integer((json_int_t)c->m->nparams));
+	/* the header cannot say it: one run may read checkpoints of several families */
+	json_object_set_new(rec, "gemm", json_string(model_kernel(c->m)));
 	return rec;
 }
 

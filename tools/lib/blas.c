@@ -61,10 +61,14 @@ blas_setup(int threads, char **argv)
 }
 
 json_t *
-blas_json(int threads)
+blas_json(int threads, const char *gemm)
 {
-	return json_pack("{s:s, s:s, s:i, s:s}", "config", openblas_get_config(),
-	    "core", openblas_get_corename(), "threads", threads, "gemm", gemm_kernel());
+	json_t *b = json_pack("{s:s, s:s, s:i}", "config", openblas_get_config(),
+	    "core", openblas_get_corename(), "threads", threads);
+
+	if (gemm)
+		json_object_set_new(b, "gemm", json_string(gemm));
+	return b;
 }
 
 const char *

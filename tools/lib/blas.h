@@ -13,9 +13,12 @@
 void blas_setup(int threads, char **argv);
 /*
  * For headers: {"config": OpenBLAS's build, "core": its kernels,
- * "threads", "gemm": what runs the MLP's products (gemm.h)}.
+ * "threads", "gemm": what ran the output's matrix products (model_kernel:
+ * "avx512" or "openblas")}.  gemm NULL leaves "gemm" out, for a tool
+ * whose products depend on each input's model family (the analyses:
+ * each record names its own).
  */
-json_t *blas_json(int threads);
+json_t *blas_json(int threads, const char *gemm);
 const char *blas_core(void);
 
 #endif

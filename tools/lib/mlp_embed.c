@@ -16,6 +16,7 @@
 #include "mlp_embed.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@ struct emb {
 	size_t woff[MLP_MAX_DEPTH + 1], boff[MLP_MAX_DEPTH + 1];
 	struct model_tensor tensors[1 + 2 * (MLP_MAX_DEPTH + 1)];
 	float *tbl;                           /* (E, V) the probes' transposed table (embedding) */
-	char gnames[MLP_MAX_DEPTH + 2][16];
+	char gnames[MLP_MAX_DEPTH + 2][MODEL_NAME_MAX];
 	const char *gptr[MLP_MAX_DEPTH + 2];
 };
 
@@ -75,24 +76,16 @@ struct emb_hvp {
 static const struct emb *
 emb_of(const struct model *m)
 {
-	if (m->family != &mlp_embed_family)
-		die("emb_of: a model of family '%s', not mlp-embed", m->family->name);
-	return (const struct emb *)m;
+	return (const struct emb *)model_cast(m, &mlp_embed_family, "emb_of");
 }
 
+/* Tensor k of e: a matrix (d0, d1), or a vector (d0) when d1 is 0. */
 static void
-add_tensor(struct emb *e, int k, const char *name, int ndim, int64_t d0, int64_t d1,
-    size_t off, int group)
+add_tensor(struct emb *e, int k, const char *name, int64_t d0, int64_t d1, size_t off, int group)
 {
-	struct model_tensor *t = &e->tensors[k];
+	const int64_t shape[2] = {d0, d1};
 
-	snprintf(t->name, sizeof t->name, "%s", name);
-	t->ndim = ndim;
-	t->shape[0] = d0;
-	t->shape[1] = ndim == 2 ? d1 : 0;
-	t->offset = off;
-	t->numel = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
-	t->group = group;
+	model_tensor_set(&e->tensors[k], name, d1 ? 2 : 1, shape, off, group);
 }
 
 struct model *
@@ -109,7 +102,7 @@ mlp_embed_model_new(const struct mlp_embed_config *c)
 	e->c = *c;
 	e->V = c->p + 2;
 	e->L = c->depth + 1;
-	add_tensor(e, 0, "net.0.weight", 2, e->V, c->embed, 0, 0);
+	add_tensor(e, 0, "net.0.weight", e->V, c->embed, 0, 0);
 	off = (size_t)e->V * (size_t)c->embed;
 	snprintf(e->gnames[0], sizeof e->gnames[0], "net.0");
 	for (int i = 0; i < e->L; i++) {
@@ -117,23 +110,16 @@ mlp_embed_model_new(const struct mlp_embed_config *c)
 		e->out[i] = i == c->depth ? e->V : c->width;
 		e->woff[i] = off;
 		snprintf(name, sizeof name, "net.%d.weight", 2 + 2 * i);
-		add_tensor(e, 1 + 2 * i, name, 2, e->out[i], e->in[i], off, 1 + i);
+		add_tensor(e, 1 + 2 * i, name, e->out[i], e->in[i], off, 1 + i);
 		off += (size_t)e->in[i] * (size_t)e->out[i];
 		e->boff[i] = off;
 		snprintf(name, sizeof name, "net.%d.bias", 2 + 2 * i);
-		add_tensor(e, 2 + 2 * i, name, 1, e->out[i], 0, off, 1 + i);
+		add_tensor(e, 2 + 2 * i, name, e->out[i], 0, off, 1 + i);
 		off += (size_t)e->out[i];
 		snprintf(e->gnames[1 + i], sizeof e->gnames[1 + i], "net.%d", 2 + 2 * i);
 	}
-	for (int g = 0; g <= e->L; g++)
-		e->gptr[g] = e->gnames[g];
-	e->base.family = &mlp_embed_family;
-	e->base.p = c->p;
-	e->base.nparams = off;
-	e->base.ntensors = 1 + 2 * e->L;
-	e->base.ngroups = 1 + e->L;
-	e->base.tensors = e->tensors;
-	e->base.group_names = e->gptr;
+	model_base_init(&e->base, &mlp_embed_family, c->p, e->tensors, 1 + 2 * e->L, e->gnames,
+	    e->gptr, 1 + e->L);
 	return &e->base;
 }
 
@@ -661,19 +647,22 @@ from_json(const json_t *hp, int p, char *err, size_t errlen)
 	return m;
 }
 
+static const struct model_meta_int meta_ints[] = {
+	{"p", 2, 4096, offsetof(struct mlp_embed_config, p)},
+	{"embed", 1, MLP_EMBED_MAX, offsetof(struct mlp_embed_config, embed)},
+	{"depth", 0, MLP_MAX_DEPTH, offsetof(struct mlp_embed_config, depth)},
+	{"width", 1, MLP_MAX_WIDTH, offsetof(struct mlp_embed_config, width)},
+};
+#define NMETA_INTS ((int)(sizeof meta_ints / sizeof meta_ints[0]))
+
 static struct model *
 from_meta(const struct st_frame *f, const char *name, char *err, size_t errlen)
 {
-	long long p, embed, depth, width;
 	struct mlp_embed_config c;
 	struct model *m;
 
-	if (ckpt_meta_long(f, "p", 2, 4096, &p, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "embed", 1, MLP_EMBED_MAX, &embed, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "depth", 0, MLP_MAX_DEPTH, &depth, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "width", 1, MLP_MAX_WIDTH, &width, name, err, errlen) < 0)
+	if (model_meta_read_ints(f, meta_ints, NMETA_INTS, &c, name, err, errlen) < 0)
 		return NULL;
-	c = (struct mlp_embed_config){(int)p, (int)embed, (int)depth, (int)width};
 	if (!(m = mlp_embed_model_new(&c)))
 		snprintf(err, errlen, "%s: the metadata describe no model this suite builds", name);
 	return m;
@@ -682,31 +671,19 @@ from_meta(const struct st_frame *f, const char *name, char *err, size_t errlen)
 static void
 to_meta(const struct model *m, struct st_writer *w)
 {
-	const struct emb *e = emb_of(m);
-
-	st_writer_meta_long(w, "p", e->c.p);
-	st_writer_meta_long(w, "embed", e->c.embed);
-	st_writer_meta_long(w, "depth", e->c.depth);
-	st_writer_meta_long(w, "width", e->c.width);
+	model_meta_write_ints(w, meta_ints, NMETA_INTS, &emb_of(m)->c);
 }
 
-/* Records keep depth and width at the top level, as the MLP's: summarize and the plots read them. */
 static void
 describe(const struct model *m, json_t *rec)
 {
-	const struct emb *e = emb_of(m);
-
-	json_object_set_new(rec, "depth", json_integer(e->c.depth));
-	json_object_set_new(rec, "width", json_integer(e->c.width));
+	model_record_shape(rec, emb_of(m)->c.depth, emb_of(m)->c.width);
 }
 
 static void
 summary(const struct model *m, char *buf, size_t n)
 {
-	const struct emb *e = emb_of(m);
-
-	snprintf(buf, n, "p=%d embed=%d depth=%d width=%d", e->c.p, e->c.embed, e->c.depth,
-	    e->c.width);
+	model_meta_words(buf, n, meta_ints, NMETA_INTS, &emb_of(m)->c);
 }
 
 /* A linear layer beyond depth (net.{2+2(D+1)}.weight) means a different model. */
@@ -718,12 +695,7 @@ check_frame(const struct model *m, const struct st_frame *f, const char *name, c
 	char tname[MODEL_NAME_MAX];
 
 	snprintf(tname, sizeof tname, "net.%d.weight", 2 + 2 * e->L);
-	if (st_find(f, tname)) {
-		snprintf(err, errlen, "%s: has '%s', so more layers than depth %d", name, tname,
-		    e->c.depth);
-		return -1;
-	}
-	return 0;
+	return model_frame_deeper(f, tname, "layers than depth", e->c.depth, name, err, errlen);
 }
 
 static void
@@ -797,8 +769,6 @@ hvp_free(struct model_hvp *mh)
 {
 	struct emb_hvp *h = (struct emb_hvp *)mh;
 
-	if (!h)
-		return;
 	emb_work_free(h->w);
 	free(h->mem);
 	free(h);
@@ -812,10 +782,7 @@ prepare(struct model_hvp *mh, const float *theta, const int32_t *x, const int32_
 	struct emb_point *pt = &h->pt;
 
 	(void)diag;
-	memset(pt, 0, sizeof *pt);
-	pt->base.h = mh;
-	pt->base.rows = B;
-	pt->base.scale = scale;
+	model_point_init(&pt->base, mh, B, scale);
 	pt->theta = theta;
 	pt->x = x;
 	pt->y = y;

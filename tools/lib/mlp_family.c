@@ -9,18 +9,20 @@
 #include "mlp.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ckpt.h"
+#include "gemm.h"
 #include "util.h"
 
 struct mlp_model {
 	struct model base;
 	struct mlp l;
 	struct model_tensor tensors[2 * (MLP_MAX_DEPTH + 1)];
-	char gnames[MLP_MAX_DEPTH + 1][24];
+	char gnames[MLP_MAX_DEPTH + 1][MODEL_NAME_MAX];
 	const char *gptr[MLP_MAX_DEPTH + 1];
 };
 
@@ -32,9 +34,7 @@ struct mlp_diag {
 const struct mlp *
 mlp_of(const struct model *m)
 {
-	if (m->family != &mlp_family)
-		die("mlp_of: a model of family '%s', not mlp", m->family->name);
-	return &((const struct mlp_model *)m)->l;
+	return &((const struct mlp_model *)model_cast(m, &mlp_family, "mlp_of"))->l;
 }
 
 struct model *
@@ -46,34 +46,19 @@ mlp_model_new(const struct mlp_config *c)
 		free(mm);
 		return NULL;
 	}
-	mm->base.family = &mlp_family;
-	mm->base.p = c->p;
-	mm->base.nparams = mm->l.nparams;
-	mm->base.ntensors = 2 * mm->l.nlayers;
-	mm->base.ngroups = mm->l.nlayers;
 	for (int k = 0; k < 2 * mm->l.nlayers; k++) {
-		struct model_tensor *t = &mm->tensors[k];
+		char name[MODEL_NAME_MAX];
 		int64_t shape[2];
-		t->offset = mlp_tensor_info(&mm->l, k, &t->ndim, shape);
-		t->shape[0] = shape[0];
-		t->shape[1] = t->ndim == 2 ? shape[1] : 0;
-		t->numel = (size_t)shape[0] * (t->ndim == 2 ? (size_t)shape[1] : 1);
-		t->group = k / 2;
-		mlp_tensor_name(k, t->name, sizeof t->name);
+		int ndim;
+		size_t off = mlp_tensor_info(&mm->l, k, &ndim, shape);
+		mlp_tensor_name(k, name, sizeof name);
+		model_tensor_set(&mm->tensors[k], name, ndim, shape, off, k / 2);
 	}
-	for (int i = 0; i < mm->l.nlayers; i++) {
+	for (int i = 0; i < mm->l.nlayers; i++)
 		snprintf(mm->gnames[i], sizeof mm->gnames[i], "layers.%d", i);
-		mm->gptr[i] = mm->gnames[i];
-	}
-	mm->base.tensors = mm->tensors;
-	mm->base.group_names = mm->gptr;
+	model_base_init(&mm->base, &mlp_family, c->p, mm->tensors, 2 * mm->l.nlayers, mm->gnames,
+	    mm->gptr, mm->l.nlayers);
 	return &mm->base;
-}
-
-static void
-model_free_mlp(struct model *m)
-{
-	free(m);
 }
 
 static json_t *
@@ -111,23 +96,25 @@ from_json(const json_t *hp, int p, char *err, size_t errlen)
 	return m;
 }
 
+/* The integers of the checkpoint metadata; encoding and loss are names. */
+static const struct model_meta_int meta_ints[] = {
+	{"p", 2, 4096, offsetof(struct mlp_config, p)},
+	{"depth", 0, MLP_MAX_DEPTH, offsetof(struct mlp_config, depth)},
+	{"width", 1, MLP_MAX_WIDTH, offsetof(struct mlp_config, width)},
+};
+#define NMETA_INTS ((int)(sizeof meta_ints / sizeof meta_ints[0]))
+
 static struct model *
 from_meta(const struct st_frame *f, const char *name, char *err, size_t errlen)
 {
 	struct mlp_config c;
 	struct model *m;
-	long long p, depth, width;
 	int enc, loss;
 
-	if (ckpt_meta_long(f, "p", 2, 4096, &p, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "depth", 0, MLP_MAX_DEPTH, &depth, name, err, errlen) < 0 ||
-	    ckpt_meta_long(f, "width", 1, MLP_MAX_WIDTH, &width, name, err, errlen) < 0 ||
+	if (model_meta_read_ints(f, meta_ints, NMETA_INTS, &c, name, err, errlen) < 0 ||
 	    ckpt_meta_choice(f, "encoding", mlp_encoding_names, &enc, name, err, errlen) < 0 ||
 	    ckpt_meta_choice(f, "loss", mlp_loss_names, &loss, name, err, errlen) < 0)
 		return NULL;
-	c.p = (int)p;
-	c.depth = (int)depth;
-	c.width = (int)width;
 	c.encoding = (enum mlp_encoding)enc;
 	c.loss = (enum mlp_loss)loss;
 	if (!(m = mlp_model_new(&c)))
@@ -140,30 +127,26 @@ to_meta(const struct model *m, struct st_writer *w)
 {
 	const struct mlp *l = mlp_of(m);
 
-	st_writer_meta_long(w, "p", l->c.p);
-	st_writer_meta_long(w, "depth", l->c.depth);
-	st_writer_meta_long(w, "width", l->c.width);
+	model_meta_write_ints(w, meta_ints, NMETA_INTS, &l->c);
 	st_writer_meta(w, "encoding", mlp_encoding_names[l->c.encoding]);
 	st_writer_meta(w, "loss", mlp_loss_names[l->c.loss]);
 }
 
-/* Records keep depth and width at the top level: summarize and the plots read them there. */
 static void
 describe(const struct model *m, json_t *rec)
 {
-	const struct mlp *l = mlp_of(m);
-
-	json_object_set_new(rec, "depth", json_integer(l->c.depth));
-	json_object_set_new(rec, "width", json_integer(l->c.width));
+	model_record_shape(rec, mlp_of(m)->c.depth, mlp_of(m)->c.width);
 }
 
 static void
 summary(const struct model *m, char *buf, size_t n)
 {
 	const struct mlp *l = mlp_of(m);
+	size_t len;
 
-	snprintf(buf, n, "p=%d depth=%d width=%d %s", l->c.p, l->c.depth, l->c.width,
-	    mlp_encoding_names[l->c.encoding]);
+	model_meta_words(buf, n, meta_ints, NMETA_INTS, &l->c);
+	len = strlen(buf);
+	snprintf(buf + len, n - len, " %s", mlp_encoding_names[l->c.encoding]);
 }
 
 /* A tensor of another depth (layers.{D+1}.weight) means a different model. */
@@ -172,14 +155,10 @@ check_frame(const struct model *m, const struct st_frame *f, const char *name, c
     size_t errlen)
 {
 	const struct mlp *l = mlp_of(m);
-	char tname[64];
+	char tname[MODEL_NAME_MAX];
 
 	mlp_tensor_name(2 * l->nlayers, tname, sizeof tname);
-	if (st_find(f, tname)) {
-		snprintf(err, errlen, "%s: has '%s', so more layers than depth %d", name, tname, l->c.depth);
-		return -1;
-	}
-	return 0;
+	return model_frame_deeper(f, tname, "layers than depth", l->c.depth, name, err, errlen);
 }
 
 static void
@@ -195,6 +174,14 @@ chance_loss(const struct model *m)
 	const struct mlp *l = mlp_of(m);
 
 	return l->c.loss == MLP_CE ? log((double)l->c.p) : 1.0 / l->c.p;
+}
+
+/* The products go through gemm(): its own kernel or OpenBLAS, as gemm_setup chose. */
+static const char *
+kernel(const struct model *m)
+{
+	(void)m;
+	return gemm_kernel();
 }
 
 static struct model_work *
@@ -387,7 +374,7 @@ const struct model_family mlp_family = {
 	.describe = describe,
 	.summary = summary,
 	.check_frame = check_frame,
-	.free = model_free_mlp,
+	.free = model_free_one,
 	.init = init,
 	.chance_loss = chance_loss,
 	.work_new = work_new,
@@ -412,4 +399,5 @@ const struct model_family mlp_family = {
 	.diag_json = diag_json,
 	.probes = &mlp_probes,
 	.example_norms = example_norms,
+	.kernel = kernel,
 };

@@ -13,6 +13,7 @@
 #include <cblas.h>
 #undef I   /* complex.h, through OpenBLAS's cblas.h */
 
+#include "ckpt.h"
 #include "mlp.h"
 #include "mlp_embed.h"
 #include "transformer.h"
@@ -88,6 +89,12 @@ model_summary(const struct model *m, char *buf, size_t n)
 	snprintf(buf, n, "%s %s", m->family->name, s ? s : "?");
 	free(s);
 	json_decref(hp);
+}
+
+const char *
+model_kernel(const struct model *m)
+{
+	return m->family->kernel ? m->family->kernel(m) : "openblas";
 }
 
 const struct model_tensor *
@@ -523,4 +530,116 @@ const struct model_probes *
 model_probes(const struct model *m)
 {
 	return m->family->probes;
+}
+
+const struct model *
+model_cast(const struct model *m, const struct model_family *f, const char *who)
+{
+	if (m->family != f)
+		die("%s: a model of family '%s', not %s", who, m->family->name, f->name);
+	return m;
+}
+
+void
+model_tensor_set(struct model_tensor *t, const char *name, int ndim, const int64_t *shape,
+    size_t offset, int group)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->name, sizeof t->name, "%s", name);
+	t->ndim = ndim;
+	t->numel = 1;
+	for (int i = 0; i < ndim; i++)
+		t->numel *= (size_t)(t->shape[i] = shape[i]);
+	t->offset = offset;
+	t->group = group;
+}
+
+void
+model_base_init(struct model *m, const struct model_family *f, int p,
+    const struct model_tensor *tensors, int ntensors, char (*gnames)[MODEL_NAME_MAX],
+    const char **gptr, int ngroups)
+{
+	size_t end = 0;
+
+	for (int k = 0; k < ntensors; k++) {
+		if (tensors[k].offset != end || tensors[k].group < 0 || tensors[k].group >= ngroups)
+			die("%s: tensor '%s' at %zu (group %d): the tensors do not tile theta in order",
+			    f->name, tensors[k].name, tensors[k].offset, tensors[k].group);
+		end += tensors[k].numel;
+	}
+	for (int g = 0; g < ngroups; g++)
+		gptr[g] = gnames[g];
+	m->family = f;
+	m->p = p;
+	m->nparams = end;
+	m->ntensors = ntensors;
+	m->ngroups = ngroups;
+	m->tensors = tensors;
+	m->group_names = gptr;
+}
+
+int
+model_meta_read_ints(const struct st_frame *f, const struct model_meta_int *k, int n, void *cfg,
+    const char *name, char *err, size_t errlen)
+{
+	for (int i = 0; i < n; i++) {
+		long long v;
+		if (ckpt_meta_long(f, k[i].key, k[i].lo, k[i].hi, &v, name, err, errlen) < 0)
+			return -1;
+		*(int *)((char *)cfg + k[i].off) = (int)v;
+	}
+	return 0;
+}
+
+void
+model_meta_write_ints(struct st_writer *w, const struct model_meta_int *k, int n, const void *cfg)
+{
+	for (int i = 0; i < n; i++)
+		st_writer_meta_long(w, k[i].key, *(const int *)((const char *)cfg + k[i].off));
+}
+
+int
+model_frame_deeper(const struct st_frame *f, const char *tname, const char *what, int n,
+    const char *name, char *err, size_t errlen)
+{
+	if (!st_find(f, tname))
+		return 0;
+	snprintf(err, errlen, "%s: has '%s', so more %s %d", name, tname, what, n);
+	return -1;
+}
+
+void
+model_meta_words(char *buf, size_t n, const struct model_meta_int *k, int cnt, const void *cfg)
+{
+	size_t len = 0;
+
+	if (n)
+		buf[0] = '\0';
+	for (int i = 0; i < cnt && len < n; i++) {
+		int w = snprintf(buf + len, n - len, "%s%s=%d", i ? " " : "", k[i].key,
+		    *(const int *)((const char *)cfg + k[i].off));
+		if (w < 0)
+			break;
+		len += (size_t)w;
+	}
+}
+
+void
+model_free_one(struct model *m)
+{
+	free(m);
+}
+
+void
+model_record_shape(json_t *rec, int depth, int width)
+{
+	json_object_set_new(rec, "depth", json_integer(depth));
+	if (width > 0)
+		json_object_set_new(rec, "width", json_integer(width));
+}
+
+void
+model_point_init(struct model_point *pt, struct model_hvp *h, int rows, float scale)
+{
+	*pt = (struct model_point){.h = h, .rows = rows, .scale = scale};
 }

@@ -76,6 +76,9 @@
  *   5  example_norms: loss_grad that also returns each row's squared
  *      per-example gradient norm from the same pass, for the training
  *      log's per-example statistics and gradient noise scale.
+ *   6  kernel: what runs the family's matrix products, for the outputs'
+ *      blas.gemm (it was the process's gemm.h choice, whatever the
+ *      family, so a transformer's header named a kernel it never ran).
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -88,7 +91,7 @@
 #include "rng.h"
 #include "st.h"
 
-#define MODEL_FAMILY_VERSION 5
+#define MODEL_FAMILY_VERSION 6
 #define MODEL_NAME_MAX 64          /* tensor and group names, with the NUL */
 #define MODEL_MAX_DIMS 4
 
@@ -300,6 +303,16 @@ struct model_family {
 	void (*example_norms)(struct model_work *w, struct model_eval *ev, float *grad, double *sq,
 	    const float *theta, const int32_t *x, const int32_t *y, int B, float scale,
 	    struct model_diag *diag);
+
+	/* --- what runs the products (version 6) --- */
+	/*
+	 * (O) What runs the family's matrix products: "avx512" (gemm.h's own
+	 * kernel) or "openblas".  A family whose products go through gemm()
+	 * returns gemm_kernel() (the MLP); NULL: every product is a cblas
+	 * call, "openblas", and results are reproducible within OpenBLAS's
+	 * kernel family (blas_core()).
+	 */
+	const char *(*kernel)(const struct model *m);
 };
 
 /*
@@ -356,6 +369,8 @@ void model_free(struct model *m);
 void model_describe(const struct model *m, json_t *rec);
 /* summary's words, or the hyper-parameters' JSON. */
 void model_summary(const struct model *m, char *buf, size_t n);
+/* What runs m's matrix products (kernel's words): "avx512" or "openblas". */
+const char *model_kernel(const struct model *m);
 /* The tensor called name, or NULL. */
 const struct model_tensor *model_tensor_find(const struct model *m, const char *name);
 /* theta[lo, hi) of group g. */
@@ -466,5 +481,65 @@ const struct model_probes *model_probes(const struct model *m);
 struct model_diag *model_diag_new(const struct model *m);   /* NULL if the family has none */
 void model_diag_free(struct model_diag *d);
 void model_diag_json(const struct model_diag *d, json_t *rec);
+
+/*
+ * --- Helpers for a family's own code (model.c) ---
+ * What every family's constructor and methods do alike, so that a
+ * family's file holds only what is its own.
+ */
+/* m, checked to be of family f: a model of another family is a bug (fatal), named by who. */
+const struct model *model_cast(const struct model *m, const struct model_family *f,
+    const char *who);
+/* Tensor t: its name, shape (ndim dims), place in theta and group; numel from the shape. */
+void model_tensor_set(struct model_tensor *t, const char *name, int ndim, const int64_t *shape,
+    size_t offset, int group);
+/*
+ * The base of a family's new model: family f, p, the tensors, and the
+ * groups named in gnames (gptr, ngroups entries, is pointed at them).
+ * nparams is where the last tensor ends; tensors that do not tile theta
+ * in order are a bug in the family (fatal).
+ */
+void model_base_init(struct model *m, const struct model_family *f, int p,
+    const struct model_tensor *tensors, int ntensors, char (*gnames)[MODEL_NAME_MAX],
+    const char **gptr, int ngroups);
+/*
+ * An integer hyper-parameter a family keeps in its checkpoints' metadata:
+ * the key, its bounds, and where it lies in the family's config struct
+ * (an int, offsetof).  One table per family serves from_meta and to_meta.
+ */
+struct model_meta_int {
+	const char *key;
+	long long lo, hi;
+	size_t off;
+};
+/* Each of the n keys from f's metadata into the config at cfg, within bounds; 0, or -1 with err. */
+int model_meta_read_ints(const struct st_frame *f, const struct model_meta_int *k, int n,
+    void *cfg, const char *name, char *err, size_t errlen);
+/* Each of the n keys into the metadata, from the config at cfg, in the table's order. */
+void model_meta_write_ints(struct st_writer *w, const struct model_meta_int *k, int n,
+    const void *cfg);
+/*
+ * check_frame's test: -1 with err when f holds tensor tname, which only a
+ * deeper model than the metadata say has ("%s: has 'tname', so more
+ * <what> %d", e.g. what "layers than depth", n the depth), else 0.
+ */
+int model_frame_deeper(const struct st_frame *f, const char *tname, const char *what, int n,
+    const char *name, char *err, size_t errlen);
+/*
+ * summary's words for the integers of a meta table: "p=11 depth=2
+ * width=128", from the config at cfg, into buf (n bytes).
+ */
+void model_meta_words(char *buf, size_t n, const struct model_meta_int *k, int cnt,
+    const void *cfg);
+/* A family's free for a model that is one allocation. */
+void model_free_one(struct model *m);
+/*
+ * describe's shape fields: depth, and width when it is positive, at the
+ * top level of records, where summarize and the plots read them for
+ * every family (a transformer's depth is its layers; it has no width).
+ */
+void model_record_shape(json_t *rec, int depth, int width);
+/* A prepared point's base: its session, rows and scale, and no loss yet. */
+void model_point_init(struct model_point *pt, struct model_hvp *h, int rows, float scale);
 
 #endif

@@ -771,7 +771,7 @@ header(struct run *r, json_t *inputs, int argc, char **argv)
 	json_object_set_new(h, "family", json_string(r->m->family->name));
 	json_object_set_new(h, "params", json_integer((json_int_t)r->m->nparams));
 	json_object_set_new(h, "run_id", json_string(r->run_id));
-	json_object_set_new(h, "blas", blas_json(r->cfg.threads));
+	json_object_set_new(h, "blas", blas_json(r->cfg.threads, model_kernel(r->m)));
 	json_object_set_new(h, "flush_denormals", json_boolean(flush_denormals()));
 	json_object_set_new(h, "resumed_from_step", r->cfg.resume ? json_integer(r->step) : json_null());
 	if (r->cfg.resume && r->resumed_steps != r->cfg.steps)
@@ -922,4 +922,22 @@ train_run(const struct train_config *c, const char *tool, const char *family,
 	}
 	teardown(&r);
 	return rc;
+}
+
+int
+train_getopt(struct train_config *c, const struct option *own,
+    int (*own_option)(void *ctx, int code, const char *arg), void *ctx, int argc, char **argv,
+    const char *tool)
+{
+	struct option *longopts = train_longopts(own);
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (own_option(ctx, ch, optarg) || train_option(c, ch, optarg))
+			continue;
+		fprintf(stderr, "Try '%s --help' for more information.\n", tool);
+		exit(EXIT_USAGE);
+	}
+	free(longopts);
+	return optind;
 }

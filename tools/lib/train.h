@@ -57,6 +57,16 @@ void train_check(const struct train_config *c, int argc, char **argv, int first,
  * NULL-terminated).
  */
 struct option *train_longopts(const struct option *own);
+/*
+ * A trainer's option loop over argv: each option goes to own_option (the
+ * tool's own, long options own, with ctx; 0 if code is not one of them)
+ * or to train_option; anything else is a usage error pointing at tool
+ * --help.  Returns getopt's optind, for train_check after the tool's own
+ * checks between its options.
+ */
+int train_getopt(struct train_config *c, const struct option *own,
+    int (*own_option)(void *ctx, int code, const char *arg), void *ctx, int argc, char **argv,
+    const char *tool);
 
 /*
  * Train a model of family (hyper-parameters hp, without "p": the data

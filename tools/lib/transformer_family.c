@@ -11,6 +11,7 @@
 #include "transformer.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ struct tfm_model {
 	struct model base;
 	struct tfm t;
 	struct model_tensor tensors[TFM_MAX_TENSORS];
-	char gnames[TFM_MAX_GROUPS][24];
+	char gnames[TFM_MAX_GROUPS][MODEL_NAME_MAX];
 	const char *gptr[TFM_MAX_GROUPS];
 };
 
@@ -80,9 +81,7 @@ tfm_work_of(struct model_work *mw, int naive)
 const struct tfm *
 tfm_of(const struct model *m)
 {
-	if (m->family != &transformer_family)
-		die("tfm_of: a model of family '%s', not transformer", m->family->name);
-	return &((const struct tfm_model *)m)->t;
+	return &((const struct tfm_model *)model_cast(m, &transformer_family, "tfm_of"))->t;
 }
 
 /* Group of tensor k: embed 0, blocks.l.attn 1 + 2l, blocks.l.mlp 2 + 2l, unembed last. */
@@ -101,44 +100,28 @@ struct model *
 tfm_model_new(const struct tfm_config *c)
 {
 	struct tfm_model *tm = xcalloc(1, sizeof *tm);
-	int ng;
+	int ng = 2 + 2 * c->layers;
 
 	if (tfm_layout(&tm->t, c) < 0) {
 		free(tm);
 		return NULL;
 	}
-	tm->base.family = &transformer_family;
-	tm->base.p = c->p;
-	tm->base.nparams = tm->t.nparams;
-	tm->base.ntensors = tm->t.ntensors;
 	for (int k = 0; k < tm->t.ntensors; k++) {
-		struct model_tensor *mt = &tm->tensors[k];
+		char name[MODEL_NAME_MAX];
 		int64_t shape[3];
-		mt->offset = tfm_tensor_info(&tm->t, k, mt->name, sizeof mt->name, &mt->ndim, shape);
-		mt->numel = 1;
-		for (int i = 0; i < mt->ndim; i++)
-			mt->numel *= (size_t)(mt->shape[i] = shape[i]);
-		mt->group = group_of(&tm->t, k);
+		int ndim;
+		size_t off = tfm_tensor_info(&tm->t, k, name, sizeof name, &ndim, shape);
+		model_tensor_set(&tm->tensors[k], name, ndim, shape, off, group_of(&tm->t, k));
 	}
-	ng = 2 + 2 * c->layers;
 	snprintf(tm->gnames[0], sizeof tm->gnames[0], "embed");
 	for (int l = 0; l < c->layers; l++) {
 		snprintf(tm->gnames[1 + 2 * l], sizeof tm->gnames[0], "blocks.%d.attn", l);
 		snprintf(tm->gnames[2 + 2 * l], sizeof tm->gnames[0], "blocks.%d.mlp", l);
 	}
 	snprintf(tm->gnames[ng - 1], sizeof tm->gnames[0], "unembed");
-	for (int g = 0; g < ng; g++)
-		tm->gptr[g] = tm->gnames[g];
-	tm->base.ngroups = ng;
-	tm->base.tensors = tm->tensors;
-	tm->base.group_names = tm->gptr;
+	model_base_init(&tm->base, &transformer_family, c->p, tm->tensors, tm->t.ntensors,
+	    tm->gnames, tm->gptr, ng);
 	return &tm->base;
-}
-
-static void
-model_free_tfm(struct model *m)
-{
-	free(m);
 }
 
 static json_t *
@@ -247,26 +230,30 @@ meta_unit(const struct st_frame *f, const char *key, double *out, const char *na
 	return 0;
 }
 
+/* The integers of the checkpoint metadata (eq_token 0 or 1); attention, act and attn_coeff are not. */
+static const struct model_meta_int meta_ints[] = {
+	{"p", 2, 4096, offsetof(struct tfm_config, p)},
+	{"layers", 1, TFM_MAX_LAYERS, offsetof(struct tfm_config, layers)},
+	{"d_model", 1, TFM_MAX_DIM, offsetof(struct tfm_config, d_model)},
+	{"heads", 1, TFM_MAX_DIM, offsetof(struct tfm_config, heads)},
+	{"d_head", 1, TFM_MAX_DIM, offsetof(struct tfm_config, d_head)},
+	{"d_mlp", 1, 4 * TFM_MAX_DIM, offsetof(struct tfm_config, d_mlp)},
+	{"eq_token", 0, 1, offsetof(struct tfm_config, eq_token)},
+};
+#define NMETA_INTS ((int)(sizeof meta_ints / sizeof meta_ints[0]))
+
 static struct model *
 from_meta(const struct st_frame *f, const char *name, char *err, size_t errlen)
 {
 	struct tfm_config c;
 	struct model *m;
-	long long v[7];
-	const char *keys[7] = {"p", "layers", "d_model", "heads", "d_head", "d_mlp", "eq_token"};
-	const long long lo[7] = {2, 1, 1, 1, 1, 1, 0};
-	const long long hi[7] = {4096, TFM_MAX_LAYERS, TFM_MAX_DIM, TFM_MAX_DIM, TFM_MAX_DIM, 4 * TFM_MAX_DIM, 1};
 	int att, act;
 
-	for (int i = 0; i < 7; i++)
-		if (ckpt_meta_long(f, keys[i], lo[i], hi[i], &v[i], name, err, errlen) < 0)
-			return NULL;
-	if (ckpt_meta_choice(f, "attention", tfm_attention_names, &att, name, err, errlen) < 0 ||
+	if (model_meta_read_ints(f, meta_ints, NMETA_INTS, &c, name, err, errlen) < 0 ||
+	    ckpt_meta_choice(f, "attention", tfm_attention_names, &att, name, err, errlen) < 0 ||
 	    ckpt_meta_choice(f, "act", tfm_act_names, &act, name, err, errlen) < 0 ||
 	    meta_unit(f, "attn_coeff", &c.alpha, name, err, errlen) < 0)
 		return NULL;
-	c.p = (int)v[0], c.layers = (int)v[1], c.d_model = (int)v[2], c.heads = (int)v[3];
-	c.d_head = (int)v[4], c.d_mlp = (int)v[5], c.eq_token = (int)v[6];
 	c.attention = (enum tfm_attention)att;
 	c.act = (enum tfm_act)act;
 	if (!(m = tfm_model_new(&c)))
@@ -278,25 +265,19 @@ static void
 to_meta(const struct model *m, struct st_writer *w)
 {
 	const struct tfm_config *c = &tfm_of(m)->c;
-	const char *keys[7] = {"p", "layers", "d_model", "heads", "d_head", "d_mlp", "eq_token"};
-	int v[7] = {c->p, c->layers, c->d_model, c->heads, c->d_head, c->d_mlp, c->eq_token};
 	char buf[32];
 
-	for (int i = 0; i < 7; i++) {
-		snprintf(buf, sizeof buf, "%d", v[i]);
-		st_writer_meta(w, keys[i], buf);
-	}
+	model_meta_write_ints(w, meta_ints, NMETA_INTS, c);
 	st_writer_meta(w, "attention", tfm_attention_names[c->attention]);
 	snprintf(buf, sizeof buf, "%.17g", c->alpha);
 	st_writer_meta(w, "attn_coeff", buf);
 	st_writer_meta(w, "act", tfm_act_names[c->act]);
 }
 
-/* depth at the top level of records: the study's by-depth summaries span both families. */
 static void
 describe(const struct model *m, json_t *rec)
 {
-	json_object_set_new(rec, "depth", json_integer(tfm_of(m)->c.layers));
+	model_record_shape(rec, tfm_of(m)->c.layers, 0);
 }
 
 static void
@@ -314,15 +295,11 @@ static int
 check_frame(const struct model *m, const struct st_frame *f, const char *name, char *err,
     size_t errlen)
 {
-	char tname[64];
+	char tname[MODEL_NAME_MAX];
 
 	snprintf(tname, sizeof tname, "blocks.%d.attn.W_K", tfm_of(m)->c.layers);
-	if (st_find(f, tname)) {
-		snprintf(err, errlen, "%s: has '%s', so more blocks than layers %d", name, tname,
-		    tfm_of(m)->c.layers);
-		return -1;
-	}
-	return 0;
+	return model_frame_deeper(f, tname, "blocks than layers", tfm_of(m)->c.layers, name, err,
+	    errlen);
 }
 
 static void
@@ -347,8 +324,6 @@ work_free(struct model_work *mw)
 {
 	struct tfm_mwork *w = (struct tfm_mwork *)mw;
 
-	if (!w)
-		return;
 	tfm_work_free(w->w);
 	tfm_work_free(w->naive);
 	free(w);
@@ -398,8 +373,6 @@ hvp_free(struct model_hvp *mh)
 {
 	struct tfm_mhvp *h = (struct tfm_mhvp *)mh;
 
-	if (!h)
-		return;
 	tfm_work_free(h->w);
 	tfm_work_free(h->gw);
 	free(h);
@@ -421,7 +394,7 @@ prepare(struct model_hvp *mh, const float *theta, const int32_t *x, const int32_
 		((struct tfm_diag *)diag)->rows += B;
 	}
 	e = tfm_hvp_eval(h->pt.s);
-	h->pt.base = (struct model_point){.h = mh, .rows = B, .scale = scale};
+	model_point_init(&h->pt.base, mh, B, scale);
 	add_eval(&h->pt.base.eval, &e);
 	return &h->pt.base;
 }
@@ -511,7 +484,7 @@ const struct model_family transformer_family = {
 	.describe = describe,
 	.summary = summary,
 	.check_frame = check_frame,
-	.free = model_free_tfm,
+	.free = model_free_one,
 	.init = init,
 	.work_new = work_new,
 	.work_free = work_free,
