@@ -36,11 +36,23 @@
 
 enum method { METHOD_LANCZOS, METHOD_POWER };
 static const char *const method_names[] = {"lanczos", "power", NULL};
+enum start { START_RANDOM, START_PREVIOUS };
+static const char *const start_names[] = {"random", "previous", NULL};
+
+/*
+ * --start previous: the Gaussian's weight against the guides' (see
+ * lanczos_eigs_start).  Small enough that good guides dominate the start
+ * vector, large enough that an eigenvector the guides miss (one that
+ * appeared since the previous checkpoint) is in the Krylov space at a
+ * share that Lanczos amplifies in a few steps like any other.
+ */
+#define WARM_NOISE 0.1
 
 struct config {
 	const char *data, *eigvecs;
 	enum dataset_set set;
 	enum method method;
+	enum start start;
 	enum eig_which which;
 	enum eig_converge converge;
 	int top, max_iter, probes, slq_iter, slq_probes, grid, threads, trace, density, any_data;
@@ -49,6 +61,21 @@ struct config {
 	long batch;
 	double tol, sigma2;
 	uint64_t seed;
+};
+
+/*
+ * --start previous: the last solved checkpoint's top Ritz vectors, in
+ * the full layout, to start the next checkpoint's Lanczos from when it
+ * has the same parameters (a run's checkpoints in order: its curvature
+ * moves little from one to the next).
+ */
+struct warm {
+	const struct model_family *family;
+	size_t P;
+	int k;                       /* 0 before the first solve */
+	long long step;
+	char run_id[17];
+	double *vecs;                /* (k, P) */
 };
 
 /*
@@ -258,6 +285,11 @@ help(void)
 "                         eigenvalue's relative error bound min(r, r^2/gap),\n"
 "                         which needs fewer products for the same eigenvalues\n"
 "      --max-iter N       Lanczos steps or power iterations, 1..10000 (default 100)\n"
+"      --start S          Lanczos's start vector: random (default; Gaussian\n"
+"                         from --seed) or previous: from the previous\n"
+"                         checkpoint's top Ritz vectors (same parameters),\n"
+"                         the same answer to --tol in fewer products when\n"
+"                         the checkpoints are a run's in order\n"
 "      --eigvecs FILE     write the top-K eigenvectors (safetensors, named like\n"
 "                         the parameters, leading dimension K); with several\n"
 "                         checkpoints FILE must contain {step}\n"
@@ -330,7 +362,7 @@ parse_args(struct config *c, int argc, char **argv)
 	enum {
 		O_DATA = 256, O_SET, O_ANY, O_TOP, O_WHICH, O_METHOD, O_TOL, O_MAXIT, O_EIGVECS,
 		O_CONVERGE, O_TRACE, O_PROBES, O_DENSITY, O_SLQIT, O_SLQPR, O_GRID, O_SIGMA2, O_BATCH, O_SEED,
-		O_THREADS, O_VERSION, O_MATRIX, O_BLOCKS, O_BLOCKTOP, O_ALIGN, O_PRECOND,
+		O_THREADS, O_VERSION, O_MATRIX, O_BLOCKS, O_BLOCKTOP, O_ALIGN, O_PRECOND, O_START,
 	};
 	static const struct option longopts[] = {
 		{"data", required_argument, NULL, O_DATA},
@@ -342,6 +374,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"tol", required_argument, NULL, O_TOL},
 		{"max-iter", required_argument, NULL, O_MAXIT},
 		{"eigvecs", required_argument, NULL, O_EIGVECS},
+		{"start", required_argument, NULL, O_START},
 		{"converge", required_argument, NULL, O_CONVERGE},
 		{"trace", no_argument, NULL, O_TRACE},
 		{"matrix", required_argument, NULL, O_MATRIX},
@@ -376,6 +409,7 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_TOL: c->tol = opt_real_open("--tol", optarg, 0, 1); break;
 		case O_MAXIT: c->max_iter = (int)opt_int("--max-iter", optarg, 1, 10000); break;
 		case O_EIGVECS: c->eigvecs = optarg; break;
+		case O_START: c->start = (enum start)opt_choice("--start", optarg, start_names); break;
 		case O_CONVERGE: c->converge = (enum eig_converge)opt_choice("--converge", optarg, eig_converge_names); break;
 		case O_TRACE: c->trace = 1; break;
 		case O_MATRIX: c->matrix = (enum model_matrix)opt_choice("--matrix", optarg, model_matrix_names); break;
@@ -408,6 +442,8 @@ check_args(struct config *c)
 		usage_error("--data FILE is required (the data set the checkpoints were trained on)");
 	if (c->method == METHOD_POWER && c->converge != CONVERGE_RESIDUAL)
 		usage_error("--converge applies to --method lanczos");
+	if (c->method == METHOD_POWER && c->start != START_RANDOM)
+		usage_error("--start applies to --method lanczos");
 	if (c->method == METHOD_POWER && c->which != EIG_TOP)
 		usage_error("--method power finds the largest eigenvalues only; use --method lanczos for --which %s",
 		    eig_which_names[c->which]);
@@ -464,12 +500,65 @@ density_json(const struct config *c, struct linop *A, size_t P, struct rng *r)
 }
 
 static int
-eigs(const struct config *c, struct linop *E, struct rng *r, struct eig_result *res)
+eigs(const struct config *c, struct linop *E, struct rng *r, const struct eig_start *start,
+    struct eig_result *res)
 {
 	if (c->method == METHOD_LANCZOS)
-		return lanczos_eigs(E, c->top, c->which, c->converge, c->tol, c->max_iter, r,
-		    c->eigvecs || c->alignment, res);
+		return lanczos_eigs_start(E, c->top, c->which, c->converge, c->tol, c->max_iter, r, start,
+		    c->eigvecs || c->alignment || c->start == START_PREVIOUS, res);
 	return power_eigs(E, c->top, c->tol, c->max_iter, r, c->eigvecs || c->alignment, res);
+}
+
+/*
+ * The warm start for this checkpoint's model from w, in E's layout
+ * (map: the view's indices in the full layout, or NULL), n long: the
+ * previous solve's vectors restricted to E's parameters (whatever they
+ * had on dropped ones is lost: H is zero there).  NULL when w has nothing
+ * for this model; else free *buf after the solve.
+ */
+static const struct eig_start *
+warm_start(const struct warm *w, const struct model *m, const size_t *map, size_t n,
+    struct eig_start *st, double **buf)
+{
+	double *g;
+
+	*buf = NULL;
+	if (w->k == 0 || w->family != m->family || w->P != m->nparams)
+		return NULL;
+	g = xmalloc(xmul(xmul((size_t)w->k, n), sizeof *g));
+	for (int i = 0; i < w->k; i++)
+		for (size_t j = 0; j < n; j++)
+			g[(size_t)i * n + j] = w->vecs[(size_t)i * w->P + (map ? map[j] : j)];
+	*st = (struct eig_start){g, w->k, WARM_NOISE};
+	*buf = g;
+	return st;
+}
+
+/* How this checkpoint's start vector was made, as the record's "start". */
+static json_t *
+warm_json(const struct warm *w, const struct eig_result *res)
+{
+	if (res->guides == 0)
+		return json_pack("{s:s}", "kind", "random");
+	return json_pack("{s:s, s:I, s:s, s:i}", "kind", "previous", "step", (json_int_t)w->step,
+	    "run_id", w->run_id, "guides", res->guides);
+}
+
+/* Keep res's top vectors (full layout) as the next checkpoint's warm start. */
+static void
+warm_keep(struct warm *w, const struct analysis_ckpt *ck, const struct eig_result *res)
+{
+	size_t P = ck->m->nparams;
+
+	if (!res->top_vecs || res->ntop == 0)
+		return;
+	w->vecs = xrealloc(w->vecs, xmul(xmul((size_t)res->ntop, P), sizeof *w->vecs));
+	memcpy(w->vecs, res->top_vecs, (size_t)res->ntop * P * sizeof *w->vecs);
+	w->family = ck->m->family;
+	w->P = P;
+	w->k = res->ntop;
+	w->step = ck->step;
+	snprintf(w->run_id, sizeof w->run_id, "%s", ck->run_id);
 }
 
 static void
@@ -752,7 +841,7 @@ precond_json(const struct config *c, struct hess *h, struct linop *E, const char
 
 /* Everything about one checkpoint, as one record. */
 static void
-analyse(const struct config *c, const struct analysis *a, const char *path)
+analyse(const struct config *c, const struct analysis *a, const char *path, struct warm *warm)
 {
 	struct analysis_ckpt ck;
 	struct hess h;
@@ -760,7 +849,9 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	struct eig_result res;
 	struct model_diag *diag;
 	struct rng r;
-	double loss, gnorm;
+	struct eig_start st;
+	const struct eig_start *start = NULL;
+	double loss, gnorm, *guides = NULL;
 	int live;
 	json_t *rec;
 
@@ -780,8 +871,11 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	E = live ? &L : &A;
 
 	rng_init(&r, c->seed, RNG_SAMPLE);
-	if (eigs(c, E, &r, &res) < 0)
+	if (c->start == START_PREVIOUS)
+		start = warm_start(warm, ck.m, live ? h.view[h.live]->map : NULL, E->n, &st, &guides);
+	if (eigs(c, E, &r, start, &res) < 0)
 		die("%s: --top %d is more than the %zu parameters", path, c->top, ck.m->nparams);
+	free(guides);
 	/* back to the full layout; Lanczos orders algebraically, so the zeros can rank */
 	if (live)
 		eig_result_embed(&res, h.view[h.live]->map, L.n, ck.m->nparams, c->method == METHOD_LANCZOS);
@@ -797,6 +891,10 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	model_diag_json(diag, rec);
 	model_diag_free(diag);
 	eig_json(rec, &res);
+	if (c->method == METHOD_LANCZOS)
+		json_object_set_new(rec, "start", warm_json(warm, &res));
+	if (c->start == START_PREVIOUS)
+		warm_keep(warm, &ck, &res);
 	if (c->eigvecs && res.ntop) {
 		char *vpath = ckpt_step_path(c->eigvecs, ck.step);
 		ckpt_write_eigvecs(vpath, ck.m, res.top_vecs, res.top, res.ntop, "hess-eig " GROK_VERSION,
@@ -833,6 +931,7 @@ main(int argc, char **argv)
 {
 	struct config c;
 	struct analysis a;
+	struct warm warm = {0};
 
 	setprogname(argv[0]);
 	parse_args(&c, argc, argv);
@@ -840,15 +939,16 @@ main(int argc, char **argv)
 	analysis_need_step(&a, "--eigvecs", c.eigvecs);
 	analysis_load(&a, c.data);
 	analysis_header(&a, "hess-eig", argc, argv, c.seed,
-	    json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I, s:s, s:b, s:i, s:b, s:b}",
+	    json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I, s:s, s:b, s:i, s:b, s:b, s:s}",
 	    "set", dataset_set_names[c.set], "method", method_names[c.method], "top", c.top,
 	    "which", eig_which_names[c.which], "converge", eig_converge_names[c.converge], "tol", jnum(c.tol), "max_iter", c.max_iter,
 	    "trace", c.trace, "probes", c.probes, "density", c.density, "slq_iter", c.slq_iter,
 	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch,
 	    "matrix", model_matrix_names[c.matrix], "blocks", c.blocks, "block_top", c.block_top,
-	    "alignment", c.alignment, "precond", c.precond));
+	    "alignment", c.alignment, "precond", c.precond, "start", start_names[c.start]));
 	for (size_t i = 0; i < a.n; i++)
-		analyse(&c, &a, a.paths[i]);
+		analyse(&c, &a, a.paths[i], &warm);
+	free(warm.vecs);
 	analysis_end(&a);
 	return 0;
 }
