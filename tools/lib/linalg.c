@@ -101,7 +101,7 @@ struct lanczos_ws {
 static void
 lanczos_ws_init(struct lanczos_ws *ws, size_t n, int m)
 {
-	ws->Q = xmalloc(xmul(xmul((size_t)m + 1, n), sizeof(double)));
+	ws->Q = xmalloc_big(xmul(xmul((size_t)m + 1, n), sizeof(double)));
 	ws->alpha = xcalloc((size_t)m, sizeof(double));
 	ws->beta = xcalloc((size_t)m, sizeof(double));
 	ws->w = xmalloc(xmul(n, sizeof(double)));
