@@ -211,3 +211,21 @@ bad() {
 	assert_failure 2
 	assert_output --partial "--start"
 }
+
+@test "hess-eig --start previous --blocks --precond: every solve warm-started, the same values" {
+	train-mlp --data d.st --steps 40 --log-every 20 --width 12 --ckpt-every 2 --ckpt-optim --ckpt-dir wo > /dev/null
+	ls wo/*.safetensors | tail -4 > list
+	flags=(--data d.st --top 3 --tol 1e-6 --converge value --blocks --probes 5 --precond)
+	hess-eig "${flags[@]}" < list > cold
+	hess-eig "${flags[@]}" --start previous < list > warm
+	assert_equal "$(jq -sc 'map(select(.record == "hessian") | [.start.kind, .precond.start.kind, (.blocks | map(.start.kind) | unique)])' warm)" \
+	    '[["random","random",["random"]],["previous","previous",["previous"]],["previous","previous",["previous"]],["previous","previous",["previous"]]]'
+	assert_equal "$(jq -sc 'map(select(.record == "hessian") | [.precond.start.step, .blocks[0].start.step])' warm)" \
+	    '[[null,null],[34,34],[36,36],[38,38]]'
+	# each block's and the preconditioned top eigenvalue: the random start's to the tolerance
+	assert_jq -s --slurpfile c cold '[., $c] | map(map(select(.record == "hessian")
+	    | [.precond.lambda_max, (.blocks[] | .eigenvalues[])] ))
+	    | [transpose[] | transpose[] | ((.[0] | num) - (.[1] | num) | fabs) / (.[1] | fabs) < 1e-5] | all' warm
+	# the trace's probes are the random start's: the same draws
+	assert_equal "$(jq -c 'select(.record == "hessian") | .trace.mean' warm)" "$(jq -c 'select(.record == "hessian") | .trace.mean' cold)"
+}
