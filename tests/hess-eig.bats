@@ -176,3 +176,56 @@ bad() {
 	assert_failure 1
 	assert_stderr "hess-eig: nope.st: No such file or directory"
 }
+
+@test "hess-eig --start previous: a run's checkpoints in order, the same eigenvalues in fewer products" {
+	train-mlp --data d.st --steps 40 --log-every 20 --width 12 --ckpt-every 2 --ckpt-dir walk > /dev/null
+	ls walk/*.safetensors | tail -6 > list
+	hess-eig --data d.st --tol 1e-6 --converge value < list > cold
+	hess-eig --data d.st --tol 1e-6 --converge value --start previous < list > warm
+	assert_equal "$(jq -r 'select(.record == "header") | .config.start' warm)" previous
+	# the first from the seed's Gaussian, each later one from the one before it
+	assert_equal "$(jq -sc 'map(select(.record == "hessian") | .start.kind)' warm)" \
+	    '["random","previous","previous","previous","previous","previous"]'
+	assert_equal "$(jq -sc 'map(select(.record == "hessian") | .start.step)' warm)" '[null,30,32,34,36,38]'
+	assert_equal "$(jq -sc 'map(select(.record == "hessian") | .start.guides)' warm)" '[null,5,5,5,5,5]'
+	assert_equal "$(jq -sc 'map(select(.record == "hessian") | .start.kind) | unique' cold)" '["random"]'
+	# every eigenvalue the random start's to the tolerance, every solve converged
+	assert_jq -s --slurpfile c cold '[., $c] | map(map(select(.record == "hessian")))
+	    | [transpose[] | [.[0].eigenvalues, .[1].eigenvalues] | transpose[]
+	       | ((.[0] | num) - (.[1] | num) | fabs) / (.[1] | fabs) < 1e-5] | all' warm
+	assert_jq -s 'map(select(.record == "hessian") | .converged) | all' warm
+	# fewer products over the walk after the first
+	cold_n=$(jq -s 'map(select(.record == "hessian") | .hvps) | .[1:] | add' cold)
+	warm_n=$(jq -s 'map(select(.record == "hessian") | .hvps) | .[1:] | add' warm)
+	assert [ "$warm_n" -lt "$cold_n" ]
+	# deterministic: the same list and seed, the same records
+	hess-eig --data d.st --tol 1e-6 --converge value --start previous < list > again
+	assert_equal "$(jq -c 'del(.seconds, .peak_rss_mib)' again)" "$(jq -c 'del(.seconds, .peak_rss_mib)' warm)"
+}
+
+@test "hess-eig --start: previous is Lanczos's, and a bad value is a usage error" {
+	run hess-eig --data d.st --method power --start previous ck/step-00000040.safetensors
+	assert_failure 2
+	assert_output --partial "--start applies to --method lanczos"
+	run hess-eig --data d.st --start warm ck/step-00000040.safetensors
+	assert_failure 2
+	assert_output --partial "--start"
+}
+
+@test "hess-eig --start previous --blocks --precond: every solve warm-started, the same values" {
+	train-mlp --data d.st --steps 40 --log-every 20 --width 12 --ckpt-every 2 --ckpt-optim --ckpt-dir wo > /dev/null
+	ls wo/*.safetensors | tail -4 > list
+	flags=(--data d.st --top 3 --tol 1e-6 --converge value --blocks --probes 5 --precond)
+	hess-eig "${flags[@]}" < list > cold
+	hess-eig "${flags[@]}" --start previous < list > warm
+	assert_equal "$(jq -sc 'map(select(.record == "hessian") | [.start.kind, .precond.start.kind, (.blocks | map(.start.kind) | unique)])' warm)" \
+	    '[["random","random",["random"]],["previous","previous",["previous"]],["previous","previous",["previous"]],["previous","previous",["previous"]]]'
+	assert_equal "$(jq -sc 'map(select(.record == "hessian") | [.precond.start.step, .blocks[0].start.step])' warm)" \
+	    '[[null,null],[34,34],[36,36],[38,38]]'
+	# each block's and the preconditioned top eigenvalue: the random start's to the tolerance
+	assert_jq -s --slurpfile c cold '[., $c] | map(map(select(.record == "hessian")
+	    | [.precond.lambda_max, (.blocks[] | .eigenvalues[])] ))
+	    | [transpose[] | transpose[] | ((.[0] | num) - (.[1] | num) | fabs) / (.[1] | fabs) < 1e-5] | all' warm
+	# the trace's probes are the random start's: the same draws
+	assert_equal "$(jq -c 'select(.record == "hessian") | .trace.mean' warm)" "$(jq -c 'select(.record == "hessian") | .trace.mean' cold)"
+}

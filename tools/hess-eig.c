@@ -36,11 +36,23 @@
 
 enum method { METHOD_LANCZOS, METHOD_POWER };
 static const char *const method_names[] = {"lanczos", "power", NULL};
+enum start { START_RANDOM, START_PREVIOUS };
+static const char *const start_names[] = {"random", "previous", NULL};
+
+/*
+ * --start previous: the Gaussian's weight against the guides' (see
+ * lanczos_eigs_start).  Small enough that good guides dominate the start
+ * vector, large enough that an eigenvector the guides miss (one that
+ * appeared since the previous checkpoint) is in the Krylov space at a
+ * share that Lanczos amplifies in a few steps like any other.
+ */
+#define WARM_NOISE 0.1
 
 struct config {
 	const char *data, *eigvecs;
 	enum dataset_set set;
 	enum method method;
+	enum start start;
 	enum eig_which which;
 	enum eig_converge converge;
 	int top, max_iter, probes, slq_iter, slq_probes, grid, threads, trace, density, any_data;
@@ -49,6 +61,28 @@ struct config {
 	long batch;
 	double tol, sigma2;
 	uint64_t seed;
+};
+
+/*
+ * --start previous: one solve's top Ritz vectors at the last checkpoint,
+ * in the layout they are kept in (N long: the full layout, or a block's),
+ * to start the same solve's Lanczos at the next checkpoint when it has
+ * the same parameters (a run's checkpoints in order: its curvature moves
+ * little from one to the next).
+ */
+struct warm {
+	const struct model_family *family;
+	size_t P, N;                 /* the model's parameters; the vectors' length */
+	int k;                       /* 0 before the first solve */
+	long long step;
+	char run_id[17];
+	double *vecs;                /* (k, N) */
+};
+
+/* Every solve's warm start: the main one, --precond's, and each --blocks group's. */
+struct walk {
+	struct warm main, precond, *block;
+	int nblock;
 };
 
 /*
@@ -258,6 +292,11 @@ help(void)
 "                         eigenvalue's relative error bound min(r, r^2/gap),\n"
 "                         which needs fewer products for the same eigenvalues\n"
 "      --max-iter N       Lanczos steps or power iterations, 1..10000 (default 100)\n"
+"      --start S          Lanczos's start: random (default; Gaussian from\n"
+"                         --seed) or previous: each solve's from its top\n"
+"                         Ritz vectors at the previous checkpoint (same\n"
+"                         model): the same answer in fewer products when\n"
+"                         the checkpoints are a run's in order\n"
 "      --eigvecs FILE     write the top-K eigenvectors (safetensors, named like\n"
 "                         the parameters, leading dimension K); with several\n"
 "                         checkpoints FILE must contain {step}\n"
@@ -330,7 +369,7 @@ parse_args(struct config *c, int argc, char **argv)
 	enum {
 		O_DATA = 256, O_SET, O_ANY, O_TOP, O_WHICH, O_METHOD, O_TOL, O_MAXIT, O_EIGVECS,
 		O_CONVERGE, O_TRACE, O_PROBES, O_DENSITY, O_SLQIT, O_SLQPR, O_GRID, O_SIGMA2, O_BATCH, O_SEED,
-		O_THREADS, O_VERSION, O_MATRIX, O_BLOCKS, O_BLOCKTOP, O_ALIGN, O_PRECOND,
+		O_THREADS, O_VERSION, O_MATRIX, O_BLOCKS, O_BLOCKTOP, O_ALIGN, O_PRECOND, O_START,
 	};
 	static const struct option longopts[] = {
 		{"data", required_argument, NULL, O_DATA},
@@ -342,6 +381,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"tol", required_argument, NULL, O_TOL},
 		{"max-iter", required_argument, NULL, O_MAXIT},
 		{"eigvecs", required_argument, NULL, O_EIGVECS},
+		{"start", required_argument, NULL, O_START},
 		{"converge", required_argument, NULL, O_CONVERGE},
 		{"trace", no_argument, NULL, O_TRACE},
 		{"matrix", required_argument, NULL, O_MATRIX},
@@ -376,6 +416,7 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_TOL: c->tol = opt_real_open("--tol", optarg, 0, 1); break;
 		case O_MAXIT: c->max_iter = (int)opt_int("--max-iter", optarg, 1, 10000); break;
 		case O_EIGVECS: c->eigvecs = optarg; break;
+		case O_START: c->start = (enum start)opt_choice("--start", optarg, start_names); break;
 		case O_CONVERGE: c->converge = (enum eig_converge)opt_choice("--converge", optarg, eig_converge_names); break;
 		case O_TRACE: c->trace = 1; break;
 		case O_MATRIX: c->matrix = (enum model_matrix)opt_choice("--matrix", optarg, model_matrix_names); break;
@@ -408,6 +449,8 @@ check_args(struct config *c)
 		usage_error("--data FILE is required (the data set the checkpoints were trained on)");
 	if (c->method == METHOD_POWER && c->converge != CONVERGE_RESIDUAL)
 		usage_error("--converge applies to --method lanczos");
+	if (c->method == METHOD_POWER && c->start != START_RANDOM)
+		usage_error("--start applies to --method lanczos");
 	if (c->method == METHOD_POWER && c->which != EIG_TOP)
 		usage_error("--method power finds the largest eigenvalues only; use --method lanczos for --which %s",
 		    eig_which_names[c->which]);
@@ -463,13 +506,86 @@ density_json(const struct config *c, struct linop *A, size_t P, struct rng *r)
 	return out;
 }
 
-static int
-eigs(const struct config *c, struct linop *E, struct rng *r, struct eig_result *res)
+
+/*
+ * The warm start for this checkpoint's model from w, for an operator of
+ * n parameters (map: their indices in w's layout, or NULL for the same
+ * layout): the previous solve's vectors restricted to them (whatever
+ * they had on parameters a view dropped is lost: H is zero there).  NULL
+ * when w has nothing for this model; else free *buf after the solve.
+ */
+static const struct eig_start *
+warm_start(const struct warm *w, const struct model *m, const size_t *map, size_t n,
+    struct eig_start *st, double **buf)
 {
+	double *g;
+
+	*buf = NULL;
+	if (w->k == 0 || w->family != m->family || w->P != m->nparams || (!map && w->N != n))
+		return NULL;
+	g = xmalloc(xmul(xmul((size_t)w->k, n), sizeof *g));
+	for (int i = 0; i < w->k; i++)
+		for (size_t j = 0; j < n; j++)
+			g[(size_t)i * n + j] = w->vecs[(size_t)i * w->N + (map ? map[j] : j)];
+	*st = (struct eig_start){g, w->k, WARM_NOISE};
+	*buf = g;
+	return st;
+}
+
+/* How a solve's start vector was made, as its "start" (w: its warm start, or NULL). */
+static json_t *
+warm_json(const struct warm *w, const struct eig_result *res)
+{
+	if (!w || res->guides == 0)
+		return json_pack("{s:s}", "kind", "random");
+	return json_pack("{s:s, s:I, s:s, s:i}", "kind", "previous", "step", (json_int_t)w->step,
+	    "run_id", w->run_id, "guides", res->guides);
+}
+
+/* Keep res's top vectors (N long) as the next checkpoint's warm start. */
+static void
+warm_keep(struct warm *w, const struct analysis_ckpt *ck, size_t N, const struct eig_result *res)
+{
+	if (!res->top_vecs || res->ntop == 0)
+		return;
+	w->vecs = xrealloc(w->vecs, xmul(xmul((size_t)res->ntop, N), sizeof *w->vecs));
+	memcpy(w->vecs, res->top_vecs, (size_t)res->ntop * N * sizeof *w->vecs);
+	w->family = ck->m->family;
+	w->P = ck->m->nparams;
+	w->N = N;
+	w->k = res->ntop;
+	w->step = ck->step;
+	snprintf(w->run_id, sizeof w->run_id, "%s", ck->run_id);
+}
+
+/*
+ * The main solve on E (the view's operator when live, else the whole
+ * one), from w's warm start under --start previous, into res in the
+ * full layout.
+ */
+static void
+eigs(const struct config *c, struct hess *h, struct linop *E, int live, const struct analysis_ckpt *ck,
+    const struct warm *w, struct rng *r, struct eig_result *res)
+{
+	const size_t *map = live ? h->view[h->live]->map : NULL;
+	struct eig_start st;
+	double *guides = NULL;
+	const struct eig_start *start = c->start == START_PREVIOUS ?
+	    warm_start(w, ck->m, map, E->n, &st, &guides) : NULL;
+	int want = c->eigvecs || c->alignment || c->start == START_PREVIOUS, rc;
+
 	if (c->method == METHOD_LANCZOS)
-		return lanczos_eigs(E, c->top, c->which, c->converge, c->tol, c->max_iter, r,
-		    c->eigvecs || c->alignment, res);
-	return power_eigs(E, c->top, c->tol, c->max_iter, r, c->eigvecs || c->alignment, res);
+		rc = lanczos_eigs_start(E, c->top, c->which, c->converge, c->tol, c->max_iter, r, start, want, res);
+	else
+		rc = power_eigs(E, c->top, c->tol, c->max_iter, r, want, res);
+	free(guides);
+	if (rc < 0)
+		die("%s: --top %d is more than the %zu parameters", ck->path, c->top, ck->m->nparams);
+	/* back to the full layout; Lanczos orders algebraically, so the zeros can rank */
+	if (map)
+		eig_result_embed(res, map, E->n, ck->m->nparams, c->method == METHOD_LANCZOS);
+	if (!res->converged)
+		warn("%s: not converged to --tol %g within --max-iter %d", ck->path, c->tol, c->max_iter);
 }
 
 static void
@@ -563,25 +679,35 @@ block_quad(void *ctx, const double *x)
 	return q;
 }
 
-/* The top eigenvalue(s) of one block, as its record; its products into *count. */
+/*
+ * The top eigenvalue(s) of one block, as its record; its products into
+ * *count.  w: the block's warm start (--start previous), or NULL.
+ */
 static json_t *
-block_eigs(const struct config *c, struct linop *B, int g, const char *path, long *count)
+block_eigs(const struct config *c, struct linop *B, int g, const struct analysis_ckpt *ck,
+    struct warm *w, long *count)
 {
 	struct eig_result res;
+	struct eig_start st;
 	struct rng r;
 	int k = (size_t)c->block_top < B->n ? c->block_top : (int)B->n;
+	double *guides = NULL;
+	const struct eig_start *start = w ? warm_start(w, ck->m, NULL, B->n, &st, &guides) : NULL;
 	json_t *o;
 
 	rng_init_part(&r, c->seed, RNG_SAMPLE, STREAM_BLOCK + (uint64_t)g);
-	if (lanczos_eigs(B, k, EIG_TOP, c->converge, c->tol, c->max_iter, &r, 0, &res) < 0)
-		die("%s: block %d: Lanczos failed", path, g);
+	if (lanczos_eigs_start(B, k, EIG_TOP, c->converge, c->tol, c->max_iter, &r, start, w != NULL, &res) < 0)
+		die("%s: block %d: Lanczos failed", ck->path, g);
+	free(guides);
 	if (!res.converged)
-		warn("%s: block %d not converged to --tol %g within --max-iter %d", path, g, c->tol,
+		warn("%s: block %d not converged to --tol %g within --max-iter %d", ck->path, g, c->tol,
 		    c->max_iter);
-	o = json_pack("{s:o, s:o, s:o, s:o, s:b, s:i}", "lambda_max", jnum(res.top[0]),
+	o = json_pack("{s:o, s:o, s:o, s:o, s:b, s:i, s:o}", "lambda_max", jnum(res.top[0]),
 	    "residual", jnum(res.top_res[0]), "eigenvalues", jarray(res.top, res.ntop),
 	    "residuals", jarray(res.top_res, res.ntop), "converged", res.converged,
-	    "iterations", res.iterations);
+	    "iterations", res.iterations, "start", warm_json(w, &res));
+	if (w)
+		warm_keep(w, ck, B->n, &res);
 	*count += B->count;
 	eig_result_free(&res);
 	return o;
@@ -591,11 +717,12 @@ block_eigs(const struct config *c, struct linop *B, int g, const char *path, lon
  * --blocks: for each tensor group, its diagonal block's top eigenvalue(s)
  * by Lanczos and its trace by Hutchinson on the whole trace's probes (r,
  * as --trace alone would draw them), into rec ("blocks", "blocks_trace",
- * "trace").  Returns the products taken.
+ * "trace").  walk: the blocks' warm starts (--start previous), or NULL.
+ * Returns the products taken.
  */
 static long
 blocks_json(const struct config *c, struct hess *h, struct linop *A, struct rng *r,
-    const char *path, json_t *rec)
+    const struct analysis_ckpt *ck, struct walk *walk, json_t *rec)
 {
 	const struct model *m = h->m;
 	int ng = m->ngroups;
@@ -608,6 +735,11 @@ blocks_json(const struct config *c, struct hess *h, struct linop *A, struct rng 
 	json_t *arr = json_array();
 	long count = 0;
 
+	if (walk && walk->nblock < ng) {
+		walk->block = xrealloc(walk->block, xmul((size_t)ng, sizeof *walk->block));
+		memset(walk->block + walk->nblock, 0, (size_t)(ng - walk->nblock) * sizeof *walk->block);
+		walk->nblock = ng;
+	}
 	for (int g = 0; g < ng; g++) {
 		size_t lo, hi;
 		model_group_range(m, g, &lo, &hi);
@@ -615,7 +747,7 @@ blocks_json(const struct config *c, struct hess *h, struct linop *A, struct rng 
 		ops[g] = (struct linop){hi - lo, block_apply, &blk[g], 0};
 		pops[g] = &ops[g];
 		off[g] = lo;
-		json_array_append_new(arr, block_eigs(c, &ops[g], g, path, &count));
+		json_array_append_new(arr, block_eigs(c, &ops[g], g, ck, walk ? &walk->block[g] : NULL, &count));
 		ops[g].count = 0;
 		quads[g] = m->family->block_quad && block_prepared(h) ? block_quad : NULL;
 	}
@@ -683,6 +815,33 @@ precond_scale(const struct ckpt_optim *o, const size_t *map, size_t n, double *s
 }
 
 /*
+ * --precond's Lanczos: lambda_max of S E S, S = diag(s), into res in the
+ * full layout (map: E's view in it, or NULL), from w's warm start
+ * (--start previous) or at random (w NULL).  Returns the products taken.
+ */
+static long
+precond_solve(const struct config *c, struct linop *E, const size_t *map, const double *s,
+    const struct analysis_ckpt *ck, struct warm *w, struct eig_result *res)
+{
+	struct scaled sc = {E, s, xmalloc(xmul(E->n, sizeof(double)))};
+	struct linop S = {E->n, scaled_apply, &sc, 0};
+	struct eig_start st;
+	struct rng r;
+	double *guides = NULL;
+	const struct eig_start *start = w ? warm_start(w, ck->m, map, E->n, &st, &guides) : NULL;
+
+	rng_init_part(&r, c->seed, RNG_SAMPLE, STREAM_PRECOND);
+	if (lanczos_eigs_start(&S, 1, EIG_TOP, c->converge, c->tol, c->max_iter, &r, start, w != NULL, res) < 0)
+		die("%s: --precond: Lanczos failed", ck->path);
+	free(guides);
+	/* a view dropped parameters whose rows of H, so of P^-1 H, are zero */
+	if (map)
+		eig_result_embed(res, map, E->n, ck->m->nparams, 1);
+	free(sc.t);
+	return S.count;
+}
+
+/*
  * --precond: the record's "precond": the sharpness the optimiser's
  * stability depends on and its threshold.  SGD (heavy-ball momentum mu)
  * is stable on a quadratic while lr lambda < 2 + 2 mu; Adam, as momentum
@@ -694,9 +853,10 @@ precond_scale(const struct ckpt_optim *o, const size_t *map, size_t n, double *s
  * (SGD's sharpness).  Returns the products taken.
  */
 static long
-precond_json(const struct config *c, struct hess *h, struct linop *E, const char *path,
-    double top, json_t *rec)
+precond_json(const struct config *c, struct hess *h, struct linop *E, const struct analysis_ckpt *ck,
+    struct warm *w, double top, json_t *rec)
 {
+	const char *path = ck->path;
 	const struct model *m = h->m;
 	struct ckpt_optim o = {0};
 	char err[512];
@@ -720,30 +880,22 @@ precond_json(const struct config *c, struct hess *h, struct linop *E, const char
 	} else {
 		const size_t *map = h->live >= 0 ? h->view[h->live]->map : NULL;
 		double *s = xmalloc(xmul(E->n, sizeof *s)), thr = (2 + 2 * o.beta1) / ((1 - o.beta1) * o.lr);
-		struct scaled sc = {E, s, xmalloc(xmul(E->n, sizeof(double)))};
-		struct linop S = {E->n, scaled_apply, &sc, 0};
 		struct eig_result res;
-		struct rng r;
 		precond_scale(&o, map, E->n, s);
-		rng_init_part(&r, c->seed, RNG_SAMPLE, STREAM_PRECOND);
-		if (lanczos_eigs(&S, 1, EIG_TOP, c->converge, c->tol, c->max_iter, &r, 0, &res) < 0)
-			die("%s: --precond: Lanczos failed", path);
-		/* a view dropped parameters whose rows of H, so of P^-1 H, are zero */
-		if (map)
-			eig_result_embed(&res, map, E->n, m->nparams, 1);
+		count = precond_solve(c, E, map, s, ck, w, &res);
 		if (!res.converged)
 			warn("%s: --precond not converged to --tol %g within --max-iter %d", path, c->tol,
 			    c->max_iter);
-		out = json_pack("{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:b, s:i, s:o, s:o}",
+		out = json_pack("{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:b, s:i, s:o, s:o, s:o}",
 		    "optim", optim_names[o.kind], "lr", jnum(o.lr), "t", (json_int_t)o.t,
 		    "beta1", jnum(o.beta1), "beta2", jnum(o.beta2), "eps", jnum(o.eps),
 		    "lambda_max", jnum(res.top[0]), "residual", jnum(res.top_res[0]),
 		    "converged", res.converged, "iterations", res.iterations,
-		    "threshold", jnum(thr), "ratio", jnum(res.top[0] / thr));
-		count = S.count;
+		    "threshold", jnum(thr), "ratio", jnum(res.top[0] / thr), "start", warm_json(w, &res));
+		if (w)
+			warm_keep(w, ck, m->nparams, &res);
 		eig_result_free(&res);
 		free(s);
-		free(sc.t);
 	}
 	json_object_set_new(rec, "precond", out);
 	free(o.v);
@@ -752,7 +904,7 @@ precond_json(const struct config *c, struct hess *h, struct linop *E, const char
 
 /* Everything about one checkpoint, as one record. */
 static void
-analyse(const struct config *c, const struct analysis *a, const char *path)
+analyse(const struct config *c, const struct analysis *a, const char *path, struct walk *walk)
 {
 	struct analysis_ckpt ck;
 	struct hess h;
@@ -761,9 +913,8 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	struct model_diag *diag;
 	struct rng r;
 	double loss, gnorm;
-	int live;
+	int live, warm = c->start == START_PREVIOUS;
 	json_t *rec;
-
 	long extra = 0;
 
 	analysis_open(a, path, c->data, c->any_data, &ck);
@@ -780,13 +931,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	E = live ? &L : &A;
 
 	rng_init(&r, c->seed, RNG_SAMPLE);
-	if (eigs(c, E, &r, &res) < 0)
-		die("%s: --top %d is more than the %zu parameters", path, c->top, ck.m->nparams);
-	/* back to the full layout; Lanczos orders algebraically, so the zeros can rank */
-	if (live)
-		eig_result_embed(&res, h.view[h.live]->map, L.n, ck.m->nparams, c->method == METHOD_LANCZOS);
-	if (!res.converged)
-		warn("%s: not converged to --tol %g within --max-iter %d", path, c->tol, c->max_iter);
+	eigs(c, &h, E, live, &ck, &walk->main, &r, &res);
 	rec = analysis_record("hessian", &ck);
 	json_object_set_new(rec, "set", json_string(dataset_set_names[c->set]));
 	json_object_set_new(rec, "matrix", json_string(model_matrix_names[c->matrix]));
@@ -797,6 +942,10 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	model_diag_json(diag, rec);
 	model_diag_free(diag);
 	eig_json(rec, &res);
+	if (c->method == METHOD_LANCZOS)
+		json_object_set_new(rec, "start", warm_json(&walk->main, &res));
+	if (warm)
+		warm_keep(&walk->main, &ck, ck.m->nparams, &res);
 	if (c->eigvecs && res.ntop) {
 		char *vpath = ckpt_step_path(c->eigvecs, ck.step);
 		ckpt_write_eigvecs(vpath, ck.m, res.top_vecs, res.top, res.ntop, "hess-eig " GROK_VERSION,
@@ -810,10 +959,10 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 		free(frac);
 	}
 	if (c->precond)
-		extra += precond_json(c, &h, E, path, res.ntop ? res.top[0] : NAN, rec);
+		extra += precond_json(c, &h, E, &ck, warm ? &walk->precond : NULL, res.ntop ? res.top[0] : NAN, rec);
 	eig_result_free(&res);
 	if (c->blocks) {
-		extra += blocks_json(c, &h, &A, &r, path, rec);
+		extra += blocks_json(c, &h, &A, &r, &ck, warm ? walk : NULL, rec);
 	} else if (c->trace) {
 		double mean, se;
 		hutchinson(&A, c->probes, &r, &mean, &se);
@@ -833,6 +982,7 @@ main(int argc, char **argv)
 {
 	struct config c;
 	struct analysis a;
+	struct walk walk = {0};
 
 	setprogname(argv[0]);
 	parse_args(&c, argc, argv);
@@ -840,15 +990,20 @@ main(int argc, char **argv)
 	analysis_need_step(&a, "--eigvecs", c.eigvecs);
 	analysis_load(&a, c.data);
 	analysis_header(&a, "hess-eig", argc, argv, c.seed,
-	    json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I, s:s, s:b, s:i, s:b, s:b}",
+	    json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:i, s:b, s:i, s:b, s:i, s:i, s:i, s:o, s:I, s:s, s:b, s:i, s:b, s:b, s:s}",
 	    "set", dataset_set_names[c.set], "method", method_names[c.method], "top", c.top,
 	    "which", eig_which_names[c.which], "converge", eig_converge_names[c.converge], "tol", jnum(c.tol), "max_iter", c.max_iter,
 	    "trace", c.trace, "probes", c.probes, "density", c.density, "slq_iter", c.slq_iter,
 	    "slq_probes", c.slq_probes, "grid", c.grid, "sigma2", jnum(c.sigma2), "batch", (json_int_t)c.batch,
 	    "matrix", model_matrix_names[c.matrix], "blocks", c.blocks, "block_top", c.block_top,
-	    "alignment", c.alignment, "precond", c.precond));
+	    "alignment", c.alignment, "precond", c.precond, "start", start_names[c.start]));
 	for (size_t i = 0; i < a.n; i++)
-		analyse(&c, &a, a.paths[i]);
+		analyse(&c, &a, a.paths[i], &walk);
+	free(walk.main.vecs);
+	free(walk.precond.vecs);
+	for (int g = 0; g < walk.nblock; g++)
+		free(walk.block[g].vecs);
+	free(walk.block);
 	analysis_end(&a);
 	return 0;
 }

@@ -160,6 +160,18 @@ def power_top1(data, ckpt, depth, iters, seed):
     return {"seconds": time.perf_counter() - t, "lambda1": lam}
 
 
+def power_top1_walk(data, ckpts, depth, iters, seed):
+    """power_top1 on each of a run's checkpoints in turn, as a walk over
+    them would: the seconds summed, each checkpoint's timed from its model
+    in memory; the top eigenvalue of each."""
+    seconds, lams = 0.0, []
+    for ck in ckpts:
+        ans = power_top1(data, ck, depth, iters, seed)
+        seconds += ans["seconds"]
+        lams.append(ans["lambda1"])
+    return {"seconds": seconds, "lambda1": lams}
+
+
 def gop_closed_form(data, ckpt, depth):
     """The Gram matrix of per-example gradients by the layer identity
     K = sum over layers of (D D^T) * (A A^T + 1) / n (D the per-example
@@ -302,8 +314,8 @@ def progress_numpy(data, ckpt, depth, op, threshold, symmetricity=True):
     return {"seconds": time.perf_counter() - t, "restricted_loss": ref["restricted_loss"], "symmetricity": sym[0]}
 
 
-JOBS = {f.__name__: f for f in (describe, train_step, train_peak, hvp_time, power_top1, gop_closed_form,
-                                  gop_vmap, sgld_draws, progress_numpy)}
+JOBS = {f.__name__: f for f in (describe, train_step, train_peak, hvp_time, power_top1, power_top1_walk,
+                                  gop_closed_form, gop_vmap, sgld_draws, progress_numpy)}
 
 
 def answer(line):

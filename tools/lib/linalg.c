@@ -101,7 +101,7 @@ struct lanczos_ws {
 static void
 lanczos_ws_init(struct lanczos_ws *ws, size_t n, int m)
 {
-	ws->Q = xmalloc(xmul(xmul((size_t)m + 1, n), sizeof(double)));
+	ws->Q = xmalloc_big(xmul(xmul((size_t)m + 1, n), sizeof(double)));
 	ws->alpha = xcalloc((size_t)m, sizeof(double));
 	ws->beta = xcalloc((size_t)m, sizeof(double));
 	ws->w = xmalloc(xmul(n, sizeof(double)));
@@ -207,9 +207,52 @@ wanted(int m, int k, enum eig_which which, int *cols, int *ntop, int *nbot)
 	return c;
 }
 
+/*
+ * Lanczos's start vector q (n): a unit Gaussian from r, drawn whether or
+ * not a warm start is given so that r moves the same either way.  With
+ * one, q = sum of the guides (each to unit length; a guide of norm zero
+ * or not finite is left out) + noise sqrt(count) g, normalised: every
+ * guide's direction weighs alike, and the Gaussian g keeps every
+ * eigenvector of A in the Krylov space (the guides alone could be
+ * orthogonal to one) at a share noise^2 / (1 + noise^2) of q's norm
+ * when the guides are orthonormal.  Returns how many guides were used.
+ */
+static int
+start_vector(double *q, size_t n, struct rng *r, const struct eig_start *start, double *w)
+{
+	int used = 0;
+
+	random_unit(q, n, r);
+	if (!start || start->count < 1)
+		return 0;
+	memset(w, 0, n * sizeof *w);
+	for (int i = 0; i < start->count; i++) {
+		const double *g = start->vecs + (size_t)i * n;
+		double gn = norm(g, n);
+		if (!(gn > 0) || !isfinite(gn))
+			continue;
+		cblas_daxpy((int)n, 1.0 / gn, g, 1, w, 1);
+		used++;
+	}
+	if (used == 0)
+		return 0;
+	cblas_daxpy((int)n, start->noise * sqrt((double)used), q, 1, w, 1);
+	cblas_dscal((int)n, 1.0 / norm(w, n), w, 1);
+	memcpy(q, w, n * sizeof *q);
+	return used;
+}
+
 int
 lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge conv,
     double tol, int maxiter, struct rng *r, int want_vecs, struct eig_result *res)
+{
+	return lanczos_eigs_start(A, k, which, conv, tol, maxiter, r, NULL, want_vecs, res);
+}
+
+int
+lanczos_eigs_start(struct linop *A, int k, enum eig_which which, enum eig_converge conv,
+    double tol, int maxiter, struct rng *r, const struct eig_start *start, int want_vecs,
+    struct eig_result *res)
 {
 	size_t n = A->n;
 	int m = 0, done = 0, ntop = 0, nbot = 0, nw = 0, *cols;
@@ -231,7 +274,7 @@ lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge con
 	d = xmalloc(xmul((size_t)maxiter, sizeof *d));
 	cols = xmalloc(2 * (size_t)k * sizeof *cols);
 
-	random_unit(Q, n, r);
+	res->guides = start_vector(Q, n, r, start, w);
 	while (m < maxiter && !done) {
 		double b = lanczos_step(A, Q, m, alpha, beta, w, h, ws.H + (size_t)m * (maxiter + 1)), scale = 0;
 		m++;

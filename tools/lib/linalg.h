@@ -7,7 +7,8 @@
  *
  *   lanczos_eigs    extreme eigenpairs by Lanczos with full
  *                   reorthogonalisation (classical Gram-Schmidt, twice),
- *                   stopping on Ritz residuals
+ *                   stopping on Ritz residuals; lanczos_eigs_start from a
+ *                   warm start (a previous solve's Ritz vectors)
  *   power_eigs      power iteration with deflation, for comparison
  *   eig_result_embed  either's result on a restriction, as the full
  *                   operator's (the operator zero elsewhere)
@@ -48,6 +49,7 @@ struct eig_result {
 	double *bottom_res;
 	double *top_vecs;   /* (ntop, n) unit eigenvectors, if asked for */
 	int iterations;     /* Lanczos steps or power iterations */
+	int guides;         /* warm-start vectors the start vector was made from (0: random) */
 	int converged;      /* every wanted pair met the tolerance */
 };
 
@@ -65,6 +67,27 @@ struct eig_result {
  */
 int lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge conv,
     double tol, int maxiter, struct rng *r, int want_vecs, struct eig_result *res);
+/*
+ * A warm start: guide vectors thought close to the wanted eigenvectors
+ * (a previous solve's Ritz vectors on a nearby operator).  Lanczos then
+ * starts from their sum plus the usual Gaussian at weight noise (see
+ * lanczos_eigs_start); the answer is that of any start vector, only
+ * reached in fewer products when the guides are good.
+ */
+struct eig_start {
+	const double *vecs;  /* (count, n), any norms; zero rows are skipped */
+	int count;
+	double noise;        /* the Gaussian's weight against the guides', > 0 */
+};
+/*
+ * lanczos_eigs from a warm start (NULL: the Gaussian start, the same as
+ * lanczos_eigs).  The Gaussian is drawn from r either way, so r's later
+ * draws do not depend on the start; res->guides says how many guides
+ * were used.
+ */
+int lanczos_eigs_start(struct linop *A, int k, enum eig_which which, enum eig_converge conv,
+    double tol, int maxiter, struct rng *r, const struct eig_start *start, int want_vecs,
+    struct eig_result *res);
 /* The k eigenvalues of largest magnitude by power iteration with deflation. */
 int power_eigs(struct linop *A, int k, double tol, int maxiter, struct rng *r,
     int want_vecs, struct eig_result *res);
