@@ -1,4 +1,5 @@
 #include "linalg.h"
+#include "symeig.h"
 #include "util.h"
 
 #include <float.h>
@@ -721,25 +722,13 @@ int
 sym_top_lanczos(const double *A, int n, int k, double tol, int maxiter, double *ev, int *iters)
 {
 	struct dense_sym d = {A, n};
-	struct linop op = {(size_t)n, dense_sym_apply, &d, 0};
-	struct eig_result res;
-	struct rng r;
-	int ok;
+	struct symop op = {n, dense_sym_apply, &d};
 
-	/* Fixed start (stream RNG_SAMPLE of seed 0): the record stays deterministic. */
-	rng_init(&r, 0, RNG_SAMPLE);
-	if (lanczos_eigs(&op, k, EIG_TOP, CONVERGE_VALUE, tol, maxiter, &r, 0, &res) < 0)
-		return -1;
 	/*
 	 * Fewer than k Ritz values means the Krylov space closed (rank below
-	 * k); the rest are zeros the dense route resolves to rounding level.
+	 * k): -1, and the dense route resolves the rest (zeros) to rounding.
 	 */
-	ok = res.converged && res.ntop == k;
-	for (int i = 0; ok && i < k; i++)
-		ev[i] = res.top[i];
-	*iters = res.iterations;
-	eig_result_free(&res);
-	return ok ? 0 : -1;
+	return symeig_top(&op, k, tol, maxiter, NULL, ev, NULL, iters);
 }
 
 /*
@@ -863,20 +852,13 @@ int
 sym_bottom_chol(const double *U, int n, double tol, int maxiter, double *lmin, int *iters)
 {
 	struct dense_sym d = {U, n};
-	struct linop op = {(size_t)n, chol_inverse_apply, &d, 0};
-	struct eig_result res;
-	struct rng r;
-	int ok;
+	struct symop op = {n, chol_inverse_apply, &d};
+	double top;
 
-	rng_init(&r, 0, RNG_SAMPLE);
-	if (lanczos_eigs(&op, 1, EIG_TOP, CONVERGE_VALUE, tol, maxiter, &r, 0, &res) < 0)
+	if (symeig_top(&op, 1, tol, maxiter, NULL, &top, NULL, iters) < 0 || !(top > 0))
 		return -1;
-	ok = res.converged && res.ntop == 1 && res.top[0] > 0;
-	if (ok)
-		*lmin = 1 / res.top[0];
-	*iters = res.iterations;
-	eig_result_free(&res);
-	return ok ? 0 : -1;
+	*lmin = 1 / top;
+	return 0;
 }
 
 void
