@@ -141,7 +141,7 @@ start_vector(double *q, int n, const double *v0)
 	struct rng r;
 	double s;
 
-	if (v0) {
+	if (v0 && (s = cblas_dnrm2(n, v0, 1)) > 0 && isfinite(s)) {
 		memcpy(q, v0, (size_t)n * sizeof *q);
 	} else {
 		/* Fixed stream: the results stay deterministic. */

@@ -26,7 +26,7 @@ struct symop {
  * |beta_m s_mi|, gap the distance to the nearest other Ritz value
  * computed) and r <= sqrt(tol) theta, theta floored at eps^(2/3) times the
  * largest (A is semi-definite: the largest Ritz value is the largest in
- * magnitude).  Start: v0 (n, need not be normalised), or NULL for a fixed
+ * magnitude).  Start: v0 (n, need not be normalised), or (NULL or zero) a fixed
  * Gaussian vector (seed 0, stream RNG_SAMPLE).  vecs (k, n): the unit Ritz
  * vectors, or NULL.  *iters: the products taken.  Returns 0; -1 when k or
  * maxiter is out of range, when not converged within maxiter products,
