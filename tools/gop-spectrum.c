@@ -229,18 +229,21 @@ kfactor_free(struct kfactor *kf)
 
 /*
  * The top k eigenvalues into ev: Lanczos on M (its Ritz vectors into kf
- * unless NULL), or where it does not pay or does not converge, dsyevr on
- * a copy.  Returns the route's name.
+ * unless NULL, its smallest Ritz value into *lowest, else HUGE_VAL), or
+ * where it does not pay or does not converge, dsyevr on a copy.  Returns
+ * the route's name.
  */
 static const char *
-top_eigs(const double *M, long n, int k, double *ev, int *iters, struct kfactor *kf, const char *what)
+top_eigs(const double *M, long n, int k, double *ev, int *iters, struct kfactor *kf, double *lowest,
+    const char *what)
 {
 	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
 	double *W;
 
 	*iters = 0;
+	*lowest = HUGE_VAL;
 	if ((long)k * LANCZOS_KFRAC <= n && sym_top_ritz(M, (int)n, k, 0, LANCZOS_TOL, LANCZOS_MAXIT, NULL, ev,
-	    kf ? kf->vecs : NULL, iters) == 0) {
+	    kf ? kf->vecs : NULL, lowest, iters) == 0) {
 		if (kf)
 			kf->k = k;
 		return "lanczos";
@@ -387,7 +390,7 @@ stats_cheap(double *M, double *d, long n, double rank_rtol, int top, int deficie
     const char *what)
 {
 	int k = top < n ? top : (int)n, iters;
-	double *ev = xmalloc(xmul((size_t)k, sizeof(double))), tr, fro, tol;
+	double *ev = xmalloc(xmul((size_t)k, sizeof(double))), tr, fro, tol, lowest;
 	const char *troute;
 	struct low_end le;
 	json_t *s;
@@ -396,9 +399,14 @@ stats_cheap(double *M, double *d, long n, double rank_rtol, int top, int deficie
 	sym_trace_frob(M, (int)n, &tr, &fro);
 	if (!isfinite(tr) || !isfinite(fro))
 		die("%s: an entry is not finite", what);
-	troute = top_eigs(M, n, k, ev, &iters, kf, what);
+	troute = top_eigs(M, n, k, ev, &iters, kf, &lowest, what);
 	tol = rank_rtol * fmax(ev[0], 0.0);
-	low_end(M, d, n, tol, deficient, &le, kf, what);
+	/*
+	 * A Ritz value is at least the smallest eigenvalue: one at or below
+	 * tol proves the rank short of n, and the Cholesky factorisation
+	 * would be in vain (a large null space shows within a few steps).
+	 */
+	low_end(M, d, n, tol, deficient || lowest <= tol, &le, kf, what);
 	s = stats_json(tr, fro, ev, k, troute, iters, tol, n, &le);
 	free(ev);
 	return s;
@@ -626,7 +634,7 @@ centred_projected(const struct config *c, double *K, double *d, long n, double r
 		s1 += v0[i];
 	for (long i = 0; i < n; i++)
 		v0[i] -= s1 / (double)n;
-	if (sym_top_ritz(K, (int)n, k, 1, LANCZOS_TOL, LANCZOS_MAXIT, kf->k ? v0 : NULL, ev, NULL, &iters) != 0)
+	if (sym_top_ritz(K, (int)n, k, 1, LANCZOS_TOL, LANCZOS_MAXIT, kf->k ? v0 : NULL, ev, NULL, NULL, &iters) != 0)
 		goto out;
 	tol = rtol * fmax(ev[0], 0.0);
 	for (long i = 0; i < n; i++) {

@@ -746,7 +746,7 @@ centred_sym_apply(void *ctx, double *y, const double *x)
 
 int
 sym_top_ritz(const double *A, int n, int k, int centred, double tol, int maxiter, const double *v0,
-    double *ev, double *vecs, int *iters)
+    double *ev, double *vecs, double *lowest, int *iters)
 {
 	struct dense_sym d = {A, n};
 	struct centred_sym c = {A, n, NULL};
@@ -761,7 +761,7 @@ sym_top_ritz(const double *A, int n, int k, int centred, double tol, int maxiter
 	 * Fewer than k Ritz values means the Krylov space closed (rank below
 	 * k): -1, and the dense route resolves the rest (zeros) to rounding.
 	 */
-	rc = symeig_top(&op, k, tol, maxiter, v0, ev, vecs, iters);
+	rc = symeig_top(&op, k, tol, maxiter, v0, ev, vecs, lowest, iters);
 	free(c.t);
 	return rc;
 }
@@ -769,7 +769,7 @@ sym_top_ritz(const double *A, int n, int k, int centred, double tol, int maxiter
 int
 sym_top_lanczos(const double *A, int n, int k, double tol, int maxiter, double *ev, int *iters)
 {
-	return sym_top_ritz(A, n, k, 0, tol, maxiter, NULL, ev, NULL, iters);
+	return sym_top_ritz(A, n, k, 0, tol, maxiter, NULL, ev, NULL, NULL, iters);
 }
 
 /*
@@ -902,7 +902,7 @@ sym_bottom_chol(const double *U, int n, double tol, int maxiter, double *lmin, i
 	struct symop op = {n, chol_inverse_apply, &d};
 	double top;
 
-	if (symeig_top(&op, 1, tol, maxiter, NULL, &top, NULL, iters) < 0 || !(top > 0))
+	if (symeig_top(&op, 1, tol, maxiter, NULL, &top, NULL, NULL, iters) < 0 || !(top > 0))
 		return -1;
 	*lmin = 1 / top;
 	return 0;
@@ -948,7 +948,7 @@ sym_bottom_centred_chol(const double *U, int n, const double *w, double tol, int
 		c.s += w[i];
 	if (n < 2 || !(c.s > 0))
 		return -1;
-	if (symeig_top(&op, 1, tol, maxiter, NULL, &top, NULL, iters) < 0 || !(top > 0))
+	if (symeig_top(&op, 1, tol, maxiter, NULL, &top, NULL, NULL, iters) < 0 || !(top > 0))
 		return -1;
 	*lmin = 1 / top;
 	return 0;

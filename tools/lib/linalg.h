@@ -179,11 +179,12 @@ void sym_trace_frob(const double *A, int n, double *trace, double *frob);
 int sym_top_lanczos(const double *A, int n, int k, double tol, int maxiter, double *ev, int *iters);
 /*
  * The same, of H A H (H = I - 11^T / n) when centred, from the start v0
- * (NULL: fixed Gaussian) and with the unit Ritz vectors into vecs (k, n)
- * unless NULL.
+ * (NULL: fixed Gaussian), with the unit Ritz vectors into vecs (k, n) and
+ * the smallest Ritz value (an upper bound on the smallest eigenvalue)
+ * into *lowest, each unless NULL.
  */
 int sym_top_ritz(const double *A, int n, int k, int centred, double tol, int maxiter, const double *v0,
-    double *ev, double *vecs, int *iters);
+    double *ev, double *vecs, double *lowest, int *iters);
 /* The count, or -1 if LAPACK fails or an entry is not finite; A's diagonal restored. */
 int sym_count_above(double *A, int n, double tau, double *d);
 /*

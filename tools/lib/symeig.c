@@ -156,7 +156,7 @@ start_vector(double *q, int n, const double *v0)
 
 int
 symeig_top(const struct symop *A, int k, double tol, int maxiter, const double *v0,
-    double *ev, double *vecs, int *iters)
+    double *ev, double *vecs, double *lowest, int *iters)
 {
 	int n = A->n, m = 0, done = 0, ok = 1;
 	struct symeig_ws ws;
@@ -184,6 +184,8 @@ symeig_top(const struct symop *A, int k, double tol, int maxiter, const double *
 		}
 	}
 	*iters = m;
+	if (done && lowest)
+		*lowest = ws.theta[0];
 	for (int i = 0; done && i < k; i++) {
 		ev[i] = ws.theta[m - 1 - i];
 		if (vecs) {

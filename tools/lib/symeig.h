@@ -28,11 +28,13 @@ struct symop {
  * largest (A is semi-definite: the largest Ritz value is the largest in
  * magnitude).  Start: v0 (n, need not be normalised), or (NULL or zero) a fixed
  * Gaussian vector (seed 0, stream RNG_SAMPLE).  vecs (k, n): the unit Ritz
- * vectors, or NULL.  *iters: the products taken.  Returns 0; -1 when k or
+ * vectors, or NULL.  *lowest (unless NULL): the smallest Ritz value, at
+ * least A's smallest eigenvalue (interlacing), so an upper bound on it.
+ * *iters: the products taken.  Returns 0; -1 when k or
  * maxiter is out of range, when not converged within maxiter products,
  * or when the Krylov space closed with fewer than k Ritz values.
  */
 int symeig_top(const struct symop *A, int k, double tol, int maxiter, const double *v0,
-    double *ev, double *vecs, int *iters);
+    double *ev, double *vecs, double *lowest, int *iters);
 
 #endif
