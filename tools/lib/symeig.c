@@ -101,16 +101,17 @@ ritz(struct symeig_ws *ws, int m, int vecs)
  * the step before (and keep them for the next): until they settle, the
  * bound (which needs the tridiagonal's eigenvectors, O(m^3)) cannot hold,
  * since a value's change bounds its error from below at the step before.
+ * The first step with k values has nothing to compare: it is tested.
  */
 #define GATE 1e-8
 static int
 moving(struct symeig_ws *ws, int m, int k, int first)
 {
-	int moved = first;
+	int moved = 0;
 
 	for (int i = 0; i < k; i++) {
 		double th = ws->theta[m - 1 - i];
-		moved |= !(fabs(th - ws->prev[i]) <= GATE * fabs(ws->theta[m - 1]));
+		moved |= !first && !(fabs(th - ws->prev[i]) <= GATE * fabs(ws->theta[m - 1]));
 		ws->prev[i] = th;
 	}
 	return moved;
