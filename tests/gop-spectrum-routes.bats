@@ -62,9 +62,11 @@ same_as_full() {
 	same_as_full "$a" "$b"
 	assert_equal "$(jq -c '.gop.routes | [.trace, .frobenius, .top, .rank, .logdet, .smallest, .condition, .effective_rank]' <<<"$a")" \
 	    '["matrix","matrix","lanczos","lanczos-inverse","cholesky","lanczos-inverse","lanczos/lanczos-inverse",null]'
-	# the centred Gram loses the ones vector exactly: rank n - 1, its low end from the deflated matrix
+	# the centred Gram loses the ones vector exactly: rank n - 1, its low end from K's own factor
 	assert_equal "$(jq -c '[.n - .centred.rank, .centred.routes.logdet, .centred.routes.centring, .centred.smallest]' <<<"$a")" \
-	    '[1,"cholesky","householder",null]'
+	    '[1,"cholesky","projection",null]'
+	# started from K's top Ritz vectors, the centred top 10 takes fewer products than K's own
+	assert_jq '.centred.routes.lanczos_products < .gop.routes.lanczos_products' <<<"$a"
 	assert_jq '.gop.effective_rank == null and (.gop.logdet | num) == .gop.logdet and (.centred.condition | num) >= 1' <<<"$a"
 	assert_jq '[.gop.routes, .centred.routes | to_entries[] | .value] | unique == ["spectrum"]' <<<"$b"
 }
@@ -100,4 +102,14 @@ same_as_full() {
 	assert_equal "$(jq -c '[.gop.routes.top, .gop.routes.lanczos_products > 0]' <<<"$a")" '["lanczos",true]'
 	assert_equal "$(jq -c '[.gop.routes.top, .gop.routes.lanczos_products]' <<<"$b")" '["dsyevr",0]'
 	assert_jq -n --argjson a "$a" --argjson b "$b" '[$a.gop.top, $b.gop.top[:10]] | transpose | all((.[0] - .[1] | fabs) <= 1e-10 * .[1])'
+	# the centred statistics: by projection through K's factor, and with a top past (n - 1) / 4 on the
+	# deflated matrix (Householder, its own factorisation): the same numbers
+	assert_equal "$(jq -c '[.centred.routes.centring, .centred.routes.top]' <<<"$a")" '["projection","lanczos"]'
+	assert_equal "$(jq -c '[.centred.routes.centring, .centred.routes.top]' <<<"$b")" '["householder","dsyevr"]'
+	assert_jq -n --argjson a "$a" --argjson b "$b" '
+	    def rel(x; y; t): ((x | num) - (y | num) | fabs) <= t * ((y | num) | fabs);
+	    $a.centred as $p | $b.centred as $h |
+	    $p.rank == $h.rank and rel($p.trace; $h.trace; 1e-12) and rel($p.frobenius; $h.frobenius; 1e-12)
+	    and rel($p.logdet; $h.logdet; 1e-9) and rel($p.condition; $h.condition; 1e-9)
+	    and ([$p.top, $h.top[:10]] | transpose | all(rel(.[0]; .[1]; 1e-10)))'
 }

@@ -89,7 +89,9 @@ help(void)
 "Frobenius norm from K's entries, the top K by Lanczos, the smallest by\n"
 "Lanczos on K^-1 (Cholesky), the rank as the inertia of K - tol I (LDL^T)\n"
 "unless every eigenvalue is above tol, the log-determinant by Cholesky when\n"
-"K has full rank; each statistics object's \"routes\" names them.\n"
+"K has full rank; the centred covariance's from K's own factor when it\n"
+"has (\"centring\": \"projection\"), else from the deflated matrix\n"
+"(\"householder\"); each statistics object's \"routes\" names them.\n"
 "\n"
 "Memory is O(n^2) doubles (two n x n matrices), never O(P^2); at most\n"
 "%d rows.\n"
@@ -194,18 +196,60 @@ stats_full(const double *ev, int n, double rank_rtol, int top)
 }
 
 /*
- * The top k eigenvalues into ev: Lanczos on M, or where it does not pay
- * or does not converge, dsyevr on a copy.  Returns the route's name.
+ * What G's cheap route leaves for the centred covariance's: the top
+ * Ritz vectors (a start that holds the centred matrix's top eigenvectors
+ * but for a rank-one change) and, when the Cholesky factor certified
+ * every eigenvalue above the tolerance, that factor (its strict upper
+ * triangle in K's, its diagonal in ud), w = K^-1 1 and log det K.
+ */
+struct kfactor {
+	int k;                  /* Ritz vectors in vecs (0: the top took dsyevr) */
+	double *vecs;           /* (k, n) */
+	int chol;
+	double *ud, *w;         /* (n) */
+	double logdet;
+};
+
+static void
+kfactor_init(struct kfactor *kf, long n, int k)
+{
+	kf->k = 0;
+	kf->vecs = xmalloc(xmul(xmul((size_t)n, (size_t)k), sizeof(double)));
+	kf->chol = 0;
+	kf->ud = xmalloc(xmul((size_t)n, sizeof(double)));
+	kf->w = xmalloc(xmul((size_t)n, sizeof(double)));
+	kf->logdet = NAN;
+}
+
+static void
+kfactor_free(struct kfactor *kf)
+{
+	free(kf->vecs);
+	free(kf->ud);
+	free(kf->w);
+}
+
+/*
+ * The top k eigenvalues into ev: Lanczos on M (its Ritz vectors into kf
+ * unless NULL, its smallest Ritz value into *lowest, else HUGE_VAL), or
+ * where it does not pay or does not converge, dsyevr on a copy.  Returns
+ * the route's name.
  */
 static const char *
-top_eigs(const double *M, long n, int k, double *ev, int *iters, const char *what)
+top_eigs(const double *M, long n, int k, double *ev, int *iters, struct kfactor *kf, double *lowest,
+    const char *what)
 {
 	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
 	double *W;
 
 	*iters = 0;
-	if ((long)k * LANCZOS_KFRAC <= n && sym_top_lanczos(M, (int)n, k, LANCZOS_TOL, LANCZOS_MAXIT, ev, iters) == 0)
+	*lowest = HUGE_VAL;
+	if ((long)k * LANCZOS_KFRAC <= n && sym_top_ritz(M, (int)n, k, 0, LANCZOS_TOL, LANCZOS_MAXIT, NULL, ev,
+	    kf ? kf->vecs : NULL, lowest, iters) == 0) {
+		if (kf)
+			kf->k = k;
 		return "lanczos";
+	}
 	W = xmalloc_big(nn);
 	memcpy(W, M, nn);
 	if (sym_eigvals(W, (int)n, k, ev, NULL) != k)
@@ -233,6 +277,19 @@ min_pivot(const double *M, long n)
 	return m;
 }
 
+/* M's Cholesky factor (in place) for the centred route: its diagonal, K^-1 1, log det. */
+static void
+keep_factor(const double *M, long n, double logdet, struct kfactor *kf)
+{
+	for (long i = 0; i < n; i++) {
+		kf->ud[i] = M[i * n + i];
+		kf->w[i] = 1;
+	}
+	sym_chol_solve(M, (int)n, kf->w);
+	kf->logdet = logdet;
+	kf->chol = 1;
+}
+
 /*
  * Rank, smallest eigenvalue and log-determinant of M for the rank
  * tolerance tol.  M = L L^T by Cholesky and the smallest eigenvalue by
@@ -244,7 +301,8 @@ min_pivot(const double *M, long n)
  * the inertia comes first.
  */
 static void
-low_end(double *M, double *d, long n, double tol, int deficient, struct low_end *le, const char *what)
+low_end(double *M, double *d, long n, double tol, int deficient, struct low_end *le, struct kfactor *kf,
+    const char *what)
 {
 	double logdet = 0, lmin = 0;
 	int full;
@@ -270,6 +328,8 @@ low_end(double *M, double *d, long n, double tol, int deficient, struct low_end 
 	full = n > 0 && tol > 0 && sym_cholesky(M, (int)n, d, &logdet) == 0 && min_pivot(M, n) > tol
 	    && sym_bottom_chol(M, (int)n, LANCZOS_TOL, LANCZOS_MAXIT, &lmin, &le->products) == 0
 	    && lmin > tol;
+	if (full && kf)
+		keep_factor(M, n, logdet, kf);
 	if (n > 0 && tol > 0)
 		sym_restore_diag(M, (int)n, d);
 	if (full) {
@@ -289,6 +349,35 @@ low_end(double *M, double *d, long n, double tol, int deficient, struct low_end 
 }
 
 /*
+ * The record's statistics object of a cheap route: trace and Frobenius
+ * norm from the entries, the top k (ev, by troute after iters products),
+ * the low end le for the rank tolerance tol.  What no cheap route gave is
+ * null, with route null.
+ */
+static json_t *
+stats_json(double tr, double fro, const double *ev, int k, const char *troute, int iters, double tol, long n,
+    const struct low_end *le)
+{
+	const char *croute = le->rank == n && le->logdet_route ? "lanczos/lanczos-inverse" : NULL;
+	json_t *t = json_array(), *r;
+
+	for (int i = 0; i < k; i++)
+		json_array_append_new(t, jnum(ev[i]));
+	r = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:n, s:s, s:s, s:s, s:i, s:i}",
+	    "trace", "matrix", "frobenius", "matrix", "spectral", troute, "smallest", le->small_route,
+	    "rank", le->rank_route, "condition", croute, "logdet", le->logdet_route, "effective_rank",
+	    "participation_ratio", "matrix", "stable_rank", troute, "top", troute,
+	    "lanczos_products", iters, "inverse_products", le->products);
+	return json_pack("{s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:n, s:o, s:o, s:o, s:o}",
+	    "trace", jnum(tr), "frobenius", jnum(fro), "spectral", jnum(ev[0]),
+	    "smallest", le->small_route ? jnum(le->smallest) : json_null(), "rank", le->rank,
+	    "rank_tol", jnum(tol), "condition", croute ? jnum(ev[0] / le->smallest) : json_null(),
+	    "logdet", le->logdet_route ? jnum(le->logdet) : json_null(), "effective_rank",
+	    "participation_ratio", jnum(fro > 0 ? tr * tr / (fro * fro) : 0),
+	    "stable_rank", jnum(ev[0] > 0 ? fro * fro / (ev[0] * ev[0]) : 0), "top", t, "routes", r);
+}
+
+/*
  * The statistics of M (lower triangle) without its spectrum, each
  * by its cheapest exact route (docs/design.md): trace and Frobenius norm
  * from the entries, the top k by Lanczos, the low end by low_end.  What
@@ -299,37 +388,28 @@ low_end(double *M, double *d, long n, double tol, int deficient, struct low_end 
  * doubles of scratch; deficient as low_end's.
  */
 static json_t *
-stats_cheap(double *M, double *d, long n, double rank_rtol, int top, int deficient, const char *what)
+stats_cheap(double *M, double *d, long n, double rank_rtol, int top, int deficient, struct kfactor *kf,
+    const char *what)
 {
 	int k = top < n ? top : (int)n, iters;
-	double *ev = xmalloc(xmul((size_t)k, sizeof(double))), tr, fro, tol;
-	const char *troute, *croute = NULL;
+	double *ev = xmalloc(xmul((size_t)k, sizeof(double))), tr, fro, tol, lowest;
+	const char *troute;
 	struct low_end le;
-	json_t *t = json_array(), *r, *s;
+	json_t *s;
 
 	/* A non-finite entry makes one of these non-finite (as dsyevd's check on the full route). */
 	sym_trace_frob(M, (int)n, &tr, &fro);
 	if (!isfinite(tr) || !isfinite(fro))
 		die("%s: an entry is not finite", what);
-	troute = top_eigs(M, n, k, ev, &iters, what);
+	troute = top_eigs(M, n, k, ev, &iters, kf, &lowest, what);
 	tol = rank_rtol * fmax(ev[0], 0.0);
-	low_end(M, d, n, tol, deficient, &le, what);
-	if (le.rank == n && le.logdet_route)
-		croute = "lanczos/lanczos-inverse";
-	for (int i = 0; i < k; i++)
-		json_array_append_new(t, jnum(ev[i]));
-	r = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:n, s:s, s:s, s:s, s:i, s:i}",
-	    "trace", "matrix", "frobenius", "matrix", "spectral", troute, "smallest", le.small_route,
-	    "rank", le.rank_route, "condition", croute, "logdet", le.logdet_route, "effective_rank",
-	    "participation_ratio", "matrix", "stable_rank", troute, "top", troute,
-	    "lanczos_products", iters, "inverse_products", le.products);
-	s = json_pack("{s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:n, s:o, s:o, s:o, s:o}",
-	    "trace", jnum(tr), "frobenius", jnum(fro), "spectral", jnum(ev[0]),
-	    "smallest", le.small_route ? jnum(le.smallest) : json_null(), "rank", le.rank,
-	    "rank_tol", jnum(tol), "condition", croute ? jnum(ev[0] / le.smallest) : json_null(),
-	    "logdet", le.logdet_route ? jnum(le.logdet) : json_null(), "effective_rank",
-	    "participation_ratio", jnum(fro > 0 ? tr * tr / (fro * fro) : 0),
-	    "stable_rank", jnum(ev[0] > 0 ? fro * fro / (ev[0] * ev[0]) : 0), "top", t, "routes", r);
+	/*
+	 * A Ritz value is at least the smallest eigenvalue: one at or below
+	 * tol proves the rank short of n, and the Cholesky factorisation
+	 * would be in vain (a large null space shows within a few steps).
+	 */
+	low_end(M, d, n, tol, deficient || lowest <= tol, &le, kf, what);
+	s = stats_json(tr, fro, ev, k, troute, iters, tol, n, &le);
 	free(ev);
 	return s;
 }
@@ -342,7 +422,7 @@ static json_t *
 stats_of(const struct config *c, double *M, double *d, long n, double rtol, double **spec, const char *what)
 {
 	if (!c->full)
-		return stats_cheap(M, d, n, rtol, c->top, 0, what);
+		return stats_cheap(M, d, n, rtol, c->top, 0, NULL, what);
 	*spec = xmalloc(xmul((size_t)n, sizeof(double)));
 	if (sym_eigvals(M, (int)n, 0, *spec, NULL) < 0)
 		die("%s: LAPACK dsyevd failed", what);
@@ -402,12 +482,23 @@ gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gr
 {
 	for (int g = 0; g < ck->m->ngroups; g++) {
 		char what[512];
-		model_gram_group(G, g, T);
-		for (long b = 0; b < n; b++)
-			for (long q = 0; q <= b; q++) {
-				T[b * n + q] /= (double)n;
-				K[b * n + q] += T[b * n + q];
-			}
+		/* The first term straight into K (the same sums: 0 + x is x), and T written only when kept. */
+		double *out = g == 0 && !c->per_layer ? K : T;
+		model_gram_group(G, g, out);
+		for (long b = 0; b < n; b++) {
+			double *t = out + b * n, *k = K + b * n;
+			if (out == K)
+				for (long q = 0; q <= b; q++)
+					k[q] /= (double)n;
+			else if (!c->per_layer)
+				for (long q = 0; q <= b; q++)
+					k[q] += t[q] / (double)n;
+			else
+				for (long q = 0; q <= b; q++) {
+					t[q] /= (double)n;
+					k[q] = g == 0 ? t[q] : k[q] + t[q];
+				}
+		}
 		if (!c->per_layer)
 			continue;
 		snprintf(what, sizeof what, "%s: group %s", ck->path, ck->m->group_names[g]);
@@ -416,14 +507,16 @@ gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gr
 }
 
 /*
- * |mean gradient|^2 = 1^T K 1 / n, returned, and the centred Gram H K H
- * into T (unless no_centred), from K's lower triangle.
+ * |mean gradient|^2 = 1^T K 1 / n, returned, K's row means into rowmean
+ * (n) and their mean into *all, and the centred Gram H K H into T
+ * (unless no_centred), from K's lower triangle.
  */
 static double
-centre(const double *K, double *T, long n, int no_centred)
+centre(const double *K, double *T, long n, int no_centred, double *rowmean, double *all)
 {
-	double *rowmean = xcalloc((size_t)n, sizeof(double)), all = 0, gbar2;
+	double sum = 0;
 
+	memset(rowmean, 0, (size_t)n * sizeof *rowmean);
 	for (long b = 0; b < n; b++)
 		for (long q = 0; q <= b; q++) {
 			rowmean[b] += K[b * n + q];
@@ -431,16 +524,34 @@ centre(const double *K, double *T, long n, int no_centred)
 				rowmean[q] += K[b * n + q];
 		}
 	for (long b = 0; b < n; b++) {
-		all += rowmean[b];
+		sum += rowmean[b];
 		rowmean[b] /= (double)n;
 	}
-	gbar2 = all / (double)n;
-	all /= (double)n * (double)n;
+	*all = sum / ((double)n * (double)n);
 	for (long b = 0; b < n && !no_centred; b++)
 		for (long q = 0; q <= b; q++)
-			T[b * n + q] = K[b * n + q] - rowmean[b] - rowmean[q] + all;
-	free(rowmean);
-	return gbar2;
+			T[b * n + q] = K[b * n + q] - rowmean[b] - rowmean[q] + *all;
+	return sum / (double)n;
+}
+
+/* Trace and Frobenius norm of H K H from K's entries, each as centre() makes it. */
+static void
+centred_trace_frob(const double *K, long n, const double *rowmean, double all, double *trace, double *frob)
+{
+	double t = 0, diag = 0, off = 0;
+
+	for (long b = 0; b < n; b++) {
+		const double *row = K + b * n;
+		for (long q = 0; q < b; q++) {
+			double v = row[q] - rowmean[b] - rowmean[q] + all;
+			off += v * v;
+		}
+		double v = row[b] - rowmean[b] - rowmean[b] + all;
+		t += v;
+		diag += v * v;
+	}
+	*trace = t;
+	*frob = sqrt(diag + 2 * off);
 }
 
 /* The statistics of one checkpoint's Gram matrices, and with --full their spectra. */
@@ -473,17 +584,79 @@ centred_stats(const struct config *c, double *K, double *T, double *d, long n, d
 	json_t *s, *routes;
 
 	if (c->full || n < 2) {
-		centre(K, T, n, 0);
+		double *rowmean = xmalloc(xmul((size_t)n, sizeof(double))), all;
+		centre(K, T, n, 0, rowmean, &all);
+		free(rowmean);
 		return stats_of(c, T, d, n, rtol, spec, what);
 	}
 	sym_deflate_ones(K, (int)n, T, d);
-	s = stats_cheap(T, d, n - 1, rtol, c->top, deficient, what);
+	s = stats_cheap(T, d, n - 1, rtol, c->top, deficient, NULL, what);
 	if (c->top >= n)
 		json_array_append_new(json_object_get(s, "top"), json_real(0.0));
 	routes = json_object_get(s, "routes");
 	json_object_set_new(s, "smallest", json_null());
 	json_object_set_new(routes, "smallest", json_null());
 	json_object_set_new(routes, "centring", json_string("householder"));
+	return s;
+}
+
+/*
+ * The centred covariance's statistics by projection, when K's Cholesky
+ * certified every eigenvalue of K above its tolerance (kf->chol): the top
+ * k by Lanczos on H K H itself, started from K's top Ritz vectors
+ * projected (the two matrices differ by the mean gradient's rank-one
+ * part); the smallest eigenvalue on the ones vector's complement by
+ * Lanczos on its inverse through K's factor (sym_bottom_centred_chol);
+ * the log-determinant there as K's plus log(1^T K^-1 1 / n).  No n x n
+ * matrix is built and nothing is factorised again.  By interlacing that
+ * smallest is at least K's, so every one of the n - 1 eigenvalues counts;
+ * it is checked all the same, and when it fails (or Lanczos does not
+ * converge, or the top is too large a part of the spectrum for Lanczos)
+ * NULL: the deflation route.  K's diagonal is swapped with the factor's
+ * for the inverse products (d: n doubles) and restored.
+ */
+static json_t *
+centred_projected(const struct config *c, double *K, double *d, long n, double rtol, const double *rowmean,
+    double all, const struct kfactor *kf)
+{
+	int k = c->top < n - 1 ? c->top : (int)n - 1, iters, inv;
+	double *ev, *v0, tr, fro, tol, lmin = NAN, s1 = 0;
+	struct low_end le = {0};
+	json_t *s = NULL;
+
+	if (!kf->chol || n < 2 || (long)k * LANCZOS_KFRAC > n - 1)
+		return NULL;
+	centred_trace_frob(K, n, rowmean, all, &tr, &fro);
+	ev = xmalloc(xmul((size_t)k, sizeof(double)));
+	v0 = xcalloc((size_t)n, sizeof(double));
+	for (int e = 0; e < kf->k; e++)
+		for (long i = 0; i < n; i++)
+			v0[i] += kf->vecs[(size_t)e * n + i];
+	for (long i = 0; i < n; i++)
+		s1 += v0[i];
+	for (long i = 0; i < n; i++)
+		v0[i] -= s1 / (double)n;
+	if (sym_top_ritz(K, (int)n, k, 1, LANCZOS_TOL, LANCZOS_MAXIT, kf->k ? v0 : NULL, ev, NULL, NULL, &iters) != 0)
+		goto out;
+	tol = rtol * fmax(ev[0], 0.0);
+	for (long i = 0; i < n; i++) {
+		d[i] = K[i * n + i];
+		K[i * n + i] = kf->ud[i];
+	}
+	inv = sym_bottom_centred_chol(K, (int)n, kf->w, LANCZOS_TOL, LANCZOS_MAXIT, &lmin, &le.products);
+	sym_restore_diag(K, (int)n, d);
+	if (inv != 0 || !(lmin > tol))
+		goto out;
+	s1 = 0;
+	for (long i = 0; i < n; i++)
+		s1 += kf->w[i];
+	le = (struct low_end){(int)n - 1, lmin, kf->logdet + log(s1 / (double)n), "lanczos-inverse", NULL,
+	    "cholesky", le.products};
+	s = stats_json(tr, fro, ev, k, "lanczos", iters, tol, n - 1, &le);
+	json_object_set_new(json_object_get(s, "routes"), "centring", json_string("projection"));
+out:
+	free(ev);
+	free(v0);
 	return s;
 }
 
@@ -509,22 +682,27 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
 {
 	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
 	double *K = xmalloc_big(nn), *T = xmalloc_big(nn), *d = xmalloc(xmul((size_t)n, sizeof(double)));
+	double *rowmean = xmalloc(xmul((size_t)n, sizeof(double))), all;
+	struct kfactor kf;
 	char what[512];
 	int deficient;
 
-	memset(K, 0, nn);
 	memset(sp, 0, sizeof *sp);
 	sp->gspec = xcalloc((size_t)ck->m->ngroups, sizeof *sp->gspec);
 	sp->layers = c->per_layer ? json_array() : NULL;
 	gram_sum(c, ck, G, n, rtol, K, T, d, sp->gspec, sp->layers);
-	sp->gbar2 = centre(K, T, n, 1);
+	sp->gbar2 = centre(K, T, n, 1, rowmean, &all);
 	snprintf(what, sizeof what, "%s: the Gram matrix", ck->path);
-	/* The cheap route keeps K; the full one destroys it, so comes last. */
+	kfactor_init(&kf, n, c->top < n ? c->top : (int)n);
+	/* The cheap route keeps K (its upper triangle aside); the full one destroys it, so comes last. */
 	if (!c->full)
-		sp->gop = stats_cheap(K, d, n, rtol, c->top, 0, what);
+		sp->gop = stats_cheap(K, d, n, rtol, c->top, 0, c->no_centred ? NULL : &kf, what);
 	deficient = sp->gop && json_integer_value(json_object_get(sp->gop, "rank")) < n;
 	snprintf(what, sizeof what, "%s: the centred Gram matrix", ck->path);
-	sp->centred = c->no_centred ? json_null() : centred_stats(c, K, T, d, n, rtol, &sp->evc, deficient, what);
+	if (c->no_centred)
+		sp->centred = json_null();
+	else if (c->full || !(sp->centred = centred_projected(c, K, d, n, rtol, rowmean, all, &kf)))
+		sp->centred = centred_stats(c, K, T, d, n, rtol, &sp->evc, deficient, what);
 	if (c->eigvecs) {
 		memcpy(T, K, nn);
 		eigvecs_of(c, ck, G, T, n);
@@ -532,6 +710,8 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
 	snprintf(what, sizeof what, "%s: the Gram matrix", ck->path);
 	if (c->full)
 		sp->gop = stats_of(c, K, d, n, rtol, &sp->ev, what);
+	kfactor_free(&kf);
+	free(rowmean);
 	free(K);
 	free(T);
 	free(d);

@@ -93,6 +93,8 @@ def main():
         tap.ok(worst < TRACE_RTOL * 10, f"{name}: each layer's trace, max relative diff {worst:.2e}")
         band_total += check_stats(tap, name, rec["gop"], ev, n)
         check_cheap(tap, name, cheap["gop"], ev, n)
+        # the centred covariance on the ones vector's complement: its spectrum less the ones vector's zero
+        check_cheap(tap, name + ", centred", cheap["centred"], evc[:-1], n - 1, rows=n)
     tap.ok(band_total > 0, f"{band_total} eigenvalues over the cases lie between tol / n and tol "
            "(the rank check tells the tolerance rule apart)")
     return tap.done()
@@ -126,12 +128,13 @@ def check_stats(tap, name, ours, ev, n):
     return band
 
 
-def check_cheap(tap, name, ours, ev, n):
+def check_cheap(tap, name, ours, ev, n, rows=None):
     """The default record (no spectrum: Lanczos, inertia, Cholesky) against
     numpy on the reference eigenvalues: the top 10, the rank in the same
-    band as the full route's, and the log-determinant where its route
-    gives one (every eigenvalue counted)."""
-    tol = n * 2.0**-23 * ev[0]
+    band as the full route's, and the log-determinant and condition number
+    where its route gives them (every one of the n eigenvalues counted).
+    rows: the data's rows, whose count sets the tolerance (default n)."""
+    tol = (rows or n) * 2.0**-23 * ev[0]
     lo, hi = int(np.sum(ev > tol * (1 + RANK_BAND))), int(np.sum(ev > tol * (1 - RANK_BAND)))
     rel = np.max(np.abs(np.array(ours["top"]) - ev[:10]) / ev[:10])
     ok = rel < EIG_RTOL and lo <= ours["rank"] <= hi and ours["routes"]["top"] == "lanczos"
@@ -139,9 +142,13 @@ def check_cheap(tap, name, ours, ev, n):
     if ours["routes"]["logdet"] is not None:
         ld = float(np.sum(np.log(ev[:ours["rank"]])))
         ld_tol = 1e-3 + float(np.sum(1e-7 * ev[0] / ev[:ours["rank"]]))
-        ok = ok and ours["rank"] == n and abs(ours["logdet"] - ld) <= ld_tol
-        detail += f", log-determinant ({ours['routes']['logdet']}) {ours['logdet']:.6f} vs {ld:.6f}"
-    tap.ok(ok, f"{name}: default record (routes {ours['routes']['top']}, {ours['routes']['rank']}): {detail}")
+        cond = ev[0] / ev[n - 1]
+        ok = (ok and ours["rank"] == n and abs(ours["logdet"] - ld) <= ld_tol
+              and abs(ours["condition"] - cond) <= 1e-3 * cond)
+        detail += (f", log-determinant ({ours['routes']['logdet']}) {ours['logdet']:.6f} vs {ld:.6f}, "
+                   f"condition {ours['condition']:.6e} vs {cond:.6e}")
+    routes = ", ".join(r for r in (ours["routes"]["top"], ours["routes"]["rank"], ours["routes"].get("centring")) if r)
+    tap.ok(ok, f"{name}: default record (routes {routes}): {detail}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 #include "linalg.h"
+#include "symeig.h"
 #include "util.h"
 
 #include <float.h>
@@ -760,29 +761,58 @@ dense_sym_apply(void *ctx, double *y, const double *x)
 	cblas_dsymv(CblasRowMajor, CblasLower, d->n, 1.0, d->A, d->n, x, 1, 0.0, y, 1);
 }
 
+/* y = H A H x, H = I - 11^T / n (scratch t: n doubles). */
+struct centred_sym {
+	const double *A;
+	int n;
+	double *t;
+};
+
+static void
+centred_sym_apply(void *ctx, double *y, const double *x)
+{
+	const struct centred_sym *c = ctx;
+	double mx = 0, my = 0;
+
+	for (int i = 0; i < c->n; i++)
+		mx += x[i];
+	mx /= c->n;
+	for (int i = 0; i < c->n; i++)
+		c->t[i] = x[i] - mx;
+	cblas_dsymv(CblasRowMajor, CblasLower, c->n, 1.0, c->A, c->n, c->t, 1, 0.0, y, 1);
+	for (int i = 0; i < c->n; i++)
+		my += y[i];
+	my /= c->n;
+	for (int i = 0; i < c->n; i++)
+		y[i] -= my;
+}
+
+int
+sym_top_ritz(const double *A, int n, int k, int centred, double tol, int maxiter, const double *v0,
+    double *ev, double *vecs, double *lowest, int *iters)
+{
+	struct dense_sym d = {A, n};
+	struct centred_sym c = {A, n, NULL};
+	struct symop op = {n, dense_sym_apply, &d};
+	int rc;
+
+	if (centred) {
+		c.t = xmalloc(xmul((size_t)n, sizeof(double)));
+		op = (struct symop){n, centred_sym_apply, &c};
+	}
+	/*
+	 * Fewer than k Ritz values means the Krylov space closed (rank below
+	 * k): -1, and the dense route resolves the rest (zeros) to rounding.
+	 */
+	rc = symeig_top(&op, k, tol, maxiter, v0, ev, vecs, lowest, iters);
+	free(c.t);
+	return rc;
+}
+
 int
 sym_top_lanczos(const double *A, int n, int k, double tol, int maxiter, double *ev, int *iters)
 {
-	struct dense_sym d = {A, n};
-	struct linop op = {(size_t)n, dense_sym_apply, &d, 0};
-	struct eig_result res;
-	struct rng r;
-	int ok;
-
-	/* Fixed start (stream RNG_SAMPLE of seed 0): the record stays deterministic. */
-	rng_init(&r, 0, RNG_SAMPLE);
-	if (lanczos_eigs(&op, k, EIG_TOP, CONVERGE_VALUE, tol, maxiter, &r, 0, &res) < 0)
-		return -1;
-	/*
-	 * Fewer than k Ritz values means the Krylov space closed (rank below
-	 * k); the rest are zeros the dense route resolves to rounding level.
-	 */
-	ok = res.converged && res.ntop == k;
-	for (int i = 0; ok && i < k; i++)
-		ev[i] = res.top[i];
-	*iters = res.iterations;
-	eig_result_free(&res);
-	return ok ? 0 : -1;
+	return sym_top_ritz(A, n, k, 0, tol, maxiter, NULL, ev, NULL, NULL, iters);
 }
 
 /*
@@ -891,6 +921,13 @@ sym_cholesky(double *A, int n, double *d, double *logdet)
 	return 0;
 }
 
+void
+sym_chol_solve(const double *U, int n, double *x)
+{
+	cblas_dtrsv(CblasRowMajor, CblasUpper, CblasTrans, CblasNonUnit, n, U, n, x, 1);
+	cblas_dtrsv(CblasRowMajor, CblasUpper, CblasNoTrans, CblasNonUnit, n, U, n, x, 1);
+}
+
 /* y = A^-1 x = U^-1 U^-T x. */
 static void
 chol_inverse_apply(void *ctx, double *y, const double *x)
@@ -898,28 +935,66 @@ chol_inverse_apply(void *ctx, double *y, const double *x)
 	const struct dense_sym *d = ctx;
 
 	memcpy(y, x, (size_t)d->n * sizeof *y);
-	cblas_dtrsv(CblasRowMajor, CblasUpper, CblasTrans, CblasNonUnit, d->n, d->A, d->n, y, 1);
-	cblas_dtrsv(CblasRowMajor, CblasUpper, CblasNoTrans, CblasNonUnit, d->n, d->A, d->n, y, 1);
+	sym_chol_solve(d->A, d->n, y);
 }
 
 int
 sym_bottom_chol(const double *U, int n, double tol, int maxiter, double *lmin, int *iters)
 {
 	struct dense_sym d = {U, n};
-	struct linop op = {(size_t)n, chol_inverse_apply, &d, 0};
-	struct eig_result res;
-	struct rng r;
-	int ok;
+	struct symop op = {n, chol_inverse_apply, &d};
+	double top;
 
-	rng_init(&r, 0, RNG_SAMPLE);
-	if (lanczos_eigs(&op, 1, EIG_TOP, CONVERGE_VALUE, tol, maxiter, &r, 0, &res) < 0)
+	if (symeig_top(&op, 1, tol, maxiter, NULL, &top, NULL, NULL, iters) < 0 || !(top > 0))
 		return -1;
-	ok = res.converged && res.ntop == 1 && res.top[0] > 0;
-	if (ok)
-		*lmin = 1 / res.top[0];
-	*iters = res.iterations;
-	eig_result_free(&res);
-	return ok ? 0 : -1;
+	*lmin = 1 / top;
+	return 0;
+}
+
+/*
+ * y = (P^T A P)^-1 x for x in the complement of the ones vector, P an
+ * orthonormal basis of it, and 0 for the ones vector: the y in that
+ * complement with A y = x + a 1 for some a, y = A^-1 x - w (1^T A^-1 x) /
+ * (1^T w), w = A^-1 1.  Its range is the complement whatever x is.
+ */
+struct schur_inv {
+	const double *U, *w;
+	int n;
+	double s;               /* 1^T w */
+};
+
+static void
+schur_inverse_apply(void *ctx, double *y, const double *x)
+{
+	const struct schur_inv *c = ctx;
+	double a = 0;
+
+	memcpy(y, x, (size_t)c->n * sizeof *y);
+	sym_chol_solve(c->U, c->n, y);
+	for (int i = 0; i < c->n; i++)
+		a += y[i];
+	a /= c->s;
+	for (int i = 0; i < c->n; i++)
+		y[i] -= a * c->w[i];
+}
+
+int
+sym_bottom_centred_chol(const double *U, int n, const double *w, double tol, int maxiter, double *lmin,
+    int *iters)
+{
+	struct schur_inv c = {U, w, n, 0};
+	struct symop op = {n, schur_inverse_apply, &c};
+	double top;
+
+	*iters = 0;
+	for (int i = 0; i < n; i++)
+		c.s += w[i];
+	if (n < 2 || !(c.s > 0))
+		return -1;
+	if (symeig_top(&op, 1, tol, maxiter, NULL, &top, NULL, NULL, iters) < 0 || !(top > 0))
+		return -1;
+	*lmin = 1 / top;
+	return 0;
 }
 
 void

@@ -186,8 +186,13 @@ void spectrum_stats(const double *ev, int n, double rank_rtol, struct spectrum_s
  *                    A - tau I from its LDL^T factorisation (Sylvester's
  *                    law), exact up to the factorisation's backward error
  *   sym_cholesky     A = U^T U and log det A, if A is positive definite
+ *   sym_chol_solve   A^-1 x from that factor
  *   sym_bottom_chol  the smallest eigenvalue from that factor, by Lanczos
  *                    on A^-1 (two triangular solves a product)
+ *   sym_top_ritz     sym_top_lanczos with a start vector and Ritz vectors,
+ *                    of A or of H A H (H = I - 11^T / n)
+ *   sym_bottom_centred_chol  the smallest eigenvalue of A on the
+ *                    complement of the ones vector, from A's factor
  *   sym_deflate_ones A on the complement of the ones vector: the
  *                    spectrum of H A H, H = I - 11^T/n, less the zero
  *                    that H gives the ones vector exactly
@@ -195,6 +200,14 @@ void spectrum_stats(const double *ev, int n, double rank_rtol, struct spectrum_s
 void sym_trace_frob(const double *A, int n, double *trace, double *frob);
 /* ev (k) descending; *iters the products taken.  0, or -1 when not converged in maxiter. */
 int sym_top_lanczos(const double *A, int n, int k, double tol, int maxiter, double *ev, int *iters);
+/*
+ * The same, of H A H (H = I - 11^T / n) when centred, from the start v0
+ * (NULL: fixed Gaussian), with the unit Ritz vectors into vecs (k, n) and
+ * the smallest Ritz value (an upper bound on the smallest eigenvalue)
+ * into *lowest, each unless NULL.
+ */
+int sym_top_ritz(const double *A, int n, int k, int centred, double tol, int maxiter, const double *v0,
+    double *ev, double *vecs, double *lowest, int *iters);
 /* The count, or -1 if LAPACK fails or an entry is not finite; A's diagonal restored. */
 int sym_count_above(double *A, int n, double tau, double *d);
 /*
@@ -203,8 +216,20 @@ int sym_count_above(double *A, int n, double tau, double *d);
  * finite.  Either way sym_restore_diag(A, n, d) afterwards.
  */
 int sym_cholesky(double *A, int n, double *d, double *logdet);
+/* x = A^-1 x from sym_cholesky's U (two triangular solves). */
+void sym_chol_solve(const double *U, int n, double *x);
 /* 1 / (A^-1's largest) from sym_cholesky's U; tol as sym_top_lanczos's.  0, or -1 if not converged. */
 int sym_bottom_chol(const double *U, int n, double tol, int maxiter, double *lmin, int *iters);
+/*
+ * The smallest eigenvalue of A on the complement of the ones vector (of
+ * P^T A P, P an orthonormal basis of it; H A H's spectrum less the ones
+ * vector's zero) from sym_cholesky's U and w = A^-1 1, by Lanczos on
+ * (P^T A P)^-1 = P^T (A^-1 - w w^T / 1^T w) P; tol as sym_top_lanczos's.
+ * 0, or -1 if not converged (or n < 2).  Its determinant is det A times
+ * 1^T w / n (the Schur complement of the ones direction in A^-1).
+ */
+int sym_bottom_centred_chol(const double *U, int n, const double *w, double tol, int maxiter, double *lmin,
+    int *iters);
 void sym_restore_diag(double *A, int n, const double *d);
 /*
  * C ((n-1) x (n-1), row-major lower, leading dimension n-1) = the

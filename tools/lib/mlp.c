@@ -1,4 +1,5 @@
 #include "gemm.h"
+#include "gram.h"
 #include "mlp.h"
 #include "util.h"
 
@@ -963,55 +964,46 @@ mlp_view_ggn(struct mlp_view *view, float *gv, const float *v)
 	    pt->base.rows, pt->base.scale, 1, -1);
 }
 
-/* S (B, B) = X X^T for X (B, k) float, lower triangle, in double (tmp: B * k doubles). */
-static void
-gram_rows(double *S, const float *X, int B, int k, double *tmp)
-{
-	for (size_t i = 0; i < (size_t)B * k; i++)
-		tmp[i] = X[i];
-	cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, B, k, 1.0, tmp, k, 0.0, S, B);
-}
-
 size_t
 mlp_gram_scratch(const struct mlp *m, int B)
 {
-	size_t wide = (size_t)(m->c.width > m->c.p ? m->c.width : m->c.p);
+	int wide = m->c.width > m->c.p ? m->c.width : m->c.p;
 
-	return xmul((size_t)B, (size_t)B) + xmul((size_t)B, wide > 2 ? wide : 2);
+	return gram_layer_scratch(B, wide, wide);
+}
+
+/* The first layer's input products a_b . a_c from the encoded pairs (gram_inner_fn). */
+static void
+input_products(const void *ctx, int r0, int r1, double *S, int lds)
+{
+	const struct mlp_point *pt = ctx;
+	const int32_t *x = pt->x;
+	int onehot = pt->m->c.encoding == MLP_ONEHOT;
+
+	for (int b = r0; b < r1; b++) {
+		const int32_t *xb = x + 2 * b;
+		double *s = S + (size_t)(b - r0) * lds;
+		for (int c = 0; c <= b; c++) {
+			const int32_t *xc = x + 2 * c;
+			s[c] = onehot ? (double)(xb[0] == xc[0]) + (double)(xb[1] == xc[1]) :
+			    (double)xb[0] * xc[0] + (double)xb[1] * xc[1];
+		}
+	}
 }
 
 void
 mlp_gram_layer(const struct mlp_point *pt, const struct mlp_view *view, int i,
     double *out, double *scratch)
 {
-	const struct mlp *m = pt->m;
 	const struct mlp_hvp *h = hvp_of(pt);
 	/* a view: rows packed to the live widths (the dropped columns were zero) */
-	const struct mlp *k = view ? &view->live : m;
+	const struct mlp *k = view ? &view->live : pt->m;
 	float *const *acts = view ? view->acts : h->fw->acts;
 	float *const *deltas = view ? view->deltas : h->deltas;
-	const int32_t *x = pt->x;
-	int B = pt->base.rows;
-	double *aa = scratch, *tmp = scratch + (size_t)B * (size_t)B;
 
-	gram_rows(out, deltas[i], B, k->out[i], tmp);
-	/* a_b . a_c of the layer's inputs, plus 1 for the bias */
-	if (i > 0) {
-		gram_rows(aa, acts[i - 1], B, k->in[i], tmp);
-	} else {
-		for (int b = 0; b < B; b++)
-			for (int c = 0; c <= b; c++) {
-				const int32_t *xb = x + 2 * b, *xc = x + 2 * c;
-				aa[(size_t)b * B + c] = m->c.encoding == MLP_ONEHOT ?
-				    (double)(xb[0] == xc[0]) + (double)(xb[1] == xc[1]) :
-				    (double)xb[0] * xc[0] + (double)xb[1] * xc[1];
-			}
-	}
-	for (int b = 0; b < B; b++)
-		for (int c = 0; c <= b; c++) {
-			size_t q = (size_t)b * B + c;
-			out[q] *= aa[q] + 1.0;
-		}
+	/* a_b . a_c of the layer's inputs, plus 1 for the bias, times d_b . d_c */
+	gram_layer(out, pt->base.rows, deltas[i], k->out[i], i > 0 ? acts[i - 1] : NULL,
+	    i > 0 ? k->in[i] : 0, input_products, pt, scratch);
 }
 
 void

@@ -1,0 +1,268 @@
+/*
+ * gop-spectrum's building blocks against direct computation: a dense
+ * layer's Gram term (gram_layer, the AVX-512 kernel and OpenBLAS's route
+ * both) against the sums written out in long double, and the explicit
+ * matrix's spectral routes (symeig_top, the centred Lanczos and the
+ * smallest eigenvalue through the Schur complement) against dsyevd on the
+ * matrices they stand for.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "gram.h"
+#include "linalg.h"
+#include "rng.h"
+#include "symeig.h"
+#include "tap.h"
+
+#define SENTINEL 12345.0
+
+/* (a_b . a_c) for the inner-product callback: a's rows from ctx, k columns. */
+struct rows {
+	const float *a;
+	int k;
+};
+
+static void
+rows_inner(const void *ctx, int r0, int r1, double *S, int lds)
+{
+	const struct rows *r = ctx;
+
+	for (int b = r0; b < r1; b++)
+		for (int c = 0; c <= b; c++) {
+			double s = 0;
+			for (int t = 0; t < r->k; t++)
+				s += (double)r->a[b * r->k + t] * r->a[c * r->k + t];
+			S[(size_t)(b - r0) * lds + c] = s;
+		}
+}
+
+/*
+ * The worst difference of out's lower triangle from the sums in long
+ * double, relative to the entry's scale |d_b| |d_c| (|a_b| |a_c| + 1)
+ * (an entry can cancel to near zero); whether the upper triangle was kept.
+ */
+static double
+gram_error(const double *out, int n, const float *D, int kd, const float *A, int ka, int *kept)
+{
+	double worst = 0;
+
+	*kept = 1;
+	for (int b = 0; b < n; b++)
+		for (int c = 0; c < n; c++) {
+			long double dd = 0, aa = 0, want, nd[2] = {0, 0}, na[2] = {0, 0};
+			if (c > b) {
+				*kept &= out[b * n + c] == SENTINEL;
+				continue;
+			}
+			for (int t = 0; t < kd; t++) {
+				dd += (long double)D[b * kd + t] * D[c * kd + t];
+				nd[0] += (long double)D[b * kd + t] * D[b * kd + t];
+				nd[1] += (long double)D[c * kd + t] * D[c * kd + t];
+			}
+			for (int t = 0; t < ka; t++) {
+				aa += (long double)A[b * ka + t] * A[c * ka + t];
+				na[0] += (long double)A[b * ka + t] * A[b * ka + t];
+				na[1] += (long double)A[c * ka + t] * A[c * ka + t];
+			}
+			want = dd * (aa + 1);
+			double scale = (double)(sqrtl(nd[0] * nd[1]) * (sqrtl(na[0] * na[1]) + 1));
+			worst = fmax(worst, fabs((double)(out[b * n + c] - want)) / fmax(scale, 1e-300));
+		}
+	return worst;
+}
+
+static void
+gram_case(int n, int kd, int ka, int use_inner, struct rng *r)
+{
+	float *D = malloc(((size_t)n * kd + 1) * sizeof *D), *A = malloc(((size_t)n * ka + 1) * sizeof *A);
+	double *out[2], *scratch = malloc(gram_layer_scratch(n, kd, ka) * sizeof *scratch);
+	const char *route[2];
+	struct rows ctx = {A, ka};
+	int kept;
+
+	for (int i = 0; i < n * kd; i++)
+		D[i] = (float)rng_normal(r);
+	for (int i = 0; i < n * ka; i++)
+		A[i] = rng_uniform(r) < 0.5 ? 0.0f : (float)rng_uniform(r);   /* ReLU-like: half zeros */
+	for (int route_i = 0; route_i < 2; route_i++) {
+		gemm_setup(route_i == 0 ? 1 : 2);   /* the kernel where the CPU has it, then OpenBLAS's */
+		route[route_i] = gemm_kernel();
+		out[route_i] = malloc((size_t)n * n * sizeof(double));
+		for (int i = 0; i < n * n; i++)
+			out[route_i][i] = SENTINEL;
+		gram_layer(out[route_i], n, D, kd, use_inner ? NULL : A, use_inner ? 0 : ka, rows_inner, &ctx, scratch);
+		double err = gram_error(out[route_i], n, D, kd, A, ka, &kept);
+		ok(err <= 1e-14 && kept, "gram_layer (%s), n %d, kd %d, ka %d%s: max error %.1e of the scale (<= 1e-14), "
+		    "upper triangle untouched %d", route[route_i], n, kd, ka, use_inner ? " by callback" : "", err, kept);
+	}
+	gemm_setup(1);
+	free(out[0]);
+	free(out[1]);
+	free(D);
+	free(A);
+	free(scratch);
+}
+
+/* A (n, n) = V diag(lambda) V^T, V a random orthogonal matrix (Householder products), full. */
+static void
+make_psd(double *A, int n, const double *lambda, struct rng *r)
+{
+	double *V = calloc((size_t)n * n, sizeof *V), *v = malloc((size_t)n * sizeof *v);
+
+	for (int i = 0; i < n; i++)
+		V[i * n + i] = 1;
+	for (int h = 0; h < 3; h++) {
+		double s = 0;
+		for (int i = 0; i < n; i++) {
+			v[i] = rng_normal(r);
+			s += v[i] * v[i];
+		}
+		for (int row = 0; row < n; row++) {
+			double d = 0;
+			for (int i = 0; i < n; i++)
+				d += V[row * n + i] * v[i];
+			for (int i = 0; i < n; i++)
+				V[row * n + i] -= 2 * d * v[i] / s;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++) {
+			double s = 0;
+			for (int q = 0; q < n; q++)
+				s += V[i * n + q] * lambda[q] * V[j * n + q];
+			A[i * n + j] = s;
+		}
+	free(V);
+	free(v);
+}
+
+/* H A H's spectrum less the ones vector's zero, descending, by dsyevd on the explicit matrix. */
+static void
+centred_spectrum(const double *A, int n, double *ev)
+{
+	double *h = malloc((size_t)n * n * sizeof *h), *rm = calloc((size_t)n, sizeof *rm), all = 0, *w = malloc((size_t)n * sizeof *w);
+	int z = 0;
+
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++)
+			rm[i] += A[i * n + j] / n;
+	for (int i = 0; i < n; i++)
+		all += rm[i] / n;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++)
+			h[i * n + j] = A[i * n + j] - rm[i] - rm[j] + all;
+	sym_eigvals(h, n, 0, w, NULL);
+	for (int i = 1; i < n; i++)
+		if (fabs(w[i]) < fabs(w[z]))
+			z = i;
+	for (int i = 0, j = 0; i < n; i++)
+		if (i != z)
+			ev[j++] = w[i];
+	free(h);
+	free(rm);
+	free(w);
+}
+
+static void
+spectral_routes(void)
+{
+	enum { N = 300, K = 10 };
+	double *a = malloc((size_t)N * N * sizeof *a), *w = malloc((size_t)N * N * sizeof *w);
+	double lambda[N], ev[N], evc[N], top[K], ctop[K], vecs[K * N], v0[N], d[N], wv[N], lowest, lmin, logdet;
+	double worst = 0, cworst = 0, s1 = 0, ldc = 0;
+	int iters, citers, cold, inv;
+	struct rng r;
+
+	rng_init(&r, 7, RNG_SAMPLE);
+	/* a cluster at the top (slow for Lanczos), a mean direction, a tail down to 1e-3 */
+	for (int i = 0; i < N; i++)
+		lambda[i] = i < 12 ? 1 - 0.01 * i : 0.5 * pow(1e-3 / 0.5, (double)(i - 12) / (N - 13));
+	make_psd(a, N, lambda, &r);
+	for (int i = 0; i < N; i++)
+		for (int j = 0; j < N; j++)
+			a[i * N + j] += 0.3;   /* the mean gradient's part: 0.3 11^T */
+	memcpy(w, a, (size_t)N * N * sizeof *w);
+	sym_eigvals(w, N, 0, ev, NULL);
+	centred_spectrum(a, N, evc);
+	int rc = sym_top_ritz(a, N, K, 0, 1e-12, 300, NULL, top, vecs, &lowest, &iters);
+	ok(rc == 0, "symeig: top %d of A in %d products", K, iters);
+	for (int i = 0; i < K; i++)
+		worst = fmax(worst, fabs(top[i] - ev[i]) / ev[i]);
+	ok(worst <= 1e-10 && lowest >= ev[N - 1] * (1 - 1e-12), "symeig: within %.1e of dsyevd's (<= 1e-10); lowest Ritz "
+	    "value %.3g at least the smallest eigenvalue %.3g", worst, lowest, ev[N - 1]);
+	/* the centred top 10 from A's Ritz vectors (projected) against a cold start: the same values, fewer products */
+	memset(v0, 0, sizeof v0);
+	for (int e = 0; e < K; e++)
+		for (int i = 0; i < N; i++)
+			v0[i] += vecs[e * N + i];
+	rc = sym_top_ritz(a, N, K, 1, 1e-12, 300, NULL, ctop, NULL, NULL, &cold);
+	rc |= sym_top_ritz(a, N, K, 1, 1e-12, 300, v0, ctop, NULL, NULL, &citers);
+	ok(rc == 0, "centred Lanczos: %d products from A's Ritz vectors, %d from the fixed start", citers, cold);
+	for (int i = 0; i < K; i++)
+		cworst = fmax(cworst, fabs(ctop[i] - evc[i]) / evc[i]);
+	ok(cworst <= 1e-10 && citers < cold, "centred Lanczos: top %d of H A H within %.1e of dsyevd's (<= 1e-10)", K,
+	    cworst);
+	/* the low end through A's Cholesky factor: smallest on the ones vector's complement, log-determinant */
+	memcpy(w, a, (size_t)N * N * sizeof *w);
+	ok(sym_cholesky(w, N, d, &logdet) == 0, "Cholesky of A");
+	for (int i = 0; i < N; i++)
+		wv[i] = 1;
+	sym_chol_solve(w, N, wv);
+	for (int i = 0; i < N; i++)
+		s1 += wv[i];
+	inv = sym_bottom_centred_chol(w, N, wv, 1e-12, 300, &lmin, &iters);
+	for (int i = 0; i < N - 1; i++)
+		ldc += log(evc[i]);
+	ok(inv == 0 && fabs(lmin - evc[N - 2]) <= 1e-10 * evc[N - 2], "Schur complement: smallest of H A H on the "
+	    "complement %.15g (dsyevd %.15g), %d products", lmin, evc[N - 2], iters);
+	ok(fabs(logdet + log(s1 / N) - ldc) <= 1e-9 * fabs(ldc), "Schur complement: log det A + log(1^T A^-1 1 / n) "
+	    "%.12f = the centred log-determinant %.12f", logdet + log(s1 / N), ldc);
+	free(a);
+	free(w);
+}
+
+/* y = diag x, for symeig_top's edges. */
+static void
+dense_apply(void *ctx, double *y, const double *x)
+{
+	const double *diag = ctx;
+
+	for (int i = 0; i < 6; i++)
+		y[i] = diag[i] * x[i];
+}
+
+/* symeig_top: k out of range, a start in an invariant space, too few products allowed. */
+static void
+symeig_edges(void)
+{
+	double diag[6] = {3, 3, 2, 2, 1, 1}, ev[6], v0[6] = {1, 0, 1, 0, 1, 0};
+	struct symop op = {6, dense_apply, diag};
+	int iters;
+
+	ok(symeig_top(&op, 0, 1e-12, 10, NULL, ev, NULL, NULL, &iters) == -1 &&
+	    symeig_top(&op, 7, 1e-12, 10, NULL, ev, NULL, NULL, &iters) == -1, "symeig_top: k out of range fails");
+	int rc = symeig_top(&op, 3, 1e-12, 10, v0, ev, NULL, NULL, &iters);
+	ok(rc == 0 && iters == 3 && fabs(ev[0] - 3) < 1e-14 && fabs(ev[1] - 2) < 1e-14 && fabs(ev[2] - 1) < 1e-14,
+	    "symeig_top: a start in a 3-dimensional invariant space: its 3 eigenvalues in %d products", iters);
+	ok(symeig_top(&op, 3, 1e-12, 2, NULL, ev, NULL, NULL, &iters) == -1 && iters == 2,
+	    "symeig_top: fewer products allowed than eigenvalues asked for fails");
+}
+
+int
+main(void)
+{
+	struct rng r;
+
+	rng_init(&r, 3, RNG_SAMPLE);
+	gram_case(1, 5, 4, 0, &r);
+	gram_case(7, 3, 0, 0, &r);
+	gram_case(61, 128, 97, 0, &r);
+	gram_case(130, 20, 33, 1, &r);
+	gram_case(200, 0, 16, 0, &r);
+	spectral_routes();
+	symeig_edges();
+	return tap_done();
+}

@@ -1,0 +1,215 @@
+#include "gemm.h"
+#include "gram.h"
+#include "util.h"
+
+#include <string.h>
+
+#include <cblas.h>
+#undef I   /* complex.h, through OpenBLAS's cblas.h */
+
+/*
+ * Rows per block.  Two blocks of products (GRAM_ROWS x n doubles each)
+ * stay in a core's L2 at the sizes gop-spectrum meets (n of a few
+ * thousand), and 64 rows keep dgemm near its full rate.  Against dsyrk
+ * and a separate Hadamard pass, the upper half of each diagonal block is
+ * the only extra work (under GRAM_ROWS / n of the whole), and the n x n
+ * products never travel through memory.
+ */
+#define GRAM_ROWS 64
+
+/*
+ * The AVX-512 kernel's tile: GR rows (broadcasts) by GC columns (three
+ * vectors of 8 doubles), 24 accumulators for the whole K.
+ */
+#define GR 8
+#define GC 24
+
+static size_t
+padded(int n)
+{
+	return ((size_t)n + GC - 1) / GC * GC;
+}
+
+size_t
+gram_layer_scratch(int n, int kd, int ka)
+{
+	return xmul(padded(n), (size_t)kd + (size_t)ka + 2 * GRAM_ROWS);
+}
+
+/* Y (n, k) double = X float: every product of two of them is then exact in double. */
+static void
+widen(double *Y, const float *X, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		Y[i] = X[i];
+}
+
+/* S (r1 - r0, r1), leading dimension r1 = rows r0..r1-1 of X X^T, X (n, k). */
+static void
+block_products(double *S, const double *X, int k, int r0, int r1)
+{
+	if (k == 0) {
+		memset(S, 0, (size_t)(r1 - r0) * (size_t)r1 * sizeof *S);
+		return;
+	}
+	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, k, 1.0, X + (size_t)r0 * k, k,
+	    X, k, 0.0, S, r1);
+}
+
+/* OpenBLAS's route: a dgemm per factor and row block. */
+static void
+gram_blas(double *out, int n, const float *D, int kd, const float *A, int ka,
+    gram_inner_fn inner, const void *ctx, double *scratch)
+{
+	double *Dd = scratch, *Ad = Dd + (size_t)n * kd;
+	double *S = Ad + (size_t)n * (A ? ka : 0), *U = S + (size_t)GRAM_ROWS * n;
+
+	widen(Dd, D, (size_t)n * kd);
+	if (A)
+		widen(Ad, A, (size_t)n * ka);
+	for (int r0 = 0; r0 < n; r0 += GRAM_ROWS) {
+		int r1 = n - r0 < GRAM_ROWS ? n : r0 + GRAM_ROWS;
+		block_products(S, Dd, kd, r0, r1);
+		if (A)
+			block_products(U, Ad, ka, r0, r1);
+		else
+			inner(ctx, r0, r1, U, r1);
+		for (int b = r0; b < r1; b++) {
+			const double *s = S + (size_t)(b - r0) * r1, *u = U + (size_t)(b - r0) * r1;
+			double *o = out + (size_t)b * n;
+			for (int c = 0; c <= b; c++)
+				o[c] = s[c] * (u[c] + 1.0);
+		}
+	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f")))
+
+/*
+ * xp [panel][t][GC] = X's rows panel GC .. panel GC + GC - 1, column t,
+ * in double; rows past n zero.  A panel is the kernel's columns, and any
+ * GR of its rows (at an offset a multiple of GR) its broadcasts.
+ */
+static void
+pack_panels(double *xp, const float *X, int n, int k)
+{
+	for (int c0 = 0; c0 < n; c0 += GC) {
+		double *p = xp + (size_t)(c0 / GC) * (size_t)k * GC;
+		for (int j = 0; j < GC; j++) {
+			const float *x = X + (size_t)(c0 + j) * k;
+			for (int t = 0; t < k; t++)
+				p[(size_t)t * GC + j] = c0 + j < n ? x[t] : 0.0;
+		}
+	}
+}
+
+/*
+ * acc (GR, GC) = rows b0 .. b0 + GR - 1 of X X^T, columns c0 .. c0 + GC -
+ * 1, X packed by pack_panels: each entry one FMA per t in ascending t
+ * from zero, whatever the tile.  The 24 accumulators are named, so that
+ * they stay in registers for the whole K.
+ */
+#define ROW(i) \
+	x = _mm512_set1_pd(a[(size_t)t * GC + (i)]); \
+	s##i##0 = _mm512_fmadd_pd(x, v0, s##i##0); \
+	s##i##1 = _mm512_fmadd_pd(x, v1, s##i##1); \
+	s##i##2 = _mm512_fmadd_pd(x, v2, s##i##2)
+#define ZERO(i) __m512d s##i##0 = _mm512_setzero_pd(), s##i##1 = s##i##0, s##i##2 = s##i##0
+#define STORE(i) \
+	_mm512_storeu_pd(acc + (i) * GC, s##i##0); \
+	_mm512_storeu_pd(acc + (i) * GC + 8, s##i##1); \
+	_mm512_storeu_pd(acc + (i) * GC + 16, s##i##2)
+
+static AVX512 void
+tile_products(double *acc, const double *xp, int k, int b0, int c0)
+{
+	const double *a = xp + (size_t)(b0 / GC) * (size_t)k * GC + b0 % GC, *b = xp + (size_t)(c0 / GC) * (size_t)k * GC;
+	ZERO(0); ZERO(1); ZERO(2); ZERO(3); ZERO(4); ZERO(5); ZERO(6); ZERO(7);
+
+	for (int t = 0; t < k; t++) {
+		__m512d v0 = _mm512_loadu_pd(b + (size_t)t * GC), v1 = _mm512_loadu_pd(b + (size_t)t * GC + 8);
+		__m512d v2 = _mm512_loadu_pd(b + (size_t)t * GC + 16), x;
+		ROW(0); ROW(1); ROW(2); ROW(3); ROW(4); ROW(5); ROW(6); ROW(7);
+	}
+	STORE(0); STORE(1); STORE(2); STORE(3); STORE(4); STORE(5); STORE(6); STORE(7);
+}
+
+/* The lanes of columns c0 + 8 j .. at or below row b's diagonal. */
+static inline AVX512 __mmask8
+lanes(int b, int c0, int j)
+{
+	int m = b - (c0 + 8 * j) + 1;
+
+	return m <= 0 ? 0 : m >= 8 ? 0xff : (__mmask8)((1u << m) - 1);
+}
+
+/*
+ * One tile of out = (D D^T) * (u + 1): u the A-products of the same tile
+ * (ap, when A was given) or U's rows (from row r0, leading dimension lds).
+ * fma(s, u, s) = s (u + 1) with one rounding.
+ */
+static AVX512 void
+tile_gram(double *out, int n, const double *dp, int kd, const double *ap, int ka, const double *U, int r0, int lds,
+    int b0, int c0)
+{
+	double sd[GR * GC], su[GR * GC];
+
+	if (ap)
+		tile_products(su, ap, ka, b0, c0);
+	tile_products(sd, dp, kd, b0, c0);
+	for (int i = 0; i < GR && b0 + i < n; i++) {
+		int b = b0 + i;
+		for (int j = 0; j < 3; j++) {
+			__mmask8 m = lanes(b, c0, j);
+			const double *u = ap ? su + i * GC + 8 * j : U + (size_t)(b - r0) * lds + c0 + 8 * j;
+			__m512d sv = _mm512_loadu_pd(sd + i * GC + 8 * j);
+			if (!m)
+				break;
+			_mm512_mask_storeu_pd(out + (size_t)b * n + c0 + 8 * j, m,
+			    _mm512_fmadd_pd(sv, _mm512_maskz_loadu_pd(m, u), sv));
+		}
+	}
+}
+
+/*
+ * The kernel's route: D and A packed once into column panels of GC
+ * (double), then for each block of GRAM_ROWS rows (the inner products
+ * from inner into U first, when there is no A) each GR x GC tile at or
+ * below the diagonal, the Hadamard product taken in registers.
+ */
+static AVX512 void
+gram_avx512(double *out, int n, const float *D, int kd, const float *A, int ka,
+    gram_inner_fn inner, const void *ctx, double *scratch)
+{
+	double *dp = scratch, *ap = dp + padded(n) * kd, *U = ap + padded(n) * (A ? ka : 0);
+
+	pack_panels(dp, D, n, kd);
+	if (A)
+		pack_panels(ap, A, n, ka);
+	for (int r0 = 0; r0 < n; r0 += GRAM_ROWS) {
+		int r1 = n - r0 < GRAM_ROWS ? n : r0 + GRAM_ROWS;
+		if (!A)
+			inner(ctx, r0, r1, U, r1);
+		for (int c0 = 0; c0 < r1; c0 += GC)
+			for (int b0 = r0; b0 < r1; b0 += GR)
+				if (c0 <= b0 + GR - 1)
+					tile_gram(out, n, dp, kd, A ? ap : NULL, ka, U, r0, r1, b0, c0);
+	}
+}
+#endif
+
+void
+gram_layer(double *out, int n, const float *D, int kd, const float *A, int ka,
+    gram_inner_fn inner, const void *ctx, double *scratch)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (strcmp(gemm_kernel(), "avx512") == 0) {
+		gram_avx512(out, n, D, kd, A, ka, inner, ctx, scratch);
+		return;
+	}
+#endif
+	gram_blas(out, n, D, kd, A, ka, inner, ctx, scratch);
+}
