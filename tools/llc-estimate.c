@@ -117,8 +117,11 @@ help(void)
 "      --batch M          minibatch rows, 1..n_train (default 32)\n"
 "      --epsilon E|auto   step size, (0, 1] (default 1e-3); auto: from the\n"
 "                         Hessian's top eigenvalue lambda on the moving\n"
-"                         parameters (Lanczos), E = 4 / (margin (NB lambda + G)),\n"
-"                         times --rms-delta with --precond rmsprop\n"
+"                         parameters (Lanczos), the smaller of\n"
+"                         4 / (margin (NB lambda + G)) and the step a Gaussian\n"
+"                         of that top precision and G in the others would\n"
+"                         accept at 0.97 by MALA (it falls with the number of\n"
+"                         parameters), times --rms-delta with --precond rmsprop\n"
 "      --margin M         auto's stability margin, > 0 (default 20)\n"
 "      --lanczos-steps K  auto's Lanczos steps, 2..1000 (default 20)\n"
 "      --gamma G          localisation strength, 0..1e12 (default 100)\n"
@@ -579,18 +582,25 @@ top_curvature(const struct config *c, const struct analysis_ckpt *ck, const stru
 }
 
 /*
- * --epsilon auto: eps_auto on the top curvature at the margin; for
- * RMSprop, times delta, since G <= 1/delta bounds the preconditioned
- * curvature by the plain one over delta whatever G becomes.
+ * --epsilon auto: the smaller of eps_auto on the top curvature at the
+ * margin (each direction's stability and bias) and eps_mala (the MALA
+ * acceptance of all the moving directions together, which falls as
+ * d^(1/3) eps gamma grows); for RMSprop, times delta, since G <= 1/delta
+ * bounds the preconditioned curvature by the plain one over delta
+ * whatever G becomes.  eps[0..1] receives the two bounds.
  */
 static void
 auto_epsilon(const struct config *c, const struct analysis_ckpt *ck, const struct dataset *d,
-    const struct sgld_method *meth, struct sgld_params *sp, double *lmax, long *products)
+    const struct sgld_method *meth, struct sgld_params *sp, double *lmax, long *products, double eps[2])
 {
-	*lmax = top_curvature(c, ck, d, meth->moving, meth->moving ? meth->nmoving : ck->m->nparams, products);
+	size_t nm = meth->moving ? meth->nmoving : ck->m->nparams;
+
+	*lmax = top_curvature(c, ck, d, meth->moving, nm, products);
 	if (!isfinite(*lmax))
 		die("%s: --epsilon auto: the Lanczos steps gave no curvature", ck->path);
-	sp->epsilon = sgld_eps_auto(fmax(*lmax, 0), sp->nbeta, sp->gamma, c->margin);
+	eps[0] = sgld_eps_auto(fmax(*lmax, 0), sp->nbeta, sp->gamma, c->margin);
+	eps[1] = sgld_eps_mala(fmax(*lmax, 0), sp->nbeta, sp->gamma, nm, SGLD_EPS_ACCEPT);
+	sp->epsilon = fmin(eps[0], eps[1]);
 	if (meth->precond == SGLD_PRECOND_RMSPROP)
 		sp->epsilon *= meth->delta;
 	if (!(sp->epsilon > 0 && sp->epsilon * sp->gamma < 4))
@@ -606,7 +616,8 @@ auto_epsilon(const struct config *c, const struct analysis_ckpt *ck, const struc
  */
 static void
 record_sampler(json_t *rec, const struct config *c, const struct sgld_method *meth,
-    const struct sgld_params *sp, const struct chains_summary *s, double lmax, long products)
+    const struct sgld_params *sp, const struct chains_summary *s, double lmax, long products,
+    const double eps[2])
 {
 	static const char *const names[] = {"none", "rmsprop"};
 	json_t *set = json_object_get(rec, "settings");
@@ -620,8 +631,10 @@ record_sampler(json_t *rec, const struct config *c, const struct sgld_method *me
 	json_object_set_new(set, "moving_params", json_integer((json_int_t)(meth->moving ? meth->nmoving :
 	    (size_t)json_integer_value(json_object_get(rec, "params")))));
 	if (c->eps_auto)
-		json_object_set_new(set, "epsilon_auto", json_pack("{s:o, s:o, s:i, s:I}", "lambda_max", jnum(lmax),
-		    "margin", jnum(c->margin), "lanczos_steps", c->lanczos_steps, "products", (json_int_t)products));
+		json_object_set_new(set, "epsilon_auto", json_pack("{s:o, s:o, s:i, s:I, s:o, s:o, s:o}",
+		    "lambda_max", jnum(lmax), "margin", jnum(c->margin), "lanczos_steps", c->lanczos_steps,
+		    "products", (json_int_t)products, "epsilon_margin", jnum(eps[0]),
+		    "epsilon_mala", jnum(eps[1]), "mala_target", jnum(SGLD_EPS_ACCEPT)));
 	json_object_set_new(rec, "rhat", jnum(chains_rhat(s->loss, c->chains, n)));
 	json_object_set_new(rec, "ess_bulk", jnum(chains_ess_bulk(s->loss, c->chains, n)));
 	json_object_set_new(rec, "ess_llc", jnum(chains_ess_mean(s->loss, c->chains, n)));
@@ -664,7 +677,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	struct chains_summary s;
 	struct sgld_method meth;
 	size_t *moving = NULL;
-	double init_loss, margin, lmax = NAN;
+	double init_loss, margin, lmax = NAN, eps[2] = {NAN, NAN};
 	long products = 0;
 	int rows;
 	json_t *rec;
@@ -690,7 +703,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	if (c->restrict_names)
 		meth.moving = moving = restrict_moving(ck.m, c->restrict_names, path, &meth.nmoving);
 	if (c->eps_auto)
-		auto_epsilon(c, &ck, d, &meth, &sp, &lmax, &products);
+		auto_epsilon(c, &ck, d, &meth, &sp, &lmax, &products, eps);
 	run_chains(c, &st, &sp, &meth, ck.theta, init_loss, &s);
 	if (s.left)
 		warn("%s: %ld of %d chains left the basin (a NaN or exploded loss); "
@@ -713,7 +726,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	    "batch", sp.batch, "draws", (json_int_t)sp.draws, "burn_in", (json_int_t)sp.burnin,
 	    "thin", (json_int_t)sp.thin, "chains", c->chains, "explode", jnum(margin)));
 	json_object_set_new(rec, "explode_at", jnum(sp.explode));
-	record_sampler(rec, c, &meth, &sp, &s, lmax, products);
+	record_sampler(rec, c, &meth, &sp, &s, lmax, products, eps);
 	record_health(rec, &c->rule, meth.mala_every, s.flags);
 	if (c->trace)
 		write_trace(c, &ck, s.loss, init_loss);
