@@ -138,7 +138,12 @@ help(void)
 "                         exploded (default: the loss of a model that knows\n"
 "                         nothing, ln p for ce and 1/p for mse)\n"
 );
-	/* Two strings: one would pass the 4095 characters C99 promises to support. */
+}
+
+/* help()'s second half (one string would pass the 4095 characters C99 promises to support). */
+static void
+help_health(void)
+{
 	printf(
 "Health (an estimate is healthy when no rule flags it; the record lists them)\n"
 "      --max-rhat R       rhat: R-hat across chains above R, >= 1 (default\n"
@@ -322,7 +327,7 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_TRACE: c->trace = optarg; break;
 		case O_SEED: c->seed = opt_seed("--seed", optarg); break;
 		case O_THREADS: c->threads = (int)opt_int("--threads", optarg, 1, 256); break;
-		case 'h': help(); finish_stdout(); exit(0);
+		case 'h': help(); help_health(); finish_stdout(); exit(0);
 		case O_VERSION: printf("llc-estimate %s\n", GROK_VERSION); finish_stdout(); exit(0);
 		default: fprintf(stderr, "Try 'llc-estimate --help' for more information.\n"); exit(EXIT_USAGE);
 		}
