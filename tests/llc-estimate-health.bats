@@ -54,6 +54,14 @@ setup() {
 	l=$(llc-estimate --data d.st --chains 2 --draws 10 --epsilon auto --margin 1000 --precond rmsprop --rms-delta 0.5 "$ck" | tail -1)
 	assert_equal "$(jq '.settings | .epsilon_auto.epsilon_margin < .epsilon_auto.epsilon_mala' <<<"$l")" true
 	assert_equal "$(jq '.settings | .epsilon - 0.5 * 4 / (1000 * (.nbeta * .epsilon_auto.lambda_max + .gamma)) | fabs < 1e-15' <<<"$l")" true
+	# --eps-scale multiplies the chosen step (the calibration grid's axis) and needs auto.
+	l=$(llc-estimate --data d.st --chains 2 --draws 10 --epsilon auto --eps-scale 0.25 "$ck" | tail -1)
+	assert_equal "$(jq '.settings | (.epsilon / ([.epsilon_auto.epsilon_margin, .epsilon_auto.epsilon_mala] | min) - 0.25 | fabs < 1e-15) and .epsilon_auto.scale == 0.25' <<<"$l")" true
+	run llc-estimate --data d.st --epsilon 1e-3 --eps-scale 2 "$ck"
+	assert_failure 2
+	assert_output --partial "llc-estimate: --eps-scale scales --epsilon auto's step: it needs --epsilon auto"
+	run llc-estimate --data d.st --epsilon auto --eps-scale 0 "$ck"
+	assert_failure 2
 	# At margin 1 the MALA bound is the smaller.
 	l=$(llc-estimate --data d.st --chains 2 --draws 10 --epsilon auto --margin 1 "$ck" | tail -1)
 	assert_equal "$(jq '.settings | .epsilon == .epsilon_auto.epsilon_mala and .epsilon_auto.epsilon_mala < .epsilon_auto.epsilon_margin' <<<"$l")" true

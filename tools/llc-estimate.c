@@ -57,7 +57,7 @@ struct config {
 	struct sgld_method meth;     /* preconditioner and its settings; moving set per checkpoint */
 	const char *restrict_names;  /* --restrict: tensor or group names, comma-separated */
 	int eps_auto, lanczos_steps;
-	double margin;
+	double margin, eps_scale;   /* --margin, --eps-scale */
 	double explode;   /* margin over L(w*) */
 	struct health_rule rule;
 	int chains, threads, any_data, nbeta_set, explode_set;
@@ -123,6 +123,8 @@ help(void)
 "                         accept at 0.97 by MALA (it falls with the number of\n"
 "                         parameters), times --rms-delta with --precond rmsprop\n"
 "      --margin M         auto's stability margin, > 0 (default 20)\n"
+"      --eps-scale F      auto's step times F, > 0 (default 1; the calibration\n"
+"                         grid's axis)\n"
 "      --lanczos-steps K  auto's Lanczos steps, 2..1000 (default 20)\n"
 "      --gamma G          localisation strength, 0..1e12 (default 100)\n"
 "      --nbeta NB         inverse temperature n*beta, > 0 (default M / ln M)\n"
@@ -186,7 +188,7 @@ CKPT_LIMITS_HELP
 
 /* The sampler's method options (their codes follow parse_args's own). */
 enum {
-	O_PRECOND = 512, O_ALPHA, O_DELTA, O_FREEZE, O_RESTRICT, O_MARGIN, O_LANCZOS, O_EPSILON,
+	O_PRECOND = 512, O_ALPHA, O_DELTA, O_FREEZE, O_RESTRICT, O_MARGIN, O_LANCZOS, O_EPSILON, O_EPS_SCALE,
 	O_MAX_RHAT, O_MAX_DRIFT, O_MIN_MALA, O_MIN_ESS, O_MALA_EVERY,
 };
 
@@ -213,6 +215,7 @@ sampler_option(struct config *c, int ch, const char *arg)
 	case O_FREEZE: c->meth.freeze = 1; break;
 	case O_RESTRICT: c->restrict_names = arg; break;
 	case O_MARGIN: c->margin = opt_real_open("--margin", arg, 0, 1e6); break;
+	case O_EPS_SCALE: c->eps_scale = opt_real_open("--eps-scale", arg, 0, 1e6); break;
 	case O_LANCZOS: c->lanczos_steps = (int)opt_int("--lanczos-steps", arg, 2, 1000); break;
 	case O_MAX_RHAT: c->rule.max_rhat = opt_real("--max-rhat", arg, 1, 1e12); break;
 	case O_MAX_DRIFT: c->rule.max_drift = opt_real_open("--max-drift", arg, 0, 1e12); break;
@@ -237,6 +240,7 @@ config_defaults(struct config *c)
 	sgld_method_default(&c->meth);
 	c->meth.mala_every = LLC_MALA_EVERY;
 	c->margin = SGLD_EPS_MARGIN;
+	c->eps_scale = 1;
 	c->lanczos_steps = 20;
 	c->rule = (struct health_rule){LLC_MAX_RHAT, LLC_MAX_DRIFT, LLC_MIN_MALA, LLC_MIN_ESS};
 }
@@ -261,6 +265,8 @@ check_config(struct config *c)
 	 * The update is stable only while every step moves less than the
 	 * localisation pulls back: eps * gamma / 2 < 2.
 	 */
+	if (!c->eps_auto && c->eps_scale != 1)
+		usage_error("--eps-scale scales --epsilon auto's step: it needs --epsilon auto");
 	if (!c->eps_auto && c->sp.epsilon * c->sp.gamma >= 4)
 		usage_error("--epsilon %g with --gamma %g: the localisation alone diverges "
 		    "(it needs epsilon * gamma < 4)", c->sp.epsilon, c->sp.gamma);
@@ -294,6 +300,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"freeze", no_argument, NULL, O_FREEZE},
 		{"restrict", required_argument, NULL, O_RESTRICT},
 		{"margin", required_argument, NULL, O_MARGIN},
+		{"eps-scale", required_argument, NULL, O_EPS_SCALE},
 		{"lanczos-steps", required_argument, NULL, O_LANCZOS},
 		{"max-rhat", required_argument, NULL, O_MAX_RHAT},
 		{"max-drift", required_argument, NULL, O_MAX_DRIFT},
@@ -317,7 +324,7 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_THIN: c->sp.thin = (long)opt_int("--thin", optarg, 1, SGLD_MAX_STEPS); break;
 		case O_BATCH: c->sp.batch = (int)opt_int("--batch", optarg, 1, 1L << 24); break;
 		case O_EPS: sampler_option(c, O_EPSILON, optarg); break;
-		case O_PRECOND: case O_ALPHA: case O_DELTA: case O_FREEZE: case O_RESTRICT: case O_MARGIN:
+		case O_PRECOND: case O_ALPHA: case O_DELTA: case O_FREEZE: case O_RESTRICT: case O_MARGIN: case O_EPS_SCALE:
 		case O_LANCZOS: case O_MAX_RHAT: case O_MAX_DRIFT: case O_MIN_MALA: case O_MIN_ESS: case O_MALA_EVERY:
 			sampler_option(c, ch, optarg);
 			break;
@@ -592,7 +599,7 @@ top_curvature(const struct config *c, const struct analysis_ckpt *ck, const stru
  * acceptance of all the moving directions together, which falls as
  * d^(1/3) eps gamma grows); for RMSprop, times delta, since G <= 1/delta
  * bounds the preconditioned curvature by the plain one over delta
- * whatever G becomes.  eps[0..1] receives the two bounds.
+ * whatever G becomes; times --eps-scale.  eps[0..1] receives the two bounds.
  */
 static void
 auto_epsilon(const struct config *c, const struct analysis_ckpt *ck, const struct dataset *d,
@@ -605,7 +612,7 @@ auto_epsilon(const struct config *c, const struct analysis_ckpt *ck, const struc
 		die("%s: --epsilon auto: the Lanczos steps gave no curvature", ck->path);
 	eps[0] = sgld_eps_auto(fmax(*lmax, 0), sp->nbeta, sp->gamma, c->margin);
 	eps[1] = sgld_eps_mala(fmax(*lmax, 0), sp->nbeta, sp->gamma, nm, SGLD_EPS_ACCEPT);
-	sp->epsilon = fmin(eps[0], eps[1]);
+	sp->epsilon = c->eps_scale * fmin(eps[0], eps[1]);
 	if (meth->precond == SGLD_PRECOND_RMSPROP)
 		sp->epsilon *= meth->delta;
 	if (!(sp->epsilon > 0 && sp->epsilon * sp->gamma < 4))
@@ -636,9 +643,9 @@ record_sampler(json_t *rec, const struct config *c, const struct sgld_method *me
 	json_object_set_new(set, "moving_params", json_integer((json_int_t)(meth->moving ? meth->nmoving :
 	    (size_t)json_integer_value(json_object_get(rec, "params")))));
 	if (c->eps_auto)
-		json_object_set_new(set, "epsilon_auto", json_pack("{s:o, s:o, s:i, s:I, s:o, s:o, s:o}",
+		json_object_set_new(set, "epsilon_auto", json_pack("{s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o}",
 		    "lambda_max", jnum(lmax), "margin", jnum(c->margin), "lanczos_steps", c->lanczos_steps,
-		    "products", (json_int_t)products, "epsilon_margin", jnum(eps[0]),
+		    "products", (json_int_t)products, "scale", jnum(c->eps_scale), "epsilon_margin", jnum(eps[0]),
 		    "epsilon_mala", jnum(eps[1]), "mala_target", jnum(SGLD_EPS_ACCEPT)));
 	json_object_set_new(rec, "rhat", jnum(chains_rhat(s->loss, c->chains, n)));
 	json_object_set_new(rec, "ess_bulk", jnum(chains_ess_bulk(s->loss, c->chains, n)));
