@@ -199,12 +199,15 @@ precondition(struct chain *c, const struct sgld_method *m, size_t j0, size_t j1)
  * |w - w*|^2 for the energy and d = sum (|ef|^2 - |er|^2) / G, the
  * forward minus the reverse proposal's exponent (times 2 eps).  Taking
  * the difference per parameter, not of two sums of order eps P, keeps the
- * cancellation out of the total; four interleaved partial sums in a fixed
- * order break the chain of dependent additions (and let the compiler pair
- * them) while the result stays the same on every run of a build.
+ * cancellation out of the total; eight interleaved partial sums (one
+ * AVX-512 register) in a fixed order break the chain of dependent
+ * additions (and let the compiler pair them) while the result stays the
+ * same on every run of a build.
  */
+#define MALA_LANES 8   /* one AVX-512 register of doubles */
+
 struct mala_sums {
-	double r2[4], d[4];
+	double r2[MALA_LANES], d[MALA_LANES];
 };
 
 static STAGE void
@@ -221,10 +224,10 @@ mala_term(struct mala_sums *t, int lane, double w, double ws, double g, double G
 }
 
 /*
- * Add the moving parameters j0..j1-1 (j0 a multiple of 4) to the sums at
+ * Add the moving parameters j0..j1-1 (j0 a multiple of MALA_LANES) to the sums at
  * w with gradient grad (from the previous point mw, forward mean mf and
  * the G that made the step); store w's floats into mw when store is set.
- * Each parameter goes to partial sum j mod 4 whatever the ranges, so the
+ * Each parameter goes to partial sum j mod MALA_LANES whatever the ranges, so the
  * totals do not depend on how a pass is cut into blocks.
  */
 static STAGE void
@@ -241,31 +244,42 @@ mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wsta
 		const float *G = c->G;
 		const float *mw = c->mw;
 		const double *mf = c->mf;
-		for (; j + 4 <= j1; j += 4) {
-			for (int l = 0; l < 4; l++) {
+		/* Local partial sums: through t they could alias mf, and each addition would go to memory. */
+		double r2[MALA_LANES], dd[MALA_LANES];
+		memcpy(r2, t->r2, sizeof r2);
+		memcpy(dd, t->d, sizeof dd);
+		for (; j + MALA_LANES <= j1; j += MALA_LANES) {
+			for (int l = 0; l < MALA_LANES; l++) {
 				double wl = w[j + l], e = wl - wstar[j + l], gU = nbeta * grad[j + l] + gamma * e;
 				double ef = wl - mf[j + l], er = mw[j + l] - (wl - h * G[j + l] * gU);
-				t->r2[l] += e * e;
-				t->d[l] += (ef * ef - er * er) / G[j + l];
+				r2[l] += e * e;
+				dd[l] += (ef * ef - er * er) / G[j + l];
 			}
 		}
+		memcpy(t->r2, r2, sizeof r2);
+		memcpy(t->d, dd, sizeof dd);
 	} else if (!c->idx && c->have) {
 		/* The same without a preconditioner (G = 1, which multiplies and divides exactly). */
 		double nbeta = sp->nbeta, gamma = sp->gamma;
 		const float *mw = c->mw;
 		const double *mf = c->mf;
-		for (; j + 4 <= j1; j += 4) {
-			for (int l = 0; l < 4; l++) {
+		double r2[MALA_LANES], dd[MALA_LANES];
+		memcpy(r2, t->r2, sizeof r2);
+		memcpy(dd, t->d, sizeof dd);
+		for (; j + MALA_LANES <= j1; j += MALA_LANES) {
+			for (int l = 0; l < MALA_LANES; l++) {
 				double wl = w[j + l], e = wl - wstar[j + l], gU = nbeta * grad[j + l] + gamma * e;
 				double ef = wl - mf[j + l], er = mw[j + l] - (wl - h * gU);
-				t->r2[l] += e * e;
-				t->d[l] += ef * ef - er * er;
+				r2[l] += e * e;
+				dd[l] += ef * ef - er * er;
 			}
 		}
+		memcpy(t->r2, r2, sizeof r2);
+		memcpy(t->d, dd, sizeof dd);
 	}
 	for (; j < j1; j++) {
 		size_t k = at(c, j);
-		mala_term(t, (int)(j & 3), w[k], wstar[k], grad[k], c->G ? c->G[j] : 1.0, c->mw[j],
+		mala_term(t, (int)(j % MALA_LANES), w[k], wstar[k], grad[k], c->G ? c->G[j] : 1.0, c->mw[j],
 		    c->mf[j], sp, c->have, h);
 	}
 	if (store && !c->idx)
@@ -283,8 +297,8 @@ mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wsta
 static double
 mala_accept(const struct mala_sums *t, const struct sgld_params *sp, double U, double l, double *U1)
 {
-	double r2 = (t->r2[0] + t->r2[1]) + (t->r2[2] + t->r2[3]);
-	double d = (t->d[0] + t->d[1]) + (t->d[2] + t->d[3]), la;
+	double r2 = ((t->r2[0] + t->r2[1]) + (t->r2[2] + t->r2[3])) + ((t->r2[4] + t->r2[5]) + (t->r2[6] + t->r2[7]));
+	double d = ((t->d[0] + t->d[1]) + (t->d[2] + t->d[3])) + ((t->d[4] + t->d[5]) + (t->d[6] + t->d[7])), la;
 
 	*U1 = sp->nbeta * l + 0.5 * sp->gamma * r2;
 	la = U - *U1 + d / (2 * sp->epsilon);
@@ -324,7 +338,7 @@ static double
 mala_same_batch(struct chain *c, const struct sgld_target *t, const struct sgld_params *sp,
     const float *wstar, const int32_t *idx)
 {
-	struct mala_sums sums = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+	struct mala_sums sums = {{0}, {0}};
 	double l1, U1;
 
 	memset(c->grad1, 0, c->P * sizeof(float));
@@ -404,7 +418,7 @@ move(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m,
  * elementwise, and the noise stream is read in order, so the blocks change
  * no value.
  */
-#define STEP_BLOCK 2048   /* a multiple of 4 (mala_sums' partial sums) */
+#define STEP_BLOCK 2048   /* a multiple of MALA_LANES (mala_sums' partial sums) */
 
 static STAGE void
 step_blocks(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m, const float *wstar,
@@ -441,7 +455,7 @@ step(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m,
     struct rng *rnoise, double l, long s, struct acceptance *mala)
 {
 	static int avx512 = -1;
-	struct mala_sums t = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+	struct mala_sums t = {{0}, {0}};
 	int adapt = c->G && !(m->freeze && s >= sp->burnin && s > 0);
 
 	if (avx512 < 0)
