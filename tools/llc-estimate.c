@@ -324,7 +324,8 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_THIN: c->sp.thin = (long)opt_int("--thin", optarg, 1, SGLD_MAX_STEPS); break;
 		case O_BATCH: c->sp.batch = (int)opt_int("--batch", optarg, 1, 1L << 24); break;
 		case O_EPS: sampler_option(c, O_EPSILON, optarg); break;
-		case O_PRECOND: case O_ALPHA: case O_DELTA: case O_FREEZE: case O_RESTRICT: case O_MARGIN: case O_EPS_SCALE:
+		case O_PRECOND: case O_ALPHA: case O_DELTA: case O_FREEZE: case O_RESTRICT: case O_MARGIN:
+		case O_EPS_SCALE:
 		case O_LANCZOS: case O_MAX_RHAT: case O_MAX_DRIFT: case O_MIN_MALA: case O_MIN_ESS: case O_MALA_EVERY:
 			sampler_option(c, ch, optarg);
 			break;

@@ -224,11 +224,12 @@ mala_term(struct mala_sums *t, int lane, double w, double ws, double g, double G
 }
 
 /*
- * Add the moving parameters j0..j1-1 (j0 a multiple of MALA_LANES) to the sums at
- * w with gradient grad (from the previous point mw, forward mean mf and
- * the G that made the step); store w's floats into mw when store is set.
- * Each parameter goes to partial sum j mod MALA_LANES whatever the ranges, so the
- * totals do not depend on how a pass is cut into blocks.
+ * Add the moving parameters j0..j1-1 (j0 a multiple of MALA_LANES) to the
+ * sums at w with gradient grad (from the previous point mw, forward mean
+ * mf and the G that made the step); store w's floats into mw when store
+ * is set.  Each parameter goes to partial sum j mod MALA_LANES whatever
+ * the ranges, so the totals do not depend on how a pass is cut into
+ * blocks.
  */
 static STAGE void
 mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wstar, const float *grad,
@@ -297,7 +298,8 @@ mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wsta
 static double
 mala_accept(const struct mala_sums *t, const struct sgld_params *sp, double U, double l, double *U1)
 {
-	double r2 = ((t->r2[0] + t->r2[1]) + (t->r2[2] + t->r2[3])) + ((t->r2[4] + t->r2[5]) + (t->r2[6] + t->r2[7]));
+	double r2 = ((t->r2[0] + t->r2[1]) + (t->r2[2] + t->r2[3])) +
+	    ((t->r2[4] + t->r2[5]) + (t->r2[6] + t->r2[7]));
 	double d = ((t->d[0] + t->d[1]) + (t->d[2] + t->d[3])) + ((t->d[4] + t->d[5]) + (t->d[6] + t->d[7])), la;
 
 	*U1 = sp->nbeta * l + 0.5 * sp->gamma * r2;
