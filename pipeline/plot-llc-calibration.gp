@@ -1,5 +1,5 @@
 # The epsilon x nbeta calibration, one panel per depth: lambda-hat against
-# the step size epsilon auto chose at each margin, one line per nbeta; open
+# the step size epsilon auto chose times each scale, one line per nbeta; open
 # circles are flagged (not healthy), the asterisk is the study's own point.
 # Trust a point where the line is flat in epsilon and the chains healthy.
 load "pipeline/style.gp"
@@ -8,7 +8,7 @@ set output out
 nd = words(depths)
 cols = nd > 4 ? 4 : nd
 rows = (nd + cols - 1) / cols
-set multiplot layout rows, cols title sprintf("%s recipe, last checkpoint of seed 0: λ̂ against the SGLD step ε (auto at margins), one line per nβ; ○ flagged, ✳ the study's point", recipe) font ",10"
+set multiplot layout rows, cols title sprintf("%s recipe, last checkpoint of seed 0: λ̂ against the SGLD step ε (auto × scales), one line per nβ; ○ flagged, ✳ the study's point", recipe) font ",10"
 set logscale xy
 set format x "10^{%L}"
 set xlabel "ε"

@@ -100,25 +100,32 @@ TRAIN_FLAGS ?= --ckpt-optim
 GOP_FLAGS ?= --top 10 --full
 LLC_RECIPES ?= grok nanda pizza
 PM_RECIPES ?= grok seed nanda pizza
-# The MLPs' step size from each checkpoint's curvature (llc-estimate
-# --epsilon auto: 4 / (margin (nbeta lambda_max + gamma))), since their
-# lambda_max spans 10^-2 to 10^4 across depths and training.  Margin 100,
-# not the default 20: on depth 2 the same-minibatch MALA acceptance is
-# 0.44-0.59 at margin 20, 0.80-0.88 at 100 and 0.97-0.99 at 400, where 200
-# draws after 800 steps still leave R-hat at 1.01-1.11 (docs/design.md);
-# 300 + 300 steps is what the budget allows.  The health rule at its
-# defaults flags what the chains cannot show.
-LLC_FLAGS ?= --chains 4 --draws 300 --burn-in 300 --epsilon auto --margin 100
+# The MLPs' step size from each checkpoint (llc-estimate --epsilon auto):
+# the smaller of 4 / (margin (nbeta lambda_max + gamma)), stable in the
+# sharpest direction, and the step whose MALA acceptance on a Gaussian of
+# the checkpoint's parameter count is 0.97 (eps gamma ~ d^(-1/3)), which
+# sets it wherever lambda_max is small (every depth's first checkpoints,
+# depths 1-2 throughout).  Chains of 1000 draws after 1000 steps: at 300 +
+# 300 the flat checkpoints' R-hat is 1.010-1.013 at that step (the step
+# relaxes |w - w*| in 2 / (eps gamma) ~ 150-220 steps, and the loss's
+# slow directions take longer); at 1000 + 1000, 14 of depth 1-2's 18
+# seed-0 checkpoints are healthy (docs/design.md).  The health rule at
+# its defaults flags what the chains cannot show.
+LLC_FLAGS ?= --chains 4 --draws 1000 --burn-in 1000 --epsilon auto --margin 100
 # The transformers' chains leave the basin at the default step size 1e-3
 # (and 1e-4, 3e-5) on a nanda checkpoint at p = 31; at 1e-5 they stay.
 TFM_LLC_FLAGS ?= --chains 4 --draws 200 --burn-in 200 --epsilon 1e-5
-# The calibration grid: epsilon auto at each margin (a step relative to the
-# checkpoint's own stability limit: 1 is at it) times each nbeta (default:
-# llc-estimate's, batch / ln batch), shorter chains than the study's.  The
-# study's own point is LLC_FLAGS's margin at the default nbeta.
-LLC_CAL_MARGINS ?= 400 100 20
+# The calibration grid: epsilon auto's step times each scale (1 is the
+# study's step, 4 past it, 1/4 under it) at each margin, times each nbeta
+# (default: llc-estimate's, batch / ln batch), 2 chains of the study's
+# length (at 300 + 300 steps depth 2's last checkpoint gives 5.4 at the
+# study's own step against 6.1 from the study's chains: not yet relaxed).
+# The study's own point is scale 1 at LLC_FLAGS's margin and the default
+# nbeta.
+LLC_CAL_SCALES ?= 4 2 1 0.5 0.25
+LLC_CAL_MARGINS ?= 100
 LLC_CAL_NBETAS ?= default 100
-LLC_CAL_FLAGS ?= --chains 2 --draws 100 --burn-in 100
+LLC_CAL_FLAGS ?= --chains 2
 LLC_CAL_DEPTHS ?= $(DEPTHS)
 # Per-layer LLC (--restrict each layer in turn) through training, seed 0:
 # depth 2 is the depth that groks in the small study.
@@ -272,7 +279,7 @@ $(STAMP)/llc-tfm: FORCE
 $(STAMP)/pm: FORCE
 	$(call stamp,$(PM_FLAGS))
 $(STAMP)/llc-cal: FORCE
-	$(call stamp,$(LLC_FLAGS) $(LLC_CAL_FLAGS) $(LLC_CAL_MARGINS) $(LLC_CAL_NBETAS) $(LLC_CAL_RECIPE))
+	$(call stamp,$(LLC_FLAGS) $(LLC_CAL_FLAGS) $(LLC_CAL_SCALES) $(LLC_CAL_MARGINS) $(LLC_CAL_NBETAS) $(LLC_CAL_RECIPE))
 $(STAMP)/plots: FORCE
 	$(call stamp,$(DEPTHS) $(LAYERS) $(RECIPE_LIST) $(FIRST_VARIANT))
 
@@ -325,12 +332,12 @@ $(R)/%/llc.jsonl: $(R)/%/log.jsonl $(STAMP)/llc-$$(call family_of,$$(firstword $
 # chains are healthy is the range to trust; the study's point is marked.
 $(R)/llc-calibration-d%.tsv: $$(call llc_cal_run,$$*)/log.jsonl $(STAMP)/llc-cal $(O)/bin/llc-estimate pipeline/llc-cal.jq
 	$(Q)set -eo pipefail; run=$(call llc_cal_run,$*); ck=$$(ls $$run/ckpt/*.safetensors | tail -1); \
-	for nb in $(LLC_CAL_NBETAS); do for m in $(LLC_CAL_MARGINS); do \
+	for nb in $(LLC_CAL_NBETAS); do for m in $(LLC_CAL_MARGINS); do for f in $(LLC_CAL_SCALES); do \
 	    $(RUN) $(O)/bin/llc-estimate --data $(R)/data/$(call data_of,$(LLC_CAL_RECIPE)/d$*-s$(firstword $(SEEDS))$(FIRST_VARIANT)).safetensors \
-	        $(LLC_FLAGS) $(LLC_CAL_FLAGS) --epsilon auto --margin $$m \
+	        $(LLC_FLAGS) $(LLC_CAL_FLAGS) --epsilon auto --margin $$m --eps-scale $$f \
 	        $$([ $$nb = default ] || echo --nbeta $$nb) $$ck \
-	    | jq -nr --arg depth $* --arg chosen $$([ $$nb = default ] && [ $$m = $(LLC_MARGIN) ] && echo 1 || echo 0) -f pipeline/llc-cal.jq; \
-	done; done | awk 'NR == 1 || !/^depth/' > $@+
+	    | jq -nr --arg depth $* --arg chosen $$([ $$nb = default ] && [ $$m = $(LLC_MARGIN) ] && [ $$f = 1 ] && echo 1 || echo 0) -f pipeline/llc-cal.jq; \
+	done; done; done | awk 'NR == 1 || !/^depth/' > $@+
 	@mv -f $@+ $@
 $(R)/llc-calibration.tsv: $(foreach d,$(filter $(DEPTHS),$(LLC_CAL_DEPTHS)),$(R)/llc-calibration-d$(d).tsv)
 	$(Q)awk 'FNR > 1 || NR == 1' $^ > $@+ && mv -f $@+ $@

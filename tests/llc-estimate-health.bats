@@ -39,13 +39,45 @@ setup() {
 	assert_equal "$(jq '[.chains[] | .precond_max <= 10 and .precond_min > 0] | all' <<<"$e")" true
 }
 
-@test "llc-estimate --epsilon auto: lambda_max is hess-eig's top eigenvalue, epsilon 4 / (margin (nbeta lambda + gamma))" {
+@test "llc-estimate --epsilon auto: lambda_max is hess-eig's top eigenvalue, epsilon the smaller of the margin's and the MALA bound" {
 	top=$(hess-eig --data d.st --top 1 "$ck" | tail -1 | jq '.eigenvalues[0]')
 	l=$(llc-estimate --data d.st --chains 2 --draws 10 --epsilon auto "$ck" | tail -1)
 	assert_equal "$(jq --argjson t "$top" '(.settings.epsilon_auto.lambda_max - $t) / $t | fabs < 1e-3' <<<"$l")" true
-	assert_equal "$(jq '.settings | .epsilon - 4 / (20 * (.nbeta * .epsilon_auto.lambda_max + .gamma)) | fabs < 1e-15' <<<"$l")" true
-	l=$(llc-estimate --data d.st --chains 2 --draws 10 --epsilon auto --margin 5 --precond rmsprop --rms-delta 0.5 "$ck" | tail -1)
-	assert_equal "$(jq '.settings | .epsilon - 0.5 * 4 / (5 * (.nbeta * .epsilon_auto.lambda_max + .gamma)) | fabs < 1e-15' <<<"$l")" true
+	assert_equal "$(jq '.settings | .epsilon_auto.epsilon_margin - 4 / (20 * (.nbeta * .epsilon_auto.lambda_max + .gamma)) | fabs < 1e-15' <<<"$l")" true
+	# The MALA bound, independently: 2 Phi(-sqrt(eps^3 S / 16) / 2) = 0.97, S = (d - 1) gamma^3 + (nbeta lambda + gamma)^3.
+	x=0.037608287661255936   # Phi^-1(1 - 0.97 / 2): python3 -c "from statistics import NormalDist; print(NormalDist().inv_cdf(0.515))"
+	assert_equal "$(jq --argjson x $x '.settings | (.nbeta * .epsilon_auto.lambda_max + .gamma) as $a |
+	    ((.moving_params - 1) * pow(.gamma; 3) + pow($a; 3)) as $S |
+	    (.epsilon_auto.epsilon_mala - pow(64 * $x * $x / $S; 1 / 3)) / .epsilon_auto.epsilon_mala | fabs < 1e-9' <<<"$l")" true
+	assert_equal "$(jq '.settings | .epsilon == ([.epsilon_auto.epsilon_margin, .epsilon_auto.epsilon_mala] | min) and .epsilon_auto.mala_target == 0.97' <<<"$l")" true
+	# At margin 1000 the margin's bound is the smaller; RMSprop multiplies it by delta.
+	l=$(llc-estimate --data d.st --chains 2 --draws 10 --epsilon auto --margin 1000 --precond rmsprop --rms-delta 0.5 "$ck" | tail -1)
+	assert_equal "$(jq '.settings | .epsilon_auto.epsilon_margin < .epsilon_auto.epsilon_mala' <<<"$l")" true
+	assert_equal "$(jq '.settings | .epsilon - 0.5 * 4 / (1000 * (.nbeta * .epsilon_auto.lambda_max + .gamma)) | fabs < 1e-15' <<<"$l")" true
+	# --eps-scale multiplies the chosen step (the calibration grid's axis) and needs auto.
+	l=$(llc-estimate --data d.st --chains 2 --draws 10 --epsilon auto --eps-scale 0.25 "$ck" | tail -1)
+	assert_equal "$(jq '.settings | (.epsilon / ([.epsilon_auto.epsilon_margin, .epsilon_auto.epsilon_mala] | min) - 0.25 | fabs < 1e-15) and .epsilon_auto.scale == 0.25' <<<"$l")" true
+	run llc-estimate --data d.st --epsilon 1e-3 --eps-scale 2 "$ck"
+	assert_failure 2
+	assert_output --partial "llc-estimate: --eps-scale scales --epsilon auto's step: it needs --epsilon auto"
+	run llc-estimate --data d.st --epsilon auto --eps-scale 0 "$ck"
+	assert_failure 2
+	# At margin 1 the MALA bound is the smaller.
+	l=$(llc-estimate --data d.st --chains 2 --draws 10 --epsilon auto --margin 1 "$ck" | tail -1)
+	assert_equal "$(jq '.settings | .epsilon == .epsilon_auto.epsilon_mala and .epsilon_auto.epsilon_mala < .epsilon_auto.epsilon_margin' <<<"$l")" true
+}
+
+@test "llc-estimate: the step's AVX-512 build and the baseline give the same draws, plain and RMSprop with MALA" {
+	# Width 64: 2187 parameters, more than one of the step's 2048-parameter blocks.
+	train-mlp --data d.st --steps 5 --log-every 5 --width 64 --ckpt-dir ck64 > log64
+	for f in "" "--precond rmsprop --mala-every 3"; do
+		a=$(llc-estimate --data d.st --chains 2 --draws 30 --burn-in 5 $f ck64/step-00000005.safetensors | tail -1 |
+		    jq -c '[.llc_per_chain, [.chains[] | .mala_mean, .mala_batch_mean, .precond_min]]')
+		b=$(GROK_SGLD_BASELINE=1 llc-estimate --data d.st --chains 2 --draws 30 --burn-in 5 $f ck64/step-00000005.safetensors |
+		    tail -1 | jq -c '[.llc_per_chain, [.chains[] | .mala_mean, .mala_batch_mean, .precond_min]]')
+		assert_equal "$a" "$b"
+	done
+	assert_equal "$(jq -r '[.[0][] | type] | unique | join(",")' <<<"$a")" number
 }
 
 @test "llc-estimate --restrict: the moving set is a tensor's or a layer's parameters; an unknown name is an error" {

@@ -15,7 +15,7 @@ setup() {
 	[[ $O == */asan ]] && SAN=address,undefined
 	# the MLPs at two depths and two seeds, and one tiny transformer (nanda, one layer, one seed)
 	TINY=(P=11 FRAC=0.5 STEPS=40 DEPTHS="1 2" SEEDS="0 1" CKPT_POINTS=3 LLC_FLAGS="--chains 2 --draws 20 --batch 8"
-	      LLC_CAL_MARGINS="20 5" LLC_CAL_NBETAS="default" TFM_LLC_FLAGS="--chains 2 --draws 20 --batch 8 --epsilon 1e-5"
+	      LLC_CAL_MARGINS="20 5" LLC_CAL_SCALES="1 0.5" LLC_CAL_NBETAS="default" TFM_LLC_FLAGS="--chains 2 --draws 20 --batch 8 --epsilon 1e-5"
 	      RECIPES="grok seed nanda" NANDA_P=11 LAYERS=1 TFM_STEPS=40 TFM_SEEDS=0 TFM_CKPT_POINTS=3)
 	ARGS=(-C "$ROOT" O="$O" SAN="$SAN" "${TINY[@]}" R="$BATS_TEST_TMPDIR/results" PL="$BATS_TEST_TMPDIR/plots")
 }
@@ -117,9 +117,10 @@ invocations() {
 	# the transformers' block traces on 5 probes (TFM_HESS_FLAGS), the MLPs' on 20
 	assert_equal "$(jq -r 'select(.record == "header") | .config.probes' results/nanda/d1-s0/hessian.jsonl results/grok/d1-s0/hessian.jsonl | tr '\n' ' ')" "5 20 "
 	assert_equal "$(jq -s 'map(select(.record == "run") | .curvature.peak_block | type) | unique | tostring' -r results/runs.jsonl)" '["string"]'
-	# the calibration: one row per (depth, nbeta, margin) on the last checkpoint of seed 0, the study's point marked
-	assert_equal "$(cut -f1,3,10 results/llc-calibration.tsv | tr '\t\n' ', ')" "depth,margin,chosen 1,20,1 1,5,0 2,20,1 2,5,0 "
-	assert_equal "$(cat results/llc-calibration-d1.tsv results/llc-calibration-d2.tsv | grep -vc '^depth')" 4
+	# the calibration: one row per (depth, nbeta, margin, scale) on the last checkpoint of seed 0, the study's point marked
+	assert_equal "$(cut -f1,3,10,11 results/llc-calibration.tsv | tr '\t\n' ', ')" \
+	    "depth,margin,chosen,scale 1,20,1,1 1,20,0,0.5 1,5,0,1 1,5,0,0.5 2,20,1,1 2,20,0,0.5 2,5,0,1 2,5,0,0.5 "
+	assert_equal "$(cat results/llc-calibration-d1.tsv results/llc-calibration-d2.tsv | grep -vc '^depth')" 8
 	# one layer's LLC through training at depth 2: layers 0-2, each at the 4 checkpoints
 	assert_equal "$(cut -f1 results/grok/d2-s0/llc-layers.tsv | sort | uniq -c | awk '{print $2 "=" $1}' | tr '\n' ' ')" "0=4 1=4 2=4 layer=1 "
 	assert_equal "$(find results plots -name '*+' -o -name '.*.tmp.*')" ""

@@ -57,7 +57,7 @@ struct config {
 	struct sgld_method meth;     /* preconditioner and its settings; moving set per checkpoint */
 	const char *restrict_names;  /* --restrict: tensor or group names, comma-separated */
 	int eps_auto, lanczos_steps;
-	double margin;
+	double margin, eps_scale;   /* --margin, --eps-scale */
 	double explode;   /* margin over L(w*) */
 	struct health_rule rule;
 	int chains, threads, any_data, nbeta_set, explode_set;
@@ -117,9 +117,14 @@ help(void)
 "      --batch M          minibatch rows, 1..n_train (default 32)\n"
 "      --epsilon E|auto   step size, (0, 1] (default 1e-3); auto: from the\n"
 "                         Hessian's top eigenvalue lambda on the moving\n"
-"                         parameters (Lanczos), E = 4 / (margin (NB lambda + G)),\n"
-"                         times --rms-delta with --precond rmsprop\n"
+"                         parameters (Lanczos), the smaller of\n"
+"                         4 / (margin (NB lambda + G)) and the step a Gaussian\n"
+"                         of that top precision and G in the others would\n"
+"                         accept at 0.97 by MALA (it falls with the number of\n"
+"                         parameters), times --rms-delta with --precond rmsprop\n"
 "      --margin M         auto's stability margin, > 0 (default 20)\n"
+"      --eps-scale F      auto's step times F, > 0 (default 1; the calibration\n"
+"                         grid's axis)\n"
 "      --lanczos-steps K  auto's Lanczos steps, 2..1000 (default 20)\n"
 "      --gamma G          localisation strength, 0..1e12 (default 100)\n"
 "      --nbeta NB         inverse temperature n*beta, > 0 (default M / ln M)\n"
@@ -135,7 +140,12 @@ help(void)
 "                         exploded (default: the loss of a model that knows\n"
 "                         nothing, ln p for ce and 1/p for mse)\n"
 );
-	/* Two strings: one would pass the 4095 characters C99 promises to support. */
+}
+
+/* help()'s second half (one string would pass the 4095 characters C99 promises to support). */
+static void
+help_health(void)
+{
 	printf(
 "Health (an estimate is healthy when no rule flags it; the record lists them)\n"
 "      --max-rhat R       rhat: R-hat across chains above R, >= 1 (default\n"
@@ -178,7 +188,7 @@ CKPT_LIMITS_HELP
 
 /* The sampler's method options (their codes follow parse_args's own). */
 enum {
-	O_PRECOND = 512, O_ALPHA, O_DELTA, O_FREEZE, O_RESTRICT, O_MARGIN, O_LANCZOS, O_EPSILON,
+	O_PRECOND = 512, O_ALPHA, O_DELTA, O_FREEZE, O_RESTRICT, O_MARGIN, O_LANCZOS, O_EPSILON, O_EPS_SCALE,
 	O_MAX_RHAT, O_MAX_DRIFT, O_MIN_MALA, O_MIN_ESS, O_MALA_EVERY,
 };
 
@@ -205,6 +215,7 @@ sampler_option(struct config *c, int ch, const char *arg)
 	case O_FREEZE: c->meth.freeze = 1; break;
 	case O_RESTRICT: c->restrict_names = arg; break;
 	case O_MARGIN: c->margin = opt_real_open("--margin", arg, 0, 1e6); break;
+	case O_EPS_SCALE: c->eps_scale = opt_real_open("--eps-scale", arg, 0, 1e6); break;
 	case O_LANCZOS: c->lanczos_steps = (int)opt_int("--lanczos-steps", arg, 2, 1000); break;
 	case O_MAX_RHAT: c->rule.max_rhat = opt_real("--max-rhat", arg, 1, 1e12); break;
 	case O_MAX_DRIFT: c->rule.max_drift = opt_real_open("--max-drift", arg, 0, 1e12); break;
@@ -229,6 +240,7 @@ config_defaults(struct config *c)
 	sgld_method_default(&c->meth);
 	c->meth.mala_every = LLC_MALA_EVERY;
 	c->margin = SGLD_EPS_MARGIN;
+	c->eps_scale = 1;
 	c->lanczos_steps = 20;
 	c->rule = (struct health_rule){LLC_MAX_RHAT, LLC_MAX_DRIFT, LLC_MIN_MALA, LLC_MIN_ESS};
 }
@@ -253,6 +265,8 @@ check_config(struct config *c)
 	 * The update is stable only while every step moves less than the
 	 * localisation pulls back: eps * gamma / 2 < 2.
 	 */
+	if (!c->eps_auto && c->eps_scale != 1)
+		usage_error("--eps-scale scales --epsilon auto's step: it needs --epsilon auto");
 	if (!c->eps_auto && c->sp.epsilon * c->sp.gamma >= 4)
 		usage_error("--epsilon %g with --gamma %g: the localisation alone diverges "
 		    "(it needs epsilon * gamma < 4)", c->sp.epsilon, c->sp.gamma);
@@ -286,6 +300,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"freeze", no_argument, NULL, O_FREEZE},
 		{"restrict", required_argument, NULL, O_RESTRICT},
 		{"margin", required_argument, NULL, O_MARGIN},
+		{"eps-scale", required_argument, NULL, O_EPS_SCALE},
 		{"lanczos-steps", required_argument, NULL, O_LANCZOS},
 		{"max-rhat", required_argument, NULL, O_MAX_RHAT},
 		{"max-drift", required_argument, NULL, O_MAX_DRIFT},
@@ -310,6 +325,7 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_BATCH: c->sp.batch = (int)opt_int("--batch", optarg, 1, 1L << 24); break;
 		case O_EPS: sampler_option(c, O_EPSILON, optarg); break;
 		case O_PRECOND: case O_ALPHA: case O_DELTA: case O_FREEZE: case O_RESTRICT: case O_MARGIN:
+		case O_EPS_SCALE:
 		case O_LANCZOS: case O_MAX_RHAT: case O_MAX_DRIFT: case O_MIN_MALA: case O_MIN_ESS: case O_MALA_EVERY:
 			sampler_option(c, ch, optarg);
 			break;
@@ -319,7 +335,7 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_TRACE: c->trace = optarg; break;
 		case O_SEED: c->seed = opt_seed("--seed", optarg); break;
 		case O_THREADS: c->threads = (int)opt_int("--threads", optarg, 1, 256); break;
-		case 'h': help(); finish_stdout(); exit(0);
+		case 'h': help(); help_health(); finish_stdout(); exit(0);
 		case O_VERSION: printf("llc-estimate %s\n", GROK_VERSION); finish_stdout(); exit(0);
 		default: fprintf(stderr, "Try 'llc-estimate --help' for more information.\n"); exit(EXIT_USAGE);
 		}
@@ -579,18 +595,25 @@ top_curvature(const struct config *c, const struct analysis_ckpt *ck, const stru
 }
 
 /*
- * --epsilon auto: eps_auto on the top curvature at the margin; for
- * RMSprop, times delta, since G <= 1/delta bounds the preconditioned
- * curvature by the plain one over delta whatever G becomes.
+ * --epsilon auto: the smaller of eps_auto on the top curvature at the
+ * margin (each direction's stability and bias) and eps_mala (the MALA
+ * acceptance of all the moving directions together, which falls as
+ * d^(1/3) eps gamma grows); for RMSprop, times delta, since G <= 1/delta
+ * bounds the preconditioned curvature by the plain one over delta
+ * whatever G becomes; times --eps-scale.  eps[0..1] receives the two bounds.
  */
 static void
 auto_epsilon(const struct config *c, const struct analysis_ckpt *ck, const struct dataset *d,
-    const struct sgld_method *meth, struct sgld_params *sp, double *lmax, long *products)
+    const struct sgld_method *meth, struct sgld_params *sp, double *lmax, long *products, double eps[2])
 {
-	*lmax = top_curvature(c, ck, d, meth->moving, meth->moving ? meth->nmoving : ck->m->nparams, products);
+	size_t nm = meth->moving ? meth->nmoving : ck->m->nparams;
+
+	*lmax = top_curvature(c, ck, d, meth->moving, nm, products);
 	if (!isfinite(*lmax))
 		die("%s: --epsilon auto: the Lanczos steps gave no curvature", ck->path);
-	sp->epsilon = sgld_eps_auto(fmax(*lmax, 0), sp->nbeta, sp->gamma, c->margin);
+	eps[0] = sgld_eps_auto(fmax(*lmax, 0), sp->nbeta, sp->gamma, c->margin);
+	eps[1] = sgld_eps_mala(fmax(*lmax, 0), sp->nbeta, sp->gamma, nm, SGLD_EPS_ACCEPT);
+	sp->epsilon = c->eps_scale * fmin(eps[0], eps[1]);
 	if (meth->precond == SGLD_PRECOND_RMSPROP)
 		sp->epsilon *= meth->delta;
 	if (!(sp->epsilon > 0 && sp->epsilon * sp->gamma < 4))
@@ -606,7 +629,8 @@ auto_epsilon(const struct config *c, const struct analysis_ckpt *ck, const struc
  */
 static void
 record_sampler(json_t *rec, const struct config *c, const struct sgld_method *meth,
-    const struct sgld_params *sp, const struct chains_summary *s, double lmax, long products)
+    const struct sgld_params *sp, const struct chains_summary *s, double lmax, long products,
+    const double eps[2])
 {
 	static const char *const names[] = {"none", "rmsprop"};
 	json_t *set = json_object_get(rec, "settings");
@@ -620,8 +644,10 @@ record_sampler(json_t *rec, const struct config *c, const struct sgld_method *me
 	json_object_set_new(set, "moving_params", json_integer((json_int_t)(meth->moving ? meth->nmoving :
 	    (size_t)json_integer_value(json_object_get(rec, "params")))));
 	if (c->eps_auto)
-		json_object_set_new(set, "epsilon_auto", json_pack("{s:o, s:o, s:i, s:I}", "lambda_max", jnum(lmax),
-		    "margin", jnum(c->margin), "lanczos_steps", c->lanczos_steps, "products", (json_int_t)products));
+		json_object_set_new(set, "epsilon_auto", json_pack("{s:o, s:o, s:i, s:I, s:o, s:o, s:o, s:o}",
+		    "lambda_max", jnum(lmax), "margin", jnum(c->margin), "lanczos_steps", c->lanczos_steps,
+		    "products", (json_int_t)products, "scale", jnum(c->eps_scale), "epsilon_margin", jnum(eps[0]),
+		    "epsilon_mala", jnum(eps[1]), "mala_target", jnum(SGLD_EPS_ACCEPT)));
 	json_object_set_new(rec, "rhat", jnum(chains_rhat(s->loss, c->chains, n)));
 	json_object_set_new(rec, "ess_bulk", jnum(chains_ess_bulk(s->loss, c->chains, n)));
 	json_object_set_new(rec, "ess_llc", jnum(chains_ess_mean(s->loss, c->chains, n)));
@@ -664,7 +690,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	struct chains_summary s;
 	struct sgld_method meth;
 	size_t *moving = NULL;
-	double init_loss, margin, lmax = NAN;
+	double init_loss, margin, lmax = NAN, eps[2] = {NAN, NAN};
 	long products = 0;
 	int rows;
 	json_t *rec;
@@ -690,7 +716,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	if (c->restrict_names)
 		meth.moving = moving = restrict_moving(ck.m, c->restrict_names, path, &meth.nmoving);
 	if (c->eps_auto)
-		auto_epsilon(c, &ck, d, &meth, &sp, &lmax, &products);
+		auto_epsilon(c, &ck, d, &meth, &sp, &lmax, &products, eps);
 	run_chains(c, &st, &sp, &meth, ck.theta, init_loss, &s);
 	if (s.left)
 		warn("%s: %ld of %d chains left the basin (a NaN or exploded loss); "
@@ -713,7 +739,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	    "batch", sp.batch, "draws", (json_int_t)sp.draws, "burn_in", (json_int_t)sp.burnin,
 	    "thin", (json_int_t)sp.thin, "chains", c->chains, "explode", jnum(margin)));
 	json_object_set_new(rec, "explode_at", jnum(sp.explode));
-	record_sampler(rec, c, &meth, &sp, &s, lmax, products);
+	record_sampler(rec, c, &meth, &sp, &s, lmax, products, eps);
 	record_health(rec, &c->rule, meth.mala_every, s.flags);
 	if (c->trace)
 		write_trace(c, &ck, s.loss, init_loss);

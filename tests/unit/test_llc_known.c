@@ -284,6 +284,67 @@ test_eps_auto(void)
 }
 
 
+/* A flat loss: the chain samples the localisation's Gaussian alone. */
+static double
+flat_loss(void *ctx, float *grad, const float *w, const int32_t *idx, int B)
+{
+	(void)ctx;
+	(void)grad;
+	(void)w;
+	(void)idx;
+	(void)B;
+	return 0;
+}
+
+/* The mean MALA acceptance of one chain of the flat loss in d dimensions at step eps. */
+static double
+flat_mala(size_t d, double eps)
+{
+	struct sgld_params sp = {.epsilon = eps, .gamma = 1, .nbeta = 10, .batch = 1, .draws = 1500,
+	    .burnin = 500, .thin = 1, .explode = 1e30};
+	struct sgld_target t = {d, 1, flat_loss, NULL};
+	float *wstar = calloc(d, sizeof(float));
+	double *loss = malloc((size_t)sp.draws * sizeof(double));
+	struct sgld_method m;
+	struct sgld_chain ch;
+	struct sgld_health h = {0};
+
+	sgld_method_default(&m);
+	m.mala = 1;
+	sgld_run_method(&t, &sp, &m, wstar, 17 + LLC_TEST_SEED, 0, loss, &ch, &h);
+	free(wstar);
+	free(loss);
+	return h.mala_mean;
+}
+
+/*
+ * The dimension rule: on the localisation's Gaussian in d = 20000
+ * dimensions (no minibatch noise, so the MALA acceptance is the exact
+ * one), sgld_eps_mala's step is accepted at the rate it was asked for
+ * (0.913 for 0.9: the law's next order in eps gamma = 0.04 raises it a
+ * little), and twice that step (0.72 to leading order, 0.81 measured)
+ * is not.
+ */
+static void
+test_eps_mala(void)
+{
+	double eps = sgld_eps_mala(50, 10, 1, 20000, 0.9), s3 = 19999 + 501.0 * 501.0 * 501.0, a;
+
+	ok(fabs(erfc(sqrt(eps * eps * eps * s3 / 16) / 2 / sqrt(2)) - 0.9) < 1e-9,
+	    "eps_mala: 2 Phi(-sqrt(eps^3 S / 16) / 2) = 0.9 at its eps %.4g", eps);
+	ok(fabs(sgld_eps_mala(0, 10, 1, 8000, 0.9) * 2 / sgld_eps_mala(0, 10, 1, 1000, 0.9) - 1) < 1e-12,
+	    "eps_mala: eps gamma falls as d^(-1/3) on a flat loss (8000 directions: half the step of 1000)");
+	ok(isnan(sgld_eps_mala(-1, 10, 1, 10, 0.9)) && isnan(sgld_eps_mala(1, 0, 1, 10, 0.9)) &&
+	    isnan(sgld_eps_mala(1, 10, 1, 0, 0.9)) && isnan(sgld_eps_mala(1, 10, 1, 10, 1)) &&
+	    isnan(sgld_eps_mala(1, 10, 1, 10, 0)) && isnan(sgld_eps_mala(0, 10, 0, 10, 0.9)),
+	    "eps_mala: NaN for a negative curvature, nbeta 0, no directions, accept 1 or 0, no precision");
+	eps = sgld_eps_mala(0, 10, 1, 20000, 0.9);
+	a = flat_mala(20000, eps);
+	ok(fabs(a - 0.9) < 0.02, "eps_mala, asked 0.9 in 20000 directions (eps %.4g): accepted at %.4f", eps, a);
+	a = flat_mala(20000, 2 * eps);
+	ok(a < 0.85, "eps_mala: twice its step is accepted at %.4f (0.72 to leading order in eps)", a);
+}
+
 /* ---- quadratics at any conditioning ---------------------------------------- */
 
 /*
@@ -1075,6 +1136,7 @@ main(void)
 	test_diagnostics();
 	test_drift();
 	test_eps_auto();
+	test_eps_mala();
 	test_mala();
 	test_mala_same_batch();
 	test_restrict();

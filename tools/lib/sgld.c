@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chains.h"
 #include "rng.h"
 #include "util.h"
 
@@ -85,6 +86,28 @@ sgld_eps_auto(double lambda_max, double nbeta, double gamma, double margin)
 	return 4 / (margin * a);
 }
 
+double
+sgld_eps_mala(double lambda_max, double nbeta, double gamma, size_t d, double accept)
+{
+	double top = nbeta * lambda_max + gamma, x = normal_quantile(1 - accept / 2);
+	double s3 = (double)(d - 1) * gamma * gamma * gamma + top * top * top;
+
+	if (!(lambda_max >= 0 && nbeta > 0 && gamma >= 0 && d >= 1 && accept > 0 && accept < 1 &&
+	    isfinite(top) && s3 > 0 && isfinite(s3)))
+		return NAN;
+	/* 2 Phi(-sigma / 2) = accept, sigma^2 = eps^3 s3 / 16: eps = (64 x^2 / s3)^(1/3). */
+	return cbrt(64 * x * x / s3);
+}
+
+/*
+ * The stages of a step are inlined into step_blocks, which is compiled
+ * twice: for AVX-512 where the CPU has it, and for the build's baseline.
+ * Every stage is elementwise in float or sums in a fixed lane order, and
+ * ISO C mode contracts nothing into FMAs, so both give the same bits.
+ */
+#define STAGE inline __attribute__((always_inline))
+#define AVX512 __attribute__((target("avx512f")))
+
 /*
  * One chain's state.  Vectors over the moving parameters are indexed by
  * j, parameters by k = at(c, j).
@@ -150,7 +173,7 @@ chain_free(struct chain *c)
  * vectorises (sqrtf too: the build has -fno-math-errno); either loop gives
  * the same floats.
  */
-static void
+static STAGE void
 precondition(struct chain *c, const struct sgld_method *m, size_t j0, size_t j1)
 {
 	float alpha = (float)m->alpha, rest = (float)(1 - m->alpha), delta = (float)m->delta;
@@ -176,15 +199,18 @@ precondition(struct chain *c, const struct sgld_method *m, size_t j0, size_t j1)
  * |w - w*|^2 for the energy and d = sum (|ef|^2 - |er|^2) / G, the
  * forward minus the reverse proposal's exponent (times 2 eps).  Taking
  * the difference per parameter, not of two sums of order eps P, keeps the
- * cancellation out of the total; four interleaved partial sums in a fixed
- * order break the chain of dependent additions (and let the compiler pair
- * them) while the result stays the same on every run of a build.
+ * cancellation out of the total; eight interleaved partial sums (one
+ * AVX-512 register) in a fixed order break the chain of dependent
+ * additions (and let the compiler pair them) while the result stays the
+ * same on every run of a build.
  */
+#define MALA_LANES 8   /* one AVX-512 register of doubles */
+
 struct mala_sums {
-	double r2[4], d[4];
+	double r2[MALA_LANES], d[MALA_LANES];
 };
 
-static void
+static STAGE void
 mala_term(struct mala_sums *t, int lane, double w, double ws, double g, double G, double mw,
     double mf, const struct sgld_params *sp, int have, double h)
 {
@@ -198,13 +224,14 @@ mala_term(struct mala_sums *t, int lane, double w, double ws, double g, double G
 }
 
 /*
- * Add the moving parameters j0..j1-1 (j0 a multiple of 4) to the sums at
- * w with gradient grad (from the previous point mw, forward mean mf and
- * the G that made the step); store w's floats into mw when store is set.
- * Each parameter goes to partial sum j mod 4 whatever the ranges, so the
- * totals do not depend on how a pass is cut into blocks.
+ * Add the moving parameters j0..j1-1 (j0 a multiple of MALA_LANES) to the
+ * sums at w with gradient grad (from the previous point mw, forward mean
+ * mf and the G that made the step); store w's floats into mw when store
+ * is set.  Each parameter goes to partial sum j mod MALA_LANES whatever
+ * the ranges, so the totals do not depend on how a pass is cut into
+ * blocks.
  */
-static void
+static STAGE void
 mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wstar, const float *grad,
     int store, size_t j0, size_t j1, struct mala_sums *t)
 {
@@ -218,31 +245,42 @@ mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wsta
 		const float *G = c->G;
 		const float *mw = c->mw;
 		const double *mf = c->mf;
-		for (; j + 4 <= j1; j += 4) {
-			for (int l = 0; l < 4; l++) {
+		/* Local partial sums: through t they could alias mf, and each addition would go to memory. */
+		double r2[MALA_LANES], dd[MALA_LANES];
+		memcpy(r2, t->r2, sizeof r2);
+		memcpy(dd, t->d, sizeof dd);
+		for (; j + MALA_LANES <= j1; j += MALA_LANES) {
+			for (int l = 0; l < MALA_LANES; l++) {
 				double wl = w[j + l], e = wl - wstar[j + l], gU = nbeta * grad[j + l] + gamma * e;
 				double ef = wl - mf[j + l], er = mw[j + l] - (wl - h * G[j + l] * gU);
-				t->r2[l] += e * e;
-				t->d[l] += (ef * ef - er * er) / G[j + l];
+				r2[l] += e * e;
+				dd[l] += (ef * ef - er * er) / G[j + l];
 			}
 		}
+		memcpy(t->r2, r2, sizeof r2);
+		memcpy(t->d, dd, sizeof dd);
 	} else if (!c->idx && c->have) {
 		/* The same without a preconditioner (G = 1, which multiplies and divides exactly). */
 		double nbeta = sp->nbeta, gamma = sp->gamma;
 		const float *mw = c->mw;
 		const double *mf = c->mf;
-		for (; j + 4 <= j1; j += 4) {
-			for (int l = 0; l < 4; l++) {
+		double r2[MALA_LANES], dd[MALA_LANES];
+		memcpy(r2, t->r2, sizeof r2);
+		memcpy(dd, t->d, sizeof dd);
+		for (; j + MALA_LANES <= j1; j += MALA_LANES) {
+			for (int l = 0; l < MALA_LANES; l++) {
 				double wl = w[j + l], e = wl - wstar[j + l], gU = nbeta * grad[j + l] + gamma * e;
 				double ef = wl - mf[j + l], er = mw[j + l] - (wl - h * gU);
-				t->r2[l] += e * e;
-				t->d[l] += ef * ef - er * er;
+				r2[l] += e * e;
+				dd[l] += ef * ef - er * er;
 			}
 		}
+		memcpy(t->r2, r2, sizeof r2);
+		memcpy(t->d, dd, sizeof dd);
 	}
 	for (; j < j1; j++) {
 		size_t k = at(c, j);
-		mala_term(t, (int)(j & 3), w[k], wstar[k], grad[k], c->G ? c->G[j] : 1.0, c->mw[j],
+		mala_term(t, (int)(j % MALA_LANES), w[k], wstar[k], grad[k], c->G ? c->G[j] : 1.0, c->mw[j],
 		    c->mf[j], sp, c->have, h);
 	}
 	if (store && !c->idx)
@@ -260,8 +298,9 @@ mala_sums(const struct chain *c, const struct sgld_params *sp, const float *wsta
 static double
 mala_accept(const struct mala_sums *t, const struct sgld_params *sp, double U, double l, double *U1)
 {
-	double r2 = (t->r2[0] + t->r2[1]) + (t->r2[2] + t->r2[3]);
-	double d = (t->d[0] + t->d[1]) + (t->d[2] + t->d[3]), la;
+	double r2 = ((t->r2[0] + t->r2[1]) + (t->r2[2] + t->r2[3])) +
+	    ((t->r2[4] + t->r2[5]) + (t->r2[6] + t->r2[7]));
+	double d = ((t->d[0] + t->d[1]) + (t->d[2] + t->d[3])) + ((t->d[4] + t->d[5]) + (t->d[6] + t->d[7])), la;
 
 	*U1 = sp->nbeta * l + 0.5 * sp->gamma * r2;
 	la = U - *U1 + d / (2 * sp->epsilon);
@@ -269,7 +308,7 @@ mala_accept(const struct mala_sums *t, const struct sgld_params *sp, double U, d
 }
 
 /* The forward proposal's mean from the stored point, with this step's G, for j0..j1-1. */
-static void
+static STAGE void
 mala_forward(struct chain *c, const struct sgld_params *sp, const float *wstar, size_t j0, size_t j1)
 {
 	double h = 0.5 * sp->epsilon, nbeta = sp->nbeta, gamma = sp->gamma;
@@ -301,7 +340,7 @@ static double
 mala_same_batch(struct chain *c, const struct sgld_target *t, const struct sgld_params *sp,
     const float *wstar, const int32_t *idx)
 {
-	struct mala_sums sums = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+	struct mala_sums sums = {{0}, {0}};
 	double l1, U1;
 
 	memset(c->grad1, 0, c->P * sizeof(float));
@@ -327,7 +366,7 @@ accept_add(struct acceptance *a, double x)
 }
 
 /* One move of the moving parameters j0..j1-1 with this step's gradient and their noise. */
-static void
+static STAGE void
 move(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m, const float *wstar,
     struct rng *rnoise, size_t j0, size_t j1)
 {
@@ -381,25 +420,52 @@ move(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m,
  * elementwise, and the noise stream is read in order, so the blocks change
  * no value.
  */
-#define STEP_BLOCK 2048   /* a multiple of 4 (mala_sums' partial sums) */
+#define STEP_BLOCK 2048   /* a multiple of MALA_LANES (mala_sums' partial sums) */
 
-static void
-step(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m, const float *wstar,
-    struct rng *rnoise, double l, long s, struct acceptance *mala)
+static STAGE void
+step_blocks(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m, const float *wstar,
+    struct rng *rnoise, int adapt, struct mala_sums *t)
 {
-	struct mala_sums t = {{0, 0, 0, 0}, {0, 0, 0, 0}};
-	int adapt = c->G && !(m->freeze && s >= sp->burnin && s > 0);
-
 	for (size_t j0 = 0; j0 < c->nm; j0 += STEP_BLOCK) {
 		size_t j1 = c->nm - j0 < STEP_BLOCK ? c->nm : j0 + STEP_BLOCK;
 		if (m->mala)
-			mala_sums(c, sp, wstar, c->grad, 1, j0, j1, &t);
+			mala_sums(c, sp, wstar, c->grad, 1, j0, j1, t);
 		if (adapt)
 			precondition(c, m, j0, j1);
 		if (m->mala)
 			mala_forward(c, sp, wstar, j0, j1);
 		move(c, sp, m, wstar, rnoise, j0, j1);
 	}
+}
+
+AVX512 static void
+step_blocks_avx512(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m,
+    const float *wstar, struct rng *rnoise, int adapt, struct mala_sums *t)
+{
+	step_blocks(c, sp, m, wstar, rnoise, adapt, t);
+}
+
+static void
+step_blocks_base(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m,
+    const float *wstar, struct rng *rnoise, int adapt, struct mala_sums *t)
+{
+	step_blocks(c, sp, m, wstar, rnoise, adapt, t);
+}
+
+static void
+step(struct chain *c, const struct sgld_params *sp, const struct sgld_method *m, const float *wstar,
+    struct rng *rnoise, double l, long s, struct acceptance *mala)
+{
+	static int avx512 = -1;
+	struct mala_sums t = {{0}, {0}};
+	int adapt = c->G && !(m->freeze && s >= sp->burnin && s > 0);
+
+	if (avx512 < 0)
+		avx512 = __builtin_cpu_supports("avx512f") && !getenv("GROK_SGLD_BASELINE");
+	if (avx512)
+		step_blocks_avx512(c, sp, m, wstar, rnoise, adapt, &t);
+	else
+		step_blocks_base(c, sp, m, wstar, rnoise, adapt, &t);
 	if (m->mala) {
 		double U1, a = mala_accept(&t, sp, c->U, l, &U1);
 		/* The proposal from step s - 1 ends here: count it if it left a draw-phase step. */
