@@ -10,6 +10,23 @@
 #include <cblas.h>
 #undef I   /* complex.h, through OpenBLAS's cblas.h */
 
+/*
+ * The elementwise passes (bias and ReLU gradients, the first layer's
+ * gather and scatter, transposes) compiled twice, for the baseline ISA and
+ * for AVX-512, the loader picking by CPU: at width 128 they are a fifth of
+ * the training step, and the baseline build's vectors hold four floats.
+ * Elementwise float operations and sums that keep their order round the
+ * same at any vector width, so both clones give the same bits.
+ */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones) && !defined(__SANITIZE_ADDRESS__)
+#define CLONES __attribute__((target_clones("avx512f", "default")))
+#endif
+#endif
+#ifndef CLONES
+#define CLONES
+#endif
+
 const char *const mlp_encoding_names[] = {"onehot", "int", NULL};
 const char *const mlp_loss_names[] = {"ce", "mse", NULL};
 
@@ -119,7 +136,7 @@ mlp_work_free(struct mlp_work *w)
 }
 
 /* t (cols, rows) = s (rows, cols) transposed, in 16 x 16 blocks that stay in L1. */
-static void
+static CLONES void
 transpose(float *restrict t, const float *restrict s, int rows, int cols)
 {
 	for (int r0 = 0; r0 < rows; r0 += 16)
@@ -157,7 +174,7 @@ in_blocks(const struct mlp *m)
  * so that each gather reads two contiguous rows; int, from the weight,
  * the rows' integers into xin (n, 2) as floats.
  */
-static void
+static CLONES void
 layer0_rows(const struct mlp *m, const float *T, const float *theta, float *xin, float *out,
     const int32_t *x, int B, int relu)
 {
@@ -218,17 +235,59 @@ times_wt(float *z, const float *a, const float *W, const float *Wt, int B, int n
  * d (n) = d where the ReLU's output a was positive, else 0 (torch:
  * relu'(0) = 0); a branch-free select, so that the compiler vectorises it.
  */
-static void
+static CLONES void
 relu_backward(float *restrict d, const float *restrict a, size_t n)
 {
 	for (size_t k = 0; k < n; k++)
 		d[k] = a[k] > 0.0f ? d[k] : 0.0f;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f")))
+
+/*
+ * add_rows with 64 columns of g at a time held in four registers over all
+ * the rows (the plain loop reloads and stores g at every row, a chain
+ * through memory): each element's sum in the same row order.
+ */
+static AVX512 void
+add_rows_avx512(float *restrict g, const float *restrict d, int B, int n)
+{
+	for (int j0 = 0; j0 < n; j0 += 64) {
+		__mmask16 m[4];
+		__m512 acc[4];
+		for (int h = 0; h < 4; h++) {
+			int left = n - j0 - 16 * h;
+			m[h] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+			acc[h] = _mm512_maskz_loadu_ps(m[h], g + j0 + 16 * h);
+		}
+		for (int b = 0; b < B; b++) {
+			const float *r = d + (size_t)b * (size_t)n + j0;
+			for (int h = 0; h < 4; h++)
+				acc[h] = _mm512_add_ps(acc[h], _mm512_maskz_loadu_ps(m[h], r + 16 * h));
+		}
+		for (int h = 0; h < 4; h++)
+			_mm512_mask_storeu_ps(g + j0 + 16 * h, m[h], acc[h]);
+	}
+}
+#endif
+
 /* g (n) += each of the B rows of d (B, n). */
 static void
 add_rows(float *restrict g, const float *restrict d, int B, int n)
 {
+#if defined(__x86_64__) && defined(__GNUC__)
+	static int avx512 = -1;
+	if (avx512 < 0) {
+		__builtin_cpu_init();
+		avx512 = __builtin_cpu_supports("avx512f") != 0;
+	}
+	if (avx512) {
+		add_rows_avx512(g, d, B, n);
+		return;
+	}
+#endif
 	for (int b = 0; b < B; b++)
 		for (int j = 0; j < n; j++)
 			g[j] += d[(size_t)b * n + j];
@@ -289,9 +348,6 @@ softmax_row_scalar(const float *z, float *e, int V, struct softmax_row *r)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f")))
-
 /*
  * expf for x <= 0 (Cephes's: n = round(x log2 e), r = x - n ln 2 in two
  * parts, a degree-7 polynomial, times 2^n), about an ulp from exp; below
@@ -471,7 +527,7 @@ mlp_loss(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
 }
 
 /* The first layer's weight and bias gradients from dz (B, nout). */
-static void
+static CLONES void
 layer0_backward(const struct mlp *m, struct mlp_work *w, float *grad,
     const float *dz, const int32_t *x, int B)
 {
