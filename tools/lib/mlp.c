@@ -19,7 +19,7 @@
  * same at any vector width, so both clones give the same bits.
  */
 #if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones) && !defined(__SANITIZE_ADDRESS__)
+#if __has_attribute(target_clones)
 #define CLONES __attribute__((target_clones("avx512f", "default")))
 #endif
 #endif
