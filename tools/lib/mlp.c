@@ -26,6 +26,10 @@
 #ifndef CLONES
 #define CLONES
 #endif
+#ifdef __clang__
+/* clang contracts a * b + c into an FMA where the target has one: not in one clone only */
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 const char *const mlp_encoding_names[] = {"onehot", "int", NULL};
 const char *const mlp_loss_names[] = {"ce", "mse", NULL};
@@ -475,7 +479,7 @@ dot_row(const float *s, const float *t, int V)
  * the Hessian-vector products need the probabilities themselves, and
  * they come from the same exponentials and sum.
  */
-static void
+static CLONES void
 loss_rows(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
     const int32_t *y, int B, float scale, float *probs)
 {
@@ -790,7 +794,7 @@ rop_forward(struct mlp_hvp *h, const struct hvp_at *at, const float *v, const fl
 }
 
 /* R{d loss / d logits} of rows r0.. r0 + n: ce, scale (s * Rz - s (s . Rz)); mse, scale 2 Rz / V. */
-static void
+static CLONES void
 rop_loss(const struct mlp *m, struct mlp_hvp *h, int r0, int n, float scale)
 {
 	int V = m->c.p;
