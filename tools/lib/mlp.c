@@ -282,12 +282,8 @@ static void
 add_rows(float *restrict g, const float *restrict d, int B, int n)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-	static int avx512 = -1;
-	if (avx512 < 0) {
-		__builtin_cpu_init();
-		avx512 = __builtin_cpu_supports("avx512f") != 0;
-	}
-	if (avx512) {
+	__builtin_cpu_init();   /* at once if done: a look at a flag */
+	if (__builtin_cpu_supports("avx512f")) {
 		add_rows_avx512(g, d, B, n);
 		return;
 	}

@@ -16,13 +16,8 @@ const char *const optim_names[] = {"adam", "adamw", "sgd", NULL};
 static int
 cpu_avx512(void)
 {
-	static int yes = -1;
-
-	if (yes < 0) {
-		__builtin_cpu_init();
-		yes = __builtin_cpu_supports("avx512f") != 0;
-	}
-	return yes;
+	__builtin_cpu_init();   /* at once if done: a look at a flag */
+	return __builtin_cpu_supports("avx512f") != 0;
 }
 #endif
 
