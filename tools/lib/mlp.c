@@ -293,6 +293,22 @@ add_rows(float *restrict g, const float *restrict d, int B, int n)
 			g[j] += d[(size_t)b * n + j];
 }
 
+/* Layers 1..L-1 of the forward pass for rows r0.. r0 + n (wt: the weights transposed, or NULL). */
+static void
+forward_block(const struct mlp *m, struct mlp_work *w, const float *theta, const float *wt, int r0,
+    int n)
+{
+	int L = m->nlayers;
+
+	for (int i = 1; i < L; i++) {
+		int nout = m->out[i], nin = m->in[i];
+		struct gemm_epi e = {theta + m->boff[i], i < L - 1, NULL, 0};
+		times_wt((i == L - 1 ? w->logits : w->acts[i]) + (size_t)r0 * nout,
+		    w->acts[i - 1] + (size_t)r0 * nin, theta + m->woff[i], wt ? wt + m->woff[i] : NULL, n,
+		    nout, nin, 0.0f, &e);
+	}
+}
+
 void
 mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
     const int32_t *x, int B)
@@ -308,13 +324,7 @@ mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
 	if (blocks)
 		weights_t(m, w->wt, theta);
 	for (int r0 = 0; r0 < B; r0 += rows)
-		for (int i = 1; i < L; i++) {
-			int nout = m->out[i], nin = m->in[i], n = B - r0 < rows ? B - r0 : rows;
-			struct gemm_epi e = {theta + m->boff[i], i < L - 1, NULL, 0};
-			times_wt((i == L - 1 ? w->logits : w->acts[i]) + (size_t)r0 * nout,
-			    w->acts[i - 1] + (size_t)r0 * nin, theta + m->woff[i],
-			    blocks ? w->wt + m->woff[i] : NULL, n, nout, nin, 0.0f, &e);
-		}
+		forward_block(m, w, theta, blocks ? w->wt : NULL, r0, B - r0 < rows ? B - r0 : rows);
 }
 
 /*
@@ -473,15 +483,16 @@ dot_row(const float *s, const float *t, int V)
 /*
  * mlp_loss, and the float32 softmax into probs (B, V) unless it is NULL:
  * the Hessian-vector products need the probabilities themselves, and
- * they come from the same exponentials and sum.
+ * they come from the same exponentials and sum; over rows r0.. r0 + n
+ * (y, logits, dlogits and probs all indexed from row 0).
  */
 static CLONES void
-loss_rows(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
-    const int32_t *y, int B, float scale, float *probs)
+loss_block(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
+    const int32_t *y, int r0, int n, float scale, float *probs)
 {
 	int V = m->c.p;
 
-	for (int b = 0; b < B; b++) {
+	for (int b = r0; b < r0 + n; b++) {
 		const float *z = w->logits + (size_t)b * V;
 		float *dz = w->dlogits + (size_t)b * V;
 		struct softmax_row sr;
@@ -517,6 +528,14 @@ loss_rows(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
 			ev->loss_sum += sq / V;
 		}
 	}
+}
+
+/* loss_block over all B rows. */
+static void
+loss_rows(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
+    const int32_t *y, int B, float scale, float *probs)
+{
+	loss_block(m, w, ev, y, 0, B, scale, probs);
 }
 
 void
@@ -658,18 +677,69 @@ mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
 	}
 }
 
-void
-mlp_mark_live(const struct mlp *m, const struct mlp_work *w, int B, int *live)
+/* mlp_mark_live over rows r0.. r0 + n. */
+static void
+mark_block(const struct mlp *m, const struct mlp_work *w, int r0, int n, int *live)
 {
 	int W = m->c.width;
 
 	for (int i = 0; i < m->nlayers - 1; i++) {
 		int *f = live + (size_t)i * (size_t)W;
 		const float *a = w->acts[i];
-		for (int b = 0; b < B; b++)
+		for (int b = r0; b < r0 + n; b++)
 			for (int j = 0; j < W; j++)
 				f[j] |= a[(size_t)b * W + j] > 0.0f;
 	}
+}
+
+void
+mlp_mark_live(const struct mlp *m, const struct mlp_work *w, int B, int *live)
+{
+	mark_block(m, w, 0, B, live);
+}
+
+/*
+ * The forward pass, the loss and the backward pass, one block of rows
+ * through all three before the next when in_blocks: a block's activations
+ * are still in cache when its backward pass reads them.  The same bits as
+ * the three calls in turn (in_blocks's reasons; the loss and the live
+ * marks go row by row).
+ */
+void
+mlp_loss_grad(const struct mlp *m, struct mlp_work *w, struct model_eval *ev, float *grad,
+    double *sq, const float *theta, const int32_t *x, const int32_t *y, int B, float scale,
+    int *live)
+{
+	if (!grad || !in_blocks(m)) {
+		mlp_forward(m, w, theta, x, B);
+		if (live)
+			mlp_mark_live(m, w, B, live);
+		mlp_loss(m, w, ev, y, B, scale);
+		if (grad && sq)
+			mlp_backward_norms(m, w, grad, sq, theta, x, B, scale);
+		else if (grad)
+			mlp_backward(m, w, grad, theta, x, B);
+		return;
+	}
+	if (sq)
+		memset(sq, 0, (size_t)B * sizeof *sq);
+	layer0_forward(m, w, w->acts[0], theta, x, B, 1);
+	weights_t(m, w->wt, theta);
+	for (int r0 = 0; r0 < B; r0 += MLP_ROWS) {
+		int n = B - r0 < MLP_ROWS ? B - r0 : MLP_ROWS;
+		forward_block(m, w, theta, w->wt, r0, n);
+		if (live)
+			mark_block(m, w, r0, n, live);
+		loss_block(m, w, ev, y, r0, n, scale, NULL);
+		backward_rows(m, w, grad, sq, theta, w->rows, w->dbuf[0], r0, n);
+	}
+	add_rows(grad + m->boff[0], w->dbuf[0], B, m->out[0]);
+	if (sq)
+		mlp_row_norms_first(m, w, sq, w->dbuf[0], B);
+	layer0_backward(m, w, grad, w->dbuf[0], x, B);
+	if (sq && scale != 0.0f)
+		for (int b = 0; b < B; b++)
+			sq[b] /= (double)scale * (double)scale;
 }
 
 struct mlp_hvp *

@@ -193,6 +193,15 @@ void mlp_row_norms_add(double *sq, const float *d, int n, const float *a, int ni
 void mlp_row_norms_first(const struct mlp *m, const struct mlp_work *w, double *sq,
     const float *dz, int B);
 /*
+ * mlp_forward, mlp_mark_live into live if not NULL, mlp_loss, and when
+ * grad is not NULL mlp_backward, or mlp_backward_norms when sq is not
+ * NULL: the same results, but a block of MLP_ROWS rows goes through all
+ * of them before the next when the products allow (the training step).
+ */
+void mlp_loss_grad(const struct mlp *m, struct mlp_work *w, struct model_eval *ev, float *grad,
+    double *sq, const float *theta, const int32_t *x, const int32_t *y, int B, float scale,
+    int *live);
+/*
  * live (D, W) |= whether each hidden unit's ReLU output is positive on
  * some of the B rows of the work's last forward pass.  A unit still 0
  * after every batch of a set is dead on that set.
