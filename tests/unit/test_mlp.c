@@ -600,6 +600,26 @@ row_blocks(enum mlp_encoding enc, int depth)
 	    "%s: loss %.9f = reference %.9f, gradient max diff %.2e (max |g| %.2e)", what,
 	    ev.loss_sum / B, lref, err, scale);
 
+	/* the fused pass: the same loss, gradient, norms and live marks, bit for bit */
+	{
+		struct model_eval ef = {0};
+		float *gf = calloc(n, sizeof *gf), *g2 = calloc(n, sizeof *g2);
+		double sq[B], sqf[B];
+		int live[3 * WIDTH] = {0}, livef[3 * WIDTH] = {0};
+		memset(&ev, 0, sizeof ev);
+		mlp_forward(&m, w, theta, x, B);
+		mlp_mark_live(&m, w, B, live);
+		mlp_loss(&m, w, &ev, y, B, 1.0f / B);
+		mlp_backward_norms(&m, w, g2, sq, theta, x, B, 1.0f / B);
+		mlp_loss_grad(&m, w, &ef, gf, sqf, theta, x, y, B, 1.0f / B, livef);
+		ok(memcmp(gf, g2, n * sizeof *gf) == 0 && memcmp(sq, sqf, sizeof sq) == 0 &&
+		    memcmp(live, livef, sizeof live) == 0 && ef.loss_sum == ev.loss_sum &&
+		    ef.correct == ev.correct && sq[B - 1] > 0,
+		    "%s: mlp_loss_grad = forward, marks, loss, backward with norms, bit for bit", what);
+		free(gf);
+		free(g2);
+	}
+
 	/* H v by central differences of the double gradient */
 	for (size_t k = 0; k < n; k++)
 		th[k] = theta[k] + eps * v[k];
