@@ -128,9 +128,8 @@ main(int argc, char **argv)
 		struct model_eval ev = {0};
 		double t = now_seconds();
 		memset(grad, 0, m.nparams * sizeof *grad);
-		mlp_forward(&m, w, theta, d.train_x, B);
-		mlp_loss(&m, w, &ev, d.train_y, B, 1.0f / B);
-		mlp_backward(&m, w, grad, theta, d.train_x, B);
+		/* train-mlp's step: the family's loss_grad, then AdamW */
+		mlp_loss_grad(&m, w, &ev, grad, NULL, theta, d.train_x, d.train_y, B, 1.0f / B, NULL);
 		optim_step(&o, theta, grad, oc.lr);
 		t = now_seconds() - t;
 		if (k >= 3) {   /* the first steps warm caches and page in */

@@ -87,6 +87,49 @@ run_case(const struct shape *s, struct rng *r, double *worst, int *chain_equal)
 	free(A), free(Bm), free(C), free(C0), free(bias), free(mask);
 }
 
+/*
+ * gemm_splittable's promise, which the MLP's row blocks rest on: a
+ * product split into calls over blocks of rows of C, or over consecutive
+ * blocks of K (beta 1 after the first), gives the whole call's bits.
+ */
+static void
+splits(struct rng *r)
+{
+	enum { M = 197, N = 122, K = 130, RB = 96, KB = 50 };
+	float *A = malloc(sizeof(float) * M * K), *W = malloc(sizeof(float) * K * N);
+	float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+	float *G1 = malloc(sizeof(float) * K * N), *G2 = malloc(sizeof(float) * K * N);
+	float bias[N];
+	struct gemm_epi e = {bias, 1, NULL, 0};
+	int rows_ok, k_ok;
+
+	for (int k = 0; k < M * K; k++)
+		A[k] = (float)rng_normal(r);
+	for (int k = 0; k < K * N; k++)
+		W[k] = (float)rng_normal(r), G1[k] = G2[k] = (float)rng_normal(r);
+	for (int j = 0; j < N; j++)
+		bias[j] = (float)rng_normal(r);
+	/* rows: a forward product with bias and ReLU, in row blocks */
+	gemm(0, 0, M, N, K, A, K, W, N, 0.0f, C1, N, &e);
+	for (int r0 = 0; r0 < M; r0 += RB)
+		gemm(0, 0, M - r0 < RB ? M - r0 : RB, N, K, A + (size_t)r0 * K, K, W, N, 0.0f,
+		    C2 + (size_t)r0 * N, N, &e);
+	rows_ok = memcmp(C1, C2, sizeof(float) * M * N) == 0;
+	/* K: a weight gradient (A^T C) over K = M rows in consecutive blocks */
+	gemm(1, 0, K, N, M, A, K, C1, N, 1.0f, G1, N, NULL);
+	for (int k0 = 0; k0 < M; k0 += KB)
+		gemm(1, 0, K, N, M - k0 < KB ? M - k0 : KB, A + (size_t)k0 * K, K, C1 + (size_t)k0 * N, N,
+		    1.0f, G2, N, NULL);
+	k_ok = memcmp(G1, G2, sizeof(float) * K * N) == 0;
+	if (gemm_splittable(N)) {
+		ok(rows_ok, "split into row blocks of %d: the whole product's bits", RB);
+		ok(k_ok, "split into K blocks of %d (beta 1 after the first): the whole product's bits", KB);
+	}
+	ok(!gemm_splittable(1100) && gemm_splittable(N) == (strcmp(gemm_kernel(), "avx512") == 0),
+	    "gemm_splittable: only the own kernel, only up to its widest N");
+	free(A), free(W), free(C1), free(C2), free(G1), free(G2);
+}
+
 int
 main(void)
 {
@@ -118,5 +161,6 @@ main(void)
 		if (own && s->N <= 1024)
 			ok(chain, "%s kernel: every element is its fma chain in ascending k", gemm_kernel());
 	}
+	splits(&r);
 	return tap_done();
 }

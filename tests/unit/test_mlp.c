@@ -534,6 +534,134 @@ softmax_extremes(void)
 	ok(bad_loss == 0, "softmax rows: loss to 1e-8 of the double reference (%d cases differ)", bad_loss);
 }
 
+/* max |a - b| over n floats against doubles, and max |b|. */
+static double
+max_diff(const float *a, const double *b, size_t n, double *scale)
+{
+	double d = 0;
+
+	*scale = 0;
+	for (size_t k = 0; k < n; k++) {
+		d = fmax(d, fabs((double)a[k] - b[k]));
+		*scale = fmax(*scale, fabs(b[k]));
+	}
+	return d;
+}
+
+/*
+ * A batch of 2 MLP_ROWS + 5 rows, which the passes run in three row
+ * blocks, the last ragged, when the AVX-512 kernel runs them: the loss,
+ * gradient and Hessian-vector products (whole, per layer block, and the
+ * block's quadratic form) against the double reference and its central
+ * differences, so that a block's rows at the wrong offset cannot pass.
+ */
+static void
+row_blocks(enum mlp_encoding enc, int depth)
+{
+	enum { B = 2 * MLP_ROWS + 5, P = 13, WIDTH = 20 };
+	struct mlp_config c = {P, depth, WIDTH, enc, MLP_CE};
+	struct mlp m;
+	struct mlp_work *w;
+	struct mlp_hvp *h;
+	struct mlp_point *pt;
+	struct model_eval ev = {0};
+	struct rng r;
+	int32_t x[2 * B], y[B];
+	float *theta, *grad, *v, *hv, *vb, *hb;
+	double *th, *gref, *gp, *gm, *fd, lref, err, scale, eps = 1e-7;
+	char what[64];
+	size_t n;
+
+	snprintf(what, sizeof what, "%s depth %d, %d rows", mlp_encoding_names[enc], depth, B);
+	mlp_layout(&m, &c);
+	n = m.nparams;
+	theta = calloc(n, sizeof *theta); grad = calloc(n, sizeof *grad);
+	v = calloc(n, sizeof *v); hv = calloc(n, sizeof *hv); vb = calloc(n, sizeof *vb);
+	hb = calloc(n, sizeof *hb); th = calloc(n, sizeof *th); gref = calloc(n, sizeof *gref);
+	gp = calloc(n, sizeof *gp); gm = calloc(n, sizeof *gm); fd = calloc(n, sizeof *fd);
+	rng_init(&r, 29 + depth, RNG_INIT);
+	mlp_init_params(&m, theta, &r);
+	for (int b = 0; b < B; b++) {
+		x[2 * b] = (int32_t)rng_below(&r, P);
+		x[2 * b + 1] = (int32_t)rng_below(&r, P);
+		y[b] = (x[2 * b] + x[2 * b + 1]) % P;
+	}
+	for (size_t k = 0; k < n; k++) {
+		th[k] = theta[k];
+		v[k] = (float)rng_normal(&r);
+	}
+	w = mlp_work_new(&m, B);
+	mlp_forward(&m, w, theta, x, B);
+	mlp_loss(&m, w, &ev, y, B, 1.0f / B);
+	mlp_backward(&m, w, grad, theta, x, B);
+	lref = mlp_ref_loss(&m, th, x, y, B, gref, NULL);
+	err = max_diff(grad, gref, n, &scale);
+	ok(fabs(ev.loss_sum / B - lref) < 1e-6 * fmax(1, lref) && err < 1e-5 * scale && scale > 0,
+	    "%s: loss %.9f = reference %.9f, gradient max diff %.2e (max |g| %.2e)", what,
+	    ev.loss_sum / B, lref, err, scale);
+
+	/* the fused pass: the same loss, gradient, norms and live marks, bit for bit */
+	{
+		struct model_eval ef = {0};
+		float *gf = calloc(n, sizeof *gf), *g2 = calloc(n, sizeof *g2);
+		double sq[B], sqf[B];
+		int live[3 * WIDTH] = {0}, livef[3 * WIDTH] = {0};
+		memset(&ev, 0, sizeof ev);
+		mlp_forward(&m, w, theta, x, B);
+		mlp_mark_live(&m, w, B, live);
+		mlp_loss(&m, w, &ev, y, B, 1.0f / B);
+		mlp_backward_norms(&m, w, g2, sq, theta, x, B, 1.0f / B);
+		mlp_loss_grad(&m, w, &ef, gf, sqf, theta, x, y, B, 1.0f / B, livef);
+		ok(memcmp(gf, g2, n * sizeof *gf) == 0 && memcmp(sq, sqf, sizeof sq) == 0 &&
+		    memcmp(live, livef, sizeof live) == 0 && ef.loss_sum == ev.loss_sum &&
+		    ef.correct == ev.correct && sq[B - 1] > 0,
+		    "%s: mlp_loss_grad = forward, marks, loss, backward with norms, bit for bit", what);
+		free(gf);
+		free(g2);
+	}
+
+	/* H v by central differences of the double gradient */
+	for (size_t k = 0; k < n; k++)
+		th[k] = theta[k] + eps * v[k];
+	mlp_ref_loss(&m, th, x, y, B, gp, NULL);
+	for (size_t k = 0; k < n; k++)
+		th[k] = theta[k] - eps * v[k];
+	mlp_ref_loss(&m, th, x, y, B, gm, NULL);
+	for (size_t k = 0; k < n; k++)
+		fd[k] = (gp[k] - gm[k]) / (2 * eps);
+	h = mlp_hvp_new(&m, B);
+	pt = mlp_hvp_prepare(h, theta, x, y, B, 1.0f / B);
+	mlp_point_apply(pt, hv, v);
+	err = max_diff(hv, fd, n, &scale);
+	ok(err < 1e-4 * scale && scale > 0, "%s: H v = central differences, max diff %.2e (max |Hv| %.2e)",
+	    what, err, scale);
+
+	/* each layer's diagonal block: H v restricted to it, v zero outside it */
+	for (int i = 0; i < m.nlayers; i++) {
+		size_t lo = m.woff[i], hi = m.boff[i] + (size_t)m.out[i];
+		double q, qref = 0, berr = 0, bscale = 0;
+		memset(vb, 0, n * sizeof *vb);
+		memcpy(vb + lo, v + lo, (hi - lo) * sizeof *vb);
+		memset(hv, 0, n * sizeof *hv);
+		memset(hb, 0, n * sizeof *hb);
+		mlp_point_apply(pt, hv, vb);
+		mlp_point_block(pt, 0, i, hb, vb);
+		for (size_t k = lo; k < hi; k++) {
+			berr = fmax(berr, fabs((double)hb[k] - hv[k]));
+			bscale = fmax(bscale, fabs(hv[k]));
+			qref += (double)vb[k] * hv[k];
+		}
+		q = mlp_point_block_quad(pt, i, vb);
+		ok(berr <= 1e-5 * bscale && bscale > 0 && fabs(q - qref) < 1e-4 * fabs(qref),
+		    "%s: layer %d's block = H v on it (max diff %.2e of %.2e), v.Bv %.8g = %.8g", what, i,
+		    berr, bscale, q, qref);
+	}
+	mlp_hvp_free(h);
+	mlp_work_free(w);
+	free(theta); free(grad); free(v); free(hv); free(vb); free(hb); free(th); free(gref);
+	free(gp); free(gm); free(fd);
+}
+
 int
 main(void)
 {
@@ -546,6 +674,10 @@ main(void)
 	for (int enc = 0; enc < 2; enc++)
 		for (int loss = 0; loss < 2; loss++)
 			compact_view((enum mlp_encoding)enc, (enum mlp_loss)loss, enc == loss);
+	for (int enc = 0; enc < 2; enc++) {
+		row_blocks((enum mlp_encoding)enc, 1);
+		row_blocks((enum mlp_encoding)enc, 3);
+	}
 	layout_and_init();
 	optimisers();
 	softmax_extremes();

@@ -70,6 +70,14 @@ epilogue(int M, int N, float *C, int ldc, const struct gemm_epi *e)
 	}
 }
 
+int
+gemm_splittable(int maxn)
+{
+	if (own < 0)
+		gemm_setup(1);
+	return own && maxn <= PACK_FLOATS / 16;
+}
+
 static void
 gemm_openblas(int transa, int transb, int M, int N, int K, const float *A, int lda,
     const float *B, int ldb, float beta, float *C, int ldc, const struct gemm_epi *e)
@@ -263,7 +271,7 @@ gemm(int transa, int transb, int M, int N, int K, const float *A, int lda,
 	if (own < 0)
 		gemm_setup(1);
 #if defined(__x86_64__) && defined(__GNUC__)
-	/* K blocks of at least 16 rows: N up to 1024 */
+	/* K blocks of at least 16 rows: N up to 1024 (gemm_splittable's bound) */
 	if (own && M > 0 && K > 0 && N > 0 && N <= PACK_FLOATS / 16 && (beta == 0.0f || beta == 1.0f) &&
 	    !(e && e->bias && beta != 0.0f)) {
 		gemm_own(transa, transb, M, N, K, A, lda, B, ldb, beta, C, ldc, e);

@@ -37,5 +37,13 @@ void gemm(int transa, int transb, int M, int N, int K, const float *A, int lda,
 void gemm_setup(int threads);
 /* "avx512" or "openblas": what runs the products gemm is made for. */
 const char *gemm_kernel(void);
+/*
+ * Whether the own kernel runs every product whose N is at most maxn.
+ * Then each element of C is one FMA chain in ascending k whatever the
+ * call, so a product split into calls over blocks of rows of C, or over
+ * consecutive blocks of K with beta = 1 after the first, gives the whole
+ * call's bits: the MLP runs its batch in row blocks that stay in cache.
+ */
+int gemm_splittable(int maxn);
 
 #endif

@@ -11,6 +11,27 @@
 #include <cblas.h>
 #undef I   /* complex.h, through OpenBLAS's cblas.h */
 
+/*
+ * The elementwise passes (bias and ReLU gradients, the first layer's
+ * gather and scatter, transposes) compiled twice, for the baseline ISA and
+ * for AVX-512, the loader picking by CPU: at width 128 they are a fifth of
+ * the training step, and the baseline build's vectors hold four floats.
+ * Elementwise float operations and sums that keep their order round the
+ * same at any vector width, so both clones give the same bits.
+ */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define CLONES __attribute__((target_clones("avx512f", "default")))
+#endif
+#endif
+#ifndef CLONES
+#define CLONES
+#endif
+#ifdef __clang__
+/* clang contracts a * b + c into an FMA where the target has one: not in one clone only */
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 const char *const mlp_encoding_names[] = {"onehot", "int", NULL};
 const char *const mlp_loss_names[] = {"ce", "mse", NULL};
 
@@ -83,10 +104,11 @@ mlp_work_new(const struct mlp *m, int maxb)
 	size_t B = (size_t)maxb, W = (size_t)m->c.width, V = (size_t)m->c.p;
 	size_t wide = W > V ? W : V, n, off = 0, acts = xmul(B, W) * (size_t)m->c.depth;
 	size_t scatter = (size_t)m->in[0] * (size_t)m->out[0];
+	size_t rows = (size_t)(maxb < MLP_ROWS ? maxb : MLP_ROWS);
 
 	w->base.maxb = maxb;
 	w->m = m;
-	n = acts + 3 * xmul(B, V) + 2 * xmul(B, wide) + scatter;
+	n = acts + 3 * xmul(B, V) + 2 * xmul(B, wide) + scatter + m->nparams + 2 * rows * wide;
 	w->mem = xmalloc(xmul(n, sizeof(float)));
 	for (int i = 0; i < m->c.depth; i++, off += B * W)
 		w->acts[i] = w->mem + off;
@@ -101,6 +123,11 @@ mlp_work_new(const struct mlp *m, int maxb)
 	w->dbuf[1] = w->mem + off;
 	off += B * wide;
 	w->scatter = w->mem + off;
+	off += scatter;
+	w->wt = w->mem + off;
+	off += m->nparams;
+	w->rows[0] = w->mem + off;
+	w->rows[1] = w->mem + off + rows * wide;
 	return w;
 }
 
@@ -113,20 +140,53 @@ mlp_work_free(struct mlp_work *w)
 	free(w);
 }
 
-/* out (B, nout) = first layer of x (B, 2), through the ReLU if relu. */
+/* t (cols, rows) = s (rows, cols) transposed, in 16 x 16 blocks that stay in L1. */
+static CLONES void
+transpose(float *restrict t, const float *restrict s, int rows, int cols)
+{
+	for (int r0 = 0; r0 < rows; r0 += 16)
+		for (int c0 = 0; c0 < cols; c0 += 16) {
+			int r1 = r0 + 16 < rows ? r0 + 16 : rows, c1 = c0 + 16 < cols ? c0 + 16 : cols;
+			for (int c = c0; c < c1; c++)
+				for (int r = r0; r < r1; r++)
+					t[(size_t)c * rows + r] = s[(size_t)r * cols + c];
+		}
+}
+
+/* wt = the weights of layers 1..L-1 of theta transposed, each (in, out) at its woff. */
 static void
-layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
-    const float *theta, const int32_t *x, int B, int relu)
+weights_t(const struct mlp *m, float *wt, const float *theta)
+{
+	for (int i = 1; i < m->nlayers; i++)
+		transpose(wt + m->woff[i], theta + m->woff[i], m->out[i], m->in[i]);
+}
+
+/*
+ * Whether the passes go in blocks of MLP_ROWS rows, with the layers'
+ * products on transposed weights (gemm reads an untransposed B where it
+ * lies, where a transposed one is packed at every call): only when that
+ * changes no bit (gemm_splittable), and with a hidden layer to go through.
+ */
+static int
+in_blocks(const struct mlp *m)
+{
+	return m->nlayers > 1 && gemm_splittable(m->c.width > m->c.p ? m->c.width : m->c.p);
+}
+
+/*
+ * out (n, nout) = the first layer of n rows x (n, 2), through the ReLU if
+ * relu: one-hot, a gather from T (nin, nout), layer 0's weight transposed
+ * so that each gather reads two contiguous rows; int, from the weight,
+ * the rows' integers into xin (n, 2) as floats.
+ */
+static CLONES void
+layer0_rows(const struct mlp *m, const float *T, const float *theta, float *xin, float *out,
+    const int32_t *x, int B, int relu)
 {
 	const float *W0 = theta + m->woff[0], *b0 = theta + m->boff[0];
-	int nout = m->out[0], nin = m->in[0], p = m->c.p;
+	int nout = m->out[0], p = m->c.p;
 
 	if (m->c.encoding == MLP_ONEHOT) {
-		/* Transpose once so that each gather reads two contiguous rows. */
-		float *T = w->scatter;   /* (nin, nout) */
-		for (int j = 0; j < nout; j++)
-			for (int c = 0; c < nin; c++)
-				T[(size_t)c * nout + j] = W0[(size_t)j * nin + c];
 		for (int b = 0; b < B; b++) {
 			const float *tx = T + (size_t)x[2 * b] * nout;
 			const float *ty = T + (size_t)(p + x[2 * b + 1]) * nout;
@@ -145,8 +205,8 @@ layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
 	for (int b = 0; b < B; b++) {
 		float xa = (float)x[2 * b], xb = (float)x[2 * b + 1];
 		float *o = out + (size_t)b * nout;
-		w->xin[2 * b] = xa;
-		w->xin[2 * b + 1] = xb;
+		xin[2 * b] = xa;
+		xin[2 * b + 1] = xb;
 		for (int j = 0; j < nout; j++)
 			o[j] = W0[2 * j] * xa + W0[2 * j + 1] * xb + b0[j];
 		if (relu)
@@ -155,37 +215,99 @@ layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
 	}
 }
 
-/*
- * z (B, nout) = a (B, nin) . W^T + bias, W (nout, nin): a linear layer,
- * through the ReLU if relu.
- */
+/* out (B, nout) = first layer of x (B, 2), through the ReLU if relu (w->scatter: its T). */
 static void
-linear_forward(float *z, const float *a, const float *W, const float *bias, int B,
-    int nout, int nin, int relu)
+layer0_forward(const struct mlp *m, struct mlp_work *w, float *out,
+    const float *theta, const int32_t *x, int B, int relu)
 {
-	struct gemm_epi e = {bias, relu, NULL, 0};
+	if (m->c.encoding == MLP_ONEHOT)
+		transpose(w->scatter, theta + m->woff[0], m->out[0], m->in[0]);
+	layer0_rows(m, w->scatter, theta, w->xin, out, x, B, relu);
+}
 
-	gemm(0, 1, B, nout, nin, a, nin, W, nin, 0.0f, z, nout, &e);
+/* z (B, nout) = a (B, nin) . W^T + beta z, then e: from Wt (nin, nout) = W^T if not NULL. */
+static void
+times_wt(float *z, const float *a, const float *W, const float *Wt, int B, int nout, int nin,
+    float beta, const struct gemm_epi *e)
+{
+	if (Wt)
+		gemm(0, 0, B, nout, nin, a, nin, Wt, nout, beta, z, nout, e);
+	else
+		gemm(0, 1, B, nout, nin, a, nin, W, nin, beta, z, nout, e);
 }
 
 /*
  * d (n) = d where the ReLU's output a was positive, else 0 (torch:
  * relu'(0) = 0); a branch-free select, so that the compiler vectorises it.
  */
-static void
+static CLONES void
 relu_backward(float *restrict d, const float *restrict a, size_t n)
 {
 	for (size_t k = 0; k < n; k++)
 		d[k] = a[k] > 0.0f ? d[k] : 0.0f;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f")))
+
+/*
+ * add_rows with 64 columns of g at a time held in four registers over all
+ * the rows (the plain loop reloads and stores g at every row, a chain
+ * through memory): each element's sum in the same row order.
+ */
+static AVX512 void
+add_rows_avx512(float *restrict g, const float *restrict d, int B, int n)
+{
+	for (int j0 = 0; j0 < n; j0 += 64) {
+		__mmask16 m[4];
+		__m512 acc[4];
+		for (int h = 0; h < 4; h++) {
+			int left = n - j0 - 16 * h;
+			m[h] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+			acc[h] = _mm512_maskz_loadu_ps(m[h], g + j0 + 16 * h);
+		}
+		for (int b = 0; b < B; b++) {
+			const float *r = d + (size_t)b * (size_t)n + j0;
+			for (int h = 0; h < 4; h++)
+				acc[h] = _mm512_add_ps(acc[h], _mm512_maskz_loadu_ps(m[h], r + 16 * h));
+		}
+		for (int h = 0; h < 4; h++)
+			_mm512_mask_storeu_ps(g + j0 + 16 * h, m[h], acc[h]);
+	}
+}
+#endif
+
 /* g (n) += each of the B rows of d (B, n). */
 static void
 add_rows(float *restrict g, const float *restrict d, int B, int n)
 {
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();   /* at once if done: a look at a flag */
+	if (__builtin_cpu_supports("avx512f")) {
+		add_rows_avx512(g, d, B, n);
+		return;
+	}
+#endif
 	for (int b = 0; b < B; b++)
 		for (int j = 0; j < n; j++)
 			g[j] += d[(size_t)b * n + j];
+}
+
+/* Layers 1..L-1 of the forward pass for rows r0.. r0 + n (wt: the weights transposed, or NULL). */
+static void
+forward_block(const struct mlp *m, struct mlp_work *w, const float *theta, const float *wt, int r0,
+    int n)
+{
+	int L = m->nlayers;
+
+	for (int i = 1; i < L; i++) {
+		int nout = m->out[i], nin = m->in[i];
+		struct gemm_epi e = {theta + m->boff[i], i < L - 1, NULL, 0};
+		times_wt((i == L - 1 ? w->logits : w->acts[i]) + (size_t)r0 * nout,
+		    w->acts[i - 1] + (size_t)r0 * nin, theta + m->woff[i], wt ? wt + m->woff[i] : NULL, n,
+		    nout, nin, 0.0f, &e);
+	}
 }
 
 void
@@ -195,15 +317,15 @@ mlp_forward(const struct mlp *m, struct mlp_work *w, const float *theta,
 	int L = m->nlayers;
 	float *out0 = L == 1 ? w->logits : w->acts[0];
 
+	int blocks = in_blocks(m), rows = blocks ? MLP_ROWS : B;
+
 	layer0_forward(m, w, out0, theta, x, B, L > 1);
 	if (L == 1)
 		return;
-	for (int i = 1; i < L; i++) {
-		const float *a = w->acts[i - 1], *Wi = theta + m->woff[i], *bi = theta + m->boff[i];
-		int nout = m->out[i], nin = m->in[i];
-		float *z = i == L - 1 ? w->logits : w->acts[i];
-		linear_forward(z, a, Wi, bi, B, nout, nin, i < L - 1);
-	}
+	if (blocks)
+		weights_t(m, w->wt, theta);
+	for (int r0 = 0; r0 < B; r0 += rows)
+		forward_block(m, w, theta, blocks ? w->wt : NULL, r0, B - r0 < rows ? B - r0 : rows);
 }
 
 /*
@@ -237,9 +359,6 @@ softmax_row_scalar(const float *z, float *e, int V, struct softmax_row *r)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f")))
-
 /*
  * expf for x <= 0 (Cephes's: n = round(x log2 e), r = x - n ln 2 in two
  * parts, a degree-7 polynomial, times 2^n), about an ulp from exp; below
@@ -365,15 +484,16 @@ dot_row(const float *s, const float *t, int V)
 /*
  * mlp_loss, and the float32 softmax into probs (B, V) unless it is NULL:
  * the Hessian-vector products need the probabilities themselves, and
- * they come from the same exponentials and sum.
+ * they come from the same exponentials and sum; over rows r0.. r0 + n
+ * (y, logits, dlogits and probs all indexed from row 0).
  */
-static void
-loss_rows(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
-    const int32_t *y, int B, float scale, float *probs)
+static CLONES void
+loss_block(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
+    const int32_t *y, int r0, int n, float scale, float *probs)
 {
 	int V = m->c.p;
 
-	for (int b = 0; b < B; b++) {
+	for (int b = r0; b < r0 + n; b++) {
 		const float *z = w->logits + (size_t)b * V;
 		float *dz = w->dlogits + (size_t)b * V;
 		struct softmax_row sr;
@@ -411,6 +531,14 @@ loss_rows(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
 	}
 }
 
+/* loss_block over all B rows. */
+static void
+loss_rows(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
+    const int32_t *y, int B, float scale, float *probs)
+{
+	loss_block(m, w, ev, y, 0, B, scale, probs);
+}
+
 void
 mlp_loss(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
     const int32_t *y, int B, float scale)
@@ -419,7 +547,7 @@ mlp_loss(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
 }
 
 /* The first layer's weight and bias gradients from dz (B, nout). */
-static void
+static CLONES void
 layer0_backward(const struct mlp *m, struct mlp_work *w, float *grad,
     const float *dz, const int32_t *x, int B)
 {
@@ -454,38 +582,63 @@ layer0_backward(const struct mlp *m, struct mlp_work *w, float *grad,
  * the loss as scaled in dlogits), added layer by layer from the deltas
  * and inputs the pass holds anyway (mlp_norms.c says how).
  */
+/*
+ * Layers L-1..1 of the backward pass for rows r0.. r0 + n, from their
+ * dlogits; returns their delta at layer 0, in d0 + r0 rows if d0 is not
+ * NULL (else in the ping-pong buffers, for a single block of all rows).
+ * Every sum keeps its order over the rows: the bias and norm sums go row
+ * by row, the weight gradients' products over consecutive blocks of K.
+ */
+static const float *
+backward_rows(const struct mlp *m, struct mlp_work *w, float *grad, double *sq,
+    const float *theta, float *const *buf, float *d0, int r0, int n)
+{
+	const float *dz = w->dlogits + (size_t)r0 * (size_t)m->out[m->nlayers - 1];
+	int cur = 0;
+
+	for (int i = m->nlayers - 1; i >= 1; i--) {
+		int nout = m->out[i], nin = m->in[i];
+		const float *a = w->acts[i - 1] + (size_t)r0 * (size_t)nin;
+		float *dprev = i == 1 && d0 ? d0 + (size_t)r0 * (size_t)nin : buf[cur];
+		struct gemm_epi through_relu = {NULL, 0, a, nin};
+		add_rows(grad + m->boff[i], dz, n, nout);
+		if (sq)
+			mlp_row_norms_add(sq + r0, dz, nout, a, nin, n);
+		/* gW (nout, nin) += dz^T (nout, n) . a (n, nin) */
+		gemm(1, 0, nout, nin, n, dz, nout, a, nin, 1.0f, grad + m->woff[i], nin, NULL);
+		/* dprev (n, nin) = dz (n, nout) . W (nout, nin), through the ReLU */
+		gemm(0, 0, n, nin, nout, dz, nout, theta + m->woff[i], nin, 0.0f, dprev, nin, &through_relu);
+		dz = dprev;
+		cur ^= 1;
+	}
+	return dz;
+}
+
+/*
+ * The backward pass, block by block of rows when in_blocks (layer 0's
+ * deltas gathered whole in dbuf[0], its gradient taken once from them);
+ * with sq, also each row's squared gradient norm (of the loss as scaled in
+ * dlogits), added layer by layer from the deltas and inputs the pass
+ * holds anyway (mlp_norms.c says how).
+ */
 static void
 backward(const struct mlp *m, struct mlp_work *w, float *grad, double *sq,
     const float *theta, const int32_t *x, int B)
 {
-	const float *dz = w->dlogits;
-	int cur = 0;
+	const float *d0 = w->dlogits;
 
-	for (int i = m->nlayers - 1; i >= 0; i--) {
-		int nout = m->out[i], nin = m->in[i];
-		float *gb = grad + m->boff[i];
-
-		add_rows(gb, dz, B, nout);
-		if (i == 0) {
-			if (sq)
-				mlp_row_norms_first(m, w, sq, dz, B);
-			layer0_backward(m, w, grad, dz, x, B);
-			break;
+	if (in_blocks(m))
+		for (int r0 = 0; r0 < B; r0 += MLP_ROWS) {
+			backward_rows(m, w, grad, sq, theta, w->rows, w->dbuf[0], r0,
+			    B - r0 < MLP_ROWS ? B - r0 : MLP_ROWS);
+			d0 = w->dbuf[0];
 		}
-		{
-			const float *a = w->acts[i - 1], *Wi = theta + m->woff[i];
-			float *dprev = w->dbuf[cur];
-			struct gemm_epi through_relu = {NULL, 0, a, nin};
-			if (sq)
-				mlp_row_norms_add(sq, dz, nout, a, nin, B);
-			/* gW (nout, nin) += dz^T (nout, B) . a (B, nin) */
-			gemm(1, 0, nout, nin, B, dz, nout, a, nin, 1.0f, grad + m->woff[i], nin, NULL);
-			/* dprev (B, nin) = dz (B, nout) . W (nout, nin), through the ReLU */
-			gemm(0, 0, B, nin, nout, dz, nout, Wi, nin, 0.0f, dprev, nin, &through_relu);
-			dz = dprev;
-			cur ^= 1;
-		}
-	}
+	else if (m->nlayers > 1)
+		d0 = backward_rows(m, w, grad, sq, theta, w->dbuf, NULL, 0, B);
+	add_rows(grad + m->boff[0], d0, B, m->out[0]);
+	if (sq)
+		mlp_row_norms_first(m, w, sq, d0, B);
+	layer0_backward(m, w, grad, d0, x, B);
 }
 
 void
@@ -525,18 +678,69 @@ mlp_eval_set(const struct mlp *m, struct mlp_work *w, struct model_eval *ev,
 	}
 }
 
-void
-mlp_mark_live(const struct mlp *m, const struct mlp_work *w, int B, int *live)
+/* mlp_mark_live over rows r0.. r0 + n. */
+static void
+mark_block(const struct mlp *m, const struct mlp_work *w, int r0, int n, int *live)
 {
 	int W = m->c.width;
 
 	for (int i = 0; i < m->nlayers - 1; i++) {
 		int *f = live + (size_t)i * (size_t)W;
 		const float *a = w->acts[i];
-		for (int b = 0; b < B; b++)
+		for (int b = r0; b < r0 + n; b++)
 			for (int j = 0; j < W; j++)
 				f[j] |= a[(size_t)b * W + j] > 0.0f;
 	}
+}
+
+void
+mlp_mark_live(const struct mlp *m, const struct mlp_work *w, int B, int *live)
+{
+	mark_block(m, w, 0, B, live);
+}
+
+/*
+ * The forward pass, the loss and the backward pass, one block of rows
+ * through all three before the next when in_blocks: a block's activations
+ * are still in cache when its backward pass reads them.  The same bits as
+ * the three calls in turn (in_blocks's reasons; the loss and the live
+ * marks go row by row).
+ */
+void
+mlp_loss_grad(const struct mlp *m, struct mlp_work *w, struct model_eval *ev, float *grad,
+    double *sq, const float *theta, const int32_t *x, const int32_t *y, int B, float scale,
+    int *live)
+{
+	if (!grad || !in_blocks(m)) {
+		mlp_forward(m, w, theta, x, B);
+		if (live)
+			mlp_mark_live(m, w, B, live);
+		mlp_loss(m, w, ev, y, B, scale);
+		if (grad && sq)
+			mlp_backward_norms(m, w, grad, sq, theta, x, B, scale);
+		else if (grad)
+			mlp_backward(m, w, grad, theta, x, B);
+		return;
+	}
+	if (sq)
+		memset(sq, 0, (size_t)B * sizeof *sq);
+	layer0_forward(m, w, w->acts[0], theta, x, B, 1);
+	weights_t(m, w->wt, theta);
+	for (int r0 = 0; r0 < B; r0 += MLP_ROWS) {
+		int n = B - r0 < MLP_ROWS ? B - r0 : MLP_ROWS;
+		forward_block(m, w, theta, w->wt, r0, n);
+		if (live)
+			mark_block(m, w, r0, n, live);
+		loss_block(m, w, ev, y, r0, n, scale, NULL);
+		backward_rows(m, w, grad, sq, theta, w->rows, w->dbuf[0], r0, n);
+	}
+	add_rows(grad + m->boff[0], w->dbuf[0], B, m->out[0]);
+	if (sq)
+		mlp_row_norms_first(m, w, sq, w->dbuf[0], B);
+	layer0_backward(m, w, grad, w->dbuf[0], x, B);
+	if (sq && scale != 0.0f)
+		for (int b = 0; b < B; b++)
+			sq[b] /= (double)scale * (double)scale;
 }
 
 struct mlp_hvp *
@@ -551,8 +755,8 @@ mlp_hvp_new(const struct mlp *m, int maxb)
 	h->m = m;
 	h->fw = mlp_work_new(m, maxb);
 	/* R-activations, R-logits, R-dlogits, R-ping-pong; deltas, probabilities */
-	h->mem = xmalloc(xmul(acts + 2 * xmul(B, V) + 2 * xmul(B, wide) + acts + 2 * xmul(B, V),
-	    sizeof(float)));
+	h->mem = xmalloc(xmul(acts + 2 * xmul(B, V) + 2 * xmul(B, wide) + acts + 2 * xmul(B, V) +
+	    xmul(B, W) + 2 * m->nparams, sizeof(float)));
 	for (size_t i = 0; i < D; i++, off += B * W)
 		h->racts[i] = h->mem + off;
 	h->rlogits = h->mem + off;
@@ -568,13 +772,19 @@ mlp_hvp_new(const struct mlp *m, int maxb)
 	h->deltas[D] = h->mem + off;
 	off += B * V;
 	h->probs = h->mem + off;
+	off += B * V;
+	h->rd0 = h->mem + off;
+	off += B * W;
+	h->wt = h->mem + off;
+	h->vt = h->mem + off + m->nparams;
 	/* The view's packed activations and deltas, its parameters and its map. */
-	vw->mem = xmalloc(xmul(2 * acts + m->nparams, sizeof(float)));
+	vw->mem = xmalloc(xmul(2 * acts + 2 * m->nparams, sizeof(float)));
 	for (size_t i = 0; i < D; i++) {
 		vw->acts[i] = vw->mem + i * B * W;
 		vw->deltas[i] = vw->mem + acts + i * B * W;
 	}
 	vw->ltheta = vw->mem + 2 * acts;
+	vw->wt = vw->ltheta + m->nparams;
 	vw->live_idx = xmalloc(xmul(xmul(D, W) + 1, sizeof(int)));
 	vw->live_map = xmalloc(xmul(m->nparams, sizeof *vw->live_map));
 	return h;
@@ -594,48 +804,70 @@ mlp_hvp_free(struct mlp_hvp *h)
 }
 
 /*
- * R-forward: R{z} of every layer along v, given the forward pass's
- * activations acts.  With blk >= 0, v is zero outside layer blk: R{z} is
- * zero below it, starts there as the forward pass with v's weights, and
- * above it is R{a} W^T alone.
+ * What a product is taken at: the point's or a view's layout m, its
+ * activations, deltas, parameters and their weights transposed (wt), and
+ * the prepared rows.
+ */
+struct hvp_at {
+	const struct mlp *m;
+	float *const *acts, *const *deltas;
+	const float *theta, *wt;
+	const int32_t *x;
+	int B;
+	float scale;
+};
+
+/*
+ * R-forward of rows r0.. r0 + n: R{z} of every layer along v into the
+ * first n rows of racts and rlogits, given the forward pass's
+ * activations.  With blk >= 0, v is zero outside layer blk: R{z} is zero
+ * below it, starts there as the forward pass with v's weights, and above
+ * it is R{a} W^T alone.  vt: v's weights transposed (hvp_vt), or NULL
+ * for the products on v and theta as they are.
  */
 static void
-rop_forward(const struct mlp *m, struct mlp_hvp *h, float *const *acts, const float *theta,
-    const float *v, const int32_t *x, int B, int blk)
+rop_forward(struct mlp_hvp *h, const struct hvp_at *at, const float *v, const float *vt, int r0,
+    int n, int blk)
 {
+	const struct mlp *m = at->m;
 	int L = m->nlayers, g0 = blk < 0 ? 0 : blk;
 	float *rz0 = g0 == L - 1 ? h->rlogits : h->racts[g0];
 
 	/* Layer 0's input is data: R{z0} = V0 a0 + c0, the forward pass with v's weights. */
-	if (g0 == 0)
-		layer0_forward(m, h->fw, rz0, v, x, B, 0);
-	else
-		linear_forward(rz0, acts[g0 - 1], v + m->woff[g0], v + m->boff[g0], B, m->out[g0],
-		    m->in[g0], 0);
+	if (g0 == 0) {
+		layer0_rows(m, h->vt + m->woff[0], v, h->fw->xin + 2 * (size_t)r0, rz0, at->x + 2 * (size_t)r0,
+		    n, 0);
+	} else {
+		struct gemm_epi e = {v + m->boff[g0], 0, NULL, 0};
+		times_wt(rz0, at->acts[g0 - 1] + (size_t)r0 * (size_t)m->in[g0], v + m->woff[g0],
+		    vt ? vt + m->woff[g0] : NULL, n, m->out[g0], m->in[g0], 0.0f, &e);
+	}
 	if (g0 == L - 1)
 		return;
-	relu_backward(rz0, acts[g0], (size_t)B * (size_t)m->out[g0]);
+	relu_backward(rz0, at->acts[g0] + (size_t)r0 * (size_t)m->out[g0], (size_t)n * (size_t)m->out[g0]);
 	for (int i = g0 + 1; i < L; i++) {
-		const float *a = acts[i - 1], *ra = h->racts[i - 1];
-		const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i], *ci = v + m->boff[i];
 		int nout = m->out[i], nin = m->in[i];
+		const float *a = at->acts[i - 1] + (size_t)r0 * (size_t)nin, *ra = h->racts[i - 1];
 		float *rz = i == L - 1 ? h->rlogits : h->racts[i];
-		struct gemm_epi through_relu = {NULL, 0, i < L - 1 ? acts[i] : NULL, nout};
+		struct gemm_epi c = {v + m->boff[i], 0, NULL, 0};
+		struct gemm_epi through_relu = {NULL, 0,
+		    i < L - 1 ? at->acts[i] + (size_t)r0 * (size_t)nout : NULL, nout};
 		/* R{z} = a . V^T + c + R{a} . W^T */
 		if (blk < 0)
-			linear_forward(rz, a, Vi, ci, B, nout, nin, 0);
-		gemm(0, 1, B, nout, nin, ra, nin, Wi, nin, blk < 0 ? 1.0f : 0.0f, rz, nout, &through_relu);
+			times_wt(rz, a, v + m->woff[i], vt ? vt + m->woff[i] : NULL, n, nout, nin, 0.0f, &c);
+		times_wt(rz, ra, at->theta + m->woff[i], vt ? at->wt + m->woff[i] : NULL, n, nout, nin,
+		    blk < 0 ? 1.0f : 0.0f, &through_relu);
 	}
 }
 
-/* R{d loss / d logits}: ce, scale (s * Rz - s (s . Rz)); mse, scale 2 Rz / V. */
-static void
-rop_loss(const struct mlp *m, struct mlp_hvp *h, int B, float scale)
+/* R{d loss / d logits} of rows r0.. r0 + n: ce, scale (s * Rz - s (s . Rz)); mse, scale 2 Rz / V. */
+static CLONES void
+rop_loss(const struct mlp *m, struct mlp_hvp *h, int r0, int n, float scale)
 {
 	int V = m->c.p;
 
-	for (int b = 0; b < B; b++) {
-		const float *s = h->probs + (size_t)b * V, *rz = h->rlogits + (size_t)b * V;
+	for (int b = 0; b < n; b++) {
+		const float *s = h->probs + (size_t)(r0 + b) * V, *rz = h->rlogits + (size_t)b * V;
 		float *rd = h->rdlogits + (size_t)b * V;
 		double srz;
 		if (m->c.loss == MLP_MSE) {
@@ -676,6 +908,7 @@ mlp_hvp_prepare(struct mlp_hvp *h, const float *theta, const int32_t *x, const i
 		gemm(0, 0, B, nin, nout, h->deltas[i], nout, theta + m->woff[i], nin, 0.0f,
 		    h->deltas[i - 1], nin, &through_relu);
 	}
+	weights_t(m, h->wt, theta);
 	h->view.base.pt = NULL;   /* a view of the last point is gone */
 	return pt;
 }
@@ -711,55 +944,94 @@ mlp_point_mark_live(const struct mlp_point *pt, int *live)
 }
 
 /*
- * hv += H v for the layout m (the model's, or a view's), from the kept
- * activations acts and deltas of the prepared rows.  With ggn, the
+ * The vector's side of the products, once per product: layer 0's weight
+ * transposed for the gather (one-hot), and with the rows in blocks the
+ * other layers' from g0 up (NULL: not in blocks, no transposes).
+ */
+static const float *
+hvp_vt(struct mlp_hvp *h, const struct mlp *m, const float *v, int g0)
+{
+	if (g0 == 0 && m->c.encoding == MLP_ONEHOT)
+		transpose(h->vt + m->woff[0], v + m->woff[0], m->out[0], m->in[0]);
+	if (!in_blocks(m))
+		return NULL;
+	for (int i = g0 > 1 ? g0 : 1; i < m->nlayers; i++)
+		transpose(h->vt + m->woff[i], v + m->woff[i], m->out[i], m->in[i]);
+	return h->vt;
+}
+
+/*
+ * The R-backward of rows r0.. r0 + n down to layer 1 (or to blk), from
+ * R{dlogits} in rdlogits; returns R{layer 0's delta}, in rd0 + r0 rows if
+ * rd0 is not NULL, else in the ping-pong buffers.  As backward_rows,
+ * every sum keeps its order over the rows.
+ */
+static const float *
+hvp_backward_rows(struct mlp_hvp *h, const struct hvp_at *at, float *hv, const float *v,
+    float *rd0, int r0, int n, int ggn, int blk)
+{
+	const struct mlp *m = at->m;
+	const float *rd = h->rdlogits;
+	int cur = 0, dv = !ggn && blk < 0;
+
+	for (int i = m->nlayers - 1; i >= 1 && i >= blk; i--) {
+		int nout = m->out[i], nin = m->in[i], want = blk < 0 || i == blk;
+		const float *a = at->acts[i - 1] + (size_t)r0 * (size_t)nin, *ra = h->racts[i - 1];
+		const float *d = at->deltas[i] + (size_t)r0 * (size_t)nout;
+		const float *Wi = at->theta + m->woff[i], *Vi = v + m->woff[i];
+		float *rdprev = i == 1 && rd0 ? rd0 + (size_t)r0 * (size_t)nin : h->rdbuf[cur];
+		struct gemm_epi through_relu = {NULL, 0, a, nin};
+		if (want)
+			add_rows(hv + m->boff[i], rd, n, nout);
+		/* R{gW} = R{d}^T a + d^T R{a} (R{a} = 0 below a block) */
+		if (want)
+			gemm(1, 0, nout, nin, n, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin, NULL);
+		if (want && dv)
+			gemm(1, 0, nout, nin, n, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin, NULL);
+		if (i == blk)
+			break;   /* nothing below a block is read */
+		/* R{d_prev} = mask (d V + R{d} W); V = 0 above a block */
+		if (dv)
+			gemm(0, 0, n, nin, nout, d, nout, Vi, nin, 0.0f, rdprev, nin, NULL);
+		gemm(0, 0, n, nin, nout, rd, nout, Wi, nin, dv ? 1.0f : 0.0f, rdprev, nin, &through_relu);
+		rd = rdprev;
+		cur ^= 1;
+	}
+	return rd;
+}
+
+/*
+ * hv += H v at at, from its kept activations and deltas.  With ggn, the
  * Gauss-Newton product J^T H_out J v instead: the same R-forward and
  * R{dlogits} = H_out R{z}, then the backward pass that is linear in
  * R{dlogits} alone.  The terms dropped are exactly those with a delta d
  * (the loss's gradient reaching a hidden layer times the network's second
- * derivative): d^T R{a} in R{gW} and d V in R{d_prev}.
+ * derivative): d^T R{a} in R{gW} and d V in R{d_prev}.  Every row goes
+ * through the layers independently but for the weight gradients' sums,
+ * so in blocks (in_blocks) the whole product runs a block of rows at a
+ * time, its R-activations and R-deltas never leaving cache; R{layer 0's
+ * delta} is gathered whole for its scatter.
  */
 static void
-hvp_apply(const struct mlp *m, struct mlp_hvp *h, float *const *acts, float *const *deltas,
-    float *hv, const float *theta, const float *v, const int32_t *x, int B, float scale, int ggn,
-    int blk)
+hvp_apply(struct mlp_hvp *h, const struct hvp_at *at, float *hv, const float *v, int ggn, int blk)
 {
-	const float *rd;
-	int cur = 0, lo = blk < 0 ? 0 : blk, dv = !ggn && blk < 0;
+	const struct mlp *m = at->m;
+	const float *vt = hvp_vt(h, m, v, blk < 0 ? 0 : blk), *rd = h->rdlogits;
+	int B = at->B, rows = vt ? MLP_ROWS : B;
 
-	rop_forward(m, h, acts, theta, v, x, B, blk);
-	rop_loss(m, h, B, scale);
-	rd = h->rdlogits;
-	for (int i = m->nlayers - 1; i >= lo; i--) {
-		int nout = m->out[i], nin = m->in[i], want = blk < 0 || i == blk;
-		if (want)
-			add_rows(hv + m->boff[i], rd, B, nout);
-		if (i == 0) {
-			/* R{gW0} = R{d0} a0^T: the input is data, R{a0} = 0 */
-			layer0_backward(m, h->fw, hv, rd, x, B);
-			break;
-		}
-		{
-			const float *a = acts[i - 1], *ra = h->racts[i - 1], *d = deltas[i];
-			const float *Wi = theta + m->woff[i], *Vi = v + m->woff[i];
-			float *rdprev = h->rdbuf[cur];
-			struct gemm_epi through_relu = {NULL, 0, a, nin};
-			/* R{gW} = R{d}^T a + d^T R{a} (R{a} = 0 below a block) */
-			if (want)
-				gemm(1, 0, nout, nin, B, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin, NULL);
-			if (want && dv)
-				gemm(1, 0, nout, nin, B, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin, NULL);
-			if (i == blk)
-				break;   /* nothing below a block is read */
-			/* R{d_prev} = mask (d V + R{d} W); V = 0 above a block */
-			if (dv)
-				gemm(0, 0, B, nin, nout, d, nout, Vi, nin, 0.0f, rdprev, nin, NULL);
-			gemm(0, 0, B, nin, nout, rd, nout, Wi, nin, dv ? 1.0f : 0.0f, rdprev, nin,
-			    &through_relu);
-			rd = rdprev;
-			cur ^= 1;
-		}
+	for (int r0 = 0; r0 < B; r0 += rows) {
+		int n = B - r0 < rows ? B - r0 : rows;
+		rop_forward(h, at, v, vt, r0, n, blk);
+		rop_loss(m, h, r0, n, at->scale);
+		rd = hvp_backward_rows(h, at, hv, v, vt ? h->rd0 : NULL, r0, n, ggn, blk);
 	}
+	if (blk > 0 || B <= 0)
+		return;
+	/* R{gW0} = R{d0} a0^T: the input is data, R{a0} = 0 */
+	if (vt)
+		rd = h->rd0;
+	add_rows(hv + m->boff[0], rd, B, m->out[0]);
+	layer0_backward(m, h->fw, hv, rd, at->x, B);
 }
 
 /*
@@ -769,67 +1041,94 @@ hvp_apply(const struct mlp *m, struct mlp_hvp *h, float *const *acts, float *con
  * R-forward from the block, then the scaled R{z} . H_out R{z} per row.
  */
 static double
-block_quad(const struct mlp *m, struct mlp_hvp *h, float *const *acts, const float *theta,
-    const float *v, const int32_t *x, int B, float scale, int blk)
+block_quad(struct mlp_hvp *h, const struct hvp_at *at, const float *v, int blk)
 {
-	int V = m->c.p;
+	const struct mlp *m = at->m;
+	const float *vt = hvp_vt(h, m, v, blk);
+	int V = m->c.p, rows = vt ? MLP_ROWS : at->B;
 	double q = 0.0;
 
-	rop_forward(m, h, acts, theta, v, x, B, blk);
-	for (int b = 0; b < B; b++) {
-		const float *s = h->probs + (size_t)b * V, *rz = h->rlogits + (size_t)b * V;
-		double srz = 0.0, s2 = 0.0;
-		if (m->c.loss == MLP_MSE) {
-			for (int j = 0; j < V; j++)
-				s2 += (double)rz[j] * rz[j];
-			q += 2.0 * s2 / V;
-			continue;
+	for (int r0 = 0; r0 < at->B; r0 += rows) {
+		int n = at->B - r0 < rows ? at->B - r0 : rows;
+		rop_forward(h, at, v, vt, r0, n, blk);
+		for (int b = 0; b < n; b++) {
+			const float *s = h->probs + (size_t)(r0 + b) * V, *rz = h->rlogits + (size_t)b * V;
+			double srz = 0.0, s2 = 0.0;
+			if (m->c.loss == MLP_MSE) {
+				for (int j = 0; j < V; j++)
+					s2 += (double)rz[j] * rz[j];
+				q += 2.0 * s2 / V;
+				continue;
+			}
+			/* R{z} . (diag(s) - s s^T) R{z} */
+			for (int j = 0; j < V; j++) {
+				srz += (double)s[j] * rz[j];
+				s2 += (double)s[j] * rz[j] * rz[j];
+			}
+			q += s2 - srz * srz;
 		}
-		/* R{z} . (diag(s) - s s^T) R{z} */
-		for (int j = 0; j < V; j++) {
-			srz += (double)s[j] * rz[j];
-			s2 += (double)s[j] * rz[j] * rz[j];
-		}
-		q += s2 - srz * srz;
 	}
-	return scale * q;
+	return at->scale * q;
+}
+
+/* A product at the prepared point, or at its view. */
+static struct hvp_at
+at_point(const struct mlp_point *pt)
+{
+	struct mlp_hvp *h = hvp_of(pt);
+	struct hvp_at at = {pt->m, h->fw->acts, h->deltas, pt->theta, h->wt, pt->x, pt->base.rows,
+	    pt->base.scale};
+
+	return at;
+}
+
+static struct hvp_at
+at_view(const struct mlp_view *view, const char *who)
+{
+	const struct mlp_point *pt = (const struct mlp_point *)view->base.pt;
+	struct hvp_at at;
+
+	if (!pt)
+		die("%s: the view's point was prepared again", who);
+	at = at_point(pt);
+	at.m = &view->live;
+	at.acts = view->acts;
+	at.deltas = view->deltas;
+	at.theta = view->ltheta;
+	at.wt = view->wt;
+	return at;
 }
 
 double
 mlp_point_block_quad(struct mlp_point *pt, int blk, const float *v)
 {
-	struct mlp_hvp *h = hvp_of(pt);
+	struct hvp_at at = at_point(pt);
 
-	return block_quad(pt->m, h, h->fw->acts, pt->theta, v, pt->x, pt->base.rows, pt->base.scale, blk);
+	return block_quad(hvp_of(pt), &at, v, blk);
 }
 
 double
 mlp_view_block_quad(struct mlp_view *view, int blk, const float *v)
 {
-	const struct mlp_point *pt = (const struct mlp_point *)view->base.pt;
+	struct hvp_at at = at_view(view, "mlp_view_block_quad");
 
-	if (!pt)
-		die("mlp_view_block_quad: the view's point was prepared again");
-	return block_quad(&view->live, hvp_of(pt), view->acts, view->ltheta, v, pt->x, pt->base.rows,
-	    pt->base.scale, blk);
+	return block_quad(hvp_of((const struct mlp_point *)view->base.pt), &at, v, blk);
 }
 
 void
 mlp_point_apply(struct mlp_point *pt, float *hv, const float *v)
 {
-	struct mlp_hvp *h = hvp_of(pt);
+	struct hvp_at at = at_point(pt);
 
-	hvp_apply(pt->m, h, h->fw->acts, h->deltas, hv, pt->theta, v, pt->x, pt->base.rows,
-	    pt->base.scale, 0, -1);
+	hvp_apply(hvp_of(pt), &at, hv, v, 0, -1);
 }
 
 void
 mlp_point_ggn(struct mlp_point *pt, float *gv, const float *v)
 {
-	struct mlp_hvp *h = hvp_of(pt);
+	struct hvp_at at = at_point(pt);
 
-	hvp_apply(pt->m, h, h->fw->acts, h->deltas, gv, pt->theta, v, pt->x, pt->base.rows,
-	    pt->base.scale, 1, -1);
+	hvp_apply(hvp_of(pt), &at, gv, v, 1, -1);
 }
 
 /* Hidden layer i's live units in the full model, or NULL for all (input and output side). */
@@ -925,6 +1224,7 @@ mlp_point_restrict(struct mlp_point *pt)
 	live_map_build(m, vw);
 	for (size_t k = 0; k < l->nparams; k++)
 		vw->ltheta[k] = pt->theta[vw->live_map[k]];
+	weights_t(l, vw->wt, vw->ltheta);
 	vw->base.pt = &pt->base;
 	vw->base.nparams = l->nparams;
 	vw->base.map = vw->live_map;
@@ -945,23 +1245,17 @@ mlp_view_dropped(const struct mlp_view *view)
 void
 mlp_view_apply(struct mlp_view *view, float *hv, const float *v)
 {
-	const struct mlp_point *pt = (const struct mlp_point *)view->base.pt;
+	struct hvp_at at = at_view(view, "mlp_view_apply");
 
-	if (!pt)
-		die("mlp_view_apply: the view's point was prepared again");
-	hvp_apply(&view->live, hvp_of(pt), view->acts, view->deltas, hv, view->ltheta, v, pt->x,
-	    pt->base.rows, pt->base.scale, 0, -1);
+	hvp_apply(hvp_of((const struct mlp_point *)view->base.pt), &at, hv, v, 0, -1);
 }
 
 void
 mlp_view_ggn(struct mlp_view *view, float *gv, const float *v)
 {
-	const struct mlp_point *pt = (const struct mlp_point *)view->base.pt;
+	struct hvp_at at = at_view(view, "mlp_view_ggn");
 
-	if (!pt)
-		die("mlp_view_ggn: the view's point was prepared again");
-	hvp_apply(&view->live, hvp_of(pt), view->acts, view->deltas, gv, view->ltheta, v, pt->x,
-	    pt->base.rows, pt->base.scale, 1, -1);
+	hvp_apply(hvp_of((const struct mlp_point *)view->base.pt), &at, gv, v, 1, -1);
 }
 
 size_t
@@ -1130,19 +1424,15 @@ mlp_ref_loss(const struct mlp *m, const double *theta, const int32_t *x,
 void
 mlp_point_block(struct mlp_point *pt, int ggn, int blk, float *hv, const float *v)
 {
-	struct mlp_hvp *h = hvp_of(pt);
+	struct hvp_at at = at_point(pt);
 
-	hvp_apply(pt->m, h, h->fw->acts, h->deltas, hv, pt->theta, v, pt->x, pt->base.rows,
-	    pt->base.scale, ggn, blk);
+	hvp_apply(hvp_of(pt), &at, hv, v, ggn, blk);
 }
 
 void
 mlp_view_block(struct mlp_view *view, int ggn, int blk, float *hv, const float *v)
 {
-	const struct mlp_point *pt = (const struct mlp_point *)view->base.pt;
+	struct hvp_at at = at_view(view, "mlp_view_block");
 
-	if (!pt)
-		die("mlp_view_block: the view's point was prepared again");
-	hvp_apply(&view->live, hvp_of(pt), view->acts, view->deltas, hv, view->ltheta, v, pt->x,
-	    pt->base.rows, pt->base.scale, ggn, blk);
+	hvp_apply(hvp_of((const struct mlp_point *)view->base.pt), &at, hv, v, ggn, blk);
 }

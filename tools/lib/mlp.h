@@ -76,8 +76,19 @@ struct mlp_work {
 	float *dbuf[2];              /* (B, max(W, V)) ping-pong activation gradients */
 	float *xin;                  /* (B, 2) raw integers as floats (int encoding) */
 	float *scatter;              /* (I, W) transposed layer-0 weight gradient (one-hot) */
+	float *wt;                   /* (P) layers 1..D's weights transposed, (in, out) at woff */
+	float *rows[2];              /* (MLP_ROWS, max(W, V)) a row block's activation gradients */
 	float *mem;
 };
+
+/*
+ * Rows of the batch that go through every layer together: when gemm's
+ * products split without changing a bit (gemm_splittable), the passes run
+ * block by block of this many rows, so that each block's activations and
+ * gradients stay in cache from one layer to the next instead of a whole
+ * batch's going out to memory and back at every layer.
+ */
+#define MLP_ROWS 96
 
 /*
  * Hessian-vector products: three objects, each only obtainable from the
@@ -109,6 +120,7 @@ struct mlp_view {
 	float *acts[MLP_MAX_DEPTH];  /* (B, live_i) the point's activations, packed */
 	float *deltas[MLP_MAX_DEPTH + 1]; /* (B, live_i) its deltas packed; the last is the point's */
 	float *ltheta;               /* (P) the parameters in the live layout */
+	float *wt;                   /* (P) ltheta's weights transposed (as mlp_work's wt) */
 	size_t *live_map;            /* (P) each live parameter's index in the full layout */
 	float *mem;
 };
@@ -124,6 +136,9 @@ struct mlp_hvp {
 	float *rdbuf[2];             /* (B, max(W, V)) R{activation gradients} */
 	float *deltas[MLP_MAX_DEPTH + 1]; /* (B, out_i) d loss / d z_i of the prepared rows */
 	float *probs;                /* (B, V) softmax of the logits */
+	float *rd0;                  /* (B, W) R{layer 0's delta}, when the rows go in blocks */
+	float *wt;                   /* (P) the point's weights transposed (as mlp_work's wt) */
+	float *vt;                   /* (P) v's weights transposed, layer 0's for its gather */
 	float *mem;
 	struct mlp_point pt;
 	struct mlp_view view;
@@ -177,6 +192,15 @@ void mlp_backward_norms(const struct mlp *m, struct mlp_work *w, float *grad, do
 void mlp_row_norms_add(double *sq, const float *d, int n, const float *a, int nin, int B);
 void mlp_row_norms_first(const struct mlp *m, const struct mlp_work *w, double *sq,
     const float *dz, int B);
+/*
+ * mlp_forward, mlp_mark_live into live if not NULL, mlp_loss, and when
+ * grad is not NULL mlp_backward, or mlp_backward_norms when sq is not
+ * NULL: the same results, but a block of MLP_ROWS rows goes through all
+ * of them before the next when the products allow (the training step).
+ */
+void mlp_loss_grad(const struct mlp *m, struct mlp_work *w, struct model_eval *ev, float *grad,
+    double *sq, const float *theta, const int32_t *x, const int32_t *y, int B, float scale,
+    int *live);
 /*
  * live (D, W) |= whether each hidden unit's ReLU output is positive on
  * some of the B rows of the work's last forward pass.  A unit still 0

@@ -205,12 +205,8 @@ loss_grad(struct model_work *mw, struct model_eval *ev, float *grad, const float
 {
 	struct mlp_work *w = (struct mlp_work *)mw;
 
-	mlp_forward(w->m, w, theta, x, B);
-	if (diag)
-		mlp_mark_live(w->m, w, B, ((struct mlp_diag *)diag)->live);
-	mlp_loss(w->m, w, ev, y, B, scale);
-	if (grad)
-		mlp_backward(w->m, w, grad, theta, x, B);
+	mlp_loss_grad(w->m, w, ev, grad, NULL, theta, x, y, B, scale,
+	    diag ? ((struct mlp_diag *)diag)->live : NULL);
 }
 
 /* loss_grad with the rows' squared per-example gradient norms (mlp_norms.c). */
@@ -221,11 +217,8 @@ example_norms(struct model_work *mw, struct model_eval *ev, float *grad, double 
 {
 	struct mlp_work *w = (struct mlp_work *)mw;
 
-	mlp_forward(w->m, w, theta, x, B);
-	if (diag)
-		mlp_mark_live(w->m, w, B, ((struct mlp_diag *)diag)->live);
-	mlp_loss(w->m, w, ev, y, B, scale);
-	mlp_backward_norms(w->m, w, grad, sq, theta, x, B, scale);
+	mlp_loss_grad(w->m, w, ev, grad, sq, theta, x, y, B, scale,
+	    diag ? ((struct mlp_diag *)diag)->live : NULL);
 }
 
 static struct model_hvp *
