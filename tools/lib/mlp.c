@@ -1333,6 +1333,58 @@ mlp_gram_combine(const struct mlp_point *pt, double *out, const double *u)
 	}
 }
 
+/* The reference's loss of one example from its logits z, and the loss's
+ * gradient with respect to them (already divided by the batch B). */
+static double
+ref_head(const struct mlp *m, const double *z, int label, int B, double *delta)
+{
+	int V = m->c.p;
+	double mx = z[0], s = 0.0, lse, loss = 0.0;
+
+	if (m->c.loss != MLP_CE) {
+		for (int j = 0; j < V; j++) {
+			double d = z[j] - (j == label);
+			loss += d * d / V;
+			delta[j] = 2.0 * d / V / B;
+		}
+		return loss;
+	}
+	for (int j = 1; j < V; j++)
+		mx = z[j] > mx ? z[j] : mx;
+	for (int j = 0; j < V; j++)
+		s += exp(z[j] - mx);
+	lse = mx + log(s);
+	for (int j = 0; j < V; j++)
+		delta[j] = (exp(z[j] - lse) - (j == label)) / B;
+	return lse - z[label];
+}
+
+/* One example's backward pass of the reference: delta enters as the
+ * logits' gradient and is overwritten layer by layer; dprev is scratch. */
+static void
+ref_backward(const struct mlp *m, const double *theta, double *const *a,
+    double *delta, double *dprev, double *grad)
+{
+	for (int i = m->nlayers - 1; i >= 0; i--) {
+		const double *Wi = theta + m->woff[i];
+		double *gW = grad + m->woff[i], *gb = grad + m->boff[i];
+		for (int j = 0; j < m->out[i]; j++) {
+			gb[j] += delta[j];
+			for (int k = 0; k < m->in[i]; k++)
+				gW[(size_t)j * m->in[i] + k] += delta[j] * a[i][k];
+		}
+		if (i == 0)
+			break;
+		for (int k = 0; k < m->in[i]; k++) {
+			double d = 0.0;
+			for (int j = 0; j < m->out[i]; j++)
+				d += delta[j] * Wi[(size_t)j * m->in[i] + k];
+			dprev[k] = a[i][k] > 0.0 ? d : 0.0;
+		}
+		memcpy(delta, dprev, (size_t)m->in[i] * sizeof(double));
+	}
+}
+
 double
 mlp_ref_loss(const struct mlp *m, const double *theta, const int32_t *x,
     const int32_t *y, int B, double *grad, double *logits)
@@ -1350,9 +1402,6 @@ mlp_ref_loss(const struct mlp *m, const double *theta, const int32_t *x,
 	dprev = xcalloc((size_t)maxw, sizeof(double));
 
 	for (int b = 0; b < B; b++) {
-		double mx, s = 0.0, lse, loss;
-		int label = y[b];
-
 		/* The input row, explicitly: one-hot(x) ++ one-hot(y), or (x, y). */
 		memset(a[0], 0, (size_t)maxw * sizeof(double));
 		if (m->c.encoding == MLP_ONEHOT) {
@@ -1373,45 +1422,9 @@ mlp_ref_loss(const struct mlp *m, const double *theta, const int32_t *x,
 		}
 		if (logits)
 			memcpy(logits + (size_t)b * V, a[L], (size_t)V * sizeof(double));
-		mx = a[L][0];
-		for (int j = 1; j < V; j++)
-			mx = a[L][j] > mx ? a[L][j] : mx;
-		for (int j = 0; j < V; j++)
-			s += exp(a[L][j] - mx);
-		lse = mx + log(s);
-		if (m->c.loss == MLP_CE) {
-			loss = lse - a[L][label];
-			for (int j = 0; j < V; j++)
-				delta[j] = (exp(a[L][j] - lse) - (j == label)) / B;
-		} else {
-			loss = 0.0;
-			for (int j = 0; j < V; j++) {
-				double d = a[L][j] - (j == label);
-				loss += d * d / V;
-				delta[j] = 2.0 * d / V / B;
-			}
-		}
-		total += loss;
-		if (!grad)
-			continue;
-		for (int i = L - 1; i >= 0; i--) {
-			const double *Wi = theta + m->woff[i];
-			double *gW = grad + m->woff[i], *gb = grad + m->boff[i];
-			for (int j = 0; j < m->out[i]; j++) {
-				gb[j] += delta[j];
-				for (int k = 0; k < m->in[i]; k++)
-					gW[(size_t)j * m->in[i] + k] += delta[j] * a[i][k];
-			}
-			if (i == 0)
-				break;
-			for (int k = 0; k < m->in[i]; k++) {
-				double d = 0.0;
-				for (int j = 0; j < m->out[i]; j++)
-					d += delta[j] * Wi[(size_t)j * m->in[i] + k];
-				dprev[k] = a[i][k] > 0.0 ? d : 0.0;
-			}
-			memcpy(delta, dprev, (size_t)m->in[i] * sizeof(double));
-		}
+		total += ref_head(m, a[L], y[b], B, delta);
+		if (grad)
+			ref_backward(m, theta, a, delta, dprev, grad);
 	}
 	for (int i = 0; i <= L; i++)
 		free(a[i]);
