@@ -105,3 +105,22 @@ write_sweep() {
 	assert_failure 1
 	assert_output --partial "nanda-sweep.py: "
 }
+
+@test "nanda-split.py: the paper's shuffled split, in gen-modadd's layout, read by train-transformer" {
+	run "$ROOT/tests/numbers/nanda-split.py" d.st 13 0.3 5
+	assert_success
+	# int(0.3 * 169) = 50 training pairs, the first of random.shuffle's order
+	run train-transformer --data d.st --steps 1 --quiet
+	assert_success
+	assert_equal "$(jq -r 'select(.record == "header") | [.data.n_train, .data.n_test] | @tsv' <<< "$output")" "$(printf '50\t119')"
+	n=$(od -An -t u8 -N 8 d.st | tr -d ' ')
+	assert_equal "$(od -An -v -t d4 -N 400 -j $((8 + n)) d.st | xargs)" \
+	    "$(python3 -c 'import random; q = [(i, j, 13) for i in range(13) for j in range(13)]; random.seed(5); random.shuffle(q); print(*[v for r in q[:50] for v in r[:2]])')"
+	# train.y follows train.x: (x + y) mod 13
+	assert_equal "$(od -An -v -t d4 -N 200 -j $((8 + n + 400)) d.st | xargs)" \
+	    "$(od -An -v -t d4 -N 400 -j $((8 + n)) d.st | xargs -n 2 | awk '{ printf "%s%d", (NR > 1 ? " " : ""), ($1 + $2) % 13 }')"
+	run "$ROOT/tests/numbers/nanda-split.py" d.st 13 1.5
+	assert_failure 2
+	run "$ROOT/tests/numbers/nanda-split.py" /nonexistent/d.st
+	assert_failure 1
+}
