@@ -10,7 +10,10 @@ setup() {
 	cd "$BATS_TEST_TMPDIR" || exit 1
 	ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 	O=$(cd "$GROK_BIN/.." && pwd)
-	ARGS=(-C "$ROOT" O="$O" GM_R="$BATS_TEST_TMPDIR/r" GM_PL="$BATS_TEST_TMPDIR/pl")
+	# the build's own flags, so a make that builds does not rebuild it without them
+	SAN=
+	[[ $O == */asan ]] && SAN=address,undefined
+	ARGS=(-C "$ROOT" O="$O" SAN="$SAN" GM_R="$BATS_TEST_TMPDIR/r" GM_PL="$BATS_TEST_TMPDIR/pl")
 }
 
 # make -n's output with continued lines joined.
