@@ -31,8 +31,8 @@ if (what eq "update") {
 	set logscale y
 	set ylabel "parameter change (L2 norm)"
 	set title sprintf("%s: update size per epoch and per step", exp)
-	plot tsv skip 1 using ($1 > 0 ? $1 : NaN):9 with lines lt 4 lw 2 title "epoch: ||theta_{end} - theta_{start}||", \
-	     tsv skip 1 using ($1 > 0 ? $1 : NaN):8 with lines lt 5 lw 1 title "step: ||theta_t - theta_{t-1}||"
+	plot tsv skip 1 using ($1 > 0 ? $1 : NaN):9 with lines lt 4 lw 2 title "epoch: ||{/Symbol q}_{end} - {/Symbol q}_{start}||", \
+	     tsv skip 1 using ($1 > 0 ? $1 : NaN):8 with lines lt 5 lw 1 title "step: ||{/Symbol q}_t - {/Symbol q}_{t-1}||"
 }
 if (what eq "pca") {
 	unset xlabel
