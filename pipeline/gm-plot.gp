@@ -26,10 +26,13 @@ if (what eq "specnorm") {
 	plot tsv skip 1 using ($1 > 0 ? $1 : NaN):7 with lines lt 3 title "spectral norm"
 }
 if (what eq "update") {
+	# the source's "speed of learning": how far the parameters move in an
+	# epoch (its steps' updates summed as vectors), beside one step's
 	set logscale y
-	set ylabel "||theta_t - theta_{t-1}||_2"
-	set title sprintf("%s: update size (the step before each log point)", exp)
-	plot tsv skip 1 using ($1 > 0 ? $1 : NaN):8 with lines lt 4 title "update size"
+	set ylabel "parameter change (L2 norm)"
+	set title sprintf("%s: update size per epoch and per step", exp)
+	plot tsv skip 1 using ($1 > 0 ? $1 : NaN):9 with lines lt 4 lw 2 title "epoch: ||{/Symbol q}_{end} - {/Symbol q}_{start}||", \
+	     tsv skip 1 using ($1 > 0 ? $1 : NaN):8 with lines lt 5 lw 1 title "step: ||{/Symbol q}_t - {/Symbol q}_{t-1}||"
 }
 if (what eq "pca") {
 	unset xlabel

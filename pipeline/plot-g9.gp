@@ -2,15 +2,17 @@
 # accuracy; the per-example gradient norms of the log (mean, max) beside
 # the full-batch gradient's; the noise scale; the GOP's trace from the log
 # (every log point, line) and from gop-spectrum (checkpoints, points) with
-# its top eigenvalue.  The caller sets dir, op, optim, wds, seed and out.
+# its top eigenvalue.  The caller sets dir, op, optim, wds, seed, family
+# (mlp, tfm), p and out.  The transformer's log has no per-example norms:
+# its panels take the GOP's trace and noise scale from gop-spectrum alone.
 load "pipeline/style.gp"
 set terminal pngcairo size 1400,1000 enhanced font "DejaVu Sans,10"
 set output out
 run(w) = sprintf("%s/%s-wd%s-s%s", dir, optim, w, seed)
 set key inside left top font ",9"
 set xlabel "training step"
-set multiplot layout 2,2 title sprintf("x %s y mod 97, MLP, %s, seed %s: weight decays %s", \
-    op eq "add" ? "+" : "-", optim, seed, wds)
+set multiplot layout 2,2 title sprintf("x %s y mod %d, %s, %s, seed %s: weight decays %s", \
+    op eq "add" ? "+" : "-", p, family eq "tfm" ? "transformer" : "MLP", optim, seed, wds)
 
 set title "accuracy (solid: test, dashed: train)"
 set yrange [0:1.02]
@@ -18,18 +20,32 @@ plot for [i = 1:words(wds)] run(word(wds, i))."/curves.tsv" skip 1 using 1:5 wit
      for [i = 1:words(wds)] run(word(wds, i))."/curves.tsv" skip 1 using 1:4 with lines lt i dt 2 notitle
 set yrange [*:*]
 
-set title "gradient norms: mean |g_i| (solid), max |g_i| (dashed), |mean g| (dotted)"
-set logscale y
-set format y "10^{%L}"
-plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:3 with lines lt i title sprintf("wd %s", word(wds, i)), \
-     for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:4 with lines lt i dt 2 notitle, \
-     for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:2 with lines lt i dt 3 notitle
+if (family eq "tfm") {
+	set title "full-batch gradient norm |mean g|"
+	set logscale y
+	set format y "10^{%L}"
+	plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:2 with lines lt i title sprintf("wd %s", word(wds, i))
 
-set title "noise scale tr(C) / |mean g|^2 (C: the centred GOP, 1/n)"
-plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:6 with lines lt i title sprintf("wd %s", word(wds, i))
+	set title "noise scale tr(C) / |mean g|^2 (gop-spectrum, checkpoints)"
+	plot for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:(($4 - $6) / $6) with linespoints lt i pt 7 ps 0.8 title sprintf("wd %s", word(wds, i))
 
-set title "GOP: tr G from the log (line) and gop-spectrum (points); {/Symbol l}_1 (dashed)"
-plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:5 with lines lt i title sprintf("wd %s", word(wds, i)), \
-     for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:4 with points lt i pt 7 ps 0.8 notitle, \
-     for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:2 with linespoints lt i dt 2 pt 6 ps 0.6 notitle
+	set title "GOP (gop-spectrum): tr G (solid), {/Symbol l}_1 (dashed)"
+	plot for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:4 with linespoints lt i pt 7 ps 0.8 title sprintf("wd %s", word(wds, i)), \
+	     for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:2 with linespoints lt i dt 2 pt 6 ps 0.6 notitle
+} else {
+	set title "gradient norms: mean |g_i| (solid), max |g_i| (dashed), |mean g| (dotted)"
+	set logscale y
+	set format y "10^{%L}"
+	plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:3 with lines lt i title sprintf("wd %s", word(wds, i)), \
+	     for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:4 with lines lt i dt 2 notitle, \
+	     for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:2 with lines lt i dt 3 notitle
+
+	set title "noise scale tr(C) / |mean g|^2 (C: the centred GOP, 1/n)"
+	plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:6 with lines lt i title sprintf("wd %s", word(wds, i))
+
+	set title "GOP: tr G from the log (line) and gop-spectrum (points); {/Symbol l}_1 (dashed)"
+	plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:5 with lines lt i title sprintf("wd %s", word(wds, i)), \
+	     for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:4 with points lt i pt 7 ps 0.8 notitle, \
+	     for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:2 with linespoints lt i dt 2 pt 6 ps 0.6 notitle
+}
 unset multiplot

@@ -22,10 +22,25 @@
 # G9_FULL=1 each layer's too) on checkpoints every G9_CKPT_EVERY steps.  They track the GOP every epoch
 # (an epoch is 10 steps here: 4,704 pairs in batches of 512); the log's trace is its every-step part.
 #
+# Their model itself, beside the MLP: openai/grok's transformer (2 layers,
+# d_model 128, 4 heads, ReLU MLP of 4 d_model, causal attention, dropout 0)
+# as train-transformer builds it (Nanda et al.'s: no LayerNorm, where
+# openai/grok's blocks have one; the input "x y =" and the answer read at
+# '=', where theirs is "<eos> x op y = z <eos>" with the loss on z), on the
+# same settings (50% of the pairs, AdamW betas (0.9, 0.98), 10 warm-up
+# steps, batch min(512, ceil(n_train / 2)), each weight decay) at
+# p = G9_TFM_P: at p = 97 one run is hours on a core, at 23 a minute.  The
+# transformer's log has no per-example norms (its shared weights make them
+# a per-example pass), so its GOP comes from gop-spectrum alone.
+#
 # Default (affordable on 2 cores): x + y, AdamW, the three weight decays,
-# G9_STEPS steps.  G9_FULL=1: both operators x all three optimisers x the
-# three weight decays (18 runs), 100,000 steps as Power et al.
-# Runs: $(G9R)/<op>/<optim>-wd<wd>-s<seed>/.  $(RUN) prefixes every command.
+# G9_STEPS steps, the MLP at p = 97 and the transformer at G9_TFM_P.
+# G9_FULL=1: both operators x all three optimisers x the three weight
+# decays (18 runs of each model), 100,000 steps as Power et al.
+# G9_TFM_OPS= leaves the transformer out.
+# Runs: $(G9R)/<op>/<optim>-wd<wd>-s<seed>/ (the MLP),
+# $(G9R)/tfm-<op>/<optim>-wd<wd>-s<seed>/ (the transformer).
+# $(RUN) prefixes every command.
 
 G9_FULL ?=
 G9_P ?= 97
@@ -36,14 +51,18 @@ G9_SEEDS ?= 0
 G9_SGD_LR ?= 0.1
 G9_LOG_EVERY ?= 50
 G9_BATCH ?= 512
+G9_TFM_P ?= 23
+G9_TFM_MODEL ?= --layers 2 --d-model 128 --heads 4 --d-mlp 512 --act relu --attention causal --eq-token
 ifeq ($(G9_FULL),1)
 G9_OPS ?= add sub
+G9_TFM_OPS ?= add sub
 G9_OPTIMS ?= adam adamw sgd
 G9_STEPS ?= 100000
 G9_CKPT_EVERY ?= 2000
 G9_GOP_FLAGS ?= --top 10 --per-layer
 else
 G9_OPS ?= add
+G9_TFM_OPS ?= add
 G9_OPTIMS ?= adamw
 G9_STEPS ?= 10000
 G9_CKPT_EVERY ?= 1000
@@ -53,24 +72,34 @@ G9R ?= results/replicate-g9
 G9PL ?= plots/replicate-g9
 G9_STAMP := $(G9R)/.stamps
 
-# openai/grok: AdamW(betas=(0.9, 0.98)), LambdaLR warm-up over 10 steps, batch 512.
-g9_common = --depth $(G9_DEPTH) --width 128 --encoding onehot --loss ce --batch $(G9_BATCH) --warmup 10 \
-    --warmup-origin 0 --steps $(G9_STEPS) --log-every $(G9_LOG_EVERY) --ckpt-every $(G9_CKPT_EVERY)
+# openai/grok: AdamW(betas=(0.9, 0.98)), LambdaLR warm-up over 10 steps,
+# batch min(512, ceil(n_train / 2)) (512 at p = 97; gen-modadd keeps
+# round(frac * p^2) training pairs).
+G9_TFM_BATCH ?= $(shell awk 'BEGIN { n = int($(G9_FRAC) * $(G9_TFM_P) * $(G9_TFM_P) + 0.5); \
+    b = int((n + 1) / 2); print (b < 512 ? b : 512) }')
+g9_sched = --warmup 10 --warmup-origin 0 --steps $(G9_STEPS) --log-every $(G9_LOG_EVERY) --ckpt-every $(G9_CKPT_EVERY)
+g9_model_mlp = --depth $(G9_DEPTH) --width 128 --encoding onehot --loss ce --batch $(G9_BATCH)
+g9_model_tfm = $(G9_TFM_MODEL) --batch $(G9_TFM_BATCH)
+g9_tool_mlp := train-mlp
+g9_tool_tfm := train-transformer
 g9_adam := --optim adam --lr 1e-3 --beta2 0.98
 g9_adamw := --optim adamw --lr 1e-3 --beta2 0.98
 g9_sgd = --optim sgd --lr $(G9_SGD_LR)
 
-G9_RUNDIRS := $(foreach o,$(G9_OPS),$(foreach a,$(G9_OPTIMS),$(foreach w,$(G9_WDS),$(foreach s,$(G9_SEEDS),$(G9R)/$(o)/$(a)-wd$(w)-s$(s)))))
+# The operators' directories: <op> for the MLP, tfm-<op> for the transformer.
+G9_DIRS := $(G9_OPS) $(G9_TFM_OPS:%=tfm-%)
+G9_RUNDIRS := $(foreach o,$(G9_DIRS),$(foreach a,$(G9_OPTIMS),$(foreach w,$(G9_WDS),$(foreach s,$(G9_SEEDS),$(G9R)/$(o)/$(a)-wd$(w)-s$(s)))))
 G9_LOGS := $(G9_RUNDIRS:%=%/log.jsonl)
 G9_GOPS := $(G9_RUNDIRS:%=%/gop.jsonl)
 G9_TSVS := $(foreach d,$(G9_RUNDIRS),$(d)/curves.tsv $(d)/norms.tsv $(d)/gop.tsv)
-G9_PLOTS := $(foreach o,$(G9_OPS),$(foreach a,$(G9_OPTIMS),$(G9PL)/$(o)-$(a).png))
+G9_PLOTS := $(foreach o,$(G9_DIRS),$(foreach a,$(G9_OPTIMS),$(G9PL)/$(o)-$(a).png))
 
 .PHONY: replicate-g9
 replicate-g9: $(G9_LOGS) $(G9_TSVS) $(G9R)/runs.tsv $(G9_PLOTS)
 	@echo
 	@echo 'replicate-g9 in $(G9R): p = $(G9_P), $(G9_FRAC) of the pairs, MLP depth $(G9_DEPTH),'
-	@echo 'ops $(G9_OPS), optimisers $(G9_OPTIMS), wd $(G9_WDS), $(G9_STEPS) steps, seeds $(G9_SEEDS).'
+	@echo 'ops $(G9_OPS), optimisers $(G9_OPTIMS), wd $(G9_WDS), $(G9_STEPS) steps, seeds $(G9_SEEDS);'
+	@echo 'the transformer at p = $(G9_TFM_P), batch $(G9_TFM_BATCH): ops $(or $(G9_TFM_OPS),none).'
 	@column -t -s '	' $(G9R)/runs.tsv | cut -c1-160
 	@echo 'Plots: $(G9PL)/ ($(words $(G9_PLOTS)) files; plots/README.md, "replicate-g9").'
 
@@ -78,41 +107,47 @@ g9_op_of = $(firstword $(subst /, ,$1))
 g9_optim_of = $(firstword $(subst -, ,$(notdir $1)))
 g9_wd_of = $(patsubst wd%,%,$(word 2,$(subst -, ,$(notdir $1))))
 g9_seed_of = $(patsubst s%,%,$(lastword $(subst -, ,$(notdir $1))))
-g9_train = $(g9_common) $(g9_$(1))
+# the family of a directory (tfm-<op>: the transformer), its operator and modulus
+g9_fam_of = $(if $(filter tfm-%,$1),tfm,mlp)
+g9_opname = $(patsubst tfm-%,%,$1)
+g9_p_of = $(if $(filter tfm-%,$1),$(G9_TFM_P),$(G9_P))
+# g9_train FAMILY OPTIM: the training flags but the seed and weight decay
+g9_train = $(g9_model_$(1)) $(g9_sched) $(g9_$(2))
 
 define g9_op
 $(G9_STAMP)/data-$(1): FORCE
-	$$(call stamp,-p $(G9_P) --op $(1) --frac $(G9_FRAC))
+	$$(call stamp,-p $(call g9_p_of,$(1)) --op $(call g9_opname,$(1)) --frac $(G9_FRAC))
 $(G9R)/$(1)/data.safetensors: $(G9_STAMP)/data-$(1) $(O)/bin/gen-modadd
 	@mkdir -p $$(@D)
-	$$(Q)$$(RUN) $(O)/bin/gen-modadd -p $(G9_P) --op $(1) --frac $(G9_FRAC) -o $$@
+	$$(Q)$$(RUN) $(O)/bin/gen-modadd -p $(call g9_p_of,$(1)) --op $(call g9_opname,$(1)) --frac $(G9_FRAC) -o $$@
 endef
-$(foreach o,$(G9_OPS),$(eval $(call g9_op,$(o))))
+$(foreach o,$(G9_DIRS),$(eval $(call g9_op,$(o))))
 define g9_optim
-$(G9_STAMP)/train-$(1): FORCE
-	$$(call stamp,$(call g9_train,$(1)))
+$(G9_STAMP)/train-$(1)-$(2): FORCE
+	$$(call stamp,$(call g9_train,$(1),$(2)))
 endef
-$(foreach a,$(G9_OPTIMS),$(eval $(call g9_optim,$(a))))
+$(foreach f,mlp tfm,$(foreach a,$(G9_OPTIMS),$(eval $(call g9_optim,$(f),$(a)))))
 $(G9_STAMP)/gop: FORCE
 	$(call stamp,$(G9_GOP_FLAGS))
 $(G9_STAMP)/plots: FORCE
 	$(call stamp,$(G9_WDS) $(G9_SEEDS))
 
+# g9_run RUN FAMILY: RUN is <dir>/<optim>-wd<wd>-s<seed>
 define g9_run
 $(G9R)/$(1)/log.jsonl: $(G9R)/$(call g9_op_of,$(1))/data.safetensors \
-    $(G9_STAMP)/train-$(call g9_optim_of,$(1)) $(O)/bin/train-mlp | $(O)/.study-deps
+    $(G9_STAMP)/train-$(2)-$(call g9_optim_of,$(1)) $(O)/bin/$(g9_tool_$(2)) | $(O)/.study-deps
 	@rm -rf $$(@D)/ckpt
 	@mkdir -p $$(@D)
-	$$(Q)$$(RUN) $(O)/bin/train-mlp --data $$< --seed $(call g9_seed_of,$(1)) --wd $(call g9_wd_of,$(1)) \
+	$$(Q)$$(RUN) $(O)/bin/$(g9_tool_$(2)) --data $$< --seed $(call g9_seed_of,$(1)) --wd $(call g9_wd_of,$(1)) \
 	    --tag g9-$(call g9_op_of,$(1))-$(call g9_optim_of,$(1)) --ckpt-dir $$(@D)/ckpt --quiet \
-	    $(call g9_train,$(call g9_optim_of,$(1))) > $$@+ || [ $$$$? -eq 3 ]
+	    $(call g9_train,$(2),$(call g9_optim_of,$(1))) > $$@+ || [ $$$$? -eq 3 ]
 	@pipeline/run-line $$@+ $$@ '$(subst /, ,$(subst -, ,$(1)))' $(G9_LOGS)
 $(G9R)/$(1)/gop.jsonl: $(G9R)/$(1)/log.jsonl $(G9_STAMP)/gop $(O)/bin/gop-spectrum
 	$$(Q)ls $$(@D)/ckpt/*.safetensors | $$(RUN) $(O)/bin/gop-spectrum \
 	    --data $(G9R)/$(call g9_op_of,$(1))/data.safetensors $(G9_GOP_FLAGS) > $$@+
 	@mv -f $$@+ $$@
 endef
-$(foreach d,$(G9_RUNDIRS),$(eval $(call g9_run,$(d:$(G9R)/%=%))))
+$(foreach d,$(G9_RUNDIRS),$(eval $(call g9_run,$(d:$(G9R)/%=%),$(call g9_fam_of,$(call g9_op_of,$(d:$(G9R)/%=%))))))
 
 $(G9R)/%/curves.tsv: $(G9R)/%/log.jsonl pipeline/curves.jq
 	$(Q)jq -nr -f pipeline/curves.jq $< > $@+ && mv -f $@+ $@
@@ -129,9 +164,10 @@ $(G9PL)/$(1)-$(2).png: pipeline/plot-g9.gp pipeline/style.gp $(G9_STAMP)/plots \
     $(foreach w,$(G9_WDS),$(G9R)/$(1)/$(2)-wd$(w)-s$(firstword $(G9_SEEDS))/curves.tsv \
     $(G9R)/$(1)/$(2)-wd$(w)-s$(firstword $(G9_SEEDS))/norms.tsv $(G9R)/$(1)/$(2)-wd$(w)-s$(firstword $(G9_SEEDS))/gop.tsv) | $(O)/.study-deps
 	@mkdir -p $$(@D)
-	$$(Q)gnuplot -e "dir='$(G9R)/$(1)'; op='$(1)'; optim='$(2)'; wds='$(G9_WDS)'; seed='$(firstword $(G9_SEEDS))'; \
+	$$(Q)gnuplot -e "dir='$(G9R)/$(1)'; op='$(call g9_opname,$(1))'; optim='$(2)'; wds='$(G9_WDS)'; \
+	    seed='$(firstword $(G9_SEEDS))'; family='$(call g9_fam_of,$(1))'; p=$(call g9_p_of,$(1)); \
 	    out='$$@+'" pipeline/plot-g9.gp $$(PLOT_QUIET) && mv -f $$@+ $$@
 endef
-$(foreach o,$(G9_OPS),$(foreach a,$(G9_OPTIMS),$(eval $(call g9_plot_rule,$(o),$(a)))))
+$(foreach o,$(G9_DIRS),$(foreach a,$(G9_OPTIMS),$(eval $(call g9_plot_rule,$(o),$(a)))))
 
-.SECONDARY: $(foreach o,$(G9_OPS),$(G9_STAMP)/data-$(o) $(G9R)/$(o)/data.safetensors)
+.SECONDARY: $(foreach o,$(G9_DIRS),$(G9_STAMP)/data-$(o) $(G9R)/$(o)/data.safetensors)

@@ -16,6 +16,17 @@
 # (floors, then the remainder to the first part); gen-modadd keeps
 # round(frac * n), so GM_FRAC 0.8001 gives the same 7,528.
 #
+# Our analyses on top: hess-eig and llc-estimate at every checkpoint, and
+# gop-spectrum on the random split's runs (exp1, exp2) over GM_GOP_ROWS of
+# their 7,528 training rows: the n x n Gram of the whole set is two 450 MB
+# matrices per checkpoint through the generic per-example route (this
+# family has no closed-form Gram).  The subsample is gen-modadd's own: the
+# same seed with frac = GM_GOP_ROWS / p^2 keeps the first GM_GOP_ROWS pairs
+# of the same seeded permutation, which are the first GM_GOP_ROWS training
+# rows of the run's split (a uniform sample of them; tests/replicate-gm.bats
+# checks the prefix).  exp3's label split has no seeded order to take a
+# prefix of (its training rows are in (x, y) order), so exp3 has no GOP.
+#
 # GM_EPOCHS shortens exp2 and exp3 (default 2,000 epochs, 30,000 steps);
 # GM_EPOCHS=20000 is the source's length.  GM_STEPS is exp1's (default the
 # source's 100,000).  Every command runs through $(RUN) (CLUSTER=slurm), and
@@ -34,6 +45,8 @@ GM_TRAIN ?= --embed 128 --depth 1 --width 128 --optim adamw --lr 1e-3 \
     --beta1 0.9 --beta2 0.98 --eps 1e-8 --wd 0.01 --batch 512
 GM_HESS_FLAGS ?= --top 3 --converge value
 GM_LLC_FLAGS ?= --chains 4 --draws 200 --burn-in 200
+GM_GOP_ROWS ?= 1500
+GM_GOP_FLAGS ?= --top 10
 
 GM_R ?= results/replicate-gm
 GM_PL ?= plots/replicate-gm
@@ -58,17 +71,24 @@ GM_LOGS := $(GM_RUNS:%=$(GM_R)/%/log.jsonl)
 GM_CURVES := $(GM_RUNS:%=$(GM_R)/%/curves.tsv)
 GM_HESS := $(GM_RUNS:%=$(GM_R)/%/hessian.tsv)
 GM_LLCS := $(GM_RUNS:%=$(GM_R)/%/llc.tsv)
+# The runs on the random split get a GOP (exp3's label split has no seeded order to subsample).
+GM_GOP_RUNS := $(foreach r,$(GM_RUNS),$(if $(filter random,$(gm_data_$(call gm_exp,$(r)))),$(r)))
+GM_GOPS := $(GM_GOP_RUNS:%=$(GM_R)/%/gop.tsv)
+# gen-modadd keeps round(frac * p^2) pairs: frac = rows / p^2 keeps exactly GM_GOP_ROWS.
+gm_gop_frac := $(shell awk 'BEGIN { printf "%.12f", $(GM_GOP_ROWS) / ($(GM_P) * $(GM_P)) }')
 GM_PLOT_KINDS := losslinear losslog acclinear acclog specnorm update
 GM_PLOTS := $(foreach r,$(GM_RUNS),$(foreach k,$(GM_PLOT_KINDS) pca,$(GM_PL)/$(subst /,-,$(r))-$(k).png))
 
 # Kept although only intermediate: the data sets, the stamps and the JSON-lines.
 .SECONDARY: $(sort $(foreach r,$(GM_RUNS),$(call gm_data_of,$(r)))) \
     $(GM_RUNS:%=$(GM_R)/%/hessian.jsonl) $(GM_RUNS:%=$(GM_R)/%/llc.jsonl) \
+    $(GM_GOP_RUNS:%=$(GM_R)/%/gop.jsonl) $(GM_STAMP)/gop $(GM_STAMP)/data-gop \
+    $(sort $(foreach r,$(GM_GOP_RUNS),$(GM_R)/data/gop-s$(call gm_seed,$(r)).safetensors)) \
     $(GM_STAMP)/data-random $(GM_STAMP)/data-label $(GM_EXPS:%=$(GM_STAMP)/train-%) \
     $(GM_STAMP)/hess $(GM_STAMP)/llc
 
 .PHONY: replicate-gm replicate-gm-train
-replicate-gm: $(GM_CURVES) $(GM_HESS) $(GM_LLCS) $(GM_PLOTS) $(GM_R)/summary.tsv
+replicate-gm: $(GM_CURVES) $(GM_HESS) $(GM_LLCS) $(GM_GOPS) $(GM_PLOTS) $(GM_R)/summary.tsv
 	@echo 'replicate-gm: $(GM_R)/summary.tsv, plots in $(GM_PL)/ (plots/README.md, "replicate-gm").'
 replicate-gm-train: $(GM_LOGS)
 
@@ -86,12 +106,19 @@ $(GM_STAMP)/hess: FORCE
 	$(call gm_stamp,$(GM_HESS_FLAGS))
 $(GM_STAMP)/llc: FORCE
 	$(call gm_stamp,$(GM_LLC_FLAGS))
+$(GM_STAMP)/gop: FORCE
+	$(call gm_stamp,$(GM_GOP_FLAGS))
+$(GM_STAMP)/data-gop: FORCE
+	$(call gm_stamp,-p $(GM_P) --frac $(gm_gop_frac))
 
 # The random split's permutation is seeded with the run's seed, as the
 # source seeds random_split with it; the label split has no randomness.
 $(GM_R)/data/random-s%.safetensors: $(GM_STAMP)/data-random $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
 	$(Q)$(RUN) $(O)/bin/gen-modadd $(gm_flags_random) --seed $* -o $@
+$(GM_R)/data/gop-s%.safetensors: $(GM_STAMP)/data-gop $(O)/bin/gen-modadd
+	@mkdir -p $(@D)
+	$(Q)$(RUN) $(O)/bin/gen-modadd -p $(GM_P) --frac $(gm_gop_frac) --seed $* -o $@
 $(GM_R)/data/label-s%.safetensors: $(GM_STAMP)/data-label $(O)/bin/gen-modadd
 	@mkdir -p $(@D)
 	$(Q)$(RUN) $(O)/bin/gen-modadd $(gm_flags_label) -o $@
@@ -117,6 +144,13 @@ $(GM_R)/%/llc.jsonl: $(GM_R)/%/log.jsonl $(GM_STAMP)/llc $(O)/bin/llc-estimate
 	$(Q)ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/llc-estimate \
 	    --data $(call gm_data_of,$*) $(GM_LLC_FLAGS) > $@+
 	@mv -f $@+ $@
+# --any-data: the subsample is not the data set the checkpoints name.
+$(GM_R)/%/gop.jsonl: $(GM_R)/%/log.jsonl $(GM_STAMP)/gop $$(GM_R)/data/gop-s$$(call gm_seed,$$*).safetensors $(O)/bin/gop-spectrum
+	$(Q)ls $(@D)/ckpt/*.safetensors | $(RUN) $(O)/bin/gop-spectrum \
+	    --data $(GM_R)/data/gop-s$(call gm_seed,$*).safetensors --any-data $(GM_GOP_FLAGS) > $@+
+	@mv -f $@+ $@
+$(GM_R)/%/gop.tsv: $(GM_R)/%/gop.jsonl pipeline/gop.jq
+	$(Q)jq -nr -f pipeline/gop.jq $< > $@+ && mv -f $@+ $@
 $(GM_R)/%/hessian.tsv: $(GM_R)/%/hessian.jsonl pipeline/hessian.jq
 	$(Q)jq -nr -f pipeline/hessian.jq $< > $@+ && mv -f $@+ $@
 $(GM_R)/%/llc.tsv: $(GM_R)/%/llc.jsonl pipeline/llc.jq

@@ -103,14 +103,48 @@ trainings() {
 			done
 		done
 	done
-	assert_equal "$(grep -c 'bin/gop-spectrum ' <<<"$output")" 18
+	assert_equal "$(grep -c 'bin/gop-spectrum --data [^ ]*/g9/\(add\|sub\)/' <<<"$output")" 18
+	assert_equal "$(grep -c 'bin/gop-spectrum --data [^ ]*/g9/tfm-\(add\|sub\)/' <<<"$output")" 18
+	assert_equal "$(grep -c 'bin/train-transformer ' <<<"$output")" 18
+}
+
+# openai/grok's model: Transformer(n_layers=2, n_heads=4, d_model=128, dropout=0, relu), its MLP
+# 4 d_model wide, causal; batch min(512, ceil(n_train / 2)); at a small p beside the MLP.
+@test "replicate-g9: the transformer runs the same sweep at G9_TFM_P, with openai/grok's model and batch rule" {
+	run make -n replicate-g9 "${ARGS[@]}"
+	assert_success
+	assert_line --partial "bin/gen-modadd -p 23 --op add --frac 0.5 -o $BATS_TEST_TMPDIR/g9/tfm-add/data.safetensors"
+	runs=$(grep -E 'bin/train-transformer ' <<<"$output")
+	assert_equal "$(wc -l <<<"$runs")" 3
+	for wd in 0 0.1 1; do
+		assert_equal "$(grep -c -e "--data $BATS_TEST_TMPDIR/g9/tfm-add/data.safetensors --seed 0 --wd $wd --tag g9-tfm-add-adamw " <<<"$runs")" 1
+	done
+	# round(0.5 * 23^2) = 265 training pairs: ceil(265 / 2) = 133
+	for flags in "--layers 2 " "--d-model 128 " "--heads 4 " "--d-mlp 512 " "--act relu " "--attention causal " \
+	    "--batch 133 " "--warmup 10 " "--warmup-origin 0 " "--optim adamw " "--lr 1e-3 " "--beta2 0.98" "--steps 10000 "; do
+		assert_equal "$(grep -c -e "$flags" <<<"$runs")" 3
+	done
+	# at p = 97 the rule gives the MLP's 512 (4,705 pairs)
+	run make -n replicate-g9 "${ARGS[@]}" G9_TFM_P=97
+	assert_equal "$(grep -E 'bin/train-transformer ' <<<"$output" | grep -c -e '--batch 512 ')" 3
+	run make -n replicate-g9 "${ARGS[@]}" G9_TFM_OPS=
+	assert_success
+	refute_output --partial 'bin/train-transformer'
 }
 
 @test "replicate-g9: a tiny run logs the per-example statistics, which gop-spectrum's trace agrees with" {
-	TINY=(G9_P=11 G9_FRAC=0.5 G9_BATCH=16 G9_STEPS=40 G9_LOG_EVERY=10 G9_CKPT_EVERY=20 G9_WDS="0 1")
+	TINY=(G9_P=11 G9_FRAC=0.5 G9_BATCH=16 G9_STEPS=40 G9_LOG_EVERY=10 G9_CKPT_EVERY=20 G9_WDS="0 1"
+	      G9_TFM_P=7 G9_TFM_MODEL="--layers 1 --d-model 8 --heads 2")
 	run make replicate-g9 "${ARGS[@]}" "${TINY[@]}"
 	assert_success
 	assert_file_exist g9pl/add-adamw.png
+	assert_file_exist g9pl/tfm-add-adamw.png
+	# the transformer: round(0.5 * 49) = 25 pairs, batches of 13; gop-spectrum at its checkpoints
+	for wd in 0 1; do
+		d=g9/tfm-add/adamw-wd$wd-s0
+		assert_equal "$(head -1 $d/log.jsonl | jq -r '.config.batch')" 13
+		assert_equal "$(tail -n +2 $d/gop.tsv | cut -f1 | tr '\n' ' ')" "0 20 40 "
+	done
 	for wd in 0 1; do
 		d=g9/add/adamw-wd$wd-s0
 		assert_equal "$(tail -n +2 $d/norms.tsv | cut -f1 | tr '\n' ' ')" "0 10 20 30 40 "
@@ -125,5 +159,5 @@ trainings() {
 	done
 	run make replicate-g9 "${ARGS[@]}" "${TINY[@]}"
 	assert_success
-	refute_output --regexp 'bin/(train-mlp|gop-spectrum|gen-modadd)|gnuplot -e'
+	refute_output --regexp 'bin/(train-mlp|train-transformer|gop-spectrum|gen-modadd)|gnuplot -e'
 }

@@ -71,7 +71,7 @@ setup() {
 	assert_equal "${#lines[@]}" 3
 	assert_equal "$(jq -r '[.step, .lr, .update_norm] | @csv' <<<"${lines[0]}")" '0,,'
 	for l in "${lines[@]}"; do
-		assert_equal "$(jq -r 'keys | join(",")' <<<"$l")" "epoch,example_grad_norm_max,example_grad_norm_mean,example_grad_sq_mean,grad_norm,layer_weight_norms,lr,noise_scale,record,softmax_collapse,step,test_acc,test_loss,train_acc,train_loss,update_norm,weight_norm"
+		assert_equal "$(jq -r 'keys | join(",")' <<<"$l")" "epoch,epoch_update_norm,example_grad_norm_max,example_grad_norm_mean,example_grad_sq_mean,grad_norm,layer_weight_norms,lr,noise_scale,record,softmax_collapse,step,test_acc,test_loss,train_acc,train_loss,update_norm,weight_norm"
 	done
 	assert_equal "$(jq -r '.layer_weight_norms | length' <<<"${lines[2]}")" 3
 	assert_jq 'select(.record == "metrics" and .step == 20) | (.update_norm | num) > 0 and (.grad_norm | num) > 0 and (.train_acc | num) >= 0 and .train_acc <= 1' log

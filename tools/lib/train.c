@@ -32,6 +32,9 @@ struct run {
 	struct optim opt;
 	struct rng shuffle;
 	float *theta, *grad, *gfull;  /* (P) each */
+	float *theta_epoch;           /* (P): the parameters at the current epoch's start */
+	int epoch_known;              /* theta_epoch holds them (not after a resume mid-epoch from an old state) */
+	double epoch_du;              /* ||theta change|| over the last whole epoch; -1 before one */
 	int32_t *perm, *bx, *by;      /* minibatch order and rows */
 	long B, pos, step, steps_per_epoch;
 	long *logpts, nlog;
@@ -385,6 +388,69 @@ norm2(const float *v, size_t n)
 }
 
 /*
+ * At the end of an epoch: the norm of the whole epoch's change,
+ * ||theta_end - theta_start||, then this epoch's end becomes the next
+ * one's start.  One pass and one copy of the parameters per epoch, so
+ * the log carries an epoch's displacement (the steps' updates summed as
+ * vectors, not their norms) at the cost of two vector sweeps.
+ */
+static void
+epoch_end(struct run *r)
+{
+	size_t n = r->m->nparams;
+
+	if (r->epoch_known) {
+		double s = 0.0;
+		for (size_t k = 0; k < n; k++) {
+			double d = (double)r->theta[k] - (double)r->theta_epoch[k];
+			s += d * d;
+		}
+		r->epoch_du = sqrt(s);
+	}
+	memcpy(r->theta_epoch, r->theta, n * sizeof(float));
+	r->epoch_known = 1;
+}
+
+/* The epoch's start for a run that begins here (fresh, --init, or a resume without one). */
+static void
+epoch_begin(struct run *r)
+{
+	memcpy(r->theta_epoch, r->theta, r->m->nparams * sizeof(float));
+	r->epoch_known = 1;
+	r->epoch_du = -1;
+}
+
+/*
+ * A resumed run's epoch state: the state's, or, from a state written
+ * before it was saved, this point as an epoch's start if it is one (else
+ * the epoch in progress is not measured: its start is gone).
+ */
+static void
+read_epoch_state(struct run *r, const struct st_frame *f)
+{
+	int64_t shp[1] = {(int64_t)r->m->nparams};
+	const struct st_tensor *t;
+	const char *v;
+	char err[ST_ERRLEN], *end;
+
+	r->epoch_du = -1;
+	if (!st_find(f, "train.epoch_start")) {
+		if (r->pos == 0)
+			epoch_begin(r);
+		return;
+	}
+	if (!(t = st_expect(f, "train.epoch_start", ST_F32, 1, shp, err, sizeof err)))
+		die("--resume: %s: %s", r->cfg.resume, err);
+	memcpy(r->theta_epoch, t->data, t->nbytes);
+	r->epoch_known = 1;
+	if ((v = st_meta(f, "epoch_update_norm"))) {
+		r->epoch_du = strtod(v, &end);
+		if (end == v || *end || !(r->epoch_du >= 0 || r->epoch_du == -1))
+			die("--resume: %s: malformed epoch_update_norm '%s'", r->cfg.resume, v);
+	}
+}
+
+/*
  * --ckpt-optim: what the preconditioned sharpness needs, beside the
  * parameters: the optimiser's step count (Adam's bias corrections), the
  * learning rate of the step the next update takes from these weights,
@@ -402,6 +468,24 @@ add_optim_state(struct run *r, struct st_writer *w)
 	st_writer_meta(w, "optim_lr", buf);
 	if (r->cfg.opt.kind != OPT_SGD)
 		st_writer_add(w, "optim.v", ST_F32, 1, shp, r->opt.v);
+}
+
+/*
+ * The per-epoch update's state, so a resumed run logs what a straight
+ * run would: the parameters at the current epoch's start and the last
+ * whole epoch's update norm (format_real reads back to the same double).
+ */
+static void
+add_epoch_state(struct run *r, struct st_writer *w)
+{
+	int64_t shp[1] = {(int64_t)r->m->nparams};
+	char buf[32];
+
+	if (!r->epoch_known)
+		return;
+	st_writer_add(w, "train.epoch_start", ST_F32, 1, shp, r->theta_epoch);
+	format_real(buf, sizeof buf, r->epoch_du);
+	st_writer_meta(w, "epoch_update_norm", buf);
 }
 
 /* The parameters, with the training state (state) or the optimiser's (optim), or alone. */
@@ -433,6 +517,7 @@ write_params_file(struct run *r, const char *path, int state, int optim)
 		st_writer_meta(&w, "batch_pos", buf);
 		format_real(buf, sizeof buf, r->elapsed0 + now_seconds() - r->t0);
 		st_writer_meta(&w, "elapsed", buf);
+		add_epoch_state(r, &w);
 	} else if (optim) {
 		add_optim_state(r, &w);
 	}
@@ -526,6 +611,7 @@ log_metrics(struct run *r, double lr, double update_norm)
 	    "update_norm", r->step ? jnum(update_norm) : json_null(),
 	    "softmax_collapse", jnum((double)tr.collapsed / d->n_train),
 	    "elapsed", jnum(r->elapsed0 + now_seconds() - r->t0));
+	json_object_set_new(rec, "epoch_update_norm", r->epoch_du >= 0 ? jnum(r->epoch_du) : json_null());
 	if (sq)
 		example_stats(rec, sq, d->n_train, norm2(r->gfull, r->m->nparams));
 	free(sq);
@@ -704,6 +790,7 @@ read_state(struct run *r, const struct st_frame *f, json_t *inputs)
 	r->pos = (long)st.batch_pos;
 	r->shuffle.state = st.rng_state;
 	r->shuffle.inc = st.rng_inc;
+	read_epoch_state(r, f);
 	sha256_hex(f->digest, hex);
 	json_object_set_new(inputs, "resume", json_string(hex));
 }
@@ -749,6 +836,7 @@ setup_buffers(struct run *r, const char *family, const json_t *hp)
 	r->theta = xcalloc(r->m->nparams, sizeof(float));
 	r->grad = xcalloc(r->m->nparams, sizeof(float));
 	r->gfull = xcalloc(r->m->nparams, sizeof(float));
+	r->theta_epoch = xcalloc(r->m->nparams, sizeof(float));
 	r->w = model_work_new(r->m, (int)r->B);
 	optim_init(&r->opt, &c->opt, r->m->nparams);
 	r->perm = xmalloc(xmul((size_t)r->d.n_train, sizeof(int32_t)));
@@ -798,6 +886,8 @@ setup(struct run *r, const char *family, const json_t *hp, int argc, char **argv
 		rng_init(&ri, c->seed, RNG_INIT);
 		r->m->family->init(r->m, r->theta, &ri);
 	}
+	if (!c->resume)
+		epoch_begin(r);
 	r->config = config_json(r, init_digest);
 	r->config_json = jsonl_string(r->config);
 	name_run(r);
@@ -823,6 +913,7 @@ teardown(struct run *r)
 	free(r->theta);
 	free(r->grad);
 	free(r->gfull);
+	free(r->theta_epoch);
 	free(r->perm);
 	free(r->bx);
 	free(r->by);
@@ -865,6 +956,8 @@ train_loop(struct run *r)
 	while (r->step < r->cfg.steps && !stop_signal) {
 		if (train_step(r, &lr, &du) < 0)
 			return TRAIN_EXIT_DIVERGED;
+		if (r->step % r->steps_per_epoch == 0)
+			epoch_end(r);
 		if (is_log_point(r, r->step)) {
 			if (log_metrics(r, lr, sqrt(du)) < 0)
 				return TRAIN_EXIT_DIVERGED;
