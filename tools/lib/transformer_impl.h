@@ -3,7 +3,8 @@
  * by transformer.c twice, once with REAL float (tfm_*) and once with REAL
  * double (tfm64_*), as LAPACK's s and d routines come from one source.
  * It expects REAL, FN(name) (the prefixed name) and GEMM (cblas_sgemm or
- * cblas_dgemm), and transformer.c's helpers act_*() and nallowed().
+ * cblas_dgemm), and transformer.c's helpers act_*() and nallowed();
+ * with TFM_OWN_GEMM defined (float) its products go through gemm.h.
  *
  * Shapes in comments use transformer.h's letters.  Token rows are
  * example-major: row b*T + t is position t of example b, so every
@@ -380,13 +381,66 @@ FN(logits)(const struct FN(work) *w)
 	return w->logits;
 }
 
+/* What follows a product, element by element, as gemm.h's epilogue. */
+struct FN(epi) {
+	const REAL *bias;    /* (N): C = bias + op(A) op(B) (beta 0), or NULL */
+	int relu;            /* C = max(C, 0) */
+	const REAL *mask;    /* (M, N), leading dimension ldm: C = 0 where mask <= 0, or NULL */
+	int ldm;
+};
+
+/*
+ * C (M, N) = op(A) op(B) + beta C, row-major, beta 0 or 1, then e (NULL
+ * for none).  In float, gemm.h's gemm: its own AVX-512 kernel on one
+ * thread, which at these shapes (N and K of 128 or 512) runs at nearly
+ * twice OpenBLAS's rate, with the bias, ReLU or mask applied as C is
+ * stored; in double (the cross-check's precision) GEMM and the same
+ * passes after it.  Either way the bias comes first and the products add
+ * into it.
+ */
+static void
+FN(prod)(int ta, int tb, int M, int N, int K, const REAL *A, int lda, const REAL *B, int ldb,
+    REAL beta, REAL *C, int ldc, const struct FN(epi) *e)
+{
+#ifdef TFM_OWN_GEMM
+	struct gemm_epi ge = {0};
+
+	if (e)
+		ge = (struct gemm_epi){.bias = e->bias, .relu = e->relu, .mask = e->mask, .ldm = e->ldm};
+	gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, e ? &ge : NULL);
+#else
+	if (e && e->bias) {
+		for (int i = 0; i < M; i++)
+			memcpy(C + (size_t)i * ldc, e->bias, (size_t)N * sizeof(REAL));
+		beta = 1;
+	}
+	GEMM(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1,
+	    A, lda, B, ldb, beta, C, ldc);
+	for (int i = 0; e && (e->relu || e->mask) && i < M; i++)
+		for (int j = 0; j < N; j++) {
+			REAL *c = C + (size_t)i * ldc + j;
+			if (e->relu)
+				*c = *c > 0 ? *c : 0;
+			if (e->mask && !(e->mask[(size_t)i * e->ldm + j] > 0))
+				*c = 0;
+		}
+#endif
+}
+
 /* Row-major products with PyTorch's Linear shapes: W is (out, in); ld* are row strides. */
 
-/* Y (n, out) = X (n, in) W^T + beta Y */
+/* Y (n, out) = X (n, in) W^T + beta Y, then e */
+static void
+FN(lin_epi)(REAL *Y, int ldy, const REAL *X, int ldx, const REAL *W, int n, int out, int in, REAL beta,
+    const struct FN(epi) *e)
+{
+	FN(prod)(0, 1, n, out, in, X, ldx, W, in, beta, Y, ldy, e);
+}
+
 static void
 FN(lin_ld)(REAL *Y, int ldy, const REAL *X, int ldx, const REAL *W, int n, int out, int in, REAL beta)
 {
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1, X, ldx, W, in, beta, Y, ldy);
+	FN(lin_epi)(Y, ldy, X, ldx, W, n, out, in, beta, NULL);
 }
 
 static void
@@ -399,7 +453,7 @@ FN(lin)(REAL *Y, const REAL *X, const REAL *W, int n, int out, int in, REAL beta
 static void
 FN(lin_back_ld)(REAL *dX, int lddx, const REAL *dY, const REAL *W, int n, int out, int in, REAL beta)
 {
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1, dY, out, W, in, beta, dX, lddx);
+	FN(prod)(0, 0, n, in, out, dY, out, W, in, beta, dX, lddx, NULL);
 }
 
 static void
@@ -412,7 +466,7 @@ FN(lin_back)(REAL *dX, const REAL *dY, const REAL *W, int n, int out, int in, RE
 static void
 FN(lin_wgrad_ld)(REAL *gW, const REAL *dY, const REAL *X, int ldx, int n, int out, int in)
 {
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1, dY, out, X, ldx, 1, gW, in);
+	FN(prod)(1, 0, out, in, n, dY, out, X, ldx, 1, gW, in, NULL);
 }
 
 static void
@@ -797,10 +851,10 @@ FN(spread_rows)(const struct tfm *m, const struct FN(layer) *y, REAL *x, int B, 
 }
 
 /*
- * post (n) = act(pre).  ReLU gets a loop of its own: with the choice
- * (and GELU's call to erfc) inside the loop, the compiler neither
- * vectorises it nor keeps the pointers in registers, and at two layers it
- * cost a seventh of a training step.  The values are act_f's exactly.
+ * post (n) = act(pre), act_f's values exactly.  (The forward pass has
+ * its ReLU applied by the product; this is GELU's, and ReLU's for any
+ * other caller, in a loop of its own: with the choice inside the loop
+ * the compiler neither vectorises it nor keeps the pointers in registers.)
  */
 static void
 FN(act_fwd)(enum tfm_act a, REAL *post, const REAL *pre, size_t n)
@@ -835,14 +889,55 @@ FN(act_back)(enum tfm_act a, REAL *out, const REAL *d, const REAL *pre, size_t n
 		out[i] = (REAL)(d[i] * act_d(a, pre[i]));
 }
 
+/*
+ * A block's MLP on n rows x1 (n, D): pre (n, M) = x1 W_in^T + b_in, post
+ * = act(pre) (the same array with ReLU, which the product applies as it
+ * stores), out (n, D) = x1 + b_out + post W_out^T.
+ */
+static void
+FN(mlp_forward)(const struct tfm *m, const size_t *o, const REAL *theta, REAL *pre, REAL *post,
+    REAL *out, const REAL *x1, int n)
+{
+	int D = m->c.d_model, M = m->c.d_mlp;
+	const REAL *bout = theta + o[TFM_BOUT];
+	struct FN(epi) e = {.bias = theta + o[TFM_BIN], .relu = m->c.act == TFM_RELU};
+
+	FN(lin_epi)(pre, M, x1, D, theta + o[TFM_WIN], n, M, D, 0, &e);
+	if (m->c.act != TFM_RELU)
+		FN(act_fwd)(m->c.act, post, pre, (size_t)n * M);
+	for (size_t i = 0; i < (size_t)n; i++)
+		for (int d = 0; d < D; d++)
+			out[i * D + d] = x1[i * D + d] + bout[d];
+	FN(lin)(out, post, theta + o[TFM_WOUT], n, D, M, 1);
+}
+
+/*
+ * dpost (n, M) = dout (n, D) W_out, dpre = dpost act'(pre).  With ReLU
+ * and dpre == dpost (a plain work keeps no dpost) the product applies
+ * act_back's select as it stores.
+ */
+static void
+FN(dpre_of)(const struct tfm *m, REAL *dpost, REAL *dpre, const REAL *dout, const REAL *Wout,
+    const REAL *pre, int n)
+{
+	int D = m->c.d_model, M = m->c.d_mlp;
+	struct FN(epi) e = {.mask = pre, .ldm = M};
+
+	if (m->c.act == TFM_RELU && dpre == dpost) {
+		FN(prod)(0, 0, n, M, D, dout, D, Wout, M, 0, dpre, M, &e);
+		return;
+	}
+	FN(lin_back)(dpost, dout, Wout, n, D, M, 0);
+	FN(act_back)(m->c.act, dpre, dpost, pre, (size_t)n * M);
+}
+
 static void
 FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
 {
-	int D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	int D = m->c.d_model, F = m->c.heads * m->c.d_head;
 	const size_t *o = m->blk[l];
 	struct FN(layer) *y = &w->ly[l];
 	int nq = FN(nq)(m, y, B);
-	size_t nM = (size_t)nq * M;
 
 	FN(project)(m, w, l, theta, B);
 	FN(attn_core)(m, y, B);
@@ -851,12 +946,7 @@ FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *th
 	else
 		FN(copy_rows)(y->x1, D, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, D);
 	FN(lin)(y->x1, y->z, theta + o[TFM_WO], nq, D, F, 1);
-	FN(lin)(y->pre, y->x1, theta + o[TFM_WIN], nq, M, D, 0);
-	FN(addbias)(y->pre, theta + o[TFM_BIN], nq, M);
-	FN(act_fwd)(m->c.act, y->post, y->pre, nM);
-	memcpy(y->out, y->x1, (size_t)nq * D * sizeof(REAL));
-	FN(lin)(y->out, y->post, theta + o[TFM_WOUT], nq, D, M, 1);
-	FN(addbias)(y->out, theta + o[TFM_BOUT], nq, D);
+	FN(mlp_forward)(m, o, theta, y->pre, y->post, y->out, y->x1, nq);
 	if (l == 0 && w->first)   /* rows 1.. of x[1]; first_forward writes rows 0 */
 		FN(spread_rows)(m, y, w->x[1], B, 0);
 }
@@ -869,7 +959,7 @@ FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *th
 static void
 FN(first_forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B)
 {
-	int T = m->n_ctx, V = m->d_vocab, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	int T = m->n_ctx, V = m->d_vocab, D = m->c.d_model, F = m->c.heads * m->c.d_head;
 	const size_t *o = m->blk[0];
 	struct FN(first) *f = &w->f0;
 	REAL att = (REAL)(m->c.alpha * 1.0 + (1 - m->c.alpha));
@@ -879,12 +969,7 @@ FN(first_forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, in
 		FN(axpy)(f->z + (size_t)i * F, att, w->tb.p[2] + (size_t)i * F, F);
 	memcpy(f->x1, w->tb.x, (size_t)V * D * sizeof(REAL));
 	FN(lin)(f->x1, f->z, theta + o[TFM_WO], V, D, F, 1);
-	FN(lin)(f->pre, f->x1, theta + o[TFM_WIN], V, M, D, 0);
-	FN(addbias)(f->pre, theta + o[TFM_BIN], V, M);
-	FN(act_fwd)(m->c.act, f->post, f->pre, (size_t)V * M);
-	memcpy(f->out, f->x1, (size_t)V * D * sizeof(REAL));
-	FN(lin)(f->out, f->post, theta + o[TFM_WOUT], V, D, M, 1);
-	FN(addbias)(f->out, theta + o[TFM_BOUT], V, D);
+	FN(mlp_forward)(m, o, theta, f->pre, f->post, f->out, f->x1, V);
 	for (int b = 0; b < B; b++)
 		memcpy(w->x[1] + (size_t)b * T * D, f->out + (size_t)w->tok[(size_t)b * T] * D,
 		    (size_t)D * sizeof(REAL));
@@ -919,8 +1004,7 @@ FN(first_deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta)
 	struct FN(first) *f = &w->f0;
 	REAL att = (REAL)(m->c.alpha * 1.0 + (1 - m->c.alpha));
 
-	FN(lin_back)(f->dpre, f->out, theta + o[TFM_WOUT], V, D, M, 0);
-	FN(act_back)(m->c.act, f->dpre, f->dpre, f->pre, (size_t)V * M);
+	FN(dpre_of)(m, f->dpre, f->dpre, f->out, theta + o[TFM_WOUT], f->pre, V);
 	memcpy(f->dx1, f->out, (size_t)V * D * sizeof(REAL));
 	FN(lin_back)(f->dx1, f->dpre, theta + o[TFM_WIN], V, M, D, 1);
 	FN(lin_back)(f->dz, f->dx1, theta + o[TFM_WO], V, D, F, 0);
@@ -973,8 +1057,8 @@ FN(forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const in
 			FN(first_forward)(m, w, theta, B);
 	}
 	/* The last position of each example: rows r-1, 2r-1, ... of x[L]. */
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + (size_t)(r - 1) * D,
-	    r * D, theta + m->W_U, C, 0, w->logits, C);
+	FN(prod)(0, 0, B, C, D, w->x[L] + (size_t)(r - 1) * D,
+	    r * D, theta + m->W_U, C, 0, w->logits, C, NULL);
 }
 
 void
@@ -1032,8 +1116,7 @@ FN(mlp_deltas)(const struct tfm *m, struct FN(layer) *y, const size_t *o, const 
 	int D = m->c.d_model, M = m->c.d_mlp;
 	size_t rD = (size_t)r0 * D, rM = (size_t)r0 * M;
 
-	FN(lin_back)(dpost, y->dout + rD, theta + o[TFM_WOUT], n, D, M, 0);
-	FN(act_back)(m->c.act, dpre, dpost, y->pre + rM, (size_t)n * M);
+	FN(dpre_of)(m, dpost, dpre, y->dout + rD, theta + o[TFM_WOUT], y->pre + rM, n);
 	memcpy(y->dx1 + rD, y->dout + rD, (size_t)n * D * sizeof(REAL));
 	FN(lin_back)(y->dx1 + rD, dpre, theta + o[TFM_WIN], n, M, D, 1);
 	if (!grad)
@@ -1097,8 +1180,8 @@ FN(deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, REAL *gra
 	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 
 	memset(w->dres[L], 0, (size_t)B * r * D * sizeof(REAL));
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->dlogits, C, theta + m->W_U, C,
-	    0, w->dres[L] + (size_t)(r - 1) * D, r * D);
+	FN(prod)(0, 1, B, D, C, w->dlogits, C, theta + m->W_U, C,
+	    0, w->dres[L] + (size_t)(r - 1) * D, r * D, NULL);
 	for (int l = L - 1; l >= 0; l--)
 		FN(block_deltas)(m, w, l, theta, grad, B);
 }
@@ -1110,8 +1193,8 @@ FN(param_grads)(const struct tfm *m, struct FN(work) *w, REAL *grad, int B)
 	int N = B * m->n_ctx, D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 	int F = m->c.heads * m->c.d_head, M = m->c.d_mlp, TV = m->n_ctx * m->d_vocab;
 
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->x[L] + (size_t)(r - 1) * D, r * D,
-	    w->dlogits, C, 1, grad + m->W_U, C);
+	FN(prod)(1, 0, D, C, B, w->x[L] + (size_t)(r - 1) * D, r * D,
+	    w->dlogits, C, 1, grad + m->W_U, C, NULL);
 	for (int l = 0; l < L; l++) {
 		const size_t *o = m->blk[l];
 		struct FN(layer) *y = &w->ly[l];
@@ -1309,10 +1392,8 @@ FN(rlogits)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const RE
 	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 	size_t last = (size_t)(r - 1) * D;
 
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->rx[L] + last, r * D,
-	    theta + m->W_U, C, 0, w->rlogits, C);
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + last, r * D,
-	    v + m->W_U, C, 1, w->rlogits, C);
+	FN(prod)(0, 0, B, C, D, w->rx[L] + last, r * D, theta + m->W_U, C, 0, w->rlogits, C, NULL);
+	FN(prod)(0, 0, B, C, D, w->x[L] + last, r * D, v + m->W_U, C, 1, w->rlogits, C, NULL);
 	for (int b = 0; b < B; b++) {
 		const REAL *p = w->probs + (size_t)b * C, *rz = w->rlogits + (size_t)b * C;
 		double mean = FN(dot)(p, rz, C);
@@ -1329,15 +1410,11 @@ FN(unembed_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL 
 	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 	size_t last = (size_t)(r - 1) * D;
 
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->rx[L] + last, r * D,
-	    w->dlogits, C, 1, hv + m->W_U, C);
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->x[L] + last, r * D,
-	    w->rdlogits, C, 1, hv + m->W_U, C);
+	FN(prod)(1, 0, D, C, B, w->rx[L] + last, r * D, w->dlogits, C, 1, hv + m->W_U, C, NULL);
+	FN(prod)(1, 0, D, C, B, w->x[L] + last, r * D, w->rdlogits, C, 1, hv + m->W_U, C, NULL);
 	memset(w->rdres, 0, (size_t)B * r * D * sizeof(REAL));
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->rdlogits, C, theta + m->W_U, C,
-	    0, w->rdres + last, r * D);
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->dlogits, C, v + m->W_U, C,
-	    1, w->rdres + last, r * D);
+	FN(prod)(0, 1, B, D, C, w->rdlogits, C, theta + m->W_U, C, 0, w->rdres + last, r * D, NULL);
+	FN(prod)(0, 1, B, D, C, w->dlogits, C, v + m->W_U, C, 1, w->rdres + last, r * D, NULL);
 }
 
 /* The R-forward pass along v to R{logits}, and R{dlogits} = H_out R{logits}. */
