@@ -10,7 +10,7 @@
  * example-major: row b*T + t is position t of example b, so every
  * projection of every position is one matrix product over N rows.
  *
- * Two exact shortcuts, both switched off by TFM_WORK_NAIVE (which
+ * Exact shortcuts, all switched off by TFM_WORK_NAIVE (which
  * computes as the papers' modules do, for the tests to compare):
  *
  * - Query rows.  The loss reads the last position only, so the last
@@ -36,6 +36,16 @@
  *   Block 0's query rows then start at q0 = 1; its output rows are
  *   written packed at the head of x[1] and spread in place to their
  *   positions, and its deltas packed in place at the head of dres[1].
+ *
+ * - Folded keys and values (the last block of two or more, works without
+ *   the R-operator).  Its one query per example scores key j as
+ *   q_h . (W_K_h x_j) = (W_K_h^T q_h) . x_j and mixes the values as
+ *   sum_j att_hj W_V_h x_j = W_V_h (sum_j att_hj x_j), so per example and
+ *   head qk = W_K_h^T q_h and u = sum_j att_hj x_j (D each) stand in for
+ *   the keys and values of all T positions: two products over its B
+ *   query rows instead of 2 T over every token row.  The backward
+ *   overwrites qk and u with their deltas (W_V's gradient is taken
+ *   first, in the deltas pass).
  *
  * A plain work (no R-operator) keeps no MLP delta per row: its backward
  * runs the MLP's in chunks of TFM_CHUNK rows, each adding its share of
@@ -408,11 +418,10 @@ struct FN(epi) {
 /*
  * C (M, N) = op(A) op(B) + beta C, row-major, beta 0 or 1, then e (NULL
  * for none).  In float, gemm.h's gemm: its own AVX-512 kernel on one
- * thread, which at these shapes (N and K of 128 or 512) runs at nearly
- * twice OpenBLAS's rate, with the bias, ReLU or mask applied as C is
- * stored; in double (the cross-check's precision) GEMM and the same
- * passes after it.  Either way the bias comes first and the products add
- * into it.
+ * thread, made for shapes like these (N and K of 32 to 512, M the rows),
+ * with the bias, ReLU or mask applied as C is stored; in double (the
+ * cross-check's precision) GEMM and the same passes after it.  Either
+ * way the bias comes first and the products add into it.
  */
 static void
 FN(prod)(int ta, int tb, int M, int N, int K, const REAL *A, int lda, const REAL *B, int ldb,
@@ -639,9 +648,8 @@ FN(dotd)(const REAL *a, const REAL *b, int n)
 /*
  * sum a_i b_i in REAL, over a head (E) or a row (D): sixteen partial sums
  * the compiler keeps in vector registers, then the rest, then their sum.
- * The attention's loops are made of these and axpy; with one double sum
- * (a conversion and a dependent add per term) they took a tenth of a
- * training step at two layers.
+ * The attention's loops are made of these and axpy; one double sum (a
+ * conversion and a dependent add per term) is not vectorised.
  */
 static double
 FN(dot)(const REAL *a, const REAL *b, int n)
