@@ -305,9 +305,10 @@ check_rows(struct fixture *f)
 
 /*
  * A plain work's backward (the MLP in chunks of rows, block 0's position 0
- * on its table when causal with two or more blocks) on more rows than a
- * chunk, with a remainder: its gradient against the naive reference's and
- * an HVP work's (every row's MLP deltas kept), in double.
+ * on its table when causal with two or more blocks, the last block's keys
+ * and values folded into its queries with two or more) on more rows than
+ * a chunk, with a remainder: its gradient against the naive reference's
+ * and an HVP work's (every row's MLP deltas kept, no fold), in double.
  */
 static void
 check_chunks(void)
@@ -336,7 +337,7 @@ check_chunks(void)
 				scale = max_abs(gr, P);
 				ok(max_diff(g, gr, P) < 1e-13 * scale && max_diff(g, gh, P) < 1e-13 * scale &&
 				    fabs(ev.loss_sum / B - ref) < 1e-13 * ref && scale > 0,
-				    "%s, %d rows: plain backward (MLP in chunks of rows) = reference gradient (max diff %.1e) "
+				    "%s, %d rows: plain backward (MLP in chunks of rows, folded last block) = reference gradient (max diff %.1e) "
 				    "= HVP work's (%.1e), of %.1e", f.what, B, max_diff(g, gr, P), max_diff(g, gh, P), scale);
 				free(g), free(gr), free(gh);
 				tfm64_work_free(w), tfm64_work_free(wh);
