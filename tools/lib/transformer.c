@@ -1,4 +1,5 @@
 #include "transformer.h"
+#include "gemm.h"
 #include "util.h"
 
 #include <math.h>
@@ -147,7 +148,9 @@ act_dd(enum tfm_act a, double x)
 #define REAL float
 #define FN(name) tfm_##name
 #define GEMM cblas_sgemm
+#define TFM_OWN_GEMM   /* float products through gemm.h */
 #include "transformer_impl.h"
+#undef TFM_OWN_GEMM
 #undef REAL
 #undef FN
 #undef GEMM

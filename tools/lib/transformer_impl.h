@@ -3,13 +3,14 @@
  * by transformer.c twice, once with REAL float (tfm_*) and once with REAL
  * double (tfm64_*), as LAPACK's s and d routines come from one source.
  * It expects REAL, FN(name) (the prefixed name) and GEMM (cblas_sgemm or
- * cblas_dgemm), and transformer.c's helpers act_*() and nallowed().
+ * cblas_dgemm), and transformer.c's helpers act_*() and nallowed();
+ * with TFM_OWN_GEMM defined (float) its products go through gemm.h.
  *
  * Shapes in comments use transformer.h's letters.  Token rows are
  * example-major: row b*T + t is position t of example b, so every
  * projection of every position is one matrix product over N rows.
  *
- * Two exact shortcuts, both switched off by TFM_WORK_NAIVE (which
+ * Exact shortcuts, all switched off by TFM_WORK_NAIVE (which
  * computes as the papers' modules do, for the tests to compare):
  *
  * - Query rows.  The loss reads the last position only, so the last
@@ -36,6 +37,16 @@
  *   written packed at the head of x[1] and spread in place to their
  *   positions, and its deltas packed in place at the head of dres[1].
  *
+ * - Folded keys and values (the last block of two or more, works without
+ *   the R-operator).  Its one query per example scores key j as
+ *   q_h . (W_K_h x_j) = (W_K_h^T q_h) . x_j and mixes the values as
+ *   sum_j att_hj W_V_h x_j = W_V_h (sum_j att_hj x_j), so per example and
+ *   head qk = W_K_h^T q_h and u = sum_j att_hj x_j (D each) stand in for
+ *   the keys and values of all T positions: two products over its B
+ *   query rows instead of 2 T over every token row.  The backward
+ *   overwrites qk and u with their deltas (W_V's gradient is taken
+ *   first, in the deltas pass).
+ *
  * A plain work (no R-operator) keeps no MLP delta per row: its backward
  * runs the MLP's in chunks of TFM_CHUNK rows, each adding its share of
  * W_in's and b_in's gradient while its d/d pre is in a chunk-sized
@@ -53,6 +64,7 @@
 /* What a layer keeps: its forward values, its backward deltas, their R-values. */
 struct FN(layer) {
 	int q0;                 /* first query position: 0, or T-1 */
+	int fold;               /* keys and values folded into the query rows (see above): qk, u, no k, v */
 	REAL *q;                /* (nq, F) queries, all heads; block 0's table rows (krow) */
 	REAL *k, *v;            /* (nk, F) keys, values: rows b T + t, or block 0's table rows */
 	const int32_t *krow;    /* (N) each token row's key row (block 0: its table row), or NULL */
@@ -65,6 +77,7 @@ struct FN(layer) {
 	REAL *out, *dout;       /* (nq, D) the block's output and d/d it: x[l+1], dres[l+1] (packed: see above) */
 	REAL *dx1, *dpost, *dpre, *dz, *dq;   /* d loss / d (same shapes); no dpost, dpre in a plain work */
 	REAL *dk, *dv;          /* (nk, F) */
+	REAL *qk, *u;           /* folded: (nq, H, D) W_K_h^T q_h and sum_j att_hj x_j; backward: their deltas */
 	REAL *dA, *dS;          /* (B, H, T-q0, T) d loss / d att, d loss / d scaled scores */
 	/* R-forward values (hvp works only) */
 	REAL *rq, *rk, *rv, *rpat, *ratt, *rz, *rx1, *rpre, *rpost;
@@ -131,6 +144,13 @@ FN(first_on)(const struct tfm *m, int hvp, int naive)
 	return !hvp && !naive && m->c.attention == TFM_CAUSAL && m->c.layers > 1;
 }
 
+/* Whether block l folds its keys and values into its query rows: the last of two or more, plain work. */
+static int
+FN(fold_on)(const struct tfm *m, int hvp, int naive, int l)
+{
+	return !hvp && !naive && l > 0 && l == m->c.layers - 1;
+}
+
 /* Block l's first query position: 0; T-1 in the last block, 1 in block 0 with the first shortcut. */
 static int
 FN(layer_q0)(const struct tfm *m, int hvp, int naive, int l)
@@ -158,10 +178,11 @@ FN(npre)(const struct tfm *m)
 
 /* Floats block l keeps: query-row buffers for nqp positions, key rows for all T. */
 static size_t
-FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table)
+FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table, int fold)
 {
-	size_t T = (size_t)m->n_ctx, N = table ? 0 : B * T, nq = B * nqp, D = (size_t)m->c.d_model;
+	size_t T = (size_t)m->n_ctx, N = table || fold ? 0 : B * T, nq = B * nqp, D = (size_t)m->c.d_model;
 	size_t F = (size_t)m->c.heads * (size_t)m->c.d_head, M = (size_t)m->c.d_mlp;
+	size_t HD = fold ? (size_t)m->c.heads * D : 0;   /* N: per-row keys and values, none folded */
 	size_t S = B * (size_t)m->c.heads * nqp * T;   /* N: per-row keys and values, none on tables */
 	size_t Q = table ? 0 : nq * F;   /* queries and their deltas: per row, none on tables */
 	size_t fwd = Q + 2 * N * F + nq * F + 2 * S + nq * D + (1 + FN(npre)(m)) * nq * M;
@@ -169,7 +190,7 @@ FN(layer_size)(const struct tfm *m, size_t B, size_t nqp, int hvp, int table)
 
 	size_t rvals = fwd + (1 - FN(npre)(m)) * nq * M;   /* R{pre} is kept beside R{post} */
 
-	return fwd + bwd + (hvp ? rvals : 0);
+	return fwd + bwd + (hvp ? rvals : 0) + 2 * nq * HD;
 }
 
 /* Floats of the first shortcut's table. */
@@ -195,7 +216,7 @@ FN(work_size)(const struct tfm *m, size_t B, int hvp, int naive)
 		n += (hvp ? 3 : 2) * B * (size_t)FN(x_rows)(m, naive, l) * D;
 	for (int l = 0; l < m->c.layers; l++) {
 		int q0 = FN(layer_q0)(m, hvp, naive, l);
-		n += FN(layer_size)(m, B, T - (size_t)q0, hvp, l == 0 && !naive);
+		n += FN(layer_size)(m, B, T - (size_t)q0, hvp, l == 0 && !naive, FN(fold_on)(m, hvp, naive, l));
 	}
 	if (FN(first_on)(m, hvp, naive))
 		n += FN(first_size)(m);
@@ -246,8 +267,13 @@ FN(layer_carve)(const struct tfm *m, struct FN(layer) *y, size_t B, int hvp, int
 		if (!table || (i != 0 && i != 3 && i != 4))
 			*nf[i] = FN(carve)(cur, nq * F);
 	y->nk = N;
-	for (size_t i = 0; !table && i < 6 - r; i++)
+	for (size_t i = 0; !table && !y->fold && i < 6 - r; i++)
 		*kf[i] = FN(carve)(cur, N * F);
+	if (y->fold) {
+		y->nk = 0;
+		y->qk = FN(carve)(cur, nq * (size_t)m->c.heads * D);
+		y->u = FN(carve)(cur, nq * (size_t)m->c.heads * D);
+	}
 	for (size_t i = 0; i < 6 - r; i++)
 		*ns[i] = FN(carve)(cur, S);
 	for (size_t i = FN(npre)(m) ? 0 : 1; i < (hvp ? 6 : 2); i++)
@@ -315,6 +341,7 @@ FN(work_carve)(const struct tfm *m, struct FN(work) *w, size_t B)
 	for (int l = 0; l < m->c.layers; l++) {
 		struct FN(layer) *y = &w->ly[l];
 		y->q0 = FN(layer_q0)(m, w->hvp, w->naive, l);
+		y->fold = FN(fold_on)(m, w->hvp, w->naive, l);
 		y->out = w->x[l + 1], y->dout = w->dres[l + 1];
 		FN(layer_carve)(m, y, B, w->hvp, l == 0 && !w->naive, &cur);
 	}
@@ -380,13 +407,65 @@ FN(logits)(const struct FN(work) *w)
 	return w->logits;
 }
 
+/* What follows a product, element by element, as gemm.h's epilogue. */
+struct FN(epi) {
+	const REAL *bias;    /* (N): C = bias + op(A) op(B) (beta 0), or NULL */
+	int relu;            /* C = max(C, 0) */
+	const REAL *mask;    /* (M, N), leading dimension ldm: C = 0 where mask <= 0, or NULL */
+	int ldm;
+};
+
+/*
+ * C (M, N) = op(A) op(B) + beta C, row-major, beta 0 or 1, then e (NULL
+ * for none).  In float, gemm.h's gemm: its own AVX-512 kernel on one
+ * thread, made for shapes like these (N and K of 32 to 512, M the rows),
+ * with the bias, ReLU or mask applied as C is stored; in double (the
+ * cross-check's precision) GEMM and the same passes after it.  Either
+ * way the bias comes first and the products add into it.
+ */
+static void
+FN(prod)(int ta, int tb, int M, int N, int K, const REAL *A, int lda, const REAL *B, int ldb,
+    REAL beta, REAL *C, int ldc, const struct FN(epi) *e)
+{
+#ifdef TFM_OWN_GEMM
+	struct gemm_epi ge = {0};
+
+	if (e)
+		ge = (struct gemm_epi){.bias = e->bias, .relu = e->relu, .mask = e->mask, .ldm = e->ldm};
+	gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, e ? &ge : NULL);
+#else
+	if (e && e->bias) {
+		for (int i = 0; i < M; i++)
+			memcpy(C + (size_t)i * ldc, e->bias, (size_t)N * sizeof(REAL));
+		beta = 1;
+	}
+	GEMM(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1,
+	    A, lda, B, ldb, beta, C, ldc);
+	for (int i = 0; e && (e->relu || e->mask) && i < M; i++)
+		for (int j = 0; j < N; j++) {
+			REAL *c = C + (size_t)i * ldc + j;
+			if (e->relu)
+				*c = *c > 0 ? *c : 0;
+			if (e->mask && !(e->mask[(size_t)i * e->ldm + j] > 0))
+				*c = 0;
+		}
+#endif
+}
+
 /* Row-major products with PyTorch's Linear shapes: W is (out, in); ld* are row strides. */
 
-/* Y (n, out) = X (n, in) W^T + beta Y */
+/* Y (n, out) = X (n, in) W^T + beta Y, then e */
+static void
+FN(lin_epi)(REAL *Y, int ldy, const REAL *X, int ldx, const REAL *W, int n, int out, int in, REAL beta,
+    const struct FN(epi) *e)
+{
+	FN(prod)(0, 1, n, out, in, X, ldx, W, in, beta, Y, ldy, e);
+}
+
 static void
 FN(lin_ld)(REAL *Y, int ldy, const REAL *X, int ldx, const REAL *W, int n, int out, int in, REAL beta)
 {
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1, X, ldx, W, in, beta, Y, ldy);
+	FN(lin_epi)(Y, ldy, X, ldx, W, n, out, in, beta, NULL);
 }
 
 static void
@@ -399,7 +478,7 @@ FN(lin)(REAL *Y, const REAL *X, const REAL *W, int n, int out, int in, REAL beta
 static void
 FN(lin_back_ld)(REAL *dX, int lddx, const REAL *dY, const REAL *W, int n, int out, int in, REAL beta)
 {
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1, dY, out, W, in, beta, dX, lddx);
+	FN(prod)(0, 0, n, in, out, dY, out, W, in, beta, dX, lddx, NULL);
 }
 
 static void
@@ -412,7 +491,7 @@ FN(lin_back)(REAL *dX, const REAL *dY, const REAL *W, int n, int out, int in, RE
 static void
 FN(lin_wgrad_ld)(REAL *gW, const REAL *dY, const REAL *X, int ldx, int n, int out, int in)
 {
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1, dY, out, X, ldx, 1, gW, in);
+	FN(prod)(1, 0, out, in, n, dY, out, X, ldx, 1, gW, in, NULL);
 }
 
 static void
@@ -555,8 +634,9 @@ FN(scatter_add)(const struct tfm *m, const struct FN(work) *w, const struct FN(l
 }
 
 
+/* sum a_i b_i accumulated in double (over the classes: one per example) */
 static double
-FN(dot)(const REAL *a, const REAL *b, int n)
+FN(dotd)(const REAL *a, const REAL *b, int n)
 {
 	double s = 0;
 
@@ -565,12 +645,37 @@ FN(dot)(const REAL *a, const REAL *b, int n)
 	return s;
 }
 
-/* y (n) += a x (n) */
+/*
+ * sum a_i b_i in REAL, over a head (E) or a row (D): sixteen partial sums
+ * the compiler keeps in vector registers, then the rest, then their sum.
+ * The attention's loops are made of these and axpy; one double sum (a
+ * conversion and a dependent add per term) is not vectorised.
+ */
+static double
+FN(dot)(const REAL *a, const REAL *b, int n)
+{
+	REAL s[16] = {0}, t = 0;
+	int i = 0;
+
+	for (; i + 16 <= n; i += 16)
+#pragma GCC unroll 16
+		for (int k = 0; k < 16; k++)
+			s[k] += a[i + k] * b[i + k];
+	for (; i < n; i++)
+		t += a[i] * b[i];
+	for (int k = 0; k < 16; k++)
+		t += s[k];
+	return t;
+}
+
+/* y (n) += a x (n), a rounded to REAL once */
 static void
 FN(axpy)(REAL *y, double a, const REAL *x, int n)
 {
+	REAL ar = (REAL)a;
+
 	for (int i = 0; i < n; i++)
-		y[i] += (REAL)(a * x[i]);
+		y[i] += ar * x[i];
 }
 
 /* Offset of key j of example b, head h, in layer y's key-row buffers. */
@@ -604,42 +709,80 @@ FN(qsize)(const struct tfm *m, const struct FN(layer) *y, int B)
 }
 
 /*
+ * pat (T) = the softmax of the scaled scores sc (nj of them, overwritten),
+ * 0 past them; att (T) = alpha pat + (1 - alpha) where allowed, else 0.
+ */
+static void
+FN(softmax_mix)(const struct tfm *m, double *sc, int nj, REAL *pat, REAL *att)
+{
+	double alpha = m->c.alpha, mx = -INFINITY, sum = 0;
+
+	for (int j = 0; j < nj; j++)
+		mx = sc[j] > mx ? sc[j] : mx;
+	for (int j = 0; j < nj; j++)
+		sum += sc[j] = exp(sc[j] - mx);
+	for (int j = 0; j < m->n_ctx; j++) {
+		double pj = j < nj ? sc[j] / sum : 0;
+		pat[j] = (REAL)pj;
+		att[j] = j < nj ? (REAL)(alpha * pj + (1 - alpha)) : 0;
+	}
+}
+
+/*
+ * One (example b, head h, query i) of layer y's attention: query i of
+ * example b is query row b (T - q0) + i - q0 (its z, dz, rz at qr), its
+ * query at qp (qpos), key j at k[j] (koff), and the pattern's entry (i,
+ * j) at s + j, pattern row (b H + h) (T - q0) + i - q0.  Slot n counts
+ * them in that order: i fastest, then h, then b.
+ */
+struct FN(slot) {
+	int nj;                 /* keys query i may attend to */
+	size_t qr, qp, s, k[3];
+};
+
+static struct FN(slot)
+FN(slot_at)(const struct tfm *m, const struct FN(layer) *y, size_t n)
+{
+	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, nqp = T - y->q0;
+	int i = y->q0 + (int)(n % (size_t)nqp), h = (int)(n / (size_t)nqp % (size_t)H);
+	int b = (int)(n / (size_t)nqp / (size_t)H);
+	struct FN(slot) a = {.nj = nallowed(m, i), .s = n * (size_t)T};
+
+	a.qr = ((size_t)b * nqp + (size_t)(i - y->q0)) * (size_t)H * E + (size_t)h * E;
+	a.qp = FN(qpos)(m, y, b, i, h);
+	for (int j = 0; j < T; j++)
+		a.k[j] = FN(koff)(m, y, b, j, h);
+	return a;
+}
+
+/* The slots of layer y's attention over B examples. */
+static size_t
+FN(nslots)(const struct tfm *m, const struct FN(layer) *y, int B)
+{
+	return (size_t)B * (size_t)m->c.heads * (size_t)(m->n_ctx - y->q0);
+}
+
+/*
  * Attention within each (example, head): T x T scores (queries from q0
  * on), masked softmax, alpha-mixing, and z = att v.  T <= 3, so plain
- * loops; the products around it are the matrix products.  Indices:
- * query i of example b is query row b (T - q0) + i - q0, key j is row
- * b T + j, and the pattern's entry (i, j) is at pattern row
- * (b H + h) (T - q0) + i - q0.
+ * loops; the products around it are the matrix products.
  */
 static void
 FN(attn_core)(const struct tfm *m, struct FN(layer) *y, int B)
 {
-	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
-	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
+	int T = m->n_ctx, E = m->c.d_head;
+	double scl = 1.0 / sqrt((double)E);
 
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < H; h++) {
-			for (int i = q0; i < T; i++) {
-				int nj = nallowed(m, i);
-				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
-				size_t qp = FN(qpos)(m, y, b, i, h);
-				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
-				double sc[3], mx = -INFINITY, sum = 0;
-				for (int j = 0; j < nj; j++) {
-					sc[j] = scl * FN(dot)(y->q + qp, y->k + FN(koff)(m, y, b, j, h), E);
-					mx = sc[j] > mx ? sc[j] : mx;
-				}
-				for (int j = 0; j < nj; j++)
-					sum += sc[j] = exp(sc[j] - mx);
-				memset(y->z + qr, 0, (size_t)E * sizeof(REAL));
-				for (int j = 0; j < T; j++) {
-					double pj = j < nj ? sc[j] / sum : 0;
-					y->pat[s + j] = (REAL)pj;
-					y->att[s + j] = j < nj ? (REAL)(alpha * pj + (1 - alpha)) : 0;
-					FN(axpy)(y->z + qr, y->att[s + j], y->v + FN(koff)(m, y, b, j, h), E);
-				}
-			}
-		}
+	for (size_t n = 0; n < FN(nslots)(m, y, B); n++) {
+		struct FN(slot) a = FN(slot_at)(m, y, n);
+		double sc[3];
+		for (int j = 0; j < a.nj; j++)
+			sc[j] = scl * FN(dot)(y->q + a.qp, y->k + a.k[j], E);
+		FN(softmax_mix)(m, sc, a.nj, y->pat + a.s, y->att + a.s);
+		memset(y->z + a.qr, 0, (size_t)E * sizeof(REAL));
+		for (int j = 0; j < T; j++)
+			FN(axpy)(y->z + a.qr, y->att[a.s + j], y->v + a.k[j], E);
+	}
 }
 
 /*
@@ -650,32 +793,28 @@ FN(attn_core)(const struct tfm *m, struct FN(layer) *y, int B)
 static void
 FN(attn_core_back)(const struct tfm *m, struct FN(layer) *y, int B)
 {
-	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
+	int T = m->n_ctx, E = m->c.d_head, F = m->c.heads * E;
 	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
 
 	memset(y->dk, 0, y->nk * F * sizeof(REAL));
 	memset(y->dv, 0, y->nk * F * sizeof(REAL));
 	memset(y->dq, 0, FN(qsize)(m, y, B) * sizeof(REAL));
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < H; h++) {
-			for (int i = q0; i < T; i++) {
-				int nj = nallowed(m, i);
-				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
-				size_t qp = FN(qpos)(m, y, b, i, h);
-				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
-				double r = 0;
-				for (int j = 0; j < T; j++) {
-					y->dA[s + j] = j < nj ? (REAL)FN(dot)(y->dz + qr, y->v + FN(koff)(m, y, b, j, h), E) : 0;
-					r += alpha * y->pat[s + j] * y->dA[s + j];
-					FN(axpy)(y->dv + FN(koff)(m, y, b, j, h), y->att[s + j], y->dz + qr, E);
-				}
-				for (int j = 0; j < T; j++) {
-					y->dS[s + j] = (REAL)(y->pat[s + j] * (alpha * y->dA[s + j] - r));
-					FN(axpy)(y->dq + qp, scl * y->dS[s + j], y->k + FN(koff)(m, y, b, j, h), E);
-					FN(axpy)(y->dk + FN(koff)(m, y, b, j, h), scl * y->dS[s + j], y->q + qp, E);
-				}
-			}
+	for (size_t n = 0; n < FN(nslots)(m, y, B); n++) {
+		struct FN(slot) a = FN(slot_at)(m, y, n);
+		REAL *dA = y->dA + a.s, *dS = y->dS + a.s;
+		const REAL *pat = y->pat + a.s;
+		double r = 0;
+		for (int j = 0; j < T; j++) {
+			dA[j] = j < a.nj ? (REAL)FN(dot)(y->dz + a.qr, y->v + a.k[j], E) : 0;
+			r += alpha * pat[j] * dA[j];
+			FN(axpy)(y->dv + a.k[j], y->att[a.s + j], y->dz + a.qr, E);
 		}
+		for (int j = 0; j < T; j++) {
+			dS[j] = (REAL)(pat[j] * (alpha * dA[j] - r));
+			FN(axpy)(y->dq + a.qp, scl * dS[j], y->k + a.k[j], E);
+			FN(axpy)(y->dk + a.k[j], scl * dS[j], y->q + a.qp, E);
+		}
+	}
 }
 
 /*
@@ -685,32 +824,26 @@ FN(attn_core_back)(const struct tfm *m, struct FN(layer) *y, int B)
 static void
 FN(attn_core_r)(const struct tfm *m, struct FN(layer) *y, int B)
 {
-	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
+	int T = m->n_ctx, E = m->c.d_head;
 	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
 
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < H; h++) {
-			for (int i = q0; i < T; i++) {
-				int nj = nallowed(m, i);
-				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
-				size_t qp = FN(qpos)(m, y, b, i, h);
-				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
-				double rs[3], mean = 0;
-				for (int j = 0; j < nj; j++) {
-					size_t kj = FN(koff)(m, y, b, j, h);
-					rs[j] = scl * (FN(dot)(y->rq + qp, y->k + kj, E) + FN(dot)(y->q + qp, y->rk + kj, E));
-					mean += y->pat[s + j] * rs[j];
-				}
-				memset(y->rz + qr, 0, (size_t)E * sizeof(REAL));
-				for (int j = 0; j < T; j++) {
-					double rp = j < nj ? y->pat[s + j] * (rs[j] - mean) : 0;
-					y->rpat[s + j] = (REAL)rp;
-					y->ratt[s + j] = (REAL)(alpha * rp);
-					FN(axpy)(y->rz + qr, y->ratt[s + j], y->v + FN(koff)(m, y, b, j, h), E);
-					FN(axpy)(y->rz + qr, y->att[s + j], y->rv + FN(koff)(m, y, b, j, h), E);
-				}
-			}
+	for (size_t n = 0; n < FN(nslots)(m, y, B); n++) {
+		struct FN(slot) a = FN(slot_at)(m, y, n);
+		const REAL *pat = y->pat + a.s;
+		double rs[3], mean = 0;
+		for (int j = 0; j < a.nj; j++) {
+			rs[j] = scl * (FN(dot)(y->rq + a.qp, y->k + a.k[j], E) + FN(dot)(y->q + a.qp, y->rk + a.k[j], E));
+			mean += pat[j] * rs[j];
 		}
+		memset(y->rz + a.qr, 0, (size_t)E * sizeof(REAL));
+		for (int j = 0; j < T; j++) {
+			double rp = j < a.nj ? pat[j] * (rs[j] - mean) : 0;
+			y->rpat[a.s + j] = (REAL)rp;
+			y->ratt[a.s + j] = (REAL)(alpha * rp);
+			FN(axpy)(y->rz + a.qr, y->ratt[a.s + j], y->v + a.k[j], E);
+			FN(axpy)(y->rz + a.qr, y->att[a.s + j], y->rv + a.k[j], E);
+		}
+	}
 }
 
 /*
@@ -721,39 +854,33 @@ FN(attn_core_r)(const struct tfm *m, struct FN(layer) *y, int B)
 static void
 FN(attn_core_rback)(const struct tfm *m, struct FN(work) *w, const struct FN(layer) *y, int B)
 {
-	int T = m->n_ctx, H = m->c.heads, E = m->c.d_head, F = H * E, q0 = y->q0, nqp = T - q0;
+	int E = m->c.d_head, F = m->c.heads * E;
 	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
 
 	memset(y->rdq, 0, FN(qsize)(m, y, B) * sizeof(REAL));
 	memset(y->rdk, 0, y->nk * F * sizeof(REAL));
 	memset(y->rdv, 0, y->nk * F * sizeof(REAL));
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < H; h++) {
-			for (int i = q0; i < T; i++) {
-				int nj = nallowed(m, i);
-				size_t qr = ((size_t)b * nqp + (i - q0)) * F + (size_t)h * E;
-				size_t qp = FN(qpos)(m, y, b, i, h);
-				size_t s = (((size_t)b * H + h) * nqp + (i - q0)) * T;
-				double rdA[3], r = 0, rr = 0;
-				for (int j = 0; j < nj; j++) {
-					size_t kj = FN(koff)(m, y, b, j, h);
-					rdA[j] = FN(dot)(w->rdz + qr, y->v + kj, E) + FN(dot)(y->dz + qr, y->rv + kj, E);
-					r += y->pat[s + j] * alpha * y->dA[s + j];
-					rr += y->rpat[s + j] * alpha * y->dA[s + j] + y->pat[s + j] * alpha * rdA[j];
-					FN(axpy)(y->rdv + kj, y->ratt[s + j], y->dz + qr, E);
-					FN(axpy)(y->rdv + kj, y->att[s + j], w->rdz + qr, E);
-				}
-				for (int j = 0; j < nj; j++) {
-					size_t kj = FN(koff)(m, y, b, j, h);
-					double rdS = y->rpat[s + j] * (alpha * y->dA[s + j] - r) +
-					    y->pat[s + j] * (alpha * rdA[j] - rr);
-					FN(axpy)(y->rdq + qp, scl * rdS, y->k + kj, E);
-					FN(axpy)(y->rdq + qp, scl * y->dS[s + j], y->rk + kj, E);
-					FN(axpy)(y->rdk + kj, scl * rdS, y->q + qp, E);
-					FN(axpy)(y->rdk + kj, scl * y->dS[s + j], y->rq + qp, E);
-				}
-			}
+	for (size_t n = 0; n < FN(nslots)(m, y, B); n++) {
+		struct FN(slot) a = FN(slot_at)(m, y, n);
+		const REAL *pat = y->pat + a.s, *rpat = y->rpat + a.s, *dA = y->dA + a.s, *dS = y->dS + a.s;
+		double rdA[3], r = 0, rr = 0;
+		for (int j = 0; j < a.nj; j++) {
+			size_t kj = a.k[j];
+			rdA[j] = FN(dot)(w->rdz + a.qr, y->v + kj, E) + FN(dot)(y->dz + a.qr, y->rv + kj, E);
+			r += pat[j] * alpha * dA[j];
+			rr += rpat[j] * alpha * dA[j] + pat[j] * alpha * rdA[j];
+			FN(axpy)(y->rdv + kj, y->ratt[a.s + j], y->dz + a.qr, E);
+			FN(axpy)(y->rdv + kj, y->att[a.s + j], w->rdz + a.qr, E);
 		}
+		for (int j = 0; j < a.nj; j++) {
+			size_t kj = a.k[j];
+			double rdS = rpat[j] * (alpha * dA[j] - r) + pat[j] * (alpha * rdA[j] - rr);
+			FN(axpy)(y->rdq + a.qp, scl * rdS, y->k + kj, E);
+			FN(axpy)(y->rdq + a.qp, scl * dS[j], y->rk + kj, E);
+			FN(axpy)(y->rdk + kj, scl * rdS, y->q + a.qp, E);
+			FN(axpy)(y->rdk + kj, scl * dS[j], y->rq + a.qp, E);
+		}
+	}
 }
 
 static const enum tfm_part FN(qkv)[3] = {TFM_WQ, TFM_WK, TFM_WV};
@@ -774,6 +901,117 @@ FN(project)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, i
 	    FN(nq)(m, y, B), F, D, 0);
 	FN(lin)(y->k, w->x[l], theta + m->blk[l][TFM_WK], N, F, D, 0);
 	FN(lin)(y->v, w->x[l], theta + m->blk[l][TFM_WV], N, F, D, 0);
+}
+
+/* dst (N, D) = the query rows src (nq, D) in their places, zero elsewhere. */
+static void
+FN(place_rows)(const struct tfm *m, const struct FN(layer) *y, REAL *dst, const REAL *src, int B)
+{
+	int D = m->c.d_model, N = B * m->n_ctx;
+
+	if (!y->q0) {
+		memcpy(dst, src, (size_t)N * D * sizeof(REAL));
+		return;
+	}
+	memset(dst, 0, (size_t)N * D * sizeof(REAL));
+	FN(copy_rows)(dst + FN(qoff)(m, y), FN(qld)(m, y), src, D, FN(nq)(m, y, B), D);
+}
+
+/*
+ * The folded attention of block l (the last of two or more in a plain
+ * work): one query per example, at position T-1, and its scores
+ * q_h k_hj = (W_K_h^T q_h) x_j and mix sum_j att_hj v_hj = W_V_h (sum_j
+ * att_hj x_j), so that the keys and values of the T positions are never
+ * formed: per example and head, qk = W_K_h^T q_h and u = sum_j att_hj
+ * x_j (D each), the T scores dots of qk with the rows x_j, and z_h =
+ * W_V_h u_h; two products of the query rows in place of 2 T of every
+ * token row.  The same sums as attn_core's in another order.
+ */
+static void
+FN(fold_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
+{
+	int T = m->n_ctx, D = m->c.d_model, H = m->c.heads, E = m->c.d_head, F = H * E, HD = H * D;
+	int nj = nallowed(m, T - 1);
+	struct FN(layer) *y = &w->ly[l];
+	const REAL *x = w->x[l], *WK = theta + m->blk[l][TFM_WK], *WV = theta + m->blk[l][TFM_WV];
+	double scl = 1.0 / sqrt((double)E);
+
+	FN(lin_ld)(y->q, F, x + FN(qoff)(m, y), FN(qld)(m, y), theta + m->blk[l][TFM_WQ], B, F, D, 0);
+	for (int h = 0; h < H; h++)   /* qk_h (B, D) = q_h (B, E) W_K_h (E, D) */
+		FN(prod)(0, 0, B, D, E, y->q + h * E, F, WK + (size_t)h * E * D, D, 0, y->qk + h * D, HD, NULL);
+	for (size_t bh = 0; bh < (size_t)B * H; bh++) {
+		const REAL *xb = x + bh / H * T * D, *qk = y->qk + bh * D;
+		REAL *u = y->u + bh * D;
+		double sc[3];
+		for (int j = 0; j < nj; j++)
+			sc[j] = scl * FN(dot)(qk, xb + (size_t)j * D, D);
+		FN(softmax_mix)(m, sc, nj, y->pat + bh * T, y->att + bh * T);
+		memset(u, 0, (size_t)D * sizeof(REAL));
+		for (int j = 0; j < nj; j++)
+			FN(axpy)(u, y->att[bh * T + j], xb + (size_t)j * D, D);
+	}
+	for (int h = 0; h < H; h++)   /* z_h (B, E) = u_h (B, D) W_V_h^T */
+		FN(prod)(0, 1, B, E, D, y->u + h * D, HD, WV + (size_t)h * E * D, D, 0, y->z + h * E, F, NULL);
+}
+
+/*
+ * Backward through the folded attention, from dz: W_V's gradient into
+ * grad (if not NULL) while u is there, then du_h = W_V_h^T dz_h over u,
+ * d/d the scores, the rows' deltas into dres[l] (with dx1 at the query
+ * rows), dqk over qk, dq = W_K_h dqk_h, and d/d the query rows' input.
+ */
+static void
+FN(fold_back)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, REAL *grad, int B)
+{
+	int T = m->n_ctx, D = m->c.d_model, H = m->c.heads, E = m->c.d_head, F = H * E, HD = H * D;
+	int nj = nallowed(m, T - 1);
+	const size_t *o = m->blk[l];
+	struct FN(layer) *y = &w->ly[l];
+	const REAL *x = w->x[l];
+	double alpha = m->c.alpha, scl = 1.0 / sqrt((double)E);
+
+	for (int h = 0; grad && h < H; h++)   /* gW_V_h (E, D) += dz_h^T u_h */
+		FN(prod)(1, 0, E, D, B, y->dz + h * E, F, y->u + h * D, HD, 1, grad + o[TFM_WV] + (size_t)h * E * D,
+		    D, NULL);
+	for (int h = 0; h < H; h++)
+		FN(prod)(0, 0, B, D, E, y->dz + h * E, F, theta + o[TFM_WV] + (size_t)h * E * D, D, 0, y->u + h * D,
+		    HD, NULL);
+	FN(place_rows)(m, y, w->dres[l], y->dx1, B);
+	for (size_t bh = 0; bh < (size_t)B * H; bh++) {
+		const REAL *xb = x + bh / H * T * D, *du = y->u + bh * D, *pat = y->pat + bh * T;
+		REAL *dx = w->dres[l] + bh / H * T * D, *qk = y->qk + bh * D, *dA = y->dA + bh * T, *dS = y->dS + bh * T;
+		double r = 0;
+		for (int j = 0; j < T; j++) {
+			dA[j] = j < nj ? (REAL)FN(dot)(du, xb + (size_t)j * D, D) : 0;
+			r += alpha * pat[j] * dA[j];
+		}
+		for (int j = 0; j < T; j++) {
+			dS[j] = (REAL)(pat[j] * (alpha * dA[j] - r));
+			FN(axpy)(dx + (size_t)j * D, y->att[bh * T + j], du, D);
+			FN(axpy)(dx + (size_t)j * D, scl * dS[j], qk, D);
+		}
+		memset(qk, 0, (size_t)D * sizeof(REAL));   /* now d/d qk */
+		for (int j = 0; j < nj; j++)
+			FN(axpy)(qk, scl * dS[j], xb + (size_t)j * D, D);
+	}
+	for (int h = 0; h < H; h++)   /* dq_h (B, E) = dqk_h W_K_h^T */
+		FN(prod)(0, 1, B, E, D, y->qk + h * D, HD, theta + o[TFM_WK] + (size_t)h * E * D, D, 0, y->dq + h * E,
+		    F, NULL);
+	FN(lin_back_ld)(w->dres[l] + FN(qoff)(m, y), FN(qld)(m, y), y->dq, theta + o[TFM_WQ], B, F, D, 1);
+}
+
+/* grad's W_Q and W_K += the folded attention's share (W_V's came with the deltas). */
+static void
+FN(fold_grads)(const struct tfm *m, struct FN(work) *w, int l, REAL *grad, int B)
+{
+	int D = m->c.d_model, H = m->c.heads, E = m->c.d_head, F = H * E;
+	const size_t *o = m->blk[l];
+	const struct FN(layer) *y = &w->ly[l];
+
+	FN(lin_wgrad_ld)(grad + o[TFM_WQ], y->dq, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), B, F, D);
+	for (int h = 0; h < H; h++)   /* gW_K_h (E, D) += q_h^T dqk_h */
+		FN(prod)(1, 0, E, D, B, y->q + h * E, F, y->qk + h * D, H * D, 1, grad + o[TFM_WK] + (size_t)h * E * D,
+		    D, NULL);
 }
 
 /*
@@ -797,10 +1035,10 @@ FN(spread_rows)(const struct tfm *m, const struct FN(layer) *y, REAL *x, int B, 
 }
 
 /*
- * post (n) = act(pre).  ReLU gets a loop of its own: with the choice
- * (and GELU's call to erfc) inside the loop, the compiler neither
- * vectorises it nor keeps the pointers in registers, and at two layers it
- * cost a seventh of a training step.  The values are act_f's exactly.
+ * post (n) = act(pre), act_f's values exactly.  (The forward pass has
+ * its ReLU applied by the product; this is GELU's, and ReLU's for any
+ * other caller, in a loop of its own: with the choice inside the loop
+ * the compiler neither vectorises it nor keeps the pointers in registers.)
  */
 static void
 FN(act_fwd)(enum tfm_act a, REAL *post, const REAL *pre, size_t n)
@@ -835,28 +1073,68 @@ FN(act_back)(enum tfm_act a, REAL *out, const REAL *d, const REAL *pre, size_t n
 		out[i] = (REAL)(d[i] * act_d(a, pre[i]));
 }
 
+/*
+ * A block's MLP on n rows x1 (n, D): pre (n, M) = x1 W_in^T + b_in, post
+ * = act(pre) (the same array with ReLU, which the product applies as it
+ * stores), out (n, D) = x1 + b_out + post W_out^T.
+ */
+static void
+FN(mlp_forward)(const struct tfm *m, const size_t *o, const REAL *theta, REAL *pre, REAL *post,
+    REAL *out, const REAL *x1, int n)
+{
+	int D = m->c.d_model, M = m->c.d_mlp;
+	const REAL *bout = theta + o[TFM_BOUT];
+	struct FN(epi) e = {.bias = theta + o[TFM_BIN], .relu = m->c.act == TFM_RELU};
+
+	FN(lin_epi)(pre, M, x1, D, theta + o[TFM_WIN], n, M, D, 0, &e);
+	if (m->c.act != TFM_RELU)
+		FN(act_fwd)(m->c.act, post, pre, (size_t)n * M);
+	for (size_t i = 0; i < (size_t)n; i++)
+		for (int d = 0; d < D; d++)
+			out[i * D + d] = x1[i * D + d] + bout[d];
+	FN(lin)(out, post, theta + o[TFM_WOUT], n, D, M, 1);
+}
+
+/*
+ * dpost (n, M) = dout (n, D) W_out, dpre = dpost act'(pre).  With ReLU
+ * and dpre == dpost (a plain work keeps no dpost) the product applies
+ * act_back's select as it stores.
+ */
+static void
+FN(dpre_of)(const struct tfm *m, REAL *dpost, REAL *dpre, const REAL *dout, const REAL *Wout,
+    const REAL *pre, int n)
+{
+	int D = m->c.d_model, M = m->c.d_mlp;
+	struct FN(epi) e = {.mask = pre, .ldm = M};
+
+	if (m->c.act == TFM_RELU && dpre == dpost) {
+		FN(prod)(0, 0, n, M, D, dout, D, Wout, M, 0, dpre, M, &e);
+		return;
+	}
+	FN(lin_back)(dpost, dout, Wout, n, D, M, 0);
+	FN(act_back)(m->c.act, dpre, dpost, pre, (size_t)n * M);
+}
+
 static void
 FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *theta, int B)
 {
-	int D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	int D = m->c.d_model, F = m->c.heads * m->c.d_head;
 	const size_t *o = m->blk[l];
 	struct FN(layer) *y = &w->ly[l];
 	int nq = FN(nq)(m, y, B);
-	size_t nM = (size_t)nq * M;
 
-	FN(project)(m, w, l, theta, B);
-	FN(attn_core)(m, y, B);
+	if (y->fold) {
+		FN(fold_forward)(m, w, l, theta, B);
+	} else {
+		FN(project)(m, w, l, theta, B);
+		FN(attn_core)(m, y, B);
+	}
 	if (y->krow)   /* block 0 on tables: its input rows are table rows */
 		FN(gather)(m, w, y, y->x1, w->tb.x, D, B);
 	else
 		FN(copy_rows)(y->x1, D, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, D);
 	FN(lin)(y->x1, y->z, theta + o[TFM_WO], nq, D, F, 1);
-	FN(lin)(y->pre, y->x1, theta + o[TFM_WIN], nq, M, D, 0);
-	FN(addbias)(y->pre, theta + o[TFM_BIN], nq, M);
-	FN(act_fwd)(m->c.act, y->post, y->pre, nM);
-	memcpy(y->out, y->x1, (size_t)nq * D * sizeof(REAL));
-	FN(lin)(y->out, y->post, theta + o[TFM_WOUT], nq, D, M, 1);
-	FN(addbias)(y->out, theta + o[TFM_BOUT], nq, D);
+	FN(mlp_forward)(m, o, theta, y->pre, y->post, y->out, y->x1, nq);
 	if (l == 0 && w->first)   /* rows 1.. of x[1]; first_forward writes rows 0 */
 		FN(spread_rows)(m, y, w->x[1], B, 0);
 }
@@ -869,7 +1147,7 @@ FN(block_forward)(const struct tfm *m, struct FN(work) *w, int l, const REAL *th
 static void
 FN(first_forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, int B)
 {
-	int T = m->n_ctx, V = m->d_vocab, D = m->c.d_model, F = m->c.heads * m->c.d_head, M = m->c.d_mlp;
+	int T = m->n_ctx, V = m->d_vocab, D = m->c.d_model, F = m->c.heads * m->c.d_head;
 	const size_t *o = m->blk[0];
 	struct FN(first) *f = &w->f0;
 	REAL att = (REAL)(m->c.alpha * 1.0 + (1 - m->c.alpha));
@@ -879,12 +1157,7 @@ FN(first_forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, in
 		FN(axpy)(f->z + (size_t)i * F, att, w->tb.p[2] + (size_t)i * F, F);
 	memcpy(f->x1, w->tb.x, (size_t)V * D * sizeof(REAL));
 	FN(lin)(f->x1, f->z, theta + o[TFM_WO], V, D, F, 1);
-	FN(lin)(f->pre, f->x1, theta + o[TFM_WIN], V, M, D, 0);
-	FN(addbias)(f->pre, theta + o[TFM_BIN], V, M);
-	FN(act_fwd)(m->c.act, f->post, f->pre, (size_t)V * M);
-	memcpy(f->out, f->x1, (size_t)V * D * sizeof(REAL));
-	FN(lin)(f->out, f->post, theta + o[TFM_WOUT], V, D, M, 1);
-	FN(addbias)(f->out, theta + o[TFM_BOUT], V, D);
+	FN(mlp_forward)(m, o, theta, f->pre, f->post, f->out, f->x1, V);
 	for (int b = 0; b < B; b++)
 		memcpy(w->x[1] + (size_t)b * T * D, f->out + (size_t)w->tok[(size_t)b * T] * D,
 		    (size_t)D * sizeof(REAL));
@@ -919,8 +1192,7 @@ FN(first_deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta)
 	struct FN(first) *f = &w->f0;
 	REAL att = (REAL)(m->c.alpha * 1.0 + (1 - m->c.alpha));
 
-	FN(lin_back)(f->dpre, f->out, theta + o[TFM_WOUT], V, D, M, 0);
-	FN(act_back)(m->c.act, f->dpre, f->dpre, f->pre, (size_t)V * M);
+	FN(dpre_of)(m, f->dpre, f->dpre, f->out, theta + o[TFM_WOUT], f->pre, V);
 	memcpy(f->dx1, f->out, (size_t)V * D * sizeof(REAL));
 	FN(lin_back)(f->dx1, f->dpre, theta + o[TFM_WIN], V, M, D, 1);
 	FN(lin_back)(f->dz, f->dx1, theta + o[TFM_WO], V, D, F, 0);
@@ -973,8 +1245,8 @@ FN(forward)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const in
 			FN(first_forward)(m, w, theta, B);
 	}
 	/* The last position of each example: rows r-1, 2r-1, ... of x[L]. */
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + (size_t)(r - 1) * D,
-	    r * D, theta + m->W_U, C, 0, w->logits, C);
+	FN(prod)(0, 0, B, C, D, w->x[L] + (size_t)(r - 1) * D,
+	    r * D, theta + m->W_U, C, 0, w->logits, C, NULL);
 }
 
 void
@@ -992,33 +1264,22 @@ FN(loss)(const struct tfm *m, struct FN(work) *w, struct tfm_eval *ev, const int
 		for (int j = 1; j < C; j++)
 			if (z[j] > mx)
 				mx = z[j], arg = j;
-		for (int j = 0; j < C; j++)
-			s += exp((double)z[j] - mx);
+		for (int j = 0; j < C; j++) {   /* one exp per class: exp(z - mx) kept in dz, in REAL */
+			double e = exp((double)z[j] - mx);
+			s += e;
+			dz[j] = (REAL)e;
+		}
 		lse = mx + log(s);
 		pmax = (REAL)(1 / s);   /* exp(mx - lse) */
 		ev->loss_sum += lse - z[y[b]];
 		ev->correct += arg == y[b];
 		ev->collapsed += pmax == 1;
 		for (int j = 0; j < C; j++) {
-			double pj = exp((double)z[j] - lse);
+			double pj = dz[j] / s;
 			p[j] = (REAL)pj;
 			dz[j] = (REAL)(scale * (pj - (j == y[b])));
 		}
 	}
-}
-
-/* dst (N, D) = the query rows src (nq, D) in their places, zero elsewhere. */
-static void
-FN(place_rows)(const struct tfm *m, const struct FN(layer) *y, REAL *dst, const REAL *src, int B)
-{
-	int D = m->c.d_model, N = B * m->n_ctx;
-
-	if (!y->q0) {
-		memcpy(dst, src, (size_t)N * D * sizeof(REAL));
-		return;
-	}
-	memset(dst, 0, (size_t)N * D * sizeof(REAL));
-	FN(copy_rows)(dst + FN(qoff)(m, y), FN(qld)(m, y), src, D, FN(nq)(m, y, B), D);
 }
 
 /*
@@ -1032,8 +1293,7 @@ FN(mlp_deltas)(const struct tfm *m, struct FN(layer) *y, const size_t *o, const 
 	int D = m->c.d_model, M = m->c.d_mlp;
 	size_t rD = (size_t)r0 * D, rM = (size_t)r0 * M;
 
-	FN(lin_back)(dpost, y->dout + rD, theta + o[TFM_WOUT], n, D, M, 0);
-	FN(act_back)(m->c.act, dpre, dpost, y->pre + rM, (size_t)n * M);
+	FN(dpre_of)(m, dpost, dpre, y->dout + rD, theta + o[TFM_WOUT], y->pre + rM, n);
 	memcpy(y->dx1 + rD, y->dout + rD, (size_t)n * D * sizeof(REAL));
 	FN(lin_back)(y->dx1 + rD, dpre, theta + o[TFM_WIN], n, M, D, 1);
 	if (!grad)
@@ -1068,6 +1328,10 @@ FN(block_deltas)(const struct tfm *m, struct FN(work) *w, int l, const REAL *the
 			FN(mlp_deltas)(m, y, o, theta, grad, w->dpre_chunk, w->dpre_chunk, r0, n);
 		}
 	FN(lin_back)(y->dz, y->dx1, theta + o[TFM_WO], nq, D, F, 0);
+	if (y->fold) {
+		FN(fold_back)(m, w, l, theta, grad, B);
+		return;
+	}
 	FN(attn_core_back)(m, y, B);
 	if (y->krow) {   /* dk, dv are on the tables already; dq and the residual's dx1 join them */
 		if (w->first)
@@ -1097,8 +1361,8 @@ FN(deltas)(const struct tfm *m, struct FN(work) *w, const REAL *theta, REAL *gra
 	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 
 	memset(w->dres[L], 0, (size_t)B * r * D * sizeof(REAL));
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->dlogits, C, theta + m->W_U, C,
-	    0, w->dres[L] + (size_t)(r - 1) * D, r * D);
+	FN(prod)(0, 1, B, D, C, w->dlogits, C, theta + m->W_U, C,
+	    0, w->dres[L] + (size_t)(r - 1) * D, r * D, NULL);
 	for (int l = L - 1; l >= 0; l--)
 		FN(block_deltas)(m, w, l, theta, grad, B);
 }
@@ -1110,8 +1374,8 @@ FN(param_grads)(const struct tfm *m, struct FN(work) *w, REAL *grad, int B)
 	int N = B * m->n_ctx, D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 	int F = m->c.heads * m->c.d_head, M = m->c.d_mlp, TV = m->n_ctx * m->d_vocab;
 
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->x[L] + (size_t)(r - 1) * D, r * D,
-	    w->dlogits, C, 1, grad + m->W_U, C);
+	FN(prod)(1, 0, D, C, B, w->x[L] + (size_t)(r - 1) * D, r * D,
+	    w->dlogits, C, 1, grad + m->W_U, C, NULL);
 	for (int l = 0; l < L; l++) {
 		const size_t *o = m->blk[l];
 		struct FN(layer) *y = &w->ly[l];
@@ -1128,6 +1392,10 @@ FN(param_grads)(const struct tfm *m, struct FN(work) *w, REAL *grad, int B)
 				FN(lin_wgrad)(grad + o[FN(qkv)[i]], w->tb.dp[i], w->tb.x, TV, F, D);
 			if (w->first)
 				FN(first_grads)(m, w, grad);
+			continue;
+		}
+		if (y->fold) {
+			FN(fold_grads)(m, w, l, grad, B);
 			continue;
 		}
 		FN(lin_wgrad_ld)(grad + o[TFM_WQ], y->dq, w->x[l] + FN(qoff)(m, y), FN(qld)(m, y), nq, F, D);
@@ -1309,13 +1577,11 @@ FN(rlogits)(const struct tfm *m, struct FN(work) *w, const REAL *theta, const RE
 	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 	size_t last = (size_t)(r - 1) * D;
 
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->rx[L] + last, r * D,
-	    theta + m->W_U, C, 0, w->rlogits, C);
-	GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, D, 1, w->x[L] + last, r * D,
-	    v + m->W_U, C, 1, w->rlogits, C);
+	FN(prod)(0, 0, B, C, D, w->rx[L] + last, r * D, theta + m->W_U, C, 0, w->rlogits, C, NULL);
+	FN(prod)(0, 0, B, C, D, w->x[L] + last, r * D, v + m->W_U, C, 1, w->rlogits, C, NULL);
 	for (int b = 0; b < B; b++) {
 		const REAL *p = w->probs + (size_t)b * C, *rz = w->rlogits + (size_t)b * C;
-		double mean = FN(dot)(p, rz, C);
+		double mean = FN(dotd)(p, rz, C);
 		for (int j = 0; j < C; j++)
 			w->rdlogits[(size_t)b * C + j] = (REAL)(scale * p[j] * (rz[j] - mean));
 	}
@@ -1329,15 +1595,11 @@ FN(unembed_rback)(const struct tfm *m, struct FN(work) *w, REAL *hv, const REAL 
 	int D = m->c.d_model, C = m->c.p, L = m->c.layers, r = FN(out_rows)(m, w);
 	size_t last = (size_t)(r - 1) * D;
 
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->rx[L] + last, r * D,
-	    w->dlogits, C, 1, hv + m->W_U, C);
-	GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, D, C, B, 1, w->x[L] + last, r * D,
-	    w->rdlogits, C, 1, hv + m->W_U, C);
+	FN(prod)(1, 0, D, C, B, w->rx[L] + last, r * D, w->dlogits, C, 1, hv + m->W_U, C, NULL);
+	FN(prod)(1, 0, D, C, B, w->x[L] + last, r * D, w->rdlogits, C, 1, hv + m->W_U, C, NULL);
 	memset(w->rdres, 0, (size_t)B * r * D * sizeof(REAL));
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->rdlogits, C, theta + m->W_U, C,
-	    0, w->rdres + last, r * D);
-	GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, C, 1, w->dlogits, C, v + m->W_U, C,
-	    1, w->rdres + last, r * D);
+	FN(prod)(0, 1, B, D, C, w->rdlogits, C, theta + m->W_U, C, 0, w->rdres + last, r * D, NULL);
+	FN(prod)(0, 1, B, D, C, w->dlogits, C, v + m->W_U, C, 1, w->rdres + last, r * D, NULL);
 }
 
 /* The R-forward pass along v to R{logits}, and R{dlogits} = H_out R{logits}. */
