@@ -291,7 +291,10 @@ take(const char *file, long line, const char *tool, json_t *rec, const char **ru
  * our own (gemm.h's "avx512"), else OpenBLAS's core.  Headers written
  * before each family named its own kernel gave every family the MLP's
  * gemm, so it is believed only for a family that has a kernel of its
- * own (model.h's kernel method).
+ * own (model.h's kernel method).  Not exact for a transformer log of
+ * those builds: the family has a kernel now, so its avx512 is taken,
+ * though that build's transformer ran on OpenBLAS; its logs are remade
+ * with the study's (every output depends on the binaries).
  */
 static void
 blas_core_of(const char *family, const json_t *blas, char *out, size_t n)

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "gemm.h"
 #include "jsonl.h"
 #include "model.h"
 #include "util.h"
@@ -474,6 +475,16 @@ log_json(const struct model *m, const float *theta, const struct model_diag *d, 
 		diag_json(d, rec);
 }
 
+/* The float products (training, the analyses' float kernels) go through
+ * gemm(): its own kernel or OpenBLAS, as gemm_setup chose.  The double
+ * route (the reference checks') is OpenBLAS's. */
+static const char *
+kernel(const struct model *m)
+{
+	(void)m;
+	return gemm_kernel();
+}
+
 const struct model_family transformer_family = {
 	.version = MODEL_FAMILY_VERSION,
 	.name = "transformer",
@@ -482,6 +493,7 @@ const struct model_family transformer_family = {
 	.from_meta = from_meta,
 	.to_meta = to_meta,
 	.describe = describe,
+	.kernel = kernel,
 	.summary = summary,
 	.check_frame = check_frame,
 	.free = model_free_one,
