@@ -21,6 +21,13 @@ joined() {
 	sed -e ':a' -e '/\\$/N; s/\\\n//; ta' <<<"$1"
 }
 
+# made CMD FILE: run a command make -n printed as make would (from the
+# checkout, where its build paths are relative), its output into FILE here.
+made() {
+	local out=$PWD/$2
+	(cd "$ROOT" && eval "$(sed -E "s|-o [^ ]+\$|-o $out|" <<<"$1")")
+}
+
 # The train-mlp command of one experiment that make -n prints.
 train_cmd() {
 	joined "$2" | grep -E "bin/train-mlp .*--tag gm-$1( |$)"
@@ -53,8 +60,8 @@ train_cmd() {
 	rnd=$(grep -E 'bin/gen-modadd .*random-s21' <<<"$output")
 	lab=$(grep -E 'bin/gen-modadd .*label-s21' <<<"$output")
 	# run the very commands make would, into this directory
-	eval "$(sed -E 's/-o [^ ]+$/-o r.st/' <<<"$rnd")"
-	eval "$(sed -E 's/-o [^ ]+$/-o l.st/' <<<"$lab")"
+	made "$rnd" r.st
+	made "$lab" l.st
 	n=$((97 * 97))
 	# random_split(data, [0.8, 0.2]): floor of each fraction, the remainder handed out from the first
 	f=$(awk -v n=$n 'BEGIN { a = int(0.8 * n); b = int(0.2 * n); print a + (n - a - b > 0) }')
@@ -169,8 +176,8 @@ rel_close() {
 	# the subsample: the run's seed, frac = 1500 / 97^2, which gen-modadd rounds to 1500 rows
 	sub=$(grep -E 'bin/gen-modadd .*gop-s21' <<<"$cmds")
 	rnd=$(grep -E 'bin/gen-modadd .*random-s21' <<<"$cmds")
-	eval "$(sed -E 's/-o [^ ]+$/-o s.st/' <<<"$sub")"
-	eval "$(sed -E 's/-o [^ ]+$/-o r.st/' <<<"$rnd")"
+	made "$sub" s.st
+	made "$rnd" r.st
 	assert_equal "$(st_header s.st | jq '."train.x".shape[0]')" 1500
 	# ... the first 1500 training rows of the run's own split, in its order
 	assert_equal "$(pairs s.st train | md5sum)" "$(pairs r.st train | head -n 1500 | md5sum)"
