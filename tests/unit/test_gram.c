@@ -2,7 +2,7 @@
  * gop-spectrum's building blocks against direct computation: a dense
  * layer's Gram term (gram_layer, the AVX-512 kernel and OpenBLAS's route
  * both) against the sums written out in long double, and the explicit
- * matrix's spectral routes (symeig_top, the centred Lanczos and the
+ * matrix's spectral routes (sym_top_ritz, the centred Lanczos and the
  * smallest eigenvalue through the Schur complement) against dsyevd on the
  * matrices they stand for.
  */
@@ -14,7 +14,6 @@
 #include "gram.h"
 #include "linalg.h"
 #include "rng.h"
-#include "symeig.h"
 #include "tap.h"
 
 #define SENTINEL 12345.0
@@ -188,10 +187,10 @@ spectral_routes(void)
 	sym_eigvals(w, N, 0, ev, NULL);
 	centred_spectrum(a, N, evc);
 	int rc = sym_top_ritz(a, N, K, 0, 1e-12, 300, NULL, top, vecs, &lowest, &iters);
-	ok(rc == 0, "symeig: top %d of A in %d products", K, iters);
+	ok(rc == 0, "explicit Lanczos: top %d of A in %d products", K, iters);
 	for (int i = 0; i < K; i++)
 		worst = fmax(worst, fabs(top[i] - ev[i]) / ev[i]);
-	ok(worst <= 1e-10 && lowest >= ev[N - 1] * (1 - 1e-12), "symeig: within %.1e of dsyevd's (<= 1e-10); lowest Ritz "
+	ok(worst <= 1e-10 && lowest >= ev[N - 1] * (1 - 1e-12), "explicit Lanczos: within %.1e of dsyevd's (<= 1e-10); lowest Ritz "
 	    "value %.3g at least the smallest eigenvalue %.3g", worst, lowest, ev[N - 1]);
 	/* the centred top 10 from A's Ritz vectors (projected) against a cold start: the same values, fewer products */
 	memset(v0, 0, sizeof v0);
@@ -224,31 +223,36 @@ spectral_routes(void)
 	free(w);
 }
 
-/* y = diag x, for symeig_top's edges. */
+/*
+ * The explicit matrix's Lanczos (sym_top_ritz: linalg's one Lanczos with
+ * the settling gate) at its edges, on A = diag(3, 3, 2, 2, 1, 1): k out
+ * of range, a start in an invariant space, too few products allowed.
+ */
 static void
-dense_apply(void *ctx, double *y, const double *x)
+explicit_edges(void)
 {
-	const double *diag = ctx;
+	double a[36] = {0}, ev[6], v0[6] = {1, 0, 1, 0, 1, 0}, zero[6] = {0}, lowest = -1;
+	int iters, rc;
 
 	for (int i = 0; i < 6; i++)
-		y[i] = diag[i] * x[i];
-}
-
-/* symeig_top: k out of range, a start in an invariant space, too few products allowed. */
-static void
-symeig_edges(void)
-{
-	double diag[6] = {3, 3, 2, 2, 1, 1}, ev[6], v0[6] = {1, 0, 1, 0, 1, 0};
-	struct symop op = {6, dense_apply, diag};
-	int iters;
-
-	ok(symeig_top(&op, 0, 1e-12, 10, NULL, ev, NULL, NULL, &iters) == -1 &&
-	    symeig_top(&op, 7, 1e-12, 10, NULL, ev, NULL, NULL, &iters) == -1, "symeig_top: k out of range fails");
-	int rc = symeig_top(&op, 3, 1e-12, 10, v0, ev, NULL, NULL, &iters);
-	ok(rc == 0 && iters == 3 && fabs(ev[0] - 3) < 1e-14 && fabs(ev[1] - 2) < 1e-14 && fabs(ev[2] - 1) < 1e-14,
-	    "symeig_top: a start in a 3-dimensional invariant space: its 3 eigenvalues in %d products", iters);
-	ok(symeig_top(&op, 3, 1e-12, 2, NULL, ev, NULL, NULL, &iters) == -1 && iters == 2,
-	    "symeig_top: fewer products allowed than eigenvalues asked for fails");
+		a[i * 6 + i] = 3 - i / 2;
+	ok(sym_top_ritz(a, 6, 0, 0, 1e-12, 10, NULL, ev, NULL, NULL, &iters) == -1 &&
+	    sym_top_ritz(a, 6, 7, 0, 1e-12, 10, NULL, ev, NULL, NULL, &iters) == -1 && iters == 0,
+	    "explicit Lanczos: k out of range fails, no products");
+	rc = sym_top_ritz(a, 6, 3, 0, 1e-12, 10, v0, ev, NULL, &lowest, &iters);
+	ok(rc == 0 && iters == 3 && fabs(ev[0] - 3) < 1e-14 && fabs(ev[1] - 2) < 1e-14 && fabs(ev[2] - 1) < 1e-14 &&
+	    fabs(lowest - 1) < 1e-14, "explicit Lanczos: a start in a 3-dimensional invariant space: its 3 "
+	    "eigenvalues in %d products, lowest Ritz value %g", iters, lowest);
+	ok(sym_top_ritz(a, 6, 3, 0, 1e-12, 2, NULL, ev, NULL, NULL, &iters) == -1 && iters == 2,
+	    "explicit Lanczos: fewer products allowed than eigenvalues asked for fails");
+	/* a zero start is no start: the fixed Gaussian, the same run as none */
+	int cold;
+	double evz[3];
+	rc = sym_top_ritz(a, 6, 3, 0, 1e-12, 10, NULL, ev, NULL, NULL, &cold);
+	rc |= sym_top_ritz(a, 6, 3, 0, 1e-12, 10, zero, evz, NULL, NULL, &iters);
+	ok(rc == 0 && iters == cold && memcmp(ev, evz, sizeof evz) == 0 && fabs(ev[0] - 3) < 1e-12 &&
+	    fabs(ev[2] - 1) < 1e-12, "explicit Lanczos: a zero start vector falls back to the fixed Gaussian "
+	    "(%d products both)", iters);
 }
 
 int
@@ -263,6 +267,6 @@ main(void)
 	gram_case(130, 20, 33, 1, &r);
 	gram_case(200, 0, 16, 0, &r);
 	spectral_routes();
-	symeig_edges();
+	explicit_edges();
 	return tap_done();
 }

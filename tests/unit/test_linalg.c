@@ -887,6 +887,60 @@ warm_start(void)
 	free(d2.a);
 }
 
+/*
+ * lanczos_run's options for explicit matrices (gop-spectrum's routes):
+ * the settling gate must give dsyevd's top-k to the tolerance, the same
+ * as the ungated run to well within it, never stopping sooner, and its
+ * smallest Ritz value must bound the smallest eigenvalue from above; an
+ * exact start (noise 0, one guide) must be the guide itself: an
+ * eigenvector ends the run in one product with its eigenvalue exactly.
+ */
+static void
+settle_and_exact_start(void)
+{
+	enum { N = 200, K = 8 };
+	double lambda[N], want[K], tol = 1e-12, *e1 = calloc(N, sizeof *e1);
+	struct dense d = {N, malloc((size_t)N * N * sizeof(double))};
+	struct linop A = {N, dense_apply, &d, 0};
+	struct lanczos_opts gate = {NULL, 0, 1}, plain = {NULL, 0, 0};
+	struct eig_start st = {e1, 1, 0.0};
+	struct eig_result g, p, one;
+	struct rng r, rg, rp;
+
+	rng_init(&r, 5, RNG_SAMPLE);
+	/* semi-definite, a cluster at the top, a long tail: gop-spectrum's shape */
+	for (int i = 0; i < N; i++)
+		lambda[i] = i < 10 ? 1 - 0.01 * i : 0.5 * pow(1e-4, (double)(i - 10) / (N - 11));
+	make_matrix(&d, lambda, &r);
+	dense_top(&d, K, want);
+	rng_init(&rg, 0, RNG_SAMPLE);
+	rp = rg;
+	lanczos_run(&A, K, EIG_TOP, CONVERGE_VALUE, tol, N, &rg, &gate, &g);
+	lanczos_run(&A, K, EIG_TOP, CONVERGE_VALUE, tol, N, &rp, &plain, &p);
+	ok(g.converged && top_err(&g, want, K) < 1e-10, "settling gate: dsyevd's top-%d (max rel error %.1e) in %d "
+	    "products", K, top_err(&g, want, K), g.iterations);
+	ok(p.converged && g.iterations >= p.iterations && top_err(&g, p.top, K) < 1e-10,
+	    "settling gate: the ungated run's values (max rel difference %.1e), %d products against %d",
+	    top_err(&g, p.top, K), g.iterations, p.iterations);
+	ok(g.lowest >= lambda[N - 1] * (1 - 1e-12) && g.lowest < lambda[K],
+	    "smallest Ritz value %.3g at least the smallest eigenvalue %.3g", g.lowest, lambda[N - 1]);
+	eig_result_free(&g);
+	eig_result_free(&p);
+
+	/* on diag(lambda), e_1 is an eigenvector: the exact start stops at once */
+	memset(d.a, 0, (size_t)N * N * sizeof *d.a);
+	for (int i = 0; i < N; i++)
+		d.a[i * N + i] = lambda[i];
+	e1[0] = 2;   /* any norm */
+	gate.start = &st;
+	lanczos_run(&A, 1, EIG_TOP, CONVERGE_VALUE, tol, N, &r, &gate, &one);
+	ok(one.converged && one.iterations == 1 && one.top[0] == lambda[0] && one.guides == 1,
+	    "exact start on an eigenvector: %.17g in %d product", one.top[0], one.iterations);
+	eig_result_free(&one);
+	free(e1);
+	free(d.a);
+}
+
 int
 main(void)
 {
@@ -897,6 +951,7 @@ main(void)
 	known_rank();
 	known_spectrum();
 	warm_start();
+	settle_and_exact_start();
 	orthogonality_kept();
 	embedded();
 	model_hessian();

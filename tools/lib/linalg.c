@@ -1,5 +1,4 @@
 #include "linalg.h"
-#include "symeig.h"
 #include "util.h"
 
 #include <float.h>
@@ -138,6 +137,24 @@ tridiag_eigen(int m, const double *alpha, const double *beta, double *d, double 
 		die("LAPACK dstev failed (info %d) on a %d x %d tridiagonal matrix", (int)info, m, m);
 }
 
+/*
+ * The same eigenvalues alone (dsterf: no vectors, O(m^2)), for the
+ * settling gate; they may differ from tridiag_eigen's in the last bits.
+ */
+static void
+tridiag_values(int m, const double *alpha, const double *beta, double *d)
+{
+	double *e = xcalloc((size_t)m + 1, sizeof *e);
+	lapack_int info;
+
+	memcpy(d, alpha, (size_t)m * sizeof *d);
+	memcpy(e, beta, (size_t)(m > 1 ? m - 1 : 0) * sizeof *e);
+	info = LAPACKE_dsterf(m, d, e);
+	free(e);
+	if (info != 0)
+		die("LAPACK dsterf failed (info %d) on a %d x %d tridiagonal matrix", (int)info, m, m);
+}
+
 static void
 random_unit(double *v, size_t n, struct rng *r)
 {
@@ -167,8 +184,7 @@ ritz_vector(const double *Q, int m, size_t n, const double *z, int c, double *y)
 
 	cblas_dgemv(CblasRowMajor, CblasTrans, m, (int)n, 1.0, Q, (int)n, z + (size_t)c * m, 1, 0.0, y, 1);
 	nrm = norm(y, n);
-	for (size_t i = 0; i < n; i++)
-		y[i] /= nrm;
+	cblas_dscal((int)n, 1 / nrm, y, 1);
 }
 
 /*
@@ -216,7 +232,9 @@ wanted(int m, int k, enum eig_which which, int *cols, int *ntop, int *nbot)
  * guide's direction weighs alike, and the Gaussian g keeps every
  * eigenvector of A in the Krylov space (the guides alone could be
  * orthogonal to one) at a share noise^2 / (1 + noise^2) of q's norm
- * when the guides are orthonormal.  Returns how many guides were used.
+ * when the guides are orthonormal.  With noise 0 the guides alone, a
+ * single one divided by its norm as it is.  Returns how many guides were
+ * used.
  */
 static int
 start_vector(double *q, size_t n, struct rng *r, const struct eig_start *start, double *w)
@@ -232,22 +250,76 @@ start_vector(double *q, size_t n, struct rng *r, const struct eig_start *start, 
 		double gn = norm(g, n);
 		if (!(gn > 0) || !isfinite(gn))
 			continue;
-		cblas_daxpy((int)n, 1.0 / gn, g, 1, w, 1);
+		if (start->noise == 0)
+			for (size_t j = 0; j < n; j++)
+				w[j] += g[j] / gn;
+		else
+			cblas_daxpy((int)n, 1.0 / gn, g, 1, w, 1);
 		used++;
 	}
 	if (used == 0)
 		return 0;
-	cblas_daxpy((int)n, start->noise * sqrt((double)used), q, 1, w, 1);
-	cblas_dscal((int)n, 1.0 / norm(w, n), w, 1);
+	if (start->noise > 0)
+		cblas_daxpy((int)n, start->noise * sqrt((double)used), q, 1, w, 1);
+	if (start->noise > 0 || used > 1)
+		cblas_dscal((int)n, 1.0 / norm(w, n), w, 1);
 	memcpy(q, w, n * sizeof *q);
 	return used;
+}
+
+/*
+ * The settling gate (lanczos_opts.settle): whether any of the nw wanted
+ * Ritz values d[cols[i]] (dsterf's) moved by more than SETTLE relative
+ * to the largest in magnitude since the step before, keeping them in
+ * prev for the next.  Until they settle the error bound cannot hold (a
+ * value's change bounds its error at the step before from below), so
+ * the tridiagonal's eigenvectors, O(m^3), are not worth computing yet.
+ * The first call has nothing to compare: its values are tested.
+ */
+#define SETTLE 1e-8
+static int
+moving(const double *d, int m, const int *cols, int nw, double *prev, int first)
+{
+	double scale = fmax(fabs(d[0]), fabs(d[m - 1]));
+	int moved = 0;
+
+	for (int i = 0; i < nw; i++) {
+		double th = d[cols[i]];
+		moved |= !first && !(fabs(th - prev[i]) <= SETTLE * scale);
+		prev[i] = th;
+	}
+	return moved;
+}
+
+/* Whether each wanted Ritz pair meets the tolerance (see linalg.h); d ascending, z its vectors. */
+static int
+ritz_converged(const double *d, const double *z, int m, double b, const int *cols, int nw,
+    enum eig_converge conv, double tol)
+{
+	double eps23 = pow(DBL_EPSILON, 2.0 / 3.0), scale = fmax(fabs(d[0]), fabs(d[m - 1]));
+
+	for (int i = 0; i < nw; i++) {
+		double ri = fabs(b * z[(size_t)cols[i] * m + (m - 1)]), th = d[cols[i]];
+		double floor = fmax(fabs(th), eps23 * scale), gap = HUGE_VAL;
+		/* the nearest other Ritz value is a neighbour: d is sorted */
+		if (cols[i] > 0)
+			gap = fmin(gap, th - d[cols[i] - 1]);
+		if (cols[i] < m - 1)
+			gap = fmin(gap, d[cols[i] + 1] - th);
+		if (conv == CONVERGE_RESIDUAL ? !(ri <= tol * floor) :
+		    !(ri <= sqrt(tol) * floor && fmin(ri, ri * ri / gap) <= tol * floor))
+			return 0;
+	}
+	return 1;
 }
 
 int
 lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge conv,
     double tol, int maxiter, struct rng *r, int want_vecs, struct eig_result *res)
 {
-	return lanczos_eigs_start(A, k, which, conv, tol, maxiter, r, NULL, want_vecs, res);
+	struct lanczos_opts o = {NULL, want_vecs, 0};
+
+	return lanczos_run(A, k, which, conv, tol, maxiter, r, &o, res);
 }
 
 int
@@ -255,54 +327,26 @@ lanczos_eigs_start(struct linop *A, int k, enum eig_which which, enum eig_conver
     double tol, int maxiter, struct rng *r, const struct eig_start *start, int want_vecs,
     struct eig_result *res)
 {
-	size_t n = A->n;
-	int m = 0, done = 0, ntop = 0, nbot = 0, nw = 0, *cols;
-	double *Q, *alpha, *beta, *w, *h, *d, *z, eps23 = pow(DBL_EPSILON, 2.0 / 3.0);
-	struct lanczos_ws ws;
+	struct lanczos_opts o = {start, want_vecs, 0};
 
-	memset(res, 0, sizeof *res);
-	if (k < 1 || (size_t)k > n || maxiter < 1)
-		return -1;
-	if ((size_t)maxiter > n)
-		maxiter = (int)n;
-	lanczos_ws_init(&ws, n, maxiter);
-	Q = ws.Q;
-	alpha = ws.alpha;
-	beta = ws.beta;
-	w = ws.w;
-	h = ws.h;
-	z = ws.z;
-	d = xmalloc(xmul((size_t)maxiter, sizeof *d));
-	cols = xmalloc(2 * (size_t)k * sizeof *cols);
+	return lanczos_run(A, k, which, conv, tol, maxiter, r, &o, res);
+}
 
-	res->guides = start_vector(Q, n, r, start, w);
-	while (m < maxiter && !done) {
-		double b = lanczos_step(A, Q, m, alpha, beta, w, h, ws.H + (size_t)m * (maxiter + 1)), scale = 0;
-		m++;
-		tridiag_eigen(m, alpha, beta, d, z);
-		nw = wanted(m, k, which, cols, &ntop, &nbot);
-		for (int i = 0; i < m; i++)
-			scale = fmax(scale, fabs(d[i]));
-		/* Converged: enough Ritz values, each wanted one within tolerance (see linalg.h). */
-		done = b == 0.0 || m >= (which == EIG_BOTH ? 2 * k : k);
-		for (int i = 0; done && i < nw && b > 0; i++) {
-			double ri = fabs(b * z[(size_t)cols[i] * m + (m - 1)]), th = d[cols[i]];
-			double floor = fmax(fabs(th), eps23 * scale), gap = HUGE_VAL;
-			for (int j = 0; j < m; j++)
-				if (j != cols[i])
-					gap = fmin(gap, fabs(d[j] - th));
-			if (conv == CONVERGE_RESIDUAL)
-				done = ri <= tol * floor;
-			else
-				done = ri <= sqrt(tol) * floor && fmin(ri, ri * ri / gap) <= tol * floor;
-		}
-		if (b == 0.0)
-			break;
-	}
+/*
+ * res from the m-step run's Ritz pairs (d ascending, z its vectors):
+ * the wanted values, their explicit residuals, and the top vectors when
+ * asked for.
+ */
+static void
+lanczos_result(struct eig_result *res, const struct lanczos_ws *ws, int ld, int m, size_t n, int k,
+    enum eig_which which, const double *d, int want_vecs)
+{
+	int ntop, nbot, *cols = xmalloc(2 * (size_t)k * sizeof *cols), nw = wanted(m, k, which, cols, &ntop, &nbot);
+
 	res->iterations = m;
-	res->converged = done;
 	res->ntop = ntop;
 	res->nbottom = nbot;
+	res->lowest = d[0];
 	res->top = xcalloc((size_t)ntop + 1, sizeof(double));
 	res->bottom = xcalloc((size_t)nbot + 1, sizeof(double));
 	res->top_res = xcalloc((size_t)ntop + 1, sizeof(double));
@@ -316,19 +360,63 @@ lanczos_eigs_start(struct linop *A, int k, enum eig_which which, enum eig_conver
 	 * deliver, and a fresh product per pair would cost k more.
 	 */
 	for (int i = 0; i < nw; i++) {
-		double th = d[cols[i]], ri = ritz_residual(ws.H, maxiter + 1, m, z, cols[i], th);
+		double th = d[cols[i]], ri = ritz_residual(ws->H, ld, m, ws->z, cols[i], th);
 		if (i < ntop) {
 			res->top[i] = th;
 			res->top_res[i] = ri;
 			if (want_vecs)
-				ritz_vector(Q, m, n, z, cols[i], res->top_vecs + (size_t)i * n);
+				ritz_vector(ws->Q, m, n, ws->z, cols[i], res->top_vecs + (size_t)i * n);
 		} else {
 			res->bottom[i - ntop] = th;
 			res->bottom_res[i - ntop] = ri;
 		}
 	}
+	free(cols);
+}
+
+int
+lanczos_run(struct linop *A, int k, enum eig_which which, enum eig_converge conv, double tol, int maxiter,
+    struct rng *r, const struct lanczos_opts *o, struct eig_result *res)
+{
+	size_t n = A->n;
+	int m = 0, vm = 0, done = 0, ntop, nbot, nw, need = which == EIG_BOTH ? 2 * k : k, *cols;
+	double *d, *prev;
+	struct lanczos_ws ws;
+
+	memset(res, 0, sizeof *res);
+	if (k < 1 || (size_t)k > n || maxiter < 1)
+		return -1;
+	if ((size_t)maxiter > n)
+		maxiter = (int)n;
+	lanczos_ws_init(&ws, n, maxiter);
+	d = xmalloc(xmul((size_t)maxiter, sizeof *d));
+	prev = xmalloc(2 * (size_t)k * sizeof *prev);
+	cols = xmalloc(2 * (size_t)k * sizeof *cols);
+	res->guides = start_vector(ws.Q, n, r, o->start, ws.w);
+	while (m < maxiter && !done) {
+		double b = lanczos_step(A, ws.Q, m, ws.alpha, ws.beta, ws.w, ws.h, ws.H + (size_t)m * (maxiter + 1));
+		m++;
+		/* Invariant: the Ritz values are eigenvalues.  Else enough of them, each within tolerance. */
+		done = b == 0.0;
+		if (!done && m < need)
+			continue;
+		nw = wanted(m, k, which, cols, &ntop, &nbot);
+		if (!done && o->settle) {
+			tridiag_values(m, ws.alpha, ws.beta, d);
+			if (moving(d, m, cols, nw, prev, m == need))
+				continue;
+		}
+		tridiag_eigen(m, ws.alpha, ws.beta, d, ws.z);
+		vm = m;
+		done = done || ritz_converged(d, ws.z, m, b, cols, nw, conv, tol);
+	}
+	if (vm != m)
+		tridiag_eigen(m, ws.alpha, ws.beta, d, ws.z);
+	res->converged = done;
+	lanczos_result(res, &ws, maxiter + 1, m, n, k, which, d, o->want_vecs);
 	lanczos_ws_free(&ws);
 	free(d);
+	free(prev);
 	free(cols);
 	return 0;
 }
@@ -787,24 +875,63 @@ centred_sym_apply(void *ctx, double *y, const double *x)
 		y[i] -= my;
 }
 
+/*
+ * The k largest eigenvalues of an explicit matrix's operator into ev, by
+ * the one Lanczos with the settling gate (a product is one pass over n^2
+ * doubles, so O(m^3) a step would cost as much as the products),
+ * CONVERGE_VALUE, from v0 as it is (no Gaussian mixed in; NULL, zero or
+ * not finite: the Gaussian of seed 0, stream RNG_SAMPLE, fixed so that
+ * the results stay deterministic).  vecs (k, n), *lowest (the smallest
+ * Ritz value, at least A's smallest eigenvalue by interlacing): each
+ * unless NULL.  *iters: the products.  0; -1 when k or maxiter is out of
+ * range, when not converged within maxiter, or when the Krylov space
+ * closed with fewer than k Ritz values.
+ */
+static int
+explicit_top(struct linop *A, int k, double tol, int maxiter, const double *v0, double *ev, double *vecs,
+    double *lowest, int *iters)
+{
+	struct eig_start st = {v0, 1, 0.0};
+	struct lanczos_opts o = {v0 ? &st : NULL, vecs != NULL, 1};
+	struct eig_result res;
+	struct rng r;
+	int ok;
+
+	rng_init(&r, 0, RNG_SAMPLE);
+	*iters = 0;
+	if (lanczos_run(A, k, EIG_TOP, CONVERGE_VALUE, tol, maxiter, &r, &o, &res) < 0)
+		return -1;
+	*iters = res.iterations;
+	ok = res.converged && res.ntop == k;
+	if (ok) {
+		memcpy(ev, res.top, (size_t)k * sizeof *ev);
+		if (vecs)
+			memcpy(vecs, res.top_vecs, xmul((size_t)k, A->n) * sizeof *vecs);
+		if (lowest)
+			*lowest = res.lowest;
+	}
+	eig_result_free(&res);
+	return ok ? 0 : -1;
+}
+
 int
 sym_top_ritz(const double *A, int n, int k, int centred, double tol, int maxiter, const double *v0,
     double *ev, double *vecs, double *lowest, int *iters)
 {
 	struct dense_sym d = {A, n};
 	struct centred_sym c = {A, n, NULL};
-	struct symop op = {n, dense_sym_apply, &d};
+	struct linop op = {(size_t)n, dense_sym_apply, &d, 0};
 	int rc;
 
 	if (centred) {
 		c.t = xmalloc(xmul((size_t)n, sizeof(double)));
-		op = (struct symop){n, centred_sym_apply, &c};
+		op = (struct linop){(size_t)n, centred_sym_apply, &c, 0};
 	}
 	/*
 	 * Fewer than k Ritz values means the Krylov space closed (rank below
 	 * k): -1, and the dense route resolves the rest (zeros) to rounding.
 	 */
-	rc = symeig_top(&op, k, tol, maxiter, v0, ev, vecs, lowest, iters);
+	rc = explicit_top(&op, k, tol, maxiter, v0, ev, vecs, lowest, iters);
 	free(c.t);
 	return rc;
 }
@@ -942,10 +1069,10 @@ int
 sym_bottom_chol(const double *U, int n, double tol, int maxiter, double *lmin, int *iters)
 {
 	struct dense_sym d = {U, n};
-	struct symop op = {n, chol_inverse_apply, &d};
+	struct linop op = {(size_t)n, chol_inverse_apply, &d, 0};
 	double top;
 
-	if (symeig_top(&op, 1, tol, maxiter, NULL, &top, NULL, NULL, iters) < 0 || !(top > 0))
+	if (explicit_top(&op, 1, tol, maxiter, NULL, &top, NULL, NULL, iters) < 0 || !(top > 0))
 		return -1;
 	*lmin = 1 / top;
 	return 0;
@@ -983,7 +1110,7 @@ sym_bottom_centred_chol(const double *U, int n, const double *w, double tol, int
     int *iters)
 {
 	struct schur_inv c = {U, w, n, 0};
-	struct symop op = {n, schur_inverse_apply, &c};
+	struct linop op = {(size_t)n, schur_inverse_apply, &c, 0};
 	double top;
 
 	*iters = 0;
@@ -991,7 +1118,7 @@ sym_bottom_centred_chol(const double *U, int n, const double *w, double tol, int
 		c.s += w[i];
 	if (n < 2 || !(c.s > 0))
 		return -1;
-	if (symeig_top(&op, 1, tol, maxiter, NULL, &top, NULL, NULL, iters) < 0 || !(top > 0))
+	if (explicit_top(&op, 1, tol, maxiter, NULL, &top, NULL, NULL, iters) < 0 || !(top > 0))
 		return -1;
 	*lmin = 1 / top;
 	return 0;

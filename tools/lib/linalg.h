@@ -8,7 +8,9 @@
  *   lanczos_eigs    extreme eigenpairs by Lanczos with full
  *                   reorthogonalisation (classical Gram-Schmidt, twice),
  *                   stopping on Ritz residuals; lanczos_eigs_start from a
- *                   warm start (a previous solve's Ritz vectors)
+ *                   warm start (a previous solve's Ritz vectors);
+ *                   lanczos_run with every option (the settling gate
+ *                   for operators whose product is cheap)
  *   power_eigs      power iteration with deflation, for comparison
  *   eig_result_embed  either's result on a restriction, as the full
  *                   operator's (the operator zero elsewhere)
@@ -48,6 +50,7 @@ struct eig_result {
 	double *top_res;    /* explicit residuals ||A y - theta y||, y unit */
 	double *bottom_res;
 	double *top_vecs;   /* (ntop, n) unit eigenvectors, if asked for */
+	double lowest;      /* Lanczos: the smallest Ritz value (>= A's smallest eigenvalue) */
 	int iterations;     /* Lanczos steps or power iterations */
 	int guides;         /* warm-start vectors the start vector was made from (0: random) */
 	int converged;      /* every wanted pair met the tolerance */
@@ -77,7 +80,7 @@ int lanczos_eigs(struct linop *A, int k, enum eig_which which, enum eig_converge
 struct eig_start {
 	const double *vecs;  /* (count, n), any norms; zero rows are skipped */
 	int count;
-	double noise;        /* the Gaussian's weight against the guides', > 0 */
+	double noise;        /* the Gaussian's weight against the guides', >= 0 */
 };
 /*
  * lanczos_eigs from a warm start (NULL: the Gaussian start, the same as
@@ -88,6 +91,26 @@ struct eig_start {
 int lanczos_eigs_start(struct linop *A, int k, enum eig_which which, enum eig_converge conv,
     double tol, int maxiter, struct rng *r, const struct eig_start *start, int want_vecs,
     struct eig_result *res);
+/*
+ * The one Lanczos behind both, with its options.  noise 0 in the start:
+ * the guides alone, no Gaussian (an explicit start vector, used as it is
+ * when it is the only guide; the caller vouches that it reaches every
+ * wanted eigenvector).  settle: test convergence only once the wanted
+ * Ritz values have settled, each moving by at most 1e-8 of the largest
+ * in magnitude from one step to the next, taking until then the
+ * tridiagonal's eigenvalues alone (O(m^2) a step, not O(m^3) with its
+ * eigenvectors): for operators whose product is cheap (an explicit
+ * matrix's, a pass over n^2 doubles), where O(m^3) a step would cost as
+ * much as the products; it can cost a step or two where a wanted value
+ * is already within tolerance but still moving.
+ */
+struct lanczos_opts {
+	const struct eig_start *start;   /* NULL: the Gaussian start */
+	int want_vecs;                   /* the top Ritz vectors into res->top_vecs */
+	int settle;
+};
+int lanczos_run(struct linop *A, int k, enum eig_which which, enum eig_converge conv, double tol,
+    int maxiter, struct rng *r, const struct lanczos_opts *o, struct eig_result *res);
 /* The k eigenvalues of largest magnitude by power iteration with deflation. */
 int power_eigs(struct linop *A, int k, double tol, int maxiter, struct rng *r,
     int want_vecs, struct eig_result *res);
@@ -181,7 +204,8 @@ void spectrum_stats(const double *ev, int n, double rank_rtol, struct spectrum_s
  *   sym_trace_frob   trace and Frobenius norm from the entries
  *   sym_top_lanczos  the k largest eigenvalues by Lanczos on y = A x
  *                    (dsymv), each eigenvalue's error bound under tol
- *                    relative (CONVERGE_VALUE)
+ *                    relative (CONVERGE_VALUE): lanczos_run with the
+ *                    settling gate, A as one more linop
  *   sym_count_above  how many eigenvalues exceed tau: the inertia of
  *                    A - tau I from its LDL^T factorisation (Sylvester's
  *                    law), exact up to the factorisation's backward error
