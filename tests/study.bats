@@ -153,7 +153,7 @@ invocations() {
 	# every checkpoint of the transformer: its GOP, LLC and progress measures again, at all four steps
 	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2" LLC_FLAGS="--chains 2 --draws 21 --batch 8" TFM_CKPT_FROM=0
 	assert_success
-	assert_equal "$(invocations <<<"$output")" "bin/gop-spectrum=1 bin/llc-estimate=1 bin/progress-measures=1 bin/summarize=4 gnuplot -e=GP "
+	assert_equal "$(invocations <<<"$output")" "bin/gop-spectrum=1 bin/llc-estimate=1 bin/progress-measures=1 bin/summarize=4 gnuplot -e=33 "
 	for f in gop llc progress; do
 		assert_equal "$(jq -sc "map(select(.record == \"$f\") | .step)" results/nanda/d1-s0/$f.jsonl)" "[0,1,6,40]"
 	done
