@@ -78,9 +78,15 @@ invocations() {
 	done
 	# the transformer: trained by train-transformer, analysed as the MLPs, plotted without dead units
 	assert_equal "$(head -1 results/nanda/d1-s0/log.jsonl | jq -r '.tool + " " + (.config.model.layers | tostring) + " " + .config.tag')" "train-transformer 1 nanda"
-	for f in hessian gop llc progress; do
-		assert_equal "$(jq -s "map(select(.record == \"$f\")) | length" results/nanda/d1-s0/$f.jsonl)" 4
+	# trained with 4 checkpoints (steps 0, 1, 6, 40): hess-eig reads every one, the GOP, LLC and
+	# progress measures step 0 and those from step 30 on (TFM_CKPT_FROM at STUDY=small)
+	assert_equal "$(ls results/nanda/d1-s0/ckpt | wc -l)" 4
+	assert_equal "$(jq -sc 'map(select(.record == "hessian") | .step)' results/nanda/d1-s0/hessian.jsonl results/nanda/d1-s0/ggn.jsonl)" \
+		"[0,1,6,40,0,1,6,40]"
+	for f in gop llc progress; do
+		assert_equal "$(jq -sc "map(select(.record == \"$f\") | .step)" results/nanda/d1-s0/$f.jsonl)" "[0,40]"
 	done
+	assert_equal "$(ls results/nanda/d1-s0/spectrum | tr '\n' ' ')" "step-00000000.safetensors step-00000040.safetensors "
 	for k in accuracy loss sharpness grad-norm gop-spectral gop-rank gop-spectrum llc progress fourier layers ggn; do
 		assert_file_exist "plots/nanda-$k.png"
 	done
@@ -143,6 +149,53 @@ invocations() {
 	assert_success
 	# the 4 grok runs, the calibration's 2 depths and the per-layer run (a loop each), not nanda (TFM_LLC_FLAGS)
 	assert_equal "$(invocations <<<"$output")" "bin/llc-estimate=7 bin/summarize=4 gnuplot -e=34 "
+
+	# every checkpoint of the transformer: its GOP, LLC and progress measures again, at all four steps
+	run make -j2 all "${ARGS[@]}" V=1 GOP_FLAGS="--top 4" HESS_FLAGS="--top 2" LLC_FLAGS="--chains 2 --draws 21 --batch 8" TFM_CKPT_FROM=0
+	assert_success
+	assert_equal "$(invocations <<<"$output")" "bin/gop-spectrum=1 bin/llc-estimate=1 bin/progress-measures=1 bin/summarize=4 gnuplot -e=33 "
+	for f in gop llc progress; do
+		assert_equal "$(jq -sc "map(select(.record == \"$f\") | .step)" results/nanda/d1-s0/$f.jsonl)" "[0,1,6,40]"
+	done
+}
+
+# The commands `make -n all` prints at a study's defaults, continued lines joined.
+planned() {
+	make -n all -C "$ROOT" O="$O" SAN="$SAN" R="$BATS_TEST_TMPDIR/results" PL="$BATS_TEST_TMPDIR/plots" "$@" |
+		sed -e ':a' -e '/\\$/N; s/\\\n//; ta'
+}
+
+@test "study: the defaults' transformers as make -n plans them: small (GOP, LLC and progress from step 30), full (every checkpoint)" {
+	run planned
+	assert_success
+	tfm=$(grep -E '/bin/train-transformer ' <<<"$output")
+	assert_equal "$(wc -l <<<"$tfm")" 6
+	assert_equal "$(grep -c -- '--seed 0 --steps 5000 --ckpt-dir .* --ckpt-points 8 ' <<<"$tfm")" 6
+	assert_equal "$(grep -oE -- '--layers [0-9]+ .*--tag [a-z0-9.-]+' <<<"$tfm" | sed -E 's/--layers ([0-9]+) .*--tag /\1 /' | sort | tr '\n' ',')" \
+		"1 nanda,1 pizza-a0,1 pizza-a0.5,1 pizza-a1,2 nanda,3 nanda,"
+	# gop-spectrum, llc-estimate and progress-measures through the filter for each of the 6
+	# transformer runs; hess-eig (Hessian, GGN) on every checkpoint, as every analysis of the 42 MLP runs
+	filt="awk -F step- '\$NF + 0 == 0 || \$NF + 0 >= 30'"
+	analyses=$(grep -E '^ls .*/ckpt/\*\.safetensors \| ' <<<"$output")
+	tfm_analyses=$(grep -E '/(nanda|pizza-a[0-9.]+)/d[0-9]-s[0-9]/ckpt/' <<<"$analyses")
+	assert_equal "$(wc -l <<<"$tfm_analyses")" 30
+	assert_equal "$(grep -F "| $filt |" <<<"$tfm_analyses" | grep -oE 'bin/[a-z-]+' | sort | uniq -c | awk '{print $2 "=" $1}' | tr '\n' ' ')" \
+		"bin/gop-spectrum=6 bin/llc-estimate=6 bin/progress-measures=6 "
+	assert_equal "$(grep -F -v "| $filt |" <<<"$tfm_analyses" | grep -oE 'bin/[a-z-]+' | sort | uniq -c | awk '{print $2 "=" $1}' | tr '\n' ' ')" \
+		"bin/hess-eig=12 "
+	assert_equal "$(grep -E '/(grok|seed)/d[0-9]-s[0-9]/ckpt/' <<<"$analyses" | grep -F -c awk)" 0
+	assert_equal "$(grep -cE '/(grok|seed)/d[0-9]-s[0-9]/ckpt/' <<<"$analyses")" 189   # 5 per grok run, 4 per seed run: 21 x 9
+	# the filter, on the names of train-transformer's 8 log-spaced checkpoints of 5,000 steps
+	# (step 0 and round(5000^(i/7)), i = 0..7), keeps 0 and 38 onwards: 6 of 9
+	names=$(awk 'BEGIN { print "x/step-00000000.safetensors"; for (i = 0; i < 8; i++) printf "x/step-%08d.safetensors\n", int(exp(log(5000) * i / 7) + 0.5) }')
+	assert_equal "$(eval "$filt" <<<"$names" | sed -E 's/.*step-0*([0-9])/\1/; s/\.safetensors//' | tr '\n' ' ')" "0 38 130 439 1481 5000 "
+
+	run planned STUDY=full
+	assert_success
+	tfm=$(grep -E '/bin/train-transformer ' <<<"$output")
+	assert_equal "$(wc -l <<<"$tfm")" 30   # 6 recipes x 5 seeds
+	assert_equal "$(grep -c -- '--steps 20000 --ckpt-dir .* --ckpt-points 30 ' <<<"$tfm")" 30
+	assert_equal "$(grep -c 'awk -F step-' <<<"$output")" 0
 }
 
 @test "study: interrupted by SIGINT and made again, it finishes without redoing finished work" {
