@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "analysis.h"
+#include "chol.h"
 #include "ckpt.h"
 #include "dataset.h"
 #include "jsonl.h"
@@ -304,7 +305,7 @@ static void
 low_end(double *M, double *d, long n, double tol, int deficient, struct low_end *le, struct kfactor *kf,
     const char *what)
 {
-	double logdet = 0, lmin = 0;
+	double logdet = 0, lmin = 0, *scratch;
 	int full;
 
 	*le = (struct low_end){0, NAN, NAN, NULL, NULL, NULL, 0};
@@ -325,9 +326,11 @@ low_end(double *M, double *d, long n, double tol, int deficient, struct low_end 
 	 * at least the smallest eigenvalue: one at or below tol proves the
 	 * rank short of n without the products on the inverse.
 	 */
-	full = n > 0 && tol > 0 && sym_cholesky(M, (int)n, d, &logdet) == 0 && min_pivot(M, n) > tol
+	scratch = xmalloc(xmul(chol_scratch((int)n), sizeof(double)));
+	full = n > 0 && tol > 0 && chol_upper(M, (int)n, d, &logdet, scratch) == 0 && min_pivot(M, n) > tol
 	    && sym_bottom_chol(M, (int)n, LANCZOS_TOL, LANCZOS_MAXIT, &lmin, &le->products) == 0
 	    && lmin > tol;
+	free(scratch);
 	if (full && kf)
 		keep_factor(M, n, logdet, kf);
 	if (n > 0 && tol > 0)
