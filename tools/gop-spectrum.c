@@ -22,6 +22,7 @@
 #include "chol.h"
 #include "ckpt.h"
 #include "dataset.h"
+#include "gram.h"
 #include "jsonl.h"
 #include "linalg.h"
 #include "opts.h"
@@ -388,11 +389,12 @@ stats_json(double tr, double fro, const double *ev, int k, const char *troute, i
  * condition number and log-determinant of a rank-deficient M) is null,
  * with route null: --full computes it.  The factorisations overwrite M's
  * upper triangle (its lower triangle and diagonal are kept); d is n
- * doubles of scratch; deficient as low_end's.
+ * doubles of scratch; deficient as low_end's.  tf: M's trace and
+ * Frobenius norm when the caller has them (gram_sums), else NULL.
  */
 static json_t *
 stats_cheap(double *M, double *d, long n, double rank_rtol, int top, int deficient, struct kfactor *kf,
-    const char *what)
+    const double *tf, const char *what)
 {
 	int k = top < n ? top : (int)n, iters;
 	double *ev = xmalloc(xmul((size_t)k, sizeof(double))), tr, fro, tol, lowest;
@@ -401,7 +403,12 @@ stats_cheap(double *M, double *d, long n, double rank_rtol, int top, int deficie
 	json_t *s;
 
 	/* A non-finite entry makes one of these non-finite (as dsyevd's check on the full route). */
-	sym_trace_frob(M, (int)n, &tr, &fro);
+	if (tf) {
+		tr = tf[0];
+		fro = tf[1];
+	} else {
+		gram_sums(M, (int)n, NULL, &tr, &fro);
+	}
 	if (!isfinite(tr) || !isfinite(fro))
 		die("%s: an entry is not finite", what);
 	troute = top_eigs(M, n, k, ev, &iters, kf, &lowest, what);
@@ -425,7 +432,7 @@ static json_t *
 stats_of(const struct config *c, double *M, double *d, long n, double rtol, double **spec, const char *what)
 {
 	if (!c->full)
-		return stats_cheap(M, d, n, rtol, c->top, 0, NULL, what);
+		return stats_cheap(M, d, n, rtol, c->top, 0, NULL, NULL, what);
 	*spec = xmalloc(xmul((size_t)n, sizeof(double)));
 	if (sym_eigvals(M, (int)n, 0, *spec, NULL) < 0)
 		die("%s: LAPACK dsyevd failed", what);
@@ -476,56 +483,47 @@ write_spectrum(const struct config *c, const struct analysis_ckpt *ck, long n, c
 
 /*
  * K = (1/n) sum over the model's groups of each group's Gram term (T is
- * scratch, d n doubles of it).  With --per-layer, each group's
- * statistics (into layers) and with --full its spectrum (gspec[g]).
+ * scratch, d n doubles of it), and K's row sums (rowsum, n), trace and
+ * Frobenius norm (tf) in the last term's pass.  With --per-layer, each
+ * group's statistics (into layers) and with --full its spectrum
+ * (gspec[g]).
  */
 static void
 gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G, long n,
-    double rtol, double *K, double *T, double *d, double **gspec, json_t *layers)
+    double rtol, double *K, double *T, double *d, double **gspec, json_t *layers, double *rowsum, double *tf)
 {
 	for (int g = 0; g < ck->m->ngroups; g++) {
 		char what[512];
+		int last = g == ck->m->ngroups - 1;
 		/* The first term straight into K (the same sums: 0 + x is x), and T written only when kept. */
 		double *out = g == 0 && !c->per_layer ? K : T;
 		model_gram_group(G, g, out);
-		for (long b = 0; b < n; b++) {
-			double *t = out + b * n, *k = K + b * n;
-			if (out == K)
-				for (long q = 0; q <= b; q++)
-					k[q] /= (double)n;
-			else if (!c->per_layer)
-				for (long q = 0; q <= b; q++)
-					k[q] += t[q] / (double)n;
-			else
-				for (long q = 0; q <= b; q++) {
-					t[q] /= (double)n;
-					k[q] = g == 0 ? t[q] : k[q] + t[q];
-				}
-		}
-		if (!c->per_layer)
+		if (!c->per_layer) {
+			gram_accumulate(K, out, (int)n, g == 0, last ? rowsum : NULL, last ? &tf[0] : NULL, &tf[1]);
 			continue;
+		}
+		/* the same sums, the group's term kept divided in T */
+		gram_accumulate(T, T, (int)n, 1, NULL, NULL, NULL);
+		for (long b = 0; b < n; b++)
+			for (long q = 0; q <= b; q++)
+				K[b * n + q] = g == 0 ? T[b * n + q] : K[b * n + q] + T[b * n + q];
+		if (last)
+			gram_sums(K, (int)n, rowsum, &tf[0], &tf[1]);
 		snprintf(what, sizeof what, "%s: group %s", ck->path, ck->m->group_names[g]);
 		json_array_append_new(layers, stats_of(c, T, d, n, rtol, &gspec[g], what));
 	}
 }
 
 /*
- * |mean gradient|^2 = 1^T K 1 / n, returned, K's row means into rowmean
- * (n) and their mean into *all, and the centred Gram H K H into T
- * (unless no_centred), from K's lower triangle.
+ * |mean gradient|^2 = 1^T K 1 / n, returned, from K's row sums (rowsum,
+ * made row means in place) and their mean into *all; and the centred
+ * Gram H K H into T (unless no_centred), from K's lower triangle.
  */
 static double
 centre(const double *K, double *T, long n, int no_centred, double *rowmean, double *all)
 {
 	double sum = 0;
 
-	memset(rowmean, 0, (size_t)n * sizeof *rowmean);
-	for (long b = 0; b < n; b++)
-		for (long q = 0; q <= b; q++) {
-			rowmean[b] += K[b * n + q];
-			if (q < b)
-				rowmean[q] += K[b * n + q];
-		}
 	for (long b = 0; b < n; b++) {
 		sum += rowmean[b];
 		rowmean[b] /= (double)n;
@@ -535,26 +533,6 @@ centre(const double *K, double *T, long n, int no_centred, double *rowmean, doub
 		for (long q = 0; q <= b; q++)
 			T[b * n + q] = K[b * n + q] - rowmean[b] - rowmean[q] + *all;
 	return sum / (double)n;
-}
-
-/* Trace and Frobenius norm of H K H from K's entries, each as centre() makes it. */
-static void
-centred_trace_frob(const double *K, long n, const double *rowmean, double all, double *trace, double *frob)
-{
-	double t = 0, diag = 0, off = 0;
-
-	for (long b = 0; b < n; b++) {
-		const double *row = K + b * n;
-		for (long q = 0; q < b; q++) {
-			double v = row[q] - rowmean[b] - rowmean[q] + all;
-			off += v * v;
-		}
-		double v = row[b] - rowmean[b] - rowmean[b] + all;
-		t += v;
-		diag += v * v;
-	}
-	*trace = t;
-	*frob = sqrt(diag + 2 * off);
 }
 
 /* The statistics of one checkpoint's Gram matrices, and with --full their spectra. */
@@ -587,13 +565,14 @@ centred_stats(const struct config *c, double *K, double *T, double *d, long n, d
 	json_t *s, *routes;
 
 	if (c->full || n < 2) {
-		double *rowmean = xmalloc(xmul((size_t)n, sizeof(double))), all;
+		double *rowmean = xmalloc(xmul((size_t)n, sizeof(double))), all, tf[2];
+		gram_sums(K, (int)n, rowmean, &tf[0], &tf[1]);
 		centre(K, T, n, 0, rowmean, &all);
 		free(rowmean);
 		return stats_of(c, T, d, n, rtol, spec, what);
 	}
 	sym_deflate_ones(K, (int)n, T, d);
-	s = stats_cheap(T, d, n - 1, rtol, c->top, deficient, NULL, what);
+	s = stats_cheap(T, d, n - 1, rtol, c->top, deficient, NULL, NULL, what);
 	if (c->top >= n)
 		json_array_append_new(json_object_get(s, "top"), json_real(0.0));
 	routes = json_object_get(s, "routes");
@@ -629,7 +608,8 @@ centred_projected(const struct config *c, double *K, double *d, long n, double r
 
 	if (!kf->chol || n < 2 || (long)k * LANCZOS_KFRAC > n - 1)
 		return NULL;
-	centred_trace_frob(K, n, rowmean, all, &tr, &fro);
+	/* each entry as centre() makes it */
+	gram_centred_sums(K, (int)n, rowmean, all, &tr, &fro);
 	ev = xmalloc(xmul((size_t)k, sizeof(double)));
 	v0 = xcalloc((size_t)n, sizeof(double));
 	for (int e = 0; e < kf->k; e++)
@@ -685,7 +665,7 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
 {
 	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
 	double *K = xmalloc_big(nn), *T = xmalloc_big(nn), *d = xmalloc(xmul((size_t)n, sizeof(double)));
-	double *rowmean = xmalloc(xmul((size_t)n, sizeof(double))), all;
+	double *rowmean = xmalloc(xmul((size_t)n, sizeof(double))), all, tf[2];
 	struct kfactor kf;
 	char what[512];
 	int deficient;
@@ -693,13 +673,13 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
 	memset(sp, 0, sizeof *sp);
 	sp->gspec = xcalloc((size_t)ck->m->ngroups, sizeof *sp->gspec);
 	sp->layers = c->per_layer ? json_array() : NULL;
-	gram_sum(c, ck, G, n, rtol, K, T, d, sp->gspec, sp->layers);
+	gram_sum(c, ck, G, n, rtol, K, T, d, sp->gspec, sp->layers, rowmean, tf);
 	sp->gbar2 = centre(K, T, n, 1, rowmean, &all);
 	snprintf(what, sizeof what, "%s: the Gram matrix", ck->path);
 	kfactor_init(&kf, n, c->top < n ? c->top : (int)n);
 	/* The cheap route keeps K (its upper triangle aside); the full one destroys it, so comes last. */
 	if (!c->full)
-		sp->gop = stats_cheap(K, d, n, rtol, c->top, 0, c->no_centred ? NULL : &kf, what);
+		sp->gop = stats_cheap(K, d, n, rtol, c->top, 0, c->no_centred ? NULL : &kf, tf, what);
 	deficient = sp->gop && json_integer_value(json_object_get(sp->gop, "rank")) < n;
 	snprintf(what, sizeof what, "%s: the centred Gram matrix", ck->path);
 	if (c->no_centred)

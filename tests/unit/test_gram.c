@@ -106,6 +106,87 @@ gram_case(int n, int kd, int ka, int use_inner, struct rng *r)
 	free(scratch);
 }
 
+/*
+ * gram_accumulate, gram_sums and gram_centred_sums on a random lower
+ * triangle (SENTINEL above it): against the sums in long double, the
+ * upper triangle never read or written, and the AVX-512 route and the
+ * plain C one bit for bit the same.
+ */
+static void
+sums_case(int n, struct rng *r)
+{
+	size_t nn = (size_t)n * n + 1;
+	double *K = malloc(nn * sizeof *K), *S = malloc(nn * sizeof *S), *acc[2], rs[2][64], m[64];
+	double tr[2], fro[2], ctr[2], cfro[2], worst_acc = 0, worst_row = 0, fused[64], ftr, ffro;
+	double *acc2 = calloc(nn, sizeof *acc2);
+	int same_pass = 1;
+	long double t = 0, f = 0, ct = 0, cf = 0, want_row[64];
+	const char *route[2];
+	int kept = 1;
+
+	for (int b = 0; b < n; b++)
+		for (int q = 0; q < n; q++) {
+			K[b * n + q] = q <= b ? rng_normal(r) : NAN;      /* NaN above: a read would show */
+			S[b * n + q] = q <= b ? rng_normal(r) : SENTINEL;
+		}
+	for (int i = 0; i < 2; i++) {
+		gemm_setup(i == 0 ? 1 : 2);
+		route[i] = gemm_kernel();
+		acc[i] = malloc(nn * sizeof *K);
+		memcpy(acc[i], S, nn * sizeof *K);
+		gram_accumulate(acc[i], K, n, 0, NULL, NULL, NULL);     /* S + K / n */
+		gram_accumulate(acc2, acc[i], n, 0, fused, &ftr, &ffro);   /* the sums in the same pass */
+		gram_sums(acc2, n, rs[i], &tr[i], &fro[i]);
+		same_pass &= memcmp(fused, rs[i], n * sizeof *fused) == 0 && ftr == tr[i] && ffro == fro[i];
+		gram_sums(K, n, rs[i], &tr[i], &fro[i]);
+		for (int b = 0; b < n; b++)
+			m[b] = rs[0][b] / n;
+		gram_centred_sums(K, n, m, 0.25, &ctr[i], &cfro[i]);
+	}
+	gemm_setup(1);
+	for (int b = 0; b < n; b++) {
+		want_row[b] = 0;
+		for (int q = 0; q < n; q++)
+			want_row[b] += q <= b ? K[b * n + q] : K[q * n + b];
+	}
+	for (int b = 0; b < n; b++)
+		for (int q = 0; q < n; q++) {
+			double x = q <= b ? K[b * n + q] : K[q * n + b];
+			long double v = (long double)x - m[b] - m[q] + 0.25L;
+			if (q > b) {
+				kept &= acc[0][b * n + q] == SENTINEL;
+				continue;
+			}
+			worst_acc = fmax(worst_acc, fabs(acc[0][b * n + q] - (S[b * n + q] + x / n)));
+			f += (long double)x * x * (q < b ? 2 : 1);
+			cf += v * v * (q < b ? 2 : 1);
+			if (q == b) {
+				t += x;
+				ct += v;
+			}
+		}
+	for (int b = 0; b < n; b++)
+		worst_row = fmax(worst_row, fabs((double)(rs[0][b] - want_row[b])));
+	ok(worst_acc == 0 && kept, "gram_accumulate (%s), n %d: S + K / n entry by entry, upper triangle kept",
+	    route[0], n);
+	ok(same_pass, "gram_accumulate, n %d: the sums of its pass are gram_sums's of its result", n);
+	ok(memcmp(acc[0], acc[1], nn * sizeof *K) == 0 && memcmp(rs[0], rs[1], n * sizeof **rs) == 0 &&
+	    tr[0] == tr[1] && fro[0] == fro[1] && ctr[0] == ctr[1] && cfro[0] == cfro[1],
+	    "gram sums, n %d: %s and %s bit for bit", n, route[0], route[1]);
+	ok(worst_row <= 1e-15 * n && fabs(tr[0] - (double)t) <= 1e-15 * n &&
+	    fabs(fro[0] - (double)sqrtl(f)) <= 1e-15 * fro[0], "gram_sums (%s), n %d: row sums within %.1e, trace "
+	    "%.17g vs %.17g, Frobenius %.17g vs %.17g", route[0], n, worst_row, tr[0], (double)t, fro[0],
+	    (double)sqrtl(f));
+	ok(fabs(ctr[0] - (double)ct) <= 1e-15 * n && fabs(cfro[0] - (double)sqrtl(cf)) <= 1e-15 * cfro[0],
+	    "gram_centred_sums (%s), n %d: trace %.17g vs %.17g, Frobenius %.17g vs %.17g", route[0], n, ctr[0],
+	    (double)ct, cfro[0], (double)sqrtl(cf));
+	free(K);
+	free(S);
+	free(acc[0]);
+	free(acc[1]);
+	free(acc2);
+}
+
 /* A (n, n) = V diag(lambda) V^T, V a random orthogonal matrix (Householder products), full. */
 static void
 make_psd(double *A, int n, const double *lambda, struct rng *r)
@@ -262,6 +343,8 @@ main(void)
 	gram_case(61, 128, 97, 0, &r);
 	gram_case(130, 20, 33, 1, &r);
 	gram_case(200, 0, 16, 0, &r);
+	for (int n = 1; n <= 64; n += 9)   /* 1, 10, .., 64: across the 8 lanes */
+		sums_case(n, &r);
 	spectral_routes();
 	symeig_edges();
 	return tap_done();
