@@ -495,15 +495,21 @@ gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gr
 	for (int g = 0; g < ck->m->ngroups; g++) {
 		char what[512];
 		int last = g == ck->m->ngroups - 1;
-		/* The first term straight into K (the same sums: 0 + x is x), and T written only when kept. */
+		/*
+		 * The first term straight into K (the same sums: 0 + x is x),
+		 * divided by n in the second term's pass if there is one, and T
+		 * written only when kept.
+		 */
 		double *out = g == 0 && !c->per_layer ? K : T;
+		enum gram_acc how = g == 0 ? GRAM_SET : g == 1 ? GRAM_RESCALE_ADD : GRAM_ADD;
 		model_gram_group(G, g, out);
 		if (!c->per_layer) {
-			gram_accumulate(K, out, (int)n, g == 0, last ? rowsum : NULL, last ? &tf[0] : NULL, &tf[1]);
+			if (g > 0 || last)
+				gram_accumulate(K, out, (int)n, how, last ? rowsum : NULL, last ? &tf[0] : NULL, &tf[1]);
 			continue;
 		}
 		/* the same sums, the group's term kept divided in T */
-		gram_accumulate(T, T, (int)n, 1, NULL, NULL, NULL);
+		gram_accumulate(T, T, (int)n, GRAM_SET, NULL, NULL, NULL);
 		for (long b = 0; b < n; b++)
 			for (long q = 0; q <= b; q++)
 				K[b * n + q] = g == 0 ? T[b * n + q] : K[b * n + q] + T[b * n + q];

@@ -134,8 +134,8 @@ sums_case(int n, struct rng *r)
 		route[i] = gemm_kernel();
 		acc[i] = malloc(nn * sizeof *K);
 		memcpy(acc[i], S, nn * sizeof *K);
-		gram_accumulate(acc[i], K, n, 0, NULL, NULL, NULL);     /* S + K / n */
-		gram_accumulate(acc2, acc[i], n, 0, fused, &ftr, &ffro);   /* the sums in the same pass */
+		gram_accumulate(acc[i], K, n, GRAM_ADD, NULL, NULL, NULL);     /* S + K / n */
+		gram_accumulate(acc2, acc[i], n, GRAM_ADD, fused, &ftr, &ffro);   /* the sums in the same pass */
 		gram_sums(acc2, n, rs[i], &tr[i], &fro[i]);
 		same_pass &= memcmp(fused, rs[i], n * sizeof *fused) == 0 && ftr == tr[i] && ffro == fro[i];
 		gram_sums(K, n, rs[i], &tr[i], &fro[i]);
@@ -170,6 +170,24 @@ sums_case(int n, struct rng *r)
 	ok(worst_acc == 0 && kept, "gram_accumulate (%s), n %d: S + K / n entry by entry, upper triangle kept",
 	    route[0], n);
 	ok(same_pass, "gram_accumulate, n %d: the sums of its pass are gram_sums's of its result", n);
+	for (int how = GRAM_SET; how <= GRAM_RESCALE_ADD; how += GRAM_RESCALE_ADD - GRAM_SET) {
+		int exact = 1, same = 1;
+		for (int i = 0; i < 2; i++) {
+			gemm_setup(i == 0 ? 1 : 2);
+			memcpy(acc2, S, nn * sizeof *K);
+			gram_accumulate(acc2, K, n, (enum gram_acc)how, NULL, NULL, NULL);
+			for (int b = 0; b < n; b++)
+				for (int q = 0; q < n; q++) {
+					double want = q > b ? SENTINEL : how == GRAM_SET ? K[b * n + q] / n :
+					    S[b * n + q] / n + K[b * n + q] / n;
+					exact &= memcmp(&acc2[b * n + q], &want, sizeof want) == 0;
+				}
+			same &= exact;
+		}
+		gemm_setup(1);
+		ok(exact && same, "gram_accumulate (%s), n %d: entry by entry, both routes",
+		    how == GRAM_SET ? "K = S / n" : "K = K / n + S / n", n);
+	}
 	ok(memcmp(acc[0], acc[1], nn * sizeof *K) == 0 && memcmp(rs[0], rs[1], n * sizeof **rs) == 0 &&
 	    tr[0] == tr[1] && fro[0] == fro[1] && ctr[0] == ctr[1] && cfro[0] == cfro[1],
 	    "gram sums, n %d: %s and %s bit for bit", n, route[0], route[1]);

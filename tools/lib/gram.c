@@ -211,8 +211,8 @@ fold(const double *v)
 
 /*
  * The plain C route of gram.h's passes, the kernel's operations lane by
- * lane: with S, row b of K first becomes S's divided by n (first) or gets
- * it added; then with sums (rowsum or trace) K's sums as gram_sums's.
+ * lane: with S, row b of K first takes S's divided by n as gram_acc
+ * says; then with sums (rowsum or trace) K's sums as gram_sums's.
  */
 struct sums {
 	double *rowsum;         /* (n) or NULL */
@@ -236,13 +236,13 @@ sums_end(struct sums *u, const double *off, double *trace, double *frob)
 }
 
 static void
-pass_c(double *K, const double *S, int n, int first, struct sums *u)
+pass_c(double *K, const double *S, int n, enum gram_acc how, struct sums *u)
 {
 	for (int b = 0; b < n; b++) {
 		double *row = K + (size_t)b * n, r[8] = {0};
 		const double *s = S ? S + (size_t)b * n : NULL;
 		for (int q = 0; s && q <= b; q++)
-			row[q] = first ? s[q] / n : row[q] + s[q] / n;
+			row[q] = how == GRAM_SET ? s[q] / n : how == GRAM_ADD ? row[q] + s[q] / n : row[q] / n + s[q] / n;
 		if (!u)
 			continue;
 		/* 8 lanes at a time, those past the diagonal adding zeros, as the kernel's masked loads */
@@ -291,7 +291,7 @@ first_lanes(int m)
 }
 
 static AVX512 void
-pass_avx512(double *K, const double *S, int n, int first, struct sums *u)
+pass_avx512(double *K, const double *S, int n, enum gram_acc how, struct sums *u)
 {
 	__m512d nd = _mm512_set1_pd((double)n), off = _mm512_setzero_pd();
 	double lanes[8];
@@ -306,8 +306,10 @@ pass_avx512(double *K, const double *S, int n, int first, struct sums *u)
 			__m512d x;
 			if (s) {
 				x = _mm512_div_pd(_mm512_maskz_loadu_pd(m, s + q), nd);
-				if (!first)
+				if (how == GRAM_ADD)
 					x = _mm512_add_pd(_mm512_maskz_loadu_pd(m, row + q), x);
+				else if (how == GRAM_RESCALE_ADD)
+					x = _mm512_add_pd(_mm512_div_pd(_mm512_maskz_loadu_pd(m, row + q), nd), x);
 				_mm512_mask_storeu_pd(row + q, m, x);
 			} else {
 				x = _mm512_maskz_loadu_pd(m, row + q);
@@ -371,32 +373,32 @@ use_avx512(void)
 
 /* One pass of gram.h's (S NULL: the sums alone; trace NULL: no sums). */
 static void
-pass(double *K, const double *S, int n, int first, double *rowsum, double *trace, double *frob)
+pass(double *K, const double *S, int n, enum gram_acc how, double *rowsum, double *trace, double *frob)
 {
 	struct sums u;
 
 	sums_init(&u, rowsum, n);
 #if defined(__x86_64__) && defined(__GNUC__)
 	if (use_avx512())
-		pass_avx512(K, S, n, first, trace ? &u : NULL);
+		pass_avx512(K, S, n, how, trace ? &u : NULL);
 	else
 #endif
-		pass_c(K, S, n, first, trace ? &u : NULL);
+		pass_c(K, S, n, how, trace ? &u : NULL);
 	if (trace)
 		sums_end(&u, u.off, trace, frob);
 }
 
 void
-gram_accumulate(double *K, const double *S, int n, int first, double *rowsum, double *trace, double *frob)
+gram_accumulate(double *K, const double *S, int n, enum gram_acc how, double *rowsum, double *trace, double *frob)
 {
-	pass(K, S, n, first, rowsum, trace, frob);
+	pass(K, S, n, how, rowsum, trace, frob);
 }
 
 void
 gram_sums(const double *K, int n, double *rowsum, double *trace, double *frob)
 {
 	/* S NULL: K is only read */
-	pass((double *)K, NULL, n, 0, rowsum, trace, frob);
+	pass((double *)K, NULL, n, GRAM_ADD, rowsum, trace, frob);
 }
 
 void

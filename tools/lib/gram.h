@@ -39,9 +39,10 @@ void gram_layer(double *out, int n, const float *D, int kd, const float *A, int 
  * (row-major, leading dimension n), on AVX-512 where gram_layer's kernel
  * runs and in plain C elsewhere, with the same bits either way.
  *
- * gram_accumulate: K = S / n (first, S may be K) or K += S / n, entry by
- * entry (one correctly rounded division, then the addition); with trace
- * (not NULL) the resulting K's gram_sums in the same pass.
+ * gram_accumulate: K = S / n, K += S / n, or K = K / n + S / n (K held
+ * the first term undivided: one pass less), entry by entry (correctly
+ * rounded divisions, then the addition); with trace (not NULL) the
+ * resulting K's gram_sums in the same pass.
  *
  * gram_sums: K's row sums K 1 into rowsum (n, or NULL), its trace and
  * Frobenius norm.  Each sum over a row's entries runs in 8 lanes (lane l
@@ -59,7 +60,9 @@ void gram_layer(double *out, int n, const float *D, int kd, const float *A, int 
  * (K_bq - m_b) - m_q + all as the centred matrix holds it, its squares
  * summed as gram_sums's.
  */
-void gram_accumulate(double *K, const double *S, int n, int first, double *rowsum, double *trace, double *frob);
+enum gram_acc { GRAM_SET, GRAM_ADD, GRAM_RESCALE_ADD };
+void gram_accumulate(double *K, const double *S, int n, enum gram_acc how, double *rowsum, double *trace,
+    double *frob);
 void gram_sums(const double *K, int n, double *rowsum, double *trace, double *frob);
 void gram_centred_sums(const double *K, int n, const double *m, double all, double *trace, double *frob);
 
