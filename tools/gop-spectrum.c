@@ -482,42 +482,34 @@ write_spectrum(const struct config *c, const struct analysis_ckpt *ck, long n, c
 }
 
 /*
- * K = (1/n) sum over the model's groups of each group's Gram term (T is
- * scratch, d n doubles of it), and K's row sums (rowsum, n), trace and
- * Frobenius norm (tf) in the last term's pass.  With --per-layer, each
- * group's statistics (into layers) and with --full its spectrum
- * (gspec[g]).
+ * K = (1/n) sum over the model's groups of each group's Gram term, each
+ * added into K as the kernel forms it, and K's row sums (rowsum, n),
+ * trace and Frobenius norm (tf) in one pass after.  With --per-layer,
+ * each group's term divided by n in T (scratch, d n doubles of it), its
+ * statistics (into layers) and with --full its spectrum (gspec[g]).
  */
 static void
 gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G, long n,
     double rtol, double *K, double *T, double *d, double **gspec, json_t *layers, double *rowsum, double *tf)
 {
-	for (int g = 0; g < ck->m->ngroups; g++) {
+	int groups = ck->m->ngroups;
+
+	for (int g = 0; g < groups; g++) {
 		char what[512];
-		int last = g == ck->m->ngroups - 1;
-		/*
-		 * The first term straight into K (the same sums: 0 + x is x),
-		 * divided by n in the second term's pass if there is one, and T
-		 * written only when kept.
-		 */
-		double *out = g == 0 && !c->per_layer ? K : T;
-		enum gram_acc how = g == 0 ? GRAM_SET : g == 1 ? GRAM_RESCALE_ADD : GRAM_ADD;
-		model_gram_group(G, g, out);
 		if (!c->per_layer) {
-			if (g > 0 || last)
-				gram_accumulate(K, out, (int)n, how, last ? rowsum : NULL, last ? &tf[0] : NULL, &tf[1]);
+			/* the first term undivided, then divided in the second's pass: the same bits as one by one */
+			model_gram_group_acc(G, g, K, g == 0 ? (groups > 1 ? GRAM_RAW : GRAM_SET) :
+			    g == 1 ? GRAM_RESCALE_ADD : GRAM_ADD);
 			continue;
 		}
-		/* the same sums, the group's term kept divided in T */
-		gram_accumulate(T, T, (int)n, GRAM_SET, NULL, NULL, NULL);
+		model_gram_group_acc(G, g, T, GRAM_SET);
 		for (long b = 0; b < n; b++)
 			for (long q = 0; q <= b; q++)
 				K[b * n + q] = g == 0 ? T[b * n + q] : K[b * n + q] + T[b * n + q];
-		if (last)
-			gram_sums(K, (int)n, rowsum, &tf[0], &tf[1]);
 		snprintf(what, sizeof what, "%s: group %s", ck->path, ck->m->group_names[g]);
 		json_array_append_new(layers, stats_of(c, T, d, n, rtol, &gspec[g], what));
 	}
+	gram_sums(K, (int)n, rowsum, &tf[0], &tf[1]);
 }
 
 /*

@@ -74,6 +74,34 @@ gram_error(const double *out, int n, const float *D, int kd, const float *A, int
 	return worst;
 }
 
+/*
+ * gram_layer's other modes against its GRAM_RAW term (raw): each entry
+ * of a random out becomes raw / n, out + raw / n or out / n + raw / n.
+ */
+static int
+modes_exact(const double *raw, int n, const float *D, int kd, const float *A, int ka, const struct rows *ctx,
+    double *scratch, struct rng *r)
+{
+	double *out = malloc((size_t)n * n * sizeof *out), *was = malloc((size_t)n * n * sizeof *was);
+	int exact = 1;
+
+	for (int how = GRAM_SET; how <= GRAM_RESCALE_ADD; how++) {
+		for (int i = 0; i < n * n; i++)
+			was[i] = out[i] = i % n <= i / n ? rng_normal(r) : SENTINEL;
+		gram_layer(out, n, D, kd, A, ka, rows_inner, ctx, (enum gram_acc)how, scratch);
+		for (int b = 0; b < n; b++)
+			for (int c = 0; c < n; c++) {
+				double t = raw[b * n + c], o = was[b * n + c];
+				double want = c > b ? SENTINEL : how == GRAM_SET ? t / n : how == GRAM_ADD ? o + t / n :
+				    o / n + t / n;
+				exact &= memcmp(&out[b * n + c], &want, sizeof want) == 0;
+			}
+	}
+	free(out);
+	free(was);
+	return exact;
+}
+
 static void
 gram_case(int n, int kd, int ka, int use_inner, struct rng *r)
 {
@@ -93,10 +121,14 @@ gram_case(int n, int kd, int ka, int use_inner, struct rng *r)
 		out[route_i] = malloc((size_t)n * n * sizeof(double));
 		for (int i = 0; i < n * n; i++)
 			out[route_i][i] = SENTINEL;
-		gram_layer(out[route_i], n, D, kd, use_inner ? NULL : A, use_inner ? 0 : ka, rows_inner, &ctx, scratch);
+		gram_layer(out[route_i], n, D, kd, use_inner ? NULL : A, use_inner ? 0 : ka, rows_inner, &ctx, GRAM_RAW,
+		    scratch);
 		double err = gram_error(out[route_i], n, D, kd, A, ka, &kept);
 		ok(err <= 1e-14 && kept, "gram_layer (%s), n %d, kd %d, ka %d%s: max error %.1e of the scale (<= 1e-14), "
 		    "upper triangle untouched %d", route[route_i], n, kd, ka, use_inner ? " by callback" : "", err, kept);
+		ok(modes_exact(out[route_i], n, D, kd, use_inner ? NULL : A, use_inner ? 0 : ka, &ctx, scratch, r),
+		    "gram_layer (%s), n %d: K = T / n, K += T / n and K = K / n + T / n as the term's entries "
+		    "divided and added, bit for bit, upper triangle untouched", route[route_i], n);
 	}
 	gemm_setup(1);
 	free(out[0]);

@@ -58,9 +58,21 @@ block_products(double *S, const double *X, int k, int r0, int r1)
 }
 
 /* OpenBLAS's route: a dgemm per factor and row block. */
+/* out = term, term / n, out + term / n or out / n + term / n, as how says (gram.h). */
+static inline double
+acc_of(double out, double term, double n, enum gram_acc how)
+{
+	switch (how) {
+	case GRAM_SET: return term / n;
+	case GRAM_ADD: return out + term / n;
+	case GRAM_RESCALE_ADD: return out / n + term / n;
+	default: return term;
+	}
+}
+
 static void
 gram_blas(double *out, int n, const float *D, int kd, const float *A, int ka,
-    gram_inner_fn inner, const void *ctx, double *scratch)
+    gram_inner_fn inner, const void *ctx, enum gram_acc how, double *scratch)
 {
 	double *Dd = scratch, *Ad = Dd + (size_t)n * kd;
 	double *S = Ad + (size_t)n * (A ? ka : 0), *U = S + (size_t)GRAM_ROWS * n;
@@ -79,7 +91,7 @@ gram_blas(double *out, int n, const float *D, int kd, const float *A, int ka,
 			const double *s = S + (size_t)(b - r0) * r1, *u = U + (size_t)(b - r0) * r1;
 			double *o = out + (size_t)b * n;
 			for (int c = 0; c <= b; c++)
-				o[c] = s[c] * (u[c] + 1.0);
+				o[c] = acc_of(o[c], s[c] * (u[c] + 1.0), n, how);
 		}
 	}
 }
@@ -154,9 +166,10 @@ lanes(int b, int c0, int j)
  */
 static AVX512 void
 tile_gram(double *out, int n, const double *dp, int kd, const double *ap, int ka, const double *U, int r0, int lds,
-    int b0, int c0)
+    int b0, int c0, enum gram_acc how)
 {
 	double sd[GR * GC], su[GR * GC];
+	__m512d nd = _mm512_set1_pd((double)n);
 
 	if (ap)
 		tile_products(su, ap, ka, b0, c0);
@@ -169,8 +182,15 @@ tile_gram(double *out, int n, const double *dp, int kd, const double *ap, int ka
 			__m512d sv = _mm512_loadu_pd(sd + i * GC + 8 * j);
 			if (!m)
 				break;
-			_mm512_mask_storeu_pd(out + (size_t)b * n + c0 + 8 * j, m,
-			    _mm512_fmadd_pd(sv, _mm512_maskz_loadu_pd(m, u), sv));
+			double *o = out + (size_t)b * n + c0 + 8 * j;
+			__m512d v = _mm512_fmadd_pd(sv, _mm512_maskz_loadu_pd(m, u), sv);
+			if (how != GRAM_RAW)
+				v = _mm512_div_pd(v, nd);
+			if (how == GRAM_ADD)
+				v = _mm512_add_pd(_mm512_maskz_loadu_pd(m, o), v);
+			else if (how == GRAM_RESCALE_ADD)
+				v = _mm512_add_pd(_mm512_div_pd(_mm512_maskz_loadu_pd(m, o), nd), v);
+			_mm512_mask_storeu_pd(o, m, v);
 		}
 	}
 }
@@ -183,7 +203,7 @@ tile_gram(double *out, int n, const double *dp, int kd, const double *ap, int ka
  */
 static AVX512 void
 gram_avx512(double *out, int n, const float *D, int kd, const float *A, int ka,
-    gram_inner_fn inner, const void *ctx, double *scratch)
+    gram_inner_fn inner, const void *ctx, enum gram_acc how, double *scratch)
 {
 	double *dp = scratch, *ap = dp + padded(n) * kd, *U = ap + padded(n) * (A ? ka : 0);
 
@@ -197,7 +217,7 @@ gram_avx512(double *out, int n, const float *D, int kd, const float *A, int ka,
 		for (int c0 = 0; c0 < r1; c0 += GC)
 			for (int b0 = r0; b0 < r1; b0 += GR)
 				if (c0 <= b0 + GR - 1)
-					tile_gram(out, n, dp, kd, A ? ap : NULL, ka, U, r0, r1, b0, c0);
+					tile_gram(out, n, dp, kd, A ? ap : NULL, ka, U, r0, r1, b0, c0, how);
 	}
 }
 #endif
@@ -242,7 +262,7 @@ pass_c(double *K, const double *S, int n, enum gram_acc how, struct sums *u)
 		double *row = K + (size_t)b * n, r[8] = {0};
 		const double *s = S ? S + (size_t)b * n : NULL;
 		for (int q = 0; s && q <= b; q++)
-			row[q] = how == GRAM_SET ? s[q] / n : how == GRAM_ADD ? row[q] + s[q] / n : row[q] / n + s[q] / n;
+			row[q] = acc_of(row[q], s[q], n, how);
 		if (!u)
 			continue;
 		/* 8 lanes at a time, those past the diagonal adding zeros, as the kernel's masked loads */
@@ -305,7 +325,9 @@ pass_avx512(double *K, const double *S, int n, enum gram_acc how, struct sums *u
 			__mmask8 m = first_lanes(b + 1 - q), below = first_lanes(b - q);
 			__m512d x;
 			if (s) {
-				x = _mm512_div_pd(_mm512_maskz_loadu_pd(m, s + q), nd);
+				x = _mm512_maskz_loadu_pd(m, s + q);
+				if (how != GRAM_RAW)
+					x = _mm512_div_pd(x, nd);
 				if (how == GRAM_ADD)
 					x = _mm512_add_pd(_mm512_maskz_loadu_pd(m, row + q), x);
 				else if (how == GRAM_RESCALE_ADD)
@@ -415,13 +437,13 @@ gram_centred_sums(const double *K, int n, const double *m, double all, double *t
 
 void
 gram_layer(double *out, int n, const float *D, int kd, const float *A, int ka,
-    gram_inner_fn inner, const void *ctx, double *scratch)
+    gram_inner_fn inner, const void *ctx, enum gram_acc how, double *scratch)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
 	if (strcmp(gemm_kernel(), "avx512") == 0) {
-		gram_avx512(out, n, D, kd, A, ka, inner, ctx, scratch);
+		gram_avx512(out, n, D, kd, A, ka, inner, ctx, how, scratch);
 		return;
 	}
 #endif
-	gram_blas(out, n, D, kd, A, ka, inner, ctx, scratch);
+	gram_blas(out, n, D, kd, A, ka, inner, ctx, how, scratch);
 }
