@@ -171,6 +171,18 @@ tile_gram(double *out, int n, const double *dp, int kd, const double *ap, int ka
 	double sd[GR * GC], su[GR * GC];
 	__m512d nd = _mm512_set1_pd((double)n);
 
+	/*
+	 * The tile of out that the store adds into: a column strip of rows
+	 * far apart, which no hardware prefetcher follows; fetched now, it
+	 * arrives while the products run.
+	 */
+	for (int i = 0; how >= GRAM_ADD && i < GR && b0 + i < n; i++) {
+		const char *o = (const char *)(out + (size_t)(b0 + i) * n + c0);
+		_mm_prefetch(o, _MM_HINT_T0);
+		_mm_prefetch(o + 64, _MM_HINT_T0);
+		_mm_prefetch(o + 128, _MM_HINT_T0);
+		_mm_prefetch(o + 191, _MM_HINT_T0);
+	}
 	if (ap)
 		tile_products(su, ap, ka, b0, c0);
 	tile_products(sd, dp, kd, b0, c0);
