@@ -19,8 +19,10 @@
 #include <unistd.h>
 
 #include "analysis.h"
+#include "chol.h"
 #include "ckpt.h"
 #include "dataset.h"
+#include "gram.h"
 #include "jsonl.h"
 #include "linalg.h"
 #include "opts.h"
@@ -304,7 +306,7 @@ static void
 low_end(double *M, double *d, long n, double tol, int deficient, struct low_end *le, struct kfactor *kf,
     const char *what)
 {
-	double logdet = 0, lmin = 0;
+	double logdet = 0, lmin = 0, *scratch;
 	int full;
 
 	*le = (struct low_end){0, NAN, NAN, NULL, NULL, NULL, 0};
@@ -325,9 +327,11 @@ low_end(double *M, double *d, long n, double tol, int deficient, struct low_end 
 	 * at least the smallest eigenvalue: one at or below tol proves the
 	 * rank short of n without the products on the inverse.
 	 */
-	full = n > 0 && tol > 0 && sym_cholesky(M, (int)n, d, &logdet) == 0 && min_pivot(M, n) > tol
+	scratch = xmalloc(xmul(chol_scratch((int)n), sizeof(double)));
+	full = n > 0 && tol > 0 && chol_upper(M, (int)n, d, &logdet, scratch) == 0 && min_pivot(M, n) > tol
 	    && sym_bottom_chol(M, (int)n, LANCZOS_TOL, LANCZOS_MAXIT, &lmin, &le->products) == 0
 	    && lmin > tol;
+	free(scratch);
 	if (full && kf)
 		keep_factor(M, n, logdet, kf);
 	if (n > 0 && tol > 0)
@@ -385,11 +389,12 @@ stats_json(double tr, double fro, const double *ev, int k, const char *troute, i
  * condition number and log-determinant of a rank-deficient M) is null,
  * with route null: --full computes it.  The factorisations overwrite M's
  * upper triangle (its lower triangle and diagonal are kept); d is n
- * doubles of scratch; deficient as low_end's.
+ * doubles of scratch; deficient as low_end's.  tf: M's trace and
+ * Frobenius norm when the caller has them (gram_sums), else NULL.
  */
 static json_t *
 stats_cheap(double *M, double *d, long n, double rank_rtol, int top, int deficient, struct kfactor *kf,
-    const char *what)
+    const double *tf, const char *what)
 {
 	int k = top < n ? top : (int)n, iters;
 	double *ev = xmalloc(xmul((size_t)k, sizeof(double))), tr, fro, tol, lowest;
@@ -398,7 +403,12 @@ stats_cheap(double *M, double *d, long n, double rank_rtol, int top, int deficie
 	json_t *s;
 
 	/* A non-finite entry makes one of these non-finite (as dsyevd's check on the full route). */
-	sym_trace_frob(M, (int)n, &tr, &fro);
+	if (tf) {
+		tr = tf[0];
+		fro = tf[1];
+	} else {
+		gram_sums(M, (int)n, NULL, &tr, &fro);
+	}
 	if (!isfinite(tr) || !isfinite(fro))
 		die("%s: an entry is not finite", what);
 	troute = top_eigs(M, n, k, ev, &iters, kf, &lowest, what);
@@ -422,7 +432,7 @@ static json_t *
 stats_of(const struct config *c, double *M, double *d, long n, double rtol, double **spec, const char *what)
 {
 	if (!c->full)
-		return stats_cheap(M, d, n, rtol, c->top, 0, NULL, what);
+		return stats_cheap(M, d, n, rtol, c->top, 0, NULL, NULL, what);
 	*spec = xmalloc(xmul((size_t)n, sizeof(double)));
 	if (sym_eigvals(M, (int)n, 0, *spec, NULL) < 0)
 		die("%s: LAPACK dsyevd failed", what);
@@ -472,57 +482,46 @@ write_spectrum(const struct config *c, const struct analysis_ckpt *ck, long n, c
 }
 
 /*
- * K = (1/n) sum over the model's groups of each group's Gram term (T is
- * scratch, d n doubles of it).  With --per-layer, each group's
+ * K = (1/n) sum over the model's groups of each group's Gram term, each
+ * added into K as the kernel forms it, and K's row sums (rowsum, n),
+ * trace and Frobenius norm (tf) in one pass after.  With --per-layer,
+ * each group's term divided by n in T (scratch, d n doubles of it), its
  * statistics (into layers) and with --full its spectrum (gspec[g]).
  */
 static void
 gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gram *G, long n,
-    double rtol, double *K, double *T, double *d, double **gspec, json_t *layers)
+    double rtol, double *K, double *T, double *d, double **gspec, json_t *layers, double *rowsum, double *tf)
 {
-	for (int g = 0; g < ck->m->ngroups; g++) {
+	int groups = ck->m->ngroups;
+
+	for (int g = 0; g < groups; g++) {
 		char what[512];
-		/* The first term straight into K (the same sums: 0 + x is x), and T written only when kept. */
-		double *out = g == 0 && !c->per_layer ? K : T;
-		model_gram_group(G, g, out);
-		for (long b = 0; b < n; b++) {
-			double *t = out + b * n, *k = K + b * n;
-			if (out == K)
-				for (long q = 0; q <= b; q++)
-					k[q] /= (double)n;
-			else if (!c->per_layer)
-				for (long q = 0; q <= b; q++)
-					k[q] += t[q] / (double)n;
-			else
-				for (long q = 0; q <= b; q++) {
-					t[q] /= (double)n;
-					k[q] = g == 0 ? t[q] : k[q] + t[q];
-				}
-		}
-		if (!c->per_layer)
+		if (!c->per_layer) {
+			/* the first term undivided, then divided in the second's pass: the same bits as one by one */
+			model_gram_group_acc(G, g, K, g == 0 ? (groups > 1 ? GRAM_RAW : GRAM_SET) :
+			    g == 1 ? GRAM_RESCALE_ADD : GRAM_ADD);
 			continue;
+		}
+		model_gram_group_acc(G, g, T, GRAM_SET);
+		for (long b = 0; b < n; b++)
+			for (long q = 0; q <= b; q++)
+				K[b * n + q] = g == 0 ? T[b * n + q] : K[b * n + q] + T[b * n + q];
 		snprintf(what, sizeof what, "%s: group %s", ck->path, ck->m->group_names[g]);
 		json_array_append_new(layers, stats_of(c, T, d, n, rtol, &gspec[g], what));
 	}
+	gram_sums(K, (int)n, rowsum, &tf[0], &tf[1]);
 }
 
 /*
- * |mean gradient|^2 = 1^T K 1 / n, returned, K's row means into rowmean
- * (n) and their mean into *all, and the centred Gram H K H into T
- * (unless no_centred), from K's lower triangle.
+ * |mean gradient|^2 = 1^T K 1 / n, returned, from K's row sums (rowsum,
+ * made row means in place) and their mean into *all; and the centred
+ * Gram H K H into T (unless no_centred), from K's lower triangle.
  */
 static double
 centre(const double *K, double *T, long n, int no_centred, double *rowmean, double *all)
 {
 	double sum = 0;
 
-	memset(rowmean, 0, (size_t)n * sizeof *rowmean);
-	for (long b = 0; b < n; b++)
-		for (long q = 0; q <= b; q++) {
-			rowmean[b] += K[b * n + q];
-			if (q < b)
-				rowmean[q] += K[b * n + q];
-		}
 	for (long b = 0; b < n; b++) {
 		sum += rowmean[b];
 		rowmean[b] /= (double)n;
@@ -532,26 +531,6 @@ centre(const double *K, double *T, long n, int no_centred, double *rowmean, doub
 		for (long q = 0; q <= b; q++)
 			T[b * n + q] = K[b * n + q] - rowmean[b] - rowmean[q] + *all;
 	return sum / (double)n;
-}
-
-/* Trace and Frobenius norm of H K H from K's entries, each as centre() makes it. */
-static void
-centred_trace_frob(const double *K, long n, const double *rowmean, double all, double *trace, double *frob)
-{
-	double t = 0, diag = 0, off = 0;
-
-	for (long b = 0; b < n; b++) {
-		const double *row = K + b * n;
-		for (long q = 0; q < b; q++) {
-			double v = row[q] - rowmean[b] - rowmean[q] + all;
-			off += v * v;
-		}
-		double v = row[b] - rowmean[b] - rowmean[b] + all;
-		t += v;
-		diag += v * v;
-	}
-	*trace = t;
-	*frob = sqrt(diag + 2 * off);
 }
 
 /* The statistics of one checkpoint's Gram matrices, and with --full their spectra. */
@@ -584,13 +563,14 @@ centred_stats(const struct config *c, double *K, double *T, double *d, long n, d
 	json_t *s, *routes;
 
 	if (c->full || n < 2) {
-		double *rowmean = xmalloc(xmul((size_t)n, sizeof(double))), all;
+		double *rowmean = xmalloc(xmul((size_t)n, sizeof(double))), all, tf[2];
+		gram_sums(K, (int)n, rowmean, &tf[0], &tf[1]);
 		centre(K, T, n, 0, rowmean, &all);
 		free(rowmean);
 		return stats_of(c, T, d, n, rtol, spec, what);
 	}
 	sym_deflate_ones(K, (int)n, T, d);
-	s = stats_cheap(T, d, n - 1, rtol, c->top, deficient, NULL, what);
+	s = stats_cheap(T, d, n - 1, rtol, c->top, deficient, NULL, NULL, what);
 	if (c->top >= n)
 		json_array_append_new(json_object_get(s, "top"), json_real(0.0));
 	routes = json_object_get(s, "routes");
@@ -626,7 +606,8 @@ centred_projected(const struct config *c, double *K, double *d, long n, double r
 
 	if (!kf->chol || n < 2 || (long)k * LANCZOS_KFRAC > n - 1)
 		return NULL;
-	centred_trace_frob(K, n, rowmean, all, &tr, &fro);
+	/* each entry as centre() makes it */
+	gram_centred_sums(K, (int)n, rowmean, all, &tr, &fro);
 	ev = xmalloc(xmul((size_t)k, sizeof(double)));
 	v0 = xcalloc((size_t)n, sizeof(double));
 	for (int e = 0; e < kf->k; e++)
@@ -682,7 +663,7 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
 {
 	size_t nn = xmul(xmul((size_t)n, (size_t)n), sizeof(double));
 	double *K = xmalloc_big(nn), *T = xmalloc_big(nn), *d = xmalloc(xmul((size_t)n, sizeof(double)));
-	double *rowmean = xmalloc(xmul((size_t)n, sizeof(double))), all;
+	double *rowmean = xmalloc(xmul((size_t)n, sizeof(double))), all, tf[2];
 	struct kfactor kf;
 	char what[512];
 	int deficient;
@@ -690,13 +671,13 @@ spectra_of(const struct config *c, const struct analysis_ckpt *ck, struct model_
 	memset(sp, 0, sizeof *sp);
 	sp->gspec = xcalloc((size_t)ck->m->ngroups, sizeof *sp->gspec);
 	sp->layers = c->per_layer ? json_array() : NULL;
-	gram_sum(c, ck, G, n, rtol, K, T, d, sp->gspec, sp->layers);
+	gram_sum(c, ck, G, n, rtol, K, T, d, sp->gspec, sp->layers, rowmean, tf);
 	sp->gbar2 = centre(K, T, n, 1, rowmean, &all);
 	snprintf(what, sizeof what, "%s: the Gram matrix", ck->path);
 	kfactor_init(&kf, n, c->top < n ? c->top : (int)n);
 	/* The cheap route keeps K (its upper triangle aside); the full one destroys it, so comes last. */
 	if (!c->full)
-		sp->gop = stats_cheap(K, d, n, rtol, c->top, 0, c->no_centred ? NULL : &kf, what);
+		sp->gop = stats_cheap(K, d, n, rtol, c->top, 0, c->no_centred ? NULL : &kf, tf, what);
 	deficient = sp->gop && json_integer_value(json_object_get(sp->gop, "rank")) < n;
 	snprintf(what, sizeof what, "%s: the centred Gram matrix", ck->path);
 	if (c->no_centred)

@@ -73,6 +73,34 @@ gram_error(const double *out, int n, const float *D, int kd, const float *A, int
 	return worst;
 }
 
+/*
+ * gram_layer's other modes against its GRAM_RAW term (raw): each entry
+ * of a random out becomes raw / n, out + raw / n or out / n + raw / n.
+ */
+static int
+modes_exact(const double *raw, int n, const float *D, int kd, const float *A, int ka, const struct rows *ctx,
+    double *scratch, struct rng *r)
+{
+	double *out = malloc((size_t)n * n * sizeof *out), *was = malloc((size_t)n * n * sizeof *was);
+	int exact = 1;
+
+	for (int how = GRAM_SET; how <= GRAM_RESCALE_ADD; how++) {
+		for (int i = 0; i < n * n; i++)
+			was[i] = out[i] = i % n <= i / n ? rng_normal(r) : SENTINEL;
+		gram_layer(out, n, D, kd, A, ka, rows_inner, ctx, (enum gram_acc)how, scratch);
+		for (int b = 0; b < n; b++)
+			for (int c = 0; c < n; c++) {
+				double t = raw[b * n + c], o = was[b * n + c];
+				double want = c > b ? SENTINEL : how == GRAM_SET ? t / n : how == GRAM_ADD ? o + t / n :
+				    o / n + t / n;
+				exact &= memcmp(&out[b * n + c], &want, sizeof want) == 0;
+			}
+	}
+	free(out);
+	free(was);
+	return exact;
+}
+
 static void
 gram_case(int n, int kd, int ka, int use_inner, struct rng *r)
 {
@@ -92,10 +120,14 @@ gram_case(int n, int kd, int ka, int use_inner, struct rng *r)
 		out[route_i] = malloc((size_t)n * n * sizeof(double));
 		for (int i = 0; i < n * n; i++)
 			out[route_i][i] = SENTINEL;
-		gram_layer(out[route_i], n, D, kd, use_inner ? NULL : A, use_inner ? 0 : ka, rows_inner, &ctx, scratch);
+		gram_layer(out[route_i], n, D, kd, use_inner ? NULL : A, use_inner ? 0 : ka, rows_inner, &ctx, GRAM_RAW,
+		    scratch);
 		double err = gram_error(out[route_i], n, D, kd, A, ka, &kept);
 		ok(err <= 1e-14 && kept, "gram_layer (%s), n %d, kd %d, ka %d%s: max error %.1e of the scale (<= 1e-14), "
 		    "upper triangle untouched %d", route[route_i], n, kd, ka, use_inner ? " by callback" : "", err, kept);
+		ok(modes_exact(out[route_i], n, D, kd, use_inner ? NULL : A, use_inner ? 0 : ka, &ctx, scratch, r),
+		    "gram_layer (%s), n %d: K = T / n, K += T / n and K = K / n + T / n as the term's entries "
+		    "divided and added, bit for bit, upper triangle untouched", route[route_i], n);
 	}
 	gemm_setup(1);
 	free(out[0]);
@@ -103,6 +135,105 @@ gram_case(int n, int kd, int ka, int use_inner, struct rng *r)
 	free(D);
 	free(A);
 	free(scratch);
+}
+
+/*
+ * gram_accumulate, gram_sums and gram_centred_sums on a random lower
+ * triangle (SENTINEL above it): against the sums in long double, the
+ * upper triangle never read or written, and the AVX-512 route and the
+ * plain C one bit for bit the same.
+ */
+static void
+sums_case(int n, struct rng *r)
+{
+	size_t nn = (size_t)n * n + 1;
+	double *K = malloc(nn * sizeof *K), *S = malloc(nn * sizeof *S), *acc[2], rs[2][64], m[64];
+	double tr[2], fro[2], ctr[2], cfro[2], worst_acc = 0, worst_row = 0, fused[64], ftr, ffro;
+	double *acc2 = calloc(nn, sizeof *acc2);
+	int same_pass = 1;
+	long double t = 0, f = 0, ct = 0, cf = 0, want_row[64];
+	const char *route[2];
+	int kept = 1;
+
+	for (int b = 0; b < n; b++)
+		for (int q = 0; q < n; q++) {
+			K[b * n + q] = q <= b ? rng_normal(r) : NAN;      /* NaN above: a read would show */
+			S[b * n + q] = q <= b ? rng_normal(r) : SENTINEL;
+		}
+	for (int i = 0; i < 2; i++) {
+		gemm_setup(i == 0 ? 1 : 2);
+		route[i] = gemm_kernel();
+		acc[i] = malloc(nn * sizeof *K);
+		memcpy(acc[i], S, nn * sizeof *K);
+		gram_accumulate(acc[i], K, n, GRAM_ADD, NULL, NULL, NULL);     /* S + K / n */
+		gram_accumulate(acc2, acc[i], n, GRAM_ADD, fused, &ftr, &ffro);   /* the sums in the same pass */
+		gram_sums(acc2, n, rs[i], &tr[i], &fro[i]);
+		same_pass &= memcmp(fused, rs[i], n * sizeof *fused) == 0 && ftr == tr[i] && ffro == fro[i];
+		gram_sums(K, n, rs[i], &tr[i], &fro[i]);
+		for (int b = 0; b < n; b++)
+			m[b] = rs[0][b] / n;
+		gram_centred_sums(K, n, m, 0.25, &ctr[i], &cfro[i]);
+	}
+	gemm_setup(1);
+	for (int b = 0; b < n; b++) {
+		want_row[b] = 0;
+		for (int q = 0; q < n; q++)
+			want_row[b] += q <= b ? K[b * n + q] : K[q * n + b];
+	}
+	for (int b = 0; b < n; b++)
+		for (int q = 0; q < n; q++) {
+			double x = q <= b ? K[b * n + q] : K[q * n + b];
+			long double v = (long double)x - m[b] - m[q] + 0.25L;
+			if (q > b) {
+				kept &= acc[0][b * n + q] == SENTINEL;
+				continue;
+			}
+			worst_acc = fmax(worst_acc, fabs(acc[0][b * n + q] - (S[b * n + q] + x / n)));
+			f += (long double)x * x * (q < b ? 2 : 1);
+			cf += v * v * (q < b ? 2 : 1);
+			if (q == b) {
+				t += x;
+				ct += v;
+			}
+		}
+	for (int b = 0; b < n; b++)
+		worst_row = fmax(worst_row, fabs((double)(rs[0][b] - want_row[b])));
+	ok(worst_acc == 0 && kept, "gram_accumulate (%s), n %d: S + K / n entry by entry, upper triangle kept",
+	    route[0], n);
+	ok(same_pass, "gram_accumulate, n %d: the sums of its pass are gram_sums's of its result", n);
+	for (int how = GRAM_SET; how <= GRAM_RESCALE_ADD; how += GRAM_RESCALE_ADD - GRAM_SET) {
+		int exact = 1, same = 1;
+		for (int i = 0; i < 2; i++) {
+			gemm_setup(i == 0 ? 1 : 2);
+			memcpy(acc2, S, nn * sizeof *K);
+			gram_accumulate(acc2, K, n, (enum gram_acc)how, NULL, NULL, NULL);
+			for (int b = 0; b < n; b++)
+				for (int q = 0; q < n; q++) {
+					double want = q > b ? SENTINEL : how == GRAM_SET ? K[b * n + q] / n :
+					    S[b * n + q] / n + K[b * n + q] / n;
+					exact &= memcmp(&acc2[b * n + q], &want, sizeof want) == 0;
+				}
+			same &= exact;
+		}
+		gemm_setup(1);
+		ok(exact && same, "gram_accumulate (%s), n %d: entry by entry, both routes",
+		    how == GRAM_SET ? "K = S / n" : "K = K / n + S / n", n);
+	}
+	ok(memcmp(acc[0], acc[1], nn * sizeof *K) == 0 && memcmp(rs[0], rs[1], n * sizeof **rs) == 0 &&
+	    tr[0] == tr[1] && fro[0] == fro[1] && ctr[0] == ctr[1] && cfro[0] == cfro[1],
+	    "gram sums, n %d: %s and %s bit for bit", n, route[0], route[1]);
+	ok(worst_row <= 1e-15 * n && fabs(tr[0] - (double)t) <= 1e-15 * n &&
+	    fabs(fro[0] - (double)sqrtl(f)) <= 1e-15 * fro[0], "gram_sums (%s), n %d: row sums within %.1e, trace "
+	    "%.17g vs %.17g, Frobenius %.17g vs %.17g", route[0], n, worst_row, tr[0], (double)t, fro[0],
+	    (double)sqrtl(f));
+	ok(fabs(ctr[0] - (double)ct) <= 1e-15 * n && fabs(cfro[0] - (double)sqrtl(cf)) <= 1e-15 * cfro[0],
+	    "gram_centred_sums (%s), n %d: trace %.17g vs %.17g, Frobenius %.17g vs %.17g", route[0], n, ctr[0],
+	    (double)ct, cfro[0], (double)sqrtl(cf));
+	free(K);
+	free(S);
+	free(acc[0]);
+	free(acc[1]);
+	free(acc2);
 }
 
 /* A (n, n) = V diag(lambda) V^T, V a random orthogonal matrix (Householder products), full. */
@@ -266,6 +397,8 @@ main(void)
 	gram_case(61, 128, 97, 0, &r);
 	gram_case(130, 20, 33, 1, &r);
 	gram_case(200, 0, 16, 0, &r);
+	for (int n = 1; n <= 64; n += 9)   /* 1, 10, .., 64: across the 8 lanes */
+		sums_case(n, &r);
 	spectral_routes();
 	explicit_edges();
 	return tap_done();

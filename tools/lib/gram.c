@@ -2,6 +2,7 @@
 #include "gram.h"
 #include "util.h"
 
+#include <math.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -57,9 +58,21 @@ block_products(double *S, const double *X, int k, int r0, int r1)
 }
 
 /* OpenBLAS's route: a dgemm per factor and row block. */
+/* out = term, term / n, out + term / n or out / n + term / n, as how says (gram.h). */
+static inline double
+acc_of(double out, double term, double n, enum gram_acc how)
+{
+	switch (how) {
+	case GRAM_SET: return term / n;
+	case GRAM_ADD: return out + term / n;
+	case GRAM_RESCALE_ADD: return out / n + term / n;
+	default: return term;
+	}
+}
+
 static void
 gram_blas(double *out, int n, const float *D, int kd, const float *A, int ka,
-    gram_inner_fn inner, const void *ctx, double *scratch)
+    gram_inner_fn inner, const void *ctx, enum gram_acc how, double *scratch)
 {
 	double *Dd = scratch, *Ad = Dd + (size_t)n * kd;
 	double *S = Ad + (size_t)n * (A ? ka : 0), *U = S + (size_t)GRAM_ROWS * n;
@@ -78,7 +91,7 @@ gram_blas(double *out, int n, const float *D, int kd, const float *A, int ka,
 			const double *s = S + (size_t)(b - r0) * r1, *u = U + (size_t)(b - r0) * r1;
 			double *o = out + (size_t)b * n;
 			for (int c = 0; c <= b; c++)
-				o[c] = s[c] * (u[c] + 1.0);
+				o[c] = acc_of(o[c], s[c] * (u[c] + 1.0), n, how);
 		}
 	}
 }
@@ -153,10 +166,23 @@ lanes(int b, int c0, int j)
  */
 static AVX512 void
 tile_gram(double *out, int n, const double *dp, int kd, const double *ap, int ka, const double *U, int r0, int lds,
-    int b0, int c0)
+    int b0, int c0, enum gram_acc how)
 {
 	double sd[GR * GC], su[GR * GC];
+	__m512d nd = _mm512_set1_pd((double)n);
 
+	/*
+	 * The tile of out that the store adds into: a column strip of rows
+	 * far apart, which no hardware prefetcher follows; fetched now, it
+	 * arrives while the products run.
+	 */
+	for (int i = 0; how >= GRAM_ADD && i < GR && b0 + i < n; i++) {
+		const char *o = (const char *)(out + (size_t)(b0 + i) * n + c0);
+		_mm_prefetch(o, _MM_HINT_T0);
+		_mm_prefetch(o + 64, _MM_HINT_T0);
+		_mm_prefetch(o + 128, _MM_HINT_T0);
+		_mm_prefetch(o + 191, _MM_HINT_T0);
+	}
 	if (ap)
 		tile_products(su, ap, ka, b0, c0);
 	tile_products(sd, dp, kd, b0, c0);
@@ -168,8 +194,15 @@ tile_gram(double *out, int n, const double *dp, int kd, const double *ap, int ka
 			__m512d sv = _mm512_loadu_pd(sd + i * GC + 8 * j);
 			if (!m)
 				break;
-			_mm512_mask_storeu_pd(out + (size_t)b * n + c0 + 8 * j, m,
-			    _mm512_fmadd_pd(sv, _mm512_maskz_loadu_pd(m, u), sv));
+			double *o = out + (size_t)b * n + c0 + 8 * j;
+			__m512d v = _mm512_fmadd_pd(sv, _mm512_maskz_loadu_pd(m, u), sv);
+			if (how != GRAM_RAW)
+				v = _mm512_div_pd(v, nd);
+			if (how == GRAM_ADD)
+				v = _mm512_add_pd(_mm512_maskz_loadu_pd(m, o), v);
+			else if (how == GRAM_RESCALE_ADD)
+				v = _mm512_add_pd(_mm512_div_pd(_mm512_maskz_loadu_pd(m, o), nd), v);
+			_mm512_mask_storeu_pd(o, m, v);
 		}
 	}
 }
@@ -182,7 +215,7 @@ tile_gram(double *out, int n, const double *dp, int kd, const double *ap, int ka
  */
 static AVX512 void
 gram_avx512(double *out, int n, const float *D, int kd, const float *A, int ka,
-    gram_inner_fn inner, const void *ctx, double *scratch)
+    gram_inner_fn inner, const void *ctx, enum gram_acc how, double *scratch)
 {
 	double *dp = scratch, *ap = dp + padded(n) * kd, *U = ap + padded(n) * (A ? ka : 0);
 
@@ -196,20 +229,233 @@ gram_avx512(double *out, int n, const float *D, int kd, const float *A, int ka,
 		for (int c0 = 0; c0 < r1; c0 += GC)
 			for (int b0 = r0; b0 < r1; b0 += GR)
 				if (c0 <= b0 + GR - 1)
-					tile_gram(out, n, dp, kd, A ? ap : NULL, ka, U, r0, r1, b0, c0);
+					tile_gram(out, n, dp, kd, A ? ap : NULL, ka, U, r0, r1, b0, c0, how);
 	}
 }
 #endif
 
-void
-gram_layer(double *out, int n, const float *D, int kd, const float *A, int ka,
-    gram_inner_fn inner, const void *ctx, double *scratch)
+/* The lanes' sum in gram.h's fixed order. */
+static double
+fold(const double *v)
+{
+	return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+
+/*
+ * The plain C route of gram.h's passes, the kernel's operations lane by
+ * lane: with S, row b of K first takes S's divided by n as gram_acc
+ * says; then with sums (rowsum or trace) K's sums as gram_sums's.
+ */
+struct sums {
+	double *rowsum;         /* (n) or NULL */
+	double off[8], diag, trace;
+};
+
+static void
+sums_init(struct sums *u, double *rowsum, int n)
+{
+	memset(u, 0, sizeof *u);
+	u->rowsum = rowsum;
+	if (rowsum)
+		memset(rowsum, 0, (size_t)n * sizeof *rowsum);
+}
+
+static void
+sums_end(struct sums *u, const double *off, double *trace, double *frob)
+{
+	*trace = u->trace;
+	*frob = sqrt(u->diag + 2 * fold(off));
+}
+
+static void
+pass_c(double *K, const double *S, int n, enum gram_acc how, struct sums *u)
+{
+	for (int b = 0; b < n; b++) {
+		double *row = K + (size_t)b * n, r[8] = {0};
+		const double *s = S ? S + (size_t)b * n : NULL;
+		for (int q = 0; s && q <= b; q++)
+			row[q] = acc_of(row[q], s[q], n, how);
+		if (!u)
+			continue;
+		/* 8 lanes at a time, those past the diagonal adding zeros, as the kernel's masked loads */
+		for (int q0 = 0; q0 <= b; q0 += 8)
+			for (int l = 0; l < 8; l++) {
+				int q = q0 + l;
+				double x = q <= b ? row[q] : 0.0, xb = q < b ? x : 0.0;
+				r[l] += x;
+				u->off[l] = fma(xb, xb, u->off[l]);
+				if (u->rowsum && q < b)
+					u->rowsum[q] += xb;
+			}
+		/* rowsum[b] holds nothing yet: the column below b comes later */
+		if (u->rowsum)
+			u->rowsum[b] = fold(r);
+		u->trace += row[b];
+		u->diag += row[b] * row[b];
+	}
+}
+
+static void
+centred_sums_c(const double *K, int n, const double *m, double all, double *trace, double *frob)
+{
+	double off[8] = {0}, diag = 0, t = 0;
+
+	for (int b = 0; b < n; b++) {
+		const double *row = K + (size_t)b * n;
+		for (int q = 0; q < b; q++) {
+			double v = row[q] - m[b] - m[q] + all;
+			off[q % 8] = fma(v, v, off[q % 8]);
+		}
+		double v = row[b] - m[b] - m[b] + all;
+		t += v;
+		diag += v * v;
+	}
+	*trace = t;
+	*frob = sqrt(diag + 2 * fold(off));
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The first m of 8 lanes. */
+static inline AVX512 __mmask8
+first_lanes(int m)
+{
+	return m <= 0 ? 0 : m >= 8 ? 0xff : (__mmask8)((1u << m) - 1);
+}
+
+static AVX512 void
+pass_avx512(double *K, const double *S, int n, enum gram_acc how, struct sums *u)
+{
+	__m512d nd = _mm512_set1_pd((double)n), off = _mm512_setzero_pd();
+	double lanes[8];
+
+	for (int b = 0; b < n; b++) {
+		double *row = K + (size_t)b * n;
+		const double *s = S ? S + (size_t)b * n : NULL;
+		__m512d r = _mm512_setzero_pd();
+		for (int q = 0; q <= b; q += 8) {
+			/* the row's entries to the diagonal; those left of it squared and down their columns */
+			__mmask8 m = first_lanes(b + 1 - q), below = first_lanes(b - q);
+			__m512d x;
+			if (s) {
+				x = _mm512_maskz_loadu_pd(m, s + q);
+				if (how != GRAM_RAW)
+					x = _mm512_div_pd(x, nd);
+				if (how == GRAM_ADD)
+					x = _mm512_add_pd(_mm512_maskz_loadu_pd(m, row + q), x);
+				else if (how == GRAM_RESCALE_ADD)
+					x = _mm512_add_pd(_mm512_div_pd(_mm512_maskz_loadu_pd(m, row + q), nd), x);
+				_mm512_mask_storeu_pd(row + q, m, x);
+			} else {
+				x = _mm512_maskz_loadu_pd(m, row + q);
+			}
+			if (!u)
+				continue;
+			__m512d xb = _mm512_maskz_mov_pd(below, x);
+			r = _mm512_add_pd(r, x);
+			off = _mm512_fmadd_pd(xb, xb, off);
+			if (u->rowsum)
+				_mm512_mask_storeu_pd(u->rowsum + q, below,
+				    _mm512_add_pd(_mm512_maskz_loadu_pd(below, u->rowsum + q), xb));
+		}
+		if (!u)
+			continue;
+		if (u->rowsum) {
+			_mm512_storeu_pd(lanes, r);
+			u->rowsum[b] = fold(lanes);
+		}
+		u->trace += row[b];
+		u->diag += row[b] * row[b];
+	}
+	_mm512_storeu_pd(u ? u->off : lanes, off);
+}
+
+static AVX512 void
+centred_sums_avx512(const double *K, int n, const double *mean, double all, double *trace, double *frob)
+{
+	__m512d off = _mm512_setzero_pd(), av = _mm512_set1_pd(all);
+	double diag = 0, t = 0, lanes[8];
+
+	for (int b = 0; b < n; b++) {
+		const double *row = K + (size_t)b * n;
+		__m512d mb = _mm512_set1_pd(mean[b]);
+		for (int q = 0; q < b; q += 8) {
+			__mmask8 m = first_lanes(b - q);
+			__m512d v = _mm512_sub_pd(_mm512_maskz_loadu_pd(m, row + q), mb);
+			v = _mm512_maskz_add_pd(m, _mm512_sub_pd(v, _mm512_maskz_loadu_pd(m, mean + q)), av);
+			off = _mm512_fmadd_pd(v, v, off);
+		}
+		double v = row[b] - mean[b] - mean[b] + all;
+		t += v;
+		diag += v * v;
+	}
+	_mm512_storeu_pd(lanes, off);
+	*trace = t;
+	*frob = sqrt(diag + 2 * fold(lanes));
+}
+#endif
+
+/* Whether gram.h's passes take the AVX-512 route: where gram_layer's kernel does. */
+static int
+use_avx512(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-	if (strcmp(gemm_kernel(), "avx512") == 0) {
-		gram_avx512(out, n, D, kd, A, ka, inner, ctx, scratch);
+	return strcmp(gemm_kernel(), "avx512") == 0;
+#else
+	return 0;
+#endif
+}
+
+/* One pass of gram.h's (S NULL: the sums alone; trace NULL: no sums). */
+static void
+pass(double *K, const double *S, int n, enum gram_acc how, double *rowsum, double *trace, double *frob)
+{
+	struct sums u;
+
+	sums_init(&u, rowsum, n);
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (use_avx512())
+		pass_avx512(K, S, n, how, trace ? &u : NULL);
+	else
+#endif
+		pass_c(K, S, n, how, trace ? &u : NULL);
+	if (trace)
+		sums_end(&u, u.off, trace, frob);
+}
+
+void
+gram_accumulate(double *K, const double *S, int n, enum gram_acc how, double *rowsum, double *trace, double *frob)
+{
+	pass(K, S, n, how, rowsum, trace, frob);
+}
+
+void
+gram_sums(const double *K, int n, double *rowsum, double *trace, double *frob)
+{
+	/* S NULL: K is only read */
+	pass((double *)K, NULL, n, GRAM_ADD, rowsum, trace, frob);
+}
+
+void
+gram_centred_sums(const double *K, int n, const double *m, double all, double *trace, double *frob)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (use_avx512()) {
+		centred_sums_avx512(K, n, m, all, trace, frob);
 		return;
 	}
 #endif
-	gram_blas(out, n, D, kd, A, ka, inner, ctx, scratch);
+	centred_sums_c(K, n, m, all, trace, frob);
+}
+
+void
+gram_layer(double *out, int n, const float *D, int kd, const float *A, int ka,
+    gram_inner_fn inner, const void *ctx, enum gram_acc how, double *scratch)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (strcmp(gemm_kernel(), "avx512") == 0) {
+		gram_avx512(out, n, D, kd, A, ka, inner, ctx, how, scratch);
+		return;
+	}
+#endif
+	gram_blas(out, n, D, kd, A, ka, inner, ctx, how, scratch);
 }

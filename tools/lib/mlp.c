@@ -1289,6 +1289,13 @@ void
 mlp_gram_layer(const struct mlp_point *pt, const struct mlp_view *view, int i,
     double *out, double *scratch)
 {
+	mlp_gram_layer_acc(pt, view, i, out, GRAM_RAW, scratch);
+}
+
+void
+mlp_gram_layer_acc(const struct mlp_point *pt, const struct mlp_view *view, int i,
+    double *out, enum gram_acc how, double *scratch)
+{
 	const struct mlp_hvp *h = hvp_of(pt);
 	/* a view: rows packed to the live widths (the dropped columns were zero) */
 	const struct mlp *k = view ? &view->live : pt->m;
@@ -1297,7 +1304,7 @@ mlp_gram_layer(const struct mlp_point *pt, const struct mlp_view *view, int i,
 
 	/* a_b . a_c of the layer's inputs, plus 1 for the bias, times d_b . d_c */
 	gram_layer(out, pt->base.rows, deltas[i], k->out[i], i > 0 ? acts[i - 1] : NULL,
-	    i > 0 ? k->in[i] : 0, input_products, pt, scratch);
+	    i > 0 ? k->in[i] : 0, input_products, pt, how, scratch);
 }
 
 void

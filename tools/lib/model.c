@@ -486,10 +486,27 @@ model_gram_eval(const struct model_gram *G)
 void
 model_gram_group(struct model_gram *G, int g, double *out)
 {
-	if (G->pt)
-		G->m->family->gram_group(G->pt, G->view, g, out, G->scratch);
-	else
+	model_gram_group_acc(G, g, out, GRAM_RAW);
+}
+
+void
+model_gram_group_acc(struct model_gram *G, int g, double *out, enum gram_acc how)
+{
+	double *term;
+
+	if (G->pt) {
+		G->m->family->gram_group(G->pt, G->view, g, out, how, G->scratch);
+		return;
+	}
+	if (how == GRAM_RAW) {
 		model_gram_generic(G->m, G->theta, G->x, G->y, G->n, g, G->budget, out);
+		return;
+	}
+	/* the generic route's dsyrk adds into its own term */
+	term = xmalloc_big(xmul(xmul((size_t)G->n, (size_t)G->n), sizeof(double)));
+	model_gram_generic(G->m, G->theta, G->x, G->y, G->n, g, G->budget, term);
+	gram_accumulate(out, term, (int)G->n, how, NULL, NULL, NULL);
+	free(term);
 }
 
 void

@@ -88,6 +88,7 @@
 
 #include <jansson.h>
 
+#include "gram.h"
 #include "rng.h"
 #include "st.h"
 
@@ -255,10 +256,11 @@ struct model_family {
 	 * b's own loss, for a point prepared with scale 1 (view: the same
 	 * point's restriction, or NULL).  scratch holds gram_scratch(m, B)
 	 * doubles.  NULL: model_gram's generic route (per-example gradients
-	 * in chunks of parameters, accumulated with dsyrk).
+	 * in chunks of parameters, accumulated with dsyrk).  The term enters
+	 * out as how says (gram.h).
 	 */
 	void (*gram_group)(const struct model_point *pt, const struct model_view *view, int g,
-	    double *out, double *scratch);
+	    double *out, enum gram_acc how, double *scratch);
 	size_t (*gram_scratch)(const struct model *m, int B);   /* (O, with gram_group) */
 	/*
 	 * (O) out (P, double) += J^T u = sum over the point's rows of u_b g_b
@@ -468,6 +470,8 @@ struct model_gram *model_gram_new(const struct model *m, const float *theta, con
 struct model_eval model_gram_eval(const struct model_gram *G);
 /* out (n, n), lower triangle and diagonal: group g's Gram term. */
 void model_gram_group(struct model_gram *G, int g, double *out);
+/* The same term entering out as how says (gram.h): a sum of terms over n without an n x n term apart. */
+void model_gram_group_acc(struct model_gram *G, int g, double *out, enum gram_acc how);
 /* out (P, double) += J^T u. */
 void model_gram_combine(struct model_gram *G, double *out, const double *u);
 void model_gram_free(struct model_gram *G);
