@@ -119,13 +119,16 @@ PM_RECIPES ?= grok seed nanda pizza
 # "The LLC's scale").
 LLC_FLAGS ?= --chains 4 --draws 1000 --burn-in 1000 --epsilon auto --margin 100 --min-relax 3
 # The transformers' step from each checkpoint too: the fixed 1e-5 of the
-# earlier 200 + 200 steps relaxed the localisation in 1,000 steps, five
-# times the burn-in.  At epsilon auto (the MALA bound, eps gamma 0.005-0.008
-# at 0.2-0.6 million parameters) it relaxes in 130-190 steps; 400 steps
-# are 3 of them at one block (short flags two and three blocks), and 4
-# chains of 300 draws give an ESS of the mean near 100 for 1.75 times the
-# earlier steps.
-TFM_LLC_FLAGS ?= --chains 4 --draws 300 --burn-in 400 --epsilon auto --margin 100 --min-relax 3
+# earlier 4 chains of 200 + 200 steps relaxed the localisation in 1,000
+# steps, five times the burn-in.  At epsilon auto (the MALA bound, eps
+# gamma 0.005-0.008 at 0.2-0.6 million parameters) it relaxes in 131 steps
+# at one block and 164-2,908 at two and three; 2 chains of 400 + 400 are
+# the earlier 1,600 steps a checkpoint, with a burn-in of 3 relaxation
+# times at one block (short flags the others).  At gamma 100 their
+# posterior is not local from memorisation on (nanda's two and three
+# blocks from initialisation), and 4 chains of 300 + 400 cost 2.7 times
+# the earlier steps' time for no healthy record (plots/README.md).
+TFM_LLC_FLAGS ?= --chains 2 --draws 400 --burn-in 400 --epsilon auto --margin 100 --min-relax 3
 # The calibration grid: epsilon auto's step times each scale (1 is the
 # study's step, 4 past it, 1/4 under it) at each margin, times each nbeta
 # (default: llc-estimate's, batch / ln batch), 2 chains of the study's
