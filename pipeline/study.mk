@@ -113,8 +113,9 @@ PM_RECIPES ?= grok seed nanda pizza
 # allows a step that relaxes in 400 to 110,000 steps.  nbeta and gamma
 # stay devinterp's (32 / ln 32, 100): there depths 1-2 and every depth's
 # first checkpoints have a local, healthy lambda-hat, and from step 170 on
-# depths 3-7's tempered posterior is not local (flagged nonlocal: its mean
-# loss rise lambda-hat / nbeta passes ln p) at any nbeta we could reach;
+# the tempered posterior of depths 3-6 (and of most of depth 7's) is not
+# local (flagged nonlocal: its mean loss rise lambda-hat / nbeta passes
+# ln p) at any nbeta we could reach;
 # gamma 10^4 makes it local but reads depths 1-2 as 0 (plots/README.md,
 # "The LLC's scale").
 LLC_FLAGS ?= --chains 4 --draws 1000 --burn-in 1000 --epsilon auto --margin 100 --min-relax 3
@@ -125,9 +126,9 @@ LLC_FLAGS ?= --chains 4 --draws 1000 --burn-in 1000 --epsilon auto --margin 100 
 # at one block and 164-2,908 at two and three; 2 chains of 400 + 400 are
 # the earlier 1,600 steps a checkpoint, with a burn-in of 3 relaxation
 # times at one block (short flags the others).  At gamma 100 their
-# posterior is not local from memorisation on (nanda's two and three
-# blocks from initialisation), and 4 chains of 300 + 400 cost 2.7 times
-# the earlier steps' time for no healthy record (plots/README.md).
+# posterior is not local around memorisation (nanda's with two blocks
+# from initialisation), and 4 chains of 300 + 400 took 2.7 times the
+# earlier records' time (loaded) for no healthy record (plots/README.md).
 TFM_LLC_FLAGS ?= --chains 2 --draws 400 --burn-in 400 --epsilon auto --margin 100 --min-relax 3
 # The calibration grid: epsilon auto's step times each scale (1 is the
 # study's step, 4 past it, 1/4 under it) at each margin, times each nbeta
