@@ -117,16 +117,31 @@ PM_RECIPES ?= grok seed nanda pizza
 # sharpest direction, and the step whose MALA acceptance on a Gaussian of
 # the checkpoint's parameter count is 0.97 (eps gamma ~ d^(-1/3)), which
 # sets it wherever lambda_max is small (every depth's first checkpoints,
-# depths 1-2 throughout).  Chains of 1000 draws after 1000 steps: at 300 +
-# 300 the flat checkpoints' R-hat is 1.010-1.013 at that step (the step
-# relaxes |w - w*| in 2 / (eps gamma) ~ 150-220 steps, and the loss's
-# slow directions take longer); at 1000 + 1000, 14 of depth 1-2's 18
-# seed-0 checkpoints are healthy (docs/design.md).  The health rule at
-# its defaults flags what the chains cannot show.
-LLC_FLAGS ?= --chains 4 --draws 1000 --burn-in 1000 --epsilon auto --margin 100
-# The transformers' chains leave the basin at the default step size 1e-3
-# (and 1e-4, 3e-5) on a nanda checkpoint at p = 31; at 1e-5 they stay.
-TFM_LLC_FLAGS ?= --chains 4 --draws 200 --burn-in 200 --epsilon 1e-5
+# depths 1-2 throughout).  Chains of 1000 draws after 1000 steps: the
+# localisation relaxes in 1 / (eps gamma) = 60-110 steps at the MALA
+# bound's step, and at 300 + 300 the flat checkpoints' R-hat was
+# 1.010-1.013.  --min-relax 3 flags (short) a burn-in under 3 of those
+# relaxation times: the sharp checkpoints of depths 4-7, whose lambda_max
+# allows a step that relaxes in 400 to 110,000 steps.  nbeta and gamma
+# stay devinterp's (32 / ln 32, 100): there depths 1-2 and every depth's
+# first checkpoints have a local, healthy lambda-hat, and from step 170 on
+# the tempered posterior of depths 3-6 (and of most of depth 7's) is not
+# local (flagged nonlocal: its mean loss rise lambda-hat / nbeta passes
+# ln p) at any nbeta we could reach;
+# gamma 10^4 makes it local but reads depths 1-2 as 0 (plots/README.md,
+# "The LLC's scale").
+LLC_FLAGS ?= --chains 4 --draws 1000 --burn-in 1000 --epsilon auto --margin 100 --min-relax 3
+# The transformers' step from each checkpoint too: the fixed 1e-5 of the
+# earlier 4 chains of 200 + 200 steps relaxed the localisation in 1,000
+# steps, five times the burn-in.  At epsilon auto (the MALA bound, eps
+# gamma 0.005-0.008 at 0.2-0.6 million parameters) it relaxes in 131 steps
+# at one block and 164-2,908 at two and three; 2 chains of 400 + 400 are
+# the earlier 1,600 steps a checkpoint, with a burn-in of 3 relaxation
+# times at one block (short flags the others).  At gamma 100 their
+# posterior is not local around memorisation (nanda's with two blocks
+# from initialisation), and 4 chains of 300 + 400 took 2.7 times the
+# earlier records' time (loaded) for no healthy record (plots/README.md).
+TFM_LLC_FLAGS ?= --chains 2 --draws 400 --burn-in 400 --epsilon auto --margin 100 --min-relax 3
 # The calibration grid: epsilon auto's step times each scale (1 is the
 # study's step, 4 past it, 1/4 under it) at each margin, times each nbeta
 # (default: llc-estimate's, batch / ln batch), 2 chains of the study's

@@ -119,11 +119,14 @@ rule_flags='[
 	(if $s.min_mala > 0 and ([.chains[] | (if .mala_batch_n > 0 then .mala_batch_mean else .mala_mean end) < $s.min_mala] | any) then "mala" else empty end),
 	(if .rhat > $s.max_rhat then "rhat" else empty end),
 	(if $s.min_ess > 0 and .ess_llc < $s.min_ess then "ess" else empty end),
-	(if .llc_mean < 0 then "negative" else empty end)]'
+	(if .llc_mean < 0 then "negative" else empty end),
+	(if .llc_mean / .settings.nbeta > .settings.explode then "nonlocal" else empty end),
+	(if $s.min_relax > 0 and (.relaxation_steps == null or .settings.burn_in < $s.min_relax * .relaxation_steps) then "short" else empty end)]'
 
 @test "llc-estimate: the record's flags are its health rule applied to its own diagnostics" {
 	for args in "" "--max-rhat 1.001 --max-drift 0.5" "--min-mala 0 --min-ess 0 --max-drift 1e6 --max-rhat 1e6" \
-	    "--mala-every 0 --min-mala 0.6" "--mala-every 3 --min-mala 0.99" "--epsilon 1e-6 --min-mala 0.999"; do
+	    "--mala-every 0 --min-mala 0.6" "--mala-every 3 --min-mala 0.99" "--epsilon 1e-6 --min-mala 0.999" \
+	    "--explode 1e-3" "--burn-in 5 --min-relax 1" "--burn-in 50 --min-relax 1"; do
 		l=$(llc-estimate --data d.st --chains 4 --draws 60 $args "$ck" | tail -1)
 		assert_equal "$(jq -c '.flags | type' <<<"$l")" '"array"'
 		assert_equal "$(jq -c '.settings.health as $s | '"$rule_flags" <<<"$l")" "$(jq -c .flags <<<"$l")"
@@ -131,7 +134,7 @@ rule_flags='[
 		assert_equal "$(jq '.chains_flagged == ([.chains[] | select(.flags != [])] | length)' <<<"$l")" true
 	done
 	assert_equal "$(jq -c .settings.health <<<"$(llc-estimate --data d.st --chains 2 --draws 10 "$ck" | tail -1)")" \
-	    '{"max_rhat":1.01,"max_drift":4,"min_mala":0.9,"min_ess":100,"mala_every":10}'
+	    '{"max_rhat":1.01,"max_drift":4,"min_mala":0.9,"min_ess":100,"mala_every":10,"min_relax":0}'
 }
 
 @test "llc-estimate: each health rule flags when its threshold is out of reach, and not when it is off" {
@@ -178,7 +181,41 @@ rule_flags='[
 	assert_equal "$(jq -c '[.llc_mean > 0, (.flags | index("negative"))]' <<<"$l")" '[true,null]'
 }
 
+@test "llc-estimate: a posterior whose mean loss rise passes --explode is flagged nonlocal, not only exploded" {
+	base="--data d.st --chains 2 --draws 40 --max-rhat 1e6 --max-drift 1e6 --min-mala 0 --min-ess 0"
+	l=$(llc-estimate $base "$ck" | tail -1)
+	rise=$(jq '.llc_mean / .settings.nbeta' <<<"$l")
+	assert_equal "$(jq -c '[.llc_mean > 0, .flags]' <<<"$l")" '[true,[]]'
+	# A margin under the mean rise: the mean is past it, so some draws are too.
+	l=$(llc-estimate $base --explode "$(jq -n "$rise / 2")" "$ck" | tail -1)
+	assert_equal "$(jq -c '[.flags, .healthy]' <<<"$l")" '[["exploded","nonlocal"],false]'
+	# A margin over the mean rise but under the largest draw's: exploded alone.
+	top=$(jq '([.chains[].loss_max] | max) - .init_loss' <<<"$l")
+	l=$(llc-estimate $base --explode "$(jq -n "($rise + $top) / 2")" "$ck" | tail -1)
+	assert_equal "$(jq -c '.flags' <<<"$l")" '["exploded"]'
+}
+
+@test "llc-estimate: relaxation_steps is 1 / (epsilon gamma G_min); --min-relax flags a burn-in shorter than K of them" {
+	base="--data d.st --chains 2 --draws 40 --max-rhat 1e6 --max-drift 1e6 --min-mala 0 --min-ess 0 --epsilon 1e-3 --gamma 100"
+	l=$(llc-estimate $base "$ck" | tail -1)
+	assert_equal "$(jq '.relaxation_steps - 10 | fabs < 1e-9' <<<"$l")" true
+	assert_equal "$(jq -c '.flags' <<<"$l")" '[]'
+	assert_equal "$(llc-estimate $base --burn-in 25 --min-relax 3 "$ck" | tail -1 | jq -c .flags)" '["short"]'
+	assert_equal "$(llc-estimate $base --burn-in 35 --min-relax 3 "$ck" | tail -1 | jq -c .flags)" '[]'
+	# Preconditioned: the least preconditioned parameter relaxes slowest.
+	l=$(llc-estimate $base --precond rmsprop --freeze --burn-in 10 "$ck" | tail -1)
+	assert_equal "$(jq '(.relaxation_steps * .settings.epsilon * .settings.gamma * ([.chains[].precond_min] | min) - 1) | fabs < 1e-6' <<<"$l")" true
+	# No localisation: the slowest direction never relaxes, so the rule flags while it is on.
+	l=$(llc-estimate $base --gamma 0 --burn-in 10 --min-relax 1 "$ck" | tail -1)
+	assert_equal "$(jq -c '[.relaxation_steps, (.flags | index("short") != null)]' <<<"$l")" '[null,true]'
+	l=$(llc-estimate $base --gamma 0 --burn-in 10 "$ck" | tail -1)
+	assert_equal "$(jq -c '[.relaxation_steps, (.flags | index("short"))]' <<<"$l")" '[null,null]'
+}
+
 @test "llc-estimate: the health thresholds' bad values are usage errors" {
+	run llc-estimate --data d.st --min-relax -1 "$ck"
+	assert_failure 2
+	assert_output --partial "--min-relax"
 	run llc-estimate --data d.st --max-rhat 0.9 "$ck"
 	assert_failure 2
 	assert_output --partial "--max-rhat"

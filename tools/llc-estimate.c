@@ -36,6 +36,7 @@
 #define LLC_MAX_DRIFT 4.0
 #define LLC_MIN_MALA 0.9
 #define LLC_MIN_ESS 100.0
+#define LLC_MIN_RELAX 0.0   /* off: devinterp's default chain has no burn-in */
 #define LLC_MALA_EVERY 10
 
 /*
@@ -49,6 +50,7 @@ struct health_rule {
 	double max_drift;   /* |drift z| of a chain's halves */
 	double min_mala;    /* devinterp: 0.9 to 0.95 */
 	double min_ess;     /* ESS of the mean over all chains */
+	double min_relax;   /* burn-in in relaxation times of the slowest direction */
 };
 
 struct config {
@@ -161,9 +163,14 @@ help_health(void)
 "                         noise hides the step's error (default 10)\n"
 "      --min-ess E        ess: the ESS of the mean of all draws below E, >= 0\n"
 "                         (default 100; 0: off)\n"
+"      --min-relax K      short: a burn-in under K relaxation times of the\n"
+"                         slowest direction, 1 / (epsilon gamma G_min), >= 0\n"
+"                         (default 0: off)\n"
 "                         and always: nonfinite (a NaN or infinite loss),\n"
-"                         exploded (a draw past --explode), negative (the\n"
-"                         mean estimate below 0: w* is not a minimum)\n"
+"                         exploded (a draw past --explode), nonlocal (the\n"
+"                         mean estimate over nbeta, the posterior's mean loss\n"
+"                         rise, past --explode), negative (the mean estimate\n"
+"                         below 0: w* is not a minimum)\n"
 "Output\n"
 "      --trace FILE       write every draw's loss (safetensors, F64 [C, N]);\n"
 "                         with several checkpoints FILE must contain {step}\n"
@@ -189,7 +196,7 @@ CKPT_LIMITS_HELP
 /* The sampler's method options (their codes follow parse_args's own). */
 enum {
 	O_PRECOND = 512, O_ALPHA, O_DELTA, O_FREEZE, O_RESTRICT, O_MARGIN, O_LANCZOS, O_EPSILON, O_EPS_SCALE,
-	O_MAX_RHAT, O_MAX_DRIFT, O_MIN_MALA, O_MIN_ESS, O_MALA_EVERY,
+	O_MAX_RHAT, O_MAX_DRIFT, O_MIN_MALA, O_MIN_ESS, O_MALA_EVERY, O_MIN_RELAX,
 };
 
 static void
@@ -221,6 +228,7 @@ sampler_option(struct config *c, int ch, const char *arg)
 	case O_MAX_DRIFT: c->rule.max_drift = opt_real_open("--max-drift", arg, 0, 1e12); break;
 	case O_MIN_MALA: c->rule.min_mala = opt_real("--min-mala", arg, 0, 1); break;
 	case O_MIN_ESS: c->rule.min_ess = opt_real("--min-ess", arg, 0, 1e12); break;
+	case O_MIN_RELAX: c->rule.min_relax = opt_real("--min-relax", arg, 0, 1e12); break;
 	case O_MALA_EVERY: c->meth.mala_every = (long)opt_int("--mala-every", arg, 0, SGLD_MAX_STEPS); break;
 	}
 }
@@ -242,7 +250,7 @@ config_defaults(struct config *c)
 	c->margin = SGLD_EPS_MARGIN;
 	c->eps_scale = 1;
 	c->lanczos_steps = 20;
-	c->rule = (struct health_rule){LLC_MAX_RHAT, LLC_MAX_DRIFT, LLC_MIN_MALA, LLC_MIN_ESS};
+	c->rule = (struct health_rule){LLC_MAX_RHAT, LLC_MAX_DRIFT, LLC_MIN_MALA, LLC_MIN_ESS, LLC_MIN_RELAX};
 }
 
 /* What the options say together, once all are read. */
@@ -307,6 +315,7 @@ parse_args(struct config *c, int argc, char **argv)
 		{"min-mala", required_argument, NULL, O_MIN_MALA},
 		{"min-ess", required_argument, NULL, O_MIN_ESS},
 		{"mala-every", required_argument, NULL, O_MALA_EVERY},
+		{"min-relax", required_argument, NULL, O_MIN_RELAX},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -327,6 +336,7 @@ parse_args(struct config *c, int argc, char **argv)
 		case O_PRECOND: case O_ALPHA: case O_DELTA: case O_FREEZE: case O_RESTRICT: case O_MARGIN:
 		case O_EPS_SCALE:
 		case O_LANCZOS: case O_MAX_RHAT: case O_MAX_DRIFT: case O_MIN_MALA: case O_MIN_ESS: case O_MALA_EVERY:
+		case O_MIN_RELAX:
 			sampler_option(c, ch, optarg);
 			break;
 		case O_GAMMA: c->sp.gamma = opt_real("--gamma", optarg, 0, 1e12); break;
@@ -393,9 +403,10 @@ write_trace(const struct config *c, const struct analysis_ckpt *ck, const double
 /* The reasons an estimate is flagged, as bits, and their names in the record. */
 enum {
 	FLAG_NONFINITE = 1, FLAG_EXPLODED = 2, FLAG_DRIFT = 4, FLAG_MALA = 8, FLAG_RHAT = 16, FLAG_ESS = 32,
-	FLAG_NEGATIVE = 64,
+	FLAG_NEGATIVE = 64, FLAG_NONLOCAL = 128, FLAG_SHORT = 256,
 };
-static const char *const flag_names[] = {"nonfinite", "exploded", "drift", "mala", "rhat", "ess", "negative", NULL};
+static const char *const flag_names[] = {"nonfinite", "exploded", "drift", "mala", "rhat", "ess", "negative",
+	"nonlocal", "short", NULL};
 
 static json_t *
 flags_json(unsigned flags)
@@ -460,6 +471,7 @@ struct chains_summary {
 	double *llc;            /* (chains) */
 	double *loss;           /* (chains, draws) every draw's loss */
 	long ok, left, flagged, steps;
+	double gmin;            /* the smallest preconditioner over the chains' last steps (1: plain) */
 	unsigned flags;         /* every chain's flags, or-ed */
 	double sum, ss;         /* over the finite estimates: sum, squared deviations */
 	json_t *per_chain;
@@ -475,6 +487,7 @@ run_chains(const struct config *c, const struct sgld_target *st, const struct sg
 	s->llc = xmalloc(xmul((size_t)c->chains, sizeof(double)));
 	s->loss = xmalloc(xmul(xmul((size_t)c->chains, (size_t)sp->draws), sizeof(double)));
 	s->per_chain = json_array();
+	s->gmin = INFINITY;
 	for (int k = 0; k < c->chains; k++) {
 		double *lk = s->loss + (size_t)k * (size_t)sp->draws;
 		struct sgld_health h = {0};
@@ -492,6 +505,7 @@ run_chains(const struct config *c, const struct sgld_target *st, const struct sg
 		f = chain_health_json(json_array_get(s->per_chain, (size_t)k), &c->rule, &chains[k], &h, lk, sp->draws);
 		s->flagged += f != 0;
 		s->flags |= f;
+		s->gmin = fmin(s->gmin, h.precond_min);
 	}
 	if (s->ok) {
 		double mean = s->sum / s->ok;
@@ -622,10 +636,30 @@ auto_epsilon(const struct config *c, const struct analysis_ckpt *ck, const struc
 }
 
 /*
+ * How many steps the slowest direction takes to relax: on a direction of
+ * precision a the chain's variance reaches its stationary value as
+ * 1 - exp(-eps G a t), and no direction has less than the localisation's
+ * gamma, so the loss's transient from w* (where every chain starts) dies
+ * in 1 / (eps G gamma) steps at the least preconditioned parameter (G = 1
+ * for plain SGLD).  A checkpoint whose lambda_max forces a small eps can
+ * then need more steps than the chain has: that, not the posterior, is
+ * why its chains drift and disagree.  Infinite (null) without a
+ * localisation.
+ */
+static double
+relaxation_steps(const struct sgld_params *sp, double gmin)
+{
+	double rate = sp->epsilon * sp->gamma * gmin;
+
+	return rate > 0 ? 1 / rate : INFINITY;
+}
+
+/*
  * The sampler and its health in the record: the method, the moving
- * parameters, the chosen epsilon's curvature, and across the chains
- * R-hat, the bulk ESS of the draws, the ESS of lambda-hat and its Monte
- * Carlo standard error (NaN, written null, when a chain stopped).
+ * parameters, the chosen epsilon's curvature, the relaxation time, and
+ * across the chains R-hat, the bulk ESS of the draws, the ESS of
+ * lambda-hat and its Monte Carlo standard error (NaN, written null, when
+ * a chain stopped).
  */
 static void
 record_sampler(json_t *rec, const struct config *c, const struct sgld_method *meth,
@@ -648,6 +682,7 @@ record_sampler(json_t *rec, const struct config *c, const struct sgld_method *me
 		    "lambda_max", jnum(lmax), "margin", jnum(c->margin), "lanczos_steps", c->lanczos_steps,
 		    "products", (json_int_t)products, "scale", jnum(c->eps_scale), "epsilon_margin", jnum(eps[0]),
 		    "epsilon_mala", jnum(eps[1]), "mala_target", jnum(SGLD_EPS_ACCEPT)));
+	json_object_set_new(rec, "relaxation_steps", jnum(relaxation_steps(sp, s->gmin)));
 	json_object_set_new(rec, "rhat", jnum(chains_rhat(s->loss, c->chains, n)));
 	json_object_set_new(rec, "ess_bulk", jnum(chains_ess_bulk(s->loss, c->chains, n)));
 	json_object_set_new(rec, "ess_llc", jnum(chains_ess_mean(s->loss, c->chains, n)));
@@ -656,23 +691,42 @@ record_sampler(json_t *rec, const struct config *c, const struct sgld_method *me
 
 /*
  * The verdict: the chains' flags and the ensemble's (R-hat, ESS of the
- * mean), the rule that gave them, and healthy when there are none.
+ * mean, the burn-in against the relaxation time, the posterior's loss
+ * rise), the rule that gave them, and healthy when there are none.
  */
 static unsigned
-record_health(json_t *rec, const struct health_rule *rule, long mala_every, unsigned chain_flags)
+record_health(json_t *rec, const struct health_rule *rule, long mala_every, unsigned chain_flags,
+    const struct sgld_params *sp, double margin)
 {
 	unsigned flags = chain_flags;
+	double relax = json_number_value(json_object_get(rec, "relaxation_steps"));
+	double rise = json_number_value(json_object_get(rec, "llc_mean")) / sp->nbeta;
 
 	flags |= fails_above(json_number_value(json_object_get(rec, "rhat")), rule->max_rhat) ? FLAG_RHAT : 0;
 	flags |= fails_below(json_number_value(json_object_get(rec, "ess_llc")), rule->min_ess) ? FLAG_ESS : 0;
 	/* The chains found lower loss than L(w*): w* is no minimum, and lambda-hat no LLC. */
 	flags |= json_number_value(json_object_get(rec, "llc_mean")) < 0 ? FLAG_NEGATIVE : 0;
+	/*
+	 * The chains' mean draw is worse than w* by more than a model that
+	 * knows nothing: E[L] - L(w*) = lambda-hat / nbeta > the explode
+	 * margin.  Not an excursion of one chain but where the tempered,
+	 * localised posterior itself lies (or, while the chains still rise,
+	 * less than that): at this nbeta and gamma it holds models that have
+	 * forgotten w*'s data, so lambda-hat is no local quantity whatever the
+	 * sampler does; only nbeta and gamma change it.
+	 */
+	flags |= rise > margin ? FLAG_NONLOCAL : 0;
+	/* The burn-in in relaxation times; a null (no localisation) relaxation flags while the rule is on. */
+	flags |= rule->min_relax > 0 && !((double)sp->burnin >= rule->min_relax * relax) ? FLAG_SHORT : 0;
+	if (json_is_null(json_object_get(rec, "relaxation_steps")) && rule->min_relax > 0)
+		flags |= FLAG_SHORT;
 	/* A null (NaN) diagnostic reads as 0 above: null R-hat must flag too. */
 	if (json_is_null(json_object_get(rec, "rhat")) && isfinite(rule->max_rhat))
 		flags |= FLAG_RHAT;
-	json_object_set_new(json_object_get(rec, "settings"), "health", json_pack("{s:o, s:o, s:o, s:o, s:I}",
+	json_object_set_new(json_object_get(rec, "settings"), "health", json_pack("{s:o, s:o, s:o, s:o, s:I, s:o}",
 	    "max_rhat", jnum(rule->max_rhat), "max_drift", jnum(rule->max_drift),
-	    "min_mala", jnum(rule->min_mala), "min_ess", jnum(rule->min_ess), "mala_every", (json_int_t)mala_every));
+	    "min_mala", jnum(rule->min_mala), "min_ess", jnum(rule->min_ess), "mala_every", (json_int_t)mala_every,
+	    "min_relax", jnum(rule->min_relax)));
 	json_object_set_new(rec, "flags", flags_json(flags));
 	json_object_set_new(rec, "healthy", json_boolean(flags == 0));
 	return flags;
@@ -740,7 +794,7 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	    "thin", (json_int_t)sp.thin, "chains", c->chains, "explode", jnum(margin)));
 	json_object_set_new(rec, "explode_at", jnum(sp.explode));
 	record_sampler(rec, c, &meth, &sp, &s, lmax, products, eps);
-	record_health(rec, &c->rule, meth.mala_every, s.flags);
+	record_health(rec, &c->rule, meth.mala_every, s.flags, &sp, margin);
 	if (c->trace)
 		write_trace(c, &ck, s.loss, init_loss);
 	json_object_set_new(rec, "steps", json_integer(s.steps));
