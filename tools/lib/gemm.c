@@ -21,6 +21,9 @@
  * the whole K block, and the bias, ReLU or mask that follows is applied
  * as the tile is stored, so C is written once.
  *
+ * The spans a caller names in gemm_epi.next (the next products' cold
+ * operands) are prefetched into L2 a few lines a tile as the tiles run.
+ *
  * Each element of C is beta C (or the bias, or 0), then one FMA per k in
  * ascending k: the same sequence whatever the tile it falls in, so the
  * results do not depend on M, on where a row sits, or on the K blocking.
@@ -226,15 +229,14 @@ ahead_init(struct ahead *a, const struct gemm_epi *e, size_t tiles)
 	size_t all = 0;
 
 	for (int s = 0; s < 2; s++) {
-		a->p[s] = e->next[s];
-		a->lines[s] = e->next[s] ? (e->next_bytes[s] + 63) / 64 : 0;
-		/* from the line holding the first byte */
-		if (a->p[s]) {
-			size_t off = (size_t)((uintptr_t)a->p[s] & 63);
-			a->p[s] -= off;
+		/* from the line holding the first byte to the one holding the last */
+		size_t off = (size_t)((uintptr_t)e->next[s] & 63);
+		a->p[s] = NULL;
+		a->lines[s] = a->done[s] = 0;
+		if (e->next[s] && e->next_bytes[s]) {
+			a->p[s] = (const char *)e->next[s] - off;
 			a->lines[s] = (e->next_bytes[s] + off + 63) / 64;
 		}
-		a->done[s] = 0;
 		all += a->lines[s];
 	}
 	a->per = (all + tiles - 1) / tiles;
