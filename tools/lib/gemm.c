@@ -268,7 +268,7 @@ gemm_block(int transa, int M, int N, const float *A, int lda, const float *bp, s
 	t.last = last;
 	t.relu = e ? e->relu : 0;
 	t.ldm = e ? e->ldm : 0;
-	if (e && first)
+	if (e && first && (e->next[0] || e->next[1]))
 		ahead_init(&ah, e, (size_t)((M + MR - 1) / MR) * (size_t)((N + NR - 1) / NR));
 
 	for (int i0 = 0; i0 < M; i0 += MR) {
@@ -281,7 +281,8 @@ gemm_block(int transa, int M, int N, const float *A, int lda, const float *bp, s
 			t.m[1] = cols_mask(nr - 16);
 			t.bias = e && e->bias ? e->bias + j0 : NULL;
 			t.mask = e && e->mask ? e->mask + (size_t)i0 * (size_t)e->ldm + j0 : NULL;
-			ahead_step(&ah);
+			if (ah.per)
+				ahead_step(&ah);
 			if (ldbp)
 				tile_rows(mr, nr > 16, transa, a, lda, bp + j0, ldbp, kc, &t);
 			else
