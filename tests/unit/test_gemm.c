@@ -42,7 +42,7 @@ run_case(const struct shape *s, struct rng *r, double *worst, int *chain_equal)
 	float *A = malloc(na * sizeof *A), *Bm = malloc(nb * sizeof *Bm);
 	float *C = malloc((size_t)M * ldc * sizeof *C), *C0 = malloc((size_t)M * ldc * sizeof *C0);
 	float *bias = malloc((size_t)N * sizeof *bias), *mask = malloc((size_t)M * (N + 1) * sizeof *mask);
-	struct gemm_epi e = {s->bias ? bias : NULL, s->relu, s->mask ? mask : NULL, N + 1};
+	struct gemm_epi e = {s->bias ? bias : NULL, s->relu, s->mask ? mask : NULL, N + 1, {NULL, NULL}, {0, 0}};
 
 	for (size_t k = 0; k < na; k++)
 		A[k] = (float)rng_normal(r);
@@ -100,7 +100,7 @@ splits(struct rng *r)
 	float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
 	float *G1 = malloc(sizeof(float) * K * N), *G2 = malloc(sizeof(float) * K * N);
 	float bias[N];
-	struct gemm_epi e = {bias, 1, NULL, 0};
+	struct gemm_epi e = {bias, 1, NULL, 0, {NULL, NULL}, {0, 0}};
 	int rows_ok, k_ok;
 
 	for (int k = 0; k < M * K; k++)
@@ -128,6 +128,39 @@ splits(struct rng *r)
 	ok(!gemm_splittable(1100) && gemm_splittable(N) == (strcmp(gemm_kernel(), "avx512") == 0),
 	    "gemm_splittable: only the own kernel, only up to its widest N");
 	free(A), free(W), free(C1), free(C2), free(G1), free(G2);
+}
+
+/*
+ * gemm_epi.next is a hint: a product that fetches spans for the next
+ * (here its own operand, unaligned, and a span larger than the call's
+ * tiles take a line each) gives the bits of the same product without,
+ * with the epilogue applied, and leaves the spans as they were.
+ */
+static void
+hints(struct rng *r)
+{
+	enum { M = 96, N = 90, K = 87, BIG = 1 << 16 };
+	float *A = malloc(sizeof(float) * M * K), *W = malloc(sizeof(float) * K * N);
+	float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+	float *mask = malloc(sizeof(float) * M * N), *big = malloc(sizeof(float) * BIG);
+	float *big0 = malloc(sizeof(float) * BIG);
+	struct gemm_epi plain = {NULL, 0, mask, N, {NULL, NULL}, {0, 0}};
+	struct gemm_epi hinted = {NULL, 0, mask, N, {W + 3, big + 1}, {sizeof(float) * (K * N - 3),
+	    sizeof(float) * (BIG - 1)}};
+
+	for (int k = 0; k < M * K; k++)
+		A[k] = (float)rng_normal(r);
+	for (int k = 0; k < K * N; k++)
+		W[k] = (float)rng_normal(r);
+	for (int k = 0; k < M * N; k++)
+		C1[k] = C2[k] = (float)rng_normal(r), mask[k] = rng_uniform(r) < 0.5 ? 0.0f : 1.0f;
+	for (int k = 0; k < BIG; k++)
+		big[k] = big0[k] = (float)rng_normal(r);
+	gemm(0, 0, M, N, K, A, K, W, N, 1.0f, C1, N, &plain);
+	gemm(0, 0, M, N, K, A, K, W, N, 1.0f, C2, N, &hinted);
+	ok(memcmp(C1, C2, sizeof(float) * M * N) == 0 && memcmp(big, big0, sizeof(float) * BIG) == 0,
+	    "a product with next spans to fetch: the same bits, the spans untouched");
+	free(A), free(W), free(C1), free(C2), free(mask), free(big), free(big0);
 }
 
 int
@@ -162,5 +195,6 @@ main(void)
 			ok(chain, "%s kernel: every element is its fma chain in ascending k", gemm_kernel());
 	}
 	splits(&r);
+	hints(&r);
 	return tap_done();
 }

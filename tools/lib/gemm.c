@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "gemm.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,9 @@
  * broadcast), K in blocks that stay in L2; a 12 x 32 tile of C stays in 24 registers for
  * the whole K block, and the bias, ReLU or mask that follows is applied
  * as the tile is stored, so C is written once.
+ *
+ * The spans a caller names in gemm_epi.next (the next products' cold
+ * operands) are prefetched into L2 a few lines a tile as the tiles run.
  *
  * Each element of C is beta C (or the bias, or 0), then one FMA per k in
  * ascending k: the same sequence whatever the tile it falls in, so the
@@ -210,6 +214,45 @@ cols_mask(int n)
 }
 
 /*
+ * The caller's next spans (gemm_epi.next), in cache lines, spread
+ * evenly over the call's tiles: a few prefetches a tile keep the misses
+ * in flight without stalling the tile's own loads.
+ */
+struct ahead {
+	const char *p[2];
+	size_t lines[2], done[2], per;
+};
+
+static void
+ahead_init(struct ahead *a, const struct gemm_epi *e, size_t tiles)
+{
+	size_t all = 0;
+
+	for (int s = 0; s < 2; s++) {
+		/* from the line holding the first byte to the one holding the last */
+		size_t off = (size_t)((uintptr_t)e->next[s] & 63);
+		a->p[s] = NULL;
+		a->lines[s] = a->done[s] = 0;
+		if (e->next[s] && e->next_bytes[s]) {
+			a->p[s] = (const char *)e->next[s] - off;
+			a->lines[s] = (e->next_bytes[s] + off + 63) / 64;
+		}
+		all += a->lines[s];
+	}
+	a->per = (all + tiles - 1) / tiles;
+}
+
+static inline void
+ahead_step(struct ahead *a)
+{
+	size_t n = a->per;
+
+	for (int s = 0; s < 2; s++)
+		for (; n > 0 && a->done[s] < a->lines[s]; n--, a->done[s]++)
+			_mm_prefetch(a->p[s] + 64 * a->done[s], _MM_HINT_T1);
+}
+
+/*
  * Every tile of C over one K block: op(B)'s rows at bp with leading
  * dimension ldbp, or packed in panels (ldbp = 0).
  */
@@ -218,12 +261,16 @@ gemm_block(int transa, int M, int N, const float *A, int lda, const float *bp, s
     int kc, float beta, float *C, int ldc, const struct gemm_epi *e, int first, int last)
 {
 	struct tile_io t = {0};
+	struct ahead ah = {0};
 
 	t.ldc = ldc;
 	t.init = !first || beta != 0.0f ? 1 : e && e->bias ? 2 : 0;
 	t.last = last;
 	t.relu = e ? e->relu : 0;
 	t.ldm = e ? e->ldm : 0;
+	if (e && first && (e->next[0] || e->next[1]))
+		ahead_init(&ah, e, (size_t)((M + MR - 1) / MR) * (size_t)((N + NR - 1) / NR));
+
 	for (int i0 = 0; i0 < M; i0 += MR) {
 		int mr = M - i0 < MR ? M - i0 : MR;
 		const float *a = transa ? A + i0 : A + (size_t)i0 * (size_t)lda;
@@ -234,6 +281,8 @@ gemm_block(int transa, int M, int N, const float *A, int lda, const float *bp, s
 			t.m[1] = cols_mask(nr - 16);
 			t.bias = e && e->bias ? e->bias + j0 : NULL;
 			t.mask = e && e->mask ? e->mask + (size_t)i0 * (size_t)e->ldm + j0 : NULL;
+			if (ah.per)
+				ahead_step(&ah);
 			if (ldbp)
 				tile_rows(mr, nr > 16, transa, a, lda, bp + j0, ldbp, kc, &t);
 			else

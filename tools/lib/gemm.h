@@ -13,12 +13,21 @@
 #ifndef GEMM_H
 #define GEMM_H
 
+#include <stddef.h>
+
 /* What is done to C after the product, element by element. */
 struct gemm_epi {
 	const float *bias;   /* (N): C = bias + op(A) op(B) (beta must be 0), or NULL */
 	int relu;            /* C = max(C, 0) (torch's ReLU) */
 	const float *mask;   /* (M, N), leading dimension ldm: C = 0 where mask <= 0, or NULL */
 	int ldm;
+	/*
+	 * A hint, no part of the result: up to two spans of memory the
+	 * caller reads next (the next products' operands), fetched towards
+	 * cache while this product runs, a little each tile; NULL for none.
+	 */
+	const void *next[2];
+	size_t next_bytes[2];
 };
 
 /*

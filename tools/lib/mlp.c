@@ -303,7 +303,7 @@ forward_block(const struct mlp *m, struct mlp_work *w, const float *theta, const
 
 	for (int i = 1; i < L; i++) {
 		int nout = m->out[i], nin = m->in[i];
-		struct gemm_epi e = {theta + m->boff[i], i < L - 1, NULL, 0};
+		struct gemm_epi e = {theta + m->boff[i], i < L - 1, NULL, 0, {NULL, NULL}, {0, 0}};
 		times_wt((i == L - 1 ? w->logits : w->acts[i]) + (size_t)r0 * nout,
 		    w->acts[i - 1] + (size_t)r0 * nin, theta + m->woff[i], wt ? wt + m->woff[i] : NULL, n,
 		    nout, nin, 0.0f, &e);
@@ -600,7 +600,7 @@ backward_rows(const struct mlp *m, struct mlp_work *w, float *grad, double *sq,
 		int nout = m->out[i], nin = m->in[i];
 		const float *a = w->acts[i - 1] + (size_t)r0 * (size_t)nin;
 		float *dprev = i == 1 && d0 ? d0 + (size_t)r0 * (size_t)nin : buf[cur];
-		struct gemm_epi through_relu = {NULL, 0, a, nin};
+		struct gemm_epi through_relu = {NULL, 0, a, nin, {NULL, NULL}, {0, 0}};
 		add_rows(grad + m->boff[i], dz, n, nout);
 		if (sq)
 			mlp_row_norms_add(sq + r0, dz, nout, a, nin, n);
@@ -838,7 +838,7 @@ rop_forward(struct mlp_hvp *h, const struct hvp_at *at, const float *v, const fl
 		layer0_rows(m, h->vt + m->woff[0], v, h->fw->xin + 2 * (size_t)r0, rz0, at->x + 2 * (size_t)r0,
 		    n, 0);
 	} else {
-		struct gemm_epi e = {v + m->boff[g0], 0, NULL, 0};
+		struct gemm_epi e = {v + m->boff[g0], 0, NULL, 0, {NULL, NULL}, {0, 0}};
 		times_wt(rz0, at->acts[g0 - 1] + (size_t)r0 * (size_t)m->in[g0], v + m->woff[g0],
 		    vt ? vt + m->woff[g0] : NULL, n, m->out[g0], m->in[g0], 0.0f, &e);
 	}
@@ -849,9 +849,23 @@ rop_forward(struct mlp_hvp *h, const struct hvp_at *at, const float *v, const fl
 		int nout = m->out[i], nin = m->in[i];
 		const float *a = at->acts[i - 1] + (size_t)r0 * (size_t)nin, *ra = h->racts[i - 1];
 		float *rz = i == L - 1 ? h->rlogits : h->racts[i];
-		struct gemm_epi c = {v + m->boff[i], 0, NULL, 0};
+		struct gemm_epi c = {v + m->boff[i], 0, NULL, 0, {NULL, NULL}, {0, 0}};
 		struct gemm_epi through_relu = {NULL, 0,
-		    i < L - 1 ? at->acts[i] + (size_t)r0 * (size_t)nout : NULL, nout};
+		    i < L - 1 ? at->acts[i] + (size_t)r0 * (size_t)nout : NULL, nout, {NULL, NULL}, {0, 0}};
+		/*
+		 * In blocks (vt), each product fetches the next one's cold
+		 * operands: R{a} W^T's weights and mask, the next layer's v.
+		 */
+		if (vt) {
+			c.next[0] = at->wt + m->woff[i];
+			c.next_bytes[0] = (size_t)nin * (size_t)nout * sizeof(float);
+			c.next[1] = through_relu.mask;
+			c.next_bytes[1] = through_relu.mask ? (size_t)n * (size_t)nout * sizeof(float) : 0;
+		}
+		if (vt && i + 1 < L) {
+			through_relu.next[0] = (blk < 0 ? vt : at->wt) + m->woff[i + 1];
+			through_relu.next_bytes[0] = (size_t)m->in[i + 1] * (size_t)m->out[i + 1] * sizeof(float);
+		}
 		/* R{z} = a . V^T + c + R{a} . W^T */
 		if (blk < 0)
 			times_wt(rz, a, v + m->woff[i], vt ? vt + m->woff[i] : NULL, n, nout, nin, 0.0f, &c);
@@ -904,7 +918,7 @@ mlp_hvp_prepare(struct mlp_hvp *h, const float *theta, const int32_t *x, const i
 	memcpy(h->deltas[L - 1], w->dlogits, (size_t)B * (size_t)V * sizeof(float));
 	for (int i = L - 1; i >= 1; i--) {
 		int nout = m->out[i], nin = m->in[i];
-		struct gemm_epi through_relu = {NULL, 0, w->acts[i - 1], nin};
+		struct gemm_epi through_relu = {NULL, 0, w->acts[i - 1], nin, {NULL, NULL}, {0, 0}};
 		gemm(0, 0, B, nin, nout, h->deltas[i], nout, theta + m->woff[i], nin, 0.0f,
 		    h->deltas[i - 1], nin, &through_relu);
 	}
@@ -961,6 +975,52 @@ hvp_vt(struct mlp_hvp *h, const struct mlp *m, const float *v, int g0)
 }
 
 /*
+ * What each of layer i's R-backward products (R{d}^T a, d^T R{a}, d V,
+ * R{d} W, in e's order) fetches for the ones after it, with the rows in
+ * blocks (r0 >= 0; else nothing): the operands that a block reads first
+ * there and that no product before it brought to cache: V or W and d for
+ * this layer, the layer below's weight gradient, activations and deltas.
+ * Hints alone: the results do not depend on them.
+ */
+static void
+backward_hints(struct gemm_epi e[4], const struct hvp_at *at, const float *hv, const float *v,
+    int r0, int n, int i, int dv, int blk)
+{
+	const struct mlp *m = at->m;
+	int nout = m->out[i], nin = m->in[i], below = r0 >= 0 && i - 1 >= 1 && i - 1 >= blk;
+	size_t w = (size_t)nin * (size_t)nout * sizeof(float), rows = (size_t)n * sizeof(float);
+	const float *W = at->theta + m->woff[i], *V = v + m->woff[i];
+
+	memset(e, 0, 4 * sizeof *e);
+	if (r0 < 0)
+		return;
+	e[0].next[0] = dv ? V : W;
+	e[0].next_bytes[0] = w;
+	if (dv) {
+		e[0].next[1] = at->deltas[i] + (size_t)r0 * (size_t)nout;
+		e[0].next_bytes[1] = rows * (size_t)nout;
+	}
+	e[1].next[0] = W;
+	e[1].next_bytes[0] = w;
+	if (!below)
+		return;
+	/* the layer below: R{d}^T a's C and B, d^T R{a}'s A */
+	e[2].next[0] = hv + m->woff[i - 1];
+	e[2].next_bytes[0] = (size_t)m->in[i - 1] * (size_t)nin * sizeof(float);
+	e[2].next[1] = at->acts[i - 2] + (size_t)r0 * (size_t)m->in[i - 1];
+	e[2].next_bytes[1] = rows * (size_t)m->in[i - 1];
+	if (dv) {
+		e[3].next[0] = at->deltas[i - 1] + (size_t)r0 * (size_t)nin;
+		e[3].next_bytes[0] = rows * (size_t)nin;
+	} else {   /* no d V: the last product fetches what it would have */
+		e[3].next[0] = e[2].next[0];
+		e[3].next_bytes[0] = e[2].next_bytes[0];
+		e[3].next[1] = e[2].next[1];
+		e[3].next_bytes[1] = e[2].next_bytes[1];
+	}
+}
+
+/*
  * The R-backward of rows r0.. r0 + n down to layer 1 (or to blk), from
  * R{dlogits} in rdlogits; returns R{layer 0's delta}, in rd0 + r0 rows if
  * rd0 is not NULL, else in the ping-pong buffers.  As backward_rows,
@@ -980,20 +1040,24 @@ hvp_backward_rows(struct mlp_hvp *h, const struct hvp_at *at, float *hv, const f
 		const float *d = at->deltas[i] + (size_t)r0 * (size_t)nout;
 		const float *Wi = at->theta + m->woff[i], *Vi = v + m->woff[i];
 		float *rdprev = i == 1 && rd0 ? rd0 + (size_t)r0 * (size_t)nin : h->rdbuf[cur];
-		struct gemm_epi through_relu = {NULL, 0, a, nin};
+		struct gemm_epi e[4];   /* the four products' hints; the last's mask: the ReLU's */
+
+		backward_hints(e, at, hv, v, rd0 ? r0 : -1, n, i, dv, blk);
+		e[3].mask = a;
+		e[3].ldm = nin;
 		if (want)
 			add_rows(hv + m->boff[i], rd, n, nout);
 		/* R{gW} = R{d}^T a + d^T R{a} (R{a} = 0 below a block) */
 		if (want)
-			gemm(1, 0, nout, nin, n, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin, NULL);
+			gemm(1, 0, nout, nin, n, rd, nout, a, nin, 1.0f, hv + m->woff[i], nin, &e[0]);
 		if (want && dv)
-			gemm(1, 0, nout, nin, n, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin, NULL);
+			gemm(1, 0, nout, nin, n, d, nout, ra, nin, 1.0f, hv + m->woff[i], nin, &e[1]);
 		if (i == blk)
 			break;   /* nothing below a block is read */
 		/* R{d_prev} = mask (d V + R{d} W); V = 0 above a block */
 		if (dv)
-			gemm(0, 0, n, nin, nout, d, nout, Vi, nin, 0.0f, rdprev, nin, NULL);
-		gemm(0, 0, n, nin, nout, rd, nout, Wi, nin, dv ? 1.0f : 0.0f, rdprev, nin, &through_relu);
+			gemm(0, 0, n, nin, nout, d, nout, Vi, nin, 0.0f, rdprev, nin, &e[2]);
+		gemm(0, 0, n, nin, nout, rd, nout, Wi, nin, dv ? 1.0f : 0.0f, rdprev, nin, &e[3]);
 		rd = rdprev;
 		cur ^= 1;
 	}
