@@ -20,7 +20,7 @@
 # the log"), and gop-spectrum's statistics (trace, Frobenius norm, top 10
 # eigenvalues, rank, smallest eigenvalue, the centred covariance's; with
 # G9_FULL=1 each layer's too) on checkpoints every G9_CKPT_EVERY steps.  They track the GOP every epoch
-# (an epoch is 10 steps here: 4,704 pairs in batches of 512); the log's trace is its every-step part.
+# (an epoch is 10 steps here: 4,705 pairs in batches of 512); the log's trace is its every-step part.
 #
 # Their model itself, beside the MLP: openai/grok's transformer (2 layers,
 # d_model 128, 4 heads, ReLU MLP of 4 d_model, causal attention, dropout 0)
