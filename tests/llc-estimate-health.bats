@@ -187,12 +187,20 @@ rule_flags='[
 	rise=$(jq '.llc_mean / .settings.nbeta' <<<"$l")
 	assert_equal "$(jq -c '[.llc_mean > 0, .flags]' <<<"$l")" '[true,[]]'
 	# A margin under the mean rise: the mean is past it, so some draws are too.
-	l=$(llc-estimate $base --explode "$(jq -n "$rise / 2")" "$ck" | tail -1)
+	run --separate-stderr llc-estimate $base --explode "$(jq -n "$rise / 2")" "$ck"
+	assert_success
+	l=${lines[-1]}
 	assert_equal "$(jq -c '[.flags, .healthy]' <<<"$l")" '[["exploded","nonlocal"],false]'
-	# A margin over the mean rise but under the largest draw's: exploded alone.
+	# The warning says the step size cannot help a posterior that is not local.
+	assert_stderr --partial "the posterior is not local"
+	assert_stderr --partial "a smaller --epsilon does not change that"
+	# A margin over the mean rise but under the largest draw's: exploded alone,
+	# and the warning points at the step size.
 	top=$(jq '([.chains[].loss_max] | max) - .init_loss' <<<"$l")
-	l=$(llc-estimate $base --explode "$(jq -n "($rise + $top) / 2")" "$ck" | tail -1)
-	assert_equal "$(jq -c '.flags' <<<"$l")" '["exploded"]'
+	run --separate-stderr llc-estimate $base --explode "$(jq -n "($rise + $top) / 2")" "$ck"
+	assert_success
+	assert_equal "$(jq -c '.flags' <<<"${lines[-1]}")" '["exploded"]'
+	assert_stderr --partial "a smaller --epsilon or a larger --gamma keeps them local"
 }
 
 @test "llc-estimate: relaxation_steps is 1 / (epsilon gamma G_min); --min-relax flags a burn-in shorter than K of them" {

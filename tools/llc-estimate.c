@@ -732,6 +732,27 @@ record_health(json_t *rec, const struct health_rule *rule, long mala_every, unsi
 	return flags;
 }
 
+/*
+ * Chains that left the basin, and what would keep them in it: a smaller
+ * step when one chain wandered off, but nothing the sampler controls when
+ * the tempered posterior itself lies past the margin (nonlocal).
+ */
+static void
+warn_left(const char *path, const struct chains_summary *s, int chains, unsigned flags,
+    const struct sgld_params *sp, double margin)
+{
+	if (!s->left)
+		return;
+	if (flags & FLAG_NONLOCAL)
+		warn("%s: %ld of %d chains left the basin, and the posterior is not local: its mean loss "
+		    "rise lambda-hat / nbeta = %.3g passes the margin %.3g; a smaller --epsilon does not change "
+		    "that, only --gamma or --nbeta (which change what lambda-hat measures)",
+		    path, s->left, chains, s->ok ? s->sum / s->ok / sp->nbeta : NAN, margin);
+	else
+		warn("%s: %ld of %d chains left the basin (a NaN or exploded loss); "
+		    "a smaller --epsilon or a larger --gamma keeps them local", path, s->left, chains);
+}
+
 static void
 analyse(const struct config *c, const struct analysis *a, const char *path)
 {
@@ -772,9 +793,6 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	if (c->eps_auto)
 		auto_epsilon(c, &ck, d, &meth, &sp, &lmax, &products, eps);
 	run_chains(c, &st, &sp, &meth, ck.theta, init_loss, &s);
-	if (s.left)
-		warn("%s: %ld of %d chains left the basin (a NaN or exploded loss); "
-		    "a smaller --epsilon or a larger --gamma keeps them local", path, s.left, c->chains);
 
 	rec = analysis_record("llc", &ck);
 	json_object_set_new(rec, "n", json_integer((json_int_t)d->n_train));
@@ -794,7 +812,8 @@ analyse(const struct config *c, const struct analysis *a, const char *path)
 	    "thin", (json_int_t)sp.thin, "chains", c->chains, "explode", jnum(margin)));
 	json_object_set_new(rec, "explode_at", jnum(sp.explode));
 	record_sampler(rec, c, &meth, &sp, &s, lmax, products, eps);
-	record_health(rec, &c->rule, meth.mala_every, s.flags, &sp, margin);
+	warn_left(path, &s, c->chains, record_health(rec, &c->rule, meth.mala_every, s.flags, &sp, margin), &sp,
+	    margin);
 	if (c->trace)
 		write_trace(c, &ck, s.loss, init_loss);
 	json_object_set_new(rec, "steps", json_integer(s.steps));
