@@ -452,7 +452,7 @@ gram_layer(double *out, int n, const float *D, int kd, const float *A, int ka,
     gram_inner_fn inner, const void *ctx, enum gram_acc how, double *scratch)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-	if (strcmp(gemm_kernel(), "avx512") == 0) {
+	if (use_avx512()) {
 		gram_avx512(out, n, D, kd, A, ka, inner, ctx, how, scratch);
 		return;
 	}

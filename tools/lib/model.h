@@ -79,6 +79,9 @@
  *   6  kernel: what runs the family's matrix products, for the outputs'
  *      blas.gemm (it was the process's gemm.h choice, whatever the
  *      family, so a transformer's header named a kernel it never ran).
+ *   7  gram_group takes how its term enters out (gram.h's enum
+ *      gram_acc), so gop-spectrum sums the groups' terms into K as they
+ *      are formed, with no n x n term held apart.
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -92,7 +95,7 @@
 #include "rng.h"
 #include "st.h"
 
-#define MODEL_FAMILY_VERSION 6
+#define MODEL_FAMILY_VERSION 7
 #define MODEL_NAME_MAX 64          /* tensor and group names, with the NUL */
 #define MODEL_MAX_DIMS 4
 
