@@ -8,6 +8,10 @@
 #          cross-entropy, Adam lr 1e-3 without weight decay, the full batch,
 #          10,000 steps; losses and accuracy every 100 steps, the top
 #          Hessian eigenvalue and the gradient norm every 1,000.
+#          On top: each checkpoint keeps Adam's state (--ckpt-optim) and
+#          hess-eig --precond compares lambda_max(P^-1 H) with Adam's
+#          stability threshold 38/lr: whether the literal runs' loss
+#          spikes come at the optimiser's edge of stability.
 # grok     our grok recipe at the same p and depths: one-hot inputs, AdamW
 #          lr 1e-3 wd 2, full batch, on AP_GROK_FRAC of the pairs (the full
 #          study's fraction: the grok recipe is measured there).
@@ -15,7 +19,9 @@
 # Runs: $(APR)/<recipe>/d<depth>-s<seed>/ (log.jsonl, ckpt/, hessian.jsonl,
 # curves.tsv, hessian.tsv); tables $(APR)/runs.tsv, by-depth.tsv; plots
 # $(APPL)/<recipe>/ under the source's own names (hessian_vs_depth.png,
-# loss_vs_steps.png, grad_norm_vs_steps.png, test_acc_vs_steps.png).
+# loss_vs_steps.png, grad_norm_vs_steps.png, test_acc_vs_steps.png) and
+# ours, precond_vs_steps.png (the preconditioned sharpness over its
+# threshold).
 # Stamps as in the study: a changed parameter redoes what it affects.
 # $(RUN) prefixes every training and analysis command (CLUSTER=slurm).
 
@@ -29,7 +35,7 @@ AP_STEPS ?= 10000
 AP_LOG_EVERY ?= 100
 AP_HESS_EVERY ?= 1000
 AP_RECIPES ?= literal grok
-AP_HESS_FLAGS ?= --top 1 --converge value
+AP_HESS_FLAGS ?= --top 1 --converge value --precond
 APR ?= results/replicate-ap
 APPL ?= plots/replicate-ap
 AP_STAMP := $(APR)/.stamps
@@ -40,13 +46,15 @@ ap_literal_TRAIN := --tag ap-literal --width 128 --encoding int --loss ce --opti
 ap_literal_DATA := -p $(AP_P) --frac $(AP_FRAC) --seed $(AP_DATA_SEED)
 ap_grok_TRAIN := --tag ap-grok --width 128 --encoding onehot --loss ce --optim adamw --lr 1e-3 --wd 2 --batch full
 ap_grok_DATA := -p $(AP_P) --frac $(AP_GROK_FRAC) --seed $(AP_DATA_SEED)
-ap_train = --steps $(AP_STEPS) --log-every $(AP_LOG_EVERY) --ckpt-every $(AP_HESS_EVERY) $(ap_$(1)_TRAIN)
+# --ckpt-optim: the optimiser's state in each checkpoint, for --precond
+# (it changes no bit of the training).
+ap_train = --steps $(AP_STEPS) --log-every $(AP_LOG_EVERY) --ckpt-every $(AP_HESS_EVERY) --ckpt-optim $(ap_$(1)_TRAIN)
 
 AP_RUNDIRS := $(foreach r,$(AP_RECIPES),$(foreach d,$(AP_DEPTHS),$(foreach s,$(AP_SEEDS),$(APR)/$(r)/d$(d)-s$(s))))
 AP_LOGS := $(AP_RUNDIRS:%=%/log.jsonl)
 AP_HESS := $(AP_RUNDIRS:%=%/hessian.jsonl)
 AP_TSVS := $(foreach d,$(AP_RUNDIRS),$(d)/curves.tsv $(d)/hessian.tsv)
-AP_PLOT_NAMES := hessian_vs_depth loss_vs_steps grad_norm_vs_steps test_acc_vs_steps
+AP_PLOT_NAMES := hessian_vs_depth loss_vs_steps grad_norm_vs_steps test_acc_vs_steps precond_vs_steps
 AP_PLOTS := $(foreach r,$(AP_RECIPES),$(AP_PLOT_NAMES:%=$(APPL)/$(r)/%.png))
 
 .PHONY: replicate-ap
@@ -118,7 +126,7 @@ $(APR)/$(1)/hessian-by-depth.tsv: $(foreach d,$(AP_RUNDIRS),$(if $(filter $(APR)
 endef
 $(foreach r,$(AP_RECIPES),$(eval $(call ap_table_rule,$(r))))
 
-# The four plots of a recipe: every seed of every depth (one colour per depth).
+# The plots of a recipe: every seed of every depth (one colour per depth).
 define ap_plot_rule
 $(APPL)/$(1)/%.png: pipeline/plot-ap.gp pipeline/style.gp $(AP_STAMP)/plots $(APR)/$(1)/hessian-by-depth.tsv \
     $(foreach d,$(AP_RUNDIRS),$(if $(filter $(APR)/$(1)/%,$(d)),$(d)/curves.tsv $(d)/hessian.tsv)) | $(O)/.study-deps

@@ -33,7 +33,7 @@ trainings() {
 	lit=$(trainings ap-literal)
 	assert_equal "$(wc -l <<<"$lit")" 21
 	for flags in "--steps 10000 " "--log-every 100 " "--ckpt-every 1000 " "--width 128 " "--encoding int " \
-	    "--loss ce " "--optim adam " "--lr 1e-3 " "--wd 0 " "--batch full"; do
+	    "--loss ce " "--optim adam " "--lr 1e-3 " "--wd 0 " "--batch full" "--ckpt-optim "; do
 		assert_equal "$(grep -c -e "$flags" <<<"$lit")" 21
 	done
 	for d in 1 2 3 4 5 6 7; do
@@ -43,28 +43,35 @@ trainings() {
 	done
 	grok=$(trainings ap-grok)
 	assert_equal "$(wc -l <<<"$grok")" 21
-	for flags in "--steps 10000 " "--encoding onehot " "--optim adamw " "--wd 2 " "--batch full"; do
+	for flags in "--steps 10000 " "--encoding onehot " "--optim adamw " "--wd 2 " "--batch full" "--ckpt-optim "; do
 		assert_equal "$(grep -c -e "$flags" <<<"$grok")" 21
 	done
-	# the top eigenvalue of every run's checkpoints (every 1,000 steps)
-	assert_equal "$(grep -c 'bin/hess-eig --data .* --top 1 ' <<<"$output")" 42
-	for plot in hessian_vs_depth loss_vs_steps grad_norm_vs_steps test_acc_vs_steps; do
+	# the top eigenvalue of every run's checkpoints (every 1,000 steps), and the optimiser's
+	# preconditioned sharpness beside it
+	assert_equal "$(grep -c 'bin/hess-eig --data .* --top 1 .*--precond' <<<"$output")" 42
+	for plot in hessian_vs_depth loss_vs_steps grad_norm_vs_steps test_acc_vs_steps precond_vs_steps; do
 		assert_equal "$(grep -c "kind='$plot'" <<<"$output")" 2
 	done
 }
 
-@test "replicate-ap: a tiny run makes the source's four plots per recipe, then nothing" {
+@test "replicate-ap: a tiny run makes the source's four plots and ours per recipe, then nothing" {
 	TINY=(AP_P=11 AP_FRAC=0.5 AP_GROK_FRAC=0.5 AP_STEPS=40 AP_LOG_EVERY=10 AP_HESS_EVERY=20 AP_DEPTHS="1 2" AP_SEEDS="0 1")
 	run make replicate-ap "${ARGS[@]}" "${TINY[@]}"
 	assert_success
 	assert_line "replicate-ap in $BATS_TEST_TMPDIR/ap: p = 11, 40 steps, depths 1 2, seeds 0 1;"
 	for r in literal grok; do
-		for f in hessian_vs_depth loss_vs_steps grad_norm_vs_steps test_acc_vs_steps; do
+		for f in hessian_vs_depth loss_vs_steps grad_norm_vs_steps test_acc_vs_steps precond_vs_steps; do
 			assert_file_exist "apl/$r/$f.png"
 		done
-		# checkpoints 0, 20, 40: three eigenvalues per run; the table's rows are the runs
+		# checkpoints 0, 20, 40: three eigenvalues per run; the table's rows are the runs.
+		# Adam's threshold 38/lr = 38,000 at every checkpoint, the preconditioned
+		# sharpness from step 20 on (step 0 has no preconditioner yet)
 		for run in d1-s0 d1-s1 d2-s0 d2-s1; do
 			assert_equal "$(tail -n +2 "ap/$r/$run/hessian.tsv" | cut -f1 | tr '\n' ' ')" "0 20 40 "
+			assert_equal "$(tail -n +2 "ap/$r/$run/hessian.tsv" |
+			    awk -F '\t' '{ printf "%.6f ", $10 }')" "38000.000000 38000.000000 38000.000000 "
+			assert_equal "$(tail -n +2 "ap/$r/$run/hessian.tsv" |
+			    awk -F '\t' '$9 + 0 > 0 { d = $11 - $9 / $10; if (d < 0) d = -d; if (d <= 1e-12 * $11) n++ } END { print n + 0 }')" 2
 		done
 		assert_equal "$(tail -n +2 "ap/$r/hessian-by-depth.tsv" | cut -f1,2 | tr '\t\n' ': ')" "1:0 1:1 2:0 2:1 "
 	done
