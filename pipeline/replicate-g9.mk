@@ -4,10 +4,16 @@
 #
 # Their replication of Power et al. (openai/grok's scripts/train.py as its
 # run script and hparams.yaml set it): p = 97, x + y (and their other
-# operators; here x - y too, gen-modadd --op sub), 50% of the pairs for
-# training, AdamW lr 1e-3 betas (0.9, 0.98), 10 warm-up steps, weight
-# decay 1, minibatches of min(512, n_train / 2) = 512, 100,000 steps; a
-# 2-layer transformer there, our MLP (G9_DEPTH x 128, one-hot) here.
+# operators; here x - y too, gen-modadd --op sub), AdamW lr 1e-3 betas
+# (0.9, 0.98), 10 warm-up steps, weight decay 1, minibatches of
+# min(512, ceil(n_train / 2)), 100,000 steps; a 2-layer transformer
+# there, our MLP (G9_DEPTH x 128, one-hot) here.  Their script passes
+# --train_data_pct=0.5, which openai/grok reads as a percentage: 47 of
+# the 9,409 pairs (their log: 47 training, 9,362 validation rows, 2
+# batches an epoch).  We train on G9_FRAC = 0.5 of the pairs, the
+# fraction "0.5" reads as and the regime where Power et al.'s x + y
+# groks (batches of 512); G9_FRAC=0.005 G9_BATCH=24 is their run as
+# written (47 pairs, batches of 24).
 # Their GOP framework's configs use AdamW (torch.optim.AdamW), Adam
 # (torch.optim.Adam) and SGD (torch.optim.SGD, no momentum) with weight
 # decays from 0 to 5; we run each optimiser at weight decay 0, 0.1 and 1.
@@ -38,7 +44,7 @@
 # as train-transformer builds it (Nanda et al.'s: no LayerNorm, where
 # openai/grok's blocks have one; the input "x y =" and the answer read at
 # '=', where theirs is "<eos> x op y = z <eos>" with the loss on z), on the
-# same settings (50% of the pairs, AdamW betas (0.9, 0.98), 10 warm-up
+# same settings (G9_FRAC of the pairs, AdamW betas (0.9, 0.98), 10 warm-up
 # steps, batch min(512, ceil(n_train / 2)), each weight decay) at
 # p = G9_TFM_P: at p = 97 one run is hours on a core, at 23 a minute.  The
 # transformer's log has no per-example norms (its shared weights make them

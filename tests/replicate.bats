@@ -74,10 +74,11 @@ trainings() {
 	refute_output --regexp 'bin/(train-mlp|hess-eig|gen-modadd)|gnuplot -e'
 }
 
-# Power et al. through openai/grok's train.py, as the Geometry of Grok ran it: p = 97, 50% of
-# the pairs, AdamW lr 1e-3 betas (0.9, 0.98), 10 warm-up steps, batch min(512, n/2), 100,000
-# steps; their framework's optimisers (torch's AdamW, Adam, SGD without momentum) at weight
-# decay 0, 0.1, 1: the MLP's whole grid by default, at 10,000 steps.
+# Power et al. through openai/grok's train.py, as the Geometry of Grok ran it: p = 97, AdamW
+# lr 1e-3 betas (0.9, 0.98), 10 warm-up steps, batch min(512, ceil(n/2)), 100,000 steps, on
+# --train_data_pct=0.5 (a percentage there: 47 pairs; 50% here, G9_FRAC); their framework's
+# optimisers (torch's AdamW, Adam, SGD without momentum) at weight decay 0, 0.1, 1: the MLP's
+# whole grid by default, at 10,000 steps.
 @test "replicate-g9: make -n runs the MLP's whole grid, 2 ops x 3 optimisers x 3 weight decays, by default" {
 	run make -n replicate-g9 "${ARGS[@]}"
 	assert_success
@@ -130,6 +131,13 @@ trainings() {
 	runs=$(grep -E 'bin/train-mlp ' <<<"$output")
 	assert_equal "$(wc -l <<<"$runs")" 3
 	assert_equal "$(grep -c -e '--tag g9-sub-sgd ' <<<"$runs")" 3
+	# their run as written: 0.5% of the pairs (round(0.005 * 9409) = 47), batches of ceil(47 / 2) = 24
+	run make -n replicate-g9 "${ARGS[@]}" G9_FRAC=0.005 G9_BATCH=24 G9_OPS=add G9_OPTIMS=adamw G9_WDS=1 G9_TFM_OPS=
+	assert_success
+	assert_line --partial "bin/gen-modadd -p 97 --op add --frac 0.005 -o $BATS_TEST_TMPDIR/g9/add/data.safetensors"
+	runs=$(grep -E 'bin/train-mlp ' <<<"$output")
+	assert_equal "$(wc -l <<<"$runs")" 1
+	assert_equal "$(grep -c -e '--wd 1 --tag g9-add-adamw .*--batch 24 .*--optim adamw --lr 1e-3 --beta2 0.98' <<<"$runs")" 1
 }
 
 # openai/grok's model: Transformer(n_layers=2, n_heads=4, d_model=128, dropout=0, relu), its MLP
