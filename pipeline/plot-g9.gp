@@ -16,24 +16,35 @@ set multiplot layout 2,2 title sprintf("x %s y mod %d, %s, %s, seed %s: weight d
 
 set title "accuracy (solid: test, dashed: train)"
 set yrange [0:1.02]
+# Each panel's key where its curves are least often: the accuracy's at
+# the middle right (training curves at 1 from early on, test curves at 0
+# or 1 by the end); the gradient norms' and the GOP's at the bottom left
+# (every curve starts high); the noise scale's at the bottom right (above
+# 100 at the end of every run); opaque, so a curve that crosses it
+# cannot hide it.
+set key right center opaque
 plot for [i = 1:words(wds)] run(word(wds, i))."/curves.tsv" skip 1 using 1:5 with lines lt i title sprintf("wd %s", word(wds, i)), \
      for [i = 1:words(wds)] run(word(wds, i))."/curves.tsv" skip 1 using 1:4 with lines lt i dt 2 notitle
 set yrange [*:*]
 
 if (family eq "tfm") {
 	set title "full-batch gradient norm |mean g|"
+	set key left bottom
 	set logscale y
 	set format y "10^{%L}"
 	plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:2 with lines lt i title sprintf("wd %s", word(wds, i))
 
 	set title "noise scale tr(C) / |mean g|^2 (gop-spectrum, checkpoints)"
+	set key right bottom
 	plot for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:(($4 - $6) / $6) with linespoints lt i pt 7 ps 0.8 title sprintf("wd %s", word(wds, i))
 
 	set title "GOP (gop-spectrum): tr G (solid), {/Symbol l}_1 (dashed)"
+	set key left bottom
 	plot for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:4 with linespoints lt i pt 7 ps 0.8 title sprintf("wd %s", word(wds, i)), \
 	     for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:2 with linespoints lt i dt 2 pt 6 ps 0.6 notitle
 } else {
 	set title "gradient norms: mean |g_i| (solid), max |g_i| (dashed), |mean g| (dotted)"
+	set key left bottom
 	set logscale y
 	set format y "10^{%L}"
 	plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:3 with lines lt i title sprintf("wd %s", word(wds, i)), \
@@ -41,9 +52,11 @@ if (family eq "tfm") {
 	     for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:2 with lines lt i dt 3 notitle
 
 	set title "noise scale tr(C) / |mean g|^2 (C: the centred GOP, 1/n)"
+	set key right bottom
 	plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:6 with lines lt i title sprintf("wd %s", word(wds, i))
 
 	set title "GOP: tr G from the log (line) and gop-spectrum (points); {/Symbol l}_1 (dashed)"
+	set key left bottom
 	plot for [i = 1:words(wds)] run(word(wds, i))."/norms.tsv" skip 1 using 1:5 with lines lt i title sprintf("wd %s", word(wds, i)), \
 	     for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:4 with points lt i pt 7 ps 0.8 notitle, \
 	     for [i = 1:words(wds)] run(word(wds, i))."/gop.tsv" skip 1 using 1:2 with linespoints lt i dt 2 pt 6 ps 0.6 notitle

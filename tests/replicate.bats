@@ -81,43 +81,75 @@ trainings() {
 	refute_output --regexp 'bin/(train-mlp|hess-eig|gen-modadd)|gnuplot -e'
 }
 
-# Power et al. through openai/grok's train.py, as the Geometry of Grok ran it: p = 97, 50% of
-# the pairs, AdamW lr 1e-3 betas (0.9, 0.98), 10 warm-up steps, batch min(512, n/2), 100,000
-# steps; their sweep: weight decay, optimiser.
-@test "replicate-g9: make -n runs Power et al.'s setup, three weight decays by default, 18 runs in full" {
+# Power et al. through openai/grok's train.py, as the Geometry of Grok ran it: p = 97, AdamW
+# lr 1e-3 betas (0.9, 0.98), 10 warm-up steps, batch min(512, ceil(n/2)), 100,000 steps, on
+# --train_data_pct=0.5 (a percentage there: 47 pairs; 50% here, G9_FRAC); their framework's
+# optimisers (torch's AdamW, Adam, SGD without momentum) at weight decay 0, 0.1, 1: the MLP's
+# whole grid by default, at 10,000 steps.
+@test "replicate-g9: make -n runs the MLP's whole grid, 2 ops x 3 optimisers x 3 weight decays, by default" {
 	run make -n replicate-g9 "${ARGS[@]}"
 	assert_success
-	assert_line --partial "bin/gen-modadd -p 97 --op add --frac 0.5 -o $BATS_TEST_TMPDIR/g9/add/data.safetensors"
-	runs=$(grep -E 'bin/train-mlp ' <<<"$output")
-	assert_equal "$(wc -l <<<"$runs")" 3
-	for wd in 0 0.1 1; do
-		assert_equal "$(grep -c -e "--wd $wd --tag g9-add-adamw " <<<"$runs")" 1
+	for op in add sub; do
+		assert_line --partial "bin/gen-modadd -p 97 --op $op --frac 0.5 -o $BATS_TEST_TMPDIR/g9/$op/data.safetensors"
 	done
-	for flags in "--batch 512 " "--warmup 10 " "--warmup-origin 0 " "--optim adamw " "--lr 1e-3 " "--beta2 0.98" \
-	    "--encoding onehot " "--steps 10000 "; do
-		assert_equal "$(grep -c -e "$flags" <<<"$runs")" 3
-	done
-	run make -n replicate-g9 "${ARGS[@]}" G9_FULL=1
-	assert_success
-	assert_line --partial "bin/gen-modadd -p 97 --op sub --frac 0.5 -o $BATS_TEST_TMPDIR/g9/sub/data.safetensors"
 	runs=$(grep -E 'bin/train-mlp ' <<<"$output")
 	assert_equal "$(wc -l <<<"$runs")" 18
-	assert_equal "$(grep -c -e '--steps 100000 ' <<<"$runs")" 18
 	for op in add sub; do
 		for o in adam adamw sgd; do
 			for wd in 0 0.1 1; do
-				assert_equal "$(grep -c -e "--wd $wd --tag g9-$op-$o .*--optim $o " <<<"$runs")" 1
+				assert_equal "$(grep -c -e "--data $BATS_TEST_TMPDIR/g9/$op/data.safetensors --seed 0 --wd $wd --tag g9-$op-$o .*--optim $o " <<<"$runs")" 1
 			done
 		done
 	done
-	assert_equal "$(grep -c 'bin/gop-spectrum --data [^ ]*/g9/\(add\|sub\)/' <<<"$output")" 18
+	for flags in "--depth 2 " "--width 128 " "--batch 512 " "--warmup 10 " "--warmup-origin 0 " "--encoding onehot " \
+	    "--loss ce " "--steps 10000 " "--log-every 50 " "--ckpt-every 1000 "; do
+		assert_equal "$(grep -c -e "$flags" <<<"$runs")" 18
+	done
+	# Adam and AdamW at Power et al.'s rate and betas; SGD at G9_SGD_LR, plain (no momentum flag)
+	for o in adam adamw; do
+		assert_equal "$(grep -c -e "--optim $o --lr 1e-3 --beta2 0.98\( \|$\)" <<<"$runs")" 6
+	done
+	assert_equal "$(grep -c -e '--optim sgd --lr 0.5\( \|$\)' <<<"$runs")" 6
+	refute_line --partial '--momentum'
+	assert_equal "$(grep -c 'bin/gop-spectrum --data [^ ]*/g9/\(add\|sub\)/data.safetensors --top 10 > ' <<<"$output")" 18
+	# one plot per (operator, optimiser)
+	for op in add sub; do
+		for o in adam adamw sgd; do
+			assert_equal "$(grep -c "out='$BATS_TEST_TMPDIR/g9pl/$op-$o.png+'" <<<"$output")" 1
+		done
+	done
+	run make -n replicate-g9 "${ARGS[@]}" G9_FULL=1
+	assert_success
+	runs=$(grep -E 'bin/train-mlp ' <<<"$output")
+	assert_equal "$(wc -l <<<"$runs")" 18
+	assert_equal "$(grep -c -e '--steps 100000 ' <<<"$runs")" 18
+	assert_equal "$(grep -c -e '--ckpt-every 2000 ' <<<"$runs")" 18
+	assert_equal "$(grep -c 'bin/gop-spectrum --data [^ ]*/g9/\(add\|sub\)/data.safetensors --top 10 --per-layer > ' <<<"$output")" 18
 	assert_equal "$(grep -c 'bin/gop-spectrum --data [^ ]*/g9/tfm-\(add\|sub\)/' <<<"$output")" 18
 	assert_equal "$(grep -c 'bin/train-transformer ' <<<"$output")" 18
+	for op in add sub; do
+		for o in adam adamw sgd; do
+			assert_equal "$(grep -c -e "--tag g9-tfm-$op-$o .*--optim $o " <<<"$output")" 3
+		done
+	done
+	# a narrower grid on request
+	run make -n replicate-g9 "${ARGS[@]}" G9_OPS=sub G9_OPTIMS=sgd G9_TFM_OPS=
+	assert_success
+	runs=$(grep -E 'bin/train-mlp ' <<<"$output")
+	assert_equal "$(wc -l <<<"$runs")" 3
+	assert_equal "$(grep -c -e '--tag g9-sub-sgd ' <<<"$runs")" 3
+	# their run as written: 0.5% of the pairs (round(0.005 * 9409) = 47), batches of ceil(47 / 2) = 24
+	run make -n replicate-g9 "${ARGS[@]}" G9_FRAC=0.005 G9_BATCH=24 G9_OPS=add G9_OPTIMS=adamw G9_WDS=1 G9_TFM_OPS=
+	assert_success
+	assert_line --partial "bin/gen-modadd -p 97 --op add --frac 0.005 -o $BATS_TEST_TMPDIR/g9/add/data.safetensors"
+	runs=$(grep -E 'bin/train-mlp ' <<<"$output")
+	assert_equal "$(wc -l <<<"$runs")" 1
+	assert_equal "$(grep -c -e '--wd 1 --tag g9-add-adamw .*--batch 24 .*--optim adamw --lr 1e-3 --beta2 0.98' <<<"$runs")" 1
 }
 
 # openai/grok's model: Transformer(n_layers=2, n_heads=4, d_model=128, dropout=0, relu), its MLP
 # 4 d_model wide, causal; batch min(512, ceil(n_train / 2)); at a small p beside the MLP.
-@test "replicate-g9: the transformer runs the same sweep at G9_TFM_P, with openai/grok's model and batch rule" {
+@test "replicate-g9: the transformer runs x + y with AdamW at G9_TFM_P by default, with openai/grok's model and batch rule" {
 	run make -n replicate-g9 "${ARGS[@]}"
 	assert_success
 	assert_line --partial "bin/gen-modadd -p 23 --op add --frac 0.5 -o $BATS_TEST_TMPDIR/g9/tfm-add/data.safetensors"
@@ -137,6 +169,14 @@ trainings() {
 	run make -n replicate-g9 "${ARGS[@]}" G9_TFM_OPS=
 	assert_success
 	refute_output --partial 'bin/train-transformer'
+	# its grid on request, apart from the MLP's
+	run make -n replicate-g9 "${ARGS[@]}" G9_OPS= G9_TFM_OPS=sub G9_TFM_OPTIMS="adam sgd"
+	assert_success
+	refute_output --partial 'bin/train-mlp'
+	runs=$(grep -E 'bin/train-transformer ' <<<"$output")
+	assert_equal "$(wc -l <<<"$runs")" 6
+	assert_equal "$(grep -c -e "--tag g9-tfm-sub-adam .*--optim adam --lr 1e-3 --beta2 0.98" <<<"$runs")" 3
+	assert_equal "$(grep -c -e "--tag g9-tfm-sub-sgd .*--optim sgd --lr 0.5" <<<"$runs")" 3
 }
 
 @test "replicate-g9: a tiny run logs the per-example statistics, which gop-spectrum's trace agrees with" {
@@ -144,16 +184,20 @@ trainings() {
 	      G9_TFM_P=7 G9_TFM_MODEL="--layers 1 --d-model 8 --heads 2")
 	run make replicate-g9 "${ARGS[@]}" "${TINY[@]}"
 	assert_success
-	assert_file_exist g9pl/add-adamw.png
+	for op in add sub; do
+		for o in adam adamw sgd; do
+			assert_file_exist g9pl/$op-$o.png
+		done
+	done
 	assert_file_exist g9pl/tfm-add-adamw.png
+	assert_equal "$(ls g9pl | wc -l)" 7
 	# the transformer: round(0.5 * 49) = 25 pairs, batches of 13; gop-spectrum at its checkpoints
 	for wd in 0 1; do
 		d=g9/tfm-add/adamw-wd$wd-s0
 		assert_equal "$(head -1 $d/log.jsonl | jq -r '.config.batch')" 13
 		assert_equal "$(tail -n +2 $d/gop.tsv | cut -f1 | tr '\n' ' ')" "0 20 40 "
 	done
-	for wd in 0 1; do
-		d=g9/add/adamw-wd$wd-s0
+	for d in g9/{add,sub}/{adam,adamw,sgd}-wd{0,1}-s0; do
 		assert_equal "$(tail -n +2 $d/norms.tsv | cut -f1 | tr '\n' ' ')" "0 10 20 30 40 "
 		# every field a finite positive number; the mean norm at most the largest
 		assert_equal "$(tail -n +2 $d/norms.tsv | awk -F '\t' '$3 > 0 && $4 >= $3 && $5 > 0 && $6 > 0 { k++ } END { print k }')" 5
