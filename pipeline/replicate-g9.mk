@@ -35,7 +35,9 @@
 # = tr GOP, noise_scale; docs/design.md, "Per-example gradient norms in
 # the log"), and gop-spectrum's statistics (trace, Frobenius norm, top 10
 # eigenvalues, rank, smallest eigenvalue, the centred covariance's; with
-# G9_FULL=1 each layer's too) on checkpoints every G9_CKPT_EVERY steps.
+# G9_FULL=1 each layer's too) on the MLP's checkpoints every
+# G9_CKPT_EVERY steps and the transformer's at G9_TFM_CKPT_POINTS
+# log-spaced steps (below).
 # They track the GOP every epoch (an epoch is 10 steps here: 4,705 pairs
 # in batches of 512); the log's trace is its every-step part.
 #
@@ -96,7 +98,18 @@ G9_STAMP := $(G9R)/.stamps
 # round(frac * p^2) training pairs).
 G9_TFM_BATCH ?= $(shell awk 'BEGIN { n = int($(G9_FRAC) * $(G9_TFM_P) * $(G9_TFM_P) + 0.5); \
     b = int((n + 1) / 2); print (b < 512 ? b : 512) }')
-g9_sched = --warmup 10 --warmup-origin 0 --steps $(G9_STEPS) --log-every $(G9_LOG_EVERY) --ckpt-every $(G9_CKPT_EVERY)
+# The transformer at p = G9_TFM_P memorises its training pairs within the
+# first 100 steps (2 steps an epoch at 23), which checkpoints every
+# G9_CKPT_EVERY steps see only as its two ends: it logs every
+# G9_TFM_LOG_EVERY steps (5 epochs) and checkpoints G9_TFM_CKPT_POINTS
+# logarithmically spaced steps (0, 1, 2, 3, 4, 5, 7, 9, 13, ..., 7,279,
+# 10,000 at 30 over 10,000 steps), dense through memorisation and sparse
+# over the long slow phase.
+G9_TFM_LOG_EVERY ?= 10
+G9_TFM_CKPT_POINTS ?= 30
+g9_sched_mlp = --warmup 10 --warmup-origin 0 --steps $(G9_STEPS) --log-every $(G9_LOG_EVERY) --ckpt-every $(G9_CKPT_EVERY)
+g9_sched_tfm = --warmup 10 --warmup-origin 0 --steps $(G9_STEPS) --log-every $(G9_TFM_LOG_EVERY) \
+    --ckpt-points $(G9_TFM_CKPT_POINTS)
 g9_model_mlp = --depth $(G9_DEPTH) --width 128 --encoding onehot --loss ce --batch $(G9_BATCH)
 g9_model_tfm = $(G9_TFM_MODEL) --batch $(G9_TFM_BATCH)
 g9_tool_mlp := train-mlp
@@ -133,7 +146,7 @@ g9_fam_of = $(if $(filter tfm-%,$1),tfm,mlp)
 g9_opname = $(patsubst tfm-%,%,$1)
 g9_p_of = $(if $(filter tfm-%,$1),$(G9_TFM_P),$(G9_P))
 # g9_train FAMILY OPTIM: the training flags but the seed and weight decay
-g9_train = $(g9_model_$(1)) $(g9_sched) $(g9_$(2))
+g9_train = $(g9_model_$(1)) $(g9_sched_$(1)) $(g9_$(2))
 
 define g9_op
 $(G9_STAMP)/data-$(1): FORCE

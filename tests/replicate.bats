@@ -160,9 +160,12 @@ trainings() {
 	done
 	# round(0.5 * 23^2) = 265 training pairs: ceil(265 / 2) = 133
 	for flags in "--layers 2 " "--d-model 128 " "--heads 4 " "--d-mlp 512 " "--act relu " "--attention causal " \
-	    "--batch 133 " "--warmup 10 " "--warmup-origin 0 " "--optim adamw " "--lr 1e-3 " "--beta2 0.98" "--steps 10000 "; do
+	    "--batch 133 " "--warmup 10 " "--warmup-origin 0 " "--optim adamw " "--lr 1e-3 " "--beta2 0.98" "--steps 10000 " \
+	    "--log-every 10 " "--ckpt-points 30 "; do
 		assert_equal "$(grep -c -e "$flags" <<<"$runs")" 3
 	done
+	# it memorises within 100 steps: log-spaced checkpoints, not the MLP's every 1,000
+	assert_equal "$(grep -c -e '--ckpt-every' <<<"$runs")" 0
 	# at p = 97 the rule gives the MLP's 512 (4,705 pairs)
 	run make -n replicate-g9 "${ARGS[@]}" G9_TFM_P=97
 	assert_equal "$(grep -E 'bin/train-transformer ' <<<"$output" | grep -c -e '--batch 512 ')" 3
@@ -181,7 +184,7 @@ trainings() {
 
 @test "replicate-g9: a tiny run logs the per-example statistics, which gop-spectrum's trace agrees with" {
 	TINY=(G9_P=11 G9_FRAC=0.5 G9_BATCH=16 G9_STEPS=40 G9_LOG_EVERY=10 G9_CKPT_EVERY=20 G9_WDS="0 1"
-	      G9_TFM_P=7 G9_TFM_MODEL="--layers 1 --d-model 8 --heads 2")
+	      G9_TFM_P=7 G9_TFM_MODEL="--layers 1 --d-model 8 --heads 2" G9_TFM_LOG_EVERY=5 G9_TFM_CKPT_POINTS=6)
 	run make replicate-g9 "${ARGS[@]}" "${TINY[@]}"
 	assert_success
 	for op in add sub; do
@@ -191,11 +194,13 @@ trainings() {
 	done
 	assert_file_exist g9pl/tfm-add-adamw.png
 	assert_equal "$(ls g9pl | wc -l)" 7
-	# the transformer: round(0.5 * 49) = 25 pairs, batches of 13; gop-spectrum at its checkpoints
+	# the transformer: round(0.5 * 49) = 25 pairs, batches of 13, a log point every 5 steps;
+	# gop-spectrum at its 6 log-spaced checkpoints, round(40^(i/5)) for i = 0..5 and step 0
 	for wd in 0 1; do
 		d=g9/tfm-add/adamw-wd$wd-s0
 		assert_equal "$(head -1 $d/log.jsonl | jq -r '.config.batch')" 13
-		assert_equal "$(tail -n +2 $d/gop.tsv | cut -f1 | tr '\n' ' ')" "0 20 40 "
+		assert_equal "$(jq -r 'select(.record == "metrics") | .step' $d/log.jsonl | tr '\n' ' ')" "0 5 10 15 20 25 30 35 40 "
+		assert_equal "$(tail -n +2 $d/gop.tsv | cut -f1 | tr '\n' ' ')" "0 1 2 4 9 19 40 "
 	done
 	for d in g9/{add,sub}/{adam,adamw,sgd}-wd{0,1}-s0; do
 		assert_equal "$(tail -n +2 $d/norms.tsv | cut -f1 | tr '\n' ' ')" "0 10 20 30 40 "
