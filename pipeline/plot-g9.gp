@@ -15,6 +15,7 @@ set key inside left top font ",9"
 if (family eq "tfm") {
 	xs(s) = s + 1
 	set logscale x
+	set autoscale xfix
 	set xlabel "training step + 1"
 } else {
 	xs(s) = s

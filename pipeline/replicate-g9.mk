@@ -54,7 +54,8 @@
 #
 # Default: the MLP's whole grid (x + y and x - y, Adam, AdamW and SGD,
 # the three weight decays: 18 runs, 11 CPU-minutes measured) at p = 97
-# and the transformer's x + y AdamW runs (3, 3 minutes measured) at G9_TFM_P,
+# and the transformer's x + y AdamW runs (3; with x - y's, 6 took 10.8
+# minutes) at G9_TFM_P,
 # G9_STEPS = 10,000 steps.  G9_FULL=1: 100,000 steps as Power et al., the
 # transformer on the same grid as the MLP (18 runs of each model), each
 # layer's GOP too.  G9_TFM_OPS= leaves the transformer out, G9_OPS= the
