@@ -92,6 +92,52 @@ train_cmd() {
 	assert_equal "$tools" 14
 }
 
+@test "replicate-gm: the LLC's step is calibrated (--epsilon auto) with the study's margin and relaxation rule" {
+	run make -n replicate-gm "${ARGS[@]}"
+	assert_success
+	cmds=$(joined "$output" | grep -E 'bin/llc-estimate ')
+	assert_equal "$(wc -l <<<"$cmds")" 3
+	# every checkpoint's step from its own lambda_max and parameter count, no fixed epsilon
+	assert_equal "$(grep -cE ' --epsilon auto( |$)' <<<"$cmds")" 3
+	assert_equal "$(grep -oE -- '--epsilon [^ ]+' <<<"$cmds" | sort -u)" "--epsilon auto"
+	# study.mk's margin and short rule, read from its LLC_FLAGS in make's database
+	study=$(make -C "$ROOT" -pnq FORCE 2>/dev/null | sed -n 's/^LLC_FLAGS = //p')
+	for opt in --margin --min-relax; do
+		want=$(grep -oE -- "$opt [^ ]+" <<<"$study")
+		assert_regex "$want" "^$opt [0-9.]+\$"
+		assert_equal "$(grep -oE -- "$opt [^ ]+" <<<"$cmds" | sort -u)" "$want"
+	done
+	# the health rule's own bars: nothing loosens them
+	refute_regex "$cmds" ' --(min-mala|max-rhat|max-drift|min-ess|explode|gamma|nbeta) '
+}
+
+@test "replicate-gm: a change of GM_LLC_FLAGS redoes the LLC and nothing upstream of it" {
+	# RUN prefixes every tool: here a recorder that writes the tool's name and makes its -o file
+	cat > rec <<-EOF
+		#!/bin/sh
+		echo "\${1##*/}" >> $BATS_TEST_TMPDIR/ran
+		while [ \$# -gt 1 ]; do [ "\$1" = -o ] && touch "\$2"; shift; done
+		exit 0
+	EOF
+	chmod +x rec
+	R=$BATS_TEST_TMPDIR/r
+	outs=($R/exp{1,2,3}/s21/{log,hessian,llc}.jsonl $R/exp{1,2}/s21/gop.jsonl)
+	run make "${ARGS[@]}" RUN="$PWD/rec" "${outs[@]}"
+	assert_success
+	# three data sets, three trainings, three each of hess-eig and llc-estimate, two of gop-spectrum
+	assert_equal "$(sort ran | uniq -c | awk '{ printf "%s:%s ", $2, $1 }')" \
+	    "gen-modadd:3 gop-spectrum:2 hess-eig:3 llc-estimate:3 train-mlp:3 "
+	rm ran
+	sleep 1
+	run make "${ARGS[@]}" RUN="$PWD/rec" "${outs[@]}"
+	assert_success
+	assert_file_not_exist ran
+	run make "${ARGS[@]}" RUN="$PWD/rec" "${outs[@]}" GM_LLC_FLAGS="--chains 2"
+	assert_success
+	assert_file_contains r/.stamps/llc '^--chains 2$'
+	assert_equal "$(sort ran | uniq -c | awk '{ printf "%s:%s ", $2, $1 }')" "llc-estimate:3 "
+}
+
 # st_distance A B: ||theta_A - theta_B||_2 over every tensor of two checkpoints, in float64
 # (Python on the files' bytes, summed exactly by fsum: independent of train-mlp's arithmetic).
 st_distance() {
