@@ -244,6 +244,12 @@ rel_close() {
 		assert_file_exist r/$e/s21/gop.tsv
 	done
 	assert_file_not_exist r/exp3/s21/gop.jsonl
+	# the summary's LLC is the last checkpoint's, NaN where llc-estimate's health rule flags it
+	assert_equal "$(head -1 r/summary.tsv | cut -f 11-13)" "llc	ckpt_step	llc_flags"
+	for e in exp1 exp2 exp3; do
+		want=$(tail -1 r/$e/s21/llc.tsv | awk -F '\t' '{ print ($4 == 1 ? "NaN" : $2) "\t" $7 }')
+		assert_equal "$(grep "^$e/s21	" r/summary.tsv | cut -f 11,13)" "$want"
+	done
 	for k in losslinear losslog acclinear acclog specnorm update pca; do
 		assert_file_exist pl/exp3-s21-$k.png
 	done
