@@ -498,11 +498,11 @@ gram_sum(const struct config *c, const struct analysis_ckpt *ck, struct model_gr
 		char what[512];
 		if (!c->per_layer) {
 			/* the first term undivided, then divided in the second's pass: the same bits as one by one */
-			model_gram_group_acc(G, g, K, g == 0 ? (groups > 1 ? GRAM_RAW : GRAM_SET) :
+			model_gram_group(G, g, K, g == 0 ? (groups > 1 ? GRAM_RAW : GRAM_SET) :
 			    g == 1 ? GRAM_RESCALE_ADD : GRAM_ADD);
 			continue;
 		}
-		model_gram_group_acc(G, g, T, GRAM_SET);
+		model_gram_group(G, g, T, GRAM_SET);
 		for (long b = 0; b < n; b++)
 			for (long q = 0; q <= b; q++)
 				K[b * n + q] = g == 0 ? T[b * n + q] : K[b * n + q] + T[b * n + q];

@@ -179,7 +179,7 @@ check_config(int p, int depth, int width, enum mlp_encoding enc, enum mlp_loss l
 		}
 		for (int i = 0; i < m.nlayers; i++) {
 			size_t lo = m.woff[i], hi = m.boff[i] + (size_t)m.out[i];
-			model_gram_group(G, i, term);
+			model_gram_group(G, i, term, GRAM_RAW);
 			model_gram_generic(mm, theta, x, y, B, i, 3 * B * sizeof(double), gen);
 			for (int b = 0; b < B; b++)
 				for (int c = 0; c <= b; c++) {
@@ -425,8 +425,8 @@ compact_view(enum mlp_encoding enc, enum mlp_loss loss, int whole_layer)
 		float *vl = calloc(P, sizeof *vl), *hvl = calloc(P, sizeof *hvl);
 		float *g1 = calloc(P, sizeof *g1), *g2 = calloc(P, sizeof *g2);
 		for (int i = 0; i < m.nlayers; i++) {
-			mlp_gram_layer(gp1, NULL, i, tf, s);
-			mlp_gram_layer(gp1, gv, i, tl, s);
+			mlp_gram_layer(gp1, NULL, i, tf, GRAM_RAW, s);
+			mlp_gram_layer(gp1, gv, i, tl, GRAM_RAW, s);
 			for (int b = 0; b < B; b++)
 				for (int q = 0; q <= b; q++) {
 					gd = fmax(gd, fabs(tl[b * B + q] - tf[b * B + q]));

@@ -57,7 +57,6 @@ block_products(double *S, const double *X, int k, int r0, int r1)
 	    X, k, 0.0, S, r1);
 }
 
-/* OpenBLAS's route: a dgemm per factor and row block. */
 /* out = term, term / n, out + term / n or out / n + term / n, as how says (gram.h). */
 static inline double
 acc_of(double out, double term, double n, enum gram_acc how)
@@ -70,6 +69,7 @@ acc_of(double out, double term, double n, enum gram_acc how)
 	}
 }
 
+/* OpenBLAS's route: a dgemm per factor and row block. */
 static void
 gram_blas(double *out, int n, const float *D, int kd, const float *A, int ka,
     gram_inner_fn inner, const void *ctx, enum gram_acc how, double *scratch)
@@ -150,13 +150,31 @@ tile_products(double *acc, const double *xp, int k, int b0, int c0)
 	STORE(0); STORE(1); STORE(2); STORE(3); STORE(4); STORE(5); STORE(6); STORE(7);
 }
 
+/* The first m of 8 lanes. */
+static inline AVX512 __mmask8
+first_lanes(int m)
+{
+	return m <= 0 ? 0 : m >= 8 ? 0xff : (__mmask8)((1u << m) - 1);
+}
+
 /* The lanes of columns c0 + 8 j .. at or below row b's diagonal. */
 static inline AVX512 __mmask8
 lanes(int b, int c0, int j)
 {
-	int m = b - (c0 + 8 * j) + 1;
+	return first_lanes(b - (c0 + 8 * j) + 1);
+}
 
-	return m <= 0 ? 0 : m >= 8 ? 0xff : (__mmask8)((1u << m) - 1);
+/* acc_of on 8 lanes (m: those stored at o): the same operations in the same order. */
+static inline AVX512 __m512d
+acc_vec(__m512d term, const double *o, __mmask8 m, __m512d nd, enum gram_acc how)
+{
+	if (how != GRAM_RAW)
+		term = _mm512_div_pd(term, nd);
+	if (how == GRAM_ADD)
+		term = _mm512_add_pd(_mm512_maskz_loadu_pd(m, o), term);
+	else if (how == GRAM_RESCALE_ADD)
+		term = _mm512_add_pd(_mm512_div_pd(_mm512_maskz_loadu_pd(m, o), nd), term);
+	return term;
 }
 
 /*
@@ -196,13 +214,7 @@ tile_gram(double *out, int n, const double *dp, int kd, const double *ap, int ka
 				break;
 			double *o = out + (size_t)b * n + c0 + 8 * j;
 			__m512d v = _mm512_fmadd_pd(sv, _mm512_maskz_loadu_pd(m, u), sv);
-			if (how != GRAM_RAW)
-				v = _mm512_div_pd(v, nd);
-			if (how == GRAM_ADD)
-				v = _mm512_add_pd(_mm512_maskz_loadu_pd(m, o), v);
-			else if (how == GRAM_RESCALE_ADD)
-				v = _mm512_add_pd(_mm512_div_pd(_mm512_maskz_loadu_pd(m, o), nd), v);
-			_mm512_mask_storeu_pd(o, m, v);
+			_mm512_mask_storeu_pd(o, m, acc_vec(v, o, m, nd, how));
 		}
 	}
 }
@@ -315,13 +327,6 @@ centred_sums_c(const double *K, int n, const double *m, double all, double *trac
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-/* The first m of 8 lanes. */
-static inline AVX512 __mmask8
-first_lanes(int m)
-{
-	return m <= 0 ? 0 : m >= 8 ? 0xff : (__mmask8)((1u << m) - 1);
-}
-
 static AVX512 void
 pass_avx512(double *K, const double *S, int n, enum gram_acc how, struct sums *u)
 {
@@ -337,13 +342,7 @@ pass_avx512(double *K, const double *S, int n, enum gram_acc how, struct sums *u
 			__mmask8 m = first_lanes(b + 1 - q), below = first_lanes(b - q);
 			__m512d x;
 			if (s) {
-				x = _mm512_maskz_loadu_pd(m, s + q);
-				if (how != GRAM_RAW)
-					x = _mm512_div_pd(x, nd);
-				if (how == GRAM_ADD)
-					x = _mm512_add_pd(_mm512_maskz_loadu_pd(m, row + q), x);
-				else if (how == GRAM_RESCALE_ADD)
-					x = _mm512_add_pd(_mm512_div_pd(_mm512_maskz_loadu_pd(m, row + q), nd), x);
+				x = acc_vec(_mm512_maskz_loadu_pd(m, s + q), row + q, m, nd, how);
 				_mm512_mask_storeu_pd(row + q, m, x);
 			} else {
 				x = _mm512_maskz_loadu_pd(m, row + q);

@@ -1351,13 +1351,6 @@ input_products(const void *ctx, int r0, int r1, double *S, int lds)
 
 void
 mlp_gram_layer(const struct mlp_point *pt, const struct mlp_view *view, int i,
-    double *out, double *scratch)
-{
-	mlp_gram_layer_acc(pt, view, i, out, GRAM_RAW, scratch);
-}
-
-void
-mlp_gram_layer_acc(const struct mlp_point *pt, const struct mlp_view *view, int i,
     double *out, enum gram_acc how, double *scratch)
 {
 	const struct mlp_hvp *h = hvp_of(pt);

@@ -286,9 +286,6 @@ double mlp_view_block_quad(struct mlp_view *view, int blk, const float *v);
  * the same term from smaller products).  scratch: mlp_gram_scratch doubles.
  */
 void mlp_gram_layer(const struct mlp_point *pt, const struct mlp_view *view, int i,
-    double *out, double *scratch);
-/* The same term entering out as how says (gram.h). */
-void mlp_gram_layer_acc(const struct mlp_point *pt, const struct mlp_view *view, int i,
     double *out, enum gram_acc how, double *scratch);
 size_t mlp_gram_scratch(const struct mlp *m, int B);
 /* out (P) += J^T u = sum over the point's rows of u_b times row b's gradient (scale 1). */

@@ -307,7 +307,7 @@ static void
 gram_group(const struct model_point *pt, const struct model_view *view, int g, double *out,
     enum gram_acc how, double *scratch)
 {
-	mlp_gram_layer_acc((const struct mlp_point *)pt, (const struct mlp_view *)view, g, out, how, scratch);
+	mlp_gram_layer((const struct mlp_point *)pt, (const struct mlp_view *)view, g, out, how, scratch);
 }
 
 static size_t

@@ -484,13 +484,7 @@ model_gram_eval(const struct model_gram *G)
 }
 
 void
-model_gram_group(struct model_gram *G, int g, double *out)
-{
-	model_gram_group_acc(G, g, out, GRAM_RAW);
-}
-
-void
-model_gram_group_acc(struct model_gram *G, int g, double *out, enum gram_acc how)
+model_gram_group(struct model_gram *G, int g, double *out, enum gram_acc how)
 {
 	double *term;
 

@@ -471,10 +471,12 @@ struct model_gram *model_gram_new(const struct model *m, const float *theta, con
     const int32_t *y, long n, size_t budget, struct model_diag *diag);
 /* The n rows' loss sums (from the session's own forward pass). */
 struct model_eval model_gram_eval(const struct model_gram *G);
-/* out (n, n), lower triangle and diagonal: group g's Gram term. */
-void model_gram_group(struct model_gram *G, int g, double *out);
-/* The same term entering out as how says (gram.h): a sum of terms over n without an n x n term apart. */
-void model_gram_group_acc(struct model_gram *G, int g, double *out, enum gram_acc how);
+/*
+ * out (n, n), lower triangle and diagonal: group g's Gram term, entering
+ * out as how says (gram.h; GRAM_RAW: the term itself), so terms sum over
+ * n without an n x n term held apart.
+ */
+void model_gram_group(struct model_gram *G, int g, double *out, enum gram_acc how);
 /* out (P, double) += J^T u. */
 void model_gram_combine(struct model_gram *G, double *out, const double *u);
 void model_gram_free(struct model_gram *G);
