@@ -699,7 +699,8 @@ record_health(json_t *rec, const struct health_rule *rule, long mala_every, unsi
     const struct sgld_params *sp, double margin)
 {
 	unsigned flags = chain_flags;
-	double relax = json_number_value(json_object_get(rec, "relaxation_steps"));
+	json_t *rs = json_object_get(rec, "relaxation_steps");
+	double relax = json_is_null(rs) ? INFINITY : json_number_value(rs);   /* null: no localisation */
 	double rise = json_number_value(json_object_get(rec, "llc_mean")) / sp->nbeta;
 
 	flags |= fails_above(json_number_value(json_object_get(rec, "rhat")), rule->max_rhat) ? FLAG_RHAT : 0;
@@ -716,10 +717,8 @@ record_health(json_t *rec, const struct health_rule *rule, long mala_every, unsi
 	 * sampler does; only nbeta and gamma change it.
 	 */
 	flags |= rise > margin ? FLAG_NONLOCAL : 0;
-	/* The burn-in in relaxation times; a null (no localisation) relaxation flags while the rule is on. */
+	/* The burn-in in relaxation times; an infinite relaxation flags while the rule is on. */
 	flags |= rule->min_relax > 0 && !((double)sp->burnin >= rule->min_relax * relax) ? FLAG_SHORT : 0;
-	if (json_is_null(json_object_get(rec, "relaxation_steps")) && rule->min_relax > 0)
-		flags |= FLAG_SHORT;
 	/* A null (NaN) diagnostic reads as 0 above: null R-hat must flag too. */
 	if (json_is_null(json_object_get(rec, "rhat")) && isfinite(rule->max_rhat))
 		flags |= FLAG_RHAT;
